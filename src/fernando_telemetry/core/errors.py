@@ -1,0 +1,88 @@
+"""The one error hierarchy of Fernando Telemetry; the API maps it to HTTP in one place.
+
+Every expected failure is a ``FernandoTelemetryError`` with a stable ``code``, a message a person
+can act on, and optional ``details`` (for example one entry per rejected field or item).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "DatabaseUnavailable",
+    "EmbeddedDatabaseError",
+    "FernandoTelemetryError",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "Overloaded",
+    "Unauthorized",
+]
+
+
+class FernandoTelemetryError(Exception):
+    """Base of every expected failure; ``code`` is stable, ``message`` is for people."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class InvalidInput(FernandoTelemetryError):
+    """The caller sent something malformed or out of range."""
+
+    code = "invalid_input"
+
+
+class NotFound(FernandoTelemetryError):
+    """The named thing does not exist (or is not visible to the caller)."""
+
+    code = "not_found"
+
+
+class Conflict(FernandoTelemetryError):
+    """The request contradicts the current state (a duplicate name, a stale version)."""
+
+    code = "conflict"
+
+
+class Unauthorized(FernandoTelemetryError):
+    """No credentials, or credentials that match no key."""
+
+    code = "unauthorized"
+
+
+class Forbidden(FernandoTelemetryError):
+    """Valid credentials without the scope the operation needs."""
+
+    code = "forbidden"
+
+
+class Overloaded(FernandoTelemetryError):
+    """Too much work in flight; the caller should retry after ``retry_after_s`` seconds."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
+class DatabaseUnavailable(FernandoTelemetryError):
+    """The database does not answer; the caller should retry after ``retry_after_s`` seconds."""
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int = 2, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
+class EmbeddedDatabaseError(FernandoTelemetryError):
+    """The private embedded PostgreSQL could not be set up, started or stopped."""
+
+    code = "embedded_database_error"

@@ -1,0 +1,87 @@
+"""Every setting of Fernando Telemetry, declared once.
+
+Precedence: an explicit argument (CLI option) > environment (``FERNANDO_TELEMETRY_*``, and the
+conventional ``DATABASE_URL``) > the default written here. Settings are built at an entry point
+(CLI command, app factory, migrations env) and passed down as plain values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+def _default_data_dir() -> Path:
+    return platformdirs.user_data_path("fernando-telemetry", appauthor=False)
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field reads ``FERNANDO_TELEMETRY_<NAME>`` unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="FERNANDO_TELEMETRY_", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "FERNANDO_TELEMETRY_DATABASE_URL"),
+    )
+    """PostgreSQL to use (``postgresql://`` or ``postgresql+psycopg://``); read from ``DATABASE_URL``.
+    Unset: a private embedded PostgreSQL 18 under ``data_dir`` is started and kept between runs."""
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    """Where the embedded PostgreSQL keeps its cluster (XDG data directory by default)."""
+
+    embedded_host: str = "127.0.0.1"
+    """Address the embedded PostgreSQL listens on."""
+
+    embedded_port: int = 54329
+    """TCP port of the embedded PostgreSQL; 0 picks a free port at each start."""
+
+    embedded_database: str = "fernando_telemetry"
+    """Database created inside the embedded cluster for the telemetry schema."""
+
+    host: str = "127.0.0.1"
+    """Address the HTTP server binds to."""
+
+    port: int = 8000
+    """Port the HTTP server binds to."""
+
+    events_retention_days: int = Field(default=90, ge=1)
+    """Raw ``telemetry_events`` older than this many days are removed by retention."""
+
+    metrics_retention_days: int = Field(default=180, ge=1)
+    """Raw ``system_metrics`` older than this many days are removed by retention."""
+
+    traces_retention_days: int = Field(default=30, ge=1)
+    """Raw ``traces`` spans older than this many days are removed by retention."""
+
+    partitions_days_ahead: int = Field(default=14, ge=7)
+    """Daily partitions kept ready ahead of today (at least a week)."""
+
+    partitions_days_back: int = Field(default=2, ge=0)
+    """Daily partitions ensured behind today, for late data that is still accepted."""
+
+    scheduler_enabled: bool = True
+    """Run background jobs (partition upkeep, retention) inside the server process."""
+
+    partition_upkeep_interval_s: float = Field(default=3600.0, gt=0)
+    """Seconds between two partition upkeep runs of the scheduler."""
+
+    retention_interval_s: float = Field(default=6 * 3600.0, gt=0)
+    """Seconds between two retention runs of the scheduler."""
+
+    db_pool_size: int = Field(default=10, ge=1)
+    """Connections the server keeps open to PostgreSQL."""
+
+    db_connect_timeout_s: int = Field(default=5, ge=1)
+    """Seconds to wait for a new database connection before giving up."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings at an entry point; ``overrides`` are explicit arguments and win over the environment."""
+    explicit = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**explicit)

@@ -1,0 +1,1 @@
+"""Alembic revisions of the schema; run them through ``fernando_telemetry.services.schema``."""

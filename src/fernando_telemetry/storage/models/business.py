@@ -1,0 +1,63 @@
+"""``business_metrics``: one KPI value for a period, unique on its natural key so a rerun replaces it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, ForeignKey, Identity, Index, Numeric, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from fernando_telemetry.core.enums import MetricCategory, PeriodType
+from fernando_telemetry.storage.models.base import (
+    Base,
+    created_at_column,
+    jsonb_column,
+    updated_at_column,
+    vocabulary,
+)
+
+if TYPE_CHECKING:
+    from fernando_telemetry.storage.models.platform import License
+
+__all__ = ["BusinessMetric"]
+
+
+class BusinessMetric(Base):
+    """A KPI for one period; ``license_id`` NULL is the platform-wide value."""
+
+    __tablename__ = "business_metrics"
+    __table_args__ = (
+        # serves: upsert by natural key (a recomputed KPI replaces the old value); NULL license = overall
+        UniqueConstraint(
+            "metric_name",
+            "period_type",
+            "period_start",
+            "license_id",
+            "dimensions",
+            name="uq_business_metrics_natural_key",
+            postgresql_nulls_not_distinct=True,
+        ),
+        # serves: one KPI's history, newest period first (KPI summary view, dashboard charts)
+        Index("ix_business_metrics_metric_name_period_type_period_start", "metric_name", "period_type", text("period_start DESC")),
+    )
+
+    business_metric_id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    metric_name: Mapped[str] = mapped_column(String(200))
+    metric_category: Mapped[MetricCategory] = mapped_column(vocabulary(MetricCategory, "metric_category"))
+    metric_value: Mapped[Decimal] = mapped_column(Numeric(24, 6))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    period_type: Mapped[PeriodType] = mapped_column(vocabulary(PeriodType, "period_type"))
+    license_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.license_id"), index=True)
+    dimensions: Mapped[dict[str, Any]] = jsonb_column()
+    target_value: Mapped[Decimal | None] = mapped_column(Numeric(24, 6))
+    previous_value: Mapped[Decimal | None] = mapped_column(Numeric(24, 6))
+    source: Mapped[str] = mapped_column(String(64), server_default=text("'api'"))
+    computed_at: Mapped[datetime] = created_at_column()
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+    license: Mapped[License | None] = relationship(back_populates="business_metrics", lazy="raise")

@@ -1,0 +1,184 @@
+"""The high-volume tables, each range-partitioned by day on its time column: events, metric samples, spans.
+
+Primary keys include the partition column, as PostgreSQL requires. Every secondary index answers a
+query named beside it and listed with its plan in docs/SCHEMA.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, Sequence, SmallInteger, String, Text, text
+from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from fernando_telemetry.core.enums import EventSource, EventType, MetricType, SpanKind, SpanStatus
+from fernando_telemetry.storage.models.base import Base, created_at_column, jsonb_column, vocabulary
+
+if TYPE_CHECKING:
+    from fernando_telemetry.storage.models.platform import License, User
+
+__all__ = ["SystemMetric", "TelemetryEvent", "Trace"]
+
+
+def _user_fk() -> Any:
+    return mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+
+
+def _license_fk() -> Any:
+    return mapped_column(ForeignKey("licenses.license_id"))
+
+
+class TelemetryEvent(Base):
+    """One product or system event, attributed to a user, a license, a session and a source."""
+
+    __tablename__ = "telemetry_events"
+    __table_args__ = (
+        # serves: events in a time range (all types), e.g. the hourly summary of the last day
+        Index("ix_telemetry_events_event_timestamp_brin", "event_timestamp", postgresql_using="brin"),
+        # serves: events of one type, newest first (dashboard, GET /api/v1/events?event_type=)
+        Index("ix_telemetry_events_event_type_event_timestamp", "event_type", text("event_timestamp DESC")),
+        # serves: one user's activity timeline, newest first
+        Index(
+            "ix_telemetry_events_user_id_event_timestamp",
+            "user_id",
+            text("event_timestamp DESC"),
+            postgresql_where=text("user_id IS NOT NULL"),
+        ),
+        # serves: payload containment filters (payload @> '{"plan": "pro"}')
+        Index(
+            "ix_telemetry_events_payload_gin",
+            "payload",
+            postgresql_using="gin",
+            postgresql_ops={"payload": "jsonb_path_ops"},
+        ),
+        {"postgresql_partition_by": "RANGE (event_timestamp)"},
+    )
+
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    event_type: Mapped[EventType] = mapped_column(vocabulary(EventType, "event_type"))
+    event_name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[EventSource] = mapped_column(vocabulary(EventSource, "source"), server_default=text("'api'"))
+    user_id: Mapped[str | None] = _user_fk()
+    license_id: Mapped[int | None] = _license_fk()
+    session_id: Mapped[str | None] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = jsonb_column()
+    duration_ms: Mapped[float | None] = mapped_column(Double)
+    ip_address: Mapped[str | None] = mapped_column(INET)
+    user_agent: Mapped[str | None] = mapped_column(String(1024))
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    span_id: Mapped[str | None] = mapped_column(String(16))
+    environment: Mapped[str | None] = mapped_column(String(32))
+    app_version: Mapped[str | None] = mapped_column(String(64))
+    event_timestamp: Mapped[datetime] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = created_at_column()
+
+    user: Mapped[User | None] = relationship(back_populates="events", lazy="raise")
+    license: Mapped[License | None] = relationship(back_populates="events", lazy="raise")
+
+
+system_metrics_id_seq = Sequence("system_metrics_metric_id_seq", metadata=Base.metadata)
+
+
+class SystemMetric(Base):
+    """One metric sample of a service / host / instance; summary types carry their percentiles."""
+
+    __tablename__ = "system_metrics"
+    __table_args__ = (
+        # serves: one metric of one service over time (series endpoint, service summary)
+        Index(
+            "ix_system_metrics_service_name_metric_name_timestamp",
+            "service_name",
+            "metric_name",
+            text("timestamp DESC"),
+        ),
+        # serves: all samples in a time range (hourly rollups, retention boundary delete)
+        Index("ix_system_metrics_timestamp_brin", "timestamp", postgresql_using="brin"),
+        # serves: label filters (labels @> '{"region": "eu"}')
+        Index(
+            "ix_system_metrics_labels_gin",
+            "labels",
+            postgresql_using="gin",
+            postgresql_ops={"labels": "jsonb_path_ops"},
+        ),
+        {"postgresql_partition_by": "RANGE (timestamp)"},
+    )
+
+    metric_id: Mapped[int] = mapped_column(
+        BigInteger, system_metrics_id_seq, server_default=system_metrics_id_seq.next_value(), primary_key=True
+    )
+    metric_name: Mapped[str] = mapped_column(String(200))
+    metric_type: Mapped[MetricType] = mapped_column(vocabulary(MetricType, "metric_type"))
+    value: Mapped[float] = mapped_column(Double)
+    unit: Mapped[str | None] = mapped_column(String(32))
+    service_name: Mapped[str | None] = mapped_column(String(100))
+    host_name: Mapped[str | None] = mapped_column(String(255))
+    instance_id: Mapped[str | None] = mapped_column(String(255))
+    labels: Mapped[dict[str, Any]] = jsonb_column()
+    sample_count: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    p50: Mapped[float | None] = mapped_column(Double)
+    p90: Mapped[float | None] = mapped_column(Double)
+    p95: Mapped[float | None] = mapped_column(Double)
+    p99: Mapped[float | None] = mapped_column(Double)
+    user_id: Mapped[str | None] = _user_fk()
+    license_id: Mapped[int | None] = _license_fk()
+    timestamp: Mapped[datetime] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = created_at_column()
+
+    user: Mapped[User | None] = relationship(back_populates="system_metrics", lazy="raise")
+    license: Mapped[License | None] = relationship(back_populates="system_metrics", lazy="raise")
+
+
+class Trace(Base):
+    """One span of a distributed trace (the table keeps the seed's name, ``traces``)."""
+
+    __tablename__ = "traces"
+    __table_args__ = (
+        # serves: a whole trace by its id with no time range (hash: equality only, small, fast)
+        Index("ix_traces_trace_id_hash", "trace_id", postgresql_using="hash"),
+        # serves: spans of one service and operation over time (trace search, service summary)
+        Index("ix_traces_service_name_operation_name_start_time", "service_name", "operation_name", text("start_time DESC")),
+        # serves: attribute filters (attributes @> '{"http.route": "/checkout"}')
+        Index(
+            "ix_traces_attributes_gin",
+            "attributes",
+            postgresql_using="gin",
+            postgresql_ops={"attributes": "jsonb_path_ops"},
+        ),
+        {"postgresql_partition_by": "RANGE (start_time)"},
+    )
+
+    trace_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    parent_span_id: Mapped[str | None] = mapped_column(String(16))
+    operation_name: Mapped[str] = mapped_column(String(255))
+    service_name: Mapped[str] = mapped_column(String(100))
+    span_kind: Mapped[SpanKind] = mapped_column(vocabulary(SpanKind, "span_kind"), server_default=text("'internal'"))
+    start_time: Mapped[datetime] = mapped_column(primary_key=True)
+    end_time: Mapped[datetime]
+    duration_ms: Mapped[float] = mapped_column(Double)
+    status: Mapped[SpanStatus] = mapped_column(vocabulary(SpanStatus, "status"), server_default=text("'unset'"))
+    status_message: Mapped[str | None] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    http_method: Mapped[str | None] = mapped_column(String(16))
+    http_route: Mapped[str | None] = mapped_column(String(255))
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    host_name: Mapped[str | None] = mapped_column(String(255))
+    user_id: Mapped[str | None] = _user_fk()
+    license_id: Mapped[int | None] = _license_fk()
+    attributes: Mapped[dict[str, Any]] = jsonb_column()
+    span_events: Mapped[list[Any]] = mapped_column(
+        JSONB,
+        nullable=False,
+        server_default=text("'[]'::jsonb"),
+    )
+    resource: Mapped[dict[str, Any]] = jsonb_column()
+    environment: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = created_at_column()
+
+    user: Mapped[User | None] = relationship(back_populates="spans", lazy="raise")
+    license: Mapped[License | None] = relationship(back_populates="spans", lazy="raise")
