@@ -1,0 +1,5 @@
+"""HTTP edge: FastAPI routers that parse, authenticate, call one service and map errors. Imports services and core."""
+
+from fernando_telemetry.api.app import create_app
+
+__all__ = ["create_app"]

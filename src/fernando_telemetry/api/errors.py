@@ -1,0 +1,82 @@
+"""The one place where errors become HTTP responses: ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fernando_telemetry.core.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    FernandoTelemetryError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    Unauthorized,
+)
+
+__all__ = ["error_body", "install_error_handlers", "status_for"]
+
+logger = logging.getLogger(__name__)
+
+_STATUS_BY_ERROR: list[tuple[type[FernandoTelemetryError], int]] = [
+    (InvalidInput, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Overloaded, 503),
+    (DatabaseUnavailable, 503),
+]
+
+
+def status_for(error: FernandoTelemetryError) -> int:
+    for error_class, status in _STATUS_BY_ERROR:
+        if isinstance(error, error_class):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FernandoTelemetryError)
+    async def _domain_error(request: Request, exc: FernandoTelemetryError) -> JSONResponse:
+        headers = {}
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status_for(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(part) for part in error.get("loc", ())), "reason": error.get("msg", "invalid")}
+            for error in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("validation_error", "the request does not match the schema; see details", details),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "an unexpected error occurred; it has been logged"), status_code=500)

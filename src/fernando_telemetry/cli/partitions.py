@@ -1,0 +1,85 @@
+"""``fernando-telemetry partitions``: daily partition upkeep and listing."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import typer
+from rich.table import Table
+
+from fernando_telemetry import runtime
+from fernando_telemetry.cli.output import console, note
+from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.partitioning import PARTITIONED_TABLES
+from fernando_telemetry.services import partitions
+from fernando_telemetry.settings import load_settings
+from fernando_telemetry.storage import partitions as partition_store
+from fernando_telemetry.storage.database import make_engine, session_factory
+
+app = typer.Typer(help="Daily partitions. Example: fernando-telemetry partitions upkeep", no_args_is_help=True)
+
+DatabaseUrlOption = typer.Option(None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: the embedded cluster.")
+
+
+def _parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{option} {value!r} is not a date: use YYYY-MM-DD") from None
+
+
+@app.command()
+def upkeep(
+    first_day: str | None = typer.Option(None, "--from", help="First day (YYYY-MM-DD) to create on demand."),
+    last_day: str | None = typer.Option(None, "--to", help="Last day (YYYY-MM-DD) to create on demand."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """Create missing daily partitions: around today by default, or for --from..--to.
+
+    Example: fernando-telemetry partitions upkeep --from 2026-01-01 --to 2026-01-31
+    """
+    settings = load_settings(database_url=database_url)
+    start, end = _parse_day(first_day, "--from"), _parse_day(last_day, "--to")
+    if (start is None) != (end is None):
+        raise InvalidInput("give both --from and --to, or neither")
+    if start is not None and end is not None and end < start:
+        raise InvalidInput(f"--to {end} is before --from {start}")
+    with runtime.database_url(settings, note=note) as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            with session_factory(engine).begin() as session:
+                if start is not None and end is not None:
+                    result = partitions.ensure_for_days(session, first_day=start, last_day=end)
+                else:
+                    result = partitions.upkeep(
+                        session,
+                        now=datetime.now(UTC),
+                        days_back=settings.partitions_days_back,
+                        days_ahead=settings.partitions_days_ahead,
+                    )
+        finally:
+            engine.dispose()
+    for table, created in result.created.items():
+        console.print(f"{table}: {created} partitions created for {result.first_day}..{result.last_day}")
+
+
+@app.command("list")
+def list_partitions(database_url: str | None = DatabaseUrlOption) -> None:
+    """List the daily partitions of every partitioned table.
+
+    Example: fernando-telemetry partitions list
+    """
+    settings = load_settings(database_url=database_url)
+    with runtime.database_url(settings, note=note) as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            with session_factory(engine)() as session:
+                found = {table: partition_store.list_partitions(session, table=table) for table in PARTITIONED_TABLES}
+        finally:
+            engine.dispose()
+    table_view = Table("table", "partitions", "first", "last")
+    for table, parts in found.items():
+        table_view.add_row(table, str(len(parts)), parts[0].name if parts else "-", parts[-1].name if parts else "-")
+    console.print(table_view)

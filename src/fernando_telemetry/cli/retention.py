@@ -1,0 +1,58 @@
+"""``fernando-telemetry retention``: drop expired telemetry now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from fernando_telemetry import runtime
+from fernando_telemetry.cli.output import console, note
+from fernando_telemetry.services import retention
+from fernando_telemetry.settings import load_settings
+from fernando_telemetry.storage.database import make_engine, session_factory
+
+app = typer.Typer(help="Data retention. Example: fernando-telemetry retention run", no_args_is_help=True)
+
+
+@app.command("run")
+def run_retention(
+    events_days: int | None = typer.Option(None, "--events-days", min=1, help="Keep this many days of events (default from settings: 90)."),
+    metrics_days: int | None = typer.Option(None, "--metrics-days", min=1, help="Keep this many days of system metrics (default 180)."),
+    traces_days: int | None = typer.Option(None, "--traces-days", min=1, help="Keep this many days of spans (default 30)."),
+    database_url: str | None = typer.Option(None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: the embedded cluster."),
+) -> None:
+    """Drop whole partitions older than each cutoff and delete older rows in the boundary partition.
+
+    Example: fernando-telemetry retention run --traces-days 14
+    """
+    settings = load_settings(
+        database_url=database_url,
+        events_retention_days=events_days,
+        metrics_retention_days=metrics_days,
+        traces_retention_days=traces_days,
+    )
+    with runtime.database_url(settings, note=note) as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            with session_factory(engine).begin() as session:
+                cleanups = retention.run(
+                    session,
+                    now=datetime.now(UTC),
+                    events_retention_days=settings.events_retention_days,
+                    metrics_retention_days=settings.metrics_retention_days,
+                    traces_retention_days=settings.traces_retention_days,
+                )
+        finally:
+            engine.dispose()
+    table = Table("table", "cutoff", "partitions dropped", "rows in them", "boundary rows deleted")
+    for cleanup in cleanups:
+        table.add_row(
+            cleanup.table_name,
+            cleanup.cutoff.isoformat(timespec="seconds"),
+            str(cleanup.partitions_dropped),
+            str(cleanup.rows_dropped),
+            str(cleanup.rows_deleted),
+        )
+    console.print(table)

@@ -1,0 +1,81 @@
+"""Background jobs: each opens a session, runs one service call and commits. Run by the scheduler or once from the CLI.
+
+A job takes a transaction-scoped advisory lock named after itself, so two servers on one database
+never run the same job at once; the second skips that tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from fernando_telemetry.services import partitions, retention
+from fernando_telemetry.settings import Settings
+
+__all__ = ["Job", "JobOutcome", "default_jobs", "partition_upkeep", "retention_run"]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    ran: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    interval_s: float
+    run: Callable[[sessionmaker[Session], datetime], JobOutcome]
+
+
+def _with_job_lock(sessions: sessionmaker[Session], name: str, work: Callable[[Session], str]) -> JobOutcome:
+    with sessions.begin() as session:
+        got_lock = session.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"fernando_telemetry.job:{name}"}
+        ).scalar_one()
+        if not got_lock:
+            return JobOutcome(ran=False, summary=f"{name}: skipped, running elsewhere")
+        return JobOutcome(ran=True, summary=work(session))
+
+
+def partition_upkeep(settings: Settings) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+    def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+        def work(session: Session) -> str:
+            result = partitions.upkeep(
+                session, now=now, days_back=settings.partitions_days_back, days_ahead=settings.partitions_days_ahead
+            )
+            return f"partition upkeep {result.first_day}..{result.last_day}: created {result.total_created}"
+
+        return _with_job_lock(sessions, "partition_upkeep", work)
+
+    return run
+
+
+def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+    def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+        def work(session: Session) -> str:
+            cleanups = retention.run(
+                session,
+                now=now,
+                events_retention_days=settings.events_retention_days,
+                metrics_retention_days=settings.metrics_retention_days,
+                traces_retention_days=settings.traces_retention_days,
+            )
+            return "retention: " + ", ".join(
+                f"{c.table_name} -{c.partitions_dropped} partitions, -{c.rows_removed} rows" for c in cleanups
+            )
+
+        return _with_job_lock(sessions, "retention", work)
+
+    return run
+
+
+def default_jobs(settings: Settings) -> list[Job]:
+    return [
+        Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings)),
+        Job("retention", settings.retention_interval_s, retention_run(settings)),
+    ]

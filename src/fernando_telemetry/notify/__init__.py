@@ -1,0 +1,3 @@
+"""Notification channels (email, Slack, webhooks). Imports only core."""
+
+__all__: list[str] = []

@@ -1,0 +1,44 @@
+"""Where the database comes from: ``DATABASE_URL`` when set, else the embedded cluster. Entry-point code."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from fernando_telemetry.settings import Settings
+from fernando_telemetry.storage.database import sqlalchemy_url
+from fernando_telemetry.storage.embedded import EmbeddedPostgres
+
+__all__ = ["EMBEDDED_DIR_NAME", "database_url", "embedded_cluster"]
+
+EMBEDDED_DIR_NAME = "postgres-18"
+
+
+def embedded_cluster(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(
+        settings.data_dir / EMBEDDED_DIR_NAME,
+        host=settings.embedded_host,
+        port=settings.embedded_port,
+        database=settings.embedded_database,
+    )
+
+
+@contextlib.contextmanager
+def database_url(settings: Settings, *, note: Callable[[str], None] = lambda message: None) -> Iterator[str]:
+    """Yield the URL to use; an embedded server started here is stopped on the way out."""
+    if settings.database_url:
+        sqlalchemy_url(settings.database_url)  # a clear error for a malformed URL, before anything starts
+        yield settings.database_url
+        return
+    cluster = embedded_cluster(settings)
+    url = cluster.start()
+    if cluster.started_here:
+        note(f"started embedded PostgreSQL 18 in {cluster.pgdata} at {url}")
+    else:
+        note(f"using embedded PostgreSQL 18 already running in {cluster.pgdata} at {url}")
+    try:
+        yield url
+    finally:
+        if cluster.started_here:
+            cluster.stop()
+            note("stopped embedded PostgreSQL")
