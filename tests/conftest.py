@@ -1,0 +1,101 @@
+"""Shared fixtures: a real PostgreSQL for the whole run, fresh databases on it, a migrated one, and
+a session per test inside a transaction that is rolled back.
+
+Without ``TEST_DATABASE_URL`` a throwaway embedded PostgreSQL 18 is started (the same mechanism as
+``serve``); with it, databases are created on that server and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from fernando_telemetry.services import partitions, schema
+from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory, sqlalchemy_url
+from fernando_telemetry.storage.embedded import EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """URL of a maintenance database on the PostgreSQL server the run uses."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield libpq_url(external)
+        return
+    root = Path(tempfile.mkdtemp(prefix="ft-test-pg-"))
+    cluster = EmbeddedPostgres(root, port=0, database="postgres", durable=False)
+    cluster.start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def server_version(server_url: str) -> int:
+    with psycopg.connect(server_url) as connection:
+        return int(connection.info.server_version) // 10000
+
+
+@pytest.fixture(scope="session")
+def database_factory(server_url: str) -> Iterator[Callable[[], str]]:
+    """Create empty databases on the test server; all are dropped when the run ends."""
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"ft_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return sqlalchemy_url(server_url).set(database=name).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    yield create
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        for name in created:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def migrated_url(database_factory: Callable[[], str]) -> str:
+    """A database migrated to head with daily partitions from 120 days back to 14 ahead."""
+    url = database_factory()
+    engine = make_engine(url, pool_size=1)
+    try:
+        schema.upgrade(engine)
+        today = datetime.now(UTC).date()
+        with session_factory(engine).begin() as session:
+            partitions.ensure_for_days(session, first_day=today - timedelta(days=120), last_day=today + timedelta(days=14))
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(migrated_url: str) -> Iterator[Engine]:
+    engine = make_engine(migrated_url, pool_size=4)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def session(engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test; service commits become savepoints."""
+    connection = engine.connect()
+    transaction = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        transaction.rollback()
+        connection.close()
