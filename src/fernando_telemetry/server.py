@@ -7,7 +7,9 @@ and an embedded PostgreSQL started here is stopped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import uvicorn
@@ -24,7 +26,35 @@ __all__ = ["serve"]
 logger = logging.getLogger(__name__)
 
 
+class StopRequested(Exception):
+    """SIGTERM arrived: unwind like Ctrl-C does, so every cleanup below runs."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise StopRequested
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    # uvicorn captures SIGTERM while it serves and re-raises it once it has shut down; with the default
+    # handler that would end the process before the embedded PostgreSQL is stopped.
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def serve(settings: Settings, *, note: Callable[[str], None] = print) -> None:
+    """Run until Ctrl-C or SIGTERM, then shut everything down in order and return."""
+    try:
+        with _stop_on_sigterm():
+            _serve(settings, note=note)
+    except (KeyboardInterrupt, StopRequested):
+        note("stopped")
+
+
+def _serve(settings: Settings, *, note: Callable[[str], None]) -> None:
     with runtime.database_url(settings, note=note) as url:
         engine = make_engine(url, pool_size=settings.db_pool_size, connect_timeout_s=settings.db_connect_timeout_s)
         try:

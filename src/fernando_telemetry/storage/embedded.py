@@ -109,8 +109,8 @@ class EmbeddedPostgres:
         try:
             self._run_tool(["pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60"])
         except EmbeddedDatabaseError:
-            # Already gone (for example killed by the test or the OS): nothing left to stop.
-            if psutil.pid_exists(pid):
+            # Already gone (stopped by another handle, killed, or crashed): nothing left to stop.
+            if _is_alive(pid):
                 raise
         self.started_here = False
         self._running = None
@@ -182,12 +182,12 @@ class EmbeddedPostgres:
             pid = int(lines[0])
         except (IndexError, ValueError):
             pid = -1
-        if pid > 0 and _is_postmaster_of(pid, self.pgdata):
+        if pid > 0 and _is_postmaster_of(pid, self.pgdata) and _wait_unless_stopping(pid, lines, self.startup_timeout_s):
             port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else self.port
             host = lines[5].strip() if len(lines) > 5 and lines[5].strip() not in ("", "*") else "127.0.0.1"
             return _RunningServer(pid=pid, host=host.split(",")[0].strip(), port=port)
         try:
-            pid_file.unlink()
+            pid_file.unlink(missing_ok=True)
         except OSError as exc:
             raise EmbeddedDatabaseError(
                 f"stale lock file {pid_file} (left by process {pid}, which is not a PostgreSQL server of this "
@@ -320,6 +320,13 @@ def _chown_tree(path: Path, user: str) -> None:
             os.chown(os.path.join(directory, name), entry.pw_uid, entry.pw_gid)
 
 
+def _is_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
     try:
         process = psutil.Process(pid)
@@ -329,6 +336,20 @@ def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
     return bool(cmdline) and Path(cmdline[0]).name == "postgres" and str(pgdata) in cmdline
+
+
+def _wait_unless_stopping(pid: int, pid_file_lines: list[str], timeout_s: float) -> bool:
+    """True when the server is up to be reused; a server that is shutting down is waited for, then False."""
+    status = pid_file_lines[7].strip() if len(pid_file_lines) > 7 else ""
+    if status != "stopping":
+        return True
+    try:
+        psutil.Process(pid).wait(timeout_s)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired as exc:
+        raise EmbeddedDatabaseError(f"the embedded PostgreSQL (process {pid}) is shutting down and did not finish within {timeout_s}s") from exc
+    return False
 
 
 def _port_is_free(host: str, port: int) -> bool:

@@ -1,0 +1,918 @@
+"""Regenerate docs/SCHEMA.md from a freshly migrated database: tables, every index with the query it
+serves and that query's plan on realistic data, views and SQL functions.
+
+    .venv/bin/python scripts/schema_doc.py [--database-url URL] [--output docs/SCHEMA.md]
+
+With a URL (or DATABASE_URL) a temporary database ``ft_schema_doc_<random>`` is created on that server
+and dropped at the end; without one, a throwaway embedded PostgreSQL 18 is started. The script fails
+when an index of the schema has no entry in ``INDEX_QUERIES`` or an entry names an index that does not
+exist, so the document cannot go stale silently. A plan that does not use the index it is meant for is
+reported on stderr and marked in the document, never hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from fernando_telemetry.services import partitions, schema
+from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory, sqlalchemy_url
+from fernando_telemetry.storage.embedded import EmbeddedPostgres
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = REPO_ROOT / "docs" / "SCHEMA.md"
+
+TABLE_ORDER = (
+    "users",
+    "licenses",
+    "api_keys",
+    "telemetry_events",
+    "system_metrics",
+    "business_metrics",
+    "alert_rules",
+    "alerts",
+    "traces",
+)
+
+FUNCTIONS = {
+    "ensure_daily_partitions": "Creates the missing daily partitions of one partitioned table for "
+    "[first day, last day] (create standalone, then ATTACH); idempotent, serialised per table by an advisory lock.",
+    "cleanup_old_telemetry_data": "Retention: drops whole daily partitions older than each table's cutoff and "
+    "deletes the older rows of the boundary partition only; one result row per table.",
+}
+
+# -- the data set the plans are taken on ---------------------------------------------------------
+
+FIRST_DAY = date(2026, 11, 1)
+DAYS = 4
+USERS = 5_000
+LICENSES = 200
+EVENTS = 200_000
+METRIC_SAMPLES = 100_000
+SPANS = 100_000
+KPI_DAYS = 90
+KPI_LICENSES = 40
+ALERT_RULES = 300
+ALERTS = 5_000
+SEED = 20261101
+
+
+def day_start(offset_days: float) -> datetime:
+    return datetime(FIRST_DAY.year, FIRST_DAY.month, FIRST_DAY.day, tzinfo=UTC) + timedelta(days=offset_days)
+
+
+def user_id(n: int) -> str:
+    return f"user-{n:05d}"
+
+
+def trace_id(n: int) -> str:
+    return hashlib.sha256(f"trace-{n}".encode()).hexdigest()[:32]
+
+
+def span_id(trace_n: int, position: int) -> str:
+    return hashlib.sha256(f"span-{trace_n}-{position}".encode()).hexdigest()[:16]
+
+
+def key_hash(n: int) -> str:
+    return hashlib.sha256(f"ft_key_{n}".encode()).hexdigest()
+
+
+def fingerprint(rule_n: int, group_n: int) -> str:
+    return hashlib.sha256(f"alert-{rule_n}-{group_n}".encode()).hexdigest()[:40]
+
+
+def event_uuid(n: int) -> uuid.UUID:
+    return uuid.UUID(bytes=hashlib.md5(f"event-{n}".encode()).digest(), version=4)
+
+
+# Values the queries below look up; the loader guarantees each exists.
+SAMPLE = {
+    "license_id": 17,
+    "user_id": user_id(42),
+    "email": "USER.00042@example.com",
+    "api_key_id": 7,
+    "key_hash": key_hash(123),
+    "event_id": str(event_uuid(123_456)),
+    "trace_id": trace_id(4_242),
+    "span_id": span_id(4_242, 0),
+    "rule_id": 42,
+    "fingerprint": fingerprint(42, 0),
+}
+
+
+@dataclass(frozen=True)
+class IndexQuery:
+    """The named query pattern an index exists for, and one concrete instance of it to EXPLAIN."""
+
+    pattern: str
+    sql: str
+
+
+INDEX_QUERIES: dict[str, IndexQuery] = {
+    # -- users ---------------------------------------------------------------------------------
+    "pk_users": IndexQuery(
+        "one user by the platform's id (attribution, foreign-key checks on ingest)",
+        "SELECT * FROM users WHERE user_id = '{user_id}'",
+    ),
+    "ix_users_license_id": IndexQuery(
+        "the users of one license (license page; foreign-key checks when a license is deleted)",
+        "SELECT user_id, email, display_name FROM users WHERE license_id = {license_id} ORDER BY email",
+    ),
+    "ix_users_lower_email": IndexQuery(
+        "a user by e-mail whatever its case (sign-in, support lookups)",
+        "SELECT * FROM users WHERE lower(email) = lower('{email}')",
+    ),
+    # -- licenses ------------------------------------------------------------------------------
+    "pk_licenses": IndexQuery(
+        "one license by id (key authentication, foreign-key checks on every telemetry insert)",
+        "SELECT * FROM licenses WHERE license_id = {license_id}",
+    ),
+    # -- api_keys ------------------------------------------------------------------------------
+    "pk_api_keys": IndexQuery(
+        "one key by id (rename, revoke)",
+        "SELECT * FROM api_keys WHERE api_key_id = {api_key_id}",
+    ),
+    "uq_api_keys_key_hash": IndexQuery(
+        "authenticate a request by the SHA-256 of its key; no two keys share a hash",
+        "SELECT api_key_id, license_id, scopes FROM api_keys WHERE key_hash = '{key_hash}' AND revoked_at IS NULL",
+    ),
+    "ix_api_keys_license_id": IndexQuery(
+        "the keys of one license (key list; ON DELETE CASCADE from licenses)",
+        "SELECT api_key_id, name, key_prefix, created_at, revoked_at FROM api_keys\n"
+        " WHERE license_id = {license_id} ORDER BY created_at",
+    ),
+    # -- telemetry_events ----------------------------------------------------------------------
+    "pk_telemetry_events": IndexQuery(
+        "one event by id, no time range (GET /api/v1/events/{event_id}); no duplicate event in a partition",
+        "SELECT * FROM telemetry_events WHERE event_id = '{event_id}'",
+    ),
+    "ix_telemetry_events_event_timestamp_brin": IndexQuery(
+        "all events in a time range shorter than a day (hourly rollup, alert windows)",
+        "SELECT date_trunc('hour', event_timestamp, 'UTC') AS hour, event_type, count(*)\n"
+        "  FROM telemetry_events\n"
+        " WHERE event_timestamp >= '2026-11-03 10:00+00' AND event_timestamp < '2026-11-03 11:00+00'\n"
+        " GROUP BY 1, 2",
+    ),
+    "ix_telemetry_events_event_type_event_timestamp": IndexQuery(
+        "events of one type, newest first (dashboard, GET /api/v1/events?event_type=)",
+        "SELECT event_id, event_name, user_id, event_timestamp FROM telemetry_events\n"
+        " WHERE event_type = 'error_event'\n"
+        "   AND event_timestamp >= '2026-11-03 00:00+00' AND event_timestamp < '2026-11-05 00:00+00'\n"
+        " ORDER BY event_timestamp DESC LIMIT 100",
+    ),
+    "ix_telemetry_events_user_id_event_timestamp": IndexQuery(
+        "one user's activity timeline, newest first",
+        "SELECT event_id, event_type, event_name, event_timestamp FROM telemetry_events\n"
+        " WHERE user_id = '{user_id}' ORDER BY event_timestamp DESC LIMIT 100",
+    ),
+    "ix_telemetry_events_payload_gin": IndexQuery(
+        "payload containment filters over a time range (payload @> '{\"feature\": ...}')",
+        "SELECT event_id, event_name, user_id, event_timestamp FROM telemetry_events\n"
+        " WHERE payload @> '{{\"feature\": \"bulk_export\"}}'\n"
+        "   AND event_timestamp >= '2026-11-02 00:00+00' AND event_timestamp < '2026-11-05 00:00+00'",
+    ),
+    # -- system_metrics ------------------------------------------------------------------------
+    "pk_system_metrics": IndexQuery(
+        "one sample by id, no time range; no duplicate sample id in a partition",
+        "SELECT * FROM system_metrics WHERE metric_id = 4242",
+    ),
+    "ix_system_metrics_service_name_metric_name_timestamp": IndexQuery(
+        "one metric of one service over time (series endpoint, service summary)",
+        "SELECT \"timestamp\", value, p95 FROM system_metrics\n"
+        " WHERE service_name = 'checkout' AND metric_name = 'http.server.duration'\n"
+        "   AND \"timestamp\" >= '2026-11-03 00:00+00' AND \"timestamp\" < '2026-11-04 00:00+00'\n"
+        " ORDER BY \"timestamp\" DESC",
+    ),
+    "ix_system_metrics_timestamp_brin": IndexQuery(
+        "all samples in a time range shorter than a day (hourly rollup, retention boundary delete)",
+        "SELECT service_name, metric_name, count(*), avg(value), max(value) FROM system_metrics\n"
+        " WHERE \"timestamp\" >= '2026-11-03 10:00+00' AND \"timestamp\" < '2026-11-03 11:00+00'\n"
+        " GROUP BY 1, 2",
+    ),
+    "ix_system_metrics_labels_gin": IndexQuery(
+        "label filters over a time range (labels @> '{\"endpoint\": ...}')",
+        "SELECT \"timestamp\", service_name, metric_name, value FROM system_metrics\n"
+        " WHERE labels @> '{{\"endpoint\": \"/api/v1/invoices/{{id}}/pdf\"}}'\n"
+        "   AND \"timestamp\" >= '2026-11-02 00:00+00' AND \"timestamp\" < '2026-11-05 00:00+00'",
+    ),
+    # -- business_metrics ----------------------------------------------------------------------
+    "pk_business_metrics": IndexQuery(
+        "one KPI value by id",
+        "SELECT * FROM business_metrics WHERE business_metric_id = 4242",
+    ),
+    "uq_business_metrics_natural_key": IndexQuery(
+        "upsert by natural key: a recomputed KPI replaces the old value (NULL license = platform-wide)",
+        "INSERT INTO business_metrics (metric_name, metric_category, metric_value, period_start, period_end,\n"
+        "                              period_type, license_id, dimensions)\n"
+        "VALUES ('mrr', 'revenue', 1234.5, '2026-11-03 00:00+00', '2026-11-04 00:00+00', 'daily', NULL, '{{}}')\n"
+        "ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key\n"
+        "DO UPDATE SET metric_value = EXCLUDED.metric_value, computed_at = now()",
+    ),
+    "ix_business_metrics_license_id": IndexQuery(
+        "the KPIs of one license (license report; foreign-key checks when a license is deleted)",
+        "SELECT metric_name, period_start, metric_value FROM business_metrics\n"
+        " WHERE license_id = {license_id} AND period_type = 'daily' AND period_start >= '2026-10-01 00:00+00'\n"
+        " ORDER BY metric_name, period_start",
+    ),
+    "ix_business_metrics_metric_name_period_type_period_start": IndexQuery(
+        "one KPI's history, newest period first (KPI summary, dashboard charts)",
+        "SELECT period_start, metric_value, target_value FROM business_metrics\n"
+        " WHERE metric_name = 'mrr' AND period_type = 'daily'\n"
+        " ORDER BY period_start DESC LIMIT 30",
+    ),
+    # -- alert_rules ---------------------------------------------------------------------------
+    "pk_alert_rules": IndexQuery(
+        "one rule by id (rule API, alerts joined to their rule)",
+        "SELECT * FROM alert_rules WHERE rule_id = {rule_id}",
+    ),
+    "uq_alert_rules_license_id_name": IndexQuery(
+        "a rule by name within its license; no two rules of a license share a name",
+        "SELECT rule_id, enabled FROM alert_rules WHERE license_id = {license_id} AND name = 'High error rate'",
+    ),
+    "ix_alert_rules_enabled_last_evaluated_at": IndexQuery(
+        "the evaluator's enabled rules, least recently evaluated first",
+        "SELECT rule_id, condition_config, evaluation_window_minutes FROM alert_rules\n"
+        " WHERE enabled ORDER BY last_evaluated_at LIMIT 20",
+    ),
+    # -- alerts --------------------------------------------------------------------------------
+    "pk_alerts": IndexQuery(
+        "one alert by id (acknowledge, resolve, assign)",
+        "SELECT * FROM alerts WHERE alert_id = 4242",
+    ),
+    "uq_alerts_rule_id_fingerprint_open": IndexQuery(
+        "the open alert of a rule and group key; at most one can exist",
+        "SELECT alert_id, status, error_count FROM alerts\n"
+        " WHERE rule_id = {rule_id} AND fingerprint = '{fingerprint}' AND status <> 'resolved'",
+    ),
+    "ix_alerts_triggered_at_active": IndexQuery(
+        "active and acknowledged alerts, newest first (dashboard, GET /api/v1/alerts?status=active)",
+        "SELECT alert_id, severity, title, triggered_at FROM alerts\n"
+        " WHERE status IN ('active', 'acknowledged') ORDER BY triggered_at DESC LIMIT 50",
+    ),
+    # -- traces --------------------------------------------------------------------------------
+    "pk_traces": IndexQuery(
+        "one span by trace and span id (parent lookups); no duplicate span in a partition",
+        "SELECT * FROM traces WHERE trace_id = '{trace_id}' AND span_id = '{span_id}'",
+    ),
+    "ix_traces_trace_id_hash": IndexQuery(
+        "a whole trace by its id, no time range, across all partitions",
+        "SELECT span_id, parent_span_id, service_name, operation_name, start_time, duration_ms, status\n"
+        "  FROM traces WHERE trace_id = '{trace_id}' ORDER BY start_time",
+    ),
+    "ix_traces_service_name_operation_name_start_time": IndexQuery(
+        "spans of one service and operation over time, newest first (trace search, service summary)",
+        "SELECT trace_id, span_id, start_time, duration_ms, status FROM traces\n"
+        " WHERE service_name = 'orders' AND operation_name = 'POST /api/v1/orders'\n"
+        "   AND start_time >= '2026-11-03 00:00+00' AND start_time < '2026-11-05 00:00+00'\n"
+        " ORDER BY start_time DESC LIMIT 100",
+    ),
+    "ix_traces_attributes_gin": IndexQuery(
+        "attribute filters over a time range (attributes @> '{\"peer.service\": ...}')",
+        "SELECT trace_id, span_id, service_name, operation_name, start_time FROM traces\n"
+        " WHERE attributes @> '{{\"peer.service\": \"payments-gateway\"}}'\n"
+        "   AND start_time >= '2026-11-02 00:00+00' AND start_time < '2026-11-05 00:00+00'",
+    ),
+}
+
+
+def query_sql(index_name: str) -> str:
+    return INDEX_QUERIES[index_name].sql.format(**SAMPLE)
+
+
+# -- where the database comes from ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str | None) -> Iterator[str]:
+    """A new empty database: a temporary one on ``server_url``, or one in a throwaway embedded cluster."""
+    if server_url:
+        yield from _temporary_database(server_url)
+        return
+    root = Path(tempfile.mkdtemp(prefix="ft-schemadoc-"))
+    cluster = EmbeddedPostgres(root, port=0, database="schemadoc", durable=False)
+    try:
+        progress("starting embedded PostgreSQL")
+        yield cluster.start()
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _temporary_database(server_url: str) -> Iterator[str]:
+    maintenance_url = libpq_url(server_url)
+    name = f"ft_schema_doc_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(maintenance_url, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise SystemExit(
+            f"schema_doc: cannot create the temporary database {name} on the server of --database-url: "
+            f"{str(exc).strip()} (the role needs CREATEDB; or omit --database-url to use embedded PostgreSQL)"
+        ) from exc
+    progress(f"created temporary database {name}")
+    try:
+        yield sqlalchemy_url(server_url).set(database=name, drivername="postgresql").render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(maintenance_url, autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        progress(f"dropped temporary database {name}")
+
+
+def migrate(url: str) -> None:
+    engine = make_engine(url, pool_size=1)
+    try:
+        schema.upgrade(engine)
+        with session_factory(engine).begin() as session:
+            partitions.ensure_for_days(session, first_day=FIRST_DAY, last_day=FIRST_DAY + timedelta(days=DAYS - 1))
+    finally:
+        engine.dispose()
+
+
+# -- the data set ---------------------------------------------------------------------------------
+
+EVENT_TYPES = {
+    "user_action": 50, "api_event": 25, "system_event": 10, "performance_event": 8,
+    "error_event": 4, "security_event": 2, "business_event": 1,
+}
+EVENT_NAMES = {
+    "user_action": ["page_view", "click", "search", "form_submit", "download"],
+    "api_event": ["request_completed", "rate_limited"],
+    "system_event": ["job_started", "job_finished", "cache_evicted"],
+    "performance_event": ["slow_query", "page_load"],
+    "error_event": ["exception", "http_5xx"],
+    "security_event": ["login_failed", "password_changed"],
+    "business_event": ["subscription_started", "invoice_paid"],
+}
+FEATURES = [f"feature_{n:02d}" for n in range(58)] + ["bulk_export", "sso_login"]
+SERVICES = ["api-gateway", "checkout", "orders", "payments", "inventory", "search", "users", "notifications",
+            "billing", "reports", "auth", "catalog", "shipping", "recommendations", "analytics"]
+METRICS = {
+    "http.server.duration": "histogram", "http.server.requests": "counter", "db.client.duration": "timer",
+    "process.cpu.utilization": "gauge", "process.memory.rss": "gauge", "queue.depth": "gauge",
+    "cache.hits": "counter", "cache.misses": "counter", "jobs.duration": "distribution", "errors": "counter",
+    "gc.pause": "timer", "threads": "gauge", "open_connections": "gauge", "disk.io": "counter",
+    "net.bytes_sent": "counter", "net.bytes_received": "counter", "lock.wait": "timer", "tasks": "gauge",
+    "retries": "counter", "payload.size": "distribution",
+}
+ENDPOINTS = [f"/api/v1/resource{n:02d}/{{id}}" for n in range(79)] + ["/api/v1/invoices/{id}/pdf"]
+OPERATIONS = ["GET /api/v1/orders", "POST /api/v1/orders", "GET /api/v1/orders/{id}", "SELECT orders",
+              "INSERT orders", "publish order.created", "GET /api/v1/catalog", "charge", "refund", "render"]
+PEERS = [f"peer-{n:02d}" for n in range(29)] + ["payments-gateway"]
+KPIS = {"mrr": "revenue", "arr": "revenue", "active_users": "user_engagement", "new_signups": "acquisition",
+        "churned_licenses": "retention", "trial_conversion": "conversion", "api_calls": "usage",
+        "storage_gb": "usage", "p95_latency_ms": "performance", "infra_cost": "cost", "nps": "other",
+        "sessions": "user_engagement"}
+
+
+def load(url: str) -> dict[str, int]:
+    """Fill every table with a deterministic, realistically shaped data set, then ANALYZE."""
+    rng = random.Random(SEED)
+    counts: dict[str, int] = {}
+    with psycopg.connect(libpq_url(url), options="-c timezone=UTC") as connection:
+        counts["licenses"] = _copy(connection, "licenses", ("name", "plan", "max_users"), (
+            (f"Customer {n}", rng.choice(["free", "pro", "enterprise"]), rng.choice([5, 50, 500]))
+            for n in range(1, LICENSES + 1)
+        ))
+        user_license = {n: (rng.randint(1, LICENSES) if rng.random() > 0.05 else None) for n in range(1, USERS + 1)}
+        counts["users"] = _copy(connection, "users", ("user_id", "email", "display_name", "license_id"), (
+            (user_id(n), f"user.{n:05d}@example.com" if n % 3 else f"User.{n:05d}@Example.com", f"User {n}", license_id)
+            for n, license_id in user_license.items()
+        ))
+        counts["api_keys"] = _copy(connection, "api_keys", ("name", "key_prefix", "key_hash", "license_id", "scopes", "created_at", "revoked_at"), (
+            (f"key {n}", f"ft_{key_hash(n)[:8]}", key_hash(n), (n % (LICENSES + 5)) + 1 if n % (LICENSES + 5) < LICENSES else None,
+             "{ingest,read}", day_start(-rng.randint(1, 365)), day_start(-1) if n % 10 == 0 else None)
+            for n in range(1, 3 * LICENSES + 16)
+        ))
+        user_weights = _zipf_weights(USERS)
+        counts["telemetry_events"] = _copy(connection, "telemetry_events", (
+            "event_id", "event_type", "event_name", "category", "source", "user_id", "license_id", "session_id",
+            "payload", "duration_ms", "environment", "app_version", "event_timestamp",
+        ), _events(rng, user_license, user_weights))
+        counts["system_metrics"] = _copy(connection, "system_metrics", (
+            "metric_name", "metric_type", "value", "unit", "service_name", "host_name", "instance_id", "labels",
+            "sample_count", "p50", "p90", "p95", "p99", "timestamp",
+        ), _metric_samples(rng))
+        counts["traces"] = _copy(connection, "traces", (
+            "trace_id", "span_id", "parent_span_id", "operation_name", "service_name", "span_kind", "start_time",
+            "end_time", "duration_ms", "status", "status_code", "http_method", "http_route", "user_id", "license_id",
+            "attributes", "environment",
+        ), _spans(rng, user_license, user_weights))
+        counts["business_metrics"] = _copy(connection, "business_metrics", (
+            "metric_name", "metric_category", "metric_value", "currency", "period_start", "period_end", "period_type",
+            "license_id", "source",
+        ), _kpis(rng))
+        counts["alert_rules"] = _copy(connection, "alert_rules", (
+            "name", "condition_config", "severity", "enabled", "license_id", "last_evaluated_at",
+        ), _rules(rng))
+        counts["alerts"] = _copy(connection, "alerts", (
+            "rule_id", "status", "severity", "title", "fingerprint", "triggered_at", "resolved_at", "license_id",
+        ), _alerts(rng))
+        connection.commit()
+        connection.autocommit = True
+        connection.execute("VACUUM ANALYZE")
+    return counts
+
+
+def _copy(connection: psycopg.Connection[Any], table: str, columns: tuple[str, ...], rows: Any) -> int:
+    progress(f"loading {table}")
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    written = 0
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+            written += 1
+    return written
+
+
+def _zipf_weights(n: int) -> list[float]:
+    weights = [1.0 / (rank ** 0.8) for rank in range(1, n + 1)]
+    cumulative, total = [], 0.0
+    for weight in weights:
+        total += weight
+        cumulative.append(total)
+    return cumulative
+
+
+def _spread(rng: random.Random, n: int, count: int) -> datetime:
+    """The n-th of ``count`` arrivals over the data set's days, in time order with a little jitter."""
+    seconds = min((n + rng.random()) * DAYS * 86_400 / count, DAYS * 86_400 - 60)
+    return day_start(0) + timedelta(seconds=seconds)
+
+
+def _events(rng: random.Random, user_license: dict[int, int | None], user_weights: list[float]) -> Iterator[tuple[Any, ...]]:
+    types, type_weights = list(EVENT_TYPES), list(EVENT_TYPES.values())
+    users = rng.choices(range(1, USERS + 1), cum_weights=user_weights, k=EVENTS)
+    for n in range(EVENTS):
+        event_type = rng.choices(types, type_weights)[0]
+        user_n = users[n] if rng.random() < 0.85 else None
+        payload: dict[str, Any] = {"feature": rng.choice(FEATURES), "plan": rng.choice(["free", "pro", "enterprise"])}
+        if event_type == "error_event":
+            payload["error"] = rng.choice(["TimeoutError", "KeyError", "IntegrityError"])
+        yield (
+            event_uuid(n), event_type, rng.choice(EVENT_NAMES[event_type]), rng.choice(["web", "billing", "admin", None]),
+            rng.choice(["web", "api", "mobile", "sdk", "batch_job"]), user_id(user_n) if user_n else None,
+            user_license[user_n] if user_n else None, f"s-{(user_n or 0)}-{n // 40}", json.dumps(payload),
+            round(rng.lognormvariate(4, 1), 2) if event_type in ("api_event", "performance_event") else None,
+            "production", "2.14.0", _spread(rng, n, EVENTS),
+        )
+
+
+def _metric_samples(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    names = list(METRICS)
+    for n in range(METRIC_SAMPLES):
+        metric_name = rng.choice(names)
+        metric_type = METRICS[metric_name]
+        value = rng.lognormvariate(3, 1)
+        summary = metric_type in ("histogram", "timer", "distribution")
+        host = rng.randint(1, 40)
+        yield (
+            metric_name, metric_type, value, "ms" if summary else None, rng.choice(SERVICES), f"host-{host:02d}",
+            f"i-{host:02d}{rng.randint(0, 3)}", json.dumps({"region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]),
+                                                            "endpoint": rng.choice(ENDPOINTS)}),
+            rng.randint(1, 500) if summary else 1,
+            *((value * 0.8, value * 1.5, value * 1.9, value * 3.0) if summary else (None, None, None, None)),
+            _spread(rng, n, METRIC_SAMPLES),
+        )
+
+
+def _spans(rng: random.Random, user_license: dict[int, int | None], user_weights: list[float]) -> Iterator[tuple[Any, ...]]:
+    traces = SPANS // 8
+    written, trace_n = 0, 0
+    while written < SPANS:
+        trace_start = _spread(rng, trace_n, traces)
+        user_n = rng.choices(range(1, USERS + 1), cum_weights=user_weights)[0] if rng.random() < 0.7 else None
+        span_total = min(rng.randint(1, 15), SPANS - written)
+        for position in range(span_total):
+            service = "api-gateway" if position == 0 else rng.choice(SERVICES)
+            operation = rng.choice(OPERATIONS)
+            start = trace_start + timedelta(milliseconds=position * rng.randint(1, 20))
+            duration_ms = rng.lognormvariate(3, 1)
+            failed = rng.random() < 0.03
+            kind = "server" if position == 0 else rng.choice(["internal", "client", "server", "producer"])
+            attributes: dict[str, Any] = {"http.method": operation.split(" ")[0]} if operation[0].isupper() else {}
+            if kind == "client":
+                attributes["peer.service"] = rng.choice(PEERS)
+            yield (
+                trace_id(trace_n), span_id(trace_n, position), span_id(trace_n, position - 1) if position else None,
+                operation, service, kind, start, start + timedelta(milliseconds=duration_ms), duration_ms,
+                "error" if failed else "ok", (500 if failed else 200) if position == 0 else None,
+                operation.split(" ")[0] if position == 0 else None, None,
+                user_id(user_n) if user_n else None, user_license[user_n] if user_n else None,
+                json.dumps(attributes), "production",
+            )
+        written += span_total
+        trace_n += 1
+
+
+def _kpis(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    for day in range(-KPI_DAYS + DAYS, DAYS):
+        for license_id in [None, *range(1, KPI_LICENSES + 1)]:
+            for name, category in KPIS.items():
+                yield (name, category, round(rng.uniform(10, 10_000), 2), "EUR" if category in ("revenue", "cost") else None,
+                       day_start(day), day_start(day + 1), "daily", license_id, "kpi_job")
+
+
+def _rules(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    names = ["High error rate", "Slow checkout", "Queue backlog", "Login failures", "Low conversion"]
+    for n in range(ALERT_RULES):
+        license_id = (n // len(names)) + 1 if n >= len(names) else None
+        evaluated = day_start(DAYS) - timedelta(seconds=rng.randint(0, 600)) if rng.random() < 0.95 else None
+        yield (names[n % len(names)], json.dumps({"metric": "errors", "op": ">", "threshold": 5}),
+               rng.choice(["info", "warning", "error", "critical"]), rng.random() < 0.85, license_id, evaluated)
+
+
+def _alerts(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    statuses = {"resolved": 94, "active": 3, "acknowledged": 2, "suppressed": 1}
+    for n in range(ALERTS):
+        rule_n = (n % ALERT_RULES) + 1
+        status = rng.choices(list(statuses), list(statuses.values()))[0] if n >= ALERT_RULES else "resolved"
+        if rule_n == SAMPLE["rule_id"] and n < ALERT_RULES:
+            status = "active"
+        triggered = day_start(DAYS - KPI_DAYS) + timedelta(seconds=n * KPI_DAYS * 86_400 / ALERTS)
+        yield (rule_n, status, rng.choice(["warning", "error", "critical"]), f"Alert {n}",
+               fingerprint(rule_n, n // ALERT_RULES), triggered,
+               triggered + timedelta(minutes=rng.randint(1, 600)) if status == "resolved" else None,
+               rng.randint(1, LICENSES))
+
+
+# -- the catalog ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    default: str | None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: list[Column]
+    partition_key: str | None
+    partitions: list[str]
+    constraints: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    name: str
+    table: str
+    method: str
+    kind: str
+    definition: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    text: str
+    indexes_used: list[str]
+
+    def uses(self, index_name: str) -> bool:
+        return index_name in self.indexes_used
+
+
+def read_tables(connection: psycopg.Connection[Any]) -> list[Table]:
+    names = [row[0] for row in connection.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+        " AND relkind IN ('r', 'p') AND NOT relispartition AND relname <> 'alembic_version'"
+    )]
+    ordered = [name for name in TABLE_ORDER if name in names] + sorted(set(names) - set(TABLE_ORDER))
+    missing = set(TABLE_ORDER) - set(names)
+    if missing:
+        raise SystemExit(f"schema_doc: expected tables missing from the migrated database: {sorted(missing)}")
+    return [_read_table(connection, name) for name in ordered]
+
+
+def _read_table(connection: psycopg.Connection[Any], name: str) -> Table:
+    columns = [Column(*row) for row in connection.execute(
+        """
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+               CASE WHEN a.attidentity = 'd' THEN 'generated by default as identity'
+                    WHEN a.attidentity = 'a' THEN 'generated always as identity'
+                    ELSE pg_get_expr(d.adbin, d.adrelid) END
+          FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+         WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+         ORDER BY a.attnum
+        """, (name,))]
+    partition_key = connection.execute(
+        "SELECT pg_get_partkeydef(%s::regclass)", (name,)).fetchone()[0]  # type: ignore[index]
+    children = [row[0] for row in connection.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = %s::regclass ORDER BY c.relname", (name,))]
+    constraints = [(row[0], row[1]) for row in connection.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = %s::regclass AND contype IN ('c', 'f') ORDER BY contype, conname", (name,))]
+    return Table(name, columns, partition_key, children, constraints)
+
+
+def read_indexes(connection: psycopg.Connection[Any]) -> list[IndexInfo]:
+    """Every index of the parent tables (partitions' own copies excluded), primary keys first."""
+    rows = connection.execute(
+        """
+        SELECT i.relname, t.relname, am.amname,
+               CASE WHEN x.indisprimary THEN 'primary key'
+                    WHEN c.contype = 'u' THEN 'unique constraint'
+                    WHEN x.indisunique THEN 'unique index'
+                    ELSE 'secondary' END,
+               pg_get_indexdef(x.indexrelid)
+          FROM pg_index x
+          JOIN pg_class i ON i.oid = x.indexrelid
+          JOIN pg_class t ON t.oid = x.indrelid
+          JOIN pg_am am ON am.oid = i.relam
+          LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u', 'x')
+         WHERE t.relnamespace = current_schema()::regnamespace AND t.relkind IN ('r', 'p')
+           AND NOT t.relispartition AND t.relname <> 'alembic_version'
+         ORDER BY t.relname, NOT x.indisprimary, c.contype IS NULL, i.relname
+        """
+    ).fetchall()
+    return [IndexInfo(*row) for row in rows]
+
+
+def check_coverage(indexes: list[IndexInfo]) -> None:
+    in_database = {index.name for index in indexes}
+    documented = set(INDEX_QUERIES)
+    problems = []
+    for name in sorted(in_database - documented):
+        table = next(index.table for index in indexes if index.name == name)
+        problems.append(f"  index {name} (table {table}) has no entry in INDEX_QUERIES: add the query it serves")
+    for name in sorted(documented - in_database):
+        problems.append(f"  INDEX_QUERIES names {name}, which the migrated database does not have: remove or rename it")
+    if problems:
+        raise SystemExit("schema_doc: the index catalogue is out of date:\n" + "\n".join(problems))
+
+
+def parent_index_names(connection: psycopg.Connection[Any]) -> dict[str, str]:
+    """Partition index name -> the partitioned index it belongs to."""
+    return dict(connection.execute(
+        "SELECT child.relname, parent.relname FROM pg_inherits i"
+        " JOIN pg_class child ON child.oid = i.inhrelid JOIN pg_class parent ON parent.oid = i.inhparent"
+        " WHERE child.relkind = 'i' AND parent.relkind = 'I'"
+    ).fetchall())
+
+
+def explain(connection: psycopg.Connection[Any], query: str, parents: dict[str, str]) -> Plan:
+    """EXPLAIN the query (it is not executed) and name the schema indexes its plan touches."""
+    text = "\n".join(row[0] for row in connection.execute("EXPLAIN (COSTS OFF) " + query))
+    document = connection.execute("EXPLAIN (COSTS OFF, FORMAT JSON) " + query).fetchone()[0]  # type: ignore[index]
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            names = [node["Index Name"]] if "Index Name" in node else []
+            names += node.get("Conflict Arbiter Indexes", [])
+            for name in names:
+                parent = parents.get(name, name)
+                if parent not in found:
+                    found.append(parent)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(document)
+    connection.rollback()
+    return Plan(text, found)
+
+
+def read_views(connection: psycopg.Connection[Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+    views = [row[0] for row in connection.execute(
+        "SELECT viewname FROM pg_views WHERE schemaname = current_schema() ORDER BY viewname")]
+    return [(view, [(row[0], row[1]) for row in connection.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (view,))])
+        for view in views]
+
+
+def read_functions(connection: psycopg.Connection[Any]) -> list[tuple[str, str, str, str]]:
+    rows = connection.execute(
+        "SELECT proname, pg_get_function_arguments(p.oid), pg_get_function_result(p.oid), l.lanname"
+        "  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
+        " WHERE p.pronamespace = current_schema()::regnamespace AND proname = ANY(%s) ORDER BY proname",
+        (list(FUNCTIONS),),
+    ).fetchall()
+    missing = set(FUNCTIONS) - {row[0] for row in rows}
+    if missing:
+        raise SystemExit(f"schema_doc: SQL functions missing from the migrated database: {sorted(missing)}")
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+
+def render(
+    *,
+    version: str,
+    settings: dict[str, str],
+    counts: dict[str, int],
+    tables: list[Table],
+    indexes: list[IndexInfo],
+    plans: dict[str, Plan],
+    views: list[tuple[str, list[tuple[str, str]]]],
+    functions: list[tuple[str, str, str, str]],
+) -> str:
+    out: list[str] = []
+    add = out.append
+    unused = [index.name for index in indexes if not plans[index.name].uses(index.name)]
+    add("# Schema")
+    add("")
+    add("<!-- Generated by scripts/schema_doc.py: do not edit by hand. -->")
+    add(f"Generated by `scripts/schema_doc.py` on PostgreSQL {version}. **Do not edit by hand**: change the")
+    add("schema (models and an Alembic revision) or the index catalogue `INDEX_QUERIES` in the script, then run")
+    add("`.venv/bin/python scripts/schema_doc.py`. The script fails when an index has no documented query or a")
+    add("documented index no longer exists.")
+    add("")
+    add("Columns, indexes, views and functions are read from the catalog of a freshly migrated database. Each plan")
+    add("is `EXPLAIN (COSTS OFF)` of the query an index serves, taken after loading this data set and `VACUUM ANALYZE`:")
+    add("")
+    add("| table | rows |")
+    add("|---|---:|")
+    for table in tables:
+        add(f"| `{table.name}` | {counts.get(table.name, 0):,} |")
+    add("")
+    add(f"Events, metric samples and spans arrive in time order over {DAYS} days ({FIRST_DAY} to "
+        f"{FIRST_DAY + timedelta(days=DAYS - 1)}, one daily partition each); KPIs are daily over {KPI_DAYS} days. "
+        "Planner settings are the server defaults: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + ".")
+    add("")
+    if unused:
+        add(f"**{len(unused)} index(es) are not used by the plan of the query they are meant to serve:** "
+            + ", ".join(f"`{name}`" for name in unused) + ". See their sections below.")
+        add("")
+
+    add("## Index summary")
+    add("")
+    add("| index | table | method | query pattern | plan uses it |")
+    add("|---|---|---|---|---|")
+    for index in indexes:
+        verdict = "yes" if plans[index.name].uses(index.name) else "**NO**"
+        add(f"| [`{index.name}`](#{index.name}) | `{index.table}` | {index.method} | "
+            f"{_cell(INDEX_QUERIES[index.name].pattern)} | {verdict} |")
+    add("")
+
+    add("## Tables")
+    add("")
+    for table in tables:
+        add(f"### `{table.name}`")
+        add("")
+        if table.partition_key:
+            add(f"Partitioned by `{table.partition_key}`, one partition per UTC day named `{table.name}_pYYYYMMDD`, created ahead "
+                "of the data by `ensure_daily_partitions` and dropped by retention. "
+                f"In the documentation database: {len(table.partitions)} partitions, "
+                f"`{table.partitions[0]}` to `{table.partitions[-1]}`." if table.partitions else
+                f"Partitioned by `{table.partition_key}` (no partitions yet).")
+        else:
+            add("Not partitioned.")
+        add("")
+        add("| column | type | nullable | default |")
+        add("|---|---|---|---|")
+        for column in table.columns:
+            add(f"| `{column.name}` | {column.type} | {'yes' if column.nullable else 'no'} | "
+                f"{_cell(column.default) if column.default else ''} |")
+        add("")
+        if table.constraints:
+            add("Constraints: " + "; ".join(f"`{name}` {_inline(definition)}" for name, definition in table.constraints))
+            add("")
+        table_indexes = [index.name for index in indexes if index.table == table.name]
+        add("Indexes: " + ", ".join(f"[`{name}`](#{name})" for name in table_indexes))
+        add("")
+
+    add("## Indexes")
+    add("")
+    for index in indexes:
+        plan = plans[index.name]
+        entry = INDEX_QUERIES[index.name]
+        add(f"### {index.name}")
+        add("")
+        add(f"On `{index.table}`, {index.method}, {index.kind}.")
+        add("")
+        add("```sql")
+        add(index.definition)
+        add("```")
+        add("")
+        add(f"Serves: {entry.pattern}.")
+        add("")
+        add("```sql")
+        add(query_sql(index.name))
+        add("```")
+        add("")
+        if plan.uses(index.name):
+            others = [name for name in plan.indexes_used if name != index.name]
+            add("The plan uses the index" + (f" (and {', '.join(f'`{n}`' for n in others)})" if others else "") + ":")
+        else:
+            add("> **Warning: the plan does not use this index** ("
+                + (f"it uses {', '.join(f'`{n}`' for n in plan.indexes_used)} instead" if plan.indexes_used else "no index at all")
+                + ").")
+            add("")
+            add("Plan:")
+        add("")
+        add("```")
+        add(plan.text)
+        add("```")
+        add("")
+
+    add("## Views")
+    add("")
+    add("All views are `security_invoker`: they read with the caller's rights.")
+    add("")
+    for view, columns in views:
+        add(f"### `{view}`")
+        add("")
+        add("| column | type |")
+        add("|---|---|")
+        for name, type_ in columns:
+            add(f"| `{name}` | {type_} |")
+        add("")
+
+    add("## SQL functions")
+    add("")
+    for name, arguments, result, language in functions:
+        add(f"### `{name}`")
+        add("")
+        add("```sql")
+        add(f"{name}({arguments})")
+        add(f"RETURNS {result}")
+        add(f"LANGUAGE {language}")
+        add("```")
+        add("")
+        add(FUNCTIONS[name])
+        add("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _inline(text: str) -> str:
+    return f"`{text}`".replace("|", "\\|")
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(f"schema_doc: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                        help="a PostgreSQL server to create a temporary database on (default: $DATABASE_URL, "
+                             "else a throwaway embedded PostgreSQL 18)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"where to write (default: {DEFAULT_OUTPUT.relative_to(REPO_ROOT)})")
+    args = parser.parse_args(argv)
+
+    with scratch_database(args.database_url) as url:
+        progress("migrating")
+        migrate(url)
+        with psycopg.connect(libpq_url(url), options="-c timezone=UTC") as connection:
+            indexes = read_indexes(connection)
+            check_coverage(indexes)
+            tables = read_tables(connection)
+            views = read_views(connection)
+            functions = read_functions(connection)
+        counts = load(url)
+        with psycopg.connect(libpq_url(url), options="-c timezone=UTC") as connection:
+            version = connection.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            settings = {name: connection.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]  # type: ignore[index]
+                        for name in ("random_page_cost", "effective_cache_size", "work_mem", "max_parallel_workers_per_gather")}
+            parents = parent_index_names(connection)
+            plans = {index.name: explain(connection, query_sql(index.name), parents) for index in indexes}
+
+    for index in indexes:
+        plan = plans[index.name]
+        if not plan.uses(index.name):
+            used = ", ".join(plan.indexes_used) or "no index"
+            print(f"schema_doc: WARNING: the plan for {index.name} ({INDEX_QUERIES[index.name].pattern}) "
+                  f"does not use it; it uses {used}", file=sys.stderr)
+
+    document = render(version=version.split(" ")[0], settings=settings, counts=counts, tables=tables,
+                      indexes=indexes, plans=plans, views=views, functions=functions)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(document)
+    progress(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
