@@ -38,7 +38,6 @@ from fernando_telemetry.storage.embedded import EmbeddedPostgres
 SHIPPED = "bench.events_shipped"
 NO_INDEX = "bench.events_noidx"
 NAIVE = "bench.events_naive20"
-ONE_INDEX = "bench.events_one_index"
 
 # created_at is left to its server default, as the ingest writer does.
 COPY_COLUMNS = (
@@ -374,16 +373,31 @@ def prepare_schema(conn: psycopg.Connection, workload: Workload) -> dict[str, in
 
 @dataclass(frozen=True)
 class Load:
+    """One table's load: the time of each batch's COPY + commit, then the (untimed) VACUUM and sizes."""
+
     table: str
-    rows: int
-    seconds: float
+    batch_rows: list[int]
+    batch_seconds: list[float]
     vacuum_seconds: float
     heap_mb: float
     index_mb: float
 
     @property
+    def rows(self) -> int:
+        return sum(self.batch_rows)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.batch_seconds)
+
+    @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds
+
+    def relative_to(self, baseline: Load) -> tuple[float, float]:
+        """Throughput vs ``baseline``: over the whole load, and the median of the per-batch ratios."""
+        paired = [theirs / mine for mine, theirs in zip(self.batch_seconds, baseline.batch_seconds, strict=True)]
+        return self.rows_per_s / baseline.rows_per_s, statistics.median(paired)
 
 
 def _outside_transaction(conn: psycopg.Connection, statement: str) -> None:
@@ -396,7 +410,7 @@ def _outside_transaction(conn: psycopg.Connection, statement: str) -> None:
 
 
 def settle(conn: psycopg.Connection, notes: list[str]) -> None:
-    """Flush dirty pages so the next load starts from the same state (needs superuser or pg_checkpoint)."""
+    """Flush dirty pages so what follows starts from the same state (needs superuser or pg_checkpoint)."""
     try:
         _outside_transaction(conn, "CHECKPOINT")
     except psycopg.errors.InsufficientPrivilege:
@@ -405,53 +419,62 @@ def settle(conn: psycopg.Connection, notes: list[str]) -> None:
             notes.append(note)
 
 
-def load(conn: psycopg.Connection, table: str, workload: Workload, progress: Progress, notes: list[str]) -> Load:
-    """COPY every batch into ``table``, one transaction per batch; only COPY and commit are timed."""
-    statement = f"COPY {table} ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+def load_interleaved(
+    conn: psycopg.Connection, tables: list[str], workload: Workload, *, progress: Progress, notes: list[str],
+) -> dict[str, Load]:
+    """COPY each batch into every table in turn, the order rotating by one table per batch, one
+    transaction per COPY; only COPY + commit is timed. Interleaving spreads the noise of a shared
+    machine, and the server's own checkpoints, evenly over the tables."""
+    statements = {table: f"COPY {table} ({', '.join(COPY_COLUMNS)}) FROM STDIN" for table in tables}
+    batch_seconds: dict[str, list[float]] = {table: [] for table in tables}
     settle(conn, notes)
-    task = progress.add_task(f"COPY into {table}", total=workload.rows)
-    seconds = 0.0
-    for batch, rows in zip(workload.batches, workload.batch_rows, strict=True):
-        started = time.perf_counter()
-        with conn.cursor().copy(statement) as copy:
-            copy.write(batch)
-        conn.commit()
-        seconds += time.perf_counter() - started
-        progress.advance(task, rows)
+    task = progress.add_task(f"COPY into {len(tables)} tables in turn", total=workload.rows * len(tables))
+    for number, (batch, rows) in enumerate(zip(workload.batches, workload.batch_rows, strict=True)):
+        shift = number % len(tables)
+        for table in tables[shift:] + tables[:shift]:
+            started = time.perf_counter()
+            with conn.cursor().copy(statements[table]) as copy:
+                copy.write(batch)
+            conn.commit()
+            batch_seconds[table].append(time.perf_counter() - started)
+            progress.advance(task, rows)
     progress.remove_task(task)
-    # the next load must not pay for this one's hint bits, visibility map or GIN pending list
-    started = time.perf_counter()
-    _outside_transaction(conn, f"VACUUM ANALYZE {table}")
-    vacuum_seconds = time.perf_counter() - started
-    heap_bytes, index_bytes = conn.execute(
-        "SELECT coalesce(sum(pg_table_size(relid)), 0), coalesce(sum(pg_indexes_size(relid)), 0) "
-        "FROM pg_partition_tree(%s::regclass)",
-        (table,),
-    ).fetchone()
-    conn.commit()
+    loads: dict[str, Load] = {}
+    for table in tables:
+        started = time.perf_counter()
+        _outside_transaction(conn, f"VACUUM ANALYZE {table}")
+        vacuum_seconds = time.perf_counter() - started
+        heap_bytes, index_bytes = conn.execute(
+            "SELECT coalesce(sum(pg_table_size(relid)), 0), coalesce(sum(pg_indexes_size(relid)), 0) "
+            "FROM pg_partition_tree(%s::regclass)",
+            (table,),
+        ).fetchone()
+        conn.commit()
+        loads[table] = Load(table, workload.batch_rows, batch_seconds[table], vacuum_seconds,
+                            heap_bytes / 2**20, index_bytes / 2**20)
     settle(conn, notes)
-    return Load(table, workload.rows, seconds, vacuum_seconds, heap_bytes / 2**20, index_bytes / 2**20)
+    return loads
 
 
 def per_index(
-    conn: psycopg.Connection, sample: Workload, *, rounds: int, progress: Progress, notes: list[str],
-) -> list[tuple[str, list[float]]]:
-    """Load ``sample`` into (b) alone, (b) plus each shipped index alone and (b) plus all of them,
-    ``rounds`` times in turn; returns the COPY seconds of each variant, baseline first."""
+    conn: psycopg.Connection, sample: Workload, *, progress: Progress, notes: list[str],
+) -> list[tuple[str, Load]]:
+    """Load ``sample`` into (b) alone, (b) plus each shipped index alone and (b) plus all of them, interleaved."""
     shapes = _index_shapes(conn, "public.telemetry_events")
-    variants = [("(b) no secondary index", []), *((shape, [shape]) for shape in shapes), ("all shipped indexes (a)", shapes)]
-    seconds: dict[str, list[float]] = {name: [] for name, _ in variants}
-    for _ in range(rounds):
-        for name, indexes in variants:
-            conn.execute(f"DROP TABLE IF EXISTS {ONE_INDEX}")
-            _create_partitioned(conn, ONE_INDEX, like="INCLUDING DEFAULTS INCLUDING CONSTRAINTS", workload=sample)
-            for number, shape in enumerate(indexes):
-                conn.execute(f"CREATE INDEX one_index_{number} ON {ONE_INDEX} {shape}")
-            conn.commit()
-            seconds[name].append(load(conn, ONE_INDEX, sample, progress, notes).seconds)
-    conn.execute(f"DROP TABLE {ONE_INDEX}")
+    variants = [("(b) no secondary index", []), *((shape, [shape]) for shape in shapes), ("all shipped indexes = (a)", shapes)]
+    tables = []
+    for number, (_, indexes) in enumerate(variants):
+        table = f"bench.events_variant_{number}"
+        _create_partitioned(conn, table, like="INCLUDING DEFAULTS INCLUDING CONSTRAINTS", workload=sample)
+        for shape in indexes:
+            conn.execute(f"CREATE INDEX ON {table} {shape}")
+        tables.append(table)
     conn.commit()
-    return list(seconds.items())
+    loads = load_interleaved(conn, tables, sample, progress=progress, notes=notes)
+    for table in tables:
+        conn.execute(f"DROP TABLE {table}")
+    conn.commit()
+    return [(name, loads[table]) for (name, _), table in zip(variants, tables, strict=True)]
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -472,15 +495,65 @@ def database(url: str | None) -> Iterator[tuple[str, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _table_line(label: str, load_: Load, indexes: int) -> str:
-    return (
-        f"{label:<26}{indexes:>7}  {load_.seconds:>9.1f}  {load_.rows_per_s:>10,.0f}  "
-        f"{load_.heap_mb:>8,.0f}  {load_.index_mb:>9,.0f}  {load_.vacuum_seconds:>8.1f}"
+def report(
+    *, workload: Workload, args: argparse.Namespace, version: str, where: str, partitions: int,
+    index_counts: dict[str, int], loads: dict[str, Load], single: list[tuple[str, Load]], notes: list[str],
+) -> None:
+    b, a, c = loads[NO_INDEX], loads[SHIPPED], loads[NAIVE]
+    print("ingest_copy: COPY the same events into three layouts of telemetry_events")
+    print(f"database: PostgreSQL {version.split()[0]}, {where}")
+    print(
+        f"rows: {workload.rows:,} per table in {len(workload.batches)} COPY statements of {args.batch_rows:,} rows "
+        "(text format, one transaction each), one connection"
     )
+    print(
+        f"events: {workload.first_at:%Y-%m-%d %H:%M} .. {workload.last_at:%Y-%m-%d %H:%M} UTC in time order "
+        f"({partitions} daily partitions); {args.users:,} users, {workload.attributed_rows / workload.rows:.1%} of "
+        f"events with a user_id; {args.licenses} licenses"
+    )
+    print("event_id: UUID v7 made from event_timestamp (time-ordered, as the SDK sends them)")
+    print(
+        "tables: same columns, CHECKs, daily partitions, PK (event_id, event_timestamp) and FKs to users/licenses "
+        "(copies in schema bench)"
+    )
+    print(
+        "method: each batch is COPYed into (b), (a), (c) in turn, the order rotating per batch; timed: COPY + commit; "
+        "autovacuum off on the bench tables, CHECKPOINT before, VACUUM ANALYZE after (timed apart)"
+        + (f"; notes: {', '.join(notes)}" if notes else "")
+    )
+    print()
+    print(f"{'table':<26}{'indexes':>7}  {'seconds':>8}  {'rows/s':>9}  {'heap MB':>8}  {'index MB':>8}  {'vacuum s':>8}")
+    for label, one in (("(b)", b), ("(a)", a), ("(c)", c)):
+        print(
+            f"{label + ' ' + one.table:<26}{index_counts[one.table]:>7}  {one.seconds:>8.1f}  {one.rows_per_s:>9,.0f}  "
+            f"{one.heap_mb:>8,.0f}  {one.index_mb:>8,.0f}  {one.vacuum_seconds:>8.1f}"
+        )
+    print("indexes: secondary indexes of the partitioned table, besides the PK; index MB includes the PK")
+    print()
+    for label, one, meaning in (
+        ("(a)/(b)", a, "shipped layout vs no secondary index"),
+        ("(c)/(b)", c, "20-index layout vs no secondary index"),
+    ):
+        overall, paired = one.relative_to(b)
+        print(f"{label} = {overall:.2f}   {meaning} (median of the {len(b.batch_seconds)} per-batch ratios: {paired:.2f})")
+    overall, paired = a.relative_to(c)
+    print(f"(a)/(c) = {overall:.2f}   shipped layout vs 20-index layout (median of per-batch ratios: {paired:.2f})")
+    if single:
+        baseline = single[0][1]
+        print()
+        print(
+            f"per index: {baseline.rows:,} rows into (b) plus the index(es) named, all variants interleaved per batch; "
+            "throughput vs (b), and the extra time per row"
+        )
+        print(f"{'index':<72}{'rows/s':>9}  {'ratio':>5}  {'median':>6}  {'us/row':>7}")
+        for name, one in single:
+            overall, paired = one.relative_to(baseline)
+            extra_us = (one.seconds - baseline.seconds) / one.rows * 1e6
+            print(f"{name:<72}{one.rows_per_s:>9,.0f}  {overall:>5.2f}  {paired:>6.2f}  {extra_us:>+7.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="events to load into each table (default 1,000,000)")
     parser.add_argument("--batch-rows", type=int, default=50_000, help="rows per COPY statement and transaction")
     parser.add_argument("--users", type=int, default=20_000)
@@ -490,13 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
                         help="an existing server (default: $DATABASE_URL, else an embedded PostgreSQL 18)")
     parser.add_argument("--per-index", action="store_true",
-                        help="also load a sample into (b) plus each shipped index alone, to price each index")
-    parser.add_argument("--per-index-rows", type=int, default=250_000, help="rows of the --per-index sample")
-    parser.add_argument("--per-index-rounds", type=int, default=3, help="loads of each --per-index variant")
+                        help="then load a sample into (b) plus each shipped index alone, to price each index")
+    parser.add_argument("--per-index-rows", type=int, default=500_000, help="rows of the --per-index sample")
     args = parser.parse_args(argv)
 
     now = datetime.now(UTC).replace(microsecond=0)
-    columns = (TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     notes: list[str] = []
     with Progress(*columns, transient=True) as progress:
         workload = generate(
@@ -511,57 +583,19 @@ def main(argv: list[str] | None = None) -> int:
                 version = conn.execute("SHOW server_version").fetchone()[0]
                 index_counts = prepare_schema(conn, workload)
                 conn.commit()
-                loads = {table: load(conn, table, workload, progress, notes) for table in (NO_INDEX, SHIPPED, NAIVE)}
-                single = (
-                    per_index(conn, workload.first_rows(args.per_index_rows), rounds=args.per_index_rounds,
-                              progress=progress, notes=notes)
-                    if args.per_index else []
-                )
+                loads = load_interleaved(conn, [NO_INDEX, SHIPPED, NAIVE], workload, progress=progress, notes=notes)
                 partitions = conn.execute(
                     "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (SHIPPED,)
                 ).fetchone()[0]
-
-    b, a, c = loads[NO_INDEX], loads[SHIPPED], loads[NAIVE]
-    print("ingest_copy: COPY the same events into three layouts of telemetry_events")
-    print(f"database: PostgreSQL {version.split()[0]}, {where}")
-    print(
-        f"rows: {workload.rows:,} per table, {len(workload.batches)} COPY statements of {args.batch_rows:,} rows "
-        "(text format, one transaction each), one connection; timed: COPY + commit"
+                conn.commit()
+                single = (
+                    per_index(conn, workload.first_rows(args.per_index_rows), progress=progress, notes=notes)
+                    if args.per_index else []
+                )
+    report(
+        workload=workload, args=args, version=version, where=where, partitions=partitions,
+        index_counts=index_counts, loads=loads, single=single, notes=notes,
     )
-    print(
-        f"events: {workload.first_at:%Y-%m-%d %H:%M} .. {workload.last_at:%Y-%m-%d %H:%M} UTC in time order "
-        f"({partitions} daily partitions); {args.users:,} users, {workload.attributed_rows / workload.rows:.1%} of "
-        f"events with a user_id; {args.licenses} licenses"
-    )
-    print("event_id: UUID v7 made from event_timestamp (time-ordered, as the SDK sends them)")
-    print(
-        "each table: same columns, CHECKs, PK (event_id, event_timestamp), FKs to users/licenses (copies in schema "
-        "bench); autovacuum off on the bench tables, CHECKPOINT before and VACUUM ANALYZE + CHECKPOINT after each load"
-        + (f"; notes: {', '.join(notes)}" if notes else "")
-    )
-    print()
-    print(f"{'table':<26}{'indexes':>7}  {'seconds':>9}  {'rows/s':>10}  {'heap MB':>8}  {'index MB':>9}  {'vacuum s':>8}")
-    print(_table_line(f"(b) {NO_INDEX}", b, index_counts[NO_INDEX]))
-    print(_table_line(f"(a) {SHIPPED}", a, index_counts[SHIPPED]))
-    print(_table_line(f"(c) {NAIVE}", c, index_counts[NAIVE]))
-    print("(indexes: secondary indexes on the partitioned table, besides the PK; index MB includes the PK)")
-    print()
-    print(f"(a)/(b) = {a.rows_per_s / b.rows_per_s:.2f}   shipped layout vs no secondary index")
-    print(f"(c)/(b) = {c.rows_per_s / b.rows_per_s:.2f}   20-index layout vs no secondary index")
-    print(f"(a)/(c) = {a.rows_per_s / c.rows_per_s:.2f}   shipped layout vs 20-index layout")
-    if single:
-        sample_rows = workload.first_rows(args.per_index_rows).rows
-        baseline_s = statistics.median(single[0][1])
-        print()
-        print(
-            f"per index: {sample_rows:,} rows into (b) plus the index(es) named, {args.per_index_rounds} rounds "
-            "in turn; median time of each; ratio and extra time per row vs (b)"
-        )
-        print(f"{'index':<72}{'rows/s':>10}  {'ratio':>6}  {'us/row':>7}")
-        for name, times in single:
-            median_s = statistics.median(times)
-            extra_us = (median_s - baseline_s) / sample_rows * 1e6
-            print(f"{name:<72}{sample_rows / median_s:>10,.0f}  {baseline_s / median_s:>6.2f}  {extra_us:>+7.1f}")
     return 0
 
 

@@ -122,6 +122,7 @@ class IndexQuery:
 
     pattern: str
     sql: str
+    note: str = ""
 
 
 INDEX_QUERIES: dict[str, IndexQuery] = {
@@ -142,6 +143,8 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     "pk_licenses": IndexQuery(
         "one license by id (key authentication, foreign-key checks on every telemetry insert)",
         "SELECT * FROM licenses WHERE license_id = {license_id}",
+        "`licenses` holds hundreds of rows in a few pages, where a sequential scan costs less than the index; "
+        "the key is there for uniqueness and as the target of every `license_id` foreign key.",
     ),
     # -- api_keys ------------------------------------------------------------------------------
     "pk_api_keys": IndexQuery(
@@ -163,11 +166,16 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "SELECT * FROM telemetry_events WHERE event_id = '{event_id}'",
     ),
     "ix_telemetry_events_event_timestamp_brin": IndexQuery(
-        "all events in a time range shorter than a day (hourly rollup, alert windows)",
-        "SELECT date_trunc('hour', event_timestamp, 'UTC') AS hour, event_type, count(*)\n"
+        "all events in a time range shorter than a day, all types (hourly rollup of the last hour)",
+        "SELECT date_trunc('hour', event_timestamp, 'UTC') AS hour, event_type, license_id, count(*) AS events,\n"
+        "       count(DISTINCT user_id) AS unique_users, avg(duration_ms) AS avg_duration_ms\n"
         "  FROM telemetry_events\n"
         " WHERE event_timestamp >= '2026-11-03 10:00+00' AND event_timestamp < '2026-11-03 11:00+00'\n"
-        " GROUP BY 1, 2",
+        " GROUP BY 1, 2, 3",
+        "Partition pruning narrows a range to its days; the BRIN narrows it inside a day, because rows arrive "
+        "in time order. A query that reads only `event_type` and `event_timestamp` (a bare count by type) can "
+        "instead be answered by an index-only scan of `ix_telemetry_events_event_type_event_timestamp` on "
+        "PostgreSQL 18, whose B-tree skip scan does not need the leading `event_type`.",
     ),
     "ix_telemetry_events_event_type_event_timestamp": IndexQuery(
         "events of one type, newest first (dashboard, GET /api/v1/events?event_type=)",
@@ -249,6 +257,8 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "the evaluator's enabled rules, least recently evaluated first",
         "SELECT rule_id, condition_config, evaluation_window_minutes FROM alert_rules\n"
         " WHERE enabled ORDER BY last_evaluated_at LIMIT 20",
+        "The index sorts never-evaluated rules (NULL) last, as this query does; `ORDER BY last_evaluated_at "
+        "NULLS FIRST` (new rules first) cannot use it.",
     ),
     # -- alerts --------------------------------------------------------------------------------
     "pk_alerts": IndexQuery(
@@ -288,6 +298,19 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         " WHERE attributes @> '{{\"peer.service\": \"payments-gateway\"}}'\n"
         "   AND start_time >= '2026-11-02 00:00+00' AND start_time < '2026-11-05 00:00+00'",
     ),
+}
+
+
+# An example query per view, to show how a filter on the view reaches the tables beneath it.
+VIEW_QUERIES: dict[str, str] = {
+    "telemetry_events_hourly_summary": "SELECT * FROM telemetry_events_hourly_summary\n"
+    " WHERE hour >= '2026-11-03 10:00+00' AND hour < '2026-11-03 12:00+00'",
+    "system_metrics_service_summary": "SELECT * FROM system_metrics_service_summary\n"
+    " WHERE service_name = 'checkout' AND hour >= '2026-11-03 10:00+00' AND hour < '2026-11-03 12:00+00'",
+    "traces_service_summary": "SELECT * FROM traces_service_summary\n"
+    " WHERE service_name = 'orders' AND hour >= '2026-11-03 10:00+00' AND hour < '2026-11-03 12:00+00'",
+    "business_metrics_kpi_summary": "SELECT * FROM business_metrics_kpi_summary\n"
+    " WHERE metric_name = 'mrr' AND license_id IS NULL",
 }
 
 
@@ -556,6 +579,8 @@ def _alerts(rng: random.Random) -> Iterator[tuple[Any, ...]]:
 # -- the catalog ----------------------------------------------------------------------------------
 
 
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -570,7 +595,7 @@ class Table:
     columns: list[Column]
     partition_key: str | None
     partitions: list[str]
-    constraints: list[tuple[str, str]]
+    checks: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -581,14 +606,48 @@ class IndexInfo:
     kind: str
     definition: str
 
+    @property
+    def droppable(self) -> bool:
+        """Not backing a constraint, so dropping it (in a rolled-back transaction) shows the plan without it."""
+        return self.kind in ("secondary", "unique index")
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    table: str
+    name: str
+    definition: str
+    supporting_index: str | None
+
 
 @dataclass(frozen=True)
 class Plan:
     text: str
     indexes_used: list[str]
+    access_paths: list[str]
+    relations: list[str]
 
     def uses(self, index_name: str) -> bool:
         return index_name in self.indexes_used
+
+
+@dataclass(frozen=True)
+class Names:
+    """Partitions' own indexes and tables mapped to the partitioned index or table they belong to."""
+
+    index_parent: dict[str, str]
+    table_parent: dict[str, str]
+
+    @classmethod
+    def read(cls, connection: psycopg.Connection[Any]) -> Names:
+        rows = connection.execute(
+            "SELECT child.relkind, child.relname, parent.relname FROM pg_inherits i"
+            " JOIN pg_class child ON child.oid = i.inhrelid JOIN pg_class parent ON parent.oid = i.inhparent"
+        ).fetchall()
+        return cls(
+            index_parent={child: parent for kind, child, parent in rows if kind == "i"},
+            table_parent={child: parent for kind, child, parent in rows if kind in ("r", "p")},
+        )
 
 
 def read_tables(connection: psycopg.Connection[Any]) -> list[Table]:
@@ -596,11 +655,14 @@ def read_tables(connection: psycopg.Connection[Any]) -> list[Table]:
         "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
         " AND relkind IN ('r', 'p') AND NOT relispartition AND relname <> 'alembic_version'"
     )]
-    ordered = [name for name in TABLE_ORDER if name in names] + sorted(set(names) - set(TABLE_ORDER))
     missing = set(TABLE_ORDER) - set(names)
     if missing:
         raise SystemExit(f"schema_doc: expected tables missing from the migrated database: {sorted(missing)}")
-    return [_read_table(connection, name) for name in ordered]
+    return [_read_table(connection, name) for name in _table_order(names)]
+
+
+def _table_order(names: list[str]) -> list[str]:
+    return [name for name in TABLE_ORDER if name in names] + sorted(set(names) - set(TABLE_ORDER))
 
 
 def _read_table(connection: psycopg.Connection[Any], name: str) -> Table:
@@ -614,24 +676,24 @@ def _read_table(connection: psycopg.Connection[Any], name: str) -> Table:
          WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
          ORDER BY a.attnum
         """, (name,))]
-    partition_key = connection.execute(
-        "SELECT pg_get_partkeydef(%s::regclass)", (name,)).fetchone()[0]  # type: ignore[index]
+    partition_key = connection.execute("SELECT pg_get_partkeydef(%s::regclass)", (name,)).fetchone()[0]  # type: ignore[index]
     children = [row[0] for row in connection.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
         " WHERE i.inhparent = %s::regclass ORDER BY c.relname", (name,))]
-    constraints = [(row[0], row[1]) for row in connection.execute(
+    checks = [(row[0], row[1]) for row in connection.execute(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
-        " WHERE conrelid = %s::regclass AND contype IN ('c', 'f') ORDER BY contype, conname", (name,))]
-    return Table(name, columns, partition_key, children, constraints)
+        " WHERE conrelid = %s::regclass AND contype = 'c' ORDER BY conname", (name,))]
+    return Table(name, columns, partition_key, children, checks)
 
 
 def read_indexes(connection: psycopg.Connection[Any]) -> list[IndexInfo]:
-    """Every index of the parent tables (partitions' own copies excluded), primary keys first."""
+    """Every index of the parent tables (the partitions' own copies excluded): keys, then unique, then the rest."""
     rows = connection.execute(
         """
         SELECT i.relname, t.relname, am.amname,
                CASE WHEN x.indisprimary THEN 'primary key'
                     WHEN c.contype = 'u' THEN 'unique constraint'
+                    WHEN c.contype = 'x' THEN 'exclusion constraint'
                     WHEN x.indisunique THEN 'unique index'
                     ELSE 'secondary' END,
                pg_get_indexdef(x.indexrelid)
@@ -642,57 +704,50 @@ def read_indexes(connection: psycopg.Connection[Any]) -> list[IndexInfo]:
           LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u', 'x')
          WHERE t.relnamespace = current_schema()::regnamespace AND t.relkind IN ('r', 'p')
            AND NOT t.relispartition AND t.relname <> 'alembic_version'
-         ORDER BY t.relname, NOT x.indisprimary, c.contype IS NULL, i.relname
+         ORDER BY NOT x.indisprimary, c.contype IS NULL, NOT x.indisunique, i.relname
         """
     ).fetchall()
-    return [IndexInfo(*row) for row in rows]
+    indexes = [IndexInfo(*row) for row in rows]
+    order = {table: position for position, table in enumerate(_table_order(sorted({index.table for index in indexes})))}
+    return sorted(indexes, key=lambda index: order[index.table])
 
 
 def check_coverage(indexes: list[IndexInfo]) -> None:
-    in_database = {index.name for index in indexes}
-    documented = set(INDEX_QUERIES)
-    problems = []
-    for name in sorted(in_database - documented):
-        table = next(index.table for index in indexes if index.name == name)
-        problems.append(f"  index {name} (table {table}) has no entry in INDEX_QUERIES: add the query it serves")
-    for name in sorted(documented - in_database):
-        problems.append(f"  INDEX_QUERIES names {name}, which the migrated database does not have: remove or rename it")
+    """Fail unless INDEX_QUERIES names exactly the indexes of the migrated schema."""
+    in_database = {index.name: index.table for index in indexes}
+    problems = [
+        f"  index {name} on {table} has no entry in INDEX_QUERIES: add the query it serves"
+        for name, table in sorted(in_database.items()) if name not in INDEX_QUERIES
+    ] + [
+        f"  INDEX_QUERIES has an entry for {name}, an index the migrated schema does not have: remove or rename it"
+        for name in sorted(INDEX_QUERIES) if name not in in_database
+    ]
     if problems:
-        raise SystemExit("schema_doc: the index catalogue is out of date:\n" + "\n".join(problems))
+        raise SystemExit("schema_doc: scripts/schema_doc.py is out of date with the schema:\n" + "\n".join(problems))
 
 
-def parent_index_names(connection: psycopg.Connection[Any]) -> dict[str, str]:
-    """Partition index name -> the partitioned index it belongs to."""
-    return dict(connection.execute(
-        "SELECT child.relname, parent.relname FROM pg_inherits i"
-        " JOIN pg_class child ON child.oid = i.inhrelid JOIN pg_class parent ON parent.oid = i.inhparent"
-        " WHERE child.relkind = 'i' AND parent.relkind = 'I'"
-    ).fetchall())
-
-
-def explain(connection: psycopg.Connection[Any], query: str, parents: dict[str, str]) -> Plan:
-    """EXPLAIN the query (it is not executed) and name the schema indexes its plan touches."""
-    text = "\n".join(row[0] for row in connection.execute("EXPLAIN (COSTS OFF) " + query))
-    document = connection.execute("EXPLAIN (COSTS OFF, FORMAT JSON) " + query).fetchone()[0]  # type: ignore[index]
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            names = [node["Index Name"]] if "Index Name" in node else []
-            names += node.get("Conflict Arbiter Indexes", [])
-            for name in names:
-                parent = parents.get(name, name)
-                if parent not in found:
-                    found.append(parent)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(document)
-    connection.rollback()
-    return Plan(text, found)
+def read_foreign_keys(connection: psycopg.Connection[Any]) -> list[ForeignKey]:
+    """Foreign keys of the parent tables and an index whose leading columns are the key's, if any."""
+    keys = connection.execute(
+        """
+        SELECT t.relname, c.conname, pg_get_constraintdef(c.oid), c.conkey::int[], c.conrelid
+          FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+         WHERE c.contype = 'f' AND t.relnamespace = current_schema()::regnamespace AND NOT t.relispartition
+        """
+    ).fetchall()
+    indexes = connection.execute(
+        "SELECT x.indrelid, i.relname, string_to_array(x.indkey::text, ' ')::int[] FROM pg_index x"
+        " JOIN pg_class i ON i.oid = x.indexrelid"
+    ).fetchall()
+    order = {table: position for position, table in enumerate(_table_order(sorted({row[0] for row in keys})))}
+    found = []
+    for table, name, definition, columns, table_oid in keys:
+        supporting = sorted(
+            index_name for index_table, index_name, index_columns in indexes
+            if index_table == table_oid and set(index_columns[: len(columns)]) == set(columns)
+        )
+        found.append(ForeignKey(table, name, definition, supporting[0] if supporting else None))
+    return sorted(found, key=lambda key: (order[key.table], key.name))
 
 
 def read_views(connection: psycopg.Connection[Any]) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -717,6 +772,63 @@ def read_functions(connection: psycopg.Connection[Any]) -> list[tuple[str, str, 
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
+# -- plans ----------------------------------------------------------------------------------------
+
+
+def explain(connection: psycopg.Connection[Any], query: str, names: Names, *, without: str | None = None) -> Plan:
+    """EXPLAIN the query (never executed), optionally with one index dropped in a rolled-back transaction."""
+    with connection.transaction(force_rollback=True):
+        if without:
+            connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(without)))
+        text = "\n".join(row[0] for row in connection.execute("EXPLAIN (COSTS OFF) " + query))
+        document = connection.execute("EXPLAIN (COSTS OFF, FORMAT JSON) " + query).fetchone()[0]  # type: ignore[index]
+    indexes: list[str] = []
+    paths: list[str] = []
+    relations: list[str] = []
+
+    def note(items: list[str], item: str) -> None:
+        if item not in items:
+            items.append(item)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+            return
+        if not isinstance(node, dict):
+            return
+        node_type = node.get("Node Type", "")
+        if "Index Name" in node:
+            index = names.index_parent.get(node["Index Name"], node["Index Name"])
+            note(indexes, index)
+            note(paths, f"{node_type} using {index}")
+        elif "Relation Name" in node and node_type != "Bitmap Heap Scan":
+            note(paths, f"{node_type} on {names.table_parent.get(node['Relation Name'], node['Relation Name'])}")
+        for index in node.get("Conflict Arbiter Indexes", []):
+            index = names.index_parent.get(index, index)
+            note(indexes, index)
+            note(paths, f"conflict arbiter {index}")
+        if "Relation Name" in node:
+            note(relations, node["Relation Name"])
+        for value in node.values():
+            walk(value)
+
+    walk(document)
+    return Plan(text, indexes, paths, relations)
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    index: IndexInfo
+    query: IndexQuery
+    plan: Plan
+    plan_without: Plan | None
+
+    @property
+    def used(self) -> bool:
+        return self.plan.uses(self.index.name)
+
+
 # -- the document ---------------------------------------------------------------------------------
 
 
@@ -726,24 +838,27 @@ def render(
     settings: dict[str, str],
     counts: dict[str, int],
     tables: list[Table],
-    indexes: list[IndexInfo],
-    plans: dict[str, Plan],
+    reports: list[IndexReport],
+    foreign_keys: list[ForeignKey],
     views: list[tuple[str, list[tuple[str, str]]]],
+    view_plans: dict[str, Plan],
     functions: list[tuple[str, str, str, str]],
 ) -> str:
     out: list[str] = []
     add = out.append
-    unused = [index.name for index in indexes if not plans[index.name].uses(index.name)]
+    partitions_of = {table.name: table.partitions for table in tables if table.partitions}
     add("# Schema")
     add("")
-    add("<!-- Generated by scripts/schema_doc.py: do not edit by hand. -->")
-    add(f"Generated by `scripts/schema_doc.py` on PostgreSQL {version}. **Do not edit by hand**: change the")
-    add("schema (models and an Alembic revision) or the index catalogue `INDEX_QUERIES` in the script, then run")
+    add("<!-- Generated by scripts/schema_doc.py. Do not edit by hand: change the schema or the script and rerun it. -->")
+    add("")
+    add(f"Generated by `scripts/schema_doc.py` on PostgreSQL {version}. **Do not edit by hand**: change the schema")
+    add("(models and an Alembic revision) or the index catalogue `INDEX_QUERIES` in the script, then run")
     add("`.venv/bin/python scripts/schema_doc.py`. The script fails when an index has no documented query or a")
     add("documented index no longer exists.")
     add("")
-    add("Columns, indexes, views and functions are read from the catalog of a freshly migrated database. Each plan")
-    add("is `EXPLAIN (COSTS OFF)` of the query an index serves, taken after loading this data set and `VACUUM ANALYZE`:")
+    add("Tables, columns, indexes, views and functions are read from the catalog of a freshly migrated database.")
+    add("Each index is shown with the query it serves and that query's `EXPLAIN (COSTS OFF)` plan, taken after")
+    add("loading this data set and `VACUUM ANALYZE`:")
     add("")
     add("| table | rows |")
     add("|---|---:|")
@@ -752,21 +867,27 @@ def render(
     add("")
     add(f"Events, metric samples and spans arrive in time order over {DAYS} days ({FIRST_DAY} to "
         f"{FIRST_DAY + timedelta(days=DAYS - 1)}, one daily partition each); KPIs are daily over {KPI_DAYS} days. "
-        "Planner settings are the server defaults: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + ".")
+        "Planner settings are the server's defaults: " + ", ".join(f"`{k} = {v}`" for k, v in settings.items()) + ". "
+        "Plans name the partitions' own copies of an index (`<partition>_<columns>_idx`, `<partition>_pkey`); "
+        "the script maps them back to the index of the parent table.")
     add("")
+    unused = [report.index.name for report in reports if not report.used]
     if unused:
-        add(f"**{len(unused)} index(es) are not used by the plan of the query they are meant to serve:** "
-            + ", ".join(f"`{name}`" for name in unused) + ". See their sections below.")
+        add(f"> **{len(unused)} index(es) are not used by the plan of the query they serve:** "
+            + ", ".join(f"[`{name}`](#{name})" for name in unused) + ".")
         add("")
 
     add("## Index summary")
     add("")
-    add("| index | table | method | query pattern | plan uses it |")
-    add("|---|---|---|---|---|")
-    for index in indexes:
-        verdict = "yes" if plans[index.name].uses(index.name) else "**NO**"
-        add(f"| [`{index.name}`](#{index.name}) | `{index.table}` | {index.method} | "
-            f"{_cell(INDEX_QUERIES[index.name].pattern)} | {verdict} |")
+    add("\"Without it\" is the plan's access path when the index is dropped (in a rolled-back transaction);")
+    add("indexes that back a constraint are not dropped.")
+    add("")
+    add("| index | table | method | query pattern | plan uses it | without it |")
+    add("|---|---|---|---|---|---|")
+    for report in reports:
+        index = report.index
+        add(f"| [`{index.name}`](#{index.name}) | `{index.table}` | {index.method} | {_cell(report.query.pattern)} | "
+            f"{'yes' if report.used else '**NO**'} | {_without(report)} |")
     add("")
 
     add("## Tables")
@@ -774,12 +895,12 @@ def render(
     for table in tables:
         add(f"### `{table.name}`")
         add("")
-        if table.partition_key:
-            add(f"Partitioned by `{table.partition_key}`, one partition per UTC day named `{table.name}_pYYYYMMDD`, created ahead "
-                "of the data by `ensure_daily_partitions` and dropped by retention. "
-                f"In the documentation database: {len(table.partitions)} partitions, "
-                f"`{table.partitions[0]}` to `{table.partitions[-1]}`." if table.partitions else
-                f"Partitioned by `{table.partition_key}` (no partitions yet).")
+        if table.partition_key and table.partitions:
+            add(f"Partitioned by `{table.partition_key}`: one partition per UTC day, named `{table.name}_pYYYYMMDD`, "
+                "created ahead of the data by `ensure_daily_partitions` and dropped whole by retention "
+                f"(here {len(table.partitions)}: `{table.partitions[0]}` to `{table.partitions[-1]}`).")
+        elif table.partition_key:
+            add(f"Partitioned by `{table.partition_key}` (no partitions yet).")
         else:
             add("Not partitioned.")
         add("")
@@ -787,48 +908,34 @@ def render(
         add("|---|---|---|---|")
         for column in table.columns:
             add(f"| `{column.name}` | {column.type} | {'yes' if column.nullable else 'no'} | "
-                f"{_cell(column.default) if column.default else ''} |")
+                f"{_code(column.default) if column.default else ''} |")
         add("")
-        if table.constraints:
-            add("Constraints: " + "; ".join(f"`{name}` {_inline(definition)}" for name, definition in table.constraints))
+        for name, definition in table.checks:
+            add(f"- `{name}`: {_code(definition)}")
+        for key in foreign_keys:
+            if key.table == table.name:
+                add(f"- `{key.name}`: {_code(key.definition)}")
+        if table.checks or any(key.table == table.name for key in foreign_keys):
             add("")
-        table_indexes = [index.name for index in indexes if index.table == table.name]
-        add("Indexes: " + ", ".join(f"[`{name}`](#{name})" for name in table_indexes))
+        add("Indexes: " + ", ".join(f"[`{r.index.name}`](#{r.index.name})" for r in reports if r.index.table == table.name) + ".")
         add("")
 
     add("## Indexes")
     add("")
-    for index in indexes:
-        plan = plans[index.name]
-        entry = INDEX_QUERIES[index.name]
-        add(f"### {index.name}")
-        add("")
-        add(f"On `{index.table}`, {index.method}, {index.kind}.")
-        add("")
-        add("```sql")
-        add(index.definition)
-        add("```")
-        add("")
-        add(f"Serves: {entry.pattern}.")
-        add("")
-        add("```sql")
-        add(query_sql(index.name))
-        add("```")
-        add("")
-        if plan.uses(index.name):
-            others = [name for name in plan.indexes_used if name != index.name]
-            add("The plan uses the index" + (f" (and {', '.join(f'`{n}`' for n in others)})" if others else "") + ":")
-        else:
-            add("> **Warning: the plan does not use this index** ("
-                + (f"it uses {', '.join(f'`{n}`' for n in plan.indexes_used)} instead" if plan.indexes_used else "no index at all")
-                + ").")
-            add("")
-            add("Plan:")
-        add("")
-        add("```")
-        add(plan.text)
-        add("```")
-        add("")
+    for report in reports:
+        _render_index(add, report)
+
+    add("## Foreign keys and their indexes")
+    add("")
+    add("A foreign key whose columns lead no index on the referencing table makes every delete (or key update)")
+    add("of a referenced row scan that table, every partition of it for the partitioned ones.")
+    add("")
+    add("| table | foreign key | index with these leading columns |")
+    add("|---|---|---|")
+    for key in foreign_keys:
+        add(f"| `{key.table}` | {_code(key.definition)} | "
+            f"{f'[`{key.supporting_index}`](#{key.supporting_index})' if key.supporting_index else '**none**'} |")
+    add("")
 
     add("## Views")
     add("")
@@ -841,6 +948,20 @@ def render(
         add("|---|---|")
         for name, type_ in columns:
             add(f"| `{name}` | {type_} |")
+        add("")
+        plan = view_plans.get(view)
+        if plan is None:
+            continue
+        add("```sql")
+        add(VIEW_QUERIES[view])
+        add("```")
+        add("")
+        scanned = _partitions_scanned(plan, partitions_of)
+        add("Plan" + (f" ({scanned})" if scanned else "") + ":")
+        add("")
+        add("```")
+        add(plan.text)
+        add("```")
         add("")
 
     add("## SQL functions")
@@ -859,12 +980,65 @@ def render(
     return "\n".join(out).rstrip() + "\n"
 
 
+def _render_index(add: Any, report: IndexReport) -> None:
+    index, plan = report.index, report.plan
+    add(f"### {index.name}")
+    add("")
+    add(f"On `{index.table}`: {index.method}, {index.kind}.")
+    add("")
+    add("```sql")
+    add(index.definition)
+    add("```")
+    add("")
+    add(f"Serves: {report.query.pattern}.")
+    add("")
+    add("```sql")
+    add(query_sql(index.name))
+    add("```")
+    add("")
+    if report.used:
+        others = [name for name in plan.indexes_used if name != index.name]
+        add("The plan uses the index" + (f" (and {', '.join(f'`{n}`' for n in others)})" if others else "") + ":")
+    else:
+        add("> **Warning: the plan does not use this index**: "
+            + (f"it uses {', '.join(f'`{n}`' for n in plan.indexes_used)} instead." if plan.indexes_used else "it uses no index.")
+            + "")
+        add("")
+        add("Plan:")
+    add("")
+    add("```")
+    add(plan.text)
+    add("```")
+    add("")
+    if report.plan_without is not None:
+        add(f"Without the index the plan would use: {_without(report)}.")
+        add("")
+    if report.query.note:
+        add(report.query.note)
+        add("")
+
+
+def _without(report: IndexReport) -> str:
+    if report.plan_without is None:
+        return f"({report.index.kind})"
+    return ", ".join(_code(path) for path in report.plan_without.access_paths)
+
+
+def _partitions_scanned(plan: Plan, partitions_of: dict[str, list[str]]) -> str:
+    parts = []
+    for table, partitions in partitions_of.items():
+        scanned = [relation for relation in plan.relations if relation in partitions]
+        if scanned:
+            parts.append(f"scans {len(scanned)} of the {len(partitions)} partitions of `{table}`")
+    return "; ".join(parts)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _inline(text: str) -> str:
-    return f"`{text}`".replace("|", "\\|")
+def _code(text: str) -> str:
+    return "`" + text.replace("|", "\\|").replace("\n", " ") + "`"
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -875,39 +1049,50 @@ def progress(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                        help="a PostgreSQL server to create a temporary database on (default: $DATABASE_URL, "
-                             "else a throwaway embedded PostgreSQL 18)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"where to write (default: {DEFAULT_OUTPUT.relative_to(REPO_ROOT)})")
+                        help="a PostgreSQL server on which to create (and drop) a temporary database "
+                             "(default: $DATABASE_URL; without either, a throwaway embedded PostgreSQL 18)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help=f"the file to write (default: {DEFAULT_OUTPUT.relative_to(REPO_ROOT)})")
     args = parser.parse_args(argv)
 
     with scratch_database(args.database_url) as url:
         progress("migrating")
         migrate(url)
-        with psycopg.connect(libpq_url(url), options="-c timezone=UTC") as connection:
+        with psycopg.connect(libpq_url(url), options="-c timezone=UTC", autocommit=True) as connection:
             indexes = read_indexes(connection)
             check_coverage(indexes)
             tables = read_tables(connection)
+            foreign_keys = read_foreign_keys(connection)
             views = read_views(connection)
             functions = read_functions(connection)
         counts = load(url)
-        with psycopg.connect(libpq_url(url), options="-c timezone=UTC") as connection:
+        progress("explaining")
+        with psycopg.connect(libpq_url(url), options="-c timezone=UTC", autocommit=True) as connection:
             version = connection.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             settings = {name: connection.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]  # type: ignore[index]
                         for name in ("random_page_cost", "effective_cache_size", "work_mem", "max_parallel_workers_per_gather")}
-            parents = parent_index_names(connection)
-            plans = {index.name: explain(connection, query_sql(index.name), parents) for index in indexes}
+            names = Names.read(connection)
+            reports = [
+                IndexReport(
+                    index,
+                    INDEX_QUERIES[index.name],
+                    explain(connection, query_sql(index.name), names),
+                    explain(connection, query_sql(index.name), names, without=index.name) if index.droppable else None,
+                )
+                for index in indexes
+            ]
+            view_plans = {view: explain(connection, VIEW_QUERIES[view], names) for view, _ in views if view in VIEW_QUERIES}
 
-    for index in indexes:
-        plan = plans[index.name]
-        if not plan.uses(index.name):
-            used = ", ".join(plan.indexes_used) or "no index"
-            print(f"schema_doc: WARNING: the plan for {index.name} ({INDEX_QUERIES[index.name].pattern}) "
+    for report in reports:
+        if not report.used:
+            used = ", ".join(report.plan.indexes_used) or "no index"
+            print(f"schema_doc: WARNING: the plan of the query {report.index.name} serves ({report.query.pattern}) "
                   f"does not use it; it uses {used}", file=sys.stderr)
 
-    document = render(version=version.split(" ")[0], settings=settings, counts=counts, tables=tables,
-                      indexes=indexes, plans=plans, views=views, functions=functions)
+    document = render(version=version.split(" ")[0], settings=settings, counts=counts, tables=tables, reports=reports,
+                      foreign_keys=foreign_keys, views=views, view_plans=view_plans, functions=functions)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(document)
     progress(f"wrote {args.output}")

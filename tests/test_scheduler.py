@@ -1,0 +1,72 @@
+"""The in-process scheduler and its jobs, run against a real database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from fernando_telemetry import jobs
+from fernando_telemetry.jobs import Job, JobOutcome
+from fernando_telemetry.scheduler import Scheduler
+from fernando_telemetry.services import schema
+from fernando_telemetry.settings import Settings
+from fernando_telemetry.storage.database import make_engine, session_factory
+
+
+@pytest.fixture()
+def sessions(database_factory: Callable[[], str]):  # type: ignore[no-untyped-def]
+    engine = make_engine(database_factory(), pool_size=2)
+    schema.upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+class TestJobs:
+    def test_partition_upkeep_job_uses_settings_and_injected_time(self, sessions: sessionmaker[Session]) -> None:
+        """The upkeep job creates the window of its settings around the ``now`` it is given."""
+        settings = Settings(partitions_days_back=0, partitions_days_ahead=7)
+        outcome = jobs.partition_upkeep(settings)(sessions, datetime(2030, 1, 1, 5, tzinfo=UTC))
+        assert outcome.ran
+        assert "2030-01-01..2030-01-08: created 24" in outcome.summary
+        with sessions() as session:
+            assert session.execute(text("SELECT to_regclass('traces_p20300108') IS NOT NULL")).scalar_one()
+
+    def test_a_job_running_elsewhere_is_skipped(self, sessions: sessionmaker[Session]) -> None:
+        """While another connection holds the job's lock, the job skips its tick instead of running twice."""
+        with sessions() as holder:
+            holder.execute(text("SELECT pg_advisory_lock(hashtextextended('fernando_telemetry.job:retention', 0))"))
+            outcome = jobs.retention_run(Settings())(sessions, datetime.now(UTC))
+            holder.execute(text("SELECT pg_advisory_unlock_all()"))
+        assert outcome == JobOutcome(ran=False, summary="retention: skipped, running elsewhere")
+        assert jobs.retention_run(Settings())(sessions, datetime.now(UTC)).ran
+
+
+class TestScheduler:
+    def test_runs_each_job_at_its_interval_and_survives_failures(self, sessions: sessionmaker[Session]) -> None:
+        """A failing job is counted and retried; the other job keeps its own rhythm; stop ends the thread."""
+        calls: list[str] = []
+
+        def ok(_sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+            calls.append("ok")
+            return JobOutcome(ran=True, summary="ok")
+
+        def broken(_sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+            calls.append("broken")
+            raise RuntimeError("boom")
+
+        scheduler = Scheduler(sessions, [Job("ok", 0.1, ok), Job("broken", 0.1, broken)])
+        scheduler.mark_ran("ok")  # ran at start-up: its first scheduled run waits one interval
+        scheduler.start()
+        time.sleep(0.65)
+        scheduler.stop()
+        assert scheduler.failures["broken"] >= 3
+        assert scheduler.runs["ok"] >= 3
+        assert calls[0] == "broken"
+        count = len(calls)
+        time.sleep(0.3)
+        assert len(calls) == count  # stopped means stopped
