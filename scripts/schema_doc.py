@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -618,6 +619,7 @@ class ForeignKey:
     name: str
     definition: str
     supporting_index: str | None
+    unusable_partial_index: str | None
 
 
 @dataclass(frozen=True)
@@ -736,18 +738,28 @@ def read_foreign_keys(connection: psycopg.Connection[Any]) -> list[ForeignKey]:
         """
     ).fetchall()
     indexes = connection.execute(
-        "SELECT x.indrelid, i.relname, string_to_array(x.indkey::text, ' ')::int[] FROM pg_index x"
-        " JOIN pg_class i ON i.oid = x.indexrelid"
+        "SELECT x.indrelid, i.relname, string_to_array(x.indkey::text, ' ')::int[], pg_get_expr(x.indpred, x.indrelid),"
+        "       array(SELECT attname FROM pg_attribute WHERE attrelid = x.indrelid AND attnum = ANY(x.indkey))"
+        "  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
     ).fetchall()
     order = {table: position for position, table in enumerate(_table_order(sorted({row[0] for row in keys})))}
     found = []
     for table, name, definition, columns, table_oid in keys:
-        supporting = sorted(
-            index_name for index_table, index_name, index_columns in indexes
+        leading = sorted(
+            (index_name, predicate, column_names) for index_table, index_name, index_columns, predicate, column_names in indexes
             if index_table == table_oid and set(index_columns[: len(columns)]) == set(columns)
         )
-        found.append(ForeignKey(table, name, definition, supporting[0] if supporting else None))
+        # A partial index serves the key's "column = $1" lookups only when that implies its predicate.
+        usable = [index_name for index_name, predicate, column_names in leading
+                  if predicate is None or _implied_by_equality(predicate, column_names)]
+        unusable = [f"{index_name} WHERE {predicate}" for index_name, predicate, _ in leading if index_name not in usable]
+        found.append(ForeignKey(table, name, definition, usable[0] if usable else None, unusable[0] if unusable else None))
     return sorted(found, key=lambda key: (order[key.table], key.name))
+
+
+def _implied_by_equality(predicate: str, column_names: list[str]) -> bool:
+    match = re.fullmatch(r"\(?(\w+) IS NOT NULL\)?", predicate)
+    return bool(match and match.group(1) in column_names)
 
 
 def read_views(connection: psycopg.Connection[Any]) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -911,7 +923,7 @@ def render(
                 f"{_code(column.default) if column.default else ''} |")
         add("")
         for name, definition in table.checks:
-            add(f"- `{name}`: {_code(definition)}")
+            add(f"- `{name}`: {_check(definition)}")
         for key in foreign_keys:
             if key.table == table.name:
                 add(f"- `{key.name}`: {_code(key.definition)}")
@@ -933,8 +945,13 @@ def render(
     add("| table | foreign key | index with these leading columns |")
     add("|---|---|---|")
     for key in foreign_keys:
-        add(f"| `{key.table}` | {_code(key.definition)} | "
-            f"{f'[`{key.supporting_index}`](#{key.supporting_index})' if key.supporting_index else '**none**'} |")
+        if key.supporting_index:
+            supported = f"[`{key.supporting_index}`](#{key.supporting_index})"
+        elif key.unusable_partial_index:
+            supported = f"**none** (the partial {_code(key.unusable_partial_index)} does not cover every row)"
+        else:
+            supported = "**none**"
+        add(f"| `{key.table}` | {_code(key.definition)} | {supported} |")
     add("")
 
     add("## Views")
@@ -956,13 +973,18 @@ def render(
         add(VIEW_QUERIES[view])
         add("```")
         add("")
-        scanned = _partitions_scanned(plan, partitions_of)
+        scanned, prunes_nothing = _partitions_scanned(plan, partitions_of)
         add("Plan" + (f" ({scanned})" if scanned else "") + ":")
         add("")
         add("```")
         add(plan.text)
         add("```")
         add("")
+        if prunes_nothing and "hour" in VIEW_QUERIES[view]:
+            add("> The filter on `hour` prunes no partition and uses no time index: `hour` is `date_trunc` of the "
+                "partition column, which the planner does not turn back into a range on that column. For a time "
+                "window, aggregate the table itself with a range on its time column (as the BRIN queries above do).")
+            add("")
 
     add("## SQL functions")
     add("")
@@ -1024,13 +1046,24 @@ def _without(report: IndexReport) -> str:
     return ", ".join(_code(path) for path in report.plan_without.access_paths)
 
 
-def _partitions_scanned(plan: Plan, partitions_of: dict[str, list[str]]) -> str:
-    parts = []
+def _partitions_scanned(plan: Plan, partitions_of: dict[str, list[str]]) -> tuple[str, bool]:
+    """How many partitions of each partitioned table the plan reads, and whether it reads all of them."""
+    parts, all_scanned = [], False
     for table, partitions in partitions_of.items():
         scanned = [relation for relation in plan.relations if relation in partitions]
         if scanned:
             parts.append(f"scans {len(scanned)} of the {len(partitions)} partitions of `{table}`")
-    return "; ".join(parts)
+            all_scanned = all_scanned or len(scanned) == len(partitions)
+    return "; ".join(parts), all_scanned
+
+
+def _check(definition: str) -> str:
+    """``CHECK (col = ANY (ARRAY[...]))`` as "`col` is one of ..."; any other check as written."""
+    match = re.fullmatch(r"CHECK \(\(\((\w+)\)::text = ANY \(\(ARRAY\[(.*)\]\)::text\[\]\)\)\)", definition)
+    if not match:
+        return _code(definition)
+    values = re.findall(r"'([^']*)'::character varying", match.group(2))
+    return f"`{match.group(1)}` is one of " + ", ".join(f"`{value}`" for value in values)
 
 
 def _cell(text: str) -> str:
