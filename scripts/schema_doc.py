@@ -342,13 +342,17 @@ def _temporary_database(server_url: str) -> Iterator[str]:
     maintenance_url = libpq_url(server_url)
     name = f"ft_schema_doc_{uuid.uuid4().hex[:10]}"
     try:
-        with psycopg.connect(maintenance_url, autocommit=True) as connection:
+        connection = psycopg.connect(maintenance_url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"schema_doc: cannot connect to the --database-url server: {_first_line(exc)}") from exc
+    with connection:
+        try:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as exc:
-        raise SystemExit(
-            f"schema_doc: cannot create the temporary database {name} on the server of --database-url: "
-            f"{str(exc).strip()} (the role needs CREATEDB; or omit --database-url to use embedded PostgreSQL)"
-        ) from exc
+        except psycopg.Error as exc:
+            raise SystemExit(
+                f"schema_doc: cannot create the temporary database {name}: {_first_line(exc)} "
+                "(the role needs CREATEDB; or omit --database-url to use an embedded PostgreSQL)"
+            ) from exc
     progress(f"created temporary database {name}")
     try:
         yield sqlalchemy_url(server_url).set(database=name, drivername="postgresql").render_as_string(hide_password=False)
@@ -356,6 +360,11 @@ def _temporary_database(server_url: str) -> Iterator[str]:
         with psycopg.connect(maintenance_url, autocommit=True) as connection:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         progress(f"dropped temporary database {name}")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def migrate(url: str) -> None:
@@ -1035,6 +1044,12 @@ def _render_index(add: Any, report: IndexReport) -> None:
     if report.plan_without is not None:
         add(f"Without the index the plan would use: {_without(report)}.")
         add("")
+        fallback = report.plan_without
+        if fallback.indexes_used and not any(path.startswith("Seq Scan") for path in fallback.access_paths):
+            add("> The query stays indexed without it (through "
+                + ", ".join(f"`{name}`" for name in fallback.indexes_used)
+                + "): what this index saves over that, against what it costs at every write, is for the benchmarks to show.")
+            add("")
     if report.query.note:
         add(report.query.note)
         add("")
