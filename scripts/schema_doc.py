@@ -239,12 +239,6 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         " WHERE license_id = {license_id} AND period_type = 'daily' AND period_start >= '2026-10-01 00:00+00'\n"
         " ORDER BY metric_name, period_start",
     ),
-    "ix_business_metrics_metric_name_period_type_period_start": IndexQuery(
-        "one KPI's history, newest period first (KPI summary, dashboard charts)",
-        "SELECT period_start, metric_value, target_value FROM business_metrics\n"
-        " WHERE metric_name = 'mrr' AND period_type = 'daily'\n"
-        " ORDER BY period_start DESC LIMIT 30",
-    ),
     # -- alert_rules ---------------------------------------------------------------------------
     "pk_alert_rules": IndexQuery(
         "one rule by id (rule API, alerts joined to their rule)",
@@ -255,11 +249,9 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "SELECT rule_id, enabled FROM alert_rules WHERE license_id = {license_id} AND name = 'High error rate'",
     ),
     "ix_alert_rules_enabled_last_evaluated_at": IndexQuery(
-        "the evaluator's enabled rules, least recently evaluated first",
+        "the evaluator's enabled rules, never evaluated first, then least recently evaluated",
         "SELECT rule_id, condition_config, evaluation_window_minutes FROM alert_rules\n"
-        " WHERE enabled ORDER BY last_evaluated_at LIMIT 20",
-        "The index sorts never-evaluated rules (NULL) last, as this query does; `ORDER BY last_evaluated_at "
-        "NULLS FIRST` (new rules first) cannot use it.",
+        " WHERE enabled ORDER BY last_evaluated_at NULLS FIRST LIMIT 20",
     ),
     # -- alerts --------------------------------------------------------------------------------
     "pk_alerts": IndexQuery(
@@ -278,8 +270,9 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     ),
     # -- traces --------------------------------------------------------------------------------
     "pk_traces": IndexQuery(
-        "one span by trace and span id (parent lookups); no duplicate span in a partition",
-        "SELECT * FROM traces WHERE trace_id = '{trace_id}' AND span_id = '{span_id}'",
+        "one span by span and trace id (parent lookups, deduplication on retry); span_id leads so "
+        "trace_id lookups go to the hash index",
+        "SELECT * FROM traces WHERE span_id = '{span_id}' AND trace_id = '{trace_id}'",
     ),
     "ix_traces_trace_id_hash": IndexQuery(
         "a whole trace by its id, no time range, across all partitions",

@@ -29,8 +29,13 @@ class AlertRule(Base):
     __tablename__ = "alert_rules"
     __table_args__ = (
         UniqueConstraint("license_id", "name", name="uq_alert_rules_license_id_name", postgresql_nulls_not_distinct=True),
-        # serves: the evaluator's "enabled rules, least recently evaluated first" (partial: disabled rules cost nothing)
-        Index("ix_alert_rules_enabled_last_evaluated_at", "last_evaluated_at", postgresql_where=text("enabled")),
+        # serves: the evaluator's "enabled rules, never evaluated first, then least recently evaluated"
+        # (partial: disabled rules cost nothing)
+        Index(
+            "ix_alert_rules_enabled_last_evaluated_at",
+            text("last_evaluated_at NULLS FIRST"),
+            postgresql_where=text("enabled"),
+        ),
     )
 
     rule_id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, Index, Numeric, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, ForeignKey, Identity, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fernando_telemetry.core.enums import MetricCategory, PeriodType
@@ -29,7 +29,8 @@ class BusinessMetric(Base):
 
     __tablename__ = "business_metrics"
     __table_args__ = (
-        # serves: upsert by natural key (a recomputed KPI replaces the old value); NULL license = overall
+        # serves: upsert by natural key (a recomputed KPI replaces the old value); NULL license = overall;
+        # its leading columns also serve one KPI's history, newest period first (read backwards)
         UniqueConstraint(
             "metric_name",
             "period_type",
@@ -39,8 +40,6 @@ class BusinessMetric(Base):
             name="uq_business_metrics_natural_key",
             postgresql_nulls_not_distinct=True,
         ),
-        # serves: one KPI's history, newest period first (KPI summary view, dashboard charts)
-        Index("ix_business_metrics_metric_name_period_type_period_start", "metric_name", "period_type", text("period_start DESC")),
     )
 
     business_metric_id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)

@@ -10,7 +10,19 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, Sequence, SmallInteger, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    Sequence,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -137,7 +149,9 @@ class Trace(Base):
 
     __tablename__ = "traces"
     __table_args__ = (
-        # serves: a whole trace by its id with no time range (hash: equality only, small, fast)
+        # span_id leads: it identifies a span (dedup on retry); trace_id lookups have their own hash index
+        PrimaryKeyConstraint("span_id", "trace_id", "start_time", name="pk_traces"),
+        # serves: a whole trace by its id with no time range (hash: equality only, 4-byte codes, small)
         Index("ix_traces_trace_id_hash", "trace_id", postgresql_using="hash"),
         # serves: spans of one service and operation over time (trace search, service summary)
         Index("ix_traces_service_name_operation_name_start_time", "service_name", "operation_name", text("start_time DESC")),

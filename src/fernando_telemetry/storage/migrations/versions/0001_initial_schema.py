@@ -252,7 +252,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('metric_name', 'period_type', 'period_start', 'license_id', 'dimensions', name='uq_business_metrics_natural_key', postgresql_nulls_not_distinct=True)
     )
     op.create_index(op.f('ix_business_metrics_license_id'), 'business_metrics', ['license_id'], unique=False)
-    op.create_index('ix_business_metrics_metric_name_period_type_period_start', 'business_metrics', ['metric_name', 'period_type', sa.literal_column('period_start DESC')], unique=False)
     op.create_table('users',
     sa.Column('user_id', sa.String(length=128), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=True),
@@ -294,7 +293,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('rule_id', name=op.f('pk_alert_rules')),
     sa.UniqueConstraint('license_id', 'name', name='uq_alert_rules_license_id_name', postgresql_nulls_not_distinct=True)
     )
-    op.create_index('ix_alert_rules_enabled_last_evaluated_at', 'alert_rules', ['last_evaluated_at'], unique=False, postgresql_where=sa.text('enabled'))
+    op.create_index('ix_alert_rules_enabled_last_evaluated_at', 'alert_rules', [sa.literal_column('last_evaluated_at NULLS FIRST')], unique=False, postgresql_where=sa.text('enabled'))
     op.create_table('system_metrics',
     sa.Column('metric_id', sa.BigInteger(), server_default=sa.text("nextval('system_metrics_metric_id_seq')"), nullable=False),
     sa.Column('metric_name', sa.String(length=200), nullable=False),
@@ -377,7 +376,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.ForeignKeyConstraint(['license_id'], ['licenses.license_id'], name=op.f('fk_traces_license_id_licenses')),
     sa.ForeignKeyConstraint(['user_id'], ['users.user_id'], name=op.f('fk_traces_user_id_users'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('trace_id', 'span_id', 'start_time', name=op.f('pk_traces')),
+    sa.PrimaryKeyConstraint('span_id', 'trace_id', 'start_time', name=op.f('pk_traces')),
     postgresql_partition_by='RANGE (start_time)'
     )
     op.create_index('ix_traces_attributes_gin', 'traces', ['attributes'], unique=False, postgresql_using='gin', postgresql_ops={'attributes': 'jsonb_path_ops'})
@@ -450,7 +449,6 @@ def downgrade() -> None:
     op.drop_index('ix_users_lower_email', table_name='users')
     op.drop_index(op.f('ix_users_license_id'), table_name='users')
     op.drop_table('users')
-    op.drop_index('ix_business_metrics_metric_name_period_type_period_start', table_name='business_metrics')
     op.drop_index(op.f('ix_business_metrics_license_id'), table_name='business_metrics')
     op.drop_table('business_metrics')
     op.drop_index(op.f('ix_api_keys_license_id'), table_name='api_keys')
