@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from sqlalchemy import Engine
+
 from fernando_telemetry.settings import Settings
-from fernando_telemetry.storage.database import sqlalchemy_url
+from fernando_telemetry.storage.database import make_engine, sqlalchemy_url
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
 
-__all__ = ["EMBEDDED_DIR_NAME", "database_url", "embedded_cluster"]
+__all__ = ["EMBEDDED_DIR_NAME", "database_engine", "database_url", "embedded_cluster"]
 
 EMBEDDED_DIR_NAME = "postgres-18"
 
@@ -42,3 +44,16 @@ def database_url(settings: Settings, *, note: Callable[[str], None] = lambda mes
         if cluster.started_here:
             cluster.stop()
             note("stopped embedded PostgreSQL")
+
+
+@contextlib.contextmanager
+def database_engine(
+    settings: Settings, *, note: Callable[[str], None] = lambda message: None, pool_size: int = 1
+) -> Iterator[Engine]:
+    """Yield an engine on the database of ``database_url``; the pool is closed on the way out."""
+    with database_url(settings, note=note) as url:
+        engine = make_engine(url, pool_size=pool_size, connect_timeout_s=settings.db_connect_timeout_s)
+        try:
+            yield engine
+        finally:
+            engine.dispose()

@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 import typer
 
 from fernando_telemetry import runtime
-from fernando_telemetry.cli.output import console, note
+from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.services import partitions, schema
 from fernando_telemetry.settings import load_settings
-from fernando_telemetry.storage.database import make_engine, session_factory
+from fernando_telemetry.storage.database import session_factory
 
 app = typer.Typer(help="Schema migrations. Example: fernando-telemetry db upgrade", no_args_is_help=True)
 
-DatabaseUrlOption = typer.Option(None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: the embedded cluster.")
 
 
 @app.command()
@@ -27,23 +26,19 @@ def upgrade(
     Example: fernando-telemetry db upgrade
     """
     settings = load_settings(database_url=database_url)
-    with runtime.database_url(settings, note=note) as url:
-        engine = make_engine(url, pool_size=1)
-        try:
-            schema.upgrade(engine, revision=revision)
-            state = schema.current(engine)
-            if state.up_to_date:
-                with session_factory(engine).begin() as session:
-                    result = partitions.upkeep(
-                        session,
-                        now=datetime.now(UTC),
-                        days_back=settings.partitions_days_back,
-                        days_ahead=settings.partitions_days_ahead,
-                    )
-                note(f"partitions {result.first_day}..{result.last_day} ready ({result.total_created} created)")
-            console.print(f"schema at revision {state.current}")
-        finally:
-            engine.dispose()
+    with runtime.database_engine(settings, note=note) as engine:
+        schema.upgrade(engine, revision=revision)
+        state = schema.current(engine)
+        if state.up_to_date:
+            with session_factory(engine).begin() as session:
+                result = partitions.upkeep(
+                    session,
+                    now=datetime.now(UTC),
+                    days_back=settings.partitions_days_back,
+                    days_ahead=settings.partitions_days_ahead,
+                )
+            note(f"partitions {result.first_day}..{result.last_day} ready ({result.total_created} created)")
+        console.print(f"schema at revision {state.current}")
 
 
 @app.command()
@@ -56,13 +51,9 @@ def downgrade(
     Example: fernando-telemetry db downgrade base
     """
     settings = load_settings(database_url=database_url)
-    with runtime.database_url(settings, note=note) as url:
-        engine = make_engine(url, pool_size=1)
-        try:
-            schema.downgrade(engine, revision=revision)
-            console.print(f"schema at revision {schema.current(engine).current or 'base (empty)'}")
-        finally:
-            engine.dispose()
+    with runtime.database_engine(settings, note=note) as engine:
+        schema.downgrade(engine, revision=revision)
+        console.print(f"schema at revision {schema.current(engine).current or 'base (empty)'}")
 
 
 @app.command()
@@ -72,11 +63,7 @@ def current(database_url: str | None = DatabaseUrlOption) -> None:
     Example: fernando-telemetry db current
     """
     settings = load_settings(database_url=database_url)
-    with runtime.database_url(settings, note=note) as url:
-        engine = make_engine(url, pool_size=1)
-        try:
-            state = schema.current(engine)
-        finally:
-            engine.dispose()
+    with runtime.database_engine(settings, note=note) as engine:
+        state = schema.current(engine)
     marker = "up to date" if state.up_to_date else f"behind head {state.head}: run 'fernando-telemetry db upgrade'"
     console.print(f"{state.current or 'base (empty)'} ({marker})")

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from fernando_telemetry import __version__
 from fernando_telemetry.cli import db, partitions, retention
-from fernando_telemetry.cli.output import console, err_console, note
+from fernando_telemetry.cli.common import console, err_console, note
 from fernando_telemetry.core.errors import FernandoTelemetryError
 from fernando_telemetry.settings import load_settings
 

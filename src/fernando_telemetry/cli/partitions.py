@@ -8,17 +8,16 @@ import typer
 from rich.table import Table
 
 from fernando_telemetry import runtime
-from fernando_telemetry.cli.output import console, note
+from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.partitioning import PARTITIONED_TABLES
 from fernando_telemetry.services import partitions
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage import partitions as partition_store
-from fernando_telemetry.storage.database import make_engine, session_factory
+from fernando_telemetry.storage.database import session_factory
 
 app = typer.Typer(help="Daily partitions. Example: fernando-telemetry partitions upkeep", no_args_is_help=True)
 
-DatabaseUrlOption = typer.Option(None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: the embedded cluster.")
 
 
 def _parse_day(value: str | None, option: str) -> date | None:
@@ -46,21 +45,17 @@ def upkeep(
         raise InvalidInput("give both --from and --to, or neither")
     if start is not None and end is not None and end < start:
         raise InvalidInput(f"--to {end} is before --from {start}")
-    with runtime.database_url(settings, note=note) as url:
-        engine = make_engine(url, pool_size=1)
-        try:
-            with session_factory(engine).begin() as session:
-                if start is not None and end is not None:
-                    result = partitions.ensure_for_days(session, first_day=start, last_day=end)
-                else:
-                    result = partitions.upkeep(
-                        session,
-                        now=datetime.now(UTC),
-                        days_back=settings.partitions_days_back,
-                        days_ahead=settings.partitions_days_ahead,
-                    )
-        finally:
-            engine.dispose()
+    with runtime.database_engine(settings, note=note) as engine:
+        with session_factory(engine).begin() as session:
+            if start is not None and end is not None:
+                result = partitions.ensure_for_days(session, first_day=start, last_day=end)
+            else:
+                result = partitions.upkeep(
+                    session,
+                    now=datetime.now(UTC),
+                    days_back=settings.partitions_days_back,
+                    days_ahead=settings.partitions_days_ahead,
+                )
     for table, created in result.created.items():
         console.print(f"{table}: {created} partitions created for {result.first_day}..{result.last_day}")
 
@@ -72,13 +67,9 @@ def list_partitions(database_url: str | None = DatabaseUrlOption) -> None:
     Example: fernando-telemetry partitions list
     """
     settings = load_settings(database_url=database_url)
-    with runtime.database_url(settings, note=note) as url:
-        engine = make_engine(url, pool_size=1)
-        try:
-            with session_factory(engine)() as session:
-                found = {table: partition_store.list_partitions(session, table=table) for table in PARTITIONED_TABLES}
-        finally:
-            engine.dispose()
+    with runtime.database_engine(settings, note=note) as engine:
+        with session_factory(engine)() as session:
+            found = {table: partition_store.list_partitions(session, table=table) for table in PARTITIONED_TABLES}
     table_view = Table("table", "partitions", "first", "last")
     for table, parts in found.items():
         table_view.add_row(table, str(len(parts)), parts[0].name if parts else "-", parts[-1].name if parts else "-")

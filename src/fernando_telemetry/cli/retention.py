@@ -8,10 +8,10 @@ import typer
 from rich.table import Table
 
 from fernando_telemetry import runtime
-from fernando_telemetry.cli.output import console, note
+from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.services import retention
 from fernando_telemetry.settings import load_settings
-from fernando_telemetry.storage.database import make_engine, session_factory
+from fernando_telemetry.storage.database import session_factory
 
 app = typer.Typer(help="Data retention. Example: fernando-telemetry retention run", no_args_is_help=True)
 
@@ -21,7 +21,7 @@ def run_retention(
     events_days: int | None = typer.Option(None, "--events-days", min=1, help="Keep this many days of events (default from settings: 90)."),
     metrics_days: int | None = typer.Option(None, "--metrics-days", min=1, help="Keep this many days of system metrics (default 180)."),
     traces_days: int | None = typer.Option(None, "--traces-days", min=1, help="Keep this many days of spans (default 30)."),
-    database_url: str | None = typer.Option(None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: the embedded cluster."),
+    database_url: str | None = DatabaseUrlOption,
 ) -> None:
     """Drop whole partitions older than each cutoff and delete older rows in the boundary partition.
 
@@ -33,19 +33,15 @@ def run_retention(
         metrics_retention_days=metrics_days,
         traces_retention_days=traces_days,
     )
-    with runtime.database_url(settings, note=note) as url:
-        engine = make_engine(url, pool_size=1)
-        try:
-            with session_factory(engine).begin() as session:
-                cleanups = retention.run(
-                    session,
-                    now=datetime.now(UTC),
-                    events_retention_days=settings.events_retention_days,
-                    metrics_retention_days=settings.metrics_retention_days,
-                    traces_retention_days=settings.traces_retention_days,
-                )
-        finally:
-            engine.dispose()
+    with runtime.database_engine(settings, note=note) as engine:
+        with session_factory(engine).begin() as session:
+            cleanups = retention.run(
+                session,
+                now=datetime.now(UTC),
+                events_retention_days=settings.events_retention_days,
+                metrics_retention_days=settings.metrics_retention_days,
+                traces_retention_days=settings.traces_retention_days,
+            )
     table = Table("table", "cutoff", "partitions dropped", "rows in them", "boundary rows deleted")
     for cleanup in cleanups:
         table.add_row(

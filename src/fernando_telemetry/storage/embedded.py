@@ -299,7 +299,7 @@ def _ensure_system_user() -> None:
             raise EmbeddedDatabaseError(
                 f"running as root, the embedded PostgreSQL needs the system user {SYSTEM_USER!r}, "
                 f"and useradd failed: {result.stderr.strip()}. Run as an ordinary user, or set DATABASE_URL."
-            )
+            ) from None
 
 
 def _ensure_traversable(path: Path) -> None:
@@ -346,7 +346,7 @@ def _wait_unless_stopping(pid: int, pid_file_lines: list[str], timeout_s: float)
     try:
         psutil.Process(pid).wait(timeout_s)
     except psutil.NoSuchProcess:
-        pass
+        return False
     except psutil.TimeoutExpired as exc:
         raise EmbeddedDatabaseError(f"the embedded PostgreSQL (process {pid}) is shutting down and did not finish within {timeout_s}s") from exc
     return False
