@@ -1,5 +1,5 @@
 """``python -m fernando_telemetry``: the same CLI as the ``fernando-telemetry`` command."""
 
-from fernando_telemetry.cli.main import main
+from fernando_telemetry.console import main
 
 main()
