@@ -1,0 +1,70 @@
+"""``business_metrics`` items of ``POST /api/v1/business-metrics``; stored by upsert on the natural key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fernando_telemetry.core.enums import MetricCategory, PeriodType
+from fernando_telemetry.core.ingest.common import (
+    DecodeContext,
+    ItemError,
+    check_fields,
+    enum_value,
+    json_object,
+    license_ref,
+    numeric,
+    optional_text,
+    period_end,
+    required_text,
+    timestamp,
+)
+
+__all__ = ["COLUMNS", "FIELDS", "decode"]
+
+COLUMNS = (
+    "metric_name",
+    "metric_category",
+    "metric_value",
+    "currency",
+    "period_start",
+    "period_end",
+    "period_type",
+    "license_id",
+    "dimensions",
+    "target_value",
+    "previous_value",
+    "source",
+)
+FIELDS = frozenset(COLUMNS)
+USER_COLUMN = None
+LICENSE_COLUMN = COLUMNS.index("license_id")
+TIME_COLUMN = None
+
+
+def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
+    check_fields(item, FIELDS)
+    period_type = enum_value(item, "period_type", PeriodType)
+    start = timestamp(item, "period_start")
+    end = timestamp(item, "period_end", default=period_end(period_type, start))
+    if end <= start:
+        raise ItemError("period_end", f"{end.isoformat()} must be after period_start {start.isoformat()}")
+    if start > context.latest:
+        raise ItemError("period_start", f"{start.isoformat()} is in the future")
+    currency = optional_text(item, "currency", 3)
+    if currency is not None and not (len(currency) == 3 and currency.isalpha()):
+        raise ItemError("currency", f"{currency!r} is not an ISO 4217 code such as EUR or USD")
+    return (
+        required_text(item, "metric_name", 200),
+        enum_value(item, "metric_category", MetricCategory),
+        numeric(item, "metric_value", required=True),
+        currency.upper() if currency else None,
+        start,
+        end,
+        period_type,
+        license_ref(item, context),
+        json_object(item, "dimensions", context),
+        numeric(item, "target_value"),
+        numeric(item, "previous_value"),
+        optional_text(item, "source", 64) or "api",
+    )
