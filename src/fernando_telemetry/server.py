@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 import uvicorn
 
 from fernando_telemetry import jobs, runtime
-from fernando_telemetry.api import create_app
 from fernando_telemetry.scheduler import Scheduler
 from fernando_telemetry.services import schema
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
+from fernando_telemetry.wiring import build
 
 __all__ = ["serve"]
 
@@ -66,13 +66,15 @@ def _serve(settings: Settings, *, note: Callable[[str], None]) -> None:
         scheduler.mark_ran(upkeep.name)
         if settings.scheduler_enabled:
             scheduler.start()
-        app = create_app(engine=engine)
+        wiring = build(settings, engine=engine)
+        wiring.start()
         note(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)")
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
+        config = uvicorn.Config(wiring.app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
         try:
             uvicorn.Server(config).run()
         finally:
             scheduler.stop()
+            wiring.stop()
 
 
 def utc_now() -> datetime:

@@ -74,6 +74,30 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(default=6 * 3600.0, gt=0)
     """Seconds between two retention runs of the scheduler."""
 
+    ingest_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest request body accepted, measured after gzip decompression (413 above it)."""
+
+    ingest_max_items_per_request: int = Field(default=10_000, ge=1)
+    """Most items in one native ingest request."""
+
+    ingest_max_rows_in_flight: int = Field(default=200_000, ge=1)
+    """Rows accepted but not yet committed; past it ingest answers 503 with Retry-After."""
+
+    ingest_max_future_s: float = Field(default=3600.0, ge=0)
+    """How far in the future a timestamp may be (client clock skew) before the item is rejected."""
+
+    ingest_rate_limit_items_per_s: float = Field(default=0.0, ge=0)
+    """Items per second one key may send (bursts up to 10 s worth); 0 turns the limit off. Over it: 429."""
+
+    idempotency_window_hours: int = Field(default=24, ge=1)
+    """How long the answer of a batch sent with an Idempotency-Key is kept for retries."""
+
+    writer_max_batch_rows: int = Field(default=20_000, ge=1)
+    """Most rows the group-commit writer puts in one transaction."""
+
+    writer_linger_ms: float = Field(default=2.0, ge=0)
+    """How long the writer waits for more requests to join a group before committing it."""
+
     db_pool_size: int = Field(default=10, ge=1)
     """Connections the server keeps open to PostgreSQL."""
 

@@ -1,18 +1,33 @@
-"""The FastAPI application factory; it receives its engine and plain values, never reads settings itself."""
+"""The FastAPI application factory; it receives its engine, services and limits, never reads settings itself."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry import __version__
-from fernando_telemetry.api import health
+from fernando_telemetry.api import admin, health, ingest
 from fernando_telemetry.api.errors import install_error_handlers
+from fernando_telemetry.services.ingest import Ingestor
 
-__all__ = ["create_app"]
+__all__ = ["ApiLimits", "create_app"]
 
 
-def create_app(*, engine: Engine) -> FastAPI:
+@dataclass(frozen=True)
+class ApiLimits:
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+def create_app(
+    *,
+    engine: Engine,
+    sessions: sessionmaker[Session] | None = None,
+    ingestor: Ingestor | None = None,
+    limits: ApiLimits = ApiLimits(),
+) -> FastAPI:
     app = FastAPI(
         title="Fernando Telemetry",
         version=__version__,
@@ -21,6 +36,12 @@ def create_app(*, engine: Engine) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.engine = engine
+    app.state.sessions = sessions if sessions is not None else sessionmaker(engine, expire_on_commit=False)
+    app.state.ingestor = ingestor
+    app.state.limits = limits
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(admin.router)
+    if ingestor is not None:
+        app.include_router(ingest.router)
     return app

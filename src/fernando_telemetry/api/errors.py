@@ -16,17 +16,28 @@ from fernando_telemetry.core.errors import (
     FernandoTelemetryError,
     Forbidden,
     InvalidInput,
+    Malformed,
     NotFound,
     Overloaded,
+    PayloadTooLarge,
+    RateLimited,
+    SchemaMismatch,
     Unauthorized,
+    UnsupportedMediaType,
 )
 
 __all__ = ["error_body", "install_error_handlers", "status_for"]
 
 logger = logging.getLogger(__name__)
 
+# most specific first
 _STATUS_BY_ERROR: list[tuple[type[FernandoTelemetryError], int]] = [
+    (Malformed, 400),
+    (SchemaMismatch, 422),
+    (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
     (InvalidInput, 400),
+    (RateLimited, 429),
     (Unauthorized, 401),
     (Forbidden, 403),
     (NotFound, 404),

@@ -10,6 +10,11 @@ from typing import Any
 
 __all__ = [
     "Conflict",
+    "Malformed",
+    "PayloadTooLarge",
+    "RateLimited",
+    "SchemaMismatch",
+    "UnsupportedMediaType",
     "DatabaseUnavailable",
     "EmbeddedDatabaseError",
     "FernandoTelemetryError",
@@ -36,6 +41,30 @@ class InvalidInput(FernandoTelemetryError):
     """The caller sent something malformed or out of range."""
 
     code = "invalid_input"
+
+
+class Malformed(InvalidInput):
+    """The request body cannot be decoded at all (broken JSON, protobuf or gzip)."""
+
+    code = "malformed"
+
+
+class SchemaMismatch(InvalidInput):
+    """The body decodes but does not have the expected shape (for example no ``events`` array)."""
+
+    code = "schema_mismatch"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The body, once decompressed, is over the size limit."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(InvalidInput):
+    """The body's content type or encoding is not one the endpoint reads."""
+
+    code = "unsupported_media_type"
 
 
 class NotFound(FernandoTelemetryError):
@@ -70,6 +99,12 @@ class Overloaded(FernandoTelemetryError):
     def __init__(self, message: str, *, retry_after_s: int = 1, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message, details=details)
         self.retry_after_s = retry_after_s
+
+
+class RateLimited(Overloaded):
+    """This key sends faster than its rate; the caller should slow down and retry after ``retry_after_s``."""
+
+    code = "rate_limited"
 
 
 class DatabaseUnavailable(FernandoTelemetryError):

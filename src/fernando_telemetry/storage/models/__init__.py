@@ -6,6 +6,7 @@ Imports only core. The high-volume tables are range-partitioned by day (see ``st
 from fernando_telemetry.storage.models.alerting import Alert, AlertRule
 from fernando_telemetry.storage.models.base import Base, metadata
 from fernando_telemetry.storage.models.business import BusinessMetric
+from fernando_telemetry.storage.models.ingest import IngestBatch
 from fernando_telemetry.storage.models.platform import ApiKey, License, User
 from fernando_telemetry.storage.models.telemetry import SystemMetric, TelemetryEvent, Trace
 
@@ -15,6 +16,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "BusinessMetric",
+    "IngestBatch",
     "License",
     "SystemMetric",
     "TelemetryEvent",

@@ -1,0 +1,61 @@
+"""Reading request bodies: content type and encoding checked, gzip inflated in bounded memory, size capped."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from fernando_telemetry.core.errors import Malformed, PayloadTooLarge, UnsupportedMediaType
+
+__all__ = ["media_type", "read_body", "read_json"]
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    """The body, gunzipped when ``Content-Encoding: gzip``; ``PayloadTooLarge`` past ``max_bytes`` decompressed."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", ""):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported: send gzip or no encoding")
+    declared = request.headers.get("content-length")
+    if encoding != "gzip" and declared and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body is {declared} bytes; at most {max_bytes} are accepted")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+    suffix = " once decompressed" if inflater is not None else ""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        data = chunk
+        while data:
+            if inflater is None:
+                piece, data = data, b""
+            else:
+                try:
+                    # never inflate more than the limit allows, whatever the compression ratio
+                    piece = inflater.decompress(data, max_bytes - size + 1)
+                except zlib.error as exc:
+                    raise Malformed(f"the gzip body is corrupt: {exc}") from None
+                data = inflater.unconsumed_tail
+            size += len(piece)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"the body is over the limit of {max_bytes} bytes{suffix}")
+            parts.append(piece)
+    if inflater is not None and not inflater.eof:
+        raise Malformed("the gzip body is truncated")
+    return b"".join(parts)
+
+
+async def read_json(request: Request, *, max_bytes: int) -> Any:
+    kind = media_type(request)
+    if kind != "application/json":
+        raise UnsupportedMediaType(f"Content-Type {kind or '(none)'!r} is not supported: send application/json")
+    body = await read_body(request, max_bytes=max_bytes)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Malformed(f"the body is not valid JSON: {exc}") from None

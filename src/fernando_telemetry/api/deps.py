@@ -1,0 +1,47 @@
+"""Request dependencies: the caller's key, checked for a scope, and the app's services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from fernando_telemetry.core.keys import Principal, Scope
+from fernando_telemetry.services import keys
+
+__all__ = ["AdminKey", "IngestKey", "ReadKey", "presented_key", "requires"]
+
+
+def presented_key(request: Request) -> str | None:
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    api_key = request.headers.get("x-api-key")
+    return api_key.strip() if api_key else None
+
+
+def _authenticate(request: Request, token: str | None) -> Principal:
+    with request.app.state.sessions.begin() as session:
+        return keys.authenticate(session, token=token, now=datetime.now(UTC))
+
+
+def requires(scope: Scope) -> Callable[..., object]:
+    """A dependency giving the caller's principal: 401 without a valid key, 403 without ``scope``."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = await run_in_threadpool(_authenticate, request, presented_key(request))
+        keys.require(principal, scope)
+        request.state.principal = principal
+        return principal
+
+    return Depends(dependency)
+
+
+IngestKey = Annotated[Principal, requires(Scope.INGEST)]
+ReadKey = Annotated[Principal, requires(Scope.READ)]
+AdminKey = Annotated[Principal, requires(Scope.ADMIN)]

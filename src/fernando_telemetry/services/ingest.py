@@ -1,0 +1,243 @@
+"""Ingest: decoded rows are checked against users, licenses and partitions, then handed to the group-commit writer.
+
+An ``Ingestor`` lives as long as the server. ``ingest()`` answers only after the accepted rows are
+committed: ``{"accepted": n, "rejected": [{"index", "field", "reason"}, ...]}``. A batch sent again
+with the same Idempotency-Key gets its first answer and writes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from fernando_telemetry.core.errors import DatabaseUnavailable, InvalidInput, RateLimited
+from fernando_telemetry.core.ingest import business, events, metrics, spans
+from fernando_telemetry.core.ingest.common import DecodeContext, Rejection, decode_items
+from fernando_telemetry.core.keys import Principal
+from fernando_telemetry.core.ratelimit import KeyedRateLimiter
+from fernando_telemetry.services import partitions
+from fernando_telemetry.storage import lookups
+from fernando_telemetry.storage.writer import GroupCommitWriter, IdempotencyClaim, TableSpec
+
+__all__ = ["KINDS", "IngestLimits", "Ingestor", "Kind", "RowBatch"]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of telemetry: its endpoint, body key, decoder and destination."""
+
+    name: str
+    body_key: str
+    decode: Callable[..., tuple[Any, ...]]
+    spec: TableSpec
+    user_column: int | None
+    license_column: int | None
+    time_column: int | None
+    retention_setting: str | None
+
+
+KINDS: dict[str, Kind] = {
+    "events": Kind(
+        "events", "events", events.decode,
+        TableSpec("telemetry_events", events.COLUMNS, on_conflict="ignore"),
+        events.USER_COLUMN, events.LICENSE_COLUMN, events.TIME_COLUMN, "events_retention_days",
+    ),
+    "system_metrics": Kind(
+        "system_metrics", "metrics", metrics.decode,
+        TableSpec("system_metrics", metrics.COLUMNS),
+        metrics.USER_COLUMN, metrics.LICENSE_COLUMN, metrics.TIME_COLUMN, "metrics_retention_days",
+    ),
+    "business_metrics": Kind(
+        "business_metrics", "metrics", business.decode,
+        TableSpec(
+            "business_metrics", business.COLUMNS, on_conflict="upsert",
+            conflict_constraint="uq_business_metrics_natural_key",
+            key_columns=("metric_name", "period_type", "period_start", "license_id", "dimensions"),
+        ),
+        None, business.LICENSE_COLUMN, None, None,
+    ),
+    "spans": Kind(
+        "spans", "spans", spans.decode,
+        TableSpec("traces", spans.COLUMNS, on_conflict="ignore"),
+        spans.USER_COLUMN, spans.LICENSE_COLUMN, spans.TIME_COLUMN, "traces_retention_days",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    events_retention_days: int = 90
+    metrics_retention_days: int = 180
+    traces_retention_days: int = 30
+    max_future_s: float = 3600.0
+    max_items_per_request: int = 10_000
+    commit_timeout_s: float = 60.0
+    cache_ttl_s: float = 60.0
+    rate_limit_items_per_s: float = 0.0
+
+
+@dataclass
+class RowBatch:
+    """Rows ready to store, with each row's index in the request and the items already rejected."""
+
+    rows: list[tuple[Any, ...]]
+    indexes: list[int]
+    rejections: list[Rejection]
+    received: int
+
+
+class _TtlSet:
+    """Ids known to exist, remembered for ``ttl_s`` (a cache of positive answers only)."""
+
+    def __init__(self, ttl_s: float, max_items: int = 200_000) -> None:
+        self._ttl_s = ttl_s
+        self._max_items = max_items
+        self._expiry: dict[Any, float] = {}
+        self._lock = threading.Lock()
+
+    def missing(self, ids: set[Any]) -> set[Any]:
+        now = time.monotonic()
+        with self._lock:
+            return {i for i in ids if self._expiry.get(i, 0.0) < now}
+
+    def add(self, ids: set[Any]) -> None:
+        expiry = time.monotonic() + self._ttl_s
+        with self._lock:
+            if len(self._expiry) + len(ids) > self._max_items:
+                self._expiry.clear()
+            for i in ids:
+                self._expiry[i] = expiry
+
+
+class Ingestor:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        writer: GroupCommitWriter,
+        *,
+        limits: IngestLimits,
+        new_id: Callable[[], Any],
+        dump_json: Callable[[Any], str],
+    ) -> None:
+        self._sessions = sessions
+        self._writer = writer
+        self._limits = limits
+        self._new_id = new_id
+        self._dump_json = dump_json
+        self._users = _TtlSet(limits.cache_ttl_s)
+        self._licenses = _TtlSet(limits.cache_ttl_s)
+        self._partitions = _TtlSet(24 * 3600.0)
+        self._rates = KeyedRateLimiter(
+            rate_per_s=limits.rate_limit_items_per_s, burst=max(1.0, limits.rate_limit_items_per_s * 10)
+        )
+
+    def check_rate(self, principal: Principal, items: int, *, now_s: float) -> None:
+        """``RateLimited`` (429) when the key is over its rate of items per second."""
+        wait_s = self._rates.try_take(principal.api_key_id, items, now_s=now_s)
+        if wait_s > 0:
+            raise RateLimited(
+                f"this key is over its rate of {self._limits.rate_limit_items_per_s:g} items/s; slow down",
+                retry_after_s=max(1, int(wait_s + 0.999)),
+            )
+
+    def context(self, kind: Kind, principal: Principal, now: datetime) -> DecodeContext:
+        retention_days = getattr(self._limits, kind.retention_setting) if kind.retention_setting else 3650
+        return DecodeContext(
+            now=now,
+            earliest=now - timedelta(days=retention_days),
+            latest=now + timedelta(seconds=self._limits.max_future_s),
+            license_id=principal.license_id,
+            is_admin=principal.is_admin,
+            new_id=self._new_id,
+            dump_json=self._dump_json,
+        )
+
+    def decode(self, kind: Kind, items: Any, *, principal: Principal, now: datetime) -> RowBatch:
+        """Decode a request body's items; whole-request problems raise ``InvalidInput``."""
+        if not isinstance(items, list):
+            raise InvalidInput(f"'{kind.body_key}' must be a JSON array of items")
+        if len(items) > self._limits.max_items_per_request:
+            raise InvalidInput(f"{len(items)} items in one request; at most {self._limits.max_items_per_request} are accepted")
+        rows, indexes, rejections = decode_items(items, kind.decode, self.context(kind, principal, now))
+        return RowBatch(rows, indexes, rejections, received=len(items))
+
+    def replayed(self, *, principal: Principal, endpoint: str, idempotency_key: str | None) -> dict[str, Any] | None:
+        """The stored answer of a batch already committed under this key, if any."""
+        if idempotency_key is None:
+            return None
+        with self._sessions() as session:
+            return lookups.stored_response(session, api_key_id=principal.api_key_id, endpoint=endpoint, key=idempotency_key)
+
+    def store(
+        self, kind: Kind, batch: RowBatch, *, principal: Principal, endpoint: str, idempotency_key: str | None
+    ) -> dict[str, Any]:
+        """Reject rows naming unknown users or licenses, make their partitions, write, and answer after commit."""
+        self._reject_unknown_references(kind, batch)
+        self._ensure_partitions(kind, batch.rows)
+        response = {
+            "accepted": len(batch.rows),
+            "rejected": [r.as_dict() for r in sorted(batch.rejections, key=lambda r: r.index)],
+        }
+        if not batch.rows and idempotency_key is None:
+            return response
+        claim = (
+            IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, response) if idempotency_key is not None else None
+        )
+        future = self._writer.submit(kind.spec, batch.rows, claim=claim)
+        try:
+            result = future.result(timeout=self._limits.commit_timeout_s)
+        except TimeoutError:
+            raise DatabaseUnavailable("the database did not commit the batch in time; retry it", retry_after_s=5) from None
+        return result.replayed_response if result.replayed_response is not None else response
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _reject_unknown_references(self, kind: Kind, batch: RowBatch) -> None:
+        user_ids = {row[kind.user_column] for row in batch.rows} - {None} if kind.user_column is not None else set()
+        license_ids = {row[kind.license_column] for row in batch.rows} - {None} if kind.license_column is not None else set()
+        unknown_users = self._users.missing(user_ids)
+        unknown_licenses = self._licenses.missing(license_ids)
+        if not unknown_users and not unknown_licenses:
+            return
+        with self._sessions() as session:
+            found_users = lookups.existing_user_ids(session, unknown_users)
+            found_licenses = lookups.existing_license_ids(session, unknown_licenses)
+        self._users.add(found_users)
+        self._licenses.add(found_licenses)
+        unknown_users -= found_users
+        unknown_licenses -= found_licenses
+        if not unknown_users and not unknown_licenses:
+            return
+        kept_rows, kept_indexes = [], []
+        for row, index in zip(batch.rows, batch.indexes, strict=True):
+            if kind.user_column is not None and row[kind.user_column] in unknown_users:
+                batch.rejections.append(Rejection(
+                    index, "user_id",
+                    f"unknown user {row[kind.user_column]!r}: the platform must create it first "
+                    f"(PUT /api/v1/admin/users/{{user_id}}), or send the item without user_id",
+                ))
+            elif kind.license_column is not None and row[kind.license_column] in unknown_licenses:
+                batch.rejections.append(Rejection(index, "license_id", f"unknown license {row[kind.license_column]}"))
+            else:
+                kept_rows.append(row)
+                kept_indexes.append(index)
+        batch.rows, batch.indexes = kept_rows, kept_indexes
+
+    def _ensure_partitions(self, kind: Kind, rows: Sequence[tuple[Any, ...]]) -> None:
+        if kind.time_column is None or not rows:
+            return
+        days: set[date] = {row[kind.time_column].date() for row in rows}
+        keyed = {(kind.spec.table, day) for day in days}
+        missing = self._partitions.missing(keyed)
+        if not missing:
+            return
+        with self._sessions.begin() as session:
+            for _table, day in sorted(missing):
+                partitions.ensure_for_days(session, first_day=day, last_day=day, tables=(kind.spec.table,))
+        self._partitions.add(missing)

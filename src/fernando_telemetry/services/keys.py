@@ -1,0 +1,128 @@
+"""API keys and licenses: create, list, revoke, and authenticate a presented key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from fernando_telemetry.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from fernando_telemetry.core.keys import KEY_PREFIX, Principal, Scope, display_prefix, hash_key, looks_like_key, same_hash
+from fernando_telemetry.storage.models import ApiKey, License
+
+__all__ = ["CreatedKey", "KeyInfo", "authenticate", "create_key", "create_license", "list_keys", "require", "revoke"]
+
+# last_used_at is refreshed at most this often per key, so authentication stays a read
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    api_key_id: int
+    token: str
+    """The key itself: shown once, never stored."""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    api_key_id: int
+    name: str | None
+    key_prefix: str
+    license_id: int | None
+    scopes: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def create_license(session: Session, *, name: str, plan: str | None = None) -> int:
+    if not name.strip():
+        raise InvalidInput("a license needs a non-empty name")
+    license_ = License(name=name.strip(), plan=plan)
+    session.add(license_)
+    session.flush()
+    return license_.license_id
+
+
+def _scopes(scopes: Iterable[str], *, admin: bool) -> list[str]:
+    chosen = {Scope.INGEST.value, Scope.READ.value, Scope.ADMIN.value} if admin else set()
+    for scope in scopes:
+        try:
+            chosen.add(Scope(scope).value)
+        except ValueError:
+            raise InvalidInput(f"unknown scope {scope!r}: use {', '.join(s.value for s in Scope)}") from None
+    if not chosen:
+        raise InvalidInput("a key needs at least one scope (--scope ingest, --scope read) or --admin")
+    return sorted(chosen)
+
+
+def create_key(
+    session: Session,
+    *,
+    license_id: int | None,
+    scopes: Iterable[str],
+    admin: bool = False,
+    name: str | None = None,
+    new_token: Callable[[], str],
+) -> CreatedKey:
+    """A new key for a license (or an admin key, which has no license); only its hash is stored."""
+    chosen = _scopes(scopes, admin=admin)
+    if Scope.ADMIN in chosen and license_id is not None:
+        raise InvalidInput("an admin key belongs to no license: drop --license-id or --admin")
+    if Scope.ADMIN not in chosen:
+        if license_id is None:
+            raise InvalidInput("a key needs --license-id (or --admin for an admin key)")
+        if session.get(License, license_id) is None:
+            raise NotFound(f"license {license_id} does not exist: create it with 'fernando-telemetry licenses create'")
+    token = new_token()
+    if not looks_like_key(token):
+        raise ValueError("new_token must produce a key starting with " + KEY_PREFIX)
+    key = ApiKey(name=name, key_prefix=display_prefix(token), key_hash=hash_key(token), license_id=license_id, scopes=chosen)
+    session.add(key)
+    session.flush()
+    return CreatedKey(api_key_id=key.api_key_id, token=token)
+
+
+def list_keys(session: Session, *, license_id: int | None = None) -> list[KeyInfo]:
+    query = select(ApiKey).order_by(ApiKey.api_key_id)
+    if license_id is not None:
+        query = query.where(ApiKey.license_id == license_id)
+    return [
+        KeyInfo(k.api_key_id, k.name, k.key_prefix, k.license_id, tuple(k.scopes), k.created_at, k.last_used_at, k.revoked_at)
+        for k in session.scalars(query)
+    ]
+
+
+def revoke(session: Session, *, api_key_id: int, now: datetime) -> None:
+    key = session.get(ApiKey, api_key_id)
+    if key is None:
+        raise NotFound(f"API key {api_key_id} does not exist")
+    if key.revoked_at is None:
+        key.revoked_at = now
+        session.flush()
+
+
+def authenticate(session: Session, *, token: str | None, now: datetime) -> Principal:
+    """The principal of a presented key; ``Unauthorized`` for a missing, unknown or revoked key."""
+    if not token:
+        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    if not looks_like_key(token):
+        raise Unauthorized("the API key is not valid")
+    presented_hash = hash_key(token)
+    key = session.scalars(select(ApiKey).where(ApiKey.key_hash == presented_hash)).one_or_none()
+    if key is None or not same_hash(key.key_hash, presented_hash):
+        raise Unauthorized("the API key is not valid")
+    if key.revoked_at is not None:
+        raise Unauthorized("the API key has been revoked")
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        session.execute(update(ApiKey).where(ApiKey.api_key_id == key.api_key_id).values(last_used_at=now))
+    return Principal(api_key_id=key.api_key_id, license_id=key.license_id, scopes=frozenset(key.scopes))
+
+
+def require(principal: Principal, scope: Scope) -> None:
+    """``Forbidden`` unless the key carries ``scope`` (admin keys carry all)."""
+    if scope not in principal.scopes and not principal.is_admin:
+        raise Forbidden(f"this API key lacks the '{scope.value}' scope")

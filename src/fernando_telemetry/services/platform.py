@@ -1,0 +1,57 @@
+"""The host platform's users and licenses, upserted by the platform to keep them in sync."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from fernando_telemetry.core.errors import InvalidInput, NotFound
+from fernando_telemetry.storage.models import License, User
+
+__all__ = ["upsert_license", "upsert_user"]
+
+
+def upsert_user(session: Session, *, user_id: str, fields: dict[str, Any], now: datetime) -> tuple[User, bool]:
+    """Create or update a user by the platform's id; returns the user and whether it was created."""
+    if not user_id or len(user_id) > 128:
+        raise InvalidInput("user_id must be 1 to 128 characters")
+    license_id = fields.get("license_id")
+    if license_id is not None and session.get(License, license_id) is None:
+        raise NotFound(f"license {license_id} does not exist: PUT /api/v1/admin/licenses/{license_id} first")
+    existed = session.get(User, user_id) is not None
+    statement = insert(User).values(user_id=user_id, **fields, updated_at=now)
+    statement = statement.on_conflict_do_update(
+        index_elements=[User.user_id], set_={**{key: statement.excluded[key] for key in fields}, "updated_at": now}
+    )
+    session.execute(statement)
+    session.expire_all()
+    return session.get(User, user_id), not existed  # type: ignore[return-value]
+
+
+def upsert_license(session: Session, *, license_id: int, fields: dict[str, Any], now: datetime) -> tuple[License, bool]:
+    """Create or update a license by the platform's id, keeping the id sequence ahead of explicit ids."""
+    if license_id < 1:
+        raise InvalidInput("license_id must be a positive integer")
+    existed = session.get(License, license_id) is not None
+    if not existed and not fields.get("name"):
+        raise InvalidInput("a new license needs a name")
+    statement = insert(License).values(license_id=license_id, **fields, updated_at=now)
+    statement = statement.on_conflict_do_update(
+        index_elements=[License.license_id], set_={**{key: statement.excluded[key] for key in fields}, "updated_at": now}
+    )
+    session.execute(statement)
+    highest = session.scalar(select(func.max(License.license_id)))
+    # an explicit id must never be handed out again by the identity sequence
+    session.execute(
+        text(
+            "SELECT setval(seq, :highest) FROM (SELECT pg_get_serial_sequence('licenses', 'license_id')::regclass AS seq) s "
+            "WHERE :highest > COALESCE(pg_sequence_last_value(seq), 0)"
+        ),
+        {"highest": highest},
+    )
+    session.expire_all()
+    return session.get(License, license_id), not existed  # type: ignore[return-value]

@@ -1,0 +1,315 @@
+"""The group-commit writer: rows of concurrent requests merged into COPY batches, one transaction per group.
+
+``submit()`` queues a request's rows and returns a future resolved after its rows are committed. A
+background thread takes everything queued (up to ``max_batch_rows``, waiting ``linger_s`` for more),
+COPYs it table by table in one transaction and commits. Rows that may repeat earlier ones (a retried
+batch) are detected by the unique keys: the group is then rewritten through a staging table with
+``ON CONFLICT DO NOTHING``. Past ``max_rows_in_flight`` rows queued, ``submit()`` raises ``Overloaded``.
+Imports only core.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from fernando_telemetry.core.errors import Conflict, DatabaseUnavailable, FernandoTelemetryError, InvalidInput, Overloaded
+
+__all__ = ["GroupCommitWriter", "IdempotencyClaim", "TableSpec", "WriteResult"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Where rows go: the table, the COPY columns, and what a repeated key means."""
+
+    table: str
+    columns: tuple[str, ...]
+    on_conflict: str = "error"
+    """``ignore``: a row whose unique key exists is a retry and is skipped; ``upsert``: it replaces the old
+    values (``conflict_constraint`` names the key); ``error``: rows never repeat (no unique key but the id)."""
+    conflict_constraint: str | None = None
+    key_columns: tuple[str, ...] = ()
+    """For ``upsert``: the natural key's columns; of rows repeating a key in one group the last one wins."""
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """The stored answer of a batch, claimed in the same transaction as its rows."""
+
+    api_key_id: int
+    endpoint: str
+    key: str
+    response: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    committed_rows: int
+    replayed_response: dict[str, Any] | None = None
+    """Set when the batch's Idempotency-Key was already committed: its stored answer, nothing written."""
+
+
+@dataclass
+class _Submission:
+    spec: TableSpec
+    rows: Sequence[tuple[Any, ...]]
+    claim: IdempotencyClaim | None
+    future: Future[WriteResult] = field(default_factory=Future)
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        max_rows_in_flight: int = 200_000,
+        max_batch_rows: int = 20_000,
+        linger_s: float = 0.002,
+        retry_after_s: int = 1,
+    ) -> None:
+        self._conninfo = conninfo
+        self._max_rows_in_flight = max_rows_in_flight
+        self._max_batch_rows = max_batch_rows
+        self._linger_s = linger_s
+        self._retry_after_s = retry_after_s
+        self._queue: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._connection: psycopg.Connection[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.groups_written = 0
+
+    # -- public surface -------------------------------------------------------------------------
+
+    @property
+    def rows_in_flight(self) -> int:
+        return self._in_flight
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="fernando-telemetry-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Write what is queued, then stop the thread and close the connection."""
+        if self._thread is None:
+            return
+        self._stopping = True
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        self._thread = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def submit(self, spec: TableSpec, rows: Sequence[tuple[Any, ...]], *, claim: IdempotencyClaim | None = None) -> Future[WriteResult]:
+        """Queue rows; the future resolves once they are committed (or fails with a domain error)."""
+        with self._lock:
+            if self._stopping or self._thread is None:
+                raise DatabaseUnavailable("the writer is shutting down; retry shortly", retry_after_s=self._retry_after_s)
+            if self._in_flight and self._in_flight + len(rows) > self._max_rows_in_flight:
+                raise Overloaded(
+                    f"{self._in_flight} rows are waiting to be written (limit {self._max_rows_in_flight}); retry shortly",
+                    retry_after_s=self._retry_after_s,
+                )
+            self._in_flight += len(rows)
+        submission = _Submission(spec, rows, claim)
+        self._queue.put(submission)
+        return submission.future
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                if self._queue.empty():
+                    return
+                continue
+            group = [first]
+            size = len(first.rows)
+            deadline = time.monotonic() + self._linger_s
+            stop_seen = False
+            while size < self._max_batch_rows:
+                try:
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop_seen = True
+                    continue
+                group.append(more)
+                size += len(more.rows)
+            self._write_group(group)
+            if stop_seen and self._queue.empty():
+                return
+
+    def _release(self, submissions: list[_Submission]) -> None:
+        with self._lock:
+            self._in_flight -= sum(len(s.rows) for s in submissions)
+
+    def _write_group(self, group: list[_Submission]) -> None:
+        try:
+            results = self._attempt(group, careful=False)
+        except psycopg.errors.UniqueViolation:
+            results = self._attempt_or_fail(group, careful=True)
+        except psycopg.OperationalError as exc:
+            self._drop_connection()
+            self._fail(group, DatabaseUnavailable(f"the database is unavailable: {_first_line(exc)}", retry_after_s=2))
+            return
+        except psycopg.Error as exc:
+            if len(group) == 1:
+                self._fail(group, _domain_error(exc))
+                return
+            # one submission spoiled the group: write each alone so only its own request fails
+            for submission in group:
+                self._write_group([submission])
+            return
+        self._resolve(group, results)
+
+    def _attempt_or_fail(self, group: list[_Submission], *, careful: bool) -> list[WriteResult] | None:
+        try:
+            return self._attempt(group, careful=careful)
+        except psycopg.OperationalError as exc:
+            self._drop_connection()
+            self._fail(group, DatabaseUnavailable(f"the database is unavailable: {_first_line(exc)}", retry_after_s=2))
+            return None
+        except psycopg.Error as exc:
+            if len(group) > 1:
+                for submission in group:
+                    self._write_group([submission])
+                return None
+            self._fail(group, _domain_error(exc))
+            return None
+
+    def _attempt(self, group: list[_Submission], *, careful: bool) -> list[WriteResult]:
+        connection = self._connect()
+        results: list[WriteResult] = []
+        try:
+            with connection.transaction():
+                by_table: dict[TableSpec, list[tuple[Any, ...]]] = defaultdict(list)
+                for submission in group:
+                    replay = self._claim(connection, submission.claim)
+                    results.append(WriteResult(0, replay) if replay is not None else WriteResult(len(submission.rows)))
+                    if replay is None:
+                        by_table[submission.spec].extend(submission.rows)
+                for spec, rows in by_table.items():
+                    self._copy(connection, spec, rows, careful=careful)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error:
+            if connection.closed or connection.broken:
+                self._drop_connection()
+            raise
+        self.groups_written += 1
+        return results
+
+    def _claim(self, connection: psycopg.Connection[Any], claim: IdempotencyClaim | None) -> dict[str, Any] | None:
+        """Record the batch's answer; if its key was already committed, return that answer instead."""
+        if claim is None:
+            return None
+        inserted = connection.execute(
+            "INSERT INTO ingest_batches (api_key_id, endpoint, idempotency_key, response) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            (claim.api_key_id, claim.endpoint, claim.key, Jsonb(claim.response)),
+        ).fetchone()
+        if inserted is not None:
+            return None
+        stored = connection.execute(
+            "SELECT response FROM ingest_batches WHERE api_key_id = %s AND endpoint = %s AND idempotency_key = %s",
+            (claim.api_key_id, claim.endpoint, claim.key),
+        ).fetchone()
+        return stored[0] if stored else claim.response
+
+    def _copy(self, connection: psycopg.Connection[Any], spec: TableSpec, rows: list[tuple[Any, ...]], *, careful: bool) -> None:
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
+        if spec.on_conflict == "error" or (spec.on_conflict == "ignore" and not careful):
+            target = sql.Identifier(spec.table)
+            with connection.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        if spec.on_conflict == "upsert" and spec.key_columns:
+            positions = [spec.columns.index(c) for c in spec.key_columns]
+            rows = list({tuple(row[p] for p in positions): row for row in rows}.values())
+        staging = sql.Identifier(f"staging_{spec.table}")
+        connection.execute(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA").format(
+                staging, columns, sql.Identifier(spec.table)
+            )
+        )
+        with connection.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)) as copy:
+            for row in rows:
+                copy.write_row(row)
+        if spec.on_conflict == "ignore":
+            connection.execute(
+                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                    sql.Identifier(spec.table), columns, columns, staging
+                )
+            )
+        else:
+            updates = sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in spec.columns
+            )
+            connection.execute(
+                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}, updated_at = now()").format(
+                    sql.Identifier(spec.table), columns, columns, staging, sql.Identifier(spec.conflict_constraint or ""), updates
+                )
+            )
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._connection is None or self._connection.closed or self._connection.broken:
+            try:
+                self._connection = psycopg.connect(self._conninfo, connect_timeout=5, options="-c timezone=UTC", application_name="fernando-telemetry-writer")
+            except psycopg.OperationalError:
+                self._connection = None
+                raise
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
+
+    def _resolve(self, group: list[_Submission], results: list[WriteResult] | None) -> None:
+        if results is None:
+            return
+        self._release(group)
+        for submission, result in zip(group, results, strict=True):
+            submission.future.set_result(result)
+
+    def _fail(self, group: list[_Submission], error: FernandoTelemetryError) -> None:
+        self._release(group)
+        for submission in group:
+            if not submission.future.done():
+                submission.future.set_exception(error)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _domain_error(exc: psycopg.Error) -> FernandoTelemetryError:
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        return Conflict(f"a user or license of this batch was removed while it was written; resend it: {_first_line(exc)}")
+    if isinstance(exc, psycopg.errors.CheckViolation | psycopg.errors.DataError | psycopg.errors.IntegrityError):
+        return InvalidInput(f"the database refused the batch: {_first_line(exc)}")
+    return DatabaseUnavailable(f"the batch could not be written: {_first_line(exc)}", retry_after_s=2)

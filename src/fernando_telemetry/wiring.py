@@ -1,0 +1,64 @@
+"""Composition of the running server: engine, sessions, the group-commit writer, the ingestor and the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from fernando_telemetry.api import create_app
+from fernando_telemetry.api.app import ApiLimits
+from fernando_telemetry.core.ids import uuid7_factory
+from fernando_telemetry.services.ingest import IngestLimits, Ingestor
+from fernando_telemetry.settings import Settings
+from fernando_telemetry.storage.database import libpq_url, session_factory
+from fernando_telemetry.storage.writer import GroupCommitWriter
+
+__all__ = ["Wiring", "build", "dump_json"]
+
+
+def dump_json(value: Any) -> str:
+    # sorted keys: equal objects give equal text, which the natural-key deduplication relies on
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass
+class Wiring:
+    app: FastAPI
+    writer: GroupCommitWriter
+    ingestor: Ingestor
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def stop(self) -> None:
+        self.writer.stop()
+
+
+def build(settings: Settings, *, engine: Engine) -> Wiring:
+    sessions = session_factory(engine)
+    writer = GroupCommitWriter(
+        libpq_url(engine.url.render_as_string(hide_password=False)),
+        max_rows_in_flight=settings.ingest_max_rows_in_flight,
+        max_batch_rows=settings.writer_max_batch_rows,
+        linger_s=settings.writer_linger_ms / 1000.0,
+    )
+    ingestor = Ingestor(
+        sessions,
+        writer,
+        limits=IngestLimits(
+            events_retention_days=settings.events_retention_days,
+            metrics_retention_days=settings.metrics_retention_days,
+            traces_retention_days=settings.traces_retention_days,
+            max_future_s=settings.ingest_max_future_s,
+            max_items_per_request=settings.ingest_max_items_per_request,
+            rate_limit_items_per_s=settings.ingest_rate_limit_items_per_s,
+        ),
+        new_id=uuid7_factory(),
+        dump_json=dump_json,
+    )
+    app = create_app(engine=engine, sessions=sessions, ingestor=ingestor, limits=ApiLimits(max_body_bytes=settings.ingest_max_body_bytes))
+    return Wiring(app=app, writer=writer, ingestor=ingestor)
