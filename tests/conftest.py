@@ -16,13 +16,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.services import partitions, schema
+from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory, sqlalchemy_url
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
+from fernando_telemetry.wiring import Wiring, build
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +102,20 @@ def session(engine: Engine) -> Iterator[Session]:
         session.close()
         transaction.rollback()
         connection.close()
+
+
+@pytest.fixture()
+def running_wiring(engine: Engine) -> Iterator[Wiring]:
+    """The server's writer, ingestor and app on the shared migrated database, writer running."""
+    wiring = build(Settings(ingest_max_body_bytes=200_000), engine=engine)
+    wiring.start()
+    try:
+        yield wiring
+    finally:
+        wiring.stop()
+
+
+@pytest.fixture()
+def client(running_wiring: Wiring) -> Iterator[TestClient]:
+    with TestClient(running_wiring.app) as test_client:
+        yield test_client

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from fernando_telemetry.core.keys import KEY_PREFIX
 from fernando_telemetry.services import keys, platform
-from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
-from fernando_telemetry.wiring import Wiring, build
 
-__all__ = ["Tenant", "make_tenant", "running_wiring"]
+__all__ = ["Tenant", "admin_key", "make_tenant", "new_token"]
 
 
 def new_token() -> str:
@@ -48,19 +43,3 @@ def make_tenant(engine: Engine) -> Tenant:
 def admin_key(engine: Engine) -> str:
     with session_factory(engine).begin() as session:
         return keys.create_key(session, license_id=None, scopes=[], admin=True, new_token=new_token).token
-
-
-@pytest.fixture()
-def running_wiring(engine: Engine) -> Iterator[Wiring]:
-    wiring = build(Settings(ingest_max_body_bytes=200_000), engine=engine)
-    wiring.start()
-    try:
-        yield wiring
-    finally:
-        wiring.stop()
-
-
-@pytest.fixture()
-def client(running_wiring: Wiring) -> Iterator[TestClient]:
-    with TestClient(running_wiring.app) as test_client:
-        yield test_client

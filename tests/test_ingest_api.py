@@ -17,7 +17,7 @@ from fernando_telemetry.services import keys
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.wiring import build
-from tests.ingest_fixtures import Tenant, admin_key, client, make_tenant, running_wiring  # noqa: F401
+from tests.ingest_fixtures import Tenant, admin_key, make_tenant
 
 NOW = datetime.now(UTC)
 
