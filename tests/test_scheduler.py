@@ -70,3 +70,27 @@ class TestScheduler:
         count = len(calls)
         time.sleep(0.3)
         assert len(calls) == count  # stopped means stopped
+
+
+class TestHostMetrics:
+    def test_host_metrics_job_records_the_servers_own_figures(self, sessions: sessionmaker[Session]) -> None:
+        """One run stores CPU, memory, disk and network samples of this host, with sane values."""
+        from fernando_telemetry.services import partitions as partition_service
+
+        now = datetime.now(UTC)
+        with sessions.begin() as session:
+            partition_service.upkeep(session, now=now, days_back=0, days_ahead=7)
+        outcome = jobs.host_metrics_run(Settings())(sessions, now)
+        assert outcome.ran
+        with sessions() as session:
+            rows = dict(session.execute(text("SELECT metric_name, value FROM system_metrics WHERE service_name = 'fernando-telemetry'")).all())
+        assert {"host.cpu.utilization", "host.memory.used", "host.disk.utilization", "host.network.sent", "process.memory.rss"} <= set(rows)
+        assert 0 <= rows["host.cpu.utilization"] <= 100
+        assert rows["host.memory.used"] > 0
+        assert 0 < rows["host.disk.utilization"] <= 100
+        assert rows["process.memory.rss"] > 10_000_000  # this Python process holds more than 10 MB
+
+    def test_the_collector_can_be_turned_off(self) -> None:
+        """An interval of 0 leaves the collector out of the scheduler's jobs."""
+        assert "host_metrics" in {job.name for job in jobs.default_jobs(Settings())}
+        assert "host_metrics" not in {job.name for job in jobs.default_jobs(Settings(host_metrics_interval_s=0))}

@@ -13,10 +13,10 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.services import partitions, retention
+from fernando_telemetry.services import host_metrics, partitions, retention
 from fernando_telemetry.settings import Settings
 
-__all__ = ["Job", "JobOutcome", "default_jobs", "partition_upkeep", "retention_run"]
+__all__ = ["Job", "JobOutcome", "default_jobs", "host_metrics_run", "partition_upkeep", "retention_run"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,21 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
     return run
 
 
+def host_metrics_run(settings: Settings) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+    def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+        samples = host_metrics.collect(disk_path=settings.data_dir)
+        with sessions.begin() as session:
+            written = host_metrics.record(session, samples, now=now, service_name="fernando-telemetry")
+        return JobOutcome(ran=True, summary=f"host metrics: {written} samples")
+
+    return run
+
+
 def default_jobs(settings: Settings) -> list[Job]:
-    return [
+    jobs = [
         Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings)),
         Job("retention", settings.retention_interval_s, retention_run(settings)),
     ]
+    if settings.host_metrics_interval_s > 0:
+        jobs.append(Job("host_metrics", settings.host_metrics_interval_s, host_metrics_run(settings)))
+    return jobs

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     writer_linger_ms: float = Field(default=2.0, ge=0)
     """How long the writer waits for more requests to join a group before committing it."""
 
+    host_metrics_interval_s: float = Field(default=15.0, ge=0)
+    """Seconds between two readings of this server's CPU, memory, disk and network; 0 turns the collector off."""
+
     db_pool_size: int = Field(default=10, ge=1)
     """Connections the server keeps open to PostgreSQL."""
 
