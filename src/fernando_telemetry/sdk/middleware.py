@@ -1,0 +1,204 @@
+"""``TelemetryMiddleware``: pure ASGI middleware that records one ``api_event`` and one server span per HTTP request.
+
+Imports the standard library and ``fernando_telemetry.sdk`` only (no Starlette at runtime). It continues an
+incoming W3C ``traceparent``, answers with its own, names requests by route template, and captures no request
+body, no query string and no header but ``User-Agent``. It only queues: no I/O on the request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+from fernando_telemetry.sdk.sink import TelemetrySink
+from fernando_telemetry.sdk.span import Span, start_span, use_span
+from fernando_telemetry.sdk.tracecontext import format_traceparent, parse_traceparent
+
+__all__ = ["DEFAULT_EXCLUDED_PATHS", "EVENT_NAME", "TelemetryMiddleware", "route_template", "user_from_state"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+UserCapture = Callable[[Scope], "tuple[str | int | None, int | None]"]
+
+DEFAULT_EXCLUDED_PATHS = ("/healthz", "/readyz", "/metrics")
+EVENT_NAME = "http_request"
+"""The ``event_name`` of the ``api_event`` recorded per request."""
+_MAX_USER_AGENT_CHARS = 1024
+
+
+def user_from_state(scope: Scope) -> tuple[str | int | None, int | None]:
+    """The convention: the app sets ``request.state.user_id`` and ``request.state.license_id`` (``scope["state"]``)."""
+    state = scope.get("state")
+    if state is None:
+        return None, None
+    if isinstance(state, Mapping):
+        return state.get("user_id"), state.get("license_id")
+    return getattr(state, "user_id", None), getattr(state, "license_id", None)
+
+
+def route_template(scope: Scope, entry_root_path: str = "") -> str | None:
+    """The template of the route that served the request (``/users/{user_id}``), or None when none matched.
+
+    Starlette and FastAPI leave the matched route in ``scope["route"]``. Under a ``Mount`` that route's path is
+    relative to the mount, so the mount prefix (what ``root_path`` grew by) is put in front, with any path
+    parameter values in it put back as ``{name}``. The raw request path is never used.
+    """
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return None
+    root_path = scope.get("root_path") or ""
+    prefix = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
+    if prefix:
+        values = {str(value): name for name, value in (scope.get("path_params") or {}).items() if isinstance(value, str | int)}
+        prefix = "/".join(f"{{{values[part]}}}" if part in values else part for part in prefix.split("/"))
+    if getattr(route, "routes", None) is not None:
+        # The route is itself a mount (static files, a sub-app without routes): its own path is already in prefix.
+        return (prefix or path).rstrip("/") + "/{path}"
+    return (prefix.rstrip("/") + path) or "/"
+
+
+class TelemetryMiddleware:
+    """Per HTTP request: an ``api_event`` named ``http_request`` and a ``server`` span, sent to a sink.
+
+    Args:
+        app: the ASGI app to wrap.
+        client: a ``TelemetryClient`` (sends to a remote server). Give this or ``sink``.
+        sink: any ``TelemetrySink`` (for example the server's in-process one). Give this or ``client``.
+        service_name: the ``service_name`` of the spans.
+        excluded_paths: request paths (exact match) that record nothing.
+        capture_user: True reads ``user_id`` and ``license_id`` from ``request.state`` after the app ran
+            (see ``user_from_state``); False records no user; a callable ``(scope) -> (user_id, license_id)``
+            reads them some other way.
+        environment: the ``environment`` of the spans.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        client: TelemetrySink | None = None,
+        sink: TelemetrySink | None = None,
+        service_name: str,
+        excluded_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS,
+        capture_user: bool | UserCapture = True,
+        environment: str | None = None,
+    ) -> None:
+        if (client is None) == (sink is None):
+            raise TypeError("TelemetryMiddleware needs exactly one of client= or sink=")
+        if not isinstance(service_name, str) or not service_name:
+            raise ValueError("service_name must be a non-empty string")
+        self.app = app
+        self._sink: TelemetrySink = client if client is not None else sink  # type: ignore[assignment]
+        self._service_name = service_name
+        self._environment = environment
+        self._excluded_paths = frozenset(excluded_paths)
+        if capture_user is True:
+            self._capture_user: UserCapture | None = user_from_state
+        elif capture_user is False:
+            self._capture_user = None
+        else:
+            self._capture_user = capture_user
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or scope.get("path") in self._excluded_paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            span, user_agent = self._start(scope)
+            traceparent = format_traceparent(span.context).encode("ascii")
+            entry_root_path = scope.get("root_path") or ""
+        except Exception:  # telemetry must never cost the request
+            await self.app(scope, receive, send)
+            return
+        status_code: int | None = None
+
+        async def send_with_traceparent(message: Message) -> None:
+            nonlocal status_code
+            if message.get("type") == "http.response.start":
+                status_code = message.get("status")
+                headers = list(message.get("headers") or ())
+                if not any(name.lower() == b"traceparent" for name, _ in headers):
+                    headers.append((b"traceparent", traceparent))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            with use_span(span):
+                await self.app(scope, receive, send_with_traceparent)
+        except Exception as exc:
+            span.record_exception(exc)
+            if status_code is None:
+                status_code = 500  # what the server error handler above us answers
+            raise
+        finally:
+            self._finish(scope, span, status_code, user_agent, entry_root_path)
+
+    def _start(self, scope: Scope) -> tuple[Span, str | None]:
+        traceparent: bytes | None = None
+        user_agent: str | None = None
+        for name, value in scope.get("headers") or ():
+            lowered = name.lower()
+            if lowered == b"traceparent":
+                traceparent = value
+            elif lowered == b"user-agent":
+                user_agent = value.decode("latin-1")[:_MAX_USER_AGENT_CHARS]
+        method = str(scope.get("method") or "GET")
+        span = start_span(
+            f"{method} unmatched",
+            service_name=self._service_name,
+            environment=self._environment,
+            kind="server",
+            parent=parse_traceparent(traceparent),  # None (absent or invalid): a new trace
+            start_time=datetime.now(UTC),
+        )
+        span.http_method = method
+        return span, user_agent
+
+    def _finish(self, scope: Scope, span: Span, status_code: int | None, user_agent: str | None, entry_root_path: str) -> None:
+        try:
+            span.end()
+            route = route_template(scope, entry_root_path)
+            method = span.http_method or "GET"
+            span.operation_name = f"{method} {route or 'unmatched'}"
+            span.http_route = route
+            span.status_code = status_code if isinstance(status_code, int) and 100 <= status_code <= 599 else None
+            if status_code is not None and status_code >= 500:
+                span.status = "error"
+            user_id, license_id = self._user(scope)
+            span.user_id = user_id
+            span.license_id = license_id
+            self._sink.record_span(span.to_item())
+            self._sink.track_event(
+                EVENT_NAME,
+                event_type="api_event",
+                source="api",
+                payload={"method": method, "route": route, "status_code": status_code},
+                duration_ms=span.duration_ms,
+                user_id=user_id,
+                license_id=license_id,
+                trace_id=span.trace_id,
+                span_id=span.span_id,
+                user_agent=user_agent,
+            )
+        except Exception:  # noqa: S110  (a failing sink must not fail the request)
+            pass
+
+    def _user(self, scope: Scope) -> tuple[str | None, int | None]:
+        if self._capture_user is None:
+            return None, None
+        try:
+            user_id, license_id = self._capture_user(scope)
+        except Exception:
+            return None, None
+        if isinstance(user_id, int) and not isinstance(user_id, bool):
+            user_id = str(user_id)
+        if not isinstance(user_id, str) or not user_id:
+            user_id = None
+        if isinstance(license_id, bool) or not isinstance(license_id, int) or license_id < 1:
+            license_id = None
+        return user_id, license_id
