@@ -86,3 +86,22 @@ class TestRetention:
         with pytest.raises(Exception, match="at least 1 day"):
             with session.begin_nested():
                 session.execute(text("SELECT * FROM cleanup_old_telemetry_data(0)"))
+
+
+class TestIdempotencyExpiry:
+    def test_answers_older_than_the_window_are_forgotten(self, session: Session) -> None:
+        """Stored batch answers older than the window are deleted; newer ones stay."""
+        from fernando_telemetry.services import keys
+        from fernando_telemetry.storage.models import IngestBatch
+
+        license_id = keys.create_license(session, name="expiry")
+        key = keys.create_key(session, license_id=license_id, scopes=["ingest"], new_token=lambda: "ft_" + "ab" * 20)
+        now = datetime.now(UTC)
+        session.add_all([
+            IngestBatch(api_key_id=key.api_key_id, endpoint="events", idempotency_key="old", response={}, created_at=now - timedelta(hours=25)),
+            IngestBatch(api_key_id=key.api_key_id, endpoint="events", idempotency_key="new", response={}, created_at=now - timedelta(hours=23)),
+        ])
+        session.flush()
+        assert retention.expire_idempotency_keys(session, now=now, window_hours=24) == 1
+        left = session.execute(text("SELECT idempotency_key FROM ingest_batches WHERE api_key_id = :k"), {"k": key.api_key_id}).scalars().all()
+        assert left == ["new"]

@@ -65,9 +65,10 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
                 metrics_retention_days=settings.metrics_retention_days,
                 traces_retention_days=settings.traces_retention_days,
             )
+            expired = retention.expire_idempotency_keys(session, now=now, window_hours=settings.idempotency_window_hours)
             return "retention: " + ", ".join(
                 f"{c.table_name} -{c.partitions_dropped} partitions, -{c.rows_removed} rows" for c in cleanups
-            )
+            ) + f", {expired} idempotency keys expired"
 
         return _with_job_lock(sessions, "retention", work)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.storage import retention as retention_store
+from fernando_telemetry.storage.models import IngestBatch
 from fernando_telemetry.storage.retention import TableCleanup
 
-__all__ = ["TableCleanup", "run"]
+__all__ = ["TableCleanup", "expire_idempotency_keys", "run"]
 
 
 def run(
@@ -35,3 +37,9 @@ def run(
         traces_retention_days=traces_retention_days,
         as_of=now,
     )
+
+
+def expire_idempotency_keys(session: Session, *, now: datetime, window_hours: int) -> int:
+    """Forget the stored answers of batches older than the deduplication window; returns how many."""
+    result = session.execute(delete(IngestBatch).where(IngestBatch.created_at < now - timedelta(hours=window_hours)))
+    return int(result.rowcount or 0)
