@@ -25,10 +25,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fernando_telemetry.services import schema
@@ -109,7 +110,14 @@ USER_AGENTS = {
     "api": ("fernando-telemetry-python/0.1.0 python/3.12.7", "python-httpx/0.27.2", "curl/8.5.0", "Go-http-client/2.0"),
     "batch_job": ("fernando-worker/2.14.3",),
 }
-APP_VERSIONS = {"web": ("2.14.3", "2.14.2"), "api": ("2.14.3",), "mobile": ("3.8.1", "3.8.0", "3.7.4"), "batch_job": ("2.14.3",)}
+APP_VERSIONS = {"web": ("2.14.3", "2.14.2"), "api": ("2.14.3",), "mobile": ("3.8.1",), "batch_job": ("2.14.3",)}
+
+
+def _app_version(rng: random.Random, source: str, user_agent: str) -> str:
+    """The mobile app says its version in its user agent; the web and API versions are the backend's."""
+    if user_agent.startswith("FernandoApp/"):
+        return user_agent.split("/", 1)[1].split(" ", 1)[0]
+    return rng.choice(APP_VERSIONS[source])
 PAGES = (
     "/", "/dashboard", "/projects", "/projects/{id}", "/projects/{id}/settings", "/reports", "/reports/{id}",
     "/billing", "/billing/invoices", "/settings/profile", "/settings/team", "/search", "/docs/getting-started",
@@ -282,10 +290,11 @@ def generate(
             trace_id, span_id = "\\N", "\\N"
         timestamp = datetime.fromtimestamp(timestamp_s, UTC)
         payload = json.dumps(_payload(rng, event_type, event_name, plan), separators=(",", ":"))
+        user_agent = rng.choice(USER_AGENTS[source])
         lines.append("\t".join((
             uuid7_text(int(timestamp_s * 1000), rng), event_type, event_name, category, source, user_id, license_id,
-            session_id, _copy_text(payload), _duration_ms(rng, event_type), ip, rng.choice(USER_AGENTS[source]),
-            trace_id, span_id, "production", rng.choice(APP_VERSIONS[source]), timestamp.isoformat(),
+            session_id, _copy_text(payload), _duration_ms(rng, event_type), ip, user_agent,
+            trace_id, span_id, "production", _app_version(rng, source, user_agent), timestamp.isoformat(),
         )))
         if len(lines) == batch_rows or index == rows - 1:
             batches.append(("\n".join(lines) + "\n").encode())
@@ -565,12 +574,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-index", action="store_true",
                         help="then load a sample into (b) plus each shipped index alone, to price each index")
     parser.add_argument("--per-index-rows", type=int, default=500_000, help="rows of the --per-index sample")
+    parser.add_argument("--keep", action="store_true", help="leave the bench schema in the database afterwards")
     args = parser.parse_args(argv)
 
     now = datetime.now(UTC).replace(microsecond=0)
     columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     notes: list[str] = []
-    with Progress(*columns, transient=True) as progress:
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         workload = generate(
             rows=args.rows, batch_rows=args.batch_rows, users=args.users, licenses=args.licenses,
             days=args.days, now=now, seed=args.seed, progress=progress,
@@ -592,6 +602,9 @@ def main(argv: list[str] | None = None) -> int:
                     per_index(conn, workload.first_rows(args.per_index_rows), progress=progress, notes=notes)
                     if args.per_index else []
                 )
+                if not args.keep:
+                    conn.execute("DROP SCHEMA bench CASCADE")
+                    conn.commit()
     report(
         workload=workload, args=args, version=version, where=where, partitions=partitions,
         index_counts=index_counts, loads=loads, single=single, notes=notes,
