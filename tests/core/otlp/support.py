@@ -52,13 +52,13 @@ def _ids() -> Iterator[uuid.UUID]:
         yield uuid.UUID(int=number)
 
 
-def context(*, license_id: int | None = 7, is_admin: bool = False) -> DecodeContext:
-    """A decode context at ``NOW`` accepting the last 30 days and the next hour, with numbered event ids."""
+def context(*, license_id: int | None = 7, is_admin: bool = False, now: datetime = NOW) -> DecodeContext:
+    """A decode context at ``now`` accepting the last 30 days and the next hour, with numbered event ids."""
     ids = _ids()
     return DecodeContext(
-        now=NOW,
-        earliest=NOW - timedelta(days=30),
-        latest=NOW + timedelta(hours=1),
+        now=now,
+        earliest=now - timedelta(days=30),
+        latest=now + timedelta(hours=1),
         license_id=None if is_admin else license_id,
         is_admin=is_admin,
         new_id=lambda: next(ids),

@@ -172,9 +172,17 @@ class TestGaugeAndSum:
 
 class TestHistogram:
     def histogram(self, **fields: Any) -> Metric:
-        values = {"time_unix_nano": NOW_NS, "count": 10, "sum": 250.0, "explicit_bounds": [10, 20, 50], "bucket_counts": [2, 4, 3, 1]}
+        values = {
+            "time_unix_nano": NOW_NS,
+            "count": 10,
+            "sum": 250.0,
+            "explicit_bounds": [10, 20, 50],
+            "bucket_counts": [2, 4, 3, 1],
+        }
         values.update(fields)
-        return Metric(name="http.server.request.duration", unit="ms", histogram=Histogram(data_points=[HistogramDataPoint(**values)]))
+        return Metric(
+            name="http.server.request.duration", unit="ms", histogram=Histogram(data_points=[HistogramDataPoint(**values)])
+        )
 
     def test_a_histogram_point_is_mean_count_and_interpolated_percentiles(self) -> None:
         """value = sum / count, sample_count = count, p50..p99 interpolated in the buckets."""
@@ -232,7 +240,9 @@ class TestExponentialHistogram:
             "positive": ExponentialHistogramDataPoint.Buckets(offset=0, bucket_counts=[1, 2, 1]),
         }
         values.update(fields)
-        return Metric(name="latency", exponential_histogram=ExponentialHistogram(data_points=[ExponentialHistogramDataPoint(**values)]))
+        return Metric(
+            name="latency", exponential_histogram=ExponentialHistogram(data_points=[ExponentialHistogramDataPoint(**values)])
+        )
 
     def test_an_exponential_point_is_a_histogram_row(self) -> None:
         """value = sum / count, sample_count = count, percentiles interpolated in the base-2**(2**-scale) buckets."""

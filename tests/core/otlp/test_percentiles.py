@@ -24,22 +24,34 @@ class TestExplicitBuckets:
         ("bounds", "counts", "minimum", "maximum", "expected"),
         [
             pytest.param(
-                [10, 20, 50], [2, 4, 3, 1], None, None,
+                [10, 20, 50],
+                [2, 4, 3, 1],
+                None,
+                None,
                 [Bucket(0, 10, 2), Bucket(10, 20, 4), Bucket(20, 50, 3), Bucket(50, 50, 1)],
                 id="first-from-0-overflow-at-last-bound",
             ),
             pytest.param(
-                [10, 20, 50], [2, 4, 3, 1], 2, 80,
+                [10, 20, 50],
+                [2, 4, 3, 1],
+                2,
+                80,
                 [Bucket(2, 10, 2), Bucket(10, 20, 4), Bucket(20, 50, 3), Bucket(50, 80, 1)],
                 id="ends-from-min-and-max",
             ),
             pytest.param(
-                [10, 20, 50], [0, 4, 0, 0], 12, 18,
+                [10, 20, 50],
+                [0, 4, 0, 0],
+                12,
+                18,
                 [Bucket(12, 12, 0), Bucket(12, 18, 4), Bucket(18, 18, 0), Bucket(18, 18, 0)],
                 id="clamped-to-min-max",
             ),
             pytest.param(
-                [-5, 0, 5], [1, 1, 1, 1], None, None,
+                [-5, 0, 5],
+                [1, 1, 1, 1],
+                None,
+                None,
                 [Bucket(-5, -5, 1), Bucket(-5, 0, 1), Bucket(0, 5, 1), Bucket(5, 5, 1)],
                 id="non-positive-first-bound",
             ),
@@ -109,8 +121,14 @@ class TestQuantile:
         ("buckets", "expected"),
         [
             pytest.param(explicit_buckets([10, 20, 50], [2, 4, 3, 1]), [17.5, 50, 50, 50], id="explicit"),
-            pytest.param(explicit_buckets([10, 20, 50], [2, 4, 3, 1], minimum=2, maximum=80), [17.5, 50, 65, 77], id="explicit-min-max"),
-            pytest.param(explicit_buckets([10, 20, 50], [0, 4, 0, 0], minimum=12, maximum=18), [15, 17.4, 17.7, 17.94], id="one-bucket-clamped"),
+            pytest.param(
+                explicit_buckets([10, 20, 50], [2, 4, 3, 1], minimum=2, maximum=80), [17.5, 50, 65, 77], id="explicit-min-max"
+            ),
+            pytest.param(
+                explicit_buckets([10, 20, 50], [0, 4, 0, 0], minimum=12, maximum=18),
+                [15, 17.4, 17.7, 17.94],
+                id="one-bucket-clamped",
+            ),
             pytest.param(explicit_buckets([-5, 0, 5], [1, 1, 1, 1]), [0, 5, 5, 5], id="negative-bounds"),
             pytest.param(explicit_buckets([], [10], minimum=1, maximum=3), [2, 2.8, 2.9, 2.98], id="single-bucket"),
             pytest.param(exponential_buckets(0, positive_counts=[1, 2, 1]), [3, 6.4, 7.2, 7.84], id="exponential"),

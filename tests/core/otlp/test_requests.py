@@ -173,7 +173,9 @@ class TestJsonBodies:
                 ),
             )
         )
-        pb2_logs = logs_request(LogRecord(time_unix_nano=NOW_NS, body=None, trace_id=TRACE_ID, span_id=SPAN_ID, severity_number=17))
+        pb2_logs = logs_request(
+            LogRecord(time_unix_nano=NOW_NS, body=None, trace_id=TRACE_ID, span_id=SPAN_ID, severity_number=17)
+        )
         assert parse_metrics_request(otlp_json(pb2_metrics), JSON) == pb2_metrics
         assert parse_logs_request(otlp_json(pb2_logs), JSON) == pb2_logs
         assert (
@@ -216,7 +218,9 @@ class TestJsonBodies:
     def test_snake_case_keys_are_read_too(self) -> None:
         """The protobuf field names (snake_case) are accepted beside the lowerCamelCase JSON names."""
         document = {
-            "resource_spans": [{"scope_spans": [{"spans": [{"trace_id": TRACE_ID.hex(), "span_id": SPAN_ID.hex(), "name": "x"}]}]}]
+            "resource_spans": [
+                {"scope_spans": [{"spans": [{"trace_id": TRACE_ID.hex(), "span_id": SPAN_ID.hex(), "name": "x"}]}]}
+            ]
         }
         pb2_span = parsed_span(json.dumps(document).encode())
         assert (pb2_span.trace_id, pb2_span.span_id, pb2_span.name) == (TRACE_ID, SPAN_ID, "x")
@@ -240,7 +244,12 @@ class TestJsonBodies:
     @pytest.mark.parametrize(
         ("body", "error", "message"),
         [
-            pytest.param(b"{", Malformed, "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2", id="unclosed"),
+            pytest.param(
+                b"{",
+                Malformed,
+                "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2",
+                id="unclosed",
+            ),
             pytest.param(b'{"resourceSpans": [}', Malformed, "line 1 column 20", id="bad-token"),
             pytest.param(b"", Malformed, "not valid JSON", id="empty"),
             pytest.param(b"\xc3\x28{}", Malformed, "not UTF-8 JSON: invalid continuation byte at byte 0", id="not-utf8"),
@@ -260,7 +269,12 @@ class TestJsonBodies:
                 "resourceSpans.scopeSpans.spans.name: expected string",
                 id="number-for-string",
             ),
-            pytest.param(spec_body(spec_span(attributes=[{"key": "k", "value": {"intValue": "1.5"}}])), SchemaMismatch, "intValue", id="bad-int"),
+            pytest.param(
+                spec_body(spec_span(attributes=[{"key": "k", "value": {"intValue": "1.5"}}])),
+                SchemaMismatch,
+                "intValue",
+                id="bad-int",
+            ),
             pytest.param(b"[" * 100_000 + b"]" * 100_000, Malformed, "nested too deeply", id="deep"),
         ],
     )
@@ -275,8 +289,22 @@ class TestJsonBodies:
         pb2_record = parse_logs_request(json.dumps(logs).encode(), JSON).resource_logs[0].scope_logs[0].log_records[0]
         assert (pb2_record.trace_id, pb2_record.span_id) == (TRACE_ID, SPAN_ID)
         exemplar = {"asDouble": 1.0, "traceId": TRACE_ID.hex(), "spanId": SPAN_ID.hex()}
-        metrics = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "m", "gauge": {"dataPoints": [{"asDouble": 1, "exemplars": [exemplar]}]}}]}]}]}
-        pb2_point = parse_metrics_request(json.dumps(metrics).encode(), JSON).resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
+        metrics = {
+            "resourceMetrics": [
+                {
+                    "scopeMetrics": [
+                        {"metrics": [{"name": "m", "gauge": {"dataPoints": [{"asDouble": 1, "exemplars": [exemplar]}]}}]}
+                    ]
+                }
+            ]
+        }
+        pb2_point = (
+            parse_metrics_request(json.dumps(metrics).encode(), JSON)
+            .resource_metrics[0]
+            .scope_metrics[0]
+            .metrics[0]
+            .gauge.data_points[0]
+        )
         assert (pb2_point.exemplars[0].trace_id, pb2_point.exemplars[0].span_id) == (TRACE_ID, SPAN_ID)
 
     def test_an_attribute_named_like_an_id_is_not_rewritten(self) -> None:

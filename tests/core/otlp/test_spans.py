@@ -16,7 +16,9 @@ from fernando_telemetry.core.otlp.values import unix_nano_datetime
 from tests.core.otlp.support import NOW, NOW_NS, SPAN_ID, TRACE_ID, context, key_values, ns, span, traces_request
 
 
-def decoded(*pb2_spans: Span, resource: dict[str, Any] | None = None, scope: str = "", **context_options: Any) -> list[dict[str, Any]]:
+def decoded(
+    *pb2_spans: Span, resource: dict[str, Any] | None = None, scope: str = "", **context_options: Any
+) -> list[dict[str, Any]]:
     """Rows as column -> value dicts; fails the test if any span was rejected."""
     batch = spans_from_request(traces_request(*pb2_spans, resource=resource, scope=scope), context(**context_options))
     assert batch.rejections == []
@@ -75,7 +77,14 @@ class TestRowShape:
 class TestResource:
     def test_resource_attributes_name_service_host_and_environment(self) -> None:
         """service.name, host.name and deployment.environment.name fill their columns; the whole resource is kept."""
-        row = one(resource={"service.name": "billing", "host.name": "db-2", "deployment.environment.name": "staging", "k8s.pod.name": "p"})
+        row = one(
+            resource={
+                "service.name": "billing",
+                "host.name": "db-2",
+                "deployment.environment.name": "staging",
+                "k8s.pod.name": "p",
+            }
+        )
         assert (row["service_name"], row["host_name"], row["environment"]) == ("billing", "db-2", "staging")
         assert json.loads(row["resource"]) == {
             "service.name": "billing",
@@ -120,7 +129,9 @@ class TestResource:
 class TestIds:
     def test_ids_are_lowercase_hex(self) -> None:
         """Trace, span and parent ids are stored as lowercase hexadecimal text."""
-        row = one(span(trace_id=bytes.fromhex("5B8EFFF798038103D269B633813FC60C"), parent_span_id=bytes.fromhex("ABCDEF0123456789")))
+        row = one(
+            span(trace_id=bytes.fromhex("5B8EFFF798038103D269B633813FC60C"), parent_span_id=bytes.fromhex("ABCDEF0123456789"))
+        )
         assert (row["trace_id"], row["span_id"], row["parent_span_id"]) == (
             "5b8efff798038103d269b633813fc60c",
             "eee19b7ec3c1b174",
@@ -232,7 +243,11 @@ class TestHttp:
         [
             ({"http.request.method": "post", "http.response.status_code": 201}, "POST", 201),
             ({"http.method": "GET", "http.status_code": 404}, "GET", 404),
-            ({"http.request.method": "PUT", "http.method": "GET", "http.response.status_code": 500, "http.status_code": 200}, "PUT", 500),
+            (
+                {"http.request.method": "PUT", "http.method": "GET", "http.response.status_code": 500, "http.status_code": 200},
+                "PUT",
+                500,
+            ),
             ({"http.response.status_code": "503"}, None, 503),
             ({"http.response.status_code": 99}, None, None),
             ({"http.response.status_code": 600}, None, None),
@@ -242,7 +257,9 @@ class TestHttp:
             ({}, None, None),
         ],
     )
-    def test_http_attributes_fill_method_and_status_code(self, attributes: dict[str, Any], method: str | None, status_code: int | None) -> None:
+    def test_http_attributes_fill_method_and_status_code(
+        self, attributes: dict[str, Any], method: str | None, status_code: int | None
+    ) -> None:
         """Current and pre-1.21 HTTP attribute names fill http_method (upper case) and status_code (100-599, else NULL)."""
         row = one(span(attributes=attributes))
         assert (row["http_method"], row["status_code"]) == (method, status_code)
@@ -325,7 +342,9 @@ class TestUserAndLicense:
             ({}, {}, None),
         ],
     )
-    def test_user_comes_from_enduser_id_or_user_id(self, attributes: dict[str, Any], resource: dict[str, Any], expected: str | None) -> None:
+    def test_user_comes_from_enduser_id_or_user_id(
+        self, attributes: dict[str, Any], resource: dict[str, Any], expected: str | None
+    ) -> None:
         """enduser.id, then user.id, on the span and then on the resource, is the user_id (integers as text)."""
         assert one(span(attributes=attributes), resource=resource)["user_id"] == expected
 
@@ -349,7 +368,9 @@ class TestUserAndLicense:
             ({}, {}, None),
         ],
     )
-    def test_an_admin_key_takes_the_license_from_the_data(self, attributes: dict[str, Any], resource: dict[str, Any], expected: int | None) -> None:
+    def test_an_admin_key_takes_the_license_from_the_data(
+        self, attributes: dict[str, Any], resource: dict[str, Any], expected: int | None
+    ) -> None:
         """With an admin key, fernando.license_id or license.id (span first, then resource) is the license."""
         assert one(span(attributes=attributes), resource=resource, is_admin=True)["license_id"] == expected
 
@@ -391,4 +412,3 @@ class TestPartialSuccess:
         """A request without spans is accepted with no rows."""
         batch = spans_from_request(traces_request(), context())
         assert (batch.rows, batch.rejections, batch.received) == ([], [], 0)
-

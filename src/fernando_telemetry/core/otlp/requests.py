@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -36,6 +37,7 @@ _MEDIA_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 _ID_BYTES = (8, 16)
 _MAX_REASON_CHARS = 600
+_FAILED_FIELD = re.compile(r"Failed to parse (\w+) field: ")
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
 
 RequestPb2 = TypeVar("RequestPb2", bound=Message)
@@ -79,7 +81,7 @@ def _parsed(body: bytes, content_type: str | None, pb2_request: RequestPb2) -> R
     try:
         return json_format.ParseDict(document, pb2_request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise SchemaMismatch(f"the body is not a valid OTLP/JSON {name}: {_short(exc)}") from None
+        raise SchemaMismatch(f"the body is not a valid OTLP/JSON {name}: {_short(_json_reason(exc))}") from None
 
 
 def _json_document(body: bytes, name: str) -> dict[str, Any]:
@@ -134,6 +136,17 @@ def _id_base64(value: str, location: str) -> str:
     raise SchemaMismatch(f"the body is not valid OTLP/JSON: {location} must be a hexadecimal id, got {value[:40]!r}")
 
 
-def _short(exc: BaseException) -> str:
+def _json_reason(exc: BaseException) -> str:
+    """``ParseDict``'s nested "Failed to parse a field: Failed to parse b field: why" as "a.b: why"."""
+    reason = str(exc) or type(exc).__name__
+    fields = []
+    while match := _FAILED_FIELD.match(reason):
+        fields.append(match.group(1))
+        reason = reason[match.end() :]
+    reason = reason.rstrip(".")
+    return f"{'.'.join(fields)}: {reason}" if fields and " at " not in reason else reason
+
+
+def _short(exc: BaseException | str) -> str:
     reason = str(exc) or type(exc).__name__
     return reason if len(reason) <= _MAX_REASON_CHARS else reason[: _MAX_REASON_CHARS - 3] + "..."
