@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -140,18 +141,24 @@ def user_ref(item: Mapping[str, Any], field: str = "user_id") -> str | None:
     return text
 
 
+_VOCABULARIES: dict[type[StrEnum], dict[str, str]] = {}
+
+
 def enum_value(item: Mapping[str, Any], field: str, enum_class: type[StrEnum], default: StrEnum | None = None) -> str:
     value = item.get(field)
     if value is None:
         if default is None:
             raise ItemError(field, f"is required; one of {', '.join(member.value for member in enum_class)}")
         return default.value
-    if not isinstance(value, str):
-        raise ItemError(field, f"must be a string, got {_json_type(value)}")
-    try:
-        return enum_class(value.lower()).value
-    except ValueError:
-        raise ItemError(field, f"{value[:60]!r} is not one of {', '.join(member.value for member in enum_class)}") from None
+    vocabulary = _VOCABULARIES.get(enum_class)
+    if vocabulary is None:
+        vocabulary = _VOCABULARIES[enum_class] = {member.value: member.value for member in enum_class}
+    if isinstance(value, str):
+        found = vocabulary.get(value) or vocabulary.get(value.lower())
+        if found is not None:
+            return found
+        raise ItemError(field, f"{value[:60]!r} is not one of {', '.join(vocabulary)}")
+    raise ItemError(field, f"must be a string, got {_json_type(value)}")
 
 
 def finite_number(item: Mapping[str, Any], field: str, *, required: bool = False, minimum: float | None = None) -> float | None:
@@ -280,6 +287,11 @@ def ip_address(item: Mapping[str, Any], field: str) -> str | None:
     value = optional_text(item, field, 64)
     if value is None:
         return None
+    try:
+        socket.inet_pton(socket.AF_INET, value)  # the common case, checked in C
+        return value
+    except OSError:
+        pass
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
