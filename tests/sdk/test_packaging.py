@@ -1,0 +1,53 @@
+"""The SDK stands alone: it imports only itself, the standard library and httpx, so the bare install runs it."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+SDK_ROOT = Path(__file__).resolve().parents[2] / "src" / "fernando_telemetry" / "sdk"
+ALLOWED_THIRD_PARTY = {"httpx"}
+
+
+def foreign_imports(root: Path = SDK_ROOT) -> list[str]:
+    """Every import in the SDK's source that is neither the SDK, the standard library nor httpx."""
+    problems = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue  # relative imports stay inside the SDK package
+            for name in names:
+                top = name.split(".")[0]
+                if name == "fernando_telemetry.sdk" or name.startswith("fernando_telemetry.sdk."):
+                    continue
+                if top in sys.stdlib_module_names or top in ALLOWED_THIRD_PARTY:
+                    continue
+                problems.append(f"{path.name}:{node.lineno} imports {name}")
+    return problems
+
+
+class TestPackaging:
+    def test_the_sdk_imports_only_itself_the_standard_library_and_httpx(self) -> None:
+        """No module of the SDK imports the server, pydantic, starlette or any other dependency."""
+        assert foreign_imports() == []
+
+    def test_the_check_catches_a_foreign_import(self, tmp_path: Path) -> None:
+        """A planted ``import pydantic`` or server import is reported (so the check above can fail)."""
+        (tmp_path / "bad.py").write_text("import pydantic\nfrom fernando_telemetry.core import errors\n")
+        assert foreign_imports(tmp_path) == ["bad.py:1 imports pydantic", "bad.py:2 imports fernando_telemetry.core"]
+
+    def test_importing_the_sdk_loads_no_server_framework(self) -> None:
+        """In a fresh interpreter, importing the SDK (middleware included) loads none of the server's libraries."""
+        program = (
+            "import sys, fernando_telemetry.sdk, fernando_telemetry.sdk.middleware\n"
+            "heavy = {'fastapi', 'starlette', 'pydantic', 'sqlalchemy', 'psycopg', 'uvicorn', 'anyio'}\n"
+            "print(sorted({name.split('.')[0] for name in sys.modules} & heavy))\n"
+        )
+        result = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip() == "[]"
