@@ -119,3 +119,28 @@ def running_wiring(engine: Engine) -> Iterator[Wiring]:
 def client(running_wiring: Wiring) -> Iterator[TestClient]:
     with TestClient(running_wiring.app) as test_client:
         yield test_client
+
+
+@pytest.fixture()
+def live_server(running_wiring: Wiring) -> Iterator[str]:
+    """The app served by uvicorn on a free local port, for clients that speak real HTTP; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(running_wiring.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

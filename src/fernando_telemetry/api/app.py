@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry import __version__
-from fernando_telemetry.api import admin, health, ingest
+from fernando_telemetry.api import admin, health, ingest, otlp
 from fernando_telemetry.api.errors import install_error_handlers
 from fernando_telemetry.services.ingest import Ingestor
 
@@ -44,4 +44,5 @@ def create_app(
     app.include_router(admin.router)
     if ingestor is not None:
         app.include_router(ingest.router)
+        app.include_router(otlp.router)
     return app
