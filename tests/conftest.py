@@ -84,6 +84,29 @@ def migrated_url(database_factory: Callable[[], str]) -> str:
 
 
 @pytest.fixture(scope="session")
+def committed_url(database_factory: Callable[[], str]) -> str:
+    """A second migrated database for tests whose writes are committed (the ingest path, live servers),
+    so they never show up in the rolled-back tests that count rows of the shared one."""
+    url = database_factory()
+    engine = make_engine(url, pool_size=1)
+    try:
+        schema.upgrade(engine)
+        today = datetime.now(UTC).date()
+        with session_factory(engine).begin() as session:
+            partitions.ensure_for_days(session, first_day=today - timedelta(days=7), last_day=today + timedelta(days=14))
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def committed_engine(committed_url: str) -> Iterator[Engine]:
+    engine = make_engine(committed_url, pool_size=4)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
 def engine(migrated_url: str) -> Iterator[Engine]:
     engine = make_engine(migrated_url, pool_size=4)
     yield engine
@@ -105,9 +128,9 @@ def session(engine: Engine) -> Iterator[Session]:
 
 
 @pytest.fixture()
-def running_wiring(engine: Engine) -> Iterator[Wiring]:
-    """The server's writer, ingestor and app on the shared migrated database, writer running."""
-    wiring = build(Settings(ingest_max_body_bytes=200_000), engine=engine)
+def running_wiring(committed_engine: Engine) -> Iterator[Wiring]:
+    """The server's writer, ingestor and app on the committed-writes database, writer running."""
+    wiring = build(Settings(ingest_max_body_bytes=200_000), engine=committed_engine)
     wiring.start()
     try:
         yield wiring

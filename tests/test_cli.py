@@ -11,6 +11,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from fernando_telemetry.cli import app
+from fernando_telemetry.services import schema
 
 
 def _all_command_paths() -> list[list[str]]:
@@ -52,7 +53,7 @@ class TestCommands:
         """Commands work against DATABASE_URL, including the postgresql+psycopg:// spelling."""
         result = _run("db", "current", database_url=migrated_url)
         assert result.returncode == 0, result.stderr
-        assert "0001 (up to date)" in result.stdout
+        assert f"{schema.head()} (up to date)" in result.stdout
         psycopg_spelling = migrated_url.replace("postgresql://", "postgresql+psycopg://", 1)
         listed = _run("partitions", "list", database_url=psycopg_spelling)
         assert listed.returncode == 0, listed.stderr

@@ -32,6 +32,12 @@ def _count(engine: Engine, sql: str, **params: object) -> int:
 
 
 @pytest.fixture()
+def engine(committed_engine: Engine) -> Engine:
+    """These tests commit: they use the committed-writes database, never the shared rolled-back one."""
+    return committed_engine
+
+
+@pytest.fixture()
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine)
 
@@ -192,13 +198,13 @@ class TestNoDuplicates:
 
 
 class TestBackpressure:
-    def test_over_the_in_flight_limit_answers_503_and_nothing_acknowledged_is_lost(self, engine: Engine, migrated_url: str) -> None:
+    def test_over_the_in_flight_limit_answers_503_and_nothing_acknowledged_is_lost(self, engine: Engine, committed_url: str) -> None:
         """While the database stalls, requests past the in-flight limit get 503 + Retry-After; acked rows all land."""
         tenant = make_tenant(engine)
         wiring = build(Settings(ingest_max_rows_in_flight=10), engine=engine)
         wiring.start()
         name = "bp_" + uuid.uuid4().hex[:8]
-        blocker = psycopg.connect(migrated_url)
+        blocker = psycopg.connect(committed_url)
         blocker.execute("LOCK TABLE system_metrics IN ACCESS EXCLUSIVE MODE")
         statuses: list[int] = []
         try:

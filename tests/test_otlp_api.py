@@ -30,6 +30,12 @@ from tests.ingest_fixtures import Tenant, make_tenant
 
 
 @pytest.fixture()
+def engine(committed_engine: Engine) -> Engine:
+    """These tests commit: they use the committed-writes database, never the shared rolled-back one."""
+    return committed_engine
+
+
+@pytest.fixture()
 def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine)
 
