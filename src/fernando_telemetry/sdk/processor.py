@@ -144,22 +144,36 @@ class BatchProcessor:
             with self._lock:
                 waiters, self._flush_waiters = self._flush_waiters, []
                 stopping = self._stopping
-                budget = len(self._queue)
-            # Only what was queued when this round began: a steady stream of new items cannot starve a flush.
-            while budget > 0:
-                with self._lock:
-                    take = min(budget, self._max_batch_items, len(self._queue))
-                    if take == 0:
-                        break
-                    chunk = [self._queue.popleft() for _ in range(take)]
-                    self._in_flight = take
-                budget -= take
-                self._export(chunk)
+            try:
+                self._drain()
+            except Exception:  # a defect must not kill the worker: the queue would then only ever drop
+                _logger.debug("telemetry worker round failed", exc_info=True)
             for waiter in waiters:
                 waiter.set()
             if stopping:
                 self._shutdown_exporter()
                 return
+
+    def _drain(self) -> None:
+        """Export what is queued when the round begins, a batch at a time.
+
+        Only that much: a steady stream of new items cannot keep a flush waiting for ever.
+        """
+        with self._lock:
+            budget = len(self._queue)
+        while budget > 0:
+            with self._lock:
+                take = min(budget, self._max_batch_items, len(self._queue))
+                if take == 0:
+                    return
+                chunk = [self._queue.popleft() for _ in range(take)]
+                self._in_flight = take
+            budget -= take
+            try:
+                self._export(chunk)
+            finally:
+                with self._lock:
+                    self._in_flight = 0
 
     def _export(self, chunk: list[tuple[str, Any]]) -> None:
         by_kind: dict[str, list[Any]] = {}
@@ -182,8 +196,6 @@ class BatchProcessor:
                 self._failed += failed
                 self._retries += max(0, result.retries)
                 self._in_flight -= len(items)
-        with self._lock:
-            self._in_flight = 0
 
     def _shutdown_exporter(self) -> None:
         try:
