@@ -128,7 +128,7 @@ class TestHttpExporter:
     ) -> None:
         """Repeated 500s are retried with backoff until max_retry_elapsed_s, then the batch is counted failed."""
         receiver.script(*[Reply(500)] * 1000)
-        client = make_client(exporter=fast_exporter(receiver.url, max_retry_elapsed_s=0.3), flush_interval_s=60)
+        client = make_client(exporter=fast_exporter(receiver.url, max_retry_elapsed_s=1.0), flush_interval_s=60)
         client.track_event("doomed")
         assert client.flush(timeout_s=10)
         attempts = len(receiver.requests)

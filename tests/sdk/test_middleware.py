@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from fernando_telemetry.sdk import RecordingSink, TelemetryClient, TelemetryMiddleware, TelemetrySink, parse_traceparent
 from tests.sdk.conftest import fast_exporter
-from tests.sdk.receiver import Receiver
+from tests.sdk.receiver import Receiver, wait_until
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"
@@ -253,7 +253,8 @@ class TestMiddlewareEndToEnd:
         url, client = served
         response = httpx.get(f"{url}/work", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"})
         assert response.status_code == 200
-        assert client.flush(timeout_s=10)
+        # uvicorn delivers the response before the middleware, after it, records: wait for all four items.
+        wait_until(lambda: client.flush(timeout_s=1) and client.stats.sent == 4, 10, "two spans and two events")
         spans = {span["operation_name"]: span for span in receiver.items("/api/v1/spans")}
         events = {event["event_name"]: event for event in receiver.items("/api/v1/events")}
         server_span, inner_span = spans["GET /work"], spans["load-cart"]
