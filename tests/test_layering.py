@@ -18,7 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "services": {"services", "storage", "notify", "core"},
     "api": {"api", "services", "core", "package"},
     "sdk": {"sdk"},
-    "entry": {"entry", "api", "services", "storage", "notify", "core", "package"},
+    "entry": {"entry", "api", "services", "storage", "notify", "core", "sdk", "package"},
     "package": {"package"},
 }
 # third-party frameworks core must not touch
