@@ -1,7 +1,7 @@
 """The Python SDK of Fernando Telemetry: ``TelemetryClient`` and the ASGI ``TelemetryMiddleware``.
 
 Imports only ``fernando_telemetry.sdk.*``, the standard library and ``httpx`` (the bare install's one
-dependency); nothing of the server. See README.md beside this file.
+dependency); nothing of the server. See docs/SDK.md.
 """
 
 from fernando_telemetry.sdk.client import DEFAULT_SERVICE_NAME, TelemetryClient, track_telemetry_event
