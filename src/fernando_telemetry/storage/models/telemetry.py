@@ -50,13 +50,15 @@ class TelemetryEvent(Base):
     __table_args__ = (
         # serves: events in a time range (all types), e.g. the hourly summary of the last day
         Index("ix_telemetry_events_event_timestamp_brin", "event_timestamp", postgresql_using="brin"),
-        # serves: events of one type, newest first (dashboard, GET /api/v1/events?event_type=)
-        Index("ix_telemetry_events_event_type_event_timestamp", "event_type", text("event_timestamp DESC")),
+        # serves: events of one type, newest first (dashboard, GET /api/v1/events?event_type=). Time indexes
+        # are ascending: rows arrive in time order and append at each key's right edge (fuller pages than
+        # DESC, about 25% smaller in bench/ingest_copy.py); a backward scan gives newest first.
+        Index("ix_telemetry_events_event_type_event_timestamp", "event_type", "event_timestamp"),
         # serves: one user's activity timeline, newest first
         Index(
             "ix_telemetry_events_user_id_event_timestamp",
             "user_id",
-            text("event_timestamp DESC"),
+            "event_timestamp",
             postgresql_where=text("user_id IS NOT NULL"),
         ),
         # serves: payload containment filters (payload @> '{"plan": "pro"}')
@@ -105,7 +107,7 @@ class SystemMetric(Base):
             "ix_system_metrics_service_name_metric_name_timestamp",
             "service_name",
             "metric_name",
-            text("timestamp DESC"),
+            "timestamp",
         ),
         # serves: all samples in a time range (hourly rollups, retention boundary delete)
         Index("ix_system_metrics_timestamp_brin", "timestamp", postgresql_using="brin"),
@@ -154,7 +156,7 @@ class Trace(Base):
         # serves: a whole trace by its id with no time range (hash: equality only, 4-byte codes, small)
         Index("ix_traces_trace_id_hash", "trace_id", postgresql_using="hash"),
         # serves: spans of one service and operation over time (trace search, service summary)
-        Index("ix_traces_service_name_operation_name_start_time", "service_name", "operation_name", text("start_time DESC")),
+        Index("ix_traces_service_name_operation_name_start_time", "service_name", "operation_name", "start_time"),
         # serves: attribute filters (attributes @> '{"http.route": "/checkout"}')
         Index(
             "ix_traces_attributes_gin",

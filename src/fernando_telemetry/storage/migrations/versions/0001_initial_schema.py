@@ -319,7 +319,7 @@ def upgrade() -> None:
     postgresql_partition_by='RANGE (timestamp)'
     )
     op.create_index('ix_system_metrics_labels_gin', 'system_metrics', ['labels'], unique=False, postgresql_using='gin', postgresql_ops={'labels': 'jsonb_path_ops'})
-    op.create_index('ix_system_metrics_service_name_metric_name_timestamp', 'system_metrics', ['service_name', 'metric_name', sa.literal_column('timestamp DESC')], unique=False)
+    op.create_index('ix_system_metrics_service_name_metric_name_timestamp', 'system_metrics', ['service_name', 'metric_name', 'timestamp'], unique=False)
     op.create_index('ix_system_metrics_timestamp_brin', 'system_metrics', ['timestamp'], unique=False, postgresql_using='brin')
     op.create_table('telemetry_events',
     sa.Column('event_id', sa.UUID(), nullable=False),
@@ -346,9 +346,9 @@ def upgrade() -> None:
     postgresql_partition_by='RANGE (event_timestamp)'
     )
     op.create_index('ix_telemetry_events_event_timestamp_brin', 'telemetry_events', ['event_timestamp'], unique=False, postgresql_using='brin')
-    op.create_index('ix_telemetry_events_event_type_event_timestamp', 'telemetry_events', ['event_type', sa.literal_column('event_timestamp DESC')], unique=False)
+    op.create_index('ix_telemetry_events_event_type_event_timestamp', 'telemetry_events', ['event_type', 'event_timestamp'], unique=False)
     op.create_index('ix_telemetry_events_payload_gin', 'telemetry_events', ['payload'], unique=False, postgresql_using='gin', postgresql_ops={'payload': 'jsonb_path_ops'})
-    op.create_index('ix_telemetry_events_user_id_event_timestamp', 'telemetry_events', ['user_id', sa.literal_column('event_timestamp DESC')], unique=False, postgresql_where=sa.text('user_id IS NOT NULL'))
+    op.create_index('ix_telemetry_events_user_id_event_timestamp', 'telemetry_events', ['user_id', 'event_timestamp'], unique=False, postgresql_where=sa.text('user_id IS NOT NULL'))
     op.create_table('traces',
     sa.Column('trace_id', sa.String(length=32), nullable=False),
     sa.Column('span_id', sa.String(length=16), nullable=False),
@@ -380,7 +380,7 @@ def upgrade() -> None:
     postgresql_partition_by='RANGE (start_time)'
     )
     op.create_index('ix_traces_attributes_gin', 'traces', ['attributes'], unique=False, postgresql_using='gin', postgresql_ops={'attributes': 'jsonb_path_ops'})
-    op.create_index('ix_traces_service_name_operation_name_start_time', 'traces', ['service_name', 'operation_name', sa.literal_column('start_time DESC')], unique=False)
+    op.create_index('ix_traces_service_name_operation_name_start_time', 'traces', ['service_name', 'operation_name', 'start_time'], unique=False)
     op.create_index('ix_traces_trace_id_hash', 'traces', ['trace_id'], unique=False, postgresql_using='hash')
     op.create_table('alerts',
     sa.Column('alert_id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
