@@ -43,6 +43,7 @@ TABLE_ORDER = (
     "users",
     "licenses",
     "api_keys",
+    "ingest_batches",
     "telemetry_events",
     "system_metrics",
     "business_metrics",
@@ -148,6 +149,14 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "the key is there for uniqueness and as the target of every `license_id` foreign key.",
     ),
     # -- api_keys ------------------------------------------------------------------------------
+    "pk_ingest_batches": IndexQuery(
+        "the stored answer of a retried batch (same key, endpoint and Idempotency-Key)",
+        "SELECT response FROM ingest_batches WHERE api_key_id = 3 AND endpoint = 'events' AND idempotency_key = 'batch-42'",
+    ),
+    "ix_ingest_batches_created_at": IndexQuery(
+        "expiry of stored answers older than the deduplication window (retention job)",
+        "DELETE FROM ingest_batches WHERE created_at < now() - interval '24 hours'",
+    ),
     "pk_api_keys": IndexQuery(
         "one key by id (rename, revoke)",
         "SELECT * FROM api_keys WHERE api_key_id = {api_key_id}",
@@ -424,6 +433,11 @@ def load(url: str) -> dict[str, int]:
             (f"key {n}", f"ft_{key_hash(n)[:8]}", key_hash(n), (n % (LICENSES + 5)) + 1 if n % (LICENSES + 5) < LICENSES else None,
              "{ingest,read}", day_start(-rng.randint(1, 365)), day_start(-1) if n % 10 == 0 else None)
             for n in range(1, 3 * LICENSES + 16)
+        ))
+        counts["ingest_batches"] = _copy(connection, "ingest_batches", ("api_key_id", "endpoint", "idempotency_key", "response", "created_at"), (
+            ((n % 50) + 1, rng.choice(["events", "spans", "system-metrics"]), f"batch-{n}", '{"accepted": 500, "rejected": []}',
+             day_start(-2) + timedelta(seconds=n * 7))
+            for n in range(1, 20_001)
         ))
         user_weights = _zipf_weights(USERS)
         counts["telemetry_events"] = _copy(connection, "telemetry_events", (
