@@ -10,7 +10,7 @@ from fastapi import Request
 
 from fernando_telemetry.core.errors import Malformed, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["media_type", "read_body", "read_json"]
+__all__ = ["media_type", "parse_json", "read_body", "read_json_bytes"]
 
 
 def media_type(request: Request) -> str:
@@ -50,11 +50,15 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-async def read_json(request: Request, *, max_bytes: int) -> Any:
+async def read_json_bytes(request: Request, *, max_bytes: int) -> bytes:
+    """The body of an ``application/json`` request, not yet parsed (parse it off the event loop)."""
     kind = media_type(request)
     if kind != "application/json":
         raise UnsupportedMediaType(f"Content-Type {kind or '(none)'!r} is not supported: send application/json")
-    body = await read_body(request, max_bytes=max_bytes)
+    return await read_body(request, max_bytes=max_bytes)
+
+
+def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from fernando_telemetry.api.body import read_json
+from fernando_telemetry.api.body import parse_json, read_json_bytes
 from fernando_telemetry.api.deps import IngestKey
 from fernando_telemetry.api.schemas import IngestAnswer, ingest_body_schema
 from fernando_telemetry.core.errors import InvalidInput, SchemaMismatch
@@ -59,15 +59,19 @@ async def _ingest(request: Request, principal: Principal, kind_name: str, endpoi
     replay = await run_in_threadpool(ingestor.replayed, principal=principal, endpoint=endpoint, idempotency_key=idempotency_key)
     if replay is not None:
         return replay
-    body = await read_json(request, max_bytes=request.app.state.limits.max_body_bytes)
-    if not isinstance(body, dict) or kind.body_key not in body:
-        raise SchemaMismatch(f"the body must be a JSON object with an array '{kind.body_key}': {{\"{kind.body_key}\": [...]}}")
-    items = body[kind.body_key]
-    ingestor.check_rate(principal, len(items) if isinstance(items, list) else 1, now_s=time.monotonic())
-    batch = ingestor.decode(kind, items, principal=principal, now=datetime.now(UTC))
-    return await run_in_threadpool(
-        ingestor.store, kind, batch, principal=principal, endpoint=endpoint, idempotency_key=idempotency_key
-    )
+    body = await read_json_bytes(request, max_bytes=request.app.state.limits.max_body_bytes)
+
+    def work() -> dict[str, Any]:
+        # parsing and decoding happen here, off the event loop, so it keeps reading other requests meanwhile
+        document = parse_json(body)
+        if not isinstance(document, dict) or kind.body_key not in document:
+            raise SchemaMismatch(f"the body must be a JSON object with an array '{kind.body_key}': {{\"{kind.body_key}\": [...]}}")
+        items = document[kind.body_key]
+        ingestor.check_rate(principal, len(items) if isinstance(items, list) else 1, now_s=time.monotonic())
+        batch = ingestor.decode(kind, items, principal=principal, now=datetime.now(UTC))
+        return ingestor.store(kind, batch, principal=principal, endpoint=endpoint, idempotency_key=idempotency_key)
+
+    return await run_in_threadpool(work)
 
 
 @router.post("/events", response_model=IngestAnswer, responses=_ERRORS, openapi_extra=_docs("events"),

@@ -103,10 +103,15 @@ async def _receive(request: Request, name: str) -> Response:
         principal = await run_in_threadpool(_authenticate, request)
         ingestor: Ingestor = request.app.state.ingestor
         body = await read_body(request, max_bytes=request.app.state.limits.max_body_bytes)
-        pb2_request = signal.parse(body, content_type)
-        decoded = signal.decode(pb2_request, ingestor.context(signal.kind, principal, datetime.now(UTC)))
-        ingestor.check_rate(principal, max(1, decoded.received), now_s=time.monotonic())
-        batch = await run_in_threadpool(_ingest_decoded, ingestor, signal, decoded, principal)
+
+        def work() -> tuple[otlp.DecodedBatch, RowBatch]:
+            # decoding happens here, off the event loop, so it keeps reading other requests meanwhile
+            pb2_request = signal.parse(body, content_type)
+            decoded = signal.decode(pb2_request, ingestor.context(signal.kind, principal, datetime.now(UTC)))
+            ingestor.check_rate(principal, max(1, decoded.received), now_s=time.monotonic())
+            return decoded, _ingest_decoded(ingestor, signal, decoded, principal)
+
+        decoded, batch = await run_in_threadpool(work)
     except FernandoTelemetryError as exc:
         return _status_response(exc, content_type)
     message = otlp.partial_success_message(batch.rejections, received=batch.received, item_name=decoded.item_name)
