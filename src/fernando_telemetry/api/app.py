@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry import __version__
-from fernando_telemetry.api import admin, health, ingest, otlp
+from fernando_telemetry.api import admin, health, ingest, kpis, otlp, query_events, query_metrics, summaries, traces
 from fernando_telemetry.api.errors import install_error_handlers
 from fernando_telemetry.services.ingest import Ingestor
 
@@ -42,6 +42,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
+    for query_router in (query_events.router, query_metrics.router, traces.router, kpis.router, summaries.router):
+        app.include_router(query_router)
     if ingestor is not None:
         app.include_router(ingest.router)
         app.include_router(otlp.router)

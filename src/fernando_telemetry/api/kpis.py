@@ -1,0 +1,9 @@
+"""Routes of the query API (kpis); filled in by the analytics work."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["query"])
