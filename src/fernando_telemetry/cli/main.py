@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from fernando_telemetry import __version__
 from fernando_telemetry.cli import db, keys, partitions, retention
 from fernando_telemetry.cli.common import console, err_console, note
+from fernando_telemetry.cli.generate import generate
 from fernando_telemetry.core.errors import FernandoTelemetryError
 from fernando_telemetry.settings import load_settings
 
@@ -27,6 +28,7 @@ app.add_typer(keys.licenses_app, name="licenses")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(partitions.app, name="partitions")
 app.add_typer(retention.app, name="retention")
+app.command("generate")(generate)
 
 
 @app.command()
