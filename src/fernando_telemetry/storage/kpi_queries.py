@@ -1,0 +1,358 @@
+"""KPI SQL: set-based upserts of ``business_metrics`` from ``telemetry_events``, and the reads of the KPI API.
+
+Each upsert is one ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE``
+for one KPI family and one period (or one retention cohort), per license and overall (``license_id`` NULL)
+in the same statement through ``GROUPING SETS``; a rerun replaces the values, never doubles them.
+Imports only core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, column, false, or_, select, table, text, true, tuple_
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from fernando_telemetry.storage.models import BusinessMetric
+
+__all__ = [
+    "KPI_SOURCE",
+    "BusinessMetricRow",
+    "KpiSummaryRow",
+    "business_metrics",
+    "kpi_summary",
+    "upsert_acquisition",
+    "upsert_engagement",
+    "upsert_retention",
+    "upsert_revenue",
+]
+
+KPI_SOURCE = "kpi_job"
+
+_UPSERT_COLUMNS = """
+INSERT INTO business_metrics (metric_name, metric_category, metric_value, currency, period_start, period_end,
+                              period_type, license_id, dimensions, source, computed_at, updated_at)
+"""
+
+_ON_CONFLICT = """
+ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE
+   SET metric_category = EXCLUDED.metric_category,
+       metric_value = EXCLUDED.metric_value,
+       currency = EXCLUDED.currency,
+       period_end = EXCLUDED.period_end,
+       source = EXCLUDED.source,
+       computed_at = EXCLUDED.computed_at,
+       updated_at = EXCLUDED.updated_at
+"""
+
+# In the license grouping set, events without a license form a group whose license_id is NULL too;
+# only the empty grouping set (grouping() = 1) may write the platform-wide row.
+_ENGAGEMENT = _UPSERT_COLUMNS + """
+SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start, :period_end, :period_type,
+       totals.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+  FROM (SELECT license_id,
+               grouping(license_id) = 1 AS overall,
+               count(DISTINCT user_id) AS active_users,
+               count(DISTINCT session_id) AS sessions,
+               count(user_id) AS user_events
+          FROM telemetry_events
+         WHERE event_timestamp >= :period_start AND event_timestamp < :period_end
+         GROUP BY GROUPING SETS ((license_id), ())) AS totals
+ CROSS JOIN LATERAL (VALUES
+        ('active_users', totals.active_users::numeric),
+        ('sessions', totals.sessions::numeric),
+        ('events_per_active_user', round(totals.user_events::numeric / NULLIF(totals.active_users, 0), 6))
+       ) AS kpi (metric_name, metric_value)
+ WHERE (totals.overall OR totals.license_id IS NOT NULL) AND kpi.metric_value IS NOT NULL
+""" + _ON_CONFLICT
+
+# A user is new in a period when it has an event in the period and none earlier in the table (within a
+# license for the license's figure, anywhere for the platform's); the probes for earlier events go to
+# the (user_id, event_timestamp) index of each older partition.
+_ACQUISITION = _UPSERT_COLUMNS + """
+WITH period_users AS (
+    SELECT DISTINCT license_id, user_id
+      FROM telemetry_events
+     WHERE event_timestamp >= :period_start AND event_timestamp < :period_end AND user_id IS NOT NULL
+), new_users AS (
+    SELECT pu.license_id,
+           count(*) FILTER (WHERE NOT EXISTS (
+               SELECT 1 FROM telemetry_events earlier
+                WHERE earlier.user_id = pu.user_id AND earlier.license_id = pu.license_id
+                  AND earlier.event_timestamp < :period_start)) AS new_users
+      FROM period_users pu
+     WHERE pu.license_id IS NOT NULL
+     GROUP BY pu.license_id
+    UNION ALL
+    SELECT NULL, count(*) FILTER (WHERE NOT EXISTS (
+               SELECT 1 FROM telemetry_events earlier
+                WHERE earlier.user_id = u.user_id AND earlier.event_timestamp < :period_start))
+      FROM (SELECT DISTINCT user_id FROM period_users) AS u
+)
+SELECT 'new_users', 'acquisition', new_users.new_users, NULL, :period_start, :period_end, :period_type,
+       new_users.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+  FROM new_users
+""" + _ON_CONFLICT
+
+# Amounts are JSON numbers or numeric strings; anything else (and a currency that is not three letters)
+# leaves the event out. The CASE guards the cast: filters may be evaluated in any order, CASE may not.
+# Amounts of 10^15 or more are implausible and would overflow numeric(24,6) once summed.
+_REVENUE = _UPSERT_COLUMNS + """
+SELECT 'revenue', 'revenue', totals.revenue, totals.currency, :period_start, :period_end, :period_type,
+       totals.license_id, jsonb_build_object('currency', totals.currency), :source, :computed_at, :computed_at
+  FROM (SELECT license_id, grouping(license_id) = 1 AS overall, currency, sum(amount) AS revenue
+          FROM (SELECT license_id,
+                       upper(payload ->> 'currency') AS currency,
+                       CASE WHEN jsonb_typeof(payload -> 'amount') = 'number'
+                              OR (jsonb_typeof(payload -> 'amount') = 'string'
+                                  AND payload ->> 'amount' ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]{1,3})?\\s*$')
+                            THEN (payload ->> 'amount')::numeric
+                       END AS amount
+                  FROM telemetry_events
+                 WHERE event_type = 'business_event'
+                   AND event_timestamp >= :period_start AND event_timestamp < :period_end
+                   AND payload ->> 'currency' ~ '^[A-Za-z]{3}$') AS amounts
+         WHERE amount IS NOT NULL AND abs(amount) < 1e15
+         GROUP BY GROUPING SETS ((license_id, currency), (currency))) AS totals
+ WHERE totals.overall OR totals.license_id IS NOT NULL
+""" + _ON_CONFLICT
+
+# The cohort of a day is its new users (the acquisition rule above, for that one day); its day-N
+# retention is the share of them with an event on day D+N (in the license, or anywhere for the platform).
+_RETENTION = _UPSERT_COLUMNS + """
+WITH day_users AS (
+    SELECT DISTINCT license_id, user_id
+      FROM telemetry_events
+     WHERE event_timestamp >= :period_start AND event_timestamp < :period_end AND user_id IS NOT NULL
+), cohort AS (
+    SELECT du.license_id, du.user_id
+      FROM day_users du
+     WHERE du.license_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM telemetry_events earlier
+                        WHERE earlier.user_id = du.user_id AND earlier.license_id = du.license_id
+                          AND earlier.event_timestamp < :period_start)
+    UNION ALL
+    SELECT NULL::bigint, u.user_id
+      FROM (SELECT DISTINCT user_id FROM day_users) AS u
+     WHERE NOT EXISTS (SELECT 1 FROM telemetry_events earlier
+                        WHERE earlier.user_id = u.user_id AND earlier.event_timestamp < :period_start)
+), checks AS (
+    SELECT *
+      FROM unnest(CAST(:offsets_days AS integer[]), CAST(:activity_starts AS timestamptz[]),
+                  CAST(:activity_ends AS timestamptz[])) AS c (offset_days, activity_start, activity_end)
+)
+SELECT 'retention_d' || checks.offset_days, 'retention',
+       round(count(*) FILTER (WHERE EXISTS (
+                 SELECT 1 FROM telemetry_events later
+                  WHERE later.user_id = cohort.user_id
+                    AND (cohort.license_id IS NULL OR later.license_id = cohort.license_id)
+                    AND later.event_timestamp >= checks.activity_start
+                    AND later.event_timestamp < checks.activity_end))::numeric / count(*), 6),
+       NULL, :period_start, :period_end, :period_type, cohort.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+  FROM cohort CROSS JOIN checks
+ GROUP BY cohort.license_id, checks.offset_days
+""" + _ON_CONFLICT
+
+
+def _upsert(session: Session, statement: str, params: Mapping[str, Any]) -> int:
+    result = session.execute(text(statement), {"source": KPI_SOURCE, **params})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _period_params(period_type: str, start: datetime, end: datetime, computed_at: datetime) -> dict[str, Any]:
+    return {"period_type": str(period_type), "period_start": start, "period_end": end, "computed_at": computed_at}
+
+
+def upsert_engagement(session: Session, *, period_type: str, start: datetime, end: datetime, computed_at: datetime) -> int:
+    """active_users, sessions and events_per_active_user of ``[start, end)``; returns rows written."""
+    return _upsert(session, _ENGAGEMENT, _period_params(period_type, start, end, computed_at))
+
+
+def upsert_acquisition(session: Session, *, period_type: str, start: datetime, end: datetime, computed_at: datetime) -> int:
+    """new_users of ``[start, end)``; returns rows written."""
+    return _upsert(session, _ACQUISITION, _period_params(period_type, start, end, computed_at))
+
+
+def upsert_revenue(session: Session, *, period_type: str, start: datetime, end: datetime, computed_at: datetime) -> int:
+    """revenue by currency of ``[start, end)`` from business events; returns rows written."""
+    return _upsert(session, _REVENUE, _period_params(period_type, start, end, computed_at))
+
+
+def upsert_retention(
+    session: Session,
+    *,
+    cohort_start: datetime,
+    cohort_end: datetime,
+    offsets_days: Sequence[int],
+    activity_windows: Sequence[tuple[datetime, datetime]],
+    computed_at: datetime,
+) -> int:
+    """retention_dN of the daily cohort ``[cohort_start, cohort_end)`` for each N with its activity window."""
+    if not offsets_days:
+        return 0
+    return _upsert(
+        session,
+        _RETENTION,
+        {
+            **_period_params("daily", cohort_start, cohort_end, computed_at),
+            "offsets_days": list(offsets_days),
+            "activity_starts": [start for start, _ in activity_windows],
+            "activity_ends": [end for _, end in activity_windows],
+        },
+    )
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessMetricRow:
+    """One stored KPI value."""
+
+    business_metric_id: int
+    metric_name: str
+    metric_category: str
+    metric_value: Decimal
+    currency: str | None
+    period_type: str
+    period_start: datetime
+    period_end: datetime
+    license_id: int | None
+    dimensions: dict[str, Any]
+    target_value: Decimal | None
+    previous_value: Decimal | None
+    source: str
+    computed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KpiSummaryRow:
+    """The newest value of one KPI series (name, period type, license, dimensions) with the one before."""
+
+    metric_name: str
+    metric_category: str
+    period_type: str
+    license_id: int | None
+    dimensions: dict[str, Any]
+    currency: str | None
+    period_start: datetime
+    period_end: datetime
+    metric_value: Decimal
+    previous_value: Decimal | None
+    change: Decimal | None
+    change_pct: Decimal | None
+    target_value: Decimal | None
+    computed_at: datetime
+
+
+def _license_condition(license_column: Any, *, license_id: int | None, overall_only: bool) -> ColumnElement[bool]:
+    if license_id is not None:
+        return license_column == license_id
+    if overall_only:
+        return license_column.is_(None)
+    return true()
+
+
+def business_metrics(
+    session: Session,
+    *,
+    license_id: int | None,
+    overall_only: bool = False,
+    metric_name: str | None = None,
+    metric_category: str | None = None,
+    period_type: str | None = None,
+    period_start_from: datetime | None = None,
+    period_start_before: datetime | None = None,
+    dimensions: Sequence[Sequence[Mapping[str, Any]]] = (),
+    after: tuple[datetime, int] | None = None,
+    limit: int,
+) -> list[BusinessMetricRow]:
+    """Stored KPI values, newest period first then newest row; ``after`` is the last (period_start, id) seen.
+
+    ``license_id`` None reads every license and the platform-wide rows (admin), unless ``overall_only``.
+    ``dimensions`` are containment conditions, ANDed; each is a list of alternative documents (``@>`` any).
+    """
+    bm = BusinessMetric
+    conditions: list[ColumnElement[bool]] = [_license_condition(bm.license_id, license_id=license_id, overall_only=overall_only)]
+    if metric_name is not None:
+        conditions.append(bm.metric_name == metric_name)
+    if metric_category is not None:
+        conditions.append(bm.metric_category == metric_category)
+    if period_type is not None:
+        conditions.append(bm.period_type == period_type)
+    if period_start_from is not None:
+        conditions.append(bm.period_start >= period_start_from)
+    if period_start_before is not None:
+        conditions.append(bm.period_start < period_start_before)
+    for alternatives in dimensions:
+        conditions.append(or_(false(), *(bm.dimensions.contains(document) for document in alternatives)))
+    if after is not None:
+        conditions.append(tuple_(bm.period_start, bm.business_metric_id) < tuple_(*after))
+    statement = (
+        select(
+            bm.business_metric_id, bm.metric_name, bm.metric_category, bm.metric_value, bm.currency, bm.period_type,
+            bm.period_start, bm.period_end, bm.license_id, bm.dimensions, bm.target_value, bm.previous_value,
+            bm.source, bm.computed_at,
+        )
+        .where(and_(*conditions))
+        .order_by(bm.period_start.desc(), bm.business_metric_id.desc())
+        .limit(limit)
+    )
+    return [
+        BusinessMetricRow(
+            row.business_metric_id, row.metric_name, str(row.metric_category), row.metric_value, row.currency,
+            str(row.period_type), row.period_start, row.period_end, row.license_id, row.dimensions, row.target_value,
+            row.previous_value, row.source, row.computed_at,
+        )
+        for row in session.execute(statement)
+    ]
+
+
+_KPI_VIEW = table(
+    "business_metrics_kpi_summary",
+    *(
+        column(name)
+        for name in (
+            "metric_name", "metric_category", "period_type", "license_id", "dimensions", "currency", "period_start",
+            "period_end", "metric_value", "previous_value", "change", "change_pct", "target_value", "computed_at",
+        )
+    ),
+)
+
+
+def kpi_summary(
+    session: Session,
+    *,
+    license_id: int | None,
+    overall_only: bool = False,
+    metric_name: str | None = None,
+    metric_category: str | None = None,
+    period_type: str | None = None,
+    limit: int,
+    offset: int = 0,
+) -> list[KpiSummaryRow]:
+    """Rows of ``business_metrics_kpi_summary``, by category, name, period type, license (platform first)."""
+    view = _KPI_VIEW.c
+    conditions: list[ColumnElement[bool]] = [_license_condition(view.license_id, license_id=license_id, overall_only=overall_only)]
+    if metric_name is not None:
+        conditions.append(view.metric_name == metric_name)
+    if metric_category is not None:
+        conditions.append(view.metric_category == metric_category)
+    if period_type is not None:
+        conditions.append(view.period_type == period_type)
+    statement = (
+        select(_KPI_VIEW)
+        .where(and_(*conditions))
+        .order_by(
+            view.metric_category, view.metric_name, view.period_type, view.license_id.asc().nulls_first(),
+            text("dimensions::text"),
+        )
+        .limit(limit)
+        .offset(offset)
+    )
+    return [KpiSummaryRow(**row._mapping) for row in session.execute(statement)]
