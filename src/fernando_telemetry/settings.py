@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     host_metrics_interval_s: float = Field(default=15.0, ge=0)
     """Seconds between two readings of this server's CPU, memory, disk and network; 0 turns the collector off."""
 
+    kpi_interval_s: float = Field(default=900.0, ge=0)
+    """Seconds between two runs of the KPI job (current and previous day, week and month); 0 turns it off."""
+
     db_pool_size: int = Field(default=10, ge=1)
     """Connections the server keeps open to PostgreSQL."""
 
