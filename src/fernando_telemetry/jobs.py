@@ -13,10 +13,10 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.services import host_metrics, partitions, retention
+from fernando_telemetry.services import host_metrics, kpis, partitions, retention
 from fernando_telemetry.settings import Settings
 
-__all__ = ["Job", "JobOutcome", "default_jobs", "host_metrics_run", "partition_upkeep", "retention_run"]
+__all__ = ["Job", "JobOutcome", "default_jobs", "host_metrics_run", "kpi_run", "partition_upkeep", "retention_run"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,18 @@ def host_metrics_run(settings: Settings) -> Callable[[sessionmaker[Session], dat
     return run
 
 
+def kpi_run(settings: Settings) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+    def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+        def work(session: Session) -> str:
+            outcomes = kpis.compute_recent(session, now=now, events_retention_days=settings.events_retention_days)
+            periods = ", ".join(outcome.period.label for outcome in outcomes)
+            return f"kpis: {sum(outcome.rows for outcome in outcomes)} values for {periods}"
+
+        return _with_job_lock(sessions, "kpis", work)
+
+    return run
+
+
 def default_jobs(settings: Settings) -> list[Job]:
     jobs = [
         Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings)),
@@ -92,4 +104,6 @@ def default_jobs(settings: Settings) -> list[Job]:
     ]
     if settings.host_metrics_interval_s > 0:
         jobs.append(Job("host_metrics", settings.host_metrics_interval_s, host_metrics_run(settings)))
+    if settings.kpi_interval_s > 0:
+        jobs.append(Job("kpis", settings.kpi_interval_s, kpi_run(settings)))
     return jobs

@@ -1,0 +1,332 @@
+"""Business KPIs: values computed from a small hand-made fixture against hand-computed figures, reruns,
+the scheduler job, the backfill command, and the read endpoints with their tenant scoping.
+
+The fixture (all times UTC, ``A`` a Monday about seven weeks ago, L1/L2 two licenses):
+
+| # | user | license | when | session | type, payload |
+|---|---|---|---|---|---|
+| 11 | u4 | L2 | A-1 15:00 | s8 | |
+| 1, 2 | u1 | L1 | A 09:00, 09:05 | s1 | |
+| 3 | u1 | L1 | A 09:10 | s1 | business, amount 10.5 EUR (number) |
+| 15 | u1 | L1 | A 09:20 | s1 | business, amount "abc" EUR (ignored) |
+| 16 | u1 | L1 | A 09:30 | s1 | business, amount 99, no currency (ignored) |
+| 13 | (none) | L1 | A 12:00 | s10 | |
+| 14 | u5 | (none) | A 13:00 | s11 | |
+| 12 | u4 | L2 | A 15:00 | s9 | business, amount "4.50" eur (string) |
+| 7 | u2 | L1 | A 23:59:59.999999 | s5 | |
+| 9 | u3 | L2 | A+1 00:00 | s7 | |
+| 10 | u3 | L2 | A+1 00:30 | s7 | business, amount "20" usd |
+| 4 | u1 | L1 | A+1 10:00 | s2 | |
+| 18 | u4 | L1 | A+1 11:00 | s12 | |
+| 8 | u2 | L1 | A+2 12:00 | s6 | |
+| 5 | u1 | L1 | A+7 08:00 | s3 | |
+| 17 | u1 | L1 | A+7 08:30 | s3 | business, amount -2.5 EUR (a refund) |
+| 19 | u3 | L2 | A+8 09:00 | s13 | |
+| 20 | u4 | L2 | A+8 10:00 | s14 | |
+| 6 | u1 | L1 | A+30 12:00 | s4 | |
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from fernando_telemetry import jobs
+from fernando_telemetry.core.enums import EventType, PeriodType
+from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.kpi_periods import Period, day_start, period_containing
+from fernando_telemetry.services import kpis
+from fernando_telemetry.settings import Settings
+from fernando_telemetry.storage.database import session_factory
+from tests.helpers import add_event, add_license, add_user
+from tests.ingest_fixtures import make_tenant
+
+D = Decimal
+
+
+def _anchor_monday(today: date) -> date:
+    """A Monday 45 to 51 days ago: its day +30 is over, and the shared database has partitions for day -1."""
+    day = today - timedelta(days=45)
+    return day - timedelta(days=day.weekday())
+
+
+@dataclass(frozen=True)
+class Fixture:
+    a: date
+    l1: int
+    l2: int
+
+    def at(self, days: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
+        return day_start(self.a + timedelta(days=days)) + timedelta(hours=hour, minutes=minute, seconds=second, microseconds=micro)
+
+    def daily(self, days: int) -> Period:
+        return period_containing(PeriodType.DAILY, self.a + timedelta(days=days))
+
+
+@pytest.fixture()
+def fixture(session: Session) -> Fixture:
+    """The events of the module docstring, in the test's rolled-back transaction."""
+    a = _anchor_monday(datetime.now(UTC).date())
+    l1, l2 = add_license(session, "L1").license_id, add_license(session, "L2").license_id
+    suffix = uuid.uuid4().hex[:6]
+    users = {name: f"{name}-{suffix}" for name in ("u1", "u2", "u3", "u4", "u5")}
+    for name, license_id in (("u1", l1), ("u2", l1), ("u3", l2), ("u4", l2), ("u5", None)):
+        add_user(session, users[name], license_id=license_id)
+    fx = Fixture(a, l1, l2)
+    business = EventType.BUSINESS_EVENT
+    rows: list[tuple[str | None, int | None, datetime, str, dict[str, Any] | None]] = [
+        ("u4", l2, fx.at(-1, 15), "s8", None),
+        ("u1", l1, fx.at(0, 9), "s1", None),
+        ("u1", l1, fx.at(0, 9, 5), "s1", None),
+        ("u1", l1, fx.at(0, 9, 10), "s1", {"amount": 10.5, "currency": "EUR"}),
+        ("u1", l1, fx.at(0, 9, 20), "s1", {"amount": "abc", "currency": "EUR"}),
+        ("u1", l1, fx.at(0, 9, 30), "s1", {"amount": 99}),
+        (None, l1, fx.at(0, 12), "s10", None),
+        ("u5", None, fx.at(0, 13), "s11", None),
+        ("u4", l2, fx.at(0, 15), "s9", {"amount": "4.50", "currency": "eur"}),
+        ("u2", l1, fx.at(0, 23, 59, 59, 999_999), "s5", None),
+        ("u3", l2, fx.at(1), "s7", None),
+        ("u3", l2, fx.at(1, 0, 30), "s7", {"amount": "20", "currency": "usd"}),
+        ("u1", l1, fx.at(1, 10), "s2", None),
+        ("u4", l1, fx.at(1, 11), "s12", None),
+        ("u2", l1, fx.at(2, 12), "s6", None),
+        ("u1", l1, fx.at(7, 8), "s3", None),
+        ("u1", l1, fx.at(7, 8, 30), "s3", {"amount": -2.5, "currency": "EUR"}),
+        ("u3", l2, fx.at(8, 9), "s13", None),
+        ("u4", l2, fx.at(8, 10), "s14", None),
+        ("u1", l1, fx.at(30, 12), "s4", None),
+    ]
+    for user, license_id, at, session_id, payload in rows:
+        add_event(
+            session,
+            at=at,
+            user_id=users[user] if user else None,
+            license_id=license_id,
+            session_id=f"{session_id}-{suffix}",
+            event_type=business if payload is not None else EventType.USER_ACTION,
+            event_name="purchase" if payload is not None else "page_view",
+            payload=payload or {},
+        )
+    return fx
+
+
+def stored(session: Session, period: Period, *, metric_name: str | None = None) -> dict[tuple[str, int | None, str | None], Decimal]:
+    """The kpi_job rows of one period: (metric_name, license_id, currency) -> value."""
+    rows = session.execute(
+        text(
+            "SELECT metric_name, license_id, currency, metric_value FROM business_metrics "
+            "WHERE source = 'kpi_job' AND period_type = :type AND period_start = :start "
+            "AND (CAST(:name AS text) IS NULL OR metric_name = :name)"
+        ),
+        {"type": str(period.period_type), "start": period.start, "name": metric_name},
+    ).all()
+    return {(name, license_id, currency): value for name, license_id, currency, value in rows}
+
+
+def late_now(fx: Fixture) -> datetime:
+    """An instant after every fixture day, so every retention value is final."""
+    return fx.at(40, 6)
+
+
+class TestEngagementAndAcquisition:
+    def test_daily_values_of_day_a_match_the_hand_computed_ones(self, session: Session, fixture: Fixture) -> None:
+        """Day A: active users, sessions, events per active user and new users per license and overall."""
+        fx = fixture
+        kpis.compute_period(session, period=fx.daily(0), now=late_now(fx))
+        values = stored(session, fx.daily(0))
+        l1, l2 = fx.l1, fx.l2
+        expected = {
+            # L1: u1, u2; sessions s1, s5, s10 (anonymous); 6 events by users
+            ("active_users", l1, None): D(2), ("sessions", l1, None): D(3), ("events_per_active_user", l1, None): D(3),
+            # L2: u4 only (its first event was on A-1, so not new)
+            ("active_users", l2, None): D(1), ("sessions", l2, None): D(1), ("events_per_active_user", l2, None): D(1),
+            # overall adds u5 (no license): 4 users, 5 sessions, 8 events by users
+            ("active_users", None, None): D(4), ("sessions", None, None): D(5), ("events_per_active_user", None, None): D(2),
+            ("new_users", l1, None): D(2), ("new_users", l2, None): D(0), ("new_users", None, None): D(3),
+            ("revenue", l1, "EUR"): D("10.5"), ("revenue", l2, "EUR"): D("4.5"), ("revenue", None, "EUR"): D(15),
+        }
+        assert {key: value for key, value in values.items() if not key[0].startswith("retention")} == expected
+
+    def test_a_user_new_to_a_license_is_new_there_but_not_overall(self, session: Session, fixture: Fixture) -> None:
+        """Day A+1: u4 (seen in L2 on A-1) is new in L1; overall only u3 is new; the first instant of a day belongs to it."""
+        fx = fixture
+        kpis.compute_period(session, period=fx.daily(1), now=late_now(fx))
+        values = stored(session, fx.daily(1))
+        assert values[("new_users", fx.l1, None)] == 1
+        assert values[("new_users", fx.l2, None)] == 1
+        assert values[("new_users", None, None)] == 1
+        assert values[("active_users", fx.l2, None)] == 1  # u3 at 00:00:00 exactly
+        assert values[("events_per_active_user", None, None)] == D("1.333333")  # 4 events / 3 users
+        assert values[("revenue", None, "USD")] == 20
+        assert ("revenue", None, "EUR") not in values
+
+    def test_weekly_values_cover_the_iso_week_monday_to_sunday(self, session: Session, fixture: Fixture) -> None:
+        """The week of A (Monday A to Sunday A+6) against hand-computed figures, refunds netted."""
+        fx = fixture
+        week = period_containing(PeriodType.WEEKLY, fx.a)
+        assert week.start == day_start(fx.a) and week.end == day_start(fx.a + timedelta(days=7))
+        kpis.compute_period(session, period=week, now=late_now(fx))
+        values = stored(session, week)
+        l1, l2 = fx.l1, fx.l2
+        assert values == {
+            ("active_users", l1, None): D(3), ("sessions", l1, None): D(6), ("events_per_active_user", l1, None): D(3),
+            ("active_users", l2, None): D(2), ("sessions", l2, None): D(2), ("events_per_active_user", l2, None): D("1.5"),
+            ("active_users", None, None): D(5), ("sessions", None, None): D(9), ("events_per_active_user", None, None): D("2.6"),
+            ("new_users", l1, None): D(3), ("new_users", l2, None): D(1), ("new_users", None, None): D(4),
+            ("revenue", l1, "EUR"): D("10.5"), ("revenue", l2, "EUR"): D("4.5"), ("revenue", l2, "USD"): D(20),
+            ("revenue", None, "EUR"): D(15), ("revenue", None, "USD"): D(20),
+        }
+        refund_week = period_containing(PeriodType.WEEKLY, fx.a + timedelta(days=7))
+        kpis.compute_period(session, period=refund_week, now=late_now(fx))
+        assert stored(session, refund_week, metric_name="revenue") == {("revenue", l1, "EUR"): D("-2.5"), ("revenue", None, "EUR"): D("-2.5")}
+
+    def test_monthly_period_runs_from_the_first_to_the_last_instant_of_the_month(self, session: Session) -> None:
+        """A month counts an event at its first instant and at its last microsecond, not one at the next month's first."""
+        today = datetime.now(UTC).date()
+        first = (today.replace(day=1) - timedelta(days=40)).replace(day=1)
+        month = period_containing(PeriodType.MONTHLY, first)
+        license_id = add_license(session, "monthly").license_id
+        instants = (month.start, month.end - timedelta(microseconds=1), month.end)
+        for index, at in enumerate(instants):
+            user_id = add_user(session, f"m{index}-{uuid.uuid4().hex[:6]}", license_id=license_id).user_id
+            add_event(session, at=at, user_id=user_id, license_id=license_id, session_id=user_id)
+        kpis.compute_period(session, period=month, now=datetime.now(UTC))
+        values = stored(session, month)
+        assert values[("active_users", license_id, None)] == 2
+        assert values[("new_users", license_id, None)] == 2
+
+    def test_an_empty_period_has_zero_platform_figures_and_no_license_rows(self, session: Session) -> None:
+        """With no events at all, the platform-wide active users, sessions and new users are stored as 0."""
+        day = period_containing(PeriodType.DAILY, datetime.now(UTC).date() - timedelta(days=100))
+        kpis.compute_period(session, period=day, now=datetime.now(UTC))
+        assert stored(session, day) == {("active_users", None, None): 0, ("sessions", None, None): 0, ("new_users", None, None): 0}
+
+
+class TestRetention:
+    def test_cohort_of_day_a_and_the_cohort_day_a_decides(self, session: Session, fixture: Fixture) -> None:
+        """Processing day A stores cohort A's day-1/7/30 retention and cohort A-1's day-1 retention."""
+        fx = fixture
+        kpis.compute_period(session, period=fx.daily(0), now=late_now(fx))
+        third = D("0.333333")
+        # cohort A: L1 {u1, u2}, overall {u1, u2, u5}; u1 comes back on A+1, A+7 and A+30, nobody else does
+        assert stored(session, fx.daily(0), metric_name="retention_d1") == {("retention_d1", fx.l1, None): D("0.5"), ("retention_d1", None, None): third}
+        assert stored(session, fx.daily(0), metric_name="retention_d7") == {("retention_d7", fx.l1, None): D("0.5"), ("retention_d7", None, None): third}
+        assert stored(session, fx.daily(0), metric_name="retention_d30") == {("retention_d30", fx.l1, None): D("0.5"), ("retention_d30", None, None): third}
+        # cohort A-1: u4 in L2 (and overall), back on A in L2
+        assert stored(session, fx.daily(-1)) == {("retention_d1", fx.l2, None): 1, ("retention_d1", None, None): 1}
+
+    def test_activity_in_another_license_does_not_retain_a_license_cohort(self, session: Session, fixture: Fixture) -> None:
+        """Cohort A+1: u4 (new in L1) is back only in L2, so L1 keeps 0; u3 is back on A+8 in L2."""
+        fx = fixture
+        kpis.compute_period(session, period=fx.daily(1), now=late_now(fx))
+        values = stored(session, fx.daily(1))
+        assert {key: value for key, value in values.items() if key[0].startswith("retention")} == {
+            ("retention_d1", fx.l1, None): 0, ("retention_d7", fx.l1, None): 0, ("retention_d30", fx.l1, None): 0,
+            ("retention_d1", fx.l2, None): 0, ("retention_d7", fx.l2, None): 1, ("retention_d30", fx.l2, None): 0,
+            ("retention_d1", None, None): 0, ("retention_d7", None, None): 1, ("retention_d30", None, None): 0,
+        }
+
+    def test_a_value_is_only_stored_once_its_day_is_over(self, session: Session, fixture: Fixture) -> None:
+        """At A+3 noon cohort A has its day-1 value only: days A+7 and A+30 are not over yet."""
+        fx = fixture
+        kpis.compute_period(session, period=fx.daily(0), now=fx.at(3, 12))
+        names = {key[0] for key in stored(session, fx.daily(0))}
+        assert "retention_d1" in names and "retention_d7" not in names and "retention_d30" not in names
+
+    def test_processing_the_decisive_day_fills_in_older_cohorts(self, session: Session, fixture: Fixture) -> None:
+        """Processing day A+7 alone stores cohort A's day-7 value, as the recurring job does the day after."""
+        fx = fixture
+        kpis.compute_period(session, period=fx.daily(7), now=fx.at(8, 0, 5))
+        assert stored(session, fx.daily(0)) == {("retention_d7", fx.l1, None): D("0.5"), ("retention_d7", None, None): D("0.333333")}
+
+
+class TestIdempotency:
+    def test_a_rerun_replaces_values_and_keeps_the_same_rows(self, session: Session, fixture: Fixture) -> None:
+        """Computing the same periods twice leaves the same rows (same ids, same count), with the later computed_at."""
+        fx = fixture
+        week = period_containing(PeriodType.WEEKLY, fx.a)
+        query = text(
+            "SELECT business_metric_id, metric_name, license_id, currency, period_type, period_start, metric_value, source "
+            "FROM business_metrics ORDER BY business_metric_id"
+        )
+        first_now, second_now = late_now(fx), late_now(fx) + timedelta(hours=1)
+        outcomes = [kpis.compute_period(session, period=period, now=first_now) for period in (fx.daily(0), week)]
+        before = session.execute(query).all()
+        again = [kpis.compute_period(session, period=period, now=second_now) for period in (fx.daily(0), week)]
+        after = session.execute(query).all()
+        assert before == after and len(after) == sum(outcome.rows for outcome in outcomes) == sum(outcome.rows for outcome in again)
+        assert session.execute(text("SELECT DISTINCT computed_at FROM business_metrics")).scalars().all() == [second_now]
+
+    def test_late_data_changes_the_value_on_the_next_run(self, session: Session, fixture: Fixture) -> None:
+        """An event arriving after a run is counted by the next run of the same period, in place."""
+        fx = fixture
+        kpis.compute_period(session, period=fx.daily(2), now=late_now(fx))
+        assert stored(session, fx.daily(2))[("active_users", fx.l1, None)] == 1
+        user_id = session.execute(text("SELECT user_id FROM users WHERE user_id LIKE 'u1-%' AND license_id = :l"), {"l": fx.l1}).scalar_one()
+        add_event(session, at=fx.at(2, 18), user_id=user_id, license_id=fx.l1, session_id="late")
+        kpis.compute_period(session, period=fx.daily(2), now=late_now(fx))
+        assert stored(session, fx.daily(2))[("active_users", fx.l1, None)] == 2
+
+
+class TestPeriodsToCompute:
+    def test_recent_periods_skip_those_retention_has_started_to_drop(self, session: Session) -> None:
+        """With 4 days of events kept, the previous week and month are not recomputed from what is left of them."""
+        now = datetime(2026, 11, 4, 10, tzinfo=UTC)  # a Wednesday
+        outcomes = kpis.compute_recent(session, now=now, events_retention_days=4)
+        assert [outcome.period.label for outcome in outcomes] == ["2026-11-03", "2026-11-04", "2026-W45", "2026-11"]
+
+    def test_backfill_refuses_reversed_future_and_expired_ranges(self) -> None:
+        """A backfill names the problem: to before from, from in the future, a period older than retention keeps."""
+        now = datetime(2026, 11, 4, 10, tzinfo=UTC)
+        plan = dict(now=now, events_retention_days=90)
+        with pytest.raises(InvalidInput, match="before the first day"):
+            kpis.backfill_periods(period_types=["daily"], first_day=date(2026, 11, 2), last_day=date(2026, 11, 1), **plan)
+        with pytest.raises(InvalidInput, match="in the future"):
+            kpis.backfill_periods(period_types=["daily"], first_day=date(2026, 11, 5), last_day=date(2026, 11, 6), **plan)
+        with pytest.raises(InvalidInput, match="monthly period 2026-08 starts before 2026-08-07.*events retention: 90 days"):
+            kpis.backfill_periods(period_types=["monthly"], first_day=date(2026, 8, 10), last_day=date(2026, 8, 11), **plan)
+        periods = kpis.backfill_periods(period_types=["weekly"], first_day=date(2026, 10, 28), last_day=date(2026, 12, 31), **plan)
+        assert [period.label for period in periods] == ["2026-W44", "2026-W45"]  # clipped at today
+
+
+class TestJob:
+    def test_the_job_computes_the_recent_periods_and_a_second_run_changes_nothing(self, committed_engine: Engine) -> None:
+        """One run stores today's, this week's and this month's figures of a license; a rerun keeps the same rows."""
+        tenant = make_tenant(committed_engine)
+        sessions = session_factory(committed_engine)
+        now = datetime.now(UTC)
+        event_at = now - timedelta(seconds=1)
+        with sessions.begin() as session:
+            for index in range(3):
+                add_event(session, at=event_at, user_id=tenant.user_id, license_id=tenant.license_id, session_id=f"s{index}")
+        run = jobs.kpi_run(Settings())
+        outcome = run(sessions, now)
+        assert outcome.ran and outcome.summary.startswith("kpis: ")
+        query = text(
+            "SELECT business_metric_id, period_type, period_start, metric_name, metric_value FROM business_metrics "
+            "WHERE license_id = :license ORDER BY business_metric_id"
+        )
+        with sessions() as session:
+            first = session.execute(query, {"license": tenant.license_id}).all()
+        by_period = {(row.period_type, row.metric_name): (row.period_start, row.metric_value) for row in first}
+        for period_type in ("daily", "weekly", "monthly"):
+            period = period_containing(period_type, event_at)
+            assert by_period[(period_type, "active_users")] == (period.start, 1)
+            assert by_period[(period_type, "sessions")] == (period.start, 3)
+            assert by_period[(period_type, "new_users")] == (period.start, 1)
+        assert run(sessions, now + timedelta(minutes=15)).ran
+        with sessions() as session:
+            assert session.execute(query, {"license": tenant.license_id}).all() == first
+
+    def test_the_job_is_scheduled_at_its_interval_unless_turned_off(self) -> None:
+        """The KPI job runs every 15 minutes by default; an interval of 0 leaves it out."""
+        intervals = {job.name: job.interval_s for job in jobs.default_jobs(Settings())}
+        assert intervals["kpis"] == 900
+        assert "kpis" not in {job.name for job in jobs.default_jobs(Settings(kpi_interval_s=0))}
