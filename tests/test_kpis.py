@@ -28,6 +28,9 @@ The fixture (all times UTC, ``A`` a Monday about seven weeks ago, L1/L2 two lice
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -330,3 +333,50 @@ class TestJob:
         intervals = {job.name: job.interval_s for job in jobs.default_jobs(Settings())}
         assert intervals["kpis"] == 900
         assert "kpis" not in {job.name for job in jobs.default_jobs(Settings(kpi_interval_s=0))}
+
+
+def _cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, "DATABASE_URL": database_url}
+    return subprocess.run([sys.executable, "-m", "fernando_telemetry", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+class TestBackfillCommand:
+    def test_a_backfill_writes_each_period_once_however_often_it_runs(self, committed_engine: Engine, committed_url: str) -> None:
+        """``kpis compute --from --to`` stores one row per KPI and day; running it again leaves the same rows."""
+        tenant = make_tenant(committed_engine)
+        today = datetime.now(UTC).date()
+        first = today - timedelta(days=3)
+        with session_factory(committed_engine).begin() as session:
+            for days in range(3):
+                add_event(session, at=day_start(first + timedelta(days=days)) + timedelta(hours=12), user_id=tenant.user_id,
+                          license_id=tenant.license_id, session_id=f"s{days}")
+        query = text(
+            "SELECT business_metric_id, period_start, metric_value FROM business_metrics "
+            "WHERE license_id = :license AND metric_name = 'active_users' AND period_type = 'daily' ORDER BY period_start"
+        )
+        args = ("kpis", "compute", "--period", "daily", "--from", first.isoformat(), "--to", (first + timedelta(days=2)).isoformat())
+        result = _cli(*args, database_url=committed_url)
+        assert result.returncode == 0, result.stderr
+        assert f"computed 3 periods ({first.isoformat()}..{(first + timedelta(days=2)).isoformat()})" in result.stdout
+        with committed_engine.connect() as connection:
+            rows = connection.execute(query, {"license": tenant.license_id}).all()
+        assert [(row.period_start, row.metric_value) for row in rows] == [(day_start(first + timedelta(days=d)), 1) for d in range(3)]
+        assert _cli(*args, database_url=committed_url).returncode == 0
+        with committed_engine.connect() as connection:
+            assert connection.execute(query, {"license": tenant.license_id}).all() == rows
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (("--from", "2026-11-05", "--to", "2026-11-01"), "error: --to 2026-11-01 is before --from 2026-11-05"),
+            (("--from", "2026-02-30", "--to", "2026-03-01"), "error: --from '2026-02-30' is not a date: use YYYY-MM-DD"),
+            (("--from", "2026-11-01",), "error: give both --from and --to"),
+            (("--period", "hourly",), "error: period 'hourly' is not one of daily, weekly, monthly"),
+            (("--from", "2000-01-01", "--to", "2000-01-02"), "events retention: 90 days"),
+        ],
+    )
+    def test_bad_arguments_are_one_line_errors(self, args: tuple[str, ...], message: str, committed_url: str) -> None:
+        """Bad dates, a reversed range, a lone --from, an unknown period, a range older than retention: one line, exit 1."""
+        result = _cli("kpis", "compute", *args, database_url=committed_url)
+        assert result.returncode == 1
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -45,6 +45,7 @@ __all__ = [
     "compute_recent",
     "kpi_summary",
     "oldest_computable_day",
+    "recent_periods_due",
 ]
 
 DEFAULT_LIMIT = 100
@@ -92,18 +93,27 @@ def compute_period(session: Session, *, period: Period, now: datetime, oldest_da
     return PeriodOutcome(period=period, rows=rows)
 
 
-def compute_recent(session: Session, *, now: datetime, events_retention_days: int) -> list[PeriodOutcome]:
-    """The scheduler's work: the previous and current period of each type, so late events are counted.
+def recent_periods_due(
+    *, now: datetime, events_retention_days: int, period_types: Sequence[PeriodType | str] = KPI_PERIOD_TYPES
+) -> list[Period]:
+    """The previous and current period of each type at ``now``: what the recurring job recomputes, so late
+    events are counted. Periods that begin before the oldest day retention keeps are left out rather than
+    overwritten with figures computed from what is left of them."""
+    oldest_day = oldest_computable_day(now=now, events_retention_days=events_retention_days)
+    return [
+        period
+        for period_type in period_types
+        for period in recent_periods(period_type, now)
+        if period.first_day >= oldest_day
+    ]
 
-    Periods that begin before the oldest day retention keeps are skipped rather than overwritten with
-    figures computed from what is left of them.
-    """
+
+def compute_recent(session: Session, *, now: datetime, events_retention_days: int) -> list[PeriodOutcome]:
+    """The scheduler's work: every period of ``recent_periods_due``, in the caller's transaction."""
     oldest_day = oldest_computable_day(now=now, events_retention_days=events_retention_days)
     return [
         compute_period(session, period=period, now=now, oldest_day=oldest_day)
-        for period_type in KPI_PERIOD_TYPES
-        for period in recent_periods(period_type, now)
-        if period.first_day >= oldest_day
+        for period in recent_periods_due(now=now, events_retention_days=events_retention_days)
     ]
 
 
