@@ -1,0 +1,61 @@
+"""Query-string checks shared by the read routes: unknown or repeated names, integers, prefixed filters.
+
+A misspelt filter would silently widen a search, so names the route does not know are a 400, as are
+single-valued parameters given twice. Imports core.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection
+
+from starlette.requests import Request
+
+from fernando_telemetry.core.errors import InvalidInput
+
+__all__ = ["check_names", "integer", "prefixed"]
+
+
+def check_names(request: Request, *, allowed: Collection[str], prefixes: Collection[str] = ()) -> None:
+    """400 for a parameter that is neither in ``allowed`` nor starts with one of ``prefixes``, and for an
+    ``allowed`` one given more than once (prefixed filters may repeat)."""
+    names = Counter(name for name, _ in request.query_params.multi_items())
+    unknown = sorted(name for name in names if name not in allowed and not name.startswith(tuple(prefixes)))
+    if unknown:
+        accepted = sorted(allowed) + [f"{prefix}<key>" for prefix in prefixes]
+        raise InvalidInput(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(name[:60] for name in unknown)}; "
+            f"accepted: {', '.join(accepted)}",
+            details=[{"field": name[:60], "reason": "unknown parameter"} for name in unknown],
+        )
+    repeated = sorted(name for name, count in names.items() if count > 1 and name in allowed)
+    if repeated:
+        raise InvalidInput(
+            f"{', '.join(repeated)} may be given once",
+            details=[{"field": name, "reason": "given more than once"} for name in repeated],
+        )
+
+
+def integer(
+    text: str | None, *, parameter: str, default: int | None = None, minimum: int = -(2**63), maximum: int = 2**63 - 1
+) -> int | None:
+    """A decimal integer in ``[minimum, maximum]`` (a database bigint by default), or ``default`` when absent."""
+    if text is None:
+        return default
+    stripped = text.strip()
+    if not stripped.lstrip("+-").isdigit() or not stripped.isascii():
+        raise InvalidInput(
+            f"{parameter}: {text[:40]!r} is not an integer", details=[{"field": parameter, "reason": "not an integer"}]
+        )
+    value = int(stripped)
+    if not minimum <= value <= maximum:
+        raise InvalidInput(
+            f"{parameter} must be between {minimum} and {maximum}, got {value}",
+            details=[{"field": parameter, "reason": "out of range"}],
+        )
+    return value
+
+
+def prefixed(request: Request, prefix: str) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs whose name starts with ``prefix``, in the order sent."""
+    return [(name, value) for name, value in request.query_params.multi_items() if name.startswith(prefix)]
