@@ -38,6 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -48,8 +49,9 @@ from fernando_telemetry.core.kpi_periods import Period, day_start, period_contai
 from fernando_telemetry.services import kpis
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
+from fernando_telemetry.storage.models import BusinessMetric
 from tests.helpers import add_event, add_license, add_user
-from tests.ingest_fixtures import make_tenant
+from tests.ingest_fixtures import Tenant, admin_key, make_tenant
 
 D = Decimal
 
@@ -380,3 +382,183 @@ class TestBackfillCommand:
         result = _cli("kpis", "compute", *args, database_url=committed_url)
         assert result.returncode == 1
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+# --- read API -----------------------------------------------------------------------------------------
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Two tenants with KPI rows named after a unique marker, and a platform-wide row."""
+
+    marker: str
+    mine: Tenant
+    other: Tenant
+    admin: str
+    base: datetime
+
+
+@pytest.fixture()
+def stored_kpis(committed_engine: Engine) -> Stored:
+    """Daily ``<marker>_users`` 10, 12, 15 for one tenant on three days (two rows on the last day: the row with
+    dimensions {"plan": "pro"} too), 99 for the other tenant, 500 platform-wide; weekly revenue in EUR and USD."""
+    mine, other = make_tenant(committed_engine), make_tenant(committed_engine)
+    marker = f"k{uuid.uuid4().hex[:8]}"
+    base = day_start(datetime.now(UTC).date() - timedelta(days=10))
+    rows: list[dict[str, Any]] = []
+    for days, value in ((0, 10), (1, 12), (2, 15)):
+        rows.append({"metric_name": f"{marker}_users", "metric_category": "user_engagement", "metric_value": value,
+                     "period_type": "daily", "period_start": base + timedelta(days=days), "license_id": mine.license_id})
+    rows.append({"metric_name": f"{marker}_users", "metric_category": "user_engagement", "metric_value": 7, "period_type": "daily",
+                 "period_start": base + timedelta(days=2), "license_id": mine.license_id, "dimensions": {"plan": "pro", "day": 7}})
+    rows.append({"metric_name": f"{marker}_users", "metric_category": "user_engagement", "metric_value": 99, "period_type": "daily",
+                 "period_start": base + timedelta(days=2), "license_id": other.license_id})
+    rows.append({"metric_name": f"{marker}_users", "metric_category": "user_engagement", "metric_value": 500, "period_type": "daily",
+                 "period_start": base + timedelta(days=2), "license_id": None})
+    for currency, value in (("EUR", "10.5"), ("USD", "20")):
+        rows.append({"metric_name": f"{marker}_revenue", "metric_category": "revenue", "metric_value": D(value), "currency": currency,
+                     "period_type": "weekly", "period_start": base, "license_id": mine.license_id, "dimensions": {"currency": currency}})
+    with session_factory(committed_engine).begin() as session:
+        for row in rows:
+            period_start = row["period_start"]
+            period_end = period_start + timedelta(days=7 if row["period_type"] == "weekly" else 1)
+            session.add(BusinessMetric(**{"dimensions": {}, **row, "period_end": period_end, "source": "kpi_job"}))
+    return Stored(marker, mine, other, admin_key(committed_engine), base)
+
+
+def _values(response: Any) -> list[tuple[Any, ...]]:
+    assert response.status_code == 200, response.text
+    return [(item["license_id"], item["metric_value"], item["dimensions"]) for item in response.json()["business_metrics"]]
+
+
+class TestBusinessMetricsApi:
+    def test_a_license_key_reads_only_its_license(self, client: TestClient, stored_kpis: Stored) -> None:
+        """A license key sees its own rows, never the other license's nor the platform-wide ones."""
+        s = stored_kpis
+        response = client.get("/api/v1/business-metrics", params={"metric_name": f"{s.marker}_users"}, headers=_auth(s.mine.read_key))
+        assert sorted(_values(response), key=str) == sorted(
+            [(s.mine.license_id, 15.0, {}), (s.mine.license_id, 7.0, {"plan": "pro", "day": 7}),
+             (s.mine.license_id, 12.0, {}), (s.mine.license_id, 10.0, {})], key=str)
+
+    def test_other_licenses_and_platform_totals_are_forbidden_to_license_keys(self, client: TestClient, stored_kpis: Stored) -> None:
+        """Asking for another license, or for overall=true, with a license key is a 403."""
+        s = stored_kpis
+        for params in ({"license_id": s.other.license_id}, {"overall": "true"}):
+            response = client.get("/api/v1/business-metrics", params=params, headers=_auth(s.mine.read_key))
+            assert response.status_code == 403, params
+            assert client.get("/api/v1/kpis", params=params, headers=_auth(s.mine.read_key)).status_code == 403
+
+    def test_an_admin_reads_everything_one_license_or_the_platform_rows(self, client: TestClient, stored_kpis: Stored) -> None:
+        """An admin key sees all three scopes, and narrows to one license or to the platform-wide rows."""
+        s = stored_kpis
+        name = {"metric_name": f"{s.marker}_users"}
+        everything = _values(client.get("/api/v1/business-metrics", params=name, headers=_auth(s.admin)))
+        assert {license_id for license_id, _, _ in everything} == {s.mine.license_id, s.other.license_id, None}
+        other = _values(client.get("/api/v1/business-metrics", params={**name, "license_id": s.other.license_id}, headers=_auth(s.admin)))
+        assert other == [(s.other.license_id, 99.0, {})]
+        overall = _values(client.get("/api/v1/business-metrics", params={**name, "overall": "true"}, headers=_auth(s.admin)))
+        assert overall == [(None, 500.0, {})]
+
+    def test_filters_narrow_by_category_period_time_and_dimensions(self, client: TestClient, stored_kpis: Stored) -> None:
+        """Category, period type, [from, to) on period_start, and dimension containment (text or JSON number) all apply."""
+        s, headers = stored_kpis, _auth(stored_kpis.mine.read_key)
+
+        def get(**params: Any) -> list[tuple[Any, ...]]:
+            return _values(client.get("/api/v1/business-metrics", params=params, headers=headers))
+
+        revenue = get(metric_category="revenue", metric_name=f"{s.marker}_revenue")
+        assert sorted(value for _, value, _ in revenue) == [10.5, 20.0]
+        assert get(metric_name=f"{s.marker}_revenue", period_type="daily") == []
+        assert get(**{"metric_name": f"{s.marker}_revenue", "dimensions.currency": "EUR"}) == [(s.mine.license_id, 10.5, {"currency": "EUR"})]
+        day_1 = (s.base + timedelta(days=1)).isoformat()
+        day_2 = (s.base + timedelta(days=2)).isoformat()
+        assert get(**{"metric_name": f"{s.marker}_users", "from": day_1, "to": day_2}) == [(s.mine.license_id, 12.0, {})]
+        assert get(**{"metric_name": f"{s.marker}_users", "dimensions.day": "7", "dimensions.plan": "pro"}) == [
+            (s.mine.license_id, 7.0, {"plan": "pro", "day": 7})
+        ]
+
+    def test_keyset_pages_cover_every_row_once_across_equal_period_starts(self, client: TestClient, stored_kpis: Stored) -> None:
+        """Pages of 1 walk the 6 visible rows (two share a period_start) newest first, each once, and end with a null cursor."""
+        s, headers = stored_kpis, _auth(stored_kpis.admin)
+        params: dict[str, Any] = {"metric_name": f"{s.marker}_users", "limit": 1}
+        full = client.get("/api/v1/business-metrics", params={**params, "limit": 100}, headers=headers).json()["business_metrics"]
+        assert len(full) == 6
+        seen, cursor = [], None
+        while True:
+            body = client.get("/api/v1/business-metrics", params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers).json()
+            seen += body["business_metrics"]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == full
+        assert [row["period_start"] for row in seen] == sorted((row["period_start"] for row in seen), reverse=True)
+        first = client.get("/api/v1/business-metrics", params=params, headers=headers).json()["next_cursor"]
+        response = client.get("/api/v1/business-metrics", params={**params, "cursor": first, "metric_category": "revenue"}, headers=headers)
+        assert response.status_code == 400 and "other filters" in response.json()["error"]["message"]
+
+    @pytest.mark.parametrize(
+        ("params", "field"),
+        [
+            ({"from": "yesterday"}, "from"),
+            ({"metric_category": "vibes"}, "metric_category"),
+            ({"period_type": "yearly"}, "period_type"),
+            ({"limit": "0"}, "limit"),
+            ({"overall": "maybe"}, "overall"),
+            ({"metrc_name": "x"}, "metrc_name"),
+            ({"cursor": "garbage"}, "cursor"),
+            ({"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}, "to"),
+        ],
+    )
+    def test_bad_parameters_are_400s_naming_the_parameter(self, client: TestClient, stored_kpis: Stored, params: dict[str, str], field: str) -> None:
+        """A malformed, unknown or out-of-range parameter is a 400 whose details name it."""
+        response = client.get("/api/v1/business-metrics", params=params, headers=_auth(stored_kpis.mine.read_key))
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["details"][0]["field"] == field
+
+    def test_a_key_is_required(self, client: TestClient) -> None:
+        """Without a key both KPI routes answer 401."""
+        assert client.get("/api/v1/business-metrics").status_code == 401
+        assert client.get("/api/v1/kpis").status_code == 401
+
+
+class TestKpiSummaryApi:
+    def test_the_newest_value_with_the_previous_one_and_the_change(self, client: TestClient, stored_kpis: Stored) -> None:
+        """The license's daily series ends at 15 after 12: change 3, +25%; the dimensioned series has no previous value."""
+        s = stored_kpis
+        response = client.get("/api/v1/kpis", params={"metric_name": f"{s.marker}_users"}, headers=_auth(s.mine.read_key))
+        assert response.status_code == 200, response.text
+        rows = {(row["license_id"], tuple(sorted(row["dimensions"]))): row for row in response.json()["kpis"]}
+        assert set(rows) == {(s.mine.license_id, ()), (s.mine.license_id, ("day", "plan"))}
+        plain = rows[(s.mine.license_id, ())]
+        assert (plain["metric_value"], plain["previous_value"], plain["change"], plain["change_pct"]) == (15.0, 12.0, 3.0, 25.0)
+        assert plain["period_start"].startswith((s.base + timedelta(days=2)).date().isoformat())
+        assert rows[(s.mine.license_id, ("day", "plan"))]["previous_value"] is None
+
+    def test_filters_and_scopes_apply_to_the_view(self, client: TestClient, stored_kpis: Stored) -> None:
+        """Category and period type filter the view; an admin reads one license, or the platform rows only."""
+        s = stored_kpis
+        revenue = client.get("/api/v1/kpis", params={"metric_category": "revenue", "period_type": "weekly"}, headers=_auth(s.mine.read_key)).json()
+        assert sorted((row["currency"], row["metric_value"]) for row in revenue["kpis"] if row["metric_name"] == f"{s.marker}_revenue") == [
+            ("EUR", 10.5), ("USD", 20.0)
+        ]
+        assert all(row["metric_category"] == "revenue" and row["period_type"] == "weekly" for row in revenue["kpis"])
+        admin = _auth(s.admin)
+        other = client.get("/api/v1/kpis", params={"metric_name": f"{s.marker}_users", "license_id": s.other.license_id}, headers=admin).json()
+        assert [(row["license_id"], row["metric_value"]) for row in other["kpis"]] == [(s.other.license_id, 99.0)]
+        overall = client.get("/api/v1/kpis", params={"metric_name": f"{s.marker}_users", "overall": "true"}, headers=admin).json()
+        assert [(row["license_id"], row["metric_value"]) for row in overall["kpis"]] == [(None, 500.0)]
+
+    def test_offset_pages(self, client: TestClient, stored_kpis: Stored) -> None:
+        """limit and offset page through the view's rows; the last page has no next_offset."""
+        s, admin = stored_kpis, _auth(stored_kpis.admin)
+        params = {"metric_name": f"{s.marker}_users"}
+        full = client.get("/api/v1/kpis", params=params, headers=admin).json()
+        assert len(full["kpis"]) == 4 and full["next_offset"] is None
+        first = client.get("/api/v1/kpis", params={**params, "limit": 3}, headers=admin).json()
+        second = client.get("/api/v1/kpis", params={**params, "limit": 3, "offset": first["next_offset"]}, headers=admin).json()
+        assert first["next_offset"] == 3 and second["next_offset"] is None
+        assert first["kpis"] + second["kpis"] == full["kpis"]
