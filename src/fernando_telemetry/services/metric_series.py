@@ -1,0 +1,224 @@
+"""Metric series and the metric catalogue: one aggregated point per step bucket, gaps as None.
+
+Called as ``metric_series.series(session, principal=..., request=..., now=...)``. Points come from a
+``PointSource``; raw rows (``RawPoints``) are the only source today. A rollup source plugs in by
+implementing the protocol and being listed before ``RAW`` in ``SOURCES``: ``source="auto"`` takes the
+first source that ``serves`` the request, ``"raw"``/``"rollup"`` force one by name. Imports storage
+and core.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from fernando_telemetry.core import series as series_math
+from fernando_telemetry.core import time_range
+from fernando_telemetry.core.containment import Condition
+from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.keys import Principal
+from fernando_telemetry.core.series import Aggregation, Buckets, GroupBy, Step
+from fernando_telemetry.services.tenancy import visible_license
+from fernando_telemetry.storage import metric_queries
+from fernando_telemetry.storage.metric_queries import BucketValue, MetricName, MetricSelection
+
+__all__ = [
+    "DEFAULT_NAMES_RANGE",
+    "DEFAULT_RANGE",
+    "MAX_SERIES",
+    "MAX_TOTAL_POINTS",
+    "RAW",
+    "SOURCES",
+    "MetricName",
+    "MetricSelection",
+    "PointSource",
+    "RawPoints",
+    "Series",
+    "SeriesRequest",
+    "SeriesResult",
+    "names",
+    "series",
+]
+
+DEFAULT_RANGE = timedelta(hours=1)
+"""What a series without ``from`` covers: the hour before ``to``."""
+DEFAULT_NAMES_RANGE = timedelta(days=7)
+"""What the metric catalogue without ``from`` covers: the week before ``to``."""
+MAX_SERIES = 500
+"""Most series one request may return (``group_by`` on a label with more values is a 400)."""
+MAX_TOTAL_POINTS = 500_000
+"""Most points one request may return over all its series."""
+
+
+class PointSource(Protocol):
+    """Where points come from: raw samples, or (later) rollups. Both must give the same answer."""
+
+    name: str
+
+    def serves(
+        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+    ) -> bool:
+        """Whether this source can answer the request (for example: the step is a multiple of its grain)."""
+        ...
+
+    def values(
+        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+    ) -> list[BucketValue]:
+        """One value per (group, bucket start) with data; buckets without data are left out."""
+        ...
+
+
+class RawPoints:
+    """Points aggregated from the raw ``system_metrics`` rows: serves every request."""
+
+    name = "raw"
+
+    def serves(
+        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+    ) -> bool:
+        return True
+
+    def values(
+        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+    ) -> list[BucketValue]:
+        return metric_queries.bucket_values(
+            session, selection=selection, aggregation=aggregation, buckets=buckets, group_by=group_by
+        )
+
+
+RAW = RawPoints()
+SOURCES: tuple[PointSource, ...] = (RAW,)
+"""Point sources in order of preference for ``source="auto"``; the last one must serve everything."""
+
+
+@dataclass(frozen=True)
+class SeriesRequest:
+    """A series query; None means "not given" (then: the last hour, a step giving at most 1,440 points)."""
+
+    metric_name: str
+    service_name: str | None = None
+    host_name: str | None = None
+    labels: Sequence[Condition] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    step: Step | None = None
+    aggregation: Aggregation = Aggregation.AVG
+    group_by: GroupBy | None = None
+    license_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: the group's values (``{}`` without ``group_by``) and one point per bucket."""
+
+    group: dict[str, str | None]
+    points: list[tuple[datetime, float | None]]
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    metric_name: str
+    step: Step
+    aggregation: Aggregation
+    buckets: Buckets
+    source: str
+    series: list[Series] = field(default_factory=list)
+
+
+def series(
+    session: Session,
+    *,
+    principal: Principal,
+    request: SeriesRequest,
+    now: datetime,
+    source: str = "auto",
+    sources: Sequence[PointSource] = SOURCES,
+) -> SeriesResult:
+    if not request.metric_name.strip():
+        raise InvalidInput("metric_name is required", details=[{"field": "metric_name", "reason": "missing"}])
+    window = time_range.resolve(start=request.start, end=request.end, now=now, default_span=DEFAULT_RANGE)
+    step = request.step if request.step is not None else series_math.auto_step(window)
+    buckets = series_math.buckets_for(window, step)
+    selection = MetricSelection(
+        metric_name=request.metric_name,
+        service_name=request.service_name,
+        host_name=request.host_name,
+        labels=request.labels,
+        license_id=visible_license(principal, request.license_id),
+    )
+    arguments = {"selection": selection, "aggregation": request.aggregation, "buckets": buckets, "group_by": request.group_by}
+    chosen = _choose_source(session, source=source, sources=sources, arguments=arguments)
+    by_group: dict[str | None, dict[datetime, float | None]] = defaultdict(dict)
+    for bucket_value in chosen.values(session, **arguments):
+        by_group[bucket_value.group][bucket_value.bucket_start] = bucket_value.value
+    if len(by_group) > MAX_SERIES:
+        raise InvalidInput(
+            f"group_by={request.group_by.name if request.group_by else ''} gives {len(by_group):,} series, more than the "
+            f"{MAX_SERIES} allowed; narrow the filters or group by something with fewer values",
+            details=[{"field": "group_by", "reason": f"{len(by_group)} series > {MAX_SERIES}"}],
+        )
+    if len(by_group) * buckets.count > MAX_TOTAL_POINTS:
+        raise InvalidInput(
+            f"{len(by_group):,} series of {buckets.count:,} points are more than the {MAX_TOTAL_POINTS:,} points one "
+            "request may return; use a wider step, a shorter range or fewer groups",
+            details=[{"field": "step", "reason": f"{len(by_group) * buckets.count} points > {MAX_TOTAL_POINTS}"}],
+        )
+    if request.group_by is None:
+        lines = [Series(group={}, points=series_math.fill_gaps(buckets, by_group.get(None, {})))]
+    else:
+        # groups in order of their value; samples without the column or label last
+        ordered = sorted(by_group, key=lambda value: (value is None, value or ""))
+        lines = [
+            Series(group={request.group_by.name: value}, points=series_math.fill_gaps(buckets, by_group[value]))
+            for value in ordered
+        ]
+    return SeriesResult(
+        metric_name=request.metric_name, step=step, aggregation=request.aggregation, buckets=buckets, source=chosen.name, series=lines
+    )
+
+
+def names(
+    session: Session,
+    *,
+    principal: Principal,
+    start: datetime | None,
+    end: datetime | None,
+    service_name: str | None,
+    license_id: int | None,
+    now: datetime,
+) -> list[MetricName]:
+    """The metrics with samples in the range (default: the week before ``to``) that the key may read."""
+    window = time_range.resolve(start=start, end=end, now=now, default_span=DEFAULT_NAMES_RANGE)
+    return metric_queries.metric_names(
+        session,
+        start=window.start,
+        end=window.end,
+        license_id=visible_license(principal, license_id),
+        service_name=service_name,
+    )
+
+
+def _choose_source(session: Session, *, source: str, sources: Sequence[PointSource], arguments: dict[str, object]) -> PointSource:
+    if source == "auto":
+        for candidate in sources:
+            if candidate.serves(session, **arguments):  # type: ignore[arg-type]
+                return candidate
+        raise InvalidInput("no point source serves this request")
+    named = next((candidate for candidate in sources if candidate.name == source), None)
+    if named is None:
+        available = ", ".join(["auto", *(candidate.name for candidate in sources)])
+        raise InvalidInput(
+            f"source: {source[:20]!r} is not available; use one of {available}",
+            details=[{"field": "source", "reason": "unknown source"}],
+        )
+    if not named.serves(session, **arguments):  # type: ignore[arg-type]
+        raise InvalidInput(
+            f"source={source} cannot serve this request (step, aggregation or range); use source=auto",
+            details=[{"field": "source", "reason": "cannot serve"}],
+        )
+    return named
