@@ -104,6 +104,21 @@ class Settings(BaseSettings):
     kpi_interval_s: float = Field(default=900.0, ge=0)
     """Seconds between two runs of the KPI job (current and previous day, week and month); 0 turns it off."""
 
+    rollup_refresh_interval_s: float = Field(default=60.0, ge=0)
+    """Seconds between two rollup refresh runs of the scheduler; 0 turns the job off (the views stay exact, and slow)."""
+
+    rollup_safety_lag_s: float = Field(default=120.0, ge=0)
+    """How far behind now a refresh stops: rows of transactions still in flight carry their start as ``created_at``."""
+
+    rollup_batch_hours: int = Field(default=24, ge=1)
+    """Dirty hours per raw table recomputed in one refresh transaction."""
+
+    rollup_hourly_retention_days: int = Field(default=400, ge=1)
+    """Hourly rollup rows older than this many days are removed by retention (never while their raw rows exist)."""
+
+    rollup_daily_retention_days: int = Field(default=1825, ge=1)
+    """Daily rollup rows older than this many days (about five years) are removed by retention."""
+
     db_pool_size: int = Field(default=10, ge=1)
     """Connections the server keeps open to PostgreSQL."""
 
