@@ -16,7 +16,14 @@ VIEWS = {
     "business_metrics_kpi_summary",
     "traces_service_summary",
 }
-FUNCTIONS = {"ensure_daily_partitions", "cleanup_old_telemetry_data"}
+FUNCTIONS = {
+    "ensure_daily_partitions",
+    "cleanup_old_telemetry_data",
+    "cleanup_old_rollups",
+    "rollup_sketch_key",
+    "rollup_sketch_value",
+    "rollup_sketch_quantiles",
+}
 
 
 def _objects(engine) -> tuple[set[str], set[str], set[str]]:  # type: ignore[no-untyped-def]

@@ -1,4 +1,8 @@
-"""Retention on real rows: old partitions dropped whole, boundary rows deleted, recent rows kept, counts returned."""
+"""Retention on real rows: old partitions dropped whole, boundary rows deleted, recent rows kept, counts returned.
+
+Retention never removes raw rows the rollups do not hold yet (tests/test_rollups.py checks that), so the
+tests here roll their rows up first.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,18 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import retention
+from fernando_telemetry.services import retention, rollups
 from fernando_telemetry.storage import partitions as partition_store
 from tests.helpers import add_event, add_metric, add_span
 
 
 def _count(session: Session, table: str) -> int:
     return session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def _roll_up(session: Session) -> None:
+    """Refresh the rollups up to this instant, so retention may remove the rows written so far."""
+    rollups.refresh(session, now=datetime.now(UTC), safety_lag_s=0)
 
 
 class TestRetention:
@@ -34,6 +43,7 @@ class TestRetention:
         add_span(session, at=traces_cutoff - timedelta(days=5))
         add_span(session, at=traces_cutoff - timedelta(minutes=5))
         add_span(session, at=now - timedelta(days=1))
+        _roll_up(session)
 
         cleanups = {c.table_name: c for c in retention.run(
             session, now=now, events_retention_days=90, metrics_retention_days=180, traces_retention_days=30
@@ -64,6 +74,7 @@ class TestRetention:
         """Retention is idempotent: run twice at the same instant, the second run reports zeros."""
         now = datetime.now(UTC)
         add_event(session, at=now - timedelta(days=100))
+        _roll_up(session)
         retention.run(session, now=now, events_retention_days=90, metrics_retention_days=180, traces_retention_days=30)
         again = retention.run(session, now=now, events_retention_days=90, metrics_retention_days=180, traces_retention_days=30)
         assert all(c.partitions_dropped == 0 and c.rows_removed == 0 for c in again)

@@ -13,10 +13,22 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.services import host_metrics, kpis, partitions, retention
+from fernando_telemetry.services import host_metrics, kpis, partitions, retention, rollups
 from fernando_telemetry.settings import Settings
 
-__all__ = ["Job", "JobOutcome", "default_jobs", "host_metrics_run", "kpi_run", "partition_upkeep", "retention_run"]
+__all__ = [
+    "Job",
+    "JobOutcome",
+    "default_jobs",
+    "host_metrics_run",
+    "kpi_run",
+    "partition_upkeep",
+    "retention_run",
+    "rollup_refresh",
+]
+
+ROLLUP_STEPS_PER_RUN = 100
+"""Most refresh transactions in one run of the rollup job, so a long backfill leaves other jobs their turn."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +78,15 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
                 traces_retention_days=settings.traces_retention_days,
             )
             expired = retention.expire_idempotency_keys(session, now=now, window_hours=settings.idempotency_window_hours)
+            rollup_cleanups = rollups.expire(
+                session,
+                now=now,
+                hourly_retention_days=settings.rollup_hourly_retention_days,
+                daily_retention_days=settings.rollup_daily_retention_days,
+            )
             return "retention: " + ", ".join(
                 f"{c.table_name} -{c.partitions_dropped} partitions, -{c.rows_removed} rows" for c in cleanups
-            ) + f", {expired} idempotency keys expired"
+            ) + f", {expired} idempotency keys expired, {sum(c.rows_deleted for c in rollup_cleanups)} rollup rows"
 
         return _with_job_lock(sessions, "retention", work)
 
@@ -97,6 +115,30 @@ def kpi_run(settings: Settings) -> Callable[[sessionmaker[Session], datetime], J
     return run
 
 
+def rollup_refresh(settings: Settings) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+    """Refresh steps, one transaction each, until the rollups are current (or ``ROLLUP_STEPS_PER_RUN``).
+
+    Each step takes the rollup lock itself (held for its transaction), so it does not use the job lock."""
+
+    def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+        hours = days = 0
+        step = None
+        for _ in range(ROLLUP_STEPS_PER_RUN):
+            with sessions.begin() as session:
+                step = rollups.refresh_step(
+                    session, now=now, safety_lag_s=settings.rollup_safety_lag_s, max_hours=settings.rollup_batch_hours
+                )
+            if not step.ran:
+                return JobOutcome(ran=False, summary="rollups: skipped, a refresh is running elsewhere")
+            hours, days = hours + step.hours_recomputed, days + step.days_recomputed
+            if step.done:
+                break
+        left = "" if step is None or step.done else f", {step.hours_remaining} hours and {step.days_remaining} days left"
+        return JobOutcome(ran=True, summary=f"rollups: {hours} hours and {days} days recomputed{left}")
+
+    return run
+
+
 def default_jobs(settings: Settings) -> list[Job]:
     jobs = [
         Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings)),
@@ -106,4 +148,6 @@ def default_jobs(settings: Settings) -> list[Job]:
         jobs.append(Job("host_metrics", settings.host_metrics_interval_s, host_metrics_run(settings)))
     if settings.kpi_interval_s > 0:
         jobs.append(Job("kpis", settings.kpi_interval_s, kpi_run(settings)))
+    if settings.rollup_refresh_interval_s > 0:
+        jobs.append(Job("rollups", settings.rollup_refresh_interval_s, rollup_refresh(settings)))
     return jobs

@@ -9,7 +9,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from fernando_telemetry import __version__
-from fernando_telemetry.cli import db, keys, kpis, partitions, retention
+from fernando_telemetry.cli import db, keys, kpis, partitions, retention, rollups
 from fernando_telemetry.cli.common import console, err_console, note
 from fernando_telemetry.cli.generate import generate
 from fernando_telemetry.core.errors import FernandoTelemetryError
@@ -29,6 +29,7 @@ app.add_typer(keys.keys_app, name="keys")
 app.add_typer(kpis.app, name="kpis")
 app.add_typer(partitions.app, name="partitions")
 app.add_typer(retention.app, name="retention")
+app.add_typer(rollups.app, name="rollups")
 app.command("generate")(generate)
 
 

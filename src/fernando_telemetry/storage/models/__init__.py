@@ -8,6 +8,16 @@ from fernando_telemetry.storage.models.base import Base, metadata
 from fernando_telemetry.storage.models.business import BusinessMetric
 from fernando_telemetry.storage.models.ingest import IngestBatch
 from fernando_telemetry.storage.models.platform import ApiKey, License, User
+from fernando_telemetry.storage.models.rollups import (
+    EventRollupDaily,
+    EventRollupHourly,
+    MetricRollupDaily,
+    MetricRollupHourly,
+    RollupDirtyBucket,
+    RollupState,
+    SpanRollupDaily,
+    SpanRollupHourly,
+)
 from fernando_telemetry.storage.models.telemetry import SystemMetric, TelemetryEvent, Trace
 
 __all__ = [
@@ -16,8 +26,16 @@ __all__ = [
     "ApiKey",
     "Base",
     "BusinessMetric",
+    "EventRollupDaily",
+    "EventRollupHourly",
     "IngestBatch",
     "License",
+    "MetricRollupDaily",
+    "MetricRollupHourly",
+    "RollupDirtyBucket",
+    "RollupState",
+    "SpanRollupDaily",
+    "SpanRollupHourly",
     "SystemMetric",
     "TelemetryEvent",
     "Trace",

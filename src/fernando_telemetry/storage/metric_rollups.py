@@ -1,0 +1,155 @@
+"""Metric series parts in SQL: rows of the hourly or daily metric rollups, and the same aggregates
+computed from raw samples for hours the rollups do not hold (pending, or cut by the range). Plain values.
+
+Imports only core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+__all__ = ["GROUP_COLUMNS", "MetricFilter", "MetricPart", "raw_parts", "rollup_parts"]
+
+GROUP_COLUMNS = ("host_name", "service_name")
+"""Columns of the rollup grain a series can be grouped by."""
+
+
+@dataclass(frozen=True)
+class MetricFilter:
+    """Which samples: one metric, optionally one service, one host, one license (None = no condition)."""
+
+    metric_name: str
+    service_name: str | None = None
+    host_name: str | None = None
+    license_id: int | None = None
+
+
+@dataclass(frozen=True)
+class MetricPart:
+    """Aggregates of some samples of one bucket (an hour or a day) and group.
+
+    ``quantiles`` (p50, p90, p95, p99) describe exactly these samples; the sketch merges with other parts.
+    """
+
+    bucket_start: datetime
+    group: str | None
+    samples: int
+    observations: int
+    weighted_sum: float
+    value_min: float
+    value_max: float
+    quantiles: tuple[float, float, float, float]
+    sketch_keys: list[int]
+    sketch_counts: list[int]
+
+
+def _conditions(prefix: str, metric_filter: MetricFilter) -> tuple[str, dict[str, Any]]:
+    conditions = [f"{prefix}metric_name = :metric_name"]
+    params: dict[str, Any] = {"metric_name": metric_filter.metric_name}
+    for column in ("service_name", "host_name", "license_id"):
+        value = getattr(metric_filter, column)
+        if value is not None:
+            conditions.append(f"{prefix}{column} = :{column}")
+            params[column] = value
+    return " AND ".join(conditions), params
+
+
+def _group_expression(prefix: str, group_column: str | None) -> str:
+    if group_column is None:
+        return "NULL::text"
+    if group_column not in GROUP_COLUMNS:
+        raise ValueError(f"cannot group metric rollups by {group_column!r}; expected one of {GROUP_COLUMNS}")
+    return f"{prefix}{group_column}"
+
+
+def _part(row: Any) -> MetricPart:
+    return MetricPart(
+        bucket_start=row.bucket_start,
+        group=row.grp,
+        samples=int(row.samples),
+        observations=int(row.observations),
+        weighted_sum=float(row.weighted_sum),
+        value_min=float(row.value_min),
+        value_max=float(row.value_max),
+        quantiles=(row.p50, row.p90, row.p95, row.p99),
+        sketch_keys=list(row.sketch_keys),
+        sketch_counts=list(row.sketch_counts),
+    )
+
+
+def rollup_parts(
+    session: Session, *, grain: str, buckets: Sequence[datetime], metric_filter: MetricFilter, group_column: str | None
+) -> list[MetricPart]:
+    """The rows of ``system_metrics_hourly`` (``grain="hourly"``) or ``_daily`` for ``buckets``, one per grain row."""
+    if grain not in ("hourly", "daily"):
+        raise ValueError(f"grain must be hourly or daily, got {grain!r}")
+    if not buckets:
+        return []
+    conditions, params = _conditions("r.", metric_filter)
+    rows = session.execute(
+        text(
+            f"""
+            SELECT r.bucket_start, {_group_expression("r.", group_column)} AS grp, r.samples, r.observations,
+                   r.weighted_sum, r.value_min, r.value_max, r.value_p50 AS p50, r.value_p90 AS p90,
+                   r.value_p95 AS p95, r.value_p99 AS p99,
+                   r.value_sketch_keys AS sketch_keys, r.value_sketch_counts AS sketch_counts
+              FROM system_metrics_{grain} r
+             WHERE {conditions} AND r.bucket_start = ANY(CAST(:buckets AS timestamptz[]))
+            """  # noqa: S608 - grain and group column are checked above
+        ),
+        {**params, "buckets": list(buckets)},
+    )
+    return [_part(row) for row in rows]
+
+
+def raw_parts(
+    session: Session,
+    *,
+    hours: Sequence[datetime],
+    start: datetime,
+    end: datetime,
+    metric_filter: MetricFilter,
+    group_column: str | None,
+) -> list[MetricPart]:
+    """Per hour of ``hours`` and group, the samples in that hour and in ``[start, end)``, aggregated from raw
+    rows as the hourly rollup would (one part per hour and group, so its quantiles are exact)."""
+    if not hours:
+        return []
+    conditions, params = _conditions("m.", metric_filter)
+    rows = session.execute(
+        text(
+            f"""
+            SELECT h.hour AS bucket_start, g.grp, g.samples, g.observations, g.weighted_sum, g.value_min, g.value_max,
+                   g.q[1] AS p50, g.q[2] AS p90, g.q[3] AS p95, g.q[4] AS p99,
+                   s.keys AS sketch_keys, s.counts AS sketch_counts
+              FROM unnest(CAST(:hours AS timestamptz[])) AS h(hour)
+             CROSS JOIN LATERAL (
+                   SELECT {_group_expression("m.", group_column)} AS grp,
+                          count(*) AS samples,
+                          sum(m.sample_count) AS observations,
+                          sum(m.value * m.sample_count) AS weighted_sum,
+                          min(m.value) AS value_min,
+                          max(m.value) AS value_max,
+                          percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value) AS q,
+                          array_agg(rollup_sketch_key(m.value)) AS keys
+                     FROM system_metrics m
+                    WHERE {conditions}
+                      AND m."timestamp" >= greatest(h.hour, CAST(:start AS timestamptz))
+                      AND m."timestamp" < least(h.hour + interval '1 hour', CAST(:end AS timestamptz))
+                    GROUP BY 1
+                   ) g
+             CROSS JOIN LATERAL (
+                   SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
+                     FROM (SELECT u.key, count(*) AS count FROM unnest(g.keys) AS u(key) GROUP BY u.key) b
+                   ) s
+            """  # noqa: S608 - the group column is checked above
+        ),
+        {**params, "hours": list(hours), "start": start, "end": end},
+    )
+    return [_part(row) for row in rows]

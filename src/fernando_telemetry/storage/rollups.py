@@ -1,0 +1,481 @@
+"""Rollup refresh in SQL: the refresh lock and target, marking hours dirty from the watermark, and the
+recomputation of hourly rows from raw rows and daily rows from hourly rows. Returns plain values.
+
+An hour is *pending* while it is marked in ``rollup_dirty_buckets`` or holds a raw row written after the
+watermark (``created_at > rollup_state.watermark``, found through the BRIN index on ``created_at``);
+readers take pending hours from raw rows. Imports only core and the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+__all__ = [
+    "SOURCES",
+    "RollupCleanup",
+    "Source",
+    "SourceStatus",
+    "claim_dirty",
+    "cleanup_old_rollups",
+    "clear_dirty",
+    "count_dirty",
+    "dirty_days",
+    "lock",
+    "mark_dirty",
+    "mark_pending",
+    "pending_hours",
+    "raw_horizon",
+    "recompute_days",
+    "recompute_hours",
+    "refresh_target",
+    "statuses",
+]
+
+LOCK_KEY = "fernando_telemetry.rollups"
+"""The advisory lock every refresh step and retention run takes: two never run at once."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw table and its two rollup tables."""
+
+    table: str
+    time_column: str
+    hourly_insert: str
+    daily_insert: str
+
+    @property
+    def hourly_table(self) -> str:
+        return f"{self.table}_hourly"
+
+    @property
+    def daily_table(self) -> str:
+        return f"{self.table}_daily"
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    table: str
+    watermark: datetime | None
+    raw_horizon: datetime | None
+    refreshed_at: datetime | None
+    dirty_hours: int
+    dirty_days: int
+    oldest_dirty: datetime | None
+
+
+@dataclass(frozen=True)
+class RollupCleanup:
+    """What rollup retention deleted from one rollup table."""
+
+    table_name: str
+    cutoff: datetime
+    rows_deleted: int
+
+
+# Hourly rows from raw rows, for the hours in :hours (each a UTC hour start). One pass per hour over its
+# raw rows (a range on the partition column: partition pruning plus the BRIN or btree time index); exact
+# percentiles (percentile_cont with an array of fractions sorts once) and the sketch as sorted keys/counts.
+_EVENTS_HOURLY = """
+INSERT INTO telemetry_events_hourly (
+    bucket_start, event_type, license_id, events, unique_users, unique_sessions, errors,
+    duration_count, duration_sum, duration_min, duration_max,
+    duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
+SELECT h.hour, g.event_type, g.license_id, g.events, g.unique_users, g.unique_sessions, g.errors,
+       g.duration_count, g.duration_sum, g.duration_min, g.duration_max,
+       g.q[1], g.q[2], g.q[3], g.q[4], coalesce(s.keys, '{}'), coalesce(s.counts, '{}')
+  FROM unnest(CAST(:hours AS timestamptz[])) AS h(hour)
+ CROSS JOIN LATERAL (
+       SELECT e.event_type, e.license_id,
+              count(*) AS events,
+              count(DISTINCT e.user_id) AS unique_users,
+              count(DISTINCT e.session_id) AS unique_sessions,
+              count(*) FILTER (WHERE e.event_type = 'error_event' OR e.payload ? 'error') AS errors,
+              count(e.duration_ms) AS duration_count,
+              sum(e.duration_ms) AS duration_sum,
+              min(e.duration_ms) AS duration_min,
+              max(e.duration_ms) AS duration_max,
+              percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.duration_ms) AS q,
+              array_agg(rollup_sketch_key(e.duration_ms)) FILTER (WHERE e.duration_ms IS NOT NULL) AS keys
+         FROM telemetry_events e
+        WHERE e.event_timestamp >= h.hour AND e.event_timestamp < h.hour + interval '1 hour'
+        GROUP BY e.event_type, e.license_id
+       ) g
+ CROSS JOIN LATERAL (
+       SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
+         FROM (SELECT u.key, count(*) AS count FROM unnest(g.keys) AS u(key) GROUP BY u.key) b
+       ) s
+"""
+
+_METRICS_HOURLY = """
+INSERT INTO system_metrics_hourly (
+    bucket_start, service_name, metric_name, host_name, license_id, samples, value_sum, observations, weighted_sum,
+    value_min, value_max, value_p50, value_p90, value_p95, value_p99, value_sketch_keys, value_sketch_counts)
+SELECT h.hour, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
+       g.weighted_sum, g.value_min, g.value_max, g.q[1], g.q[2], g.q[3], g.q[4], s.keys, s.counts
+  FROM unnest(CAST(:hours AS timestamptz[])) AS h(hour)
+ CROSS JOIN LATERAL (
+       SELECT m.service_name, m.metric_name, m.host_name, m.license_id,
+              count(*) AS samples,
+              sum(m.value) AS value_sum,
+              sum(m.sample_count) AS observations,
+              sum(m.value * m.sample_count) AS weighted_sum,
+              min(m.value) AS value_min,
+              max(m.value) AS value_max,
+              percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value) AS q,
+              array_agg(rollup_sketch_key(m.value)) AS keys
+         FROM system_metrics m
+        WHERE m."timestamp" >= h.hour AND m."timestamp" < h.hour + interval '1 hour'
+        GROUP BY m.service_name, m.metric_name, m.host_name, m.license_id
+       ) g
+ CROSS JOIN LATERAL (
+       SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
+         FROM (SELECT u.key, count(*) AS count FROM unnest(g.keys) AS u(key) GROUP BY u.key) b
+       ) s
+"""
+
+_TRACES_HOURLY = """
+INSERT INTO traces_hourly (
+    bucket_start, service_name, operation_name, license_id, spans, errors, duration_sum, duration_min, duration_max,
+    duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
+SELECT h.hour, g.service_name, g.operation_name, g.license_id, g.spans, g.errors, g.duration_sum, g.duration_min,
+       g.duration_max, g.q[1], g.q[2], g.q[3], g.q[4], s.keys, s.counts
+  FROM unnest(CAST(:hours AS timestamptz[])) AS h(hour)
+ CROSS JOIN LATERAL (
+       SELECT t.service_name, t.operation_name, t.license_id,
+              count(*) AS spans,
+              count(*) FILTER (WHERE t.status = 'error') AS errors,
+              sum(t.duration_ms) AS duration_sum,
+              min(t.duration_ms) AS duration_min,
+              max(t.duration_ms) AS duration_max,
+              percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY t.duration_ms) AS q,
+              array_agg(rollup_sketch_key(t.duration_ms)) AS keys
+         FROM traces t
+        WHERE t.start_time >= h.hour AND t.start_time < h.hour + interval '1 hour'
+        GROUP BY t.service_name, t.operation_name, t.license_id
+       ) g
+ CROSS JOIN LATERAL (
+       SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
+         FROM (SELECT u.key, count(*) AS count FROM unnest(g.keys) AS u(key) GROUP BY u.key) b
+       ) s
+"""
+
+
+def _merged_sketch(hourly_table: str, prefix: str, match: str) -> str:
+    """A lateral subquery merging the sketches of one group's hourly rows over the day ``d.day``."""
+    return f"""
+ CROSS JOIN LATERAL (
+       SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
+         FROM (SELECT u.key, sum(u.count)::bigint AS count
+                 FROM {hourly_table} h2
+                CROSS JOIN LATERAL unnest(h2.{prefix}_sketch_keys, h2.{prefix}_sketch_counts) AS u(key, count)
+                WHERE h2.bucket_start >= d.day AND h2.bucket_start < d.day + interval '1 day' AND {match}
+                GROUP BY u.key) b
+       ) s"""
+
+
+# Daily rows from the day's hourly rows: counts and sums added, extremes of extremes, sketches merged and
+# their quantiles stored. Distinct users and sessions cannot be added up over hours, so they are counted
+# again from the day's raw rows (once per day: a day is rolled up when it has ended).
+_EVENTS_DAILY = f"""
+WITH days AS (SELECT day FROM unnest(CAST(:days AS timestamptz[])) AS d(day)),
+distinct_counts AS (
+    SELECT d.day, c.event_type, c.license_id, c.unique_users, c.unique_sessions
+      FROM days d
+     CROSS JOIN LATERAL (
+           SELECT e.event_type, e.license_id, count(DISTINCT e.user_id) AS unique_users,
+                  count(DISTINCT e.session_id) AS unique_sessions
+             FROM telemetry_events e
+            WHERE e.event_timestamp >= d.day AND e.event_timestamp < d.day + interval '1 day'
+            GROUP BY e.event_type, e.license_id
+           ) c
+)
+INSERT INTO telemetry_events_daily (
+    bucket_start, event_type, license_id, events, unique_users, unique_sessions, errors,
+    duration_count, duration_sum, duration_min, duration_max,
+    duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
+SELECT d.day, g.event_type, g.license_id, g.events, coalesce(dc.unique_users, 0), coalesce(dc.unique_sessions, 0), g.errors,
+       g.duration_count, g.duration_sum, g.duration_min, g.duration_max,
+       q.q[1], q.q[2], q.q[3], q.q[4], coalesce(s.keys, '{{}}'), coalesce(s.counts, '{{}}')
+  FROM days d
+ CROSS JOIN LATERAL (
+       SELECT h.event_type, h.license_id, sum(h.events)::bigint AS events, sum(h.errors)::bigint AS errors,
+              sum(h.duration_count)::bigint AS duration_count, sum(h.duration_sum) AS duration_sum,
+              min(h.duration_min) AS duration_min, max(h.duration_max) AS duration_max
+         FROM telemetry_events_hourly h
+        WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
+        GROUP BY h.event_type, h.license_id
+       ) g
+{_merged_sketch("telemetry_events_hourly", "duration", "h2.event_type = g.event_type AND h2.license_id IS NOT DISTINCT FROM g.license_id")}
+ CROSS JOIN LATERAL (
+       SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.duration_min, g.duration_max) AS q
+       ) q
+  LEFT JOIN distinct_counts dc
+    ON dc.day = d.day AND dc.event_type = g.event_type AND dc.license_id IS NOT DISTINCT FROM g.license_id
+"""
+
+_METRICS_DAILY = f"""
+INSERT INTO system_metrics_daily (
+    bucket_start, service_name, metric_name, host_name, license_id, samples, value_sum, observations, weighted_sum,
+    value_min, value_max, value_p50, value_p90, value_p95, value_p99, value_sketch_keys, value_sketch_counts)
+SELECT d.day, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
+       g.weighted_sum, g.value_min, g.value_max, q.q[1], q.q[2], q.q[3], q.q[4], s.keys, s.counts
+  FROM unnest(CAST(:days AS timestamptz[])) AS d(day)
+ CROSS JOIN LATERAL (
+       SELECT h.service_name, h.metric_name, h.host_name, h.license_id,
+              sum(h.samples)::bigint AS samples, sum(h.value_sum) AS value_sum,
+              sum(h.observations)::bigint AS observations, sum(h.weighted_sum) AS weighted_sum,
+              min(h.value_min) AS value_min, max(h.value_max) AS value_max
+         FROM system_metrics_hourly h
+        WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
+        GROUP BY h.service_name, h.metric_name, h.host_name, h.license_id
+       ) g
+{_merged_sketch("system_metrics_hourly", "value", "h2.metric_name = g.metric_name AND h2.service_name IS NOT DISTINCT FROM g.service_name AND h2.host_name IS NOT DISTINCT FROM g.host_name AND h2.license_id IS NOT DISTINCT FROM g.license_id")}
+ CROSS JOIN LATERAL (
+       SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.value_min, g.value_max) AS q
+       ) q
+"""
+
+_TRACES_DAILY = f"""
+INSERT INTO traces_daily (
+    bucket_start, service_name, operation_name, license_id, spans, errors, duration_sum, duration_min, duration_max,
+    duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
+SELECT d.day, g.service_name, g.operation_name, g.license_id, g.spans, g.errors, g.duration_sum, g.duration_min,
+       g.duration_max, q.q[1], q.q[2], q.q[3], q.q[4], s.keys, s.counts
+  FROM unnest(CAST(:days AS timestamptz[])) AS d(day)
+ CROSS JOIN LATERAL (
+       SELECT h.service_name, h.operation_name, h.license_id,
+              sum(h.spans)::bigint AS spans, sum(h.errors)::bigint AS errors, sum(h.duration_sum) AS duration_sum,
+              min(h.duration_min) AS duration_min, max(h.duration_max) AS duration_max
+         FROM traces_hourly h
+        WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
+        GROUP BY h.service_name, h.operation_name, h.license_id
+       ) g
+{_merged_sketch("traces_hourly", "duration", "h2.service_name = g.service_name AND h2.operation_name = g.operation_name AND h2.license_id IS NOT DISTINCT FROM g.license_id")}
+ CROSS JOIN LATERAL (
+       SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.duration_min, g.duration_max) AS q
+       ) q
+"""
+
+SOURCES: dict[str, Source] = {
+    "telemetry_events": Source("telemetry_events", "event_timestamp", _EVENTS_HOURLY, _EVENTS_DAILY),
+    "system_metrics": Source("system_metrics", "timestamp", _METRICS_HOURLY, _METRICS_DAILY),
+    "traces": Source("traces", "start_time", _TRACES_HOURLY, _TRACES_DAILY),
+}
+
+
+def _source(table: str) -> Source:
+    try:
+        return SOURCES[table]
+    except KeyError:
+        raise ValueError(f"{table!r} has no rollups; expected one of {sorted(SOURCES)}") from None
+
+
+def lock(session: Session, *, wait: bool) -> bool:
+    """Take the rollup lock for the rest of the transaction; without ``wait``, False if another holds it."""
+    if wait:
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": LOCK_KEY})
+        return True
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": LOCK_KEY}).scalar_one())
+
+
+def refresh_target(session: Session, *, now: datetime, safety_lag_s: float) -> datetime:
+    """Up to where a refresh may advance the watermark: ``safety_lag_s`` before ``now`` (or the database's
+    clock, if earlier), and never past the start of a transaction of this database that has written and not
+    ended, since its rows carry that start as ``created_at`` and are not visible yet."""
+    return session.execute(
+        text(
+            """
+            SELECT least(least(CAST(:now AS timestamptz), clock_timestamp()) - make_interval(secs => :lag),
+                         (SELECT min(a.xact_start) FROM pg_stat_activity a
+                           WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                             AND a.pid <> pg_backend_pid() AND a.backend_xid IS NOT NULL))
+            """
+        ),
+        {"now": now, "lag": safety_lag_s},
+    ).scalar_one()
+
+
+def mark_pending(session: Session, *, table: str, until: datetime, now: datetime) -> int:
+    """Mark dirty the hours of rows written after the watermark and up to ``until``, then move the
+    watermark to ``until``; returns how many hours were newly marked."""
+    source = _source(table)
+    marked = session.execute(
+        text(
+            f"""
+            WITH state AS (SELECT watermark FROM rollup_state WHERE source_table = :table FOR UPDATE)
+            INSERT INTO rollup_dirty_buckets (source_table, grain, bucket_start)
+            SELECT DISTINCT :table, 'hour', date_trunc('hour', raw."{source.time_column}", 'UTC')
+              FROM {source.table} raw, state
+             WHERE raw.created_at > state.watermark AND raw.created_at <= :until
+            ON CONFLICT DO NOTHING
+            """  # noqa: S608 - table and column names come from SOURCES
+        ),
+        {"table": table, "until": until},
+    ).rowcount
+    session.execute(
+        text(
+            "UPDATE rollup_state SET watermark = greatest(watermark, :until), refreshed_at = :now WHERE source_table = :table"
+        ),
+        {"table": table, "until": until, "now": now},
+    )
+    return int(marked or 0)
+
+
+def claim_dirty(
+    session: Session, *, table: str, grain: str, limit: int, ended_by: datetime | None = None
+) -> list[datetime]:
+    """The oldest ``limit`` dirty buckets of a grain, locked until the transaction ends. For days, only
+    those that ended by ``ended_by`` and have no dirty hour left (their hourly rows are current)."""
+    condition = ""
+    if grain == "day":
+        condition = """
+               AND d.bucket_start + interval '1 day' <= :ended_by
+               AND NOT EXISTS (SELECT 1 FROM rollup_dirty_buckets h
+                                WHERE h.source_table = d.source_table AND h.grain = 'hour'
+                                  AND h.bucket_start >= d.bucket_start AND h.bucket_start < d.bucket_start + interval '1 day')"""
+    rows = session.execute(
+        text(
+            f"""
+            SELECT d.bucket_start FROM rollup_dirty_buckets d
+             WHERE d.source_table = :table AND d.grain = :grain {condition}
+             ORDER BY d.bucket_start
+             LIMIT :limit
+               FOR UPDATE
+            """
+        ),
+        {"table": table, "grain": grain, "limit": limit, "ended_by": ended_by},
+    )
+    return list(rows.scalars())
+
+
+def count_dirty(session: Session, *, table: str, grain: str, ended_by: datetime | None = None) -> int:
+    condition = "AND bucket_start + interval '1 day' <= :ended_by" if grain == "day" and ended_by is not None else ""
+    return int(
+        session.execute(
+            text(f"SELECT count(*) FROM rollup_dirty_buckets WHERE source_table = :table AND grain = :grain {condition}"),
+            {"table": table, "grain": grain, "ended_by": ended_by},
+        ).scalar_one()
+    )
+
+
+def mark_dirty(session: Session, *, table: str, grain: str, buckets: Sequence[datetime]) -> None:
+    if buckets:
+        session.execute(
+            text(
+                """
+                INSERT INTO rollup_dirty_buckets (source_table, grain, bucket_start)
+                SELECT :table, :grain, b FROM unnest(CAST(:buckets AS timestamptz[])) AS b
+                ON CONFLICT DO NOTHING
+                """
+            ),
+            {"table": table, "grain": grain, "buckets": list(buckets)},
+        )
+
+
+def clear_dirty(session: Session, *, table: str, grain: str, buckets: Sequence[datetime]) -> None:
+    if buckets:
+        session.execute(
+            text(
+                "DELETE FROM rollup_dirty_buckets WHERE source_table = :table AND grain = :grain "
+                "AND bucket_start = ANY(CAST(:buckets AS timestamptz[]))"
+            ),
+            {"table": table, "grain": grain, "buckets": list(buckets)},
+        )
+
+
+def raw_horizon(session: Session, *, table: str) -> datetime | None:
+    """Where the raw table's retention has cut: hours before it are no longer (wholly) in raw rows; None
+    until retention first runs."""
+    return session.execute(
+        text("SELECT nullif(raw_horizon, '-infinity') FROM rollup_state WHERE source_table = :table"), {"table": table}
+    ).scalar_one()
+
+
+def recompute_hours(session: Session, *, table: str, hours: Sequence[datetime]) -> int:
+    """Replace the hourly rows of ``hours`` by a fresh aggregation of their raw rows; returns rows written."""
+    if not hours:
+        return 0
+    source = _source(table)
+    session.execute(
+        text(f"DELETE FROM {source.hourly_table} WHERE bucket_start = ANY(CAST(:hours AS timestamptz[]))"),  # noqa: S608
+        {"hours": list(hours)},
+    )
+    return int(session.execute(text(source.hourly_insert), {"hours": list(hours)}).rowcount or 0)
+
+
+def recompute_days(session: Session, *, table: str, days: Sequence[datetime]) -> int:
+    """Replace the daily rows of ``days`` (UTC midnights) from their hourly rows; returns rows written."""
+    if not days:
+        return 0
+    source = _source(table)
+    session.execute(
+        text(f"DELETE FROM {source.daily_table} WHERE bucket_start = ANY(CAST(:days AS timestamptz[]))"),  # noqa: S608
+        {"days": list(days)},
+    )
+    return int(session.execute(text(source.daily_insert), {"days": list(days)}).rowcount or 0)
+
+
+def pending_hours(session: Session, *, table: str, start: datetime, end: datetime) -> set[datetime]:
+    """The pending hours (dirty, or holding rows written after the watermark) that meet ``[start, end)``."""
+    source = _source(table)
+    rows = session.execute(
+        text(
+            f"""
+            SELECT d.bucket_start FROM rollup_dirty_buckets d
+             WHERE d.source_table = :table AND d.grain = 'hour'
+               AND d.bucket_start > CAST(:start AS timestamptz) - interval '1 hour' AND d.bucket_start < :end
+            UNION
+            SELECT date_trunc('hour', raw."{source.time_column}", 'UTC') FROM {source.table} raw
+             WHERE raw."{source.time_column}" >= :start AND raw."{source.time_column}" < :end
+               AND raw.created_at > (SELECT watermark FROM rollup_state WHERE source_table = :table)
+            """  # noqa: S608 - table and column names come from SOURCES
+        ),
+        {"table": table, "start": start, "end": end},
+    )
+    return set(rows.scalars())
+
+
+def dirty_days(session: Session, *, table: str, start: datetime, end: datetime) -> set[datetime]:
+    """Days marked dirty (their daily rows are missing or stale) that meet ``[start, end)``."""
+    rows = session.execute(
+        text(
+            """
+            SELECT bucket_start FROM rollup_dirty_buckets
+             WHERE source_table = :table AND grain = 'day'
+               AND bucket_start > CAST(:start AS timestamptz) - interval '1 day' AND bucket_start < :end
+            """
+        ),
+        {"table": table, "start": start, "end": end},
+    )
+    return set(rows.scalars())
+
+
+def statuses(session: Session) -> list[SourceStatus]:
+    rows = session.execute(
+        text(
+            """
+            SELECT s.source_table, nullif(s.watermark, '-infinity'), nullif(s.raw_horizon, '-infinity'), s.refreshed_at,
+                   count(d.*) FILTER (WHERE d.grain = 'hour'), count(d.*) FILTER (WHERE d.grain = 'day'),
+                   min(d.bucket_start)
+              FROM rollup_state s LEFT JOIN rollup_dirty_buckets d ON d.source_table = s.source_table
+             GROUP BY s.source_table ORDER BY s.source_table
+            """
+        )
+    )
+    return [SourceStatus(*row) for row in rows]
+
+
+def cleanup_old_rollups(
+    session: Session, *, hourly_retention_days: int, daily_retention_days: int, as_of: datetime
+) -> list[RollupCleanup]:
+    rows = session.execute(
+        text("SELECT table_name, cutoff, rows_deleted FROM cleanup_old_rollups(:hourly, :daily, :as_of)"),
+        {"hourly": hourly_retention_days, "daily": daily_retention_days, "as_of": as_of},
+    )
+    return [RollupCleanup(*row) for row in rows]
