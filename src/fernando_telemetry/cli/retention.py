@@ -9,7 +9,7 @@ from rich.table import Table
 
 from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
-from fernando_telemetry.services import retention
+from fernando_telemetry.services import retention, rollups
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
 
@@ -23,7 +23,8 @@ def run_retention(
     traces_days: int | None = typer.Option(None, "--traces-days", min=1, help="Keep this many days of spans (default 30)."),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
-    """Drop whole partitions older than each cutoff and delete older rows in the boundary partition.
+    """Drop whole partitions older than each cutoff and delete older rows in the boundary partition; raw rows
+    not rolled up yet are kept. Then delete rollup rows past their own, longer retention.
 
     Example: fernando-telemetry retention run --traces-days 14
     """
@@ -42,6 +43,12 @@ def run_retention(
                 metrics_retention_days=settings.metrics_retention_days,
                 traces_retention_days=settings.traces_retention_days,
             )
+            rollup_cleanups = rollups.expire(
+                session,
+                now=datetime.now(UTC),
+                hourly_retention_days=settings.rollup_hourly_retention_days,
+                daily_retention_days=settings.rollup_daily_retention_days,
+            )
     table = Table("table", "cutoff", "partitions dropped", "rows in them", "boundary rows deleted")
     for cleanup in cleanups:
         table.add_row(
@@ -51,4 +58,7 @@ def run_retention(
             str(cleanup.rows_dropped),
             str(cleanup.rows_deleted),
         )
+    for rollup_cleanup in rollup_cleanups:
+        cutoff = rollup_cleanup.cutoff.isoformat(timespec="seconds") if rollup_cleanup.cutoff else "-"
+        table.add_row(rollup_cleanup.table_name, cutoff, "-", "-", str(rollup_cleanup.rows_deleted))
     console.print(table)

@@ -71,10 +71,10 @@ class SourceStatus:
 
 @dataclass(frozen=True)
 class RollupCleanup:
-    """What rollup retention deleted from one rollup table."""
+    """What rollup retention deleted from one rollup table; no cutoff while the raw rows of its hours are all kept."""
 
     table_name: str
-    cutoff: datetime
+    cutoff: datetime | None
     rows_deleted: int
 
 
@@ -475,7 +475,7 @@ def cleanup_old_rollups(
     session: Session, *, hourly_retention_days: int, daily_retention_days: int, as_of: datetime
 ) -> list[RollupCleanup]:
     rows = session.execute(
-        text("SELECT table_name, cutoff, rows_deleted FROM cleanup_old_rollups(:hourly, :daily, :as_of)"),
+        text("SELECT table_name, nullif(cutoff, '-infinity'), rows_deleted FROM cleanup_old_rollups(:hourly, :daily, :as_of)"),
         {"hourly": hourly_retention_days, "daily": daily_retention_days, "as_of": as_of},
     )
     return [RollupCleanup(*row) for row in rows]
