@@ -72,31 +72,39 @@ SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start
 """ + _ON_CONFLICT
 
 # A user is new in a period when it has an event in the period and none earlier in the table (within a
-# license for the license's figure, anywhere for the platform's); the probes for earlier events go to
-# the (user_id, event_timestamp) index of each older partition.
-_ACQUISITION = _UPSERT_COLUMNS + """
-WITH period_users AS (
+# license for the license's figure, anywhere for the platform's). "None earlier" is a LATERAL probe with
+# LIMIT 1 per user into the (user_id, event_timestamp) index of each older partition: written as NOT EXISTS
+# the planner may turn it into an anti-join that sorts every older event, which grows with the history.
+_FIRST_SEEN = """
+WITH period_users AS MATERIALIZED (
     SELECT DISTINCT license_id, user_id
       FROM telemetry_events
      WHERE event_timestamp >= :period_start AND event_timestamp < :period_end AND user_id IS NOT NULL
-), new_users AS (
-    SELECT pu.license_id,
-           count(*) FILTER (WHERE NOT EXISTS (
-               SELECT 1 FROM telemetry_events earlier
-                WHERE earlier.user_id = pu.user_id AND earlier.license_id = pu.license_id
-                  AND earlier.event_timestamp < :period_start)) AS new_users
+), firsts AS (
+    SELECT pu.license_id, pu.user_id, prior.seen IS NULL AS is_new
       FROM period_users pu
+      LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events earlier
+                          WHERE earlier.user_id = pu.user_id AND earlier.license_id = pu.license_id
+                            AND earlier.event_timestamp < :period_start
+                          LIMIT 1) AS prior ON true
      WHERE pu.license_id IS NOT NULL
-     GROUP BY pu.license_id
     UNION ALL
-    SELECT NULL, count(*) FILTER (WHERE NOT EXISTS (
-               SELECT 1 FROM telemetry_events earlier
-                WHERE earlier.user_id = u.user_id AND earlier.event_timestamp < :period_start))
+    SELECT NULL::bigint, u.user_id, prior.seen IS NULL
       FROM (SELECT DISTINCT user_id FROM period_users) AS u
-)
-SELECT 'new_users', 'acquisition', new_users.new_users, NULL, :period_start, :period_end, :period_type,
-       new_users.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
-  FROM new_users
+      LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events earlier
+                          WHERE earlier.user_id = u.user_id AND earlier.event_timestamp < :period_start
+                          LIMIT 1) AS prior ON true
+)"""
+
+_ACQUISITION = _UPSERT_COLUMNS + _FIRST_SEEN + """
+SELECT 'new_users', 'acquisition', count(*) FILTER (WHERE firsts.is_new), NULL, :period_start, :period_end, :period_type,
+       firsts.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+  FROM firsts
+ GROUP BY firsts.license_id
+ UNION ALL
+SELECT 'new_users', 'acquisition', 0, NULL, :period_start, :period_end, :period_type,
+       NULL, '{}'::jsonb, :source, :computed_at, :computed_at
+ WHERE NOT EXISTS (SELECT 1 FROM period_users)
 """ + _ON_CONFLICT
 
 # Amounts are JSON numbers or numeric strings; anything else (and a currency that is not three letters)
@@ -123,38 +131,23 @@ SELECT 'revenue', 'revenue', totals.revenue, totals.currency, :period_start, :pe
 """ + _ON_CONFLICT
 
 # The cohort of a day is its new users (the acquisition rule above, for that one day); its day-N
-# retention is the share of them with an event on day D+N (in the license, or anywhere for the platform).
-_RETENTION = _UPSERT_COLUMNS + """
-WITH day_users AS (
-    SELECT DISTINCT license_id, user_id
-      FROM telemetry_events
-     WHERE event_timestamp >= :period_start AND event_timestamp < :period_end AND user_id IS NOT NULL
-), cohort AS (
-    SELECT du.license_id, du.user_id
-      FROM day_users du
-     WHERE du.license_id IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM telemetry_events earlier
-                        WHERE earlier.user_id = du.user_id AND earlier.license_id = du.license_id
-                          AND earlier.event_timestamp < :period_start)
-    UNION ALL
-    SELECT NULL::bigint, u.user_id
-      FROM (SELECT DISTINCT user_id FROM day_users) AS u
-     WHERE NOT EXISTS (SELECT 1 FROM telemetry_events earlier
-                        WHERE earlier.user_id = u.user_id AND earlier.event_timestamp < :period_start)
-), checks AS (
+# retention is the share of them with an event on day D+N (in the license, or anywhere for the platform),
+# again probed per user through the index rather than joined.
+_RETENTION = _UPSERT_COLUMNS + _FIRST_SEEN + """, checks AS (
     SELECT *
       FROM unnest(CAST(:offsets_days AS integer[]), CAST(:activity_starts AS timestamptz[]),
                   CAST(:activity_ends AS timestamptz[])) AS c (offset_days, activity_start, activity_end)
 )
-SELECT 'retention_d' || checks.offset_days, 'retention',
-       round(count(*) FILTER (WHERE EXISTS (
-                 SELECT 1 FROM telemetry_events later
-                  WHERE later.user_id = cohort.user_id
-                    AND (cohort.license_id IS NULL OR later.license_id = cohort.license_id)
-                    AND later.event_timestamp >= checks.activity_start
-                    AND later.event_timestamp < checks.activity_end))::numeric / count(*), 6),
+SELECT 'retention_d' || checks.offset_days, 'retention', round(count(later.seen)::numeric / count(*), 6),
        NULL, :period_start, :period_end, :period_type, cohort.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
-  FROM cohort CROSS JOIN checks
+  FROM (SELECT license_id, user_id FROM firsts WHERE is_new) AS cohort
+ CROSS JOIN checks
+  LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events later
+                      WHERE later.user_id = cohort.user_id
+                        AND (cohort.license_id IS NULL OR later.license_id = cohort.license_id)
+                        AND later.event_timestamp >= checks.activity_start
+                        AND later.event_timestamp < checks.activity_end
+                      LIMIT 1) AS later ON true
  GROUP BY cohort.license_id, checks.offset_days
 """ + _ON_CONFLICT
 
