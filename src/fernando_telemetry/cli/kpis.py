@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import text
 
 from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
@@ -14,6 +15,8 @@ from fernando_telemetry.core.kpi_periods import KPI_PERIOD_TYPES, kpi_period_typ
 from fernando_telemetry.services import kpis
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
+
+_JOB_LOCK = "fernando_telemetry.job:kpis"  # the key jobs.kpi_run locks
 
 app = typer.Typer(
     help="Business KPIs from the events. Example: fernando-telemetry kpis compute --period daily --from 2026-11-01 --to 2026-11-30",
@@ -60,6 +63,9 @@ def compute(
             for each in periods:
                 progress_bar.update(task, description=f"{each.period_type} {each.label}")
                 with sessions.begin() as session:
+                    # the KPI job's lock: a running job finishes first, and skips its ticks while this holds it,
+                    # so the two never upsert the same rows in different orders (a deadlock)
+                    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": _JOB_LOCK})
                     rows += kpis.compute_period(session, period=each, now=now, oldest_day=oldest_day).rows
                 progress_bar.advance(task)
     span = f"{periods[0].label}..{periods[-1].label}" if periods else "nothing to do"
