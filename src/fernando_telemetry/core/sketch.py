@@ -64,7 +64,7 @@ KEY_OFFSET = 50_000
 KEY_LIMIT = 49_999
 """Bucket exponents are clamped to ``[-KEY_LIMIT, KEY_LIMIT]`` (only infinities reach it)."""
 
-_MAX_EXP_ARGUMENT = 709.0  # exp() of more overflows a double
+_EXP_ARGUMENT_RANGE = (-708.0, 709.0)  # exp() beyond it under- or overflows a double (PostgreSQL raises)
 
 
 def _exponent(magnitude: float) -> int:
@@ -74,7 +74,8 @@ def _exponent(magnitude: float) -> int:
 
 
 def _estimate(exponent: int) -> float:
-    return 2.0 * math.exp(min(exponent * LN_GAMMA, _MAX_EXP_ARGUMENT)) / (GAMMA + 1.0)
+    low, high = _EXP_ARGUMENT_RANGE
+    return 2.0 * math.exp(max(low, min(exponent * LN_GAMMA, high))) / (GAMMA + 1.0)
 
 
 def key_of(value: float) -> int:

@@ -286,13 +286,13 @@ def lock(session: Session, *, wait: bool) -> bool:
 
 def refresh_target(session: Session, *, now: datetime, safety_lag_s: float) -> datetime:
     """Up to where a refresh may advance the watermark: ``safety_lag_s`` before ``now`` (or the database's
-    clock, if earlier), and never past the start of a transaction of this database that has written and not
+    clock, if earlier), and never up to the start of a transaction of this database that has written and not
     ended, since its rows carry that start as ``created_at`` and are not visible yet."""
     return session.execute(
         text(
             """
             SELECT least(least(CAST(:now AS timestamptz), clock_timestamp()) - make_interval(secs => :lag),
-                         (SELECT min(a.xact_start) FROM pg_stat_activity a
+                         (SELECT min(a.xact_start) - interval '1 microsecond' FROM pg_stat_activity a
                            WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
                              AND a.pid <> pg_backend_pid() AND a.backend_xid IS NOT NULL))
             """

@@ -24,7 +24,7 @@ SOURCES = ("telemetry_events", "system_metrics", "traces")
 # The sketch of core/sketch.py in SQL, with its constants written out (a revision is frozen; a test checks
 # they still agree with core): relative accuracy 0.0075, gamma = 1.0075 / 0.9925, ln(gamma), key offset
 # 50000, exponents clamped to +-49999, magnitudes under 1e-300 counted as zero, NaN in the top bucket
-# (PostgreSQL sorts NaN above every number).
+# (PostgreSQL sorts NaN above every number), exp() arguments kept in [-708, 709] (PostgreSQL raises beyond).
 SKETCH_FUNCTIONS = (
     """
 CREATE FUNCTION rollup_sketch_key(x double precision) RETURNS integer
@@ -42,9 +42,9 @@ CREATE FUNCTION rollup_sketch_value(key integer) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 SELECT CASE
     WHEN key = 0 THEN 0::double precision
-    WHEN key > 0 THEN 2.0::double precision * exp(least((key - 50000) * CAST('0.015000281259492598' AS double precision), 709.0::double precision))
+    WHEN key > 0 THEN 2.0::double precision * exp(greatest(least((key - 50000) * CAST('0.015000281259492598' AS double precision), 709.0::double precision), -708.0::double precision))
                       / (CAST('1.0151133501259446' AS double precision) + 1.0::double precision)
-    ELSE -(2.0::double precision * exp(least((-key - 50000) * CAST('0.015000281259492598' AS double precision), 709.0::double precision))
+    ELSE -(2.0::double precision * exp(greatest(least((-key - 50000) * CAST('0.015000281259492598' AS double precision), 709.0::double precision), -708.0::double precision))
            / (CAST('1.0151133501259446' AS double precision) + 1.0::double precision))
 END
 $$
