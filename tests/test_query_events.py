@@ -387,6 +387,7 @@ class TestEventsApi:
             ({"evnt_type": "error_event"}, "unknown query parameter evnt_type; accepted:"),
             ({"payload.": "x"}, "name a key after 'payload.'"),
             ({"event_type": "nope"}, "event_type: 'nope' is not one of"),
+            ({"user_id": "u\x00"}, "user_id: NUL characters are not allowed"),
         ],
     )
     def test_bad_parameters_are_400_with_a_message(self, client: TestClient, tenant: Tenant, params: dict[str, str], message: str) -> None:
@@ -394,6 +395,11 @@ class TestEventsApi:
         response = client.get("/api/v1/events", params=params, headers=_auth(tenant.read_key))
         assert response.status_code == 400, response.text
         assert message in response.json()["error"]["message"]
+
+    def test_an_escaped_nul_in_a_json_value_is_matched_as_text(self, client: TestClient, tenant: Tenant) -> None:
+        """jsonb cannot hold the NUL that ["\\u0000"] stands for, so that value is matched only as a string: 200, not 500."""
+        response = client.get("/api/v1/events", params={"payload.a": '["\\u0000"]'}, headers=_auth(tenant.read_key))
+        assert response.status_code == 200 and response.json()["events"] == [], response.text
 
     def test_a_repeated_single_valued_parameter_is_a_400(self, client: TestClient, tenant: Tenant) -> None:
         """event_type given twice is refused rather than one of them silently winning."""

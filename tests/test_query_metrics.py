@@ -412,6 +412,8 @@ class TestSeriesApi:
             ("/api/v1/metrics/series", {"metric_name": "m", "labels.": "eu"}, "name a key after 'labels.'"),
             ("/api/v1/metrics/names", {"from": "last week"}, "from: 'last week' is not an ISO 8601 timestamp"),
             ("/api/v1/metrics/names", {"metric_name": "m"}, "unknown query parameter metric_name"),
+            ("/api/v1/metrics/series", {"metric_name": "m\x00"}, "metric_name: NUL characters are not allowed"),
+            ("/api/v1/metrics/names", {"service_name": "\x00"}, "service_name: NUL characters are not allowed"),
         ],
     )
     def test_bad_parameters_are_400_with_a_message(self, client: TestClient, tenant: Tenant, path: str, params: dict[str, str], message: str) -> None:

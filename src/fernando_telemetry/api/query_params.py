@@ -17,9 +17,17 @@ __all__ = ["check_names", "integer", "prefixed"]
 
 
 def check_names(request: Request, *, allowed: Collection[str], prefixes: Collection[str] = ()) -> None:
-    """400 for a parameter that is neither in ``allowed`` nor starts with one of ``prefixes``, and for an
-    ``allowed`` one given more than once (prefixed filters may repeat)."""
-    names = Counter(name for name, _ in request.query_params.multi_items())
+    """400 for a parameter that is neither in ``allowed`` nor starts with one of ``prefixes``, for an
+    ``allowed`` one given more than once (prefixed filters may repeat), and for a NUL in any name or value."""
+    pairs = request.query_params.multi_items()
+    with_nul = sorted({name[:60] for name, value in pairs if "\x00" in name or "\x00" in value})
+    if with_nul:
+        # PostgreSQL text cannot hold NUL: refuse here rather than fail in the database
+        raise InvalidInput(
+            f"{', '.join(with_nul)}: NUL characters are not allowed in query parameters",
+            details=[{"field": name, "reason": "NUL character"} for name in with_nul],
+        )
+    names = Counter(name for name, _ in pairs)
     unknown = sorted(name for name in names if name not in allowed and not name.startswith(tuple(prefixes)))
     if unknown:
         accepted = sorted(allowed) + [f"{prefix}<key>" for prefix in prefixes]

@@ -35,9 +35,19 @@ def value_alternatives(text: str) -> list[Any]:
         parsed = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
     except ValueError:
         return [text]
-    if isinstance(parsed, str):
+    if isinstance(parsed, str) or _has_nul(parsed):  # "\u0000" reads as NUL, which jsonb cannot hold
         return [text]
     return [parsed, text]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    return False
 
 
 def _not_json(constant: str) -> Any:
