@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 __all__ = ["GROUP_COLUMNS", "MetricFilter", "MetricPart", "raw_parts", "rollup_parts"]
 
+HOUR = timedelta(hours=1)
 GROUP_COLUMNS = ("host_name", "service_name")
 """Columns of the rollup grain a series can be grouped by."""
 
@@ -118,38 +119,46 @@ def raw_parts(
     group_column: str | None,
 ) -> list[MetricPart]:
     """Per hour of ``hours`` and group, the samples in that hour and in ``[start, end)``, aggregated from raw
-    rows as the hourly rollup would (one part per hour and group, so its quantiles are exact)."""
-    if not hours:
-        return []
+    rows as the hourly rollup would (one part per hour and group, so its quantiles are exact). Consecutive
+    hours are read with one range, bound as values so the plan reads only their partitions."""
     conditions, params = _conditions("m.", metric_filter)
-    rows = session.execute(
-        text(
-            f"""
-            SELECT h.hour AS bucket_start, g.grp, g.samples, g.observations, g.weighted_sum, g.value_min, g.value_max,
-                   g.q[1] AS p50, g.q[2] AS p90, g.q[3] AS p95, g.q[4] AS p99,
-                   s.keys AS sketch_keys, s.counts AS sketch_counts
-              FROM unnest(CAST(:hours AS timestamptz[])) AS h(hour)
-             CROSS JOIN LATERAL (
-                   SELECT {_group_expression("m.", group_column)} AS grp,
-                          count(*) AS samples,
-                          sum(m.sample_count) AS observations,
-                          sum(m.value * m.sample_count) AS weighted_sum,
-                          min(m.value) AS value_min,
-                          max(m.value) AS value_max,
-                          percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value) AS q,
-                          array_agg(rollup_sketch_key(m.value)) AS keys
-                     FROM system_metrics m
-                    WHERE {conditions}
-                      AND m."timestamp" >= greatest(h.hour, CAST(:start AS timestamptz))
-                      AND m."timestamp" < least(h.hour + interval '1 hour', CAST(:end AS timestamptz))
-                    GROUP BY 1
-                   ) g
-             CROSS JOIN LATERAL (
-                   SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
-                     FROM (SELECT u.key, count(*) AS count FROM unnest(g.keys) AS u(key) GROUP BY u.key) b
-                   ) s
-            """  # noqa: S608 - the group column is checked above
-        ),
-        {**params, "hours": list(hours), "start": start, "end": end},
+    statement = text(
+        f"""
+        SELECT g.bucket_start, g.grp, g.samples, g.observations, g.weighted_sum, g.value_min, g.value_max,
+               g.q[1] AS p50, g.q[2] AS p90, g.q[3] AS p95, g.q[4] AS p99,
+               s.keys AS sketch_keys, s.counts AS sketch_counts
+          FROM (SELECT date_trunc('hour', m."timestamp", 'UTC') AS bucket_start,
+                       {_group_expression("m.", group_column)} AS grp,
+                       count(*) AS samples,
+                       sum(m.sample_count) AS observations,
+                       sum(m.value * m.sample_count) AS weighted_sum,
+                       min(m.value) AS value_min,
+                       max(m.value) AS value_max,
+                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value) AS q,
+                       array_agg(rollup_sketch_key(m.value)) AS keys
+                  FROM system_metrics m
+                 WHERE {conditions} AND m."timestamp" >= :start AND m."timestamp" < :end
+                 GROUP BY 1, 2
+               ) g
+         CROSS JOIN LATERAL (
+               SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
+                 FROM (SELECT u.key, count(*) AS count FROM unnest(g.keys) AS u(key) GROUP BY u.key) b
+               ) s
+        """  # noqa: S608 - the group column is checked above
     )
-    return [_part(row) for row in rows]
+    parts: list[MetricPart] = []
+    for run_start, run_end in _runs(hours):
+        bounds = {"start": max(run_start, start), "end": min(run_end, end)}
+        parts += [_part(row) for row in session.execute(statement, {**params, **bounds})]
+    return parts
+
+
+def _runs(hours: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
+    """Consecutive hour starts as ``[first, last + 1 hour)`` ranges."""
+    runs: list[tuple[datetime, datetime]] = []
+    for hour in sorted(set(hours)):
+        if runs and runs[-1][1] == hour:
+            runs[-1] = (runs[-1][0], hour + HOUR)
+        else:
+            runs.append((hour, hour + HOUR))
+    return runs

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -78,33 +78,31 @@ class RollupCleanup:
     rows_deleted: int
 
 
-# Hourly rows from raw rows, for the hours in :hours (each a UTC hour start). One pass per hour over its
-# raw rows (a range on the partition column: partition pruning plus the BRIN or btree time index); exact
-# percentiles (percentile_cont with an array of fractions sorts once) and the sketch as sorted keys/counts.
+# Hourly rows from the raw rows of [:start, :end), whole UTC hours. The range is bound as values, so the
+# plan reads only its partitions, through their time indexes; exact percentiles (percentile_cont with an
+# array of fractions sorts once) and the sketch as sorted keys and counts.
 _EVENTS_HOURLY = """
 INSERT INTO telemetry_events_hourly (
     bucket_start, event_type, license_id, events, unique_users, unique_sessions, errors,
     duration_count, duration_sum, duration_min, duration_max,
     duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
-SELECT h.hour, g.event_type, g.license_id, g.events, g.unique_users, g.unique_sessions, g.errors,
+SELECT g.hour, g.event_type, g.license_id, g.events, g.unique_users, g.unique_sessions, g.errors,
        g.duration_count, g.duration_sum, g.duration_min, g.duration_max,
        g.q[1], g.q[2], g.q[3], g.q[4], coalesce(s.keys, '{}'), coalesce(s.counts, '{}')
-  FROM unnest(CAST(:hours AS timestamptz[])) AS h(hour)
- CROSS JOIN LATERAL (
-       SELECT e.event_type, e.license_id,
-              count(*) AS events,
-              count(DISTINCT e.user_id) AS unique_users,
-              count(DISTINCT e.session_id) AS unique_sessions,
-              count(*) FILTER (WHERE e.event_type = 'error_event' OR e.payload ? 'error') AS errors,
-              count(e.duration_ms) AS duration_count,
-              sum(e.duration_ms) AS duration_sum,
-              min(e.duration_ms) AS duration_min,
-              max(e.duration_ms) AS duration_max,
-              percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.duration_ms) AS q,
-              array_agg(rollup_sketch_key(e.duration_ms)) FILTER (WHERE e.duration_ms IS NOT NULL) AS keys
-         FROM telemetry_events e
-        WHERE e.event_timestamp >= h.hour AND e.event_timestamp < h.hour + interval '1 hour'
-        GROUP BY e.event_type, e.license_id
+  FROM (SELECT date_trunc('hour', e.event_timestamp, 'UTC') AS hour, e.event_type, e.license_id,
+               count(*) AS events,
+               count(DISTINCT e.user_id) AS unique_users,
+               count(DISTINCT e.session_id) AS unique_sessions,
+               count(*) FILTER (WHERE e.event_type = 'error_event' OR e.payload ? 'error') AS errors,
+               count(e.duration_ms) AS duration_count,
+               sum(e.duration_ms) AS duration_sum,
+               min(e.duration_ms) AS duration_min,
+               max(e.duration_ms) AS duration_max,
+               percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.duration_ms) AS q,
+               array_agg(rollup_sketch_key(e.duration_ms)) FILTER (WHERE e.duration_ms IS NOT NULL) AS keys
+          FROM telemetry_events e
+         WHERE e.event_timestamp >= :start AND e.event_timestamp < :end
+         GROUP BY 1, 2, 3
        ) g
  CROSS JOIN LATERAL (
        SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
@@ -116,22 +114,20 @@ _METRICS_HOURLY = """
 INSERT INTO system_metrics_hourly (
     bucket_start, service_name, metric_name, host_name, license_id, samples, value_sum, observations, weighted_sum,
     value_min, value_max, value_p50, value_p90, value_p95, value_p99, value_sketch_keys, value_sketch_counts)
-SELECT h.hour, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
+SELECT g.hour, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
        g.weighted_sum, g.value_min, g.value_max, g.q[1], g.q[2], g.q[3], g.q[4], s.keys, s.counts
-  FROM unnest(CAST(:hours AS timestamptz[])) AS h(hour)
- CROSS JOIN LATERAL (
-       SELECT m.service_name, m.metric_name, m.host_name, m.license_id,
-              count(*) AS samples,
-              sum(m.value) AS value_sum,
-              sum(m.sample_count) AS observations,
-              sum(m.value * m.sample_count) AS weighted_sum,
-              min(m.value) AS value_min,
-              max(m.value) AS value_max,
-              percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value) AS q,
-              array_agg(rollup_sketch_key(m.value)) AS keys
-         FROM system_metrics m
-        WHERE m."timestamp" >= h.hour AND m."timestamp" < h.hour + interval '1 hour'
-        GROUP BY m.service_name, m.metric_name, m.host_name, m.license_id
+  FROM (SELECT date_trunc('hour', m."timestamp", 'UTC') AS hour, m.service_name, m.metric_name, m.host_name, m.license_id,
+               count(*) AS samples,
+               sum(m.value) AS value_sum,
+               sum(m.sample_count) AS observations,
+               sum(m.value * m.sample_count) AS weighted_sum,
+               min(m.value) AS value_min,
+               max(m.value) AS value_max,
+               percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value) AS q,
+               array_agg(rollup_sketch_key(m.value)) AS keys
+          FROM system_metrics m
+         WHERE m."timestamp" >= :start AND m."timestamp" < :end
+         GROUP BY 1, 2, 3, 4, 5
        ) g
  CROSS JOIN LATERAL (
        SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
@@ -143,21 +139,19 @@ _TRACES_HOURLY = """
 INSERT INTO traces_hourly (
     bucket_start, service_name, operation_name, license_id, spans, errors, duration_sum, duration_min, duration_max,
     duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
-SELECT h.hour, g.service_name, g.operation_name, g.license_id, g.spans, g.errors, g.duration_sum, g.duration_min,
+SELECT g.hour, g.service_name, g.operation_name, g.license_id, g.spans, g.errors, g.duration_sum, g.duration_min,
        g.duration_max, g.q[1], g.q[2], g.q[3], g.q[4], s.keys, s.counts
-  FROM unnest(CAST(:hours AS timestamptz[])) AS h(hour)
- CROSS JOIN LATERAL (
-       SELECT t.service_name, t.operation_name, t.license_id,
-              count(*) AS spans,
-              count(*) FILTER (WHERE t.status = 'error') AS errors,
-              sum(t.duration_ms) AS duration_sum,
-              min(t.duration_ms) AS duration_min,
-              max(t.duration_ms) AS duration_max,
-              percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY t.duration_ms) AS q,
-              array_agg(rollup_sketch_key(t.duration_ms)) AS keys
-         FROM traces t
-        WHERE t.start_time >= h.hour AND t.start_time < h.hour + interval '1 hour'
-        GROUP BY t.service_name, t.operation_name, t.license_id
+  FROM (SELECT date_trunc('hour', t.start_time, 'UTC') AS hour, t.service_name, t.operation_name, t.license_id,
+               count(*) AS spans,
+               count(*) FILTER (WHERE t.status = 'error') AS errors,
+               sum(t.duration_ms) AS duration_sum,
+               min(t.duration_ms) AS duration_min,
+               max(t.duration_ms) AS duration_max,
+               percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY t.duration_ms) AS q,
+               array_agg(rollup_sketch_key(t.duration_ms)) AS keys
+          FROM traces t
+         WHERE t.start_time >= :start AND t.start_time < :end
+         GROUP BY 1, 2, 3, 4
        ) g
  CROSS JOIN LATERAL (
        SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
@@ -402,11 +396,26 @@ def recompute_hours(session: Session, *, table: str, hours: Sequence[datetime]) 
     if not hours:
         return 0
     source = _source(table)
-    session.execute(
-        text(f"DELETE FROM {source.hourly_table} WHERE bucket_start = ANY(CAST(:hours AS timestamptz[]))"),  # noqa: S608
-        {"hours": list(hours)},
-    )
-    return int(session.execute(text(source.hourly_insert), {"hours": list(hours)}).rowcount or 0)
+    written = 0
+    for start, end in _runs(hours, step=timedelta(hours=1)):
+        range_params = {"start": start, "end": end}
+        session.execute(
+            text(f"DELETE FROM {source.hourly_table} WHERE bucket_start >= :start AND bucket_start < :end"),  # noqa: S608
+            range_params,
+        )
+        written += int(session.execute(text(source.hourly_insert), range_params).rowcount or 0)
+    return written
+
+
+def _runs(starts: Sequence[datetime], *, step: timedelta) -> list[tuple[datetime, datetime]]:
+    """Consecutive bucket starts as ``[first, last + step)`` ranges."""
+    runs: list[tuple[datetime, datetime]] = []
+    for start in sorted(set(starts)):
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], start + step)
+        else:
+            runs.append((start, start + step))
+    return runs
 
 
 def recompute_days(session: Session, *, table: str, days: Sequence[datetime]) -> int:

@@ -112,23 +112,113 @@ SKETCH_FUNCTION_SIGNATURES = (
 )
 
 
-def _pending_hours(table: str, time_column: str) -> str:
-    """The hours of ``table`` not (or no longer) reflected in its rollups: marked dirty, or holding rows
-    written after the watermark. Found through the BRIN index on created_at."""
-    return f"""
-    SELECT d.bucket_start AS hour FROM rollup_dirty_buckets d
-     WHERE d.source_table = '{table}' AND d.grain = 'hour'
-    UNION
-    SELECT date_trunc('hour', raw."{time_column}", 'UTC') FROM {table} raw
-     WHERE raw.created_at > coalesce((SELECT s.watermark FROM rollup_state s WHERE s.source_table = '{table}'), '-infinity')"""
+# The tail of the views, as plpgsql functions: the planner costs a view at a few pending hours instead of
+# every partition of the raw table (and does not JIT-compile a plan that reads a few thousand rows), and
+# each function's query is planned with its actual hour or watermark (EXECUTE ... USING), so it reads one
+# partition through its time index.
+TAIL_FUNCTIONS = (
+    # The hours of a raw table its rollups do not hold: marked dirty, or holding rows written after the
+    # watermark (found through the BRIN index on created_at, planned with the watermark's value).
+    """
+CREATE FUNCTION rollup_pending_hours(source_table text) RETURNS SETOF timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 4 AS $$
+DECLARE
+    time_column text := CASE source_table
+        WHEN 'telemetry_events' THEN 'event_timestamp' WHEN 'system_metrics' THEN 'timestamp' WHEN 'traces' THEN 'start_time' END;
+    mark timestamptz;
+BEGIN
+    IF time_column IS NULL THEN
+        RAISE EXCEPTION 'rollup_pending_hours: % has no rollups', source_table;
+    END IF;
+    SELECT s.watermark INTO mark FROM rollup_state s WHERE s.source_table = rollup_pending_hours.source_table;
+    RETURN QUERY EXECUTE format(
+        'SELECT d.bucket_start FROM rollup_dirty_buckets d WHERE d.source_table = $1 AND d.grain = ''hour'' '
+        'UNION SELECT date_trunc(''hour'', raw.%I, ''UTC'') FROM %I raw WHERE raw.created_at > $2',
+        time_column, source_table)
+        USING source_table, coalesce(mark, '-infinity');
+END
+$$
+""",
+    # One hour of each view, aggregated from raw rows (a range on the partition column: one partition).
+    """
+CREATE FUNCTION telemetry_events_hour_summary(hour timestamptz)
+RETURNS TABLE (event_type text, license_id bigint, events bigint, unique_users bigint, unique_sessions bigint,
+               avg_duration_ms double precision, p95_duration_ms double precision, errors bigint)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 20
+SET jit = off
+AS $$
+BEGIN
+    -- EXECUTE: planned with the hour's value, so for its partition and time index only
+    RETURN QUERY EXECUTE '
+SELECT e.event_type::text, e.license_id, count(*), count(DISTINCT e.user_id), count(DISTINCT e.session_id), avg(e.duration_ms),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration_ms),
+       count(*) FILTER (WHERE e.event_type = ''error_event'' OR e.payload ? ''error'')
+  FROM telemetry_events e
+ WHERE e.event_timestamp >= $1 AND e.event_timestamp < $1 + interval ''1 hour''
+ GROUP BY e.event_type, e.license_id'
+    USING hour;
+END
+$$
+""",
+    """
+CREATE FUNCTION system_metrics_hour_summary(hour timestamptz)
+RETURNS TABLE (service_name text, metric_name text, samples bigint, avg_value double precision, min_value double precision,
+               max_value double precision, p50 double precision, p90 double precision, p95 double precision, p99 double precision)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 20
+SET jit = off
+AS $$
+BEGIN
+    -- EXECUTE: planned with the hour's value, so for its partition and time index only
+    RETURN QUERY EXECUTE '
+SELECT m.service_name::text, m.metric_name::text, count(*), avg(m.value), min(m.value), max(m.value),
+       percentile_cont(0.50) WITHIN GROUP (ORDER BY m.value), percentile_cont(0.90) WITHIN GROUP (ORDER BY m.value),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY m.value), percentile_cont(0.99) WITHIN GROUP (ORDER BY m.value)
+  FROM system_metrics m
+ WHERE m."timestamp" >= $1 AND m."timestamp" < $1 + interval ''1 hour''
+ GROUP BY m.service_name, m.metric_name'
+    USING hour;
+END
+$$
+""",
+    """
+CREATE FUNCTION traces_hour_summary(hour timestamptz)
+RETURNS TABLE (service_name text, operation_name text, spans bigint, errors bigint, error_rate double precision,
+               p50_duration_ms double precision, p95_duration_ms double precision, p99_duration_ms double precision)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 20
+SET jit = off
+AS $$
+BEGIN
+    -- EXECUTE: planned with the hour's value, so for its partition and time index only
+    RETURN QUERY EXECUTE '
+SELECT t.service_name::text, t.operation_name::text, count(*), count(*) FILTER (WHERE t.status = ''error''),
+       (count(*) FILTER (WHERE t.status = ''error''))::double precision / count(*),
+       percentile_cont(0.50) WITHIN GROUP (ORDER BY t.duration_ms), percentile_cont(0.95) WITHIN GROUP (ORDER BY t.duration_ms),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY t.duration_ms)
+  FROM traces t
+ WHERE t.start_time >= $1 AND t.start_time < $1 + interval ''1 hour''
+ GROUP BY t.service_name, t.operation_name'
+    USING hour;
+END
+$$
+""",
+    # Arrays of several rows end to end (the sketches of one view row, merged by the view).
+    """
+CREATE AGGREGATE rollup_concat(anycompatiblearray) (SFUNC = array_cat, STYPE = anycompatiblearray, INITCOND = '{}')
+""",
+)
+TAIL_FUNCTION_SIGNATURES = (
+    "traces_hour_summary(timestamptz)",
+    "system_metrics_hour_summary(timestamptz)",
+    "telemetry_events_hour_summary(timestamptz)",
+    "rollup_pending_hours(text)",
+)
 
-
-# Each view: rolled-up hours from the hourly table, plus the pending hours aggregated from raw rows.
-# A filter on hour reaches both branches (the raw one through the pending hours, then a range scan per hour).
+# Each view: the rolled-up hours from the hourly table, plus the pending hours aggregated from raw rows.
+# A filter on hour reaches both branches: an index range on bucket_start, and the pending hours of the range.
 VIEWS = (
-    f"""
+    """
 CREATE OR REPLACE VIEW telemetry_events_hourly_summary WITH (security_invoker = true) AS
-WITH pending AS MATERIALIZED ({_pending_hours("telemetry_events", "event_timestamp")})
+WITH pending AS MATERIALIZED (SELECT p AS hour FROM rollup_pending_hours('telemetry_events') AS p)
 SELECT r.bucket_start AS hour,
        r.event_type,
        r.license_id,
@@ -141,26 +231,14 @@ SELECT r.bucket_start AS hour,
   FROM telemetry_events_hourly r
  WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE p.hour = r.bucket_start)
 UNION ALL
-SELECT p.hour, raw.event_type, raw.license_id, raw.events, raw.unique_users, raw.unique_sessions,
+SELECT p.hour, raw.event_type::varchar(25), raw.license_id, raw.events, raw.unique_users, raw.unique_sessions,
        raw.avg_duration_ms, raw.p95_duration_ms, raw.errors
   FROM pending p
- CROSS JOIN LATERAL (
-       SELECT e.event_type,
-              e.license_id,
-              count(*) AS events,
-              count(DISTINCT e.user_id) AS unique_users,
-              count(DISTINCT e.session_id) AS unique_sessions,
-              avg(e.duration_ms) AS avg_duration_ms,
-              percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration_ms) AS p95_duration_ms,
-              count(*) FILTER (WHERE e.event_type = 'error_event' OR e.payload ? 'error') AS errors
-         FROM telemetry_events e
-        WHERE e.event_timestamp >= p.hour AND e.event_timestamp < p.hour + interval '1 hour'
-        GROUP BY e.event_type, e.license_id
-       ) raw
+ CROSS JOIN LATERAL telemetry_events_hour_summary(p.hour) raw
 """,
-    f"""
+    """
 CREATE OR REPLACE VIEW system_metrics_service_summary WITH (security_invoker = true) AS
-WITH pending AS MATERIALIZED ({_pending_hours("system_metrics", "timestamp")})
+WITH pending AS MATERIALIZED (SELECT p AS hour FROM rollup_pending_hours('system_metrics') AS p)
 SELECT g.hour,
        g.service_name,
        g.metric_name,
@@ -168,10 +246,10 @@ SELECT g.hour,
        g.avg_value,
        g.min_value,
        g.max_value,
-       CASE WHEN g.parts = 1 THEN g.p50 ELSE merged.quantiles[1] END AS p50,
-       CASE WHEN g.parts = 1 THEN g.p90 ELSE merged.quantiles[2] END AS p90,
-       CASE WHEN g.parts = 1 THEN g.p95 ELSE merged.quantiles[3] END AS p95,
-       CASE WHEN g.parts = 1 THEN g.p99 ELSE merged.quantiles[4] END AS p99
+       CASE WHEN g.parts = 1 THEN g.p50 ELSE m.merged[1] END AS p50,
+       CASE WHEN g.parts = 1 THEN g.p90 ELSE m.merged[2] END AS p90,
+       CASE WHEN g.parts = 1 THEN g.p95 ELSE m.merged[3] END AS p95,
+       CASE WHEN g.parts = 1 THEN g.p99 ELSE m.merged[4] END AS p99
   FROM (SELECT r.bucket_start AS hour,
                r.service_name,
                r.metric_name,
@@ -183,99 +261,75 @@ SELECT g.hour,
                min(r.value_p50) AS p50,
                min(r.value_p90) AS p90,
                min(r.value_p95) AS p95,
-               min(r.value_p99) AS p99
+               min(r.value_p99) AS p99,
+               rollup_concat(r.value_sketch_keys) AS sketch_keys,
+               rollup_concat(r.value_sketch_counts) AS sketch_counts
           FROM system_metrics_hourly r
          WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE p.hour = r.bucket_start)
          GROUP BY r.bucket_start, r.service_name, r.metric_name
        ) g
-  -- several hosts or licenses in one group: merge their sketches (skipped when one row holds the group)
-  CROSS JOIN LATERAL (
-       SELECT CASE WHEN g.parts > 1 THEN rollup_sketch_quantiles(array_agg(b.key ORDER BY b.key), array_agg(b.count ORDER BY b.key),
-                                      '{{0.5,0.9,0.95,0.99}}', g.min_value, g.max_value) END AS quantiles
-         FROM (SELECT u.key, sum(u.count)::bigint AS count
-                 FROM system_metrics_hourly r2
-                CROSS JOIN LATERAL unnest(r2.value_sketch_keys, r2.value_sketch_counts) AS u(key, count)
-                WHERE g.parts > 1 AND r2.bucket_start = g.hour AND r2.metric_name = g.metric_name
-                  AND r2.service_name IS NOT DISTINCT FROM g.service_name
-                GROUP BY u.key) b
-       ) merged
-UNION ALL
-SELECT p.hour, raw.service_name, raw.metric_name, raw.samples, raw.avg_value, raw.min_value, raw.max_value,
-       raw.p50, raw.p90, raw.p95, raw.p99
-  FROM pending p
+ -- several hosts or licenses in one view row: their sketches' buckets in key order are the merged sketch (a key may
+ -- repeat; the quantile walk adds up counts all the same). OFFSET 0: computed once per row.
  CROSS JOIN LATERAL (
-       SELECT m.service_name,
-              m.metric_name,
-              count(*) AS samples,
-              avg(m.value) AS avg_value,
-              min(m.value) AS min_value,
-              max(m.value) AS max_value,
-              percentile_cont(0.50) WITHIN GROUP (ORDER BY m.value) AS p50,
-              percentile_cont(0.90) WITHIN GROUP (ORDER BY m.value) AS p90,
-              percentile_cont(0.95) WITHIN GROUP (ORDER BY m.value) AS p95,
-              percentile_cont(0.99) WITHIN GROUP (ORDER BY m.value) AS p99
-         FROM system_metrics m
-        WHERE m."timestamp" >= p.hour AND m."timestamp" < p.hour + interval '1 hour'
-        GROUP BY m.service_name, m.metric_name
-       ) raw
+       SELECT CASE WHEN g.parts > 1 THEN (
+                  SELECT rollup_sketch_quantiles(array_agg(u.key ORDER BY u.key), array_agg(u.count ORDER BY u.key),
+                                                 '{0.5,0.9,0.95,0.99}', g.min_value, g.max_value)
+                    FROM unnest(g.sketch_keys, g.sketch_counts) AS u(key, count)
+              ) END AS merged
+       OFFSET 0
+       ) m
+UNION ALL
+SELECT p.hour, raw.service_name::varchar(100), raw.metric_name::varchar(200), raw.samples, raw.avg_value, raw.min_value,
+       raw.max_value, raw.p50, raw.p90, raw.p95, raw.p99
+  FROM pending p
+ CROSS JOIN LATERAL system_metrics_hour_summary(p.hour) raw
 """,
-    f"""
+    """
 CREATE OR REPLACE VIEW traces_service_summary WITH (security_invoker = true) AS
-WITH pending AS MATERIALIZED ({_pending_hours("traces", "start_time")})
+WITH pending AS MATERIALIZED (SELECT p AS hour FROM rollup_pending_hours('traces') AS p)
 SELECT g.hour,
        g.service_name,
        g.operation_name,
        g.spans,
        g.errors,
        g.errors::double precision / g.spans AS error_rate,
-       CASE WHEN g.parts = 1 THEN g.p50 ELSE merged.quantiles[1] END AS p50_duration_ms,
-       CASE WHEN g.parts = 1 THEN g.p95 ELSE merged.quantiles[2] END AS p95_duration_ms,
-       CASE WHEN g.parts = 1 THEN g.p99 ELSE merged.quantiles[3] END AS p99_duration_ms
+       CASE WHEN g.parts = 1 THEN g.p50 ELSE m.merged[1] END AS p50_duration_ms,
+       CASE WHEN g.parts = 1 THEN g.p95 ELSE m.merged[2] END AS p95_duration_ms,
+       CASE WHEN g.parts = 1 THEN g.p99 ELSE m.merged[3] END AS p99_duration_ms
   FROM (SELECT r.bucket_start AS hour,
                r.service_name,
                r.operation_name,
                sum(r.spans)::bigint AS spans,
                sum(r.errors)::bigint AS errors,
-               min(r.duration_min) AS duration_min,
-               max(r.duration_max) AS duration_max,
                count(*) AS parts,
                min(r.duration_p50) AS p50,
                min(r.duration_p95) AS p95,
-               min(r.duration_p99) AS p99
+               min(r.duration_p99) AS p99,
+               min(r.duration_min) AS duration_min,
+               max(r.duration_max) AS duration_max,
+               rollup_concat(r.duration_sketch_keys) AS sketch_keys,
+               rollup_concat(r.duration_sketch_counts) AS sketch_counts
           FROM traces_hourly r
          WHERE NOT EXISTS (SELECT 1 FROM pending p WHERE p.hour = r.bucket_start)
          GROUP BY r.bucket_start, r.service_name, r.operation_name
        ) g
-  -- several licenses in one group: merge their sketches (skipped when one row holds the group)
-  CROSS JOIN LATERAL (
-       SELECT CASE WHEN g.parts > 1 THEN rollup_sketch_quantiles(array_agg(b.key ORDER BY b.key), array_agg(b.count ORDER BY b.key),
-                                      '{{0.5,0.95,0.99}}', g.duration_min, g.duration_max) END AS quantiles
-         FROM (SELECT u.key, sum(u.count)::bigint AS count
-                 FROM traces_hourly r2
-                CROSS JOIN LATERAL unnest(r2.duration_sketch_keys, r2.duration_sketch_counts) AS u(key, count)
-                WHERE g.parts > 1 AND r2.bucket_start = g.hour AND r2.service_name = g.service_name
-                  AND r2.operation_name = g.operation_name
-                GROUP BY u.key) b
-       ) merged
+ -- several licenses in one view row: their sketches' buckets in key order are the merged sketch (OFFSET 0: once per row)
+ CROSS JOIN LATERAL (
+       SELECT CASE WHEN g.parts > 1 THEN (
+                  SELECT rollup_sketch_quantiles(array_agg(u.key ORDER BY u.key), array_agg(u.count ORDER BY u.key),
+                                                 '{0.5,0.95,0.99}', g.duration_min, g.duration_max)
+                    FROM unnest(g.sketch_keys, g.sketch_counts) AS u(key, count)
+              ) END AS merged
+       OFFSET 0
+       ) m
 UNION ALL
-SELECT p.hour, raw.service_name, raw.operation_name, raw.spans, raw.errors, raw.error_rate,
+SELECT p.hour, raw.service_name::varchar(100), raw.operation_name::varchar(255), raw.spans, raw.errors, raw.error_rate,
        raw.p50_duration_ms, raw.p95_duration_ms, raw.p99_duration_ms
   FROM pending p
- CROSS JOIN LATERAL (
-       SELECT t.service_name,
-              t.operation_name,
-              count(*) AS spans,
-              count(*) FILTER (WHERE t.status = 'error') AS errors,
-              (count(*) FILTER (WHERE t.status = 'error'))::double precision / count(*) AS error_rate,
-              percentile_cont(0.50) WITHIN GROUP (ORDER BY t.duration_ms) AS p50_duration_ms,
-              percentile_cont(0.95) WITHIN GROUP (ORDER BY t.duration_ms) AS p95_duration_ms,
-              percentile_cont(0.99) WITHIN GROUP (ORDER BY t.duration_ms) AS p99_duration_ms
-         FROM traces t
-        WHERE t.start_time >= p.hour AND t.start_time < p.hour + interval '1 hour'
-        GROUP BY t.service_name, t.operation_name
-       ) raw
+ CROSS JOIN LATERAL traces_hour_summary(p.hour) raw
 """,
 )
+
 
 # Revision 0001's definitions, restored by the downgrade.
 VIEWS_0001 = (
@@ -558,7 +612,7 @@ def upgrade() -> None:
     for table in SOURCES:
         op.create_index(
             f"ix_{table}_created_at_brin", table, ["created_at"], unique=False,
-            postgresql_using="brin", postgresql_with={"autosummarize": "on"},
+            postgresql_using="brin", postgresql_with={"pages_per_range": "16", "autosummarize": "on"},
         )
     op.create_table(
         "rollup_state",
@@ -585,7 +639,7 @@ def upgrade() -> None:
         _create_event_rollup(f"telemetry_events_{grain}")
         _create_metric_rollup(f"system_metrics_{grain}")
         _create_span_rollup(f"traces_{grain}")
-    for statement in SKETCH_FUNCTIONS:
+    for statement in (*SKETCH_FUNCTIONS, *TAIL_FUNCTIONS):
         op.execute(statement)
     for statement in VIEWS:
         op.execute(statement)
@@ -598,6 +652,9 @@ def downgrade() -> None:
     op.execute(CLEANUP_OLD_TELEMETRY_DATA_0001)
     for statement in VIEWS_0001:
         op.execute(statement)
+    for signature in TAIL_FUNCTION_SIGNATURES:
+        op.execute(f"DROP FUNCTION IF EXISTS {signature}")
+    op.execute("DROP AGGREGATE IF EXISTS rollup_concat(anycompatiblearray)")
     for signature in SKETCH_FUNCTION_SIGNATURES:
         op.execute(f"DROP FUNCTION IF EXISTS {signature}")
     for grain in ("daily", "hourly"):
