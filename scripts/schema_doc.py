@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from fernando_telemetry.services import partitions, schema
+from fernando_telemetry.services import partitions, rollups, schema
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory, sqlalchemy_url
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
 
@@ -56,7 +56,20 @@ FUNCTIONS = {
     "ensure_daily_partitions": "Creates the missing daily partitions of one partitioned table for "
     "[first day, last day] (create standalone, then ATTACH); idempotent, serialised per table by an advisory lock.",
     "cleanup_old_telemetry_data": "Retention: drops whole daily partitions older than each table's cutoff and "
-    "deletes the older rows of the boundary partition only; one result row per table.",
+    "deletes the older rows of the boundary partition only; one result row per table. Each cutoff is truncated "
+    "to its UTC hour and capped at the oldest hour or day the rollups do not hold yet.",
+    "cleanup_old_rollups": "Rollup retention: deletes hourly and daily rollup rows older than their own retention, "
+    "never hourly rows whose raw rows are still kept or whose day is not rolled up yet; one result row per table.",
+    "rollup_sketch_key": "The percentile sketch's order-preserving bucket key of a value (core/sketch.py in SQL).",
+    "rollup_sketch_value": "The estimate of every value counted under a sketch key.",
+    "rollup_sketch_quantiles": "Quantiles (percentile_cont's definition) of a sketch given as ascending keys and "
+    "counts, clamped to the exact lowest and highest value.",
+    "rollup_concat": "Aggregate: arrays end to end (the sketches of several rollup rows, merged by the views).",
+    "rollup_pending_hours": "The hours of a raw table its rollups do not hold yet: marked dirty, or holding rows "
+    "written after the watermark (the views' raw tail).",
+    "telemetry_events_hour_summary": "One hour of telemetry_events_hourly_summary computed from raw rows (the tail).",
+    "system_metrics_hour_summary": "One hour of system_metrics_service_summary computed from raw rows (the tail).",
+    "traces_hour_summary": "One hour of traces_service_summary computed from raw rows (the tail).",
 }
 
 # -- the data set the plans are taken on ---------------------------------------------------------
@@ -187,6 +200,12 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "instead be answered by an index-only scan of `ix_telemetry_events_event_type_event_timestamp` on "
         "PostgreSQL 18, whose B-tree skip scan does not need the leading `event_type`.",
     ),
+    "ix_telemetry_events_created_at_brin": IndexQuery(
+        "events written since the rollup watermark, whatever their event time (rollup refresh, the views' tail)",
+        "SELECT DISTINCT date_trunc('hour', event_timestamp, 'UTC') FROM telemetry_events WHERE created_at > '{watermark}'",
+        "`created_at` follows insertion order, so 16-page ranges hold narrow time spans; a late row for an old day "
+        "lands at the end of that day's partition, in a range whose summary covers its `created_at`.",
+    ),
     "ix_telemetry_events_event_type_event_timestamp": IndexQuery(
         "events of one type, newest first (dashboard, GET /api/v1/events?event_type=)",
         "SELECT event_id, event_name, user_id, event_timestamp FROM telemetry_events\n"
@@ -222,6 +241,10 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "SELECT service_name, metric_name, count(*), avg(value), max(value) FROM system_metrics\n"
         " WHERE \"timestamp\" >= '2026-11-03 10:00+00' AND \"timestamp\" < '2026-11-03 11:00+00'\n"
         " GROUP BY 1, 2",
+    ),
+    "ix_system_metrics_created_at_brin": IndexQuery(
+        "samples written since the rollup watermark, whatever their time (rollup refresh, the views' tail)",
+        "SELECT DISTINCT date_trunc('hour', \"timestamp\", 'UTC') FROM system_metrics WHERE created_at > '{watermark}'",
     ),
     "ix_system_metrics_labels_gin": IndexQuery(
         "label filters over a time range (labels @> '{\"endpoint\": ...}')",
@@ -295,11 +318,69 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "   AND start_time >= '2026-11-03 00:00+00' AND start_time < '2026-11-05 00:00+00'\n"
         " ORDER BY start_time DESC LIMIT 100",
     ),
+    "ix_traces_created_at_brin": IndexQuery(
+        "spans written since the rollup watermark, whatever their start time (rollup refresh, the views' tail)",
+        "SELECT DISTINCT date_trunc('hour', start_time, 'UTC') FROM traces WHERE created_at > '{watermark}'",
+    ),
     "ix_traces_attributes_gin": IndexQuery(
         "attribute filters over a time range (attributes @> '{\"peer.service\": ...}')",
         "SELECT trace_id, span_id, service_name, operation_name, start_time FROM traces\n"
         " WHERE attributes @> '{{\"peer.service\": \"payments-gateway\"}}'\n"
         "   AND start_time >= '2026-11-02 00:00+00' AND start_time < '2026-11-05 00:00+00'",
+    ),
+    # -- rollups -------------------------------------------------------------------------------
+    "uq_telemetry_events_hourly_grain": IndexQuery(
+        "hourly event rollups over a time range (the hourly summary view); one row per hour, type and license",
+        "SELECT bucket_start, event_type, license_id, events, unique_users FROM telemetry_events_hourly\n"
+        " WHERE bucket_start >= '2026-11-03 10:00+00' AND bucket_start < '2026-11-03 12:00+00'",
+    ),
+    "uq_telemetry_events_daily_grain": IndexQuery(
+        "daily event rollups over a range of days; one row per day, type and license",
+        "SELECT bucket_start, event_type, license_id, events, unique_users FROM telemetry_events_daily\n"
+        " WHERE bucket_start >= '2026-11-02 00:00+00' AND bucket_start < '2026-11-03 00:00+00'",
+    ),
+    "uq_system_metrics_hourly_grain": IndexQuery(
+        "hourly metric rollups over a time range (the service summary view); one row per hour, service, metric, "
+        "host and license",
+        "SELECT bucket_start, service_name, metric_name, samples, value_p95 FROM system_metrics_hourly\n"
+        " WHERE bucket_start >= '2026-11-03 10:00+00' AND bucket_start < '2026-11-03 12:00+00'",
+    ),
+    "uq_system_metrics_daily_grain": IndexQuery(
+        "daily metric rollups over a range of days; one row per day, service, metric, host and license",
+        "SELECT bucket_start, service_name, metric_name, samples, value_p95 FROM system_metrics_daily\n"
+        " WHERE bucket_start = '2026-11-02 00:00+00' AND service_name = 'checkout'",
+    ),
+    "ix_system_metrics_hourly_metric_name_bucket_start": IndexQuery(
+        "one metric over time from the hourly rollups (metric series at step=1h)",
+        "SELECT bucket_start, host_name, observations, weighted_sum FROM system_metrics_hourly\n"
+        " WHERE metric_name = 'queue.depth' AND bucket_start >= '2026-11-02 00:00+00' AND bucket_start < '2026-11-04 00:00+00'",
+    ),
+    "ix_system_metrics_daily_metric_name_bucket_start": IndexQuery(
+        "one metric over time from the daily rollups (metric series at step=1d)",
+        "SELECT bucket_start, host_name, observations, weighted_sum FROM system_metrics_daily\n"
+        " WHERE metric_name = 'queue.depth' AND bucket_start >= '2026-11-01 00:00+00' AND bucket_start < '2026-11-04 00:00+00'",
+    ),
+    "uq_traces_hourly_grain": IndexQuery(
+        "hourly span rollups over a time range (the traces summary view); one row per hour, service, operation "
+        "and license",
+        "SELECT bucket_start, service_name, operation_name, spans, duration_p95 FROM traces_hourly\n"
+        " WHERE bucket_start >= '2026-11-03 10:00+00' AND bucket_start < '2026-11-03 12:00+00'",
+    ),
+    "uq_traces_daily_grain": IndexQuery(
+        "daily span rollups over a range of days; one row per day, service, operation and license",
+        "SELECT bucket_start, service_name, operation_name, spans, duration_p95 FROM traces_daily\n"
+        " WHERE bucket_start >= '2026-11-02 00:00+00' AND bucket_start < '2026-11-03 00:00+00'",
+    ),
+    "pk_rollup_state": IndexQuery(
+        "a raw table's rollup watermark (every refresh step, the views' tail)",
+        "SELECT watermark FROM rollup_state WHERE source_table = 'traces'",
+        "Three rows: a sequential scan is cheaper than the index, which exists as the primary key.",
+    ),
+    "pk_rollup_dirty_buckets": IndexQuery(
+        "the oldest dirty hours of a raw table (refresh); one mark per bucket",
+        "SELECT bucket_start FROM rollup_dirty_buckets WHERE source_table = 'traces' AND grain = 'hour'\n"
+        " ORDER BY bucket_start LIMIT 24",
+        "Empty between refreshes (a few rows at most), so a sequential scan is what the plan takes.",
     ),
 }
 
@@ -466,6 +547,18 @@ def load(url: str) -> dict[str, int]:
         connection.commit()
         connection.autocommit = True
         connection.execute("VACUUM ANALYZE")
+    engine = make_engine(url, pool_size=1)
+    try:
+        with session_factory(engine).begin() as session:
+            rollups.refresh(session, now=datetime.now(UTC), safety_lag_s=0)
+    finally:
+        engine.dispose()
+    with psycopg.connect(libpq_url(url), options="-c timezone=UTC", autocommit=True) as connection:
+        for table in ("telemetry_events_hourly", "system_metrics_hourly", "traces_hourly"):
+            counts[table] = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]  # type: ignore[index]
+        connection.execute("VACUUM ANALYZE")
+        watermark = connection.execute("SELECT min(watermark) FROM rollup_state").fetchone()[0]  # type: ignore[index]
+        SAMPLE["watermark"] = watermark.isoformat()
     return counts
 
 
@@ -1071,11 +1164,11 @@ def _without(report: IndexReport) -> str:
 def _partitions_scanned(plan: Plan, partitions_of: dict[str, list[str]]) -> tuple[str, bool]:
     """How many partitions of each partitioned table the plan reads, and whether it reads all of them."""
     parts, all_scanned = [], False
-    for table, partitions in partitions_of.items():
-        scanned = [relation for relation in plan.relations if relation in partitions]
+    for table, table_partitions in partitions_of.items():
+        scanned = [relation for relation in plan.relations if relation in table_partitions]
         if scanned:
-            parts.append(f"scans {len(scanned)} of the {len(partitions)} partitions of `{table}`")
-            all_scanned = all_scanned or len(scanned) == len(partitions)
+            parts.append(f"scans {len(scanned)} of the {len(table_partitions)} partitions of `{table}`")
+            all_scanned = all_scanned or len(scanned) == len(table_partitions)
     return "; ".join(parts), all_scanned
 
 

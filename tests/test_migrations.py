@@ -23,6 +23,11 @@ FUNCTIONS = {
     "rollup_sketch_key",
     "rollup_sketch_value",
     "rollup_sketch_quantiles",
+    "rollup_concat",
+    "rollup_pending_hours",
+    "telemetry_events_hour_summary",
+    "system_metrics_hour_summary",
+    "traces_hour_summary",
 }
 
 
