@@ -274,13 +274,16 @@ class FixedSource:
 
 
 class TestPointSources:
-    def test_raw_is_the_source_today_and_can_be_forced(self, session: Session) -> None:
-        """auto answers from raw rows; source=raw gives the same answer; rollup is not available yet (a 400)."""
+    def test_minute_steps_come_from_raw_and_rollup_cannot_be_forced_on_them(self, session: Session) -> None:
+        """auto answers a minute step from raw rows; source=raw gives the same answer; rollup refuses it (a 400);
+        an unknown source is a 400 naming the available ones."""
         sample(session, at=at(seconds=1), value=3.0)
         auto, raw = query(session, end=at(2)), query(session, end=at(2), source="raw")
         assert auto.source == raw.source == "raw" and auto.series == raw.series
-        with pytest.raises(InvalidInput, match="source: 'rollup' is not available; use one of auto, raw"):
-            query(session, source="rollup")
+        with pytest.raises(InvalidInput, match="source=rollup cannot serve this request"):
+            query(session, end=at(2), source="rollup")
+        with pytest.raises(InvalidInput, match="source: 'cache' is not available; use one of auto, rollup, raw"):
+            query(session, source="cache")
 
     def test_auto_prefers_the_first_source_that_serves_and_falls_back(self, session: Session) -> None:
         """With a plugged-in source listed first, auto uses it where it serves (1h) and raw elsewhere (1m)."""
@@ -407,7 +410,8 @@ class TestSeriesApi:
             ("/api/v1/metrics/series", {"metric_name": "m", "from": "2026-01-01T00:00:00Z", "to": "2026-01-09T00:00:00Z", "step": "1m"},
              "step=1m gives 11,520 points over this range, more than the 11,000 allowed; use step=5m"),
             ("/api/v1/metrics/series", {"metric_name": "m", "from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "must be after from"),
-            ("/api/v1/metrics/series", {"metric_name": "m", "source": "rollup"}, "source: 'rollup' is not available"),
+            ("/api/v1/metrics/series", {"metric_name": "m", "source": "rollup", "step": "1m"}, "source=rollup cannot serve this request"),
+            ("/api/v1/metrics/series", {"metric_name": "m", "source": "cache"}, "source: 'cache' is not available"),
             ("/api/v1/metrics/series", {"metric_name": "m", "lables.region": "eu"}, "unknown query parameter lables.region"),
             ("/api/v1/metrics/series", {"metric_name": "m", "labels.": "eu"}, "name a key after 'labels.'"),
             ("/api/v1/metrics/names", {"from": "last week"}, "from: 'last week' is not an ISO 8601 timestamp"),

@@ -853,3 +853,32 @@ class TestRefreshJob:
         by_name = {job.name: job for job in jobs.default_jobs(Settings(rollup_refresh_interval_s=30))}
         assert by_name["rollups"].interval_s == 30
         assert "rollups" not in {job.name for job in jobs.default_jobs(Settings(rollup_refresh_interval_s=0))}
+
+
+class TestSeriesSource:
+    def test_the_series_service_answers_hourly_steps_from_rollups_with_raws_answer(self, session: Session, loaded: Loaded) -> None:
+        """source=auto takes the rollups for an hourly step and gives raw's counts, averages and extremes, and
+        percentiles within the bound; a 1-minute step or a label filter falls back to raw."""
+        from fernando_telemetry.core.keys import Principal
+        from fernando_telemetry.services import metric_series
+
+        roll_up(session)
+        admin = Principal(api_key_id=0, license_id=None, scopes=frozenset({"read", "admin"}))
+        now = datetime.now(UTC)
+        for agg in (Aggregation.COUNT, Aggregation.AVG, Aggregation.MIN, Aggregation.MAX, Aggregation.P95):
+            request = metric_series.SeriesRequest(
+                metric_name="latency_ms", start=loaded.start, end=loaded.end, step=Step.ONE_HOUR, aggregation=agg
+            )
+            auto = metric_series.series(session, principal=admin, request=request, now=now)
+            raw = metric_series.series(session, principal=admin, request=request, now=now, source="raw")
+            assert (auto.source, raw.source) == ("rollup", "raw")
+            (auto_line,), (raw_line,) = auto.series, raw.series
+            assert [at for at, _ in auto_line.points] == [at for at, _ in raw_line.points]
+            for (_, from_rollup), (_, from_raw) in zip(auto_line.points, raw_line.points, strict=True):
+                if agg is Aggregation.P95:
+                    assert (from_rollup is None) == (from_raw is None)
+                    assert from_rollup is None or abs(from_rollup - from_raw) <= 0.01 * abs(from_raw)
+                else:
+                    assert close(from_rollup, from_raw), agg
+        minute = metric_series.SeriesRequest(metric_name="latency_ms", start=loaded.start, end=loaded.start + HOUR, step=Step.ONE_MINUTE)
+        assert metric_series.series(session, principal=admin, request=minute, now=now).source == "raw"

@@ -1,9 +1,9 @@
 """Metric series and the metric catalogue: one aggregated point per step bucket, gaps as None.
 
 Called as ``metric_series.series(session, principal=..., request=..., now=...)``. Points come from a
-``PointSource``; raw rows (``RawPoints``) are the only source today. A rollup source plugs in by
-implementing the protocol and being listed before ``RAW`` in ``SOURCES``: ``source="auto"`` takes the
-first source that ``serves`` the request, ``"raw"``/``"rollup"`` force one by name. Imports storage
+``PointSource``: the rollups (``RollupPoints``: hourly and daily steps without labels or rate) and raw
+rows (``RawPoints``: everything). ``source="auto"`` takes the first source in ``SOURCES`` that ``serves``
+the request, ``"raw"``/``"rollup"`` force one by name. Imports storage
 and core.
 """
 
@@ -23,6 +23,7 @@ from fernando_telemetry.core.containment import Condition
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.series import Aggregation, Buckets, GroupBy, Step
+from fernando_telemetry.services import rollups
 from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.storage import metric_queries
 from fernando_telemetry.storage.metric_queries import BucketValue, MetricName, MetricSelection
@@ -33,11 +34,13 @@ __all__ = [
     "MAX_SERIES",
     "MAX_TOTAL_POINTS",
     "RAW",
+    "ROLLUP",
     "SOURCES",
     "MetricName",
     "MetricSelection",
     "PointSource",
     "RawPoints",
+    "RollupPoints",
     "Series",
     "SeriesRequest",
     "SeriesResult",
@@ -91,8 +94,47 @@ class RawPoints:
         )
 
 
+class RollupPoints:
+    """Points read from the hourly and daily rollups (and the raw tail): hourly or daily steps, no labels, no rate.
+
+    Counts, sums, averages, minima and maxima equal the raw answer; percentiles are within the sketch's bound.
+    """
+
+    name = "rollup"
+
+    def serves(
+        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+    ) -> bool:
+        return rollups.serves_series(
+            step=buckets.step, agg=aggregation, labels={"": ""} if selection.labels else {}, group_by=group_by
+        )
+
+    def values(
+        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+    ) -> list[BucketValue]:
+        points = rollups.metric_points(
+            session,
+            metric_name=selection.metric_name,
+            service_name=selection.service_name,
+            host_name=selection.host_name,
+            labels={},
+            license_id=selection.license_id,
+            start=buckets.first,
+            end=buckets.end,
+            step=buckets.step,
+            agg=aggregation,
+            group_by=group_by,
+        )
+        return [
+            BucketValue(group, bucket_start, value)
+            for group, by_bucket in points.items()
+            for bucket_start, value in sorted(by_bucket.items())
+        ]
+
+
 RAW = RawPoints()
-SOURCES: tuple[PointSource, ...] = (RAW,)
+ROLLUP = RollupPoints()
+SOURCES: tuple[PointSource, ...] = (ROLLUP, RAW)
 """Point sources in order of preference for ``source="auto"``; the last one must serve everything."""
 
 
