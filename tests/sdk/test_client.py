@@ -102,6 +102,114 @@ class TestRecording:
             }
         ]
 
+    def test_every_argument_reaches_its_field(self, memory_client: MemoryClient) -> None:
+        """Each argument of track_event, record_metric and record_business_metric lands in its own wire field (the
+        worker builds the items from the queued arguments: none may trade places)."""
+        client, exporter = memory_client
+        moment = datetime(2026, 11, 27, 8, 0, 1, 5, tzinfo=UTC)
+        client.track_event(
+            "paid",
+            event_type="business_event",
+            user_id="u-1",
+            session_id="s-1",
+            payload={"p": 1},
+            duration_ms=2.5,
+            category="billing",
+            source="web",
+            license_id=3,
+            trace_id="a" * 32,
+            span_id="b" * 16,
+            ip_address="203.0.113.9",
+            user_agent="agent/9",
+            app_version="9.9.9",
+            event_id="01890a5d-ac96-774b-bcce-b302099a8057",
+            timestamp=moment,
+        )
+        client.record_metric(
+            "queue.depth",
+            4,
+            metric_type="histogram",
+            unit="items",
+            labels={"q": "mail"},
+            service_name="worker",
+            host_name="host-1",
+            instance_id="i-1",
+            sample_count=10,
+            p50=1.0,
+            p90=2.0,
+            p95=3.0,
+            p99=4.0,
+            user_id=5,
+            timestamp=moment,
+        )
+        client.record_business_metric(
+            "arr",
+            "12.50",
+            metric_category="revenue",
+            period_type="daily",
+            period_start=date(2026, 11, 1),
+            period_end=datetime(2026, 11, 2, tzinfo=UTC),
+            currency="usd",
+            dimensions={"plan": "pro"},
+            target_value=20,
+            previous_value=Decimal("10.0"),
+        )
+        assert client.flush(timeout_s=5)
+        assert exporter.items("events") == [
+            {
+                "event_id": "01890a5d-ac96-774b-bcce-b302099a8057",
+                "event_type": "business_event",
+                "event_name": "paid",
+                "source": "web",
+                "event_timestamp": "2026-11-27T08:00:01.000005Z",
+                "category": "billing",
+                "user_id": "u-1",
+                "license_id": 3,
+                "session_id": "s-1",
+                "payload": {"p": 1},
+                "duration_ms": 2.5,
+                "ip_address": "203.0.113.9",
+                "user_agent": "agent/9",
+                "trace_id": "a" * 32,
+                "span_id": "b" * 16,
+                "environment": "test",
+                "app_version": "9.9.9",
+            }
+        ]
+        assert exporter.items("system_metrics") == [
+            {
+                "metric_name": "queue.depth",
+                "metric_type": "histogram",
+                "value": 4,
+                "timestamp": "2026-11-27T08:00:01.000005Z",
+                "unit": "items",
+                "labels": {"q": "mail"},
+                "service_name": "worker",
+                "host_name": "host-1",
+                "instance_id": "i-1",
+                "sample_count": 10,
+                "p50": 1.0,
+                "p90": 2.0,
+                "p95": 3.0,
+                "p99": 4.0,
+                "user_id": "5",
+            }
+        ]
+        assert exporter.items("business_metrics") == [
+            {
+                "metric_name": "arr",
+                "metric_category": "revenue",
+                "metric_value": "12.50",
+                "period_type": "daily",
+                "period_start": "2026-11-01T00:00:00.000000Z",
+                "period_end": "2026-11-02T00:00:00.000000Z",
+                "currency": "USD",
+                "dimensions": {"plan": "pro"},
+                "target_value": 20,
+                "previous_value": "10.0",
+            }
+        ]
+
     def test_the_async_helper_records_without_awaiting_io(self, memory_client: MemoryClient) -> None:
         """track_telemetry_event queues the event from a coroutine, like track_event."""
         client, exporter = memory_client
@@ -194,17 +302,21 @@ class TestNeverRaises:
     def test_a_payload_json_cannot_encode_is_rejected_alone(
         self, receiver: Receiver, make_client: Callable[..., TelemetryClient]
     ) -> None:
-        """An item whose payload is not JSON (an object, NaN) is set aside and counted; its batch still goes."""
+        """An item whose payload is not JSON (an object, NaN, a dict that contains itself) is set aside and counted;
+        its batch still goes."""
         client = make_client(exporter=fast_exporter(receiver.url), flush_interval_s=60)
+        circular: dict[str, Any] = {}
+        circular["self"] = circular
         client.track_event("good-1")
         client.track_event("bad-object", payload={"handle": object()})
         client.track_event("bad-nan", payload={"ratio": float("nan")})
+        client.track_event("bad-cycle", payload={"loop": circular})
         client.track_event("good-2", payload={"when": FIXED_NOW, "id": uuid.UUID(int=1), "price": Decimal("1.10")})
         assert client.flush(timeout_s=10)
         items = receiver.items()
         assert [item["event_name"] for item in items] == ["good-1", "good-2"]
         assert items[1]["payload"] == {"when": FIXED_NOW.isoformat(), "id": str(uuid.UUID(int=1)), "price": "1.10"}
-        assert (client.stats.sent, client.stats.rejected) == (2, 2)
+        assert (client.stats.sent, client.stats.rejected) == (2, 3)
 
 
 class TestQueue:

@@ -1,5 +1,6 @@
 """TelemetryMiddleware in a real FastAPI app: route templates, W3C trace context in and out, excluded paths,
-no secrets captured, the request.state user convention, errors; and end to end through uvicorn to a receiver."""
+no secrets captured, the request.state user convention, errors; the client's fast path against the sink path;
+and end to end through uvicorn to a receiver."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from fernando_telemetry.sdk import RecordingSink, TelemetryClient, TelemetryMiddleware, TelemetrySink, parse_traceparent
+from fernando_telemetry.sdk import (
+    ClientStats,
+    InMemoryExporter,
+    RecordingSink,
+    TelemetryClient,
+    TelemetryMiddleware,
+    TelemetrySink,
+    parse_traceparent,
+)
 from tests.sdk.conftest import fast_exporter
 from tests.sdk.receiver import Receiver, wait_until
 
@@ -219,6 +228,106 @@ class TestTelemetryMiddleware:
         assert isinstance(RecordingSink(), TelemetrySink)
         with pytest.raises(TypeError):
             TelemetryMiddleware(FastAPI(), service_name="web")
+
+
+# Requests that exercise every field the middleware records: a user agent and an incoming trace, the user from
+# request.state, an unhandled exception, a handled 5xx, a mounted app, no matching route, a method not allowed.
+REQUESTS: list[tuple[str, str, dict[str, str]]] = [
+    ("GET", "/users/zq-1", {"User-Agent": "probe/1.0", "traceparent": f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"}),
+    ("GET", "/me", {}),
+    ("GET", "/boom", {}),
+    ("GET", "/unavailable", {}),
+    ("GET", "/v2/items/5", {}),
+    ("GET", "/no/such/route", {}),
+    ("DELETE", "/users/1", {}),
+]
+# Fields that differ between any two runs: fresh ids, clocks, measured durations.
+VOLATILE_SPAN_FIELDS = {"span_id", "start_time", "end_time", "duration_ms", "span_events"}
+VOLATILE_EVENT_FIELDS = {"event_id", "event_timestamp", "duration_ms", "trace_id", "span_id", "environment"}
+
+
+def _stable(item: dict[str, Any], volatile: set[str]) -> dict[str, Any]:
+    stable = {key: value for key, value in item.items() if key not in volatile}
+    if "span_events" in item:  # the exception event: its name and what it says, not its time or stack
+        stable["span_events"] = [
+            (event["name"], event["attributes"]["exception.type"], event["attributes"]["exception.message"])
+            for event in item["span_events"]
+        ]
+    if stable.get("trace_id") != TRACE_ID:
+        stable.pop("trace_id", None)
+    return stable
+
+
+class TestMiddlewareThroughAClient:
+    def test_the_client_sends_what_a_sink_records(self, make_client: Callable[..., TelemetryClient]) -> None:
+        """For every kind of request, the span and event a TelemetryClient sends (built on its worker from the
+        request's snapshot) are those the middleware hands a plain sink, field for field."""
+        sink = RecordingSink()
+        exporter = InMemoryExporter()
+        client = make_client(exporter=exporter, environment="client-env", flush_interval_s=60)
+        for target in (sink, client):
+            app = build_app(target, environment="mw-env")
+            for method, path, headers in REQUESTS:
+                call(app, path, headers=headers, method=method)
+        assert client.flush(timeout_s=5)
+        spans, events = exporter.items("spans"), exporter.items("events")
+        assert len(spans) == len(events) == len(sink.spans) == len(sink.events) == len(REQUESTS)
+        assert [_stable(span, VOLATILE_SPAN_FIELDS) for span in spans] == [
+            _stable(span, VOLATILE_SPAN_FIELDS) for span in sink.spans
+        ]
+        assert [_stable(event, VOLATILE_EVENT_FIELDS) for event in events] == [
+            _stable({"event_id": None, "event_timestamp": None, "environment": None, **event}, VOLATILE_EVENT_FIELDS)
+            for event in sink.events
+        ]
+        for span, event in zip(spans, events, strict=True):
+            assert (event["trace_id"], event["span_id"], event["duration_ms"]) == (
+                span["trace_id"],
+                span["span_id"],
+                span["duration_ms"],
+            )
+            assert (span["environment"], event["environment"]) == ("mw-env", "client-env")
+        assert spans[0]["trace_id"] == TRACE_ID and spans[0]["parent_span_id"] == PARENT_SPAN_ID
+        assert [span["status"] for span in spans] == ["unset", "unset", "error", "error", "unset", "unset", "unset"]
+        assert client.stats == ClientStats(sent=2 * len(REQUESTS))
+
+    def test_a_span_without_its_own_environment_takes_the_clients(self, make_client: Callable[..., TelemetryClient]) -> None:
+        """With no environment on the middleware, the server span carries the client's, as the event does."""
+        exporter = InMemoryExporter()
+        client = make_client(exporter=exporter, environment="client-env", flush_interval_s=60)
+        call(build_app(client), "/users/1")
+        assert client.flush(timeout_s=5)
+        assert exporter.items("spans")[0]["environment"] == exporter.items("events")[0]["environment"] == "client-env"
+
+    def test_a_full_queue_drops_a_requests_items_one_by_one(self, make_client: Callable[..., TelemetryClient]) -> None:
+        """A request is two items in the bounded queue: with room for three, three requests keep the newest three
+        items (the second request's event, the third's span and event) and count three dropped."""
+        exporter = InMemoryExporter()
+        client = make_client(exporter=exporter, max_queue_items=3, flush_interval_s=3600)
+        app = build_app(client)
+        for user_id in ("1", "2", "3"):
+            call(app, f"/users/{user_id}", headers={"User-Agent": f"agent-{user_id}"})
+        assert client.stats.queued == 3
+        assert client.flush(timeout_s=5)
+        assert [event["user_agent"] for event in exporter.items("events")] == ["agent-2", "agent-3"]
+        assert len(exporter.items("spans")) == 1
+        assert client.stats == ClientStats(sent=3, dropped=3)
+
+    def test_requests_are_sent_in_full_batches_of_each_kind(
+        self, receiver: Receiver, make_client: Callable[..., TelemetryClient]
+    ) -> None:
+        """Ten requests with max_batch_items=10: the tenth span wakes the worker, and the twenty items go as one
+        batch of ten spans and one of ten events, not as four half batches of the interleaved queue."""
+        client = make_client(exporter=fast_exporter(receiver.url), max_batch_items=10, flush_interval_s=3600)
+        app = build_app(client)
+        for item_id in range(10):
+            call(app, f"/v2/items/{item_id}")
+        requests = receiver.wait_for(2)
+        assert sorted((request.path, len(request.items)) for request in requests) == [
+            ("/api/v1/events", 10),
+            ("/api/v1/spans", 10),
+        ]
+        assert client.flush(timeout_s=5)
+        assert len(receiver.requests) == 2
 
 
 @pytest.fixture

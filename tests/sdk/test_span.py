@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -17,7 +17,8 @@ from fernando_telemetry.sdk import (
     format_traceparent,
     parse_traceparent,
 )
-from fernando_telemetry.sdk.ids import new_span_id, new_trace_id, uuid7
+from fernando_telemetry.sdk.ids import new_span_id, new_trace_and_span_id, new_trace_id, unix_ms, uuid7
+from fernando_telemetry.sdk.items import iso_timestamp, iso_timestamp_after
 
 MemoryClient = tuple[TelemetryClient, InMemoryExporter]
 
@@ -106,6 +107,18 @@ class TestSpans:
             assert spans[f"{name}-inner"]["trace_id"] == spans[f"{name}-outer"]["trace_id"]
         assert spans["a-outer"]["trace_id"] != spans["b-outer"]["trace_id"]
 
+    def test_a_span_is_sent_as_it_was_when_it_ended(self, memory_client: MemoryClient) -> None:
+        """Changing a span after its block ended changes nothing that is sent (the worker builds the item later)."""
+        client, exporter = memory_client
+        with client.span("settled") as span:
+            span.set_status("ok")
+        span.set_status("error", "too late")
+        span.operation_name = "renamed"
+        client.flush(timeout_s=5)
+        (item,) = exporter.items("spans")
+        assert (item["operation_name"], item["status"]) == ("settled", "ok")
+        assert "status_message" not in item
+
     def test_record_span_fills_the_service_and_environment(self, memory_client: MemoryClient) -> None:
         """A span dict handed to record_span gets the client's service name and environment unless it has its own."""
         client, exporter = memory_client
@@ -172,6 +185,57 @@ class TestIds:
         assert sorted(reversed(ids)) == ids
 
     def test_trace_and_span_ids_are_w3c_hex(self) -> None:
-        """Trace ids are 32 and span ids 16 lowercase hex characters."""
-        assert len(new_trace_id()) == 32 and int(new_trace_id(), 16) > 0
-        assert len(new_span_id()) == 16 and int(new_span_id(), 16) > 0
+        """Trace ids are 32 and span ids 16 lowercase hex characters, alone or drawn together for a root span."""
+        root_trace_id, root_span_id = new_trace_and_span_id()
+        for trace_id in (new_trace_id(), root_trace_id):
+            assert len(trace_id) == 32 and int(trace_id, 16) > 0 and trace_id == trace_id.lower()
+        for span_id in (new_span_id(), root_span_id):
+            assert len(span_id) == 16 and int(span_id, 16) > 0 and span_id == span_id.lower()
+        assert len({new_trace_and_span_id() for _ in range(1000)}) == 1000
+
+    @pytest.mark.parametrize(
+        ("moment", "milliseconds"),
+        [
+            (datetime(2026, 11, 28, 9, 30, 0, 123456, tzinfo=UTC), 1795858200123),
+            (datetime(2026, 11, 28, 9, 30, 0, 123456), 1795858200123),  # naive: UTC
+            (datetime(2026, 11, 28, 10, 30, 0, 123999, tzinfo=timezone(timedelta(hours=1))), 1795858200123),
+            (datetime(1969, 12, 31, 23, 59, 59, 999500, tzinfo=UTC), -1),  # floored, as the timedelta division was
+        ],
+    )
+    def test_unix_ms(self, moment: datetime, milliseconds: int) -> None:
+        """Whole milliseconds since the epoch, in integers (no float to land a millisecond short)."""
+        assert unix_ms(moment) == milliseconds
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(
+        ("moment", "text"),
+        [
+            (datetime(2026, 11, 28, 9, 30, 0, 123456, tzinfo=UTC), "2026-11-28T09:30:00.123456Z"),
+            (datetime(2026, 11, 28, 9, 30, 0, tzinfo=UTC), "2026-11-28T09:30:00.000000Z"),
+            (datetime(2026, 11, 28, 9, 30, 0, 7), "2026-11-28T09:30:00.000007Z"),  # naive: UTC
+            (datetime(2026, 11, 28, 11, 0, 0, 1, tzinfo=timezone(timedelta(hours=1, minutes=30))), "2026-11-28T09:30:00.000001Z"),
+            (datetime(2026, 1, 1, 0, 0, 0, tzinfo=timezone(timedelta(hours=-5))), "2026-01-01T05:00:00.000000Z"),
+            (datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "1969-12-31T23:59:59.999999Z"),
+            (datetime(999, 3, 4, 5, 6, 7, 8), "0999-03-04T05:06:07.000008Z"),
+        ],
+    )
+    def test_iso_timestamp(self, moment: datetime, text: str) -> None:
+        """ISO 8601 in UTC with microseconds and a Z, whatever the datetime's zone, also for the same second twice."""
+        assert iso_timestamp(moment) == text
+        assert iso_timestamp(moment) == text
+
+    @pytest.mark.parametrize(
+        ("duration_ms", "text"),
+        [
+            (0.0, "2026-11-28T09:30:00.999999Z"),
+            (0.0004, "2026-11-28T09:30:00.999999Z"),
+            (0.0016, "2026-11-28T09:30:01.000001Z"),
+            (1500.25, "2026-11-28T09:30:02.500249Z"),
+            (86_400_000.0, "2026-11-29T09:30:00.999999Z"),
+        ],
+    )
+    def test_iso_timestamp_after(self, duration_ms: float, text: str) -> None:
+        """The end of a span: its start plus the duration rounded to the microsecond, across seconds and days."""
+        start = datetime(2026, 11, 28, 9, 30, 0, 999999, tzinfo=UTC)
+        assert iso_timestamp_after(start, duration_ms) == text

@@ -1,8 +1,9 @@
 """``TelemetryClient``: the SDK's facade. Records events, metrics, KPIs and spans without ever hurting the host.
 
-Imports the standard library and ``fernando_telemetry.sdk`` only. Every recording method checks its arguments,
-builds the wire item and queues it; a bad argument becomes a dropped, counted item, never an exception. A
-background worker sends the queue in batches (see ``processor``); ``atexit`` flushes live clients.
+Imports the standard library and ``fernando_telemetry.sdk`` only. Every recording method takes the moment,
+copies the caller's mappings and queues its arguments; the background worker checks them and builds the wire
+item (see ``processor``), so a request pays for neither. A bad argument becomes a dropped, counted item, never
+an exception. The worker sends the queue in batches; ``atexit`` flushes live clients.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from fernando_telemetry.sdk.items import (
     metric_item,
     span_item,
 )
-from fernando_telemetry.sdk.processor import BatchProcessor
+from fernando_telemetry.sdk.processor import BatchProcessor, Build
 from fernando_telemetry.sdk.sink import TelemetrySink
-from fernando_telemetry.sdk.span import Span, SpanScope, current_span, start_span
+from fernando_telemetry.sdk.span import Span, SpanScope, current_span, span_wire_item, start_span
 from fernando_telemetry.sdk.stats import ClientStats
 from fernando_telemetry.sdk.tracecontext import SpanContext
 
@@ -131,27 +132,27 @@ class TelemetryClient:
                 span = current_span()
                 if span is not None:
                     trace_id, span_id = span.trace_id, span.span_id
-            item = event_item(
+            arguments = (
                 event_name,
-                now=self._clock() if timestamp is None else None,
-                event_type=event_type,
-                user_id=user_id,
-                session_id=session_id,
-                payload=payload,
-                duration_ms=duration_ms,
-                category=category,
-                source=source,
-                license_id=license_id,
-                trace_id=trace_id,
-                span_id=span_id,
-                ip_address=ip_address,
-                user_agent=user_agent,
-                app_version=app_version,
-                environment=self._environment,
-                event_id=event_id,
-                timestamp=timestamp,
+                self._clock() if timestamp is None else None,
+                event_type,
+                user_id,
+                session_id,
+                _copied(payload),
+                duration_ms,
+                category,
+                source,
+                license_id,
+                trace_id,
+                span_id,
+                ip_address,
+                user_agent,
+                app_version,
+                self._environment,
+                event_id,
+                timestamp,
             )
-            self._processor.enqueue(ItemKind.EVENTS, item)
+            self._processor.enqueue(ItemKind.EVENTS, arguments, _event)
         except Exception:
             self._drop()
 
@@ -176,25 +177,25 @@ class TelemetryClient:
     ) -> None:
         """Record one system metric sample (counter, gauge, histogram, timer or distribution)."""
         try:
-            item = metric_item(
+            arguments = (
                 metric_name,
                 value,
-                now=self._clock() if timestamp is None else None,
-                metric_type=metric_type,
-                unit=unit,
-                labels=labels,
-                service_name=self._service_name if service_name is None else service_name,
-                host_name=host_name,
-                instance_id=instance_id,
-                sample_count=sample_count,
-                p50=p50,
-                p90=p90,
-                p95=p95,
-                p99=p99,
-                user_id=user_id,
-                timestamp=timestamp,
+                self._clock() if timestamp is None else None,
+                metric_type,
+                unit,
+                _copied(labels),
+                self._service_name if service_name is None else service_name,
+                host_name,
+                instance_id,
+                sample_count,
+                p50,
+                p90,
+                p95,
+                p99,
+                user_id,
+                timestamp,
             )
-            self._processor.enqueue(ItemKind.SYSTEM_METRICS, item)
+            self._processor.enqueue(ItemKind.SYSTEM_METRICS, arguments, _metric)
         except Exception:
             self._drop()
 
@@ -214,19 +215,19 @@ class TelemetryClient:
     ) -> None:
         """Record one KPI value for a period. The server keeps one value per metric, period and dimensions."""
         try:
-            item = business_metric_item(
+            arguments = (
                 metric_name,
                 metric_value,
-                metric_category=metric_category,
-                period_type=period_type,
-                period_start=period_start,
-                period_end=period_end,
-                currency=currency,
-                dimensions=dimensions,
-                target_value=target_value,
-                previous_value=previous_value,
+                metric_category,
+                period_type,
+                period_start,
+                period_end,
+                currency,
+                _copied(dimensions),
+                target_value,
+                previous_value,
             )
-            self._processor.enqueue(ItemKind.BUSINESS_METRICS, item)
+            self._processor.enqueue(ItemKind.BUSINESS_METRICS, arguments, _business_metric)
         except Exception:
             self._drop()
 
@@ -275,10 +276,13 @@ class TelemetryClient:
         return SpanScope(span)
 
     def record_span(self, span: Mapping[str, Any]) -> None:
-        """Record a finished span given as a ``POST /api/v1/spans`` item (the middleware's sink method)."""
+        """Record a finished span given as a ``POST /api/v1/spans`` item (the ``TelemetrySink`` method).
+
+        The mapping is copied now; the worker checks it and fills the client's service name and environment.
+        """
         try:
-            item = span_item(span, service_name=self._service_name or DEFAULT_SERVICE_NAME, environment=self._environment)
-            self._processor.enqueue(ItemKind.SPANS, item)
+            arguments = (_copied(span), self._service_name or DEFAULT_SERVICE_NAME, self._environment)
+            self._processor.enqueue(ItemKind.SPANS, arguments, _span)
         except Exception:
             self._drop()
 
@@ -315,9 +319,21 @@ class TelemetryClient:
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
 
+    def _record_request(self, request: tuple[Any, ...], build_span: Build, build_event: Build) -> None:
+        """``TelemetryMiddleware``'s way in: one finished request, queued as its span and its event (two items).
+
+        ``request`` is what the middleware took on the request path; the worker builds each item from
+        ``(request, now, environment)`` with the middleware's ``build_span`` and ``build_event``.
+        """
+        try:
+            entry = (request, self._clock(), self._environment)
+            self._processor.enqueue_pair((ItemKind.SPANS, entry, build_span), (ItemKind.EVENTS, entry, build_event))
+        except Exception:
+            self._drop()
+
     def _end_span(self, span: Span) -> None:
         try:
-            self._processor.enqueue(ItemKind.SPANS, span.to_item())
+            self._processor.enqueue(ItemKind.SPANS, span.snapshot(), span_wire_item)
         except Exception:
             self._drop()
 
@@ -326,6 +342,95 @@ class TelemetryClient:
             self._processor.count_dropped()
         except Exception:  # noqa: S110
             pass
+
+
+def _copied(value: Any) -> Any:
+    """A mapping copied now, so the caller may reuse it after recording; anything else as it is, for the worker to refuse."""
+    if value is None:
+        return None
+    if type(value) is dict:
+        return value.copy()
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+# The worker's side of each recording method: the queued arguments, in the order above, to a checked wire item.
+# Module functions, not methods: a queued item must never keep its client alive.
+
+
+def _event(arguments: tuple[Any, ...]) -> dict[str, Any]:
+    (
+        event_name, now, event_type, user_id, session_id, payload, duration_ms, category, source, license_id, trace_id,
+        span_id, ip_address, user_agent, app_version, environment, event_id, timestamp,
+    ) = arguments  # fmt: skip
+    return event_item(
+        event_name,
+        now=now,
+        event_type=event_type,
+        user_id=user_id,
+        session_id=session_id,
+        payload=payload,
+        duration_ms=duration_ms,
+        category=category,
+        source=source,
+        license_id=license_id,
+        trace_id=trace_id,
+        span_id=span_id,
+        ip_address=ip_address,
+        user_agent=user_agent,
+        app_version=app_version,
+        environment=environment,
+        event_id=event_id,
+        timestamp=timestamp,
+    )
+
+
+def _metric(arguments: tuple[Any, ...]) -> dict[str, Any]:
+    (
+        metric_name, value, now, metric_type, unit, labels, service_name, host_name, instance_id, sample_count, p50, p90,
+        p95, p99, user_id, timestamp,
+    ) = arguments  # fmt: skip
+    return metric_item(
+        metric_name,
+        value,
+        now=now,
+        metric_type=metric_type,
+        unit=unit,
+        labels=labels,
+        service_name=service_name,
+        host_name=host_name,
+        instance_id=instance_id,
+        sample_count=sample_count,
+        p50=p50,
+        p90=p90,
+        p95=p95,
+        p99=p99,
+        user_id=user_id,
+        timestamp=timestamp,
+    )
+
+
+def _business_metric(arguments: tuple[Any, ...]) -> dict[str, Any]:
+    (
+        metric_name, metric_value, metric_category, period_type, period_start, period_end, currency, dimensions,
+        target_value, previous_value,
+    ) = arguments  # fmt: skip
+    return business_metric_item(
+        metric_name,
+        metric_value,
+        metric_category=metric_category,
+        period_type=period_type,
+        period_start=period_start,
+        period_end=period_end,
+        currency=currency,
+        dimensions=dimensions,
+        target_value=target_value,
+        previous_value=previous_value,
+    )
+
+
+def _span(arguments: tuple[Any, ...]) -> dict[str, Any]:
+    span, service_name, environment = arguments
+    return span_item(span, service_name=service_name, environment=environment)
 
 
 def _require(condition: bool, message: str) -> None:

@@ -20,10 +20,13 @@ from fernando_telemetry.sdk.exporter import ExportResult
 from fernando_telemetry.sdk.retry import Outcome, RetryPolicy, classify, retry_after_s
 from fernando_telemetry.sdk.wire import ENDPOINTS, encode_batch
 
-__all__ = ["GZIP_MIN_BYTES", "HttpExporter"]
+__all__ = ["GZIP_LEVEL", "GZIP_MIN_BYTES", "HttpExporter"]
 
 GZIP_MIN_BYTES = 1024
 """Bodies at least this long are sent gzip-compressed."""
+GZIP_LEVEL = 1
+"""Fastest: on a batch of events or spans it costs a third of level 6's CPU for bodies about 15% larger (still
+about a seventh of the JSON). The worker's CPU is the host's CPU."""
 
 _logger = logging.getLogger("fernando_telemetry.sdk")
 
@@ -102,7 +105,7 @@ class HttpExporter:
         headers = {"Idempotency-Key": uuid.uuid4().hex}
         body = batch.body
         if len(body) >= self._gzip_min_bytes:
-            body = gzip.compress(body, compresslevel=6)
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
             headers["Content-Encoding"] = "gzip"
         url = self._base_url + ENDPOINTS[kind].path
         deadline = time.monotonic() + self._policy.max_elapsed_s

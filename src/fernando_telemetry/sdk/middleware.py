@@ -2,7 +2,9 @@
 
 Imports the standard library and ``fernando_telemetry.sdk`` only (no Starlette at runtime). It continues an
 incoming W3C ``traceparent``, answers with its own, names requests by route template, and captures no request
-body, no query string and no header but ``User-Agent``. It only queues: no I/O on the request path.
+body, no query string and no header but ``User-Agent``. It only queues: no I/O on the request path. With a
+``TelemetryClient`` the request path only takes a snapshot of the request; the client's worker names it and
+builds its span and event (``_request_span_item``, ``_request_event_item``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from datetime import UTC, datetime
 from typing import Any
 
+from fernando_telemetry.sdk.client import TelemetryClient
+from fernando_telemetry.sdk.ids import uuid7
+from fernando_telemetry.sdk.items import iso_timestamp
 from fernando_telemetry.sdk.sink import TelemetrySink
-from fernando_telemetry.sdk.span import Span, start_span, use_span
-from fernando_telemetry.sdk.tracecontext import format_traceparent, parse_traceparent
+from fernando_telemetry.sdk.span import Span, span_wire_item, start_span, use_span
+from fernando_telemetry.sdk.tracecontext import parse_traceparent
 
 __all__ = ["DEFAULT_EXCLUDED_PATHS", "EVENT_NAME", "TelemetryMiddleware", "route_template", "user_from_state"]
 
@@ -28,6 +33,7 @@ DEFAULT_EXCLUDED_PATHS = ("/healthz", "/readyz", "/metrics")
 EVENT_NAME = "http_request"
 """The ``event_name`` of the ``api_event`` recorded per request."""
 _MAX_USER_AGENT_CHARS = 1024
+_TRACEPARENT = b"traceparent"
 
 
 def user_from_state(scope: Scope) -> tuple[str | int | None, int | None]:
@@ -35,7 +41,7 @@ def user_from_state(scope: Scope) -> tuple[str | int | None, int | None]:
     state = scope.get("state")
     if state is None:
         return None, None
-    if isinstance(state, Mapping):
+    if type(state) is dict or isinstance(state, Mapping):  # Starlette's: a dict, which request.state writes into
         return state.get("user_id"), state.get("license_id")
     return getattr(state, "user_id", None), getattr(state, "license_id", None)
 
@@ -47,14 +53,16 @@ def route_template(scope: Scope, entry_root_path: str = "") -> str | None:
     relative to the mount, so the mount prefix (what ``root_path`` grew by) is put in front, with any path
     parameter values in it put back as ``{name}``. The raw request path is never used.
     """
-    route = scope.get("route")
+    return _template(scope.get("route"), scope.get("root_path") or "", scope.get("path_params"), entry_root_path)
+
+
+def _template(route: Any, root_path: str, path_params: Mapping[str, Any] | None, entry_root_path: str) -> str | None:
     path = getattr(route, "path", None)
     if not isinstance(path, str):
         return None
-    root_path = scope.get("root_path") or ""
     prefix = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
     if prefix:
-        values = {str(value): name for name, value in (scope.get("path_params") or {}).items() if isinstance(value, str | int)}
+        values = {str(value): name for name, value in (path_params or {}).items() if isinstance(value, str | int)}
         prefix = "/".join(f"{{{values[part]}}}" if part in values else part for part in prefix.split("/"))
     if getattr(route, "routes", None) is not None:
         # The route is itself a mount (static files, a sub-app without routes): its own path is already in prefix.
@@ -94,6 +102,9 @@ class TelemetryMiddleware:
             raise ValueError("service_name must be a non-empty string")
         self.app = app
         self._sink: TelemetrySink = client if client is not None else sink  # type: ignore[assignment]
+        # A TelemetryClient takes the request's snapshot and builds the items on its worker; any other sink is
+        # handed the finished items through the TelemetrySink protocol.
+        self._client = self._sink if isinstance(self._sink, TelemetryClient) else None
         self._service_name = service_name
         self._environment = environment
         self._excluded_paths = frozenset(excluded_paths)
@@ -110,7 +121,7 @@ class TelemetryMiddleware:
             return
         try:
             span, user_agent = self._start(scope)
-            traceparent = format_traceparent(span.context).encode("ascii")
+            traceparent = f"00-{span.trace_id}-{span.span_id}-01".encode("ascii")  # format_traceparent, sans SpanContext
             entry_root_path = scope.get("root_path") or ""
         except Exception:  # telemetry must never cost the request
             await self.app(scope, receive, send)
@@ -121,10 +132,14 @@ class TelemetryMiddleware:
             nonlocal status_code
             if message.get("type") == "http.response.start":
                 status_code = message.get("status")
-                headers = list(message.get("headers") or ())
-                if not any(name.lower() == b"traceparent" for name, _ in headers):
-                    headers.append((b"traceparent", traceparent))
-                message = {**message, "headers": headers}
+                headers = message.get("headers") or []
+                if type(headers) is not list:
+                    headers = list(headers)  # any iterable: read it once
+                for name, _ in headers:
+                    if name.lower() == _TRACEPARENT:
+                        break  # the app answers with its own
+                else:
+                    message = {**message, "headers": [*headers, (_TRACEPARENT, traceparent)]}
             await send(message)
 
         try:
@@ -153,7 +168,7 @@ class TelemetryMiddleware:
             service_name=self._service_name,
             environment=self._environment,
             kind="server",
-            parent=parse_traceparent(traceparent),  # None (absent or invalid): a new trace
+            parent=None if traceparent is None else parse_traceparent(traceparent),  # None: a new trace
             start_time=datetime.now(UTC),
         )
         span.http_method = method
@@ -162,14 +177,31 @@ class TelemetryMiddleware:
     def _finish(self, scope: Scope, span: Span, status_code: int | None, user_agent: str | None, entry_root_path: str) -> None:
         try:
             span.end()
+            client = self._client
+            if client is not None:
+                # Only what must be read now: the span as it ended, the user the app set, where the route lives.
+                user = self._raw_user(scope)
+                request = (
+                    span.snapshot(),
+                    status_code,
+                    user_agent,
+                    user,
+                    scope.get("route"),
+                    scope.get("root_path") or "",
+                    scope.get("path_params"),
+                    entry_root_path,
+                    [],  # the worker's: the route template and user, worked out once for the span and the event
+                )
+                client._record_request(request, _request_span_item, _request_event_item)
+                return
             route = route_template(scope, entry_root_path)
             method = span.http_method or "GET"
             span.operation_name = f"{method} {route or 'unmatched'}"
             span.http_route = route
-            span.status_code = status_code if isinstance(status_code, int) and 100 <= status_code <= 599 else None
-            if status_code is not None and status_code >= 500:
+            span.status_code = _valid_status(status_code)
+            if _is_server_error(status_code):
                 span.status = "error"
-            user_id, license_id = self._user(scope)
+            user_id, license_id = _normalized_user(self._raw_user(scope))
             span.user_id = user_id
             span.license_id = license_id
             self._sink.record_span(span.to_item())
@@ -188,17 +220,92 @@ class TelemetryMiddleware:
         except Exception:  # noqa: S110  (a failing sink must not fail the request)
             pass
 
-    def _user(self, scope: Scope) -> tuple[str | None, int | None]:
+    def _raw_user(self, scope: Scope) -> Any:
         if self._capture_user is None:
-            return None, None
+            return None
         try:
-            user_id, license_id = self._capture_user(scope)
+            return self._capture_user(scope)
         except Exception:
-            return None, None
-        if isinstance(user_id, int) and not isinstance(user_id, bool):
-            user_id = str(user_id)
-        if not isinstance(user_id, str) or not user_id:
-            user_id = None
-        if isinstance(license_id, bool) or not isinstance(license_id, int) or license_id < 1:
-            license_id = None
-        return user_id, license_id
+            return None
+
+
+def _normalized_user(user: Any) -> tuple[str | None, int | None]:
+    """What a user capture returned, as the ``user_id`` and ``license_id`` to record (None for anything unusable)."""
+    try:
+        user_id, license_id = user
+    except (TypeError, ValueError):
+        return None, None
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not isinstance(user_id, str) or not user_id:
+        user_id = None
+    if isinstance(license_id, bool) or not isinstance(license_id, int) or license_id < 1:
+        license_id = None
+    return user_id, license_id
+
+
+def _valid_status(status_code: Any) -> int | None:
+    return status_code if isinstance(status_code, int) and 100 <= status_code <= 599 else None
+
+
+def _is_server_error(status_code: Any) -> bool:
+    return isinstance(status_code, int) and status_code >= 500
+
+
+# -- the client's worker: a request snapshot to its span and its event --------------------------------------
+# ``entry`` is ``(request, now, environment)``: the tuple ``_finish`` takes, the client's clock when it was
+# recorded and the client's environment. Both functions give what the sink path above records.
+
+
+def _route_and_user(request: tuple[Any, ...]) -> tuple[str | None, str | None, int | None]:
+    """The route template, user_id and license_id of a request snapshot; worked out by the first builder to ask."""
+    known = request[8]
+    if not known:
+        _snapshot, _status_code, _user_agent, user, route, root_path, path_params, entry_root_path, _known = request
+        known.append((_template(route, root_path, path_params, entry_root_path), *_normalized_user(user)))
+    return known[0]
+
+
+def _request_span_item(entry: tuple[Any, ...]) -> dict[str, Any]:
+    request, _now, environment = entry
+    template, user_id, license_id = _route_and_user(request)
+    status_code = request[1]
+    (
+        trace_id, span_id, _operation_name, service_name, kind, start_time, duration_ms, status, parent_span_id,
+        status_message, _status_code, http_method, _http_route, error_type, error_message, _user_id, _license_id,
+        span_environment, attributes, events,
+    ) = request[0]  # fmt: skip
+    return span_wire_item(
+        (
+            trace_id, span_id, f"{http_method or 'GET'} {template or 'unmatched'}", service_name, kind, start_time,
+            duration_ms, "error" if _is_server_error(status_code) else status, parent_span_id, status_message,
+            _valid_status(status_code), http_method, template, error_type, error_message, user_id, license_id,
+            span_environment if span_environment is not None else environment, attributes, events,
+        )
+    )  # fmt: skip
+
+
+def _request_event_item(entry: tuple[Any, ...]) -> dict[str, Any]:
+    request, now, environment = entry
+    template, user_id, license_id = _route_and_user(request)
+    snapshot, status_code, user_agent = request[0], request[1], request[2]
+    item: dict[str, Any] = {
+        "event_id": uuid7(now),
+        "event_type": "api_event",
+        "event_name": EVENT_NAME,
+        "source": "api",
+        "event_timestamp": iso_timestamp(now),
+    }
+    if user_id is not None:
+        item["user_id"] = user_id
+    if license_id is not None:
+        item["license_id"] = license_id
+    item["payload"] = {"method": snapshot[11] or "GET", "route": template, "status_code": status_code}
+    item["duration_ms"] = snapshot[6]
+    if user_agent is not None:
+        item["user_agent"] = user_agent
+    item["trace_id"] = snapshot[0]
+    item["span_id"] = snapshot[1]
+    if environment is not None:
+        item["environment"] = environment
+    return item

@@ -1,9 +1,10 @@
 """``BatchProcessor``: the bounded queue between recording threads and the exporter, and the worker that drains it.
 
-Standard library only. The hot path (``enqueue``) takes one short lock and never waits on I/O. The worker
-thread wakes when a batch is full or every ``flush_interval_s``, and exports per kind. After ``os.fork()``
-the child gets a fresh lock and an empty queue (the parent still sends what it queued), and its worker
-starts on the next recording.
+Standard library only. The hot path (``enqueue``) takes one short lock and never waits on I/O. An entry may be
+a finished wire item or the raw material of one and the function that builds it: the worker builds it, so the
+formatting, ids and checks cost the recording thread nothing. The worker thread wakes when a batch of one kind
+is full or every ``flush_interval_s``, and exports per kind. After ``os.fork()`` the child gets a fresh lock and an empty
+queue (the parent still sends what it queued), and its worker starts on the next recording.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ import os
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from fernando_telemetry.sdk.exporter import Exporter, ExportResult
 from fernando_telemetry.sdk.stats import ClientStats
 
-__all__ = ["BatchProcessor"]
+__all__ = ["BatchProcessor", "Build", "Entry"]
+
+Build = Callable[[Any], Any]
+"""Turns a queued value into its wire item in the worker; raising drops the item (counted ``dropped``)."""
+Entry = tuple[str, Any, "Build | None"]
+"""What the queue holds: the item's kind, the item (or its raw material) and the ``Build`` for it (or None)."""
 
 _logger = logging.getLogger("fernando_telemetry.sdk")
 
@@ -39,7 +46,8 @@ class BatchProcessor:
         """Fresh synchronisation state and counters (at construction and in a forked child)."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._queue: deque[tuple[str, Any]] = deque()
+        self._queue: deque[Entry] = deque()
+        self._queued_by_kind: dict[str, int] = {}  # so that a full batch of one kind wakes the worker
         self._worker: threading.Thread | None = None
         self._flush_waiters: list[threading.Event] = []
         self._stopping = False
@@ -48,21 +56,48 @@ class BatchProcessor:
 
     # -- the hot path -------------------------------------------------------------------------------
 
-    def enqueue(self, kind: str, item: Any) -> None:
-        """Queue one item; a full queue loses its oldest item. Never raises past the caller's guard, never waits."""
+    def enqueue(self, kind: str, item: Any, build: Build | None = None) -> None:
+        """Queue one item (or, with ``build``, what the worker makes it from); a full queue loses its oldest item.
+
+        Never raises past the caller's guard, never waits.
+        """
         with self._lock:
             if self._is_shut_down:
                 self._dropped += 1
                 return
             queue = self._queue
+            by_kind = self._queued_by_kind
             if len(queue) >= self._max_queue_items:
-                queue.popleft()
+                by_kind[queue.popleft()[0]] -= 1
                 self._dropped += 1
-            queue.append((kind, item))
-            queued = len(queue)
+            queue.append((kind, item, build))
+            of_kind = by_kind[kind] = by_kind.get(kind, 0) + 1
             if self._worker is None:
                 self._start_worker_locked()
-        if queued >= self._max_batch_items and not self._wake.is_set():
+        if of_kind >= self._max_batch_items and not self._wake.is_set():
+            self._wake.set()
+
+    def enqueue_pair(self, first: Entry, second: Entry) -> None:
+        """Queue two ``(kind, item, build)`` entries under one lock: what ``enqueue`` does twice, at half the cost."""
+        with self._lock:
+            if self._is_shut_down:
+                self._dropped += 2
+                return
+            queue = self._queue
+            by_kind = self._queued_by_kind
+            queue.append(first)
+            queue.append(second)
+            by_kind[first[0]] = by_kind.get(first[0], 0) + 1
+            by_kind[second[0]] = by_kind.get(second[0], 0) + 1
+            excess = len(queue) - self._max_queue_items
+            if excess > 0:  # the oldest go, as two enqueue() calls would have it
+                for _ in range(excess):
+                    by_kind[queue.popleft()[0]] -= 1
+                self._dropped += excess
+            of_kind = max(by_kind[first[0]], by_kind[second[0]])
+            if self._worker is None:
+                self._start_worker_locked()
+        if of_kind >= self._max_batch_items and not self._wake.is_set():
             self._wake.set()
 
     def count_dropped(self) -> None:
@@ -122,6 +157,7 @@ class BatchProcessor:
             if worker is None or not worker.is_alive():
                 self._dropped += len(self._queue)  # no worker will ever send these
                 self._queue.clear()
+                self._queued_by_kind.clear()
                 worker = None
         self._wake.set()
         return worker
@@ -155,47 +191,75 @@ class BatchProcessor:
                 return
 
     def _drain(self) -> None:
-        """Export what is queued when the round begins, a batch at a time.
+        """Export what is queued when the round begins, in batches of up to ``max_batch_items`` of one kind.
 
-        Only that much: a steady stream of new items cannot keep a flush waiting for ever.
+        Only that much: a steady stream of new items cannot keep a flush waiting for ever. Items are gathered
+        per kind across the round, so a queue of interleaved kinds (a request's span and event) still goes out
+        in full batches: one request (the costliest part of exporting) per ``max_batch_items`` items.
         """
         with self._lock:
             budget = len(self._queue)
-        while budget > 0:
+        batches: dict[str, list[Any]] = {}
+        try:
+            while budget > 0:
+                chunk = self._take(min(budget, self._max_batch_items))
+                if not chunk:
+                    break
+                budget -= len(chunk)
+                for kind, item in self._built(chunk):
+                    batch = batches.setdefault(kind, [])
+                    batch.append(item)
+                    if len(batch) >= self._max_batch_items:
+                        del batches[kind]
+                        self._export(kind, batch)
+            for kind, batch in batches.items():
+                self._export(kind, batch)
+        finally:
             with self._lock:
-                take = min(budget, self._max_batch_items, len(self._queue))
-                if take == 0:
-                    return
-                chunk = [self._queue.popleft() for _ in range(take)]
-                self._in_flight = take
-            budget -= take
-            try:
-                self._export(chunk)
-            finally:
-                with self._lock:
-                    self._in_flight = 0
+                self._in_flight = 0
 
-    def _export(self, chunk: list[tuple[str, Any]]) -> None:
-        by_kind: dict[str, list[Any]] = {}
-        for kind, item in chunk:
-            by_kind.setdefault(kind, []).append(item)
-        for kind, items in by_kind.items():
+    def _take(self, count: int) -> list[Entry]:
+        """Up to ``count`` entries off the queue, in flight from now on."""
+        with self._lock:
+            queue, by_kind = self._queue, self._queued_by_kind
+            chunk = [queue.popleft() for _ in range(min(count, len(queue)))]
+            for kind, _item, _build in chunk:
+                by_kind[kind] -= 1
+            self._in_flight += len(chunk)
+        return chunk
+
+    def _built(self, chunk: list[Entry]) -> list[tuple[str, Any]]:
+        """The chunk's wire items, each built now if it was queued as raw material; the ones that fail are dropped."""
+        items: list[tuple[str, Any]] = []
+        for kind, item, build in chunk:
+            if build is None:
+                items.append((kind, item))
+                continue
             try:
-                result = self._exporter.export(kind, items)
-                if not isinstance(result, ExportResult):
-                    result = ExportResult(sent=len(items))
-            except Exception:
-                _logger.debug("telemetry exporter raised on %d %s", len(items), kind, exc_info=True)
-                result = ExportResult(failed=len(items))
-            sent = min(max(0, result.sent), len(items))
-            rejected = min(max(0, result.rejected), len(items) - sent)
-            failed = len(items) - sent - rejected  # whatever the exporter did not account for is lost
-            with self._lock:
-                self._sent += sent
-                self._rejected += rejected
-                self._failed += failed
-                self._retries += max(0, result.retries)
-                self._in_flight -= len(items)
+                items.append((kind, build(item)))
+            except Exception:  # an argument the recording call did not check: the item is dropped and counted
+                with self._lock:
+                    self._dropped += 1
+                    self._in_flight -= 1
+        return items
+
+    def _export(self, kind: str, items: list[Any]) -> None:
+        try:
+            result = self._exporter.export(kind, items)
+            if not isinstance(result, ExportResult):
+                result = ExportResult(sent=len(items))
+        except Exception:
+            _logger.debug("telemetry exporter raised on %d %s", len(items), kind, exc_info=True)
+            result = ExportResult(failed=len(items))
+        sent = min(max(0, result.sent), len(items))
+        rejected = min(max(0, result.rejected), len(items) - sent)
+        failed = len(items) - sent - rejected  # whatever the exporter did not account for is lost
+        with self._lock:
+            self._sent += sent
+            self._rejected += rejected
+            self._failed += failed
+            self._retries += max(0, result.retries)
+            self._in_flight -= len(items)
 
     def _shutdown_exporter(self) -> None:
         try:

@@ -12,11 +12,20 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from fernando_telemetry.sdk.ids import new_span_id, new_trace_id
-from fernando_telemetry.sdk.items import iso_timestamp
+from fernando_telemetry.sdk.ids import new_span_id, new_trace_and_span_id
+from fernando_telemetry.sdk.items import iso_timestamp, iso_timestamp_after
 from fernando_telemetry.sdk.tracecontext import SpanContext
 
-__all__ = ["Span", "SpanScope", "current_span", "current_span_context", "start_span", "use_span"]
+__all__ = [
+    "Span",
+    "SpanScope",
+    "SpanSnapshot",
+    "current_span",
+    "current_span_context",
+    "span_wire_item",
+    "start_span",
+    "use_span",
+]
 
 _MAX_MESSAGE_CHARS = 10_000
 _MAX_STACKTRACE_CHARS = 8_000
@@ -39,12 +48,14 @@ class Span:
     """One operation of a trace. Its methods never raise; ``end()`` is idempotent and hands it to ``on_end``."""
 
     __slots__ = (
+        "_context",
         "_end_perf",
         "_ended",
         "_on_end",
+        "_span_id",
         "_start_perf",
+        "_trace_id",
         "attributes",
-        "context",
         "environment",
         "error_message",
         "error_type",
@@ -77,8 +88,39 @@ class Span:
         user_id: str | None = None,
         on_end: Callable[[Span], None] | None = None,
     ) -> None:
+        self._setup(
+            operation_name,
+            context.trace_id,
+            context.span_id,
+            parent_span_id,
+            kind,
+            service_name,
+            environment,
+            start_time,
+            attributes,
+            user_id,
+            on_end,
+        )
+        self._context = context
+
+    def _setup(
+        self,
+        operation_name: str,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str | None,
+        kind: str,
+        service_name: str,
+        environment: str | None,
+        start_time: datetime,
+        attributes: Mapping[str, Any] | None,
+        user_id: str | None,
+        on_end: Callable[[Span], None] | None,
+    ) -> None:
         self.operation_name = operation_name
-        self.context = context
+        self._trace_id = trace_id
+        self._span_id = span_id
+        self._context: SpanContext | None = None  # made when asked for: most spans never are
         self.parent_span_id = parent_span_id
         self.kind = kind
         self.service_name = service_name
@@ -101,12 +143,20 @@ class Span:
         self._end_perf: float | None = None
 
     @property
+    def context(self) -> SpanContext:
+        """The span's trace id and span id, as a child or a ``traceparent`` header needs them."""
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(self._trace_id, self._span_id)
+        return context
+
+    @property
     def trace_id(self) -> str:
-        return self.context.trace_id
+        return self._trace_id
 
     @property
     def span_id(self) -> str:
-        return self.context.span_id
+        return self._span_id
 
     @property
     def duration_ms(self) -> float:
@@ -171,34 +221,86 @@ class Span:
 
     def to_item(self) -> dict[str, Any]:
         """The span as a ``POST /api/v1/spans`` item."""
-        duration_ms = self.duration_ms
-        item: dict[str, Any] = {
-            "trace_id": self.context.trace_id,
-            "span_id": self.context.span_id,
-            "operation_name": self.operation_name,
-            "service_name": self.service_name,
-            "span_kind": self.kind,
-            "start_time": iso_timestamp(self.start_time),
-            "end_time": iso_timestamp(self.start_time + timedelta(milliseconds=duration_ms)),
-            "duration_ms": duration_ms,
-            "status": self.status,
-        }
-        optional = {
-            "parent_span_id": self.parent_span_id,
-            "status_message": self.status_message,
-            "status_code": self.status_code,
-            "http_method": self.http_method,
-            "http_route": self.http_route,
-            "error_type": self.error_type,
-            "error_message": self.error_message,
-            "user_id": self.user_id,
-            "license_id": self.license_id,
-            "environment": self.environment,
-            "attributes": self.attributes or None,
-            "span_events": self.events or None,
-        }
-        item.update((key, value) for key, value in optional.items() if value is not None)
-        return item
+        return span_wire_item(self.snapshot())
+
+    def snapshot(self) -> SpanSnapshot:
+        """The span's fields now, as a tuple for ``span_wire_item`` (which can then run later, on another thread).
+
+        Cheap on purpose: the recording thread takes it and the export worker formats it. Attributes and events
+        are the span's own dict and list, as ``to_item`` has always shared them.
+        """
+        return (
+            self._trace_id,
+            self._span_id,
+            self.operation_name,
+            self.service_name,
+            self.kind,
+            self.start_time,
+            self.duration_ms,
+            self.status,
+            self.parent_span_id,
+            self.status_message,
+            self.status_code,
+            self.http_method,
+            self.http_route,
+            self.error_type,
+            self.error_message,
+            self.user_id,
+            self.license_id,
+            self.environment,
+            self.attributes or None,
+            self.events or None,
+        )
+
+
+SpanSnapshot = tuple[Any, ...]
+"""What ``Span.snapshot`` returns; only ``span_wire_item`` reads it."""
+
+
+def span_wire_item(snapshot: SpanSnapshot) -> dict[str, Any]:
+    """A ``Span.snapshot`` as a ``POST /api/v1/spans`` item; the optional fields only when set."""
+    (
+        trace_id, span_id, operation_name, service_name, kind, start_time, duration_ms, status, parent_span_id,
+        status_message, status_code, http_method, http_route, error_type, error_message, user_id, license_id,
+        environment, attributes, events,
+    ) = snapshot  # fmt: skip
+    item: dict[str, Any] = {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "operation_name": operation_name,
+        "service_name": service_name,
+        "span_kind": kind,
+        "start_time": iso_timestamp(start_time),
+        "end_time": iso_timestamp_after(start_time, duration_ms),
+        "duration_ms": duration_ms,
+        "status": status,
+    }
+    # Written out rather than looped: this runs for every span the worker sends.
+    if parent_span_id is not None:
+        item["parent_span_id"] = parent_span_id
+    if status_message is not None:
+        item["status_message"] = status_message
+    if status_code is not None:
+        item["status_code"] = status_code
+    if http_method is not None:
+        item["http_method"] = http_method
+    if http_route is not None:
+        item["http_route"] = http_route
+    if error_type is not None:
+        item["error_type"] = error_type
+    if error_message is not None:
+        item["error_message"] = error_message
+    if user_id is not None:
+        item["user_id"] = user_id
+    if license_id is not None:
+        item["license_id"] = license_id
+    if environment is not None:
+        item["environment"] = environment
+    if attributes is not None:
+        item["attributes"] = attributes
+    if events is not None:
+        item["span_events"] = events
+    return item
 
 
 def start_span(
@@ -216,25 +318,28 @@ def start_span(
     """A new open span: a child of ``parent``, else of the current span, else the root of a new trace."""
     if parent is None:
         parent = _current.get()
-    parent_context = parent.context if isinstance(parent, Span) else parent
-    if parent_context is None:
-        context = SpanContext(new_trace_id(), new_span_id())
+    if parent is None:
+        trace_id, span_id = new_trace_and_span_id()
         parent_span_id = None
+    elif isinstance(parent, Span):
+        trace_id, span_id, parent_span_id = parent._trace_id, new_span_id(), parent._span_id
     else:
-        context = SpanContext(parent_context.trace_id, new_span_id())
-        parent_span_id = parent_context.span_id
-    return Span(
+        trace_id, span_id, parent_span_id = parent.trace_id, new_span_id(), parent.span_id
+    span = Span.__new__(Span)
+    span._setup(
         operation_name,
-        context=context,
-        parent_span_id=parent_span_id,
-        kind=kind,
-        service_name=service_name,
-        environment=environment,
-        start_time=start_time if start_time is not None else datetime.now(UTC),
-        attributes=attributes,
-        user_id=user_id,
-        on_end=on_end,
+        trace_id,
+        span_id,
+        parent_span_id,
+        kind,
+        service_name,
+        environment,
+        start_time if start_time is not None else datetime.now(UTC),
+        attributes,
+        user_id,
+        on_end,
     )
+    return span
 
 
 class use_span:  # noqa: N801  (used like a function: ``with use_span(span):``)

@@ -1,7 +1,8 @@
-"""The ingest API's wire format: which path and body key each kind uses, and JSON bodies built item by item.
+"""The ingest API's wire format: which path and body key each kind uses, and the JSON body of a batch.
 
-Standard library only. Items are encoded one at a time so one unencodable item (a payload holding an object
-JSON cannot express, or NaN) is set aside alone instead of failing its whole batch.
+Standard library only. A batch is encoded in one call of the C encoder over the whole list; only when that
+fails are its items encoded one at a time, so one unencodable item (a payload holding an object JSON cannot
+express, or NaN) is set aside alone instead of failing its whole batch.
 """
 
 from __future__ import annotations
@@ -44,21 +45,23 @@ class EncodedBatch:
 
 def encode_batch(kind: str, items: Sequence[Mapping[str, Any]]) -> EncodedBatch:
     """The request body for ``items`` of ``kind``, leaving out (and counting) items JSON cannot express."""
-    endpoint = ENDPOINTS[kind]
+    body_key = ENDPOINTS[kind].body_key
+    try:
+        body = _encoder.encode({body_key: items if isinstance(items, list) else list(items)})
+    except _UNENCODABLE:
+        pass  # at least one item is bad: find it, item by item
+    else:
+        return EncodedBatch(body.encode(), len(items), 0)
     encoded: list[str] = []
     for item in items:
         try:
-            encoded.append(_dumps(item))
-        except (TypeError, ValueError, RecursionError, RuntimeError):
-            continue  # RuntimeError: the caller mutated a payload dict while it was being encoded
+            encoded.append(_encoder.encode(item))
+        except _UNENCODABLE:
+            continue
     if not encoded:
         return EncodedBatch(b"", 0, len(items))
-    body = f'{{"{endpoint.body_key}":[{",".join(encoded)}]}}'.encode()
-    return EncodedBatch(body, len(encoded), len(items) - len(encoded))
-
-
-def _dumps(item: Mapping[str, Any]) -> str:
-    return json.dumps(item, separators=(",", ":"), allow_nan=False, default=_json_default, ensure_ascii=False)
+    body = f'{{"{body_key}":[{",".join(encoded)}]}}'
+    return EncodedBatch(body.encode(), len(encoded), len(items) - len(encoded))
 
 
 def _json_default(value: Any) -> Any:
@@ -74,3 +77,14 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_encoder = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, default=_json_default, ensure_ascii=False, check_circular=False
+)
+"""One encoder for every batch (``json.dumps`` with options builds a new one per call); it keeps no state between
+calls. Without the circular check: a payload that contains itself ends in RecursionError, set aside like any
+unencodable item, and every other batch skips the bookkeeping."""
+
+_UNENCODABLE = (TypeError, ValueError, RecursionError, RuntimeError)
+"""RuntimeError: the caller mutated a payload dict while it was being encoded."""
