@@ -8,6 +8,7 @@ committed per event. Prints each rate and the ratios (b)/(a), (c)/(a) and (b)/(d
 SDK's ``TelemetryMiddleware`` on a minimal FastAPI app.
 
     .venv/bin/python bench/ingest_http.py [--events 200000] [--clients 8] [--batch 500] [--database-url URL]
+    .venv/bin/python bench/ingest_http.py --only middleware   # the middleware's cost alone
 
 The events are those of ``ingest_copy.py`` (same event types, names, payloads, sources, user agents).
 """
@@ -924,6 +925,10 @@ def report(
         for name, count in profile.inclusive:
             print(f"    {count / profile.samples:6.1%}  {name}")
     print()
+    report_middleware(args=args, middleware=middleware)
+
+
+def report_middleware(*, args: argparse.Namespace, middleware: list[MiddlewareResult] | str | None) -> None:
     if middleware is None or isinstance(middleware, str):
         print(f"middleware: {middleware or 'not available'}")
         return
@@ -963,6 +968,66 @@ def report(
     print(f"requests answered 200 per variant: {', '.join(f'{r.variant} {n:,}' for r, n in zip(middleware, requests, strict=True))}")
 
 
+def middleware_sanity(conn: psycopg.Connection, middleware: list[MiddlewareResult], license_id: int) -> str:
+    """Items the ``server`` variant's client says it sent against the events and spans the server stored."""
+    sent = sum(r.stats.get("sent", 0) for r in middleware if r.variant == "server" and r.stats)
+    count = conn.execute(
+        "SELECT (SELECT count(*) FROM telemetry_events WHERE license_id = %s AND environment = %s)"
+        " + (SELECT count(*) FROM traces WHERE license_id = %s AND environment = %s)",
+        (license_id, ENV_MIDDLEWARE, license_id, ENV_MIDDLEWARE),
+    ).fetchone()[0]
+    conn.commit()
+    return f"middleware (server sink): items sent by its client {sent:,}, stored (events + spans) {count:,}  {'ok' if sent == count else 'MISMATCH'}"
+
+
+def main_middleware(args: argparse.Namespace) -> int:
+    """``--only middleware``: the server (for the ``server`` variant's sink), a license and a key, then the middleware bench."""
+    columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    workdir = Path(tempfile.mkdtemp(prefix="ft-bench-http-run-"))
+    middleware: list[MiddlewareResult] | None = None
+    sanity: str | None = None
+    with (
+        Progress(*columns, console=Console(stderr=True), transient=True) as progress,
+        database(args.database_url) as (url, where, _postmaster_pid),
+    ):
+        server, base = start_server(url, workdir)
+        clients = Clients(args.clients)
+        conn = psycopg.connect(libpq_url(url), options="-c timezone=UTC", application_name="ft-bench-middleware")
+        license_id: int | None = None
+        try:
+            license_id = int(cli(url, "licenses", "create", "--name", "bench ingest_http", "--plan", LICENSE_PLAN))
+            key = cli(url, "keys", "create", "--license-id", str(license_id), "--scope", "ingest", "--name", "bench ingest_http")
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            conn.commit()
+            middleware = middleware_bench(
+                base=base, key=key, workdir=workdir, rounds=args.rounds, sequential=args.mw_sequential,
+                concurrent=args.mw_concurrent, clients=clients, progress=progress,
+            )
+            if middleware is not None:
+                sanity = middleware_sanity(conn, middleware, license_id)
+        finally:
+            clients.close()
+            server.stop()
+            if args.database_url and license_id is not None and not args.keep:
+                conn.rollback()
+                for statement in (
+                    "DELETE FROM telemetry_events WHERE license_id = %s", "DELETE FROM traces WHERE license_id = %s",
+                    "DELETE FROM licenses WHERE license_id = %s",
+                ):
+                    conn.execute(statement, (license_id,))
+                conn.commit()
+            conn.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+    print("ingest_http --only middleware: the cost of the SDK's TelemetryMiddleware on a minimal FastAPI app")
+    print(f"database: PostgreSQL {version.split()[0]}, {where}")
+    print("server: python -m fernando_telemetry serve (one uvicorn process; the sink of the server variant); host metrics off")
+    if sanity is not None:
+        print(sanity)
+    print()
+    report_middleware(args=args, middleware=middleware)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="events of (a) and of (b), spans of (c) (default 200,000)")
@@ -979,6 +1044,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mw-sequential", type=int, default=1_000, help="sequential requests per middleware round and variant")
     parser.add_argument("--mw-concurrent", type=int, default=3_000, help="concurrent requests per middleware round and variant")
     parser.add_argument("--no-middleware", action="store_true", help="skip the middleware bench")
+    parser.add_argument("--only", choices=("middleware",),
+                        help="run only this part: 'middleware' starts the server (the sink of the 'server' variant) and "
+                             "runs only the middleware bench")
     parser.add_argument("--profile", action="store_true",
                         help="then profile the server with py-spy during an extra slice of (b) and print its top functions")
     parser.add_argument("--profile-events", type=int, default=100_000, help="events of the --profile slice")
@@ -994,6 +1062,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo_app:
         demo_app(args.demo_app, args.demo_port, args.demo_endpoint, args.demo_key)
         return 0
+    if args.only == "middleware":
+        return main_middleware(args)
     copy_batch = args.copy_batch or args.clients * args.batch
     rng = random.Random(args.seed)
     notes: list[str] = []
@@ -1146,15 +1216,7 @@ def main(argv: list[str] | None = None) -> int:
                     concurrent=args.mw_concurrent, clients=clients, progress=progress,
                 )
                 if middleware is not None:
-                    sent = sum(r.stats.get("sent", 0) for r in middleware if r.variant == "server" and r.stats)
-                    count = conn.execute(
-                        "SELECT (SELECT count(*) FROM telemetry_events WHERE license_id = %s AND environment = %s)"
-                        " + (SELECT count(*) FROM traces WHERE license_id = %s AND environment = %s)",
-                        (license_id, ENV_MIDDLEWARE, license_id, ENV_MIDDLEWARE),
-                    ).fetchone()[0]
-                    conn.commit()
-                    sanity.append(f"middleware (server sink): items sent by its client {sent:,}, stored (events + spans) {count:,}"
-                                  f"  {'ok' if sent == count else 'MISMATCH'}")
+                    sanity.append(middleware_sanity(conn, middleware, license_id))
         finally:
             clients.close()
             orm_pool.shutdown(wait=True)
