@@ -9,9 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import text
 
 from fernando_telemetry import runtime
-from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
-from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.core.kpi_periods import KPI_PERIOD_TYPES, kpi_period_type, parse_day
+from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, err_console, note
+from fernando_telemetry.core.kpi_periods import KPI_PERIOD_TYPES, kpi_period_type
 from fernando_telemetry.services import kpis
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
@@ -38,12 +37,7 @@ def compute(
     Example: fernando-telemetry kpis compute --period daily --from 2026-11-01 --to 2026-11-30
     """
     period_types = [kpi_period_type(period)] if period is not None else list(KPI_PERIOD_TYPES)
-    start = parse_day(first_day, "--from") if first_day is not None else None
-    end = parse_day(last_day, "--to") if last_day is not None else None
-    if (start is None) != (end is None):
-        raise InvalidInput("give both --from and --to, or neither (the previous and current period)")
-    if start is not None and end is not None and end < start:
-        raise InvalidInput(f"--to {end} is before --from {start}")
+    start, end = day_range(first_day, last_day, without="the previous and current period") or (None, None)
     settings = load_settings(database_url=database_url)
     now = datetime.now(UTC)
     if start is not None and end is not None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
 
 from fernando_telemetry import runtime
-from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, note
 from fernando_telemetry.core.partitioning import PARTITIONED_TABLES
 from fernando_telemetry.services import partitions
 from fernando_telemetry.settings import load_settings
@@ -18,15 +17,6 @@ from fernando_telemetry.storage.database import session_factory
 
 app = typer.Typer(help="Daily partitions. Example: fernando-telemetry partitions upkeep", no_args_is_help=True)
 
-
-
-def _parse_day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{option} {value!r} is not a date: use YYYY-MM-DD") from None
 
 
 @app.command()
@@ -40,11 +30,7 @@ def upkeep(
     Example: fernando-telemetry partitions upkeep --from 2026-01-01 --to 2026-01-31
     """
     settings = load_settings(database_url=database_url)
-    start, end = _parse_day(first_day, "--from"), _parse_day(last_day, "--to")
-    if (start is None) != (end is None):
-        raise InvalidInput("give both --from and --to, or neither")
-    if start is not None and end is not None and end < start:
-        raise InvalidInput(f"--to {end} is before --from {start}")
+    start, end = day_range(first_day, last_day, without="the days around today") or (None, None)
     with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine).begin() as session:
             if start is not None and end is not None:

@@ -3,29 +3,19 @@ days recomputed from raw rows), and show how far they are."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fernando_telemetry import runtime
-from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, err_console, note
 from fernando_telemetry.services import rollups
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
 
 app = typer.Typer(help="Hourly and daily rollups behind the views. Example: fernando-telemetry rollups refresh", no_args_is_help=True)
-
-
-def _parse_day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{option} {value!r} is not a date: use YYYY-MM-DD") from None
 
 
 @app.command()
@@ -41,11 +31,7 @@ def refresh(
 
     Example: fernando-telemetry rollups refresh --from 2026-11-01 --to 2026-11-30
     """
-    start, end = _parse_day(first_day, "--from"), _parse_day(last_day, "--to")
-    if (start is None) != (end is None):
-        raise InvalidInput("give both --from and --to, or neither (what changed since the last refresh)")
-    if start is not None and end is not None and end < start:
-        raise InvalidInput(f"--to {end} is before --from {start}")
+    start, end = day_range(first_day, last_day, without="what changed since the last refresh") or (None, None)
     settings = load_settings(database_url=database_url, rollup_safety_lag_s=safety_lag_s)
     now = datetime.now(UTC)
     hours = days = 0
