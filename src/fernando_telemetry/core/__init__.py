@@ -1,5 +1,39 @@
 """Pure domain code: enums, value types, errors, time arithmetic. Imports no framework."""
 
-from fernando_telemetry.core import enums, errors, partitioning
+from fernando_telemetry.core import (
+    containment,
+    cursor,
+    enums,
+    errors,
+    ids,
+    ingest,
+    keys,
+    kpi_periods,
+    otlp,
+    partitioning,
+    ratelimit,
+    series,
+    sketch,
+    synthetic,
+    time_range,
+    trace_tree,
+)
 
-__all__ = ["enums", "errors", "partitioning"]
+__all__ = [
+    "containment",
+    "cursor",
+    "enums",
+    "errors",
+    "ids",
+    "ingest",
+    "keys",
+    "kpi_periods",
+    "otlp",
+    "partitioning",
+    "ratelimit",
+    "series",
+    "sketch",
+    "synthetic",
+    "time_range",
+    "trace_tree",
+]

@@ -4,6 +4,40 @@ Services take the session first and the rest keyword-only, receive ``now`` as an
 commit: the caller owns the transaction. Imports storage, notify and core.
 """
 
-from fernando_telemetry.services import health, partitions, retention, schema
+from fernando_telemetry.services import (
+    event_search,
+    health,
+    host_metrics,
+    ingest,
+    keys,
+    kpis,
+    metric_series,
+    partitions,
+    platform,
+    retention,
+    rollups,
+    schema,
+    summaries,
+    synthetic,
+    tenancy,
+    traces,
+)
 
-__all__ = ["health", "partitions", "retention", "schema"]
+__all__ = [
+    "event_search",
+    "health",
+    "host_metrics",
+    "ingest",
+    "keys",
+    "kpis",
+    "metric_series",
+    "partitions",
+    "platform",
+    "retention",
+    "rollups",
+    "schema",
+    "summaries",
+    "synthetic",
+    "tenancy",
+    "traces",
+]
