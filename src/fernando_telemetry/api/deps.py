@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from fernando_telemetry.core.keys import Principal, Scope
 from fernando_telemetry.services import keys
 
-__all__ = ["AdminKey", "IngestKey", "ReadKey", "presented_key", "requires"]
+__all__ = ["AdminKey", "IngestKey", "ReadKey", "authenticate", "presented_key", "requires"]
 
 
 def presented_key(request: Request) -> str | None:
@@ -25,17 +25,19 @@ def presented_key(request: Request) -> str | None:
     return api_key.strip() if api_key else None
 
 
-def _authenticate(request: Request, token: str | None) -> Principal:
+def authenticate(request: Request, scope: Scope) -> Principal:
+    """The caller's principal (blocking: run it in a thread): 401 without a valid key, 403 without ``scope``."""
     with request.app.state.sessions.begin() as session:
-        return keys.authenticate(session, token=token, now=datetime.now(UTC))
+        principal = keys.authenticate(session, token=presented_key(request), now=datetime.now(UTC))
+    keys.require(principal, scope)
+    return principal
 
 
 def requires(scope: Scope) -> Callable[..., object]:
     """A dependency giving the caller's principal: 401 without a valid key, 403 without ``scope``."""
 
     async def dependency(request: Request) -> Principal:
-        principal = await run_in_threadpool(_authenticate, request, presented_key(request))
-        keys.require(principal, scope)
+        principal = await run_in_threadpool(authenticate, request, scope)
         request.state.principal = principal
         return principal
 

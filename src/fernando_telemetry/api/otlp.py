@@ -19,13 +19,12 @@ from google.rpc import code_pb2, status_pb2
 from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.body import read_body
-from fernando_telemetry.api.deps import presented_key
+from fernando_telemetry.api.deps import authenticate
 from fernando_telemetry.api.errors import status_for
 from fernando_telemetry.core import otlp
 from fernando_telemetry.core.errors import FernandoTelemetryError
 from fernando_telemetry.core.ingest.common import DecodeContext
 from fernando_telemetry.core.keys import Principal, Scope
-from fernando_telemetry.services import keys
 from fernando_telemetry.services.ingest import KINDS, Ingestor, Kind, RowBatch
 
 __all__ = ["router"]
@@ -82,13 +81,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _authenticate(request: Request) -> Principal:
-    with request.app.state.sessions.begin() as session:
-        principal = keys.authenticate(session, token=presented_key(request), now=datetime.now(UTC))
-    keys.require(principal, Scope.INGEST)
-    return principal
-
-
 def _ingest_decoded(ingestor: Ingestor, signal: _Signal, decoded: otlp.DecodedBatch, principal: Principal) -> RowBatch:
     batch = RowBatch(decoded.rows, decoded.indexes, decoded.rejections, received=decoded.received)
     ingestor.store(signal.kind, batch, principal=principal, endpoint=signal.endpoint, idempotency_key=None)
@@ -100,7 +92,7 @@ async def _receive(request: Request, name: str) -> Response:
     content_type = request.headers.get("content-type")
     try:
         otlp.media_type(content_type)  # 415 before anything else is read
-        principal = await run_in_threadpool(_authenticate, request)
+        principal = await run_in_threadpool(authenticate, request, Scope.INGEST)
         ingestor: Ingestor = request.app.state.ingestor
         body = await read_body(request, max_bytes=request.app.state.limits.max_body_bytes)
 

@@ -163,39 +163,33 @@ class GroupCommitWriter:
         with self._lock:
             self._in_flight -= sum(len(s.rows) for s in submissions)
 
-    def _write_group(self, group: list[_Submission]) -> None:
+    def _write_group(self, group: list[_Submission], *, careful: bool = False) -> None:
+        """Write and answer a group; a retry's unique-key clash rewrites it carefully, any other failure
+        splits it so only the offending request fails."""
         try:
-            results = self._attempt(group, careful=False)
-        except psycopg.errors.UniqueViolation:
-            results = self._attempt_or_fail(group, careful=True)
-        except psycopg.OperationalError as exc:
-            self._drop_connection()
-            self._fail(group, DatabaseUnavailable(f"the database is unavailable: {_first_line(exc)}", retry_after_s=2))
-            return
-        except psycopg.Error as exc:
-            if len(group) == 1:
+            results = self._attempt(group, careful=careful)
+        except psycopg.errors.UniqueViolation as exc:
+            if not careful:
+                self._write_group(group, careful=True)
+            elif len(group) > 1:
+                for submission in group:
+                    self._write_group([submission], careful=True)
+            else:
                 self._fail(group, _domain_error(exc))
-                return
-            # one submission spoiled the group: write each alone so only its own request fails
-            for submission in group:
-                self._write_group([submission])
             return
-        self._resolve(group, results)
-
-    def _attempt_or_fail(self, group: list[_Submission], *, careful: bool) -> list[WriteResult] | None:
-        try:
-            return self._attempt(group, careful=careful)
         except psycopg.OperationalError as exc:
             self._drop_connection()
             self._fail(group, DatabaseUnavailable(f"the database is unavailable: {_first_line(exc)}", retry_after_s=2))
-            return None
+            return
         except psycopg.Error as exc:
             if len(group) > 1:
+                # one submission spoiled the group: write each alone so only its own request fails
                 for submission in group:
-                    self._write_group([submission])
-                return None
-            self._fail(group, _domain_error(exc))
-            return None
+                    self._write_group([submission], careful=careful)
+            else:
+                self._fail(group, _domain_error(exc))
+            return
+        self._resolve(group, results)
 
     def _attempt(self, group: list[_Submission], *, careful: bool) -> list[WriteResult]:
         connection = self._connect()
@@ -288,9 +282,7 @@ class GroupCommitWriter:
             finally:
                 self._connection = None
 
-    def _resolve(self, group: list[_Submission], results: list[WriteResult] | None) -> None:
-        if results is None:
-            return
+    def _resolve(self, group: list[_Submission], results: list[WriteResult]) -> None:
         self._release(group)
         for submission, result in zip(group, results, strict=True):
             submission.future.set_result(result)
