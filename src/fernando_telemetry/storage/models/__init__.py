@@ -3,10 +3,21 @@
 Imports only core. The high-volume tables are range-partitioned by day (see ``storage.partitions``).
 """
 
-from fernando_telemetry.storage.models.alerting import Alert, AlertRule
+from fernando_telemetry.storage.models.alerting import (
+    Alert,
+    AlertDelivery,
+    AlertEvent,
+    AlertNotification,
+    AlertRule,
+    AlertRuleState,
+    NotificationChannel,
+    Silence,
+)
+from fernando_telemetry.storage.models.audit import AuditEntry
 from fernando_telemetry.storage.models.base import Base, metadata
 from fernando_telemetry.storage.models.business import BusinessMetric
 from fernando_telemetry.storage.models.ingest import IngestBatch
+from fernando_telemetry.storage.models.jobs import JobRun
 from fernando_telemetry.storage.models.platform import ApiKey, License, User
 from fernando_telemetry.storage.models.rollups import (
     EventRollupDaily,
@@ -22,18 +33,26 @@ from fernando_telemetry.storage.models.telemetry import SystemMetric, TelemetryE
 
 __all__ = [
     "Alert",
+    "AlertDelivery",
+    "AlertEvent",
+    "AlertNotification",
     "AlertRule",
+    "AlertRuleState",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "BusinessMetric",
     "EventRollupDaily",
     "EventRollupHourly",
     "IngestBatch",
+    "JobRun",
     "License",
     "MetricRollupDaily",
     "MetricRollupHourly",
+    "NotificationChannel",
     "RollupDirtyBucket",
     "RollupState",
+    "Silence",
     "SpanRollupDaily",
     "SpanRollupHourly",
     "SystemMetric",

@@ -22,9 +22,7 @@ class IngestBatch(Base):
         Index("ix_ingest_batches_created_at", "created_at"),
     )
 
-    api_key_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("api_keys.api_key_id", ondelete="CASCADE"), primary_key=True
-    )
+    api_key_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("api_keys.api_key_id", ondelete="CASCADE"), primary_key=True)
     endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     response: Mapped[dict[str, Any]] = jsonb_column()

@@ -74,7 +74,11 @@ class EventRollupHourly(_EventColumns, Base):
     __table_args__ = (
         # serves: the hourly summary view over a time range; the refresh's delete of one hour
         UniqueConstraint(
-            "bucket_start", "event_type", "license_id", name="uq_telemetry_events_hourly_grain", postgresql_nulls_not_distinct=True
+            "bucket_start",
+            "event_type",
+            "license_id",
+            name="uq_telemetry_events_hourly_grain",
+            postgresql_nulls_not_distinct=True,
         ),
     )
     __mapper_args__ = {"primary_key": ["bucket_start", "event_type", "license_id"]}

@@ -51,7 +51,12 @@ class TelemetryEvent(Base):
         # serves: events in a time range (all types), e.g. the hourly summary of the last day
         Index("ix_telemetry_events_event_timestamp_brin", "event_timestamp", postgresql_using="brin"),
         # serves: rows written since the rollup watermark (rollup refresh, the views' raw tail)
-        Index("ix_telemetry_events_created_at_brin", "created_at", postgresql_using="brin", postgresql_with={"pages_per_range": "16", "autosummarize": "on"}),
+        Index(
+            "ix_telemetry_events_created_at_brin",
+            "created_at",
+            postgresql_using="brin",
+            postgresql_with={"pages_per_range": "16", "autosummarize": "on"},
+        ),
         # serves: events of one type, newest first (dashboard, GET /api/v1/events?event_type=). Time indexes
         # are ascending: rows arrive in time order and append at each key's right edge (fuller pages than
         # DESC, about 25% smaller in bench/ingest_copy.py); a backward scan gives newest first.
@@ -114,7 +119,12 @@ class SystemMetric(Base):
         # serves: all samples in a time range (hourly rollups, retention boundary delete)
         Index("ix_system_metrics_timestamp_brin", "timestamp", postgresql_using="brin"),
         # serves: rows written since the rollup watermark (rollup refresh, the views' raw tail)
-        Index("ix_system_metrics_created_at_brin", "created_at", postgresql_using="brin", postgresql_with={"pages_per_range": "16", "autosummarize": "on"}),
+        Index(
+            "ix_system_metrics_created_at_brin",
+            "created_at",
+            postgresql_using="brin",
+            postgresql_with={"pages_per_range": "16", "autosummarize": "on"},
+        ),
         # serves: label filters (labels @> '{"region": "eu"}')
         Index(
             "ix_system_metrics_labels_gin",
@@ -160,7 +170,12 @@ class Trace(Base):
         # serves: a whole trace by its id with no time range (hash: equality only, 4-byte codes, small)
         Index("ix_traces_trace_id_hash", "trace_id", postgresql_using="hash"),
         # serves: rows written since the rollup watermark (rollup refresh, the views' raw tail)
-        Index("ix_traces_created_at_brin", "created_at", postgresql_using="brin", postgresql_with={"pages_per_range": "16", "autosummarize": "on"}),
+        Index(
+            "ix_traces_created_at_brin",
+            "created_at",
+            postgresql_using="brin",
+            postgresql_with={"pages_per_range": "16", "autosummarize": "on"},
+        ),
         # serves: spans of one service and operation over time (trace search, service summary)
         Index("ix_traces_service_name_operation_name_start_time", "service_name", "operation_name", "start_time"),
         # serves: attribute filters (attributes @> '{"http.route": "/checkout"}')
