@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 from collections.abc import Callable, Iterator
 
 from sqlalchemy import Engine
@@ -11,9 +13,32 @@ from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import make_engine, sqlalchemy_url
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
 
-__all__ = ["EMBEDDED_DIR_NAME", "database_engine", "database_url", "embedded_cluster"]
+__all__ = ["EMBEDDED_DIR_NAME", "database_engine", "database_url", "embedded_cluster", "secret_key"]
 
 EMBEDDED_DIR_NAME = "postgres-18"
+
+
+SECRET_KEY_FILE = "secret_key"
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured secret key, or the one generated at first use and kept (0600) in the data directory."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / SECRET_KEY_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key
 
 
 def embedded_cluster(settings: Settings) -> EmbeddedPostgres:

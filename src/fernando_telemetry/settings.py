@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     rollup_daily_retention_days: int = Field(default=1825, ge=1)
     """Daily rollup rows older than this many days (about five years) are removed by retention."""
 
+    secret_key: str | None = None
+    """Key that signs dashboard sessions and encrypts notification channel secrets at rest. Unset: a random
+    key is generated once and kept in ``<data_dir>/secret_key`` (mode 0600). Changing it signs everyone out
+    and makes stored channel secrets unreadable (re-enter them)."""
+
     db_pool_size: int = Field(default=10, ge=1)
     """Connections the server keeps open to PostgreSQL."""
 
