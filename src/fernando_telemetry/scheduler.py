@@ -1,6 +1,7 @@
 """One background thread that runs each job at its interval, inside the server process.
 
-A failing job is logged and retried at its next tick; it never stops the others. The clock is injected.
+A failing job is logged and retried at its next tick; it never stops the others. Every run is recorded in
+``job_runs`` (start, end, outcome), each record in a transaction of its own. The clock is injected.
 """
 
 from __future__ import annotations
@@ -13,15 +14,64 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.jobs import Job
+from fernando_telemetry.jobs import Job, JobOutcome
+from fernando_telemetry.services import job_runs
+from fernando_telemetry.services.job_runs import JobRunOutcome
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "run_and_record"]
 
 logger = logging.getLogger(__name__)
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def run_and_record(
+    sessions: sessionmaker[Session],
+    job: Job,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> JobOutcome:
+    """Run ``job`` once and record its start and its end in ``job_runs``, each in a short transaction of its
+    own; a failure is recorded, then raised again. A record that cannot be written is logged, never raised."""
+    started_at = clock()
+    _record(sessions, job.name, lambda session: job_runs.record_start(session, job_name=job.name, now=started_at))
+    began = monotonic()
+
+    def record_end(outcome: JobRunOutcome, *, summary: str | None = None, error: str | None = None) -> None:
+        duration_ms, ended_at = (monotonic() - began) * 1000.0, clock()
+        _record(
+            sessions,
+            job.name,
+            lambda session: job_runs.record_end(
+                session,
+                job_name=job.name,
+                started_at=started_at,
+                now=ended_at,
+                outcome=outcome,
+                summary=summary,
+                error=error,
+                duration_ms=duration_ms,
+            ),
+        )
+
+    try:
+        outcome = job.run(sessions, started_at)
+    except Exception as exc:
+        record_end(JobRunOutcome.FAILED, error=job_runs.describe_error(exc))
+        raise
+    record_end(JobRunOutcome.OK if outcome.ran else JobRunOutcome.SKIPPED, summary=outcome.summary)
+    return outcome
+
+
+def _record(sessions: sessionmaker[Session], job_name: str, write: Callable[[Session], None]) -> None:
+    try:
+        with sessions.begin() as session:
+            write(session)
+    except Exception as exc:  # the database may be what failed the job: the run goes on, the record is lost
+        logger.warning("could not record a run of job %s: %s", job_name, job_runs.describe_error(exc))
 
 
 class Scheduler:
@@ -62,7 +112,7 @@ class Scheduler:
     def run_once(self, job: Job) -> None:
         self.mark_ran(job.name)
         try:
-            outcome = job.run(self._sessions, self._clock())
+            outcome = run_and_record(self._sessions, job, clock=self._clock, monotonic=self._monotonic)
             self.runs[job.name] += 1
             logger.info("%s", outcome.summary)
         except Exception:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import uvicorn
 
 from fernando_telemetry import jobs, runtime
-from fernando_telemetry.scheduler import Scheduler
+from fernando_telemetry.scheduler import Scheduler, run_and_record
 from fernando_telemetry.services import schema
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
@@ -62,7 +62,7 @@ def _serve(settings: Settings, *, note: Callable[[str], None]) -> None:
         scheduler = Scheduler(sessions, scheduled)
         # partitions must exist before the first request is accepted; a failure here stops the start
         upkeep = next(job for job in scheduled if job.name == "partition_upkeep")
-        note(upkeep.run(sessions, utc_now()).summary)
+        note(run_and_record(sessions, upkeep, clock=utc_now).summary)
         scheduler.mark_ran(upkeep.name)
         if settings.scheduler_enabled:
             scheduler.start()

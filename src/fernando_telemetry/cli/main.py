@@ -9,9 +9,10 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from fernando_telemetry import __version__
-from fernando_telemetry.cli import db, keys, kpis, partitions, retention, rollups
+from fernando_telemetry.cli import db, jobs, keys, kpis, partitions, retention, rollups
 from fernando_telemetry.cli.common import console, err_console, note
 from fernando_telemetry.cli.generate import generate
+from fernando_telemetry.cli.status import status
 from fernando_telemetry.core.errors import FernandoTelemetryError
 from fernando_telemetry.settings import load_settings
 
@@ -31,6 +32,8 @@ app.add_typer(partitions.app, name="partitions")
 app.add_typer(retention.app, name="retention")
 app.add_typer(rollups.app, name="rollups")
 app.command("generate")(generate)
+app.add_typer(jobs.app, name="jobs")
+app.command("status")(status)
 
 
 @app.command()
