@@ -119,6 +119,16 @@ class Settings(BaseSettings):
     rollup_daily_retention_days: int = Field(default=1825, ge=1)
     """Daily rollup rows older than this many days (about five years) are removed by retention."""
 
+    query_database_url: str | None = None
+    """Connection for ``POST /api/v1/query`` as the ``fernando_telemetry_query`` role (give it a password in
+    production and put it here). Unset: the database URL with that user and no password (trust/peer setups)."""
+
+    query_timeout_ms: int = Field(default=5000, ge=100)
+    """Statement timeout of ``POST /api/v1/query``."""
+
+    query_row_cap: int = Field(default=10_000, ge=1)
+    """Most rows ``POST /api/v1/query`` returns."""
+
     secret_key: str | None = None
     """Key that signs dashboard sessions and encrypts notification channel secrets at rest. Unset: a random
     key is generated once and kept in ``<data_dir>/secret_key`` (mode 0600). Changing it signs everyone out

@@ -13,6 +13,7 @@ from fernando_telemetry.api import create_app
 from fernando_telemetry.api.app import ApiLimits
 from fernando_telemetry.core.ids import uuid7_factory
 from fernando_telemetry.services.ingest import IngestLimits, Ingestor
+from fernando_telemetry.services.user_query import QueryLimits
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import libpq_url, session_factory
 from fernando_telemetry.storage.writer import GroupCommitWriter
@@ -60,5 +61,11 @@ def build(settings: Settings, *, engine: Engine) -> Wiring:
         new_id=uuid7_factory(),
         dump_json=dump_json,
     )
-    app = create_app(engine=engine, sessions=sessions, ingestor=ingestor, limits=ApiLimits(max_body_bytes=settings.ingest_max_body_bytes))
+    app = create_app(
+        engine=engine,
+        query_url=settings.query_database_url,
+        query_limits=QueryLimits(timeout_ms=settings.query_timeout_ms, row_cap=settings.query_row_cap),
+        ingestor=ingestor,
+        limits=ApiLimits(max_body_bytes=settings.ingest_max_body_bytes),
+    )
     return Wiring(app=app, writer=writer, ingestor=ingestor)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from fernando_telemetry import __version__
-from fernando_telemetry.api import admin, health, ingest, kpis, otlp, query_events, query_metrics, summaries, traces
+from fernando_telemetry.api import admin, health, ingest, kpis, otlp, query_events, query_metrics, query_sql, summaries, traces
 from fernando_telemetry.api.errors import install_error_handlers
+from fernando_telemetry.services import tenancy, user_query
 from fernando_telemetry.services.ingest import Ingestor
 
 __all__ = ["ApiLimits", "create_app"]
@@ -24,9 +25,10 @@ class ApiLimits:
 def create_app(
     *,
     engine: Engine,
-    sessions: sessionmaker[Session] | None = None,
     ingestor: Ingestor | None = None,
     limits: ApiLimits = ApiLimits(),
+    query_url: str | None = None,
+    query_limits: user_query.QueryLimits | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Fernando Telemetry",
@@ -36,13 +38,23 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.engine = engine
-    app.state.sessions = sessions if sessions is not None else sessionmaker(engine, expire_on_commit=False)
+    # a factory of its own: requests of license keys switch its transactions to row-level security
+    app.state.sessions = tenancy.scope_sessions(sessionmaker(engine, expire_on_commit=False))
     app.state.ingestor = ingestor
     app.state.limits = limits
+    app.state.query_url = query_url or user_query.query_role_url(engine.url.render_as_string(hide_password=False))
+    app.state.query_limits = query_limits or user_query.QueryLimits()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
-    for query_router in (query_events.router, query_metrics.router, traces.router, kpis.router, summaries.router):
+    for query_router in (
+        query_events.router,
+        query_metrics.router,
+        query_sql.router,
+        traces.router,
+        kpis.router,
+        summaries.router,
+    ):
         app.include_router(query_router)
     if ingestor is not None:
         app.include_router(ingest.router)

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.core.keys import Principal, Scope
-from fernando_telemetry.services import keys
+from fernando_telemetry.services import keys, tenancy
 
 __all__ = ["AdminKey", "IngestKey", "ReadKey", "authenticate", "presented_key", "requires"]
 
@@ -39,6 +39,7 @@ def requires(scope: Scope) -> Callable[..., object]:
     async def dependency(request: Request) -> Principal:
         principal = await run_in_threadpool(authenticate, request, scope)
         request.state.principal = principal
+        tenancy.enter(principal)  # the route's transactions now run under row-level security for its license
         return principal
 
     return Depends(dependency)

@@ -1,11 +1,30 @@
-"""Which license a read sees: a license key sees its own; an admin key sees all, or the one it asks for."""
+"""Which license a caller sees: a license key sees its own; an admin key sees all, or the one it asks for.
+
+Besides the filters the services apply, a license key's request is scoped in the database itself:
+``enter`` marks the request, and sessions from a factory passed through ``scope_sessions`` then run each
+transaction as the tenant role under row-level security (``storage.tenant_scope``).
+"""
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from fernando_telemetry.core.errors import Forbidden
 from fernando_telemetry.core.keys import Principal
+from fernando_telemetry.storage import tenant_scope
 
-__all__ = ["visible_license"]
+__all__ = ["enter", "scope_sessions", "visible_license"]
+
+
+def scope_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Make ``sessions`` honour the license scope of the request they serve (see ``enter``)."""
+    return tenant_scope.install(sessions)
+
+
+def enter(principal: Principal) -> None:
+    """Scope the rest of this request's database work to the principal's license (admin keys: unscoped)."""
+    if not principal.is_admin and principal.license_id is not None:
+        tenant_scope.current_license.set(principal.license_id)
 
 
 def visible_license(principal: Principal, requested: int | None = None) -> int | None:

@@ -19,6 +19,7 @@ from fernando_telemetry.storage.models.business import BusinessMetric
 from fernando_telemetry.storage.models.ingest import IngestBatch
 from fernando_telemetry.storage.models.jobs import JobRun
 from fernando_telemetry.storage.models.platform import ApiKey, License, User
+from fernando_telemetry.storage.models.query import QueryScope
 from fernando_telemetry.storage.models.rollups import (
     EventRollupDaily,
     EventRollupHourly,
@@ -50,6 +51,7 @@ __all__ = [
     "MetricRollupDaily",
     "MetricRollupHourly",
     "NotificationChannel",
+    "QueryScope",
     "RollupDirtyBucket",
     "RollupState",
     "Silence",

@@ -1,0 +1,61 @@
+"""``POST /api/v1/query``: check that the text is one SELECT, pick the license, run it as the query role."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.keys import Principal
+from fernando_telemetry.services.tenancy import visible_license
+from fernando_telemetry.storage import user_sql
+from fernando_telemetry.storage.user_sql import QueryResult, query_role_url
+
+__all__ = ["QueryLimits", "QueryResult", "first_keyword", "query_role_url", "run"]
+
+_READING_KEYWORDS = {"select", "with", "values", "table"}
+_COMMENTS = re.compile(r"(--[^\n]*(\n|$))|(/\*.*?\*/)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    timeout_ms: int = 5000
+    row_cap: int = 10_000
+
+
+def first_keyword(statement: str) -> str:
+    """The statement's first word, comments and leading parentheses skipped, lower-cased ('' when empty)."""
+    stripped = _COMMENTS.sub(" ", statement).lstrip().lstrip("(").lstrip()
+    match = re.match(r"[A-Za-z_]+", stripped)
+    return match.group(0).lower() if match else ""
+
+
+def run(
+    owner: Engine,
+    query_url: str,
+    principal: Principal,
+    statement: str,
+    *,
+    license_id: int | None,
+    row_limit: int | None,
+    limits: QueryLimits,
+) -> QueryResult:
+    """Run one read-only SELECT for the caller's license (admin keys name the license)."""
+    if not statement.strip():
+        raise InvalidInput("sql is empty: send one SELECT statement", details=[{"field": "sql", "reason": "empty"}])
+    keyword = first_keyword(statement)
+    if keyword not in _READING_KEYWORDS:
+        raise InvalidInput(
+            f"only a single SELECT statement may run here, not {keyword.upper() or 'this text'}",
+            details=[{"field": "sql", "reason": f"starts with {keyword.upper() or 'nothing'}", "allowed": ["SELECT", "WITH"]}],
+        )
+    scope = visible_license(principal, license_id)
+    if scope is None:
+        raise InvalidInput(
+            "admin keys must name the license to query: add license_id",
+            details=[{"field": "license_id", "reason": "required for admin keys"}],
+        )
+    cap = limits.row_cap if row_limit is None else min(row_limit, limits.row_cap)
+    return user_sql.run_select(owner, query_url, statement, license_id=scope, timeout_ms=limits.timeout_ms, row_cap=cap)

@@ -1,0 +1,146 @@
+"""User SQL for ``POST /api/v1/query``: one read-only statement, as the query role, scoped to one license.
+
+The statement runs on a connection of its own, logged in as ``fernando_telemetry_query`` (migration 0005),
+in a read-only transaction with a statement timeout, sent with the extended protocol (so it can hold only
+one statement). Before it runs, the owner commits a ``query_scopes`` row naming the connection's backend pid
+and the license; the row-level security policies read that row, which user SQL can neither change nor
+fake. The row is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import ipaddress
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from sqlalchemy import Engine, text
+
+from fernando_telemetry.core.errors import DatabaseUnavailable, Forbidden, InvalidInput
+from fernando_telemetry.storage.database import sqlalchemy_url
+
+__all__ = ["QUERY_ROLE", "QueryResult", "query_role_url", "run_select"]
+
+QUERY_ROLE = "fernando_telemetry_query"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool
+    elapsed_ms: float
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, decimal.Decimal):
+        return float(value) if value.is_finite() else str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(
+        value, uuid.UUID | ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network | ipaddress.IPv6Network
+    ):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    return str(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
+def run_select(
+    owner: Engine,
+    query_url: str,
+    statement: str,
+    *,
+    license_id: int,
+    timeout_ms: int,
+    row_cap: int,
+    connect_timeout_s: int = 5,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> QueryResult:
+    """Run ``statement`` for ``license_id``; at most ``row_cap`` rows come back (``truncated`` says if more)."""
+    try:
+        connection = psycopg.connect(query_url, connect_timeout=connect_timeout_s, autocommit=False, options="-c timezone=UTC")
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"the query role cannot connect: {_first_line(exc)}") from exc
+    try:
+        pid = connection.info.backend_pid
+        with owner.begin() as owner_connection:
+            owner_connection.execute(
+                text(
+                    "INSERT INTO query_scopes (backend_pid, license_id) VALUES (:pid, :license_id) "
+                    "ON CONFLICT (backend_pid) DO UPDATE SET license_id = EXCLUDED.license_id, created_at = now()"
+                ),
+                {"pid": pid, "license_id": license_id},
+            )
+        try:
+            return _run(connection, statement, timeout_ms=timeout_ms, row_cap=row_cap, monotonic=monotonic)
+        finally:
+            with owner.begin() as owner_connection:
+                owner_connection.execute(text("DELETE FROM query_scopes WHERE backend_pid = :pid"), {"pid": pid})
+    finally:
+        connection.close()
+
+
+def query_role_url(owner_url: str) -> str:
+    """The owner's database URL with the query role as user and no password (trust or peer setups)."""
+    url = sqlalchemy_url(owner_url).set(drivername="postgresql", username=QUERY_ROLE, password=None)
+    return url.render_as_string(hide_password=False)
+
+
+def _run(
+    connection: psycopg.Connection[Any], statement: str, *, timeout_ms: int, row_cap: int, monotonic: Callable[[], float]
+) -> QueryResult:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL transaction_read_only = on")
+        cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        started = monotonic()
+        try:
+            # prepare=True sends the statement with the extended protocol, which refuses more than one
+            cursor.execute(statement, prepare=True)
+        except pg_errors.QueryCanceled as exc:
+            raise InvalidInput(
+                f"the query ran past the statement timeout of {timeout_ms} ms; narrow it (time range, LIMIT)"
+            ) from exc
+        except pg_errors.InsufficientPrivilege as exc:
+            raise Forbidden(
+                f"the query reads something it may not: {_first_line(exc)} (readable: the telemetry tables, their rollups and the views)"
+            ) from exc
+        except pg_errors.ReadOnlySqlTransaction as exc:
+            raise InvalidInput("only a SELECT may run here: the query tried to change data") from exc
+        except psycopg.errors.SyntaxError as exc:
+            if "multiple commands" in str(exc):
+                raise InvalidInput("send exactly one SELECT statement (no semicolon-separated statements)") from exc
+            raise InvalidInput(f"SQL error: {_first_line(exc)}") from exc
+        except psycopg.DatabaseError as exc:
+            raise InvalidInput(f"SQL error: {_first_line(exc)}") from exc
+        if cursor.description is None:
+            raise InvalidInput("the statement returned no rows: only a SELECT may run here")
+        columns = [column.name for column in cursor.description]
+        fetched: Sequence[Any] = cursor.fetchmany(row_cap + 1)
+        elapsed_ms = (monotonic() - started) * 1000.0
+    connection.rollback()
+    truncated = len(fetched) > row_cap
+    rows = [[_json_value(value) for value in row] for row in fetched[:row_cap]]
+    return QueryResult(columns=columns, rows=rows, truncated=truncated, elapsed_ms=elapsed_ms)
