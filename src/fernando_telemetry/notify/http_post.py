@@ -1,0 +1,54 @@
+"""One JSON POST to a webhook (Slack or generic) with ``httpx``: the target is checked first, redirects are
+not followed, and the answer becomes a ``SendResult``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import httpx
+
+from fernando_telemetry.notify.result import SendResult
+from fernando_telemetry.notify.targets import mask_url, target_problem
+
+__all__ = ["USER_AGENT", "post_json", "retryable_status"]
+
+USER_AGENT = "fernando-telemetry-notify/1"
+_BODY_EXCERPT = 300
+
+
+def retryable_status(status: int) -> bool:
+    """5xx, 408 (timeout), 425 (too early) and 429 (rate limited) may pass on a retry; other 4xx and 3xx will not."""
+    return status >= 500 or status in (408, 425, 429)
+
+
+def post_json(url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float) -> SendResult:
+    problem = target_problem(url)
+    if problem is not None:
+        return SendResult.failure(f"webhook target refused: the URL {problem}", retryable=False)
+    started = time.perf_counter()
+    try:
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
+            response = client.post(
+                url, content=body, headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+            )
+            latency_ms = (time.perf_counter() - started) * 1000.0
+    except httpx.TimeoutException as exc:
+        return SendResult.failure(f"timed out after {timeout_s:g} s ({type(exc).__name__})", latency_ms=_since(started))
+    except httpx.HTTPError as exc:
+        # the URL may carry a token: never let it into the delivery log
+        reason = str(exc).replace(url, mask_url(url))
+        return SendResult.failure(f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__, latency_ms=_since(started))
+    status = response.status_code
+    if 200 <= status < 300:
+        return SendResult(ok=True, http_status=status, latency_ms=latency_ms)
+    excerpt = " ".join(response.text[:_BODY_EXCERPT].split())
+    if 300 <= status < 400:
+        error = f"HTTP {status}: redirect to {mask_url(response.headers.get('location', '?'))} not followed"
+    else:
+        error = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
+    return SendResult(ok=False, http_status=status, error=error, retryable=retryable_status(status), latency_ms=latency_ms)
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,161 @@
+"""Email over SMTP with ``smtplib``: plain, STARTTLS or implicit TLS, optional AUTH; the server's replies are
+kept so the delivery log can show them (``250 ...``, ``535 ...``)."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from fernando_telemetry.notify.result import SendResult
+
+__all__ = ["SECURITY_MODES", "SmtpServer", "deliver", "tls_context"]
+
+SECURITY_MODES = ("none", "starttls", "tls")
+"""``none``: plain SMTP; ``starttls``: plain, then upgraded (refused if the server does not offer it); ``tls``: TLS from the start (port 465)."""
+
+DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    host: str
+    port: int | None = None
+    """None: 25, 587 or 465 by ``security``."""
+    security: str = "starttls"
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = 10.0
+    tls_verify: bool = True
+    """False accepts any certificate (a lab server); prefer ``ca_cert`` for a private CA or a self-signed one."""
+    ca_cert: str | None = None
+    """PEM certificate(s) to trust instead of the system's CAs."""
+    local_hostname: str | None = None
+    """The name sent in EHLO; None lets smtplib use this host's FQDN."""
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or DEFAULT_PORTS.get(self.security, 25)
+
+
+def tls_context(server: SmtpServer) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=server.ca_cert) if server.ca_cert else ssl.create_default_context()
+    if not server.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    message = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{code} {' '.join(message.split())}".strip()
+
+
+class _Refused(Exception):
+    def __init__(self, reply: str, code: int, error: str) -> None:
+        super().__init__(error)
+        self.reply, self.code, self.error = reply, code, error
+
+
+def _close(client: smtplib.SMTP) -> None:
+    # QUIT after an accepted message: its answer changes nothing (a retry would send the message twice)
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        pass
+    finally:
+        client.close()
+
+
+def deliver(server: SmtpServer, email: EmailMessage, *, sender: str, recipients: Sequence[str]) -> SendResult:
+    """Send ``email`` to ``recipients``; ``ok`` when the server accepted the message for at least one of them.
+
+    SMTP 5xx replies and failed authentication are not retryable; 4xx replies and network errors are."""
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return (time.perf_counter() - started) * 1000.0
+
+    try:
+        context = tls_context(server) if server.security in ("starttls", "tls") else None
+        client: smtplib.SMTP
+        if server.security == "tls":
+            client = smtplib.SMTP_SSL(
+                server.host,
+                server.effective_port,
+                local_hostname=server.local_hostname,
+                timeout=server.timeout_s,
+                context=context,
+            )
+        else:
+            client = smtplib.SMTP(
+                server.host, server.effective_port, local_hostname=server.local_hostname, timeout=server.timeout_s
+            )
+        try:
+            client.ehlo()
+            if server.security == "starttls":
+                if not client.has_extn("starttls"):
+                    return SendResult(
+                        ok=False,
+                        error="the server does not offer STARTTLS (set smtp_security to none or tls)",
+                        retryable=False,
+                        latency_ms=elapsed(),
+                    )
+                client.starttls(context=context)
+                client.ehlo()
+            if server.username:
+                client.login(server.username, server.password or "")
+            code, text = client.mail(sender)
+            if code != 250:
+                raise _Refused(_reply(code, text), code, f"sender {sender} refused")
+            refused: dict[str, str] = {}
+            for recipient in recipients:
+                code, text = client.rcpt(recipient)
+                if code not in (250, 251):
+                    refused[recipient] = _reply(code, text)
+            if len(refused) == len(recipients):
+                first = next(iter(refused.values()))
+                raise _Refused(
+                    first,
+                    int(first.split()[0]),
+                    "every recipient refused: " + "; ".join(f"{r} ({why})" for r, why in refused.items()),
+                )
+            code, text = client.data(email.as_bytes())
+            if code != 250:
+                raise _Refused(_reply(code, text), code, "message refused")
+            reply = _reply(code, text)
+        finally:
+            _close(client)
+        error = ("some recipients refused: " + "; ".join(f"{r} ({why})" for r, why in refused.items())) if refused else None
+        return SendResult(ok=True, smtp_reply=reply, error=error, latency_ms=elapsed())
+    except _Refused as exc:
+        return SendResult(
+            ok=False, smtp_reply=exc.reply, error=exc.error, retryable=not 500 <= exc.code < 600, latency_ms=elapsed()
+        )
+    except smtplib.SMTPAuthenticationError as exc:
+        return SendResult(
+            ok=False,
+            smtp_reply=_reply(exc.smtp_code, exc.smtp_error),
+            error="authentication failed",
+            retryable=False,
+            latency_ms=elapsed(),
+        )
+    except smtplib.SMTPResponseException as exc:
+        return SendResult(
+            ok=False,
+            smtp_reply=_reply(exc.smtp_code, exc.smtp_error),
+            error=f"{type(exc).__name__}",
+            retryable=not 500 <= exc.smtp_code < 600,
+            latency_ms=elapsed(),
+        )
+    except smtplib.SMTPNotSupportedError as exc:
+        return SendResult(ok=False, error=f"the server does not support it: {exc}", retryable=False, latency_ms=elapsed())
+    except ssl.SSLCertVerificationError as exc:
+        return SendResult(ok=False, error=f"TLS certificate not trusted: {exc.verify_message or exc}", latency_ms=elapsed())
+    except (OSError, smtplib.SMTPException) as exc:
+        return SendResult(
+            ok=False, error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, latency_ms=elapsed()
+        )
