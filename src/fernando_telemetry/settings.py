@@ -8,6 +8,7 @@ conventional ``DATABASE_URL``) > the default written here. Settings are built at
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field
@@ -139,6 +140,46 @@ class Settings(BaseSettings):
 
     db_connect_timeout_s: int = Field(default=5, ge=1)
     """Seconds to wait for a new database connection before giving up."""
+
+    external_url: str | None = None
+    """Base URL people reach this server at (``https://telemetry.example.com``), for the links in notifications
+    and Alertmanager's ``externalURL``. Unset: ``http://<host>:<port>``."""
+
+    notification_dispatch_interval_s: float = Field(default=5.0, ge=0)
+    """Seconds between two runs of the notification dispatcher (sends what alerts queued); 0 turns it off."""
+
+    notification_max_attempts: int = Field(default=5, ge=1)
+    """Attempts per notification and channel, the first included; then it is abandoned (see the delivery log)."""
+
+    notification_backoff_s: float = Field(default=30.0, ge=0)
+    """Wait after the first failed attempt of a notification; doubled after each further failure."""
+
+    notification_backoff_max_s: float = Field(default=3600.0, ge=0)
+    """Longest wait between two attempts of a notification."""
+
+    notification_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds an SMTP server or webhook receiver has to answer one send."""
+
+    notification_batch_size: int = Field(default=50, ge=1)
+    """Most notifications one dispatcher run sends."""
+
+    smtp_host: str | None = None
+    """SMTP server of email channels that name none of their own; unset: such channels fail with a clear error."""
+
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    """Its port; unset: 25, 587 or 465 by ``smtp_security``."""
+
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    """``none`` (plain), ``starttls`` (upgrade, refused if not offered) or ``tls`` (implicit TLS)."""
+
+    smtp_username: str | None = None
+    """User for SMTP AUTH; unset: no authentication."""
+
+    smtp_password: str | None = None
+    """Password for SMTP AUTH."""
+
+    smtp_from: str = "fernando-telemetry@localhost"
+    """Sender address of notification emails whose channel gives no ``from``."""
 
 
 def load_settings(**overrides: object) -> Settings:

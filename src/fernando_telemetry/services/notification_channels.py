@@ -23,7 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
-from fernando_telemetry.notify.notifier import Channel, EmailChannel, SlackChannel, WebhookChannel
+from fernando_telemetry.notify.message import channel_test_message
+from fernando_telemetry.notify.notifier import Channel, ChannelNotifier, EmailChannel, Notifier, SlackChannel, WebhookChannel
+from fernando_telemetry.notify.result import SendResult
 from fernando_telemetry.notify.smtp import SECURITY_MODES
 from fernando_telemetry.notify.targets import MASK, mask_url, target_problem
 from fernando_telemetry.notify.webhook_format import FORMATS
@@ -34,6 +36,7 @@ __all__ = [
     "CHANNEL_TYPES",
     "SECRET_FIELDS",
     "ChannelView",
+    "NotificationSetup",
     "create",
     "delete",
     "existing_names",
@@ -41,6 +44,7 @@ __all__ = [
     "list_channels",
     "sendable",
     "sendable_by_name",
+    "send_test",
     "update",
 ]
 
@@ -64,7 +68,7 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
 REQUIRED_FIELDS = {"email": ("to",), "slack": ("webhook_url",), "webhook": ("url",)}
 SECRET_FIELDS = frozenset({"smtp_password", "webhook_url", "url", "secret", "headers"})
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 HOST_PATTERN = re.compile(r"[A-Za-z0-9._\-\[\]:]{1,253}")
 HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
 RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection"})
@@ -99,6 +103,21 @@ class ChannelView:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+
+
+@dataclass(frozen=True)
+class NotificationSetup:
+    """What the channel routes need besides the database: the box for secrets, the notifier for test sends,
+    and the base URL for links."""
+
+    box: SecretBox
+    notifier: Notifier
+    external_url: str | None = None
+
+    @classmethod
+    def with_key(cls, secret_key: str, *, external_url: str | None = None) -> NotificationSetup:
+        """A box keyed by ``secret_key`` and a notifier with no SMTP defaults."""
+        return cls(box=SecretBox(secret_key), notifier=ChannelNotifier(), external_url=external_url)
 
 
 class _Problems:
@@ -141,7 +160,7 @@ def _validate(spec: Mapping[str, Any], problems: _Problems) -> tuple[dict[str, A
                 problems.add(key, "unknown field")
     name = spec.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        problems.add("name", "must be 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        problems.add("name", "must be 1 to 100 letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
     if channel_type not in CHANNEL_TYPES:
         problems.add("type", "must be one of the channel types", allowed=CHANNEL_TYPES)
     for flag in ("send_resolved", "enabled", "tls_verify"):
@@ -449,3 +468,8 @@ def sendable_by_name(session: Session, *, license_id: int | None, name: str, box
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def send_test(channel: Channel, *, notifier: Notifier, now: datetime, external_url: str | None = None) -> SendResult:
+    """Send a test message (no alert behind it) to ``channel``; call it with no transaction open."""
+    return notifier.send(channel, channel_test_message(channel_name=channel.name, now=now, external_url=external_url), now=now)
