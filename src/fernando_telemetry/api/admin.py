@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.deps import AdminKey
 from fernando_telemetry.api.schemas import LicenseIn, LicenseOut, UserIn, UserOut
-from fernando_telemetry.services import platform
+from fernando_telemetry.services import audit, platform
 
 __all__ = ["router"]
 
@@ -18,8 +20,12 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 _ERRORS = {401: {"description": "Missing or unknown API key"}, 403: {"description": "Not an admin key"}}
 
 
-@router.put("/users/{user_id}", response_model=UserOut, responses={**_ERRORS, 404: {"description": "Unknown license"}},
-            summary="Create or update a platform user")
+@router.put(
+    "/users/{user_id}",
+    response_model=UserOut,
+    responses={**_ERRORS, 404: {"description": "Unknown license"}},
+    summary="Create or update a platform user",
+)
 async def put_user(
     request: Request,
     response: Response,
@@ -29,7 +35,18 @@ async def put_user(
 ) -> UserOut:
     def work() -> tuple[UserOut, bool]:
         with request.app.state.sessions.begin() as session:
-            user, created = platform.upsert_user(session, user_id=user_id, fields=body.model_dump(), now=datetime.now(UTC))
+            now = datetime.now(UTC)
+            user, created = platform.upsert_user(session, user_id=user_id, fields=body.model_dump(), now=now)
+            audit.record(
+                session,
+                actor=audit.actor_of(principal),
+                action="user.create" if created else "user.update",
+                target_type="user",
+                target_id=user_id,
+                license_id=user.license_id,
+                now=now,
+                details={"fields": sorted(body.model_dump(exclude_unset=True))},
+            )
             return UserOut.model_validate(user, from_attributes=True), created
 
     user, created = await run_in_threadpool(work)
@@ -37,8 +54,7 @@ async def put_user(
     return user
 
 
-@router.put("/licenses/{license_id}", response_model=LicenseOut, responses=_ERRORS,
-            summary="Create or update a platform license")
+@router.put("/licenses/{license_id}", response_model=LicenseOut, responses=_ERRORS, summary="Create or update a platform license")
 async def put_license(
     request: Request,
     response: Response,
@@ -48,11 +64,49 @@ async def put_license(
 ) -> LicenseOut:
     def work() -> tuple[LicenseOut, bool]:
         with request.app.state.sessions.begin() as session:
-            license_, created = platform.upsert_license(
-                session, license_id=license_id, fields=body.model_dump(), now=datetime.now(UTC)
+            now = datetime.now(UTC)
+            license_, created = platform.upsert_license(session, license_id=license_id, fields=body.model_dump(), now=now)
+            audit.record(
+                session,
+                actor=audit.actor_of(principal),
+                action="license.create" if created else "license.update",
+                target_type="license",
+                target_id=license_id,
+                license_id=license_id,
+                now=now,
+                details={"fields": sorted(body.model_dump(exclude_unset=True))},
             )
             return LicenseOut.model_validate(license_, from_attributes=True), created
 
     license_, created = await run_in_threadpool(work)
     response.status_code = 201 if created else 200
     return license_
+
+
+class AuditEntryOut(BaseModel):
+    entry_id: int
+    occurred_at: datetime
+    actor: str = Field(description="key:<api_key_id> for a request, cli for a command, evaluator/system for jobs")
+    action: str = Field(description="For example key.create, key.revoke, license.update, rule.create, silence.create")
+    target_type: str
+    target_id: str | None
+    license_id: int | None
+    details: dict[str, Any]
+
+
+@router.get(
+    "/audit", response_model=list[AuditEntryOut], responses=_ERRORS, summary="The audit log of admin actions, newest first"
+)
+async def get_audit(
+    request: Request,
+    principal: AdminKey,
+    license_id: int | None = Query(default=None, ge=1, le=2**62, description="Only this license's entries"),
+    action: str | None = Query(default=None, max_length=64, description="Only this action, e.g. key.revoke"),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> list[AuditEntryOut]:
+    def work() -> list[AuditEntryOut]:
+        with request.app.state.sessions() as session:
+            found = audit.entries(session, license_id=license_id, action=action, limit=limit)
+        return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in found]
+
+    return await run_in_threadpool(work)

@@ -11,12 +11,16 @@ from rich.table import Table
 from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.core.keys import KEY_PREFIX
-from fernando_telemetry.services import keys
+from fernando_telemetry.services import audit, keys
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
 
-licenses_app = typer.Typer(help="Licenses (tenants). Example: fernando-telemetry licenses create --name Acme", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys. Example: fernando-telemetry keys create --license-id 1 --scope ingest", no_args_is_help=True)
+licenses_app = typer.Typer(
+    help="Licenses (tenants). Example: fernando-telemetry licenses create --name Acme", no_args_is_help=True
+)
+keys_app = typer.Typer(
+    help="API keys. Example: fernando-telemetry keys create --license-id 1 --scope ingest", no_args_is_help=True
+)
 
 
 def new_token() -> str:
@@ -36,6 +40,16 @@ def create_license(
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
         with session_factory(engine).begin() as session:
             license_id = keys.create_license(session, name=name, plan=plan)
+            audit.record(
+                session,
+                actor="cli",
+                action="license.create",
+                target_type="license",
+                target_id=license_id,
+                license_id=license_id,
+                now=datetime.now(UTC),
+                details={"name": name, "plan": plan},
+            )
     note(f"created license {name!r}")
     print(license_id)
 
@@ -55,6 +69,16 @@ def create_key(
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
         with session_factory(engine).begin() as session:
             created = keys.create_key(session, license_id=license_id, scopes=scope, admin=admin, name=name, new_token=new_token)
+            audit.record(
+                session,
+                actor="cli",
+                action="key.create",
+                target_type="api_key",
+                target_id=created.api_key_id,
+                license_id=license_id,
+                now=datetime.now(UTC),
+                details={"name": name, "scopes": sorted(scope), "admin": admin},
+            )
     note(f"created API key {created.api_key_id}; store it now, it cannot be shown again")
     print(created.token)
 
@@ -74,8 +98,12 @@ def list_keys(
     table = Table("id", "name", "prefix", "license", "scopes", "created", "last used", "revoked")
     for key in found:
         table.add_row(
-            str(key.api_key_id), key.name or "", key.key_prefix + "...", "admin" if key.license_id is None else str(key.license_id),
-            ",".join(key.scopes), f"{key.created_at:%Y-%m-%d %H:%M}",
+            str(key.api_key_id),
+            key.name or "",
+            key.key_prefix + "...",
+            "admin" if key.license_id is None else str(key.license_id),
+            ",".join(key.scopes),
+            f"{key.created_at:%Y-%m-%d %H:%M}",
             f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never",
             f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
         )
@@ -93,5 +121,15 @@ def revoke_key(
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
         with session_factory(engine).begin() as session:
-            keys.revoke(session, api_key_id=api_key_id, now=datetime.now(UTC))
+            now = datetime.now(UTC)
+            revoked = keys.revoke(session, api_key_id=api_key_id, now=now)
+            audit.record(
+                session,
+                actor="cli",
+                action="key.revoke",
+                target_type="api_key",
+                target_id=api_key_id,
+                license_id=revoked.license_id,
+                now=now,
+            )
     console.print(f"revoked API key {api_key_id}")

@@ -96,13 +96,24 @@ def list_keys(session: Session, *, license_id: int | None = None) -> list[KeyInf
     ]
 
 
-def revoke(session: Session, *, api_key_id: int, now: datetime) -> None:
+def revoke(session: Session, *, api_key_id: int, now: datetime) -> KeyInfo:
+    """Revoke a key from ``now`` on (authentication reads the key on every request, so it takes effect at once)."""
     key = session.get(ApiKey, api_key_id)
     if key is None:
         raise NotFound(f"API key {api_key_id} does not exist")
     if key.revoked_at is None:
         key.revoked_at = now
         session.flush()
+    return KeyInfo(
+        key.api_key_id,
+        key.name,
+        key.key_prefix,
+        key.license_id,
+        tuple(key.scopes),
+        key.created_at,
+        key.last_used_at,
+        key.revoked_at,
+    )
 
 
 def authenticate(session: Session, *, token: str | None, now: datetime) -> Principal:

@@ -1,0 +1,67 @@
+"""The audit log: key and license actions from the CLI and the admin API are recorded and readable by admins."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from tests.ingest_fixtures import admin_key, make_tenant
+
+
+def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fernando_telemetry", *args, "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_key_and_license_actions_are_audited(committed_url: str, committed_engine: Engine) -> None:
+    created = _cli(committed_url, "licenses", "create", "--name", "Audited Ltd")
+    assert created.returncode == 0, created.stderr
+    license_id = int(created.stdout.strip().splitlines()[-1])
+    key = _cli(committed_url, "keys", "create", "--license-id", str(license_id), "--scope", "read", "--name", "audited")
+    assert key.returncode == 0, key.stderr
+    token = key.stdout.strip().splitlines()[-1]
+    with committed_engine.connect() as connection:
+        key_id = connection.execute(text("SELECT api_key_id FROM api_keys WHERE license_id = :l"), {"l": license_id}).scalar_one()
+    revoked = _cli(committed_url, "keys", "revoke", str(key_id))
+    assert revoked.returncode == 0, revoked.stderr
+    with committed_engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT actor, action, target_id, details::text FROM audit_log WHERE license_id = :l ORDER BY entry_id"),
+            {"l": license_id},
+        ).all()
+    assert [(actor, action, target) for actor, action, target, _ in rows] == [
+        ("cli", "license.create", str(license_id)),
+        ("cli", "key.create", str(key_id)),
+        ("cli", "key.revoke", str(key_id)),
+    ]
+    assert token not in " ".join(details for *_, details in rows)  # never the key itself
+
+
+def test_admin_api_changes_are_audited_and_readable_by_admins_only(client: TestClient, committed_engine: Engine) -> None:
+    token = admin_key(committed_engine)
+    tenant = make_tenant(committed_engine)
+    with committed_engine.connect() as connection:
+        admin_id = connection.execute(text("SELECT max(api_key_id) FROM api_keys WHERE license_id IS NULL")).scalar_one()
+    response = client.put(
+        f"/api/v1/admin/licenses/{tenant.license_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"name": "Renamed", "plan": "pro"},
+    )
+    assert response.status_code in (200, 201), response.text
+    audit = client.get(
+        "/api/v1/admin/audit", params={"license_id": tenant.license_id}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert audit.status_code == 200
+    entries = audit.json()
+    assert entries[0]["action"] == "license.update"
+    assert entries[0]["actor"] == f"key:{admin_id}"
+    assert entries[0]["target_id"] == str(tenant.license_id)
+    refused = client.get("/api/v1/admin/audit", headers={"Authorization": f"Bearer {tenant.read_key}"})
+    assert refused.status_code == 403
