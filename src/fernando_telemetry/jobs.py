@@ -13,12 +13,13 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.services import host_metrics, kpis, partitions, retention, rollups
+from fernando_telemetry.services import alert_evaluation, host_metrics, kpis, partitions, retention, rollups
 from fernando_telemetry.settings import Settings
 
 __all__ = [
     "Job",
     "JobOutcome",
+    "alert_evaluation_run",
     "default_jobs",
     "host_metrics_run",
     "kpi_run",
@@ -139,6 +140,25 @@ def rollup_refresh(settings: Settings) -> Callable[[sessionmaker[Session], datet
     return run
 
 
+def alert_evaluation_run(settings: Settings) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+    """Evaluate the rules whose own interval has elapsed, in one transaction (a SAVEPOINT per rule); the
+    notifications it queues are sent by the dispatcher after it commits."""
+
+    def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+        def work(session: Session) -> str:
+            summary = alert_evaluation.evaluate_due(
+                session, now=now, statement_timeout_ms=int(settings.alert_evaluation_statement_timeout_s * 1000)
+            )
+            return (
+                f"alerts: {len(summary.rules)} rules evaluated, {len(summary.transitions)} transitions, "
+                f"{summary.notifications} notifications queued, {len(summary.errors)} failed"
+            )
+
+        return _with_job_lock(sessions, "alert_evaluation", work)
+
+    return run
+
+
 def default_jobs(settings: Settings) -> list[Job]:
     jobs = [
         Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings)),
@@ -150,4 +170,6 @@ def default_jobs(settings: Settings) -> list[Job]:
         jobs.append(Job("kpis", settings.kpi_interval_s, kpi_run(settings)))
     if settings.rollup_refresh_interval_s > 0:
         jobs.append(Job("rollups", settings.rollup_refresh_interval_s, rollup_refresh(settings)))
+    if settings.alert_evaluation_interval_s > 0:
+        jobs.append(Job("alert_evaluation", settings.alert_evaluation_interval_s, alert_evaluation_run(settings)))
     return jobs

@@ -130,6 +130,14 @@ class Settings(BaseSettings):
     query_row_cap: int = Field(default=10_000, ge=1)
     """Most rows ``POST /api/v1/query`` returns."""
 
+    alert_evaluation_interval_s: float = Field(default=10.0, ge=0)
+    """Seconds between two passes of the alert evaluation job; each rule is still evaluated only when its own
+    ``evaluation_interval_seconds`` has elapsed, so this is the most a rule runs late. 0 turns alerting off."""
+
+    alert_evaluation_statement_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest one query of an evaluation pass may run; a rule whose query takes longer fails with an error
+    recorded on the rule, and the other rules still run."""
+
     secret_key: str | None = None
     """Key that signs dashboard sessions and encrypts notification channel secrets at rest. Unset: a random
     key is generated once and kept in ``<data_dir>/secret_key`` (mode 0600). Changing it signs everyone out

@@ -9,7 +9,20 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from fernando_telemetry import __version__
-from fernando_telemetry.api import admin, health, ingest, kpis, otlp, query_events, query_metrics, query_sql, summaries, traces
+from fernando_telemetry.api import (
+    admin,
+    alerts,
+    health,
+    ingest,
+    kpis,
+    otlp,
+    query_events,
+    query_metrics,
+    query_sql,
+    silences,
+    summaries,
+    traces,
+)
 from fernando_telemetry.api.errors import install_error_handlers
 from fernando_telemetry.services import tenancy, user_query
 from fernando_telemetry.services.ingest import Ingestor
@@ -47,6 +60,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(alerts.router)
+    app.include_router(silences.router)
     for query_router in (
         query_events.router,
         query_metrics.router,

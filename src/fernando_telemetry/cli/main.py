@@ -9,7 +9,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from fernando_telemetry import __version__
-from fernando_telemetry.cli import db, jobs, keys, kpis, partitions, retention, rollups
+from fernando_telemetry.cli import alerts, db, jobs, keys, kpis, partitions, retention, rollups
 from fernando_telemetry.cli.common import console, err_console, note
 from fernando_telemetry.cli.generate import generate
 from fernando_telemetry.cli.status import status
@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.licenses_app, name="licenses")
 app.add_typer(keys.keys_app, name="keys")

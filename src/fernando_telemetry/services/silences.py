@@ -1,0 +1,381 @@
+"""Silences: create, list, get, change and expire them, and apply them to open alerts.
+
+A silence in force (``starts_at <= now < ends_at``, not expired) makes every open alert it matches
+``suppressed``; when it ends (or is expired by hand) the alert returns to ``active``, or to
+``acknowledged`` when someone acknowledged it meanwhile. A license's silences match that license's
+alerts; a platform-wide silence (``license_id`` NULL, admin keys only) matches every alert. Creating,
+changing or expiring a silence applies it at once; the evaluator applies silences that start or end by
+the clock on its next pass. ``license_id`` arguments are the license the caller may see (None = all).
+Imports storage, core, ``services.alerts`` and ``services.alert_notifications``; never commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from fernando_telemetry.core.enums import AlertStatus
+from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.silence_matchers import Matcher, matches_all, parse_matchers
+from fernando_telemetry.services import alert_notifications, alerts
+from fernando_telemetry.storage.models import Alert, AlertRule, Silence
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_COMMENT_CHARS",
+    "MAX_LIMIT",
+    "STATES",
+    "ActiveSilence",
+    "SilenceChange",
+    "SilencePage",
+    "SilenceView",
+    "create",
+    "expire",
+    "get",
+    "in_force",
+    "list_silences",
+    "reconcile",
+    "update",
+]
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+MAX_COMMENT_CHARS = 2000
+STATES = ("pending", "active", "expired")
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class SilenceView:
+    silence_id: int
+    license_id: int | None
+    matchers: list[dict[str, str]]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str | None
+    expired_at: datetime | None
+    created_at: datetime
+    state: str
+    """pending (starts later), active, or expired (ended, or expired by hand)"""
+    alerts_changed: int = 0
+    """open alerts this call suppressed or released (create, update, expire)"""
+
+
+@dataclass(frozen=True)
+class SilencePage:
+    silences: list[SilenceView]
+    next_offset: int | None
+
+
+@dataclass(frozen=True)
+class ActiveSilence:
+    silence_id: int
+    license_id: int | None
+    matchers: tuple[Matcher, ...]
+    ends_at: datetime
+
+    def covers(self, alert: Alert) -> bool:
+        if self.license_id is not None and alert.license_id != self.license_id:
+            return False
+        return matches_all(self.matchers, alerts.labels_of(alert))
+
+
+@dataclass(frozen=True)
+class SilenceChange:
+    """An open alert a silence suppressed (``to_status`` suppressed) or released (active or acknowledged)."""
+
+    alert: Alert
+    from_status: str
+    to_status: str
+    silence_id: int | None
+
+
+def _state(silence: Silence, now: datetime) -> str:
+    if silence.expired_at is not None or silence.ends_at <= now:
+        return "expired"
+    return "pending" if silence.starts_at > now else "active"
+
+
+def _view(silence: Silence, now: datetime, changed: int = 0) -> SilenceView:
+    return SilenceView(
+        silence_id=silence.silence_id,
+        license_id=silence.license_id,
+        matchers=[dict(item) for item in silence.matchers],
+        starts_at=silence.starts_at,
+        ends_at=silence.ends_at,
+        created_by=silence.created_by,
+        comment=silence.comment,
+        expired_at=silence.expired_at,
+        created_at=silence.created_at,
+        state=_state(silence, now),
+        alerts_changed=changed,
+    )
+
+
+def _checked(
+    *,
+    matchers: Any,
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    comment: str | None,
+    now: datetime,
+) -> tuple[tuple[Matcher, ...], datetime, datetime]:
+    """Every problem of the fields at once, as ``InvalidInput`` details; the parsed matchers and times."""
+    problems: list[dict[str, Any]] = []
+    parsed: tuple[Matcher, ...] = ()
+    try:
+        parsed = parse_matchers(matchers)
+    except InvalidInput as exc:
+        problems += exc.details
+    start = now if starts_at is None else starts_at
+    for name, moment in (("starts_at", starts_at), ("ends_at", ends_at)):
+        if moment is not None and moment.tzinfo is None:
+            problems.append({"field": name, "reason": "has no time zone; send UTC (Z) or an offset"})
+    if ends_at is None:
+        problems.append({"field": "ends_at", "reason": "missing"})
+    elif ends_at.tzinfo is not None and start.tzinfo is not None:
+        if ends_at <= start:
+            problems.append({"field": "ends_at", "reason": "not after starts_at"})
+        elif ends_at <= now:
+            problems.append({"field": "ends_at", "reason": "in the past: the silence would never be in force"})
+    if comment is not None and (len(comment) > MAX_COMMENT_CHARS or "\x00" in comment):
+        problems.append({"field": "comment", "reason": f"longer than {MAX_COMMENT_CHARS} characters or holds NUL"})
+    if problems:
+        raise InvalidInput(
+            "the silence is not valid: " + "; ".join(f"{p['field']}: {p['reason']}" for p in problems), details=problems
+        )
+    assert ends_at is not None
+    return parsed, start, ends_at
+
+
+def create(
+    session: Session,
+    *,
+    license_id: int | None,
+    matchers: Any,
+    ends_at: datetime | None,
+    created_by: str,
+    now: datetime,
+    starts_at: datetime | None = None,
+    comment: str | None = None,
+) -> SilenceView:
+    """A new silence of ``license_id`` (None: platform-wide), applied at once to the open alerts it matches."""
+    parsed, start, end = _checked(matchers=matchers, starts_at=starts_at, ends_at=ends_at, comment=comment, now=now)
+    silence = Silence(
+        license_id=license_id,
+        matchers=[matcher.to_json() for matcher in parsed],
+        starts_at=start,
+        ends_at=end,
+        created_by=created_by,
+        comment=comment,
+        created_at=now,
+    )
+    session.add(silence)
+    session.flush()
+    changes = reconcile(session, _open_alerts(session, license_id), now=now, actor=created_by)
+    return _view(silence, now, len(changes))
+
+
+def _find(session: Session, *, silence_id: int, license_id: int | None, lock: bool = False) -> Silence:
+    query = select(Silence).where(Silence.silence_id == silence_id)
+    if license_id is not None:
+        query = query.where(Silence.license_id == license_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    silence = session.scalars(query).one_or_none()
+    if silence is None:
+        raise NotFound(f"no silence {silence_id}" + ("" if license_id is None else f" in license {license_id}"))
+    return silence
+
+
+def get(session: Session, *, silence_id: int, license_id: int | None, now: datetime) -> SilenceView:
+    return _view(_find(session, silence_id=silence_id, license_id=license_id), now)
+
+
+def list_silences(
+    session: Session,
+    *,
+    license_id: int | None,
+    now: datetime,
+    state: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> SilencePage:
+    """Silences of the visible license, newest ending last first; ``state`` pending, active or expired."""
+    if state is not None and state not in STATES:
+        raise InvalidInput(
+            f"state: {state[:40]!r} is not one of {', '.join(STATES)}",
+            details=[{"field": "state", "reason": "unknown value", "allowed": list(STATES)}],
+        )
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(
+            f"limit must be between 1 and {MAX_LIMIT}, got {limit}",
+            details=[{"field": "limit", "reason": f"not in 1..{MAX_LIMIT}"}],
+        )
+    if offset < 0:
+        raise InvalidInput(f"offset must be 0 or more, got {offset}", details=[{"field": "offset", "reason": "negative"}])
+    query = select(Silence)
+    if license_id is not None:
+        query = query.where(Silence.license_id == license_id)
+    if state == "expired":
+        query = query.where(or_(Silence.expired_at.is_not(None), Silence.ends_at <= now))
+    elif state is not None:
+        query = query.where(Silence.expired_at.is_(None), Silence.ends_at > now)
+        query = query.where(Silence.starts_at > now if state == "pending" else Silence.starts_at <= now)
+    rows = session.scalars(
+        query.order_by(Silence.ends_at.desc(), Silence.silence_id.desc()).limit(limit + 1).offset(offset)
+    ).all()
+    views = [_view(row, now) for row in rows[:limit]]
+    return SilencePage(silences=views, next_offset=offset + limit if len(rows) > limit else None)
+
+
+def update(
+    session: Session,
+    *,
+    silence_id: int,
+    license_id: int | None,
+    actor: str,
+    now: datetime,
+    matchers: Any = _UNSET,
+    starts_at: datetime | None = _UNSET,
+    ends_at: datetime | None = _UNSET,
+    comment: str | None = _UNSET,
+) -> SilenceView:
+    """Change a silence that has not ended; fields not given keep their value. Applied at once."""
+    silence = _find(session, silence_id=silence_id, license_id=license_id, lock=True)
+    if _state(silence, now) == "expired":
+        raise Conflict(f"silence {silence_id} has ended; create a new one")
+    parsed, start, end = _checked(
+        matchers=silence.matchers if matchers is _UNSET else matchers,
+        starts_at=silence.starts_at if starts_at is _UNSET else starts_at,
+        ends_at=silence.ends_at if ends_at is _UNSET else ends_at,
+        comment=silence.comment if comment is _UNSET else comment,
+        now=now,
+    )
+    silence.matchers = [matcher.to_json() for matcher in parsed]
+    silence.starts_at, silence.ends_at = start, end
+    if comment is not _UNSET:
+        silence.comment = comment
+    session.flush()
+    changes = reconcile(session, _open_alerts(session, silence.license_id), now=now, actor=actor)
+    return _view(silence, now, len(changes))
+
+
+def expire(session: Session, *, silence_id: int, license_id: int | None, actor: str, now: datetime) -> SilenceView:
+    """End a silence now; the alerts it suppressed come back (unless another silence still matches them)."""
+    silence = _find(session, silence_id=silence_id, license_id=license_id, lock=True)
+    if _state(silence, now) == "expired":
+        raise Conflict(f"silence {silence_id} has already ended")
+    silence.expired_at = now
+    if silence.starts_at > now:
+        silence.starts_at = now
+    silence.ends_at = now
+    session.flush()
+    changes = reconcile(session, _open_alerts(session, silence.license_id), now=now, actor=actor)
+    return _view(silence, now, len(changes))
+
+
+def in_force(session: Session, *, now: datetime) -> list[ActiveSilence]:
+    """Silences in force at ``now``, longest-lasting first (the one an alert records as ``silenced_by``)."""
+    rows = session.scalars(
+        select(Silence)
+        .where(Silence.ends_at > now, Silence.starts_at <= now, Silence.expired_at.is_(None))
+        .order_by(Silence.ends_at.desc(), Silence.silence_id)
+    ).all()
+    # stored matchers were checked when written; a row edited by hand that no longer parses is skipped
+    active = []
+    for row in rows:
+        try:
+            matchers = parse_matchers(row.matchers)
+        except InvalidInput:
+            continue
+        active.append(ActiveSilence(silence_id=row.silence_id, license_id=row.license_id, matchers=matchers, ends_at=row.ends_at))
+    return active
+
+
+def _open_alerts(session: Session, license_id: int | None) -> list[Alert]:
+    query = select(Alert).where(Alert.status != AlertStatus.RESOLVED)
+    if license_id is not None:
+        query = query.where(Alert.license_id == license_id)
+    return list(session.scalars(query.order_by(Alert.alert_id).with_for_update().execution_options(populate_existing=True)).all())
+
+
+def reconcile(
+    session: Session,
+    open_alerts: Iterable[Alert],
+    *,
+    now: datetime,
+    actor: str,
+    silences: Sequence[ActiveSilence] | None = None,
+) -> list[SilenceChange]:
+    """Suppress the open alerts a silence in force covers, release the ones none covers; one event per change."""
+    active = in_force(session, now=now) if silences is None else silences
+    candidates = [alert for alert in open_alerts if alert.status != AlertStatus.RESOLVED]
+    # a session scoped to one license (row-level security) cannot see platform-wide silences: it leaves the
+    # alerts they hold to the evaluator, which sees every silence
+    holders = {alert.silenced_by for alert in candidates if alert.silenced_by is not None}
+    visible = set(session.scalars(select(Silence.silence_id).where(Silence.silence_id.in_(holders)))) if holders else set()
+    changes: list[SilenceChange] = []
+    for alert in candidates:
+        if alert.silenced_by is not None and alert.silenced_by not in visible:
+            continue
+        covering = next((silence for silence in active if silence.covers(alert)), None)
+        before = alerts.state_name(alert.status)
+        if covering is not None and alert.status != AlertStatus.SUPPRESSED:
+            alert.status = AlertStatus.SUPPRESSED
+            alert.silenced_by = covering.silence_id
+            alerts.record_event(
+                session,
+                alert=alert,
+                from_state=before,
+                to_state="suppressed",
+                actor=actor,
+                now=now,
+                action="suppress",
+                value=alert.observed_value,
+                details={"silence_id": covering.silence_id},
+            )
+            changes.append(SilenceChange(alert, before, "suppressed", covering.silence_id))
+        elif covering is not None and alert.silenced_by != covering.silence_id:
+            previous = alert.silenced_by
+            alert.silenced_by = covering.silence_id
+            alerts.record_event(
+                session,
+                alert=alert,
+                from_state=before,
+                to_state=before,
+                actor=actor,
+                now=now,
+                action="resilence",
+                value=alert.observed_value,
+                details={"silence_id": covering.silence_id, "previous_silence_id": previous},
+            )
+        elif covering is None and alert.status == AlertStatus.SUPPRESSED:
+            previous = alert.silenced_by
+            alert.status = AlertStatus.ACKNOWLEDGED if alert.acknowledged_at is not None else AlertStatus.ACTIVE
+            alert.silenced_by = None
+            after = alerts.state_name(alert.status)
+            alerts.record_event(
+                session,
+                alert=alert,
+                from_state=before,
+                to_state=after,
+                actor=actor,
+                now=now,
+                action="unsuppress",
+                value=alert.observed_value,
+                details={"silence_id": previous},
+            )
+            changes.append(SilenceChange(alert, before, after, previous))
+            if alert.status == AlertStatus.ACTIVE and not alerts.announced(session, alert.alert_id):
+                # it fired while silenced: its channels hear of it now
+                rule = None if alert.rule_id is None else session.get(AlertRule, alert.rule_id)
+                alert_notifications.enqueue(session, alert=alert, rule=rule, kind="firing", now=now)
+    session.flush()
+    return changes
