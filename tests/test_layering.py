@@ -44,7 +44,7 @@ def layer_of(module: str) -> str:
     head = parts[1]
     if head in ALLOWED and head not in ("entry", "package"):
         return head
-    return "entry"  # cli, server, jobs, scheduler, runtime, settings, __main__
+    return "entry"  # cli, demo, server, jobs, scheduler, runtime, settings, __main__
 
 
 def _imports(path: Path, module: str) -> list[tuple[str, int]]:
@@ -96,6 +96,7 @@ class TestLayering:
             ("storage/bad.py", "from fernando_telemetry.services import schema\n", "(storage) imports fernando_telemetry.services"),
             ("api/bad.py", "from fernando_telemetry.storage.models import User\n", "(api) imports fernando_telemetry.storage.models"),
             ("services/bad.py", "from ..api import app\n", "(services) imports fernando_telemetry.api"),
+            ("services/bad.py", "from fernando_telemetry.demo import shop\n", "(services) imports fernando_telemetry.demo"),
             ("sdk/bad.py", "from fernando_telemetry.core import errors\n", "(sdk) imports fernando_telemetry.core"),
         ],
     )

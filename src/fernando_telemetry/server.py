@@ -10,18 +10,21 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry import jobs, runtime
 from fernando_telemetry.scheduler import Scheduler, run_and_record
 from fernando_telemetry.services import schema
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
-from fernando_telemetry.wiring import build
+from fernando_telemetry.wiring import Wiring, build
 
-__all__ = ["serve"]
+__all__ = ["RunningServer", "StopRequested", "serve", "started", "stop_on_sigterm"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
+def stop_on_sigterm() -> Iterator[None]:
     # uvicorn captures SIGTERM while it serves and re-raises it once it has shut down; with the default
     # handler that would end the process before the embedded PostgreSQL is stopped.
     previous = signal.signal(signal.SIGTERM, _raise_stop)
@@ -48,13 +51,29 @@ def _stop_on_sigterm() -> Iterator[None]:
 def serve(settings: Settings, *, note: Callable[[str], None] = print) -> None:
     """Run until Ctrl-C or SIGTERM, then shut everything down in order and return."""
     try:
-        with _stop_on_sigterm():
+        with stop_on_sigterm():
             _serve(settings, note=note)
     except (KeyboardInterrupt, StopRequested):
         note("stopped")
 
 
-def _serve(settings: Settings, *, note: Callable[[str], None]) -> None:
+@dataclass
+class RunningServer:
+    """What ``started`` has running: the pool, its sessions, the scheduler and the app with its writer."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    scheduler: Scheduler
+    wiring: Wiring
+
+
+@contextmanager
+def started(settings: Settings, *, note: Callable[[str], None]) -> Iterator[RunningServer]:
+    """Database (embedded or URL), migrations, partitions, the scheduler and the writer, up until the block ends.
+
+    The app is not served here: ``serve`` runs it under uvicorn, ``demo`` beside its own services. On the way
+    out the scheduler and the writer stop, the pool closes and an embedded PostgreSQL started here stops.
+    """
     with runtime.database_engine(settings, note=note, pool_size=settings.db_pool_size) as engine:
         schema.upgrade(engine)
         sessions = session_factory(engine)
@@ -68,13 +87,18 @@ def _serve(settings: Settings, *, note: Callable[[str], None]) -> None:
             scheduler.start()
         wiring = build(settings, engine=engine)
         wiring.start()
-        note(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)")
-        config = uvicorn.Config(wiring.app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
         try:
-            uvicorn.Server(config).run()
+            yield RunningServer(engine=engine, sessions=sessions, scheduler=scheduler, wiring=wiring)
         finally:
             scheduler.stop()
             wiring.stop()
+
+
+def _serve(settings: Settings, *, note: Callable[[str], None]) -> None:
+    with started(settings, note=note) as running:
+        note(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)")
+        config = uvicorn.Config(running.wiring.app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
+        uvicorn.Server(config).run()
 
 
 def utc_now() -> datetime:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from fernando_telemetry import __version__
 from fernando_telemetry.cli import alerts, db, jobs, keys, kpis, partitions, retention, rollups
 from fernando_telemetry.cli.common import console, err_console, note
+from fernando_telemetry.cli.demo import demo
 from fernando_telemetry.cli.generate import generate
 from fernando_telemetry.cli.status import status
 from fernando_telemetry.core.errors import FernandoTelemetryError
@@ -33,6 +34,7 @@ app.add_typer(partitions.app, name="partitions")
 app.add_typer(retention.app, name="retention")
 app.add_typer(rollups.app, name="rollups")
 app.command("generate")(generate)
+app.command("demo")(demo)
 app.add_typer(jobs.app, name="jobs")
 app.command("status")(status)
 

@@ -1,0 +1,222 @@
+"""``demo``: the server as ``serve`` starts it, the demo tenant and its history, alert rules, the shop and its
+shoppers, until Ctrl-C or SIGTERM; then everything stops in reverse order and the process exits 0.
+
+Order on the way up: bind the port (a taken port fails before anything starts), start the database,
+migrations, scheduler and writer (``server.started``), find or create the demo tenant and its history,
+mint keys, serve the API, start the shop, set up alert rules through the API, start the traffic. On the
+way down: traffic, shop (its telemetry clients flush into the still running server), API, scheduler,
+writer, pool, and an embedded PostgreSQL started here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from fernando_telemetry import server
+from fernando_telemetry.demo import history, hosting, rules, tenant
+from fernando_telemetry.demo.history import HistorySize
+from fernando_telemetry.demo.incidents import Incidents
+from fernando_telemetry.demo.monitor import Monitor
+from fernando_telemetry.demo.shop import Shop, ShopConfig
+from fernando_telemetry.demo.traffic import Traffic
+from fernando_telemetry.settings import Settings
+
+__all__ = ["DEMO_INTERVALS", "DemoOptions", "demo_settings", "run"]
+
+DEMO_INTERVALS: dict[str, float] = {
+    "host_metrics_interval_s": 5.0,
+    "kpi_interval_s": 60.0,
+    "rollup_refresh_interval_s": 30.0,
+    "alert_evaluation_interval_s": 5.0,
+}
+"""Scheduler intervals of the demo, shorter than a production server's so the pages move while you watch;
+a ``FERNANDO_TELEMETRY_<NAME>`` environment variable still wins."""
+
+ALERT_CHECK_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    history: HistorySize
+    traffic: bool = True
+    rate_per_s: float = 6.0
+    burst_after_s: float = 60.0
+    burst_duration_s: float = 90.0
+    status_every_s: float = 30.0
+    evaluation_interval_s: int = 10
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` with the demo's scheduler intervals, except where the environment sets one."""
+    changes = {
+        name: value
+        for name, value in DEMO_INTERVALS.items()
+        if name in Settings.model_fields and f"FERNANDO_TELEMETRY_{name.upper()}" not in os.environ
+    }
+    return settings.model_copy(update=changes)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM unwind the demo once (``server.StopRequested``); more signals while it stops are
+    ignored, so the cleanup (flushing telemetry, stopping PostgreSQL) is not cut short."""
+    stopping = False
+
+    def handle(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise server.StopRequested
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(settings: Settings, options: DemoOptions, *, note: Callable[[str], None], say: Callable[[str], None],
+        console: Console) -> None:  # fmt: skip
+    """Run the demo until Ctrl-C or SIGTERM, then stop everything in order and return."""
+    with _stop_signals():
+        try:
+            _run(demo_settings(settings), options, note=note, say=say, console=console)
+        except server.StopRequested:
+            pass
+        note("stopped")
+
+
+def _run(settings: Settings, options: DemoOptions, *, note: Callable[[str], None], say: Callable[[str], None],
+         console: Console) -> None:  # fmt: skip
+    listener = hosting.bind(settings.host, settings.port)
+    try:
+        with server.started(settings, note=note) as running, ExitStack() as stack:
+            try:
+                with running.sessions.begin() as session:
+                    demo = tenant.find_tenant(session)
+                if demo is None:
+                    size = options.history
+                    note(f"loading {size.days} days of demo history for {size.customers} customers (once; later runs reuse it)")
+                    demo, loaded = history.load(
+                        running.sessions, size=size, now=_utc_now(), events_retention_days=settings.events_retention_days,
+                        console=console,
+                    )  # fmt: skip
+                    note(f"loaded {loaded.events:,} events, {loaded.spans:,} spans and {loaded.metrics:,} metric samples, "
+                         f"{loaded.first_day} to {loaded.last_day}")  # fmt: skip
+                else:
+                    note(f"reusing the demo data of an earlier run (license {demo.license_id}); no history is loaded")
+                with running.sessions.begin() as session:
+                    keys = tenant.mint_keys(session, license_id=demo.license_id, now=_utc_now())
+
+                api = stack.enter_context(hosting.ServerThread(running.wiring.app, sock=listener, name="telemetry"))
+                incidents = Incidents(options.burst_after_s, options.burst_duration_s)
+                shop: Shop | None = None
+                traffic: Traffic | None = None
+                if options.traffic:
+                    shop = stack.enter_context(
+                        Shop(
+                            ShopConfig(
+                                telemetry_url=api.url,
+                                ingest_key=keys.ingest,
+                                license_id=demo.license_id,
+                                incidents=incidents,
+                                on_webhook=_webhook_note(note),
+                            )
+                        )  # fmt: skip
+                    )
+                    _set_up_rules(api.url, keys, demo.license_id, shop, options, note=note)
+                with running.sessions.begin() as session:  # the admin key was for the setup only
+                    tenant.revoke_key(session, api_key_id=keys.admin_key_id, now=_utc_now())
+                if shop is not None:
+                    traffic = stack.enter_context(
+                        Traffic(shop.web_url, customers=demo.customer_ids, rate_per_s=options.rate_per_s)
+                    )
+                    incidents.begin()
+                monitor = Monitor(running.sessions, demo.license_id, say=say, traffic=traffic, incidents=incidents)
+                monitor.baseline()
+                _banner(say, api.url, keys.read, shop, options, customers=len(demo.customer_ids))
+                _watch(monitor, options, note=note)
+            except BaseException:
+                note("stopping")
+                raise
+    finally:
+        listener.close()
+
+
+def _set_up_rules(url: str, keys: tenant.DemoKeys, license_id: int, shop: Shop, options: DemoOptions, *,
+                  note: Callable[[str], None]) -> None:  # fmt: skip
+    try:
+        outcome = rules.ensure(
+            url, keys.admin, license_id=license_id, webhook_url=f"{shop.web_url}/hooks/alerts",
+            evaluation_interval_s=options.evaluation_interval_s, note=note,
+        )  # fmt: skip
+    except rules.SetupFailed as exc:
+        note(f"warning: the demo's alert rules could not be set up: {exc}")
+        return
+    if outcome.available:
+        made = f"created {', '.join(outcome.created)}" if outcome.created else "all there already"
+        note(f"alert rules: {made}; notifications go to the webhook channel {outcome.channel or '(none)'}")
+
+
+def _webhook_note(note: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
+    def received(payload: dict[str, Any]) -> None:
+        alert = payload.get("alert") if isinstance(payload.get("alert"), dict) else payload
+        title = alert.get("title") or alert.get("rule_name") or alert.get("name") or "an alert"
+        status = payload.get("kind") or payload.get("status") or alert.get("status") or "an update"
+        note(f"the shop's webhook received a notification: {title} ({status})")
+
+    return received
+
+
+def _banner(say: Callable[[str], None], url: str, read_key: str, shop: Shop | None, options: DemoOptions, *,
+            customers: int) -> None:  # fmt: skip
+    say("")
+    say("Fernando Telemetry demo is running")
+    say(f"  dashboard:  {url}/")
+    say(f"  read key:   {read_key}")
+    say("              (minted for this run: keys are stored hashed, so each run prints a new one)")
+    say(f"  API docs:   {url}/docs")
+    if shop is None:
+        say("  traffic:    none (--no-traffic): serving the stored data only")
+    else:
+        say(f"  shop:       {shop.web_url} (web -> api -> inventory, payments), "
+            f"{options.rate_per_s:g} requests/s from {customers} customers")  # fmt: skip
+        if options.burst_duration_s > 0:
+            say(f"  incident:   payments fail from {options.burst_after_s:.0f} s for {options.burst_duration_s:.0f} s; "
+                f"the alert '{rules.FIRING_RULE}' fires, then resolves a few minutes later")  # fmt: skip
+    say("Press Ctrl-C to stop.")
+    say("")
+
+
+def _watch(monitor: Monitor, options: DemoOptions, *, note: Callable[[str], None]) -> None:
+    """Tell what happens until a signal unwinds the demo."""
+    next_alerts = next_status = time.monotonic()
+    next_status += options.status_every_s
+    while True:
+        time.sleep(1.0)
+        monitor.check_burst()
+        now = time.monotonic()
+        if now >= next_alerts:
+            next_alerts = now + ALERT_CHECK_EVERY_S
+            try:
+                monitor.check_alerts()
+            except Exception as exc:  # a database hiccup: say so and keep serving
+                note(f"could not read the alerts: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        if options.status_every_s > 0 and now >= next_status:
+            next_status = now + options.status_every_s
+            monitor.traffic_line()
