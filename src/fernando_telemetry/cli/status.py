@@ -50,7 +50,8 @@ def status(
 
 def display_url(engine: Engine) -> str:
     """The engine's URL as ``postgresql://user@host:port/db``: the password left out, not masked."""
-    return engine.url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    # URL.set() treats None as "unchanged"; the URL is a named tuple, so _replace drops the password
+    return engine.url._replace(drivername="postgresql", password=None).render_as_string(hide_password=False)
 
 
 def human_bytes(value: int) -> str:
