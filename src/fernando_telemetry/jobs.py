@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry import notification_wiring
 from fernando_telemetry.services import alert_evaluation, host_metrics, kpis, partitions, retention, rollups
 from fernando_telemetry.settings import Settings
 
@@ -23,6 +24,7 @@ __all__ = [
     "default_jobs",
     "host_metrics_run",
     "kpi_run",
+    "notification_dispatch",
     "partition_upkeep",
     "retention_run",
     "rollup_refresh",
@@ -159,6 +161,17 @@ def alert_evaluation_run(settings: Settings) -> Callable[[sessionmaker[Session],
     return run
 
 
+def notification_dispatch(settings: Settings) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+    """Send the queued notifications that are due, no transaction open while sending. No job lock: dispatchers
+    on several servers share the outbox through ``FOR UPDATE SKIP LOCKED``."""
+    dispatch = notification_wiring.dispatcher(settings)
+
+    def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+        return JobOutcome(ran=True, summary=dispatch(sessions, now).describe())
+
+    return run
+
+
 def default_jobs(settings: Settings) -> list[Job]:
     jobs = [
         Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings)),
@@ -172,4 +185,6 @@ def default_jobs(settings: Settings) -> list[Job]:
         jobs.append(Job("rollups", settings.rollup_refresh_interval_s, rollup_refresh(settings)))
     if settings.alert_evaluation_interval_s > 0:
         jobs.append(Job("alert_evaluation", settings.alert_evaluation_interval_s, alert_evaluation_run(settings)))
+    if settings.notification_dispatch_interval_s > 0:
+        jobs.append(Job("notification_dispatch", settings.notification_dispatch_interval_s, notification_dispatch(settings)))
     return jobs
