@@ -79,6 +79,7 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
                 events_retention_days=settings.events_retention_days,
                 metrics_retention_days=settings.metrics_retention_days,
                 traces_retention_days=settings.traces_retention_days,
+                archive_dir=settings.archive_dir,
             )
             expired = retention.expire_idempotency_keys(session, now=now, window_hours=settings.idempotency_window_hours)
             rollup_cleanups = rollups.expire(

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     rollup_daily_retention_days: int = Field(default=1825, ge=1)
     """Daily rollup rows older than this many days (about five years) are removed by retention."""
 
+    archive_dir: Path | None = None
+    """Where retention writes each expired partition as Parquet (zstd) with a manifest before dropping it.
+    Unset: partitions are dropped without an archive."""
+
     query_database_url: str | None = None
     """Connection for ``POST /api/v1/query`` as the ``fernando_telemetry_query`` role (give it a password in
     production and put it here). Unset: the database URL with that user and no password (trust/peer setups)."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import NoReturn
 
+import click
 import typer
-from sqlalchemy.exc import OperationalError
+from alembic.util import CommandError as AlembicCommandError
+from rich.markup import escape
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from fernando_telemetry import __version__
-from fernando_telemetry.cli import alerts, db, jobs, keys, kpis, partitions, retention, rollups
+from fernando_telemetry.cli import alerts, archive, db, jobs, keys, kpis, partitions, retention, rollups
 from fernando_telemetry.cli.common import console, err_console, note
 from fernando_telemetry.cli.demo import demo
 from fernando_telemetry.cli.generate import generate
@@ -26,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(archive.app, name="archive")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.licenses_app, name="licenses")
 app.add_typer(keys.keys_app, name="keys")
@@ -66,14 +71,45 @@ def version() -> None:
 
 
 def main() -> None:
+    """Run the command; an expected failure is one line on stderr and a non-zero exit code, never a traceback."""
     try:
-        app()
+        exit_code = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError:  # a group without its subcommand: the help is printed already
+        sys.exit(2)
+    except click.ClickException as exc:  # an unknown option, a missing argument, a value out of its range
+        context = getattr(exc, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        _fail(exc.format_message() + hint, exit_code=exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", exit_code=1)
     except FernandoTelemetryError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", soft_wrap=True)
-        sys.exit(1)
+        _fail(exc.message)
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        err_console.print(f"[red]error:[/red] cannot reach the database: {reason}", soft_wrap=True)
-        sys.exit(1)
+        _fail(f"cannot reach the database: {_first_line(exc.orig or exc)}")
+    except DBAPIError as exc:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate in _SCHEMA_MISSING:
+            _fail(f"the database lacks part of the schema ({_first_line(exc.orig)}): run 'fernando-telemetry db upgrade'")
+        if sqlstate == "42501":
+            _fail(f"the database refused: {_first_line(exc.orig)}")
+        raise
+    except AlembicCommandError as exc:  # an unknown revision for db upgrade/downgrade
+        _fail(str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
+    if isinstance(exit_code, int) and exit_code != 0:
+        sys.exit(exit_code)
+
+
+_SCHEMA_MISSING = {"42P01", "42883", "42703", "42704"}
+"""SQLSTATEs of an undefined table, function, column or object: a database not migrated to this code's head."""
+
+
+def _first_line(exc: object) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _fail(message: str, *, exit_code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", soft_wrap=True)
+    sys.exit(exit_code)

@@ -1,15 +1,16 @@
-"""``fernando-telemetry retention``: drop expired telemetry now."""
+"""``fernando-telemetry retention``: drop expired telemetry now (archiving it first when asked), and per-license overrides."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
-from fernando_telemetry.services import retention, rollups
+from fernando_telemetry.services import audit, retention, rollups
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
 
@@ -18,9 +19,18 @@ app = typer.Typer(help="Data retention. Example: fernando-telemetry retention ru
 
 @app.command("run")
 def run_retention(
-    events_days: int | None = typer.Option(None, "--events-days", min=1, help="Keep this many days of events (default from settings: 90)."),
-    metrics_days: int | None = typer.Option(None, "--metrics-days", min=1, help="Keep this many days of system metrics (default 180)."),
+    events_days: int | None = typer.Option(
+        None, "--events-days", min=1, help="Keep this many days of events (default from settings: 90)."
+    ),
+    metrics_days: int | None = typer.Option(
+        None, "--metrics-days", min=1, help="Keep this many days of system metrics (default 180)."
+    ),
     traces_days: int | None = typer.Option(None, "--traces-days", min=1, help="Keep this many days of spans (default 30)."),
+    archive_dir: Path | None = typer.Option(
+        None,
+        "--archive-dir",
+        help="Write each partition to Parquet here before dropping it (default: FERNANDO_TELEMETRY_ARCHIVE_DIR; unset: no archive).",
+    ),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
     """Drop whole partitions older than each cutoff and delete older rows in the boundary partition; raw rows
@@ -33,6 +43,7 @@ def run_retention(
         events_retention_days=events_days,
         metrics_retention_days=metrics_days,
         traces_retention_days=traces_days,
+        archive_dir=archive_dir,
     )
     with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine).begin() as session:
@@ -42,6 +53,8 @@ def run_retention(
                 events_retention_days=settings.events_retention_days,
                 metrics_retention_days=settings.metrics_retention_days,
                 traces_retention_days=settings.traces_retention_days,
+                archive_dir=settings.archive_dir,
+                on_archived=lambda archived: note(f"archived {archived.partition_name}: {archived.rows} rows -> {archived.path}"),
             )
             rollup_cleanups = rollups.expire(
                 session,
@@ -62,3 +75,82 @@ def run_retention(
         cutoff = rollup_cleanup.cutoff.isoformat(timespec="seconds") if rollup_cleanup.cutoff else "-"
         table.add_row(rollup_cleanup.table_name, cutoff, "-", "-", str(rollup_cleanup.rows_deleted))
     console.print(table)
+
+
+overrides_app = typer.Typer(
+    help="Per-license retention overrides. Example: fernando-telemetry retention overrides set --license-id 3 --kind traces --days 90",
+    no_args_is_help=True,
+)
+app.add_typer(overrides_app, name="overrides")
+
+
+@overrides_app.command("set")
+def set_override(
+    license_id: int = typer.Option(..., "--license-id", help="The license."),
+    kind: str = typer.Option(..., "--kind", help="events, metrics or traces."),
+    days: int = typer.Option(..., "--days", help="Keep this license's raw rows of that kind this many days."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """Keep one license's raw rows of one kind longer or shorter than the global default.
+
+    Example: fernando-telemetry retention overrides set --license-id 3 --kind traces --days 90
+    """
+    with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
+        with session_factory(engine).begin() as session:
+            now = datetime.now(UTC)
+            retention.set_override(session, license_id=license_id, data_kind=kind, retention_days=days, now=now)
+            audit.record(
+                session,
+                actor="cli",
+                action="retention.override",
+                target_type="license",
+                target_id=license_id,
+                license_id=license_id,
+                now=now,
+                details={"data_kind": kind, "retention_days": days},
+            )
+    console.print(f"license {license_id}: {kind} kept {days} days")
+
+
+@overrides_app.command("list")
+def list_overrides(
+    license_id: int | None = typer.Option(None, "--license-id", help="Only this license."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """List the overrides; licenses without one follow the global defaults.
+
+    Example: fernando-telemetry retention overrides list
+    """
+    with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
+        with session_factory(engine)() as session:
+            found = retention.list_overrides(session, license_id=license_id)
+    table = Table("license", "kind", "days")
+    for license_, kind, days in found:
+        table.add_row(str(license_), kind, str(days))
+    console.print(table)
+
+
+@overrides_app.command("clear")
+def clear_override(
+    license_id: int = typer.Option(..., "--license-id", help="The license."),
+    kind: str | None = typer.Option(None, "--kind", help="Only this kind (default: all of the license's overrides)."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """Return a license to the global defaults.
+
+    Example: fernando-telemetry retention overrides clear --license-id 3 --kind traces
+    """
+    with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
+        with session_factory(engine).begin() as session:
+            removed = retention.clear_override(session, license_id=license_id, data_kind=kind)
+            audit.record(
+                session,
+                actor="cli",
+                action="retention.override_clear",
+                target_type="license",
+                target_id=license_id,
+                license_id=license_id,
+                now=datetime.now(UTC),
+                details={"data_kind": kind},
+            )
+    console.print(f"removed {removed} override(s) of license {license_id}")

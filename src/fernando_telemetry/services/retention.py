@@ -1,18 +1,75 @@
-"""Retention: drop expired daily partitions and trim the boundary one, per table."""
+"""Retention: archive expired partitions (optional), drop them and trim the boundary, per table, then apply
+per-license overrides.
+
+Partitions hold every license's rows of a day, so they are dropped at the LONGEST retention any license
+has for that kind (the global default or an override); the rows of licenses whose own retention is shorter
+are then deleted row by row, never before the rollups hold them. Before a partition is dropped it can be
+written to Parquet (``storage.archive``) in ``archive_dir``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, NotFound
+from fernando_telemetry.storage import archive as archive_store
 from fernando_telemetry.storage import retention as retention_store
-from fernando_telemetry.storage.models import IngestBatch
+from fernando_telemetry.storage import retention_overrides as overrides_store
+from fernando_telemetry.storage.archive import ArchivedPartition
+from fernando_telemetry.storage.models import IngestBatch, License, PartitionArchive
 from fernando_telemetry.storage.retention import TableCleanup
 
-__all__ = ["TableCleanup", "expire_idempotency_keys", "run"]
+__all__ = [
+    "DATA_KINDS",
+    "ArchivedPartition",
+    "TableCleanup",
+    "clear_override",
+    "expire_idempotency_keys",
+    "list_overrides",
+    "run",
+    "set_override",
+]
+
+DATA_KINDS = tuple(overrides_store.KIND_TABLES)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _check_kind(data_kind: str) -> None:
+    if data_kind not in DATA_KINDS:
+        raise InvalidInput(
+            f"unknown data kind {data_kind!r}: use {', '.join(DATA_KINDS)}",
+            details=[{"field": "data_kind", "reason": "unknown", "allowed": list(DATA_KINDS)}],
+        )
+
+
+def set_override(session: Session, *, license_id: int, data_kind: str, retention_days: int, now: datetime) -> None:
+    """Keep ``license_id``'s raw ``data_kind`` rows ``retention_days`` days instead of the global default."""
+    _check_kind(data_kind)
+    if retention_days < 1:
+        raise InvalidInput(
+            f"retention_days must be at least 1, got {retention_days}", details=[{"field": "retention_days", "reason": "below 1"}]
+        )
+    if session.get(License, license_id) is None:
+        raise NotFound(f"license {license_id} does not exist")
+    overrides_store.upsert(session, license_id=license_id, data_kind=data_kind, retention_days=retention_days, now=now)
+
+
+def clear_override(session: Session, *, license_id: int, data_kind: str | None = None) -> int:
+    if data_kind is not None:
+        _check_kind(data_kind)
+    return overrides_store.clear(session, license_id=license_id, data_kind=data_kind)
+
+
+def list_overrides(session: Session, *, license_id: int | None = None) -> list[tuple[int, str, int]]:
+    return overrides_store.list_all(session, license_id=license_id)
 
 
 def run(
@@ -22,21 +79,78 @@ def run(
     events_retention_days: int,
     metrics_retention_days: int,
     traces_retention_days: int,
+    archive_dir: Path | None = None,
+    on_archived: Callable[[ArchivedPartition], None] | None = None,
 ) -> list[TableCleanup]:
-    for name, days in (
-        ("events_retention_days", events_retention_days),
-        ("metrics_retention_days", metrics_retention_days),
-        ("traces_retention_days", traces_retention_days),
-    ):
+    defaults = {"events": events_retention_days, "metrics": metrics_retention_days, "traces": traces_retention_days}
+    for kind, days in defaults.items():
         if days < 1:
-            raise InvalidInput(f"{name} must be at least 1 day, got {days}")
-    return retention_store.cleanup_old_telemetry_data(
+            raise InvalidInput(f"{kind}_retention_days must be at least 1 day, got {days}")
+    overrides = overrides_store.list_all(session)
+    longest = {kind: max([days, *(d for _, k, d in overrides if k == kind)]) for kind, days in defaults.items()}
+
+    if archive_dir is not None:
+        for kind, days in longest.items():
+            table, _ = overrides_store.KIND_TABLES[kind]
+            for partition in archive_store.expired_partitions(session, table=table, cutoff=_hour(now - timedelta(days=days))):
+                if _already_archived(session, partition):
+                    continue
+                archived = archive_store.archive_partition(session, partition, directory=archive_dir, now=now)
+                if on_archived is not None:
+                    on_archived(archived)
+
+    cleanups = retention_store.cleanup_old_telemetry_data(
         session,
-        events_retention_days=events_retention_days,
-        metrics_retention_days=metrics_retention_days,
-        traces_retention_days=traces_retention_days,
+        events_retention_days=longest["events"],
+        metrics_retention_days=longest["metrics"],
+        traces_retention_days=longest["traces"],
         as_of=now,
     )
+    extra_deleted = {kind: _apply_overrides(session, kind, now, defaults[kind], longest[kind], overrides) for kind in defaults}
+    table_kind = {table: kind for kind, (table, _) in overrides_store.KIND_TABLES.items()}
+    return [
+        TableCleanup(
+            c.table_name,
+            c.cutoff,
+            c.partitions_dropped,
+            c.rows_dropped,
+            c.rows_deleted + extra_deleted.get(table_kind.get(c.table_name, ""), 0),
+        )
+        for c in cleanups
+    ]
+
+
+def _already_archived(session: Session, partition: archive_store.ExpiredPartition) -> bool:
+    """An archive of this partition exists and its file is still there (retention was blocked after it)."""
+    path = session.scalar(
+        select(PartitionArchive.path).where(
+            PartitionArchive.table_name == partition.table_name, PartitionArchive.partition_name == partition.partition_name
+        )
+    )
+    return path is not None and Path(path).is_file()
+
+
+def _apply_overrides(
+    session: Session, kind: str, now: datetime, default_days: int, longest_days: int, overrides: list[tuple[int, str, int]]
+) -> int:
+    """Delete the rows of licenses whose retention of ``kind`` is shorter than the partitions' horizon."""
+    table, _ = overrides_store.KIND_TABLES[kind]
+    own = {license_id: days for license_id, k, days in overrides if k == kind}
+    groups: list[tuple[int | None, int]] = [(license_id, days) for license_id, days in own.items() if days < longest_days]
+    if default_days < longest_days:
+        groups.append((None, default_days))
+    if not groups:
+        return 0
+    rolled_up_until = overrides_store.not_rolled_up_since(session, table=table)
+    deleted = 0
+    for license_id, days in groups:
+        cutoff = _hour(now - timedelta(days=days))
+        if rolled_up_until is not None:
+            cutoff = min(cutoff, rolled_up_until)
+        deleted += overrides_store.delete_expired(
+            session, data_kind=kind, cutoff=cutoff, license_id=license_id, except_licenses=sorted(own)
+        )
+    return deleted
 
 
 def expire_idempotency_keys(session: Session, *, now: datetime, window_hours: int) -> int:
