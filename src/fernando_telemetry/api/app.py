@@ -11,6 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from fernando_telemetry import __version__
 from fernando_telemetry.api import (
     admin,
+    alert_rules,
     alerts,
     health,
     ingest,
@@ -62,6 +63,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(alerts.router)
     app.include_router(silences.router)
+    app.include_router(alert_rules.router)
     for query_router in (
         query_events.router,
         query_metrics.router,
