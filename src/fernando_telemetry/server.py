@@ -85,7 +85,7 @@ def started(settings: Settings, *, note: Callable[[str], None]) -> Iterator[Runn
         scheduler.mark_ran(upkeep.name)
         if settings.scheduler_enabled:
             scheduler.start()
-        wiring = build(settings, engine=engine)
+        wiring = build(settings, engine=engine, secret_key=runtime.secret_key(settings))
         wiring.start()
         try:
             yield RunningServer(engine=engine, sessions=sessions, scheduler=scheduler, wiring=wiring)

@@ -39,7 +39,8 @@ class Wiring:
         self.writer.stop()
 
 
-def build(settings: Settings, *, engine: Engine) -> Wiring:
+def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) -> Wiring:
+    """The server's parts; ``secret_key`` signs dashboard sessions (the entry point passes ``runtime.secret_key``)."""
     sessions = session_factory(engine)
     writer = GroupCommitWriter(
         libpq_url(engine.url.render_as_string(hide_password=False)),
@@ -67,5 +68,6 @@ def build(settings: Settings, *, engine: Engine) -> Wiring:
         query_limits=QueryLimits(timeout_ms=settings.query_timeout_ms, row_cap=settings.query_row_cap),
         ingestor=ingestor,
         limits=ApiLimits(max_body_bytes=settings.ingest_max_body_bytes),
+        secret_key=secret_key,
     )
     return Wiring(app=app, writer=writer, ingestor=ingestor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -27,6 +28,7 @@ from fernando_telemetry.api import (
 from fernando_telemetry.api.errors import install_error_handlers
 from fernando_telemetry.services import tenancy, user_query
 from fernando_telemetry.services.ingest import Ingestor
+from fernando_telemetry.web import install_dashboard
 
 __all__ = ["ApiLimits", "create_app"]
 
@@ -43,6 +45,7 @@ def create_app(
     limits: ApiLimits = ApiLimits(),
     query_url: str | None = None,
     query_limits: user_query.QueryLimits | None = None,
+    secret_key: str | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Fernando Telemetry",
@@ -76,4 +79,6 @@ def create_app(
     if ingestor is not None:
         app.include_router(ingest.router)
         app.include_router(otlp.router)
+    # the dashboard at /; without a secret key its sign-ins last until the process ends
+    install_dashboard(app, secret_key=secret_key or secrets.token_urlsafe(32))
     return app

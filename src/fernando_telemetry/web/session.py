@@ -1,0 +1,72 @@
+"""The dashboard's session cookie: a signed, HTTP-only, SameSite value holding the API key and a CSRF token.
+
+The cookie is signed with the app's secret key (``itsdangerous``), so it cannot be forged or altered;
+the key inside is checked against the database on every request, so a revoked key is signed out at once.
+Anonymous visitors get a cookie too (a CSRF token only), so the sign-in form is protected like every
+other form. Imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+__all__ = ["COOKIE_NAME", "CSRF_FIELD", "MAX_AGE_S", "SessionCodec", "SessionData", "new_csrf_token", "same_token"]
+
+COOKIE_NAME = "ft_session"
+CSRF_FIELD = "csrf_token"
+"""Name of the hidden field every dashboard form carries."""
+MAX_AGE_S = 12 * 3600
+"""A sign-in lasts this long; the cookie itself ends with the browser session."""
+_SALT = "fernando-telemetry.dashboard.session"
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def same_token(expected: str | None, presented: str | None) -> bool:
+    """Constant-time comparison; a missing token never matches."""
+    if not expected or not presented:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+@dataclass(frozen=True)
+class SessionData:
+    """What the cookie holds: the CSRF token, and the API key once signed in."""
+
+    csrf_token: str
+    api_key: str | None = None
+
+
+class SessionCodec:
+    """Signs and reads session cookies with one secret key."""
+
+    def __init__(self, secret_key: str, *, max_age_s: int = MAX_AGE_S) -> None:
+        if not secret_key:
+            raise ValueError("the dashboard needs a non-empty secret key")
+        self._serializer = URLSafeTimedSerializer(secret_key, salt=_SALT)
+        self.max_age_s = max_age_s
+
+    def dumps(self, data: SessionData) -> str:
+        payload = {"c": data.csrf_token}
+        if data.api_key is not None:
+            payload["k"] = data.api_key
+        return self._serializer.dumps(payload)
+
+    def loads(self, value: str | None) -> SessionData | None:
+        """The session in a cookie value; None when absent, tampered with, expired or malformed."""
+        if not value:
+            return None
+        try:
+            payload = self._serializer.loads(value, max_age=self.max_age_s)
+        except BadSignature:  # SignatureExpired is a BadSignature too
+            return None
+        if not isinstance(payload, dict) or not isinstance(payload.get("c"), str):
+            return None
+        api_key = payload.get("k")
+        return SessionData(csrf_token=payload["c"], api_key=api_key if isinstance(api_key, str) else None)
