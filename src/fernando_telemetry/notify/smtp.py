@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 
 from fernando_telemetry.notify.result import SendResult
 
@@ -123,7 +124,8 @@ def deliver(server: SmtpServer, email: EmailMessage, *, sender: str, recipients:
                     int(first.split()[0]),
                     "every recipient refused: " + "; ".join(f"{r} ({why})" for r, why in refused.items()),
                 )
-            code, text = client.data(email.as_bytes())
+            # CRLF line ends, as SMTP wants them (smtplib fixes line ends of str messages only)
+            code, text = client.data(email.as_bytes(policy=SMTP_POLICY))
             if code != 250:
                 raise _Refused(_reply(code, text), code, "message refused")
             reply = _reply(code, text)
