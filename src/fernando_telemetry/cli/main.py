@@ -13,7 +13,7 @@ from rich.markup import escape
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from fernando_telemetry import __version__
-from fernando_telemetry.cli import alerts, archive, db, jobs, keys, kpis, partitions, retention, rollups
+from fernando_telemetry.cli import alerts, archive, channels, db, jobs, keys, kpis, partitions, retention, rollups
 from fernando_telemetry.cli.common import console, err_console, note
 from fernando_telemetry.cli.demo import demo
 from fernando_telemetry.cli.generate import generate
@@ -31,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(archive.app, name="archive")
+app.add_typer(channels.app, name="channels")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.licenses_app, name="licenses")
 app.add_typer(keys.keys_app, name="keys")

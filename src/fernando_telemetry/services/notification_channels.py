@@ -132,8 +132,12 @@ class _Problems:
 
     def raise_any(self, what: str) -> None:
         if self.details:
-            fields = ", ".join(dict.fromkeys(detail["field"] for detail in self.details))
-            raise InvalidInput(f"{what}: check {fields}", details=self.details)
+            reasons = "; ".join(
+                f"{detail['field']} {detail['reason']}"
+                + (f" ({', '.join(map(str, detail['allowed']))})" if 0 < len(detail.get("allowed", ())) <= 6 else "")
+                for detail in self.details
+            )
+            raise InvalidInput(f"{what}: {reasons}", details=self.details)
 
 
 def _address_problem(value: Any) -> str | None:
@@ -155,9 +159,9 @@ def _validate(spec: Mapping[str, Any], problems: _Problems) -> tuple[dict[str, A
     for key in spec:
         if key not in COMMON_FIELDS and key not in fields:
             if isinstance(channel_type, str) and channel_type in TYPE_FIELDS:
-                problems.add(key, f"unknown field for a {channel_type} channel", allowed=[*COMMON_FIELDS, *fields])
+                problems.add(key, f"is not a field of a {channel_type} channel", allowed=[*COMMON_FIELDS, *fields])
             elif key not in {field for names in TYPE_FIELDS.values() for field in names}:
-                problems.add(key, "unknown field")
+                problems.add(key, "is not a known field")
     name = spec.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         problems.add("name", "must be 1 to 100 letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
