@@ -5,6 +5,8 @@ commit: the caller owns the transaction. Imports storage, notify and core.
 """
 
 from fernando_telemetry.services import (
+    alert_evaluation,
+    alerts,
     event_search,
     health,
     host_metrics,
@@ -18,6 +20,7 @@ from fernando_telemetry.services import (
     retention,
     rollups,
     schema,
+    silences,
     status,
     summaries,
     synthetic,
@@ -26,6 +29,8 @@ from fernando_telemetry.services import (
 )
 
 __all__ = [
+    "alert_evaluation",
+    "alerts",
     "event_search",
     "health",
     "host_metrics",
@@ -39,6 +44,7 @@ __all__ = [
     "retention",
     "rollups",
     "schema",
+    "silences",
     "status",
     "summaries",
     "synthetic",
