@@ -9,6 +9,7 @@ import orjson
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from fernando_telemetry import notification_wiring
 from fernando_telemetry.api import create_app
 from fernando_telemetry.api.app import ApiLimits
 from fernando_telemetry.core.ids import uuid7_factory
@@ -69,5 +70,6 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
         ingestor=ingestor,
         limits=ApiLimits(max_body_bytes=settings.ingest_max_body_bytes),
         secret_key=secret_key,
+        notifications=notification_wiring.setup(settings, secret_key=secret_key),
     )
     return Wiring(app=app, writer=writer, ingestor=ingestor)

@@ -17,6 +17,7 @@ from fernando_telemetry.api import (
     health,
     ingest,
     kpis,
+    notification_channels,
     otlp,
     query_events,
     query_metrics,
@@ -28,6 +29,7 @@ from fernando_telemetry.api import (
 from fernando_telemetry.api.errors import install_error_handlers
 from fernando_telemetry.services import tenancy, user_query
 from fernando_telemetry.services.ingest import Ingestor
+from fernando_telemetry.services.notification_channels import NotificationSetup
 from fernando_telemetry.web import install_dashboard
 
 __all__ = ["ApiLimits", "create_app"]
@@ -46,6 +48,7 @@ def create_app(
     query_url: str | None = None,
     query_limits: user_query.QueryLimits | None = None,
     secret_key: str | None = None,
+    notifications: NotificationSetup | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Fernando Telemetry",
@@ -61,11 +64,14 @@ def create_app(
     app.state.limits = limits
     app.state.query_url = query_url or user_query.query_role_url(engine.url.render_as_string(hide_password=False))
     app.state.query_limits = query_limits or user_query.QueryLimits()
+    # channel secrets are sealed with the server's key; without one (tests), with a key that lives as long as the app
+    app.state.notifications = notifications or NotificationSetup.with_key(secret_key or secrets.token_urlsafe(32))
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(alerts.router)
     app.include_router(silences.router)
+    app.include_router(notification_channels.router)
     app.include_router(alert_rules.router)
     for query_router in (
         query_events.router,
