@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fernando_telemetry.core.errors import (
@@ -26,7 +27,7 @@ from fernando_telemetry.core.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_for"]
+__all__ = ["DATABASE_RETRY_AFTER_S", "error_body", "install_error_handlers", "status_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ _STATUS_BY_ERROR: list[tuple[type[FernandoTelemetryError], int]] = [
     (Overloaded, 503),
     (DatabaseUnavailable, 503),
 ]
+
+
+DATABASE_RETRY_AFTER_S = 2
+"""``Retry-After`` of a 503 answered because the database could not be reached."""
 
 
 def status_for(error: FernandoTelemetryError) -> int:
@@ -68,6 +73,16 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=status_for(exc), headers=headers)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_unreachable(request: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
+        # The database is down, restarting or dropped the connection (a session's query, the key lookup): the
+        # caller should come back, as after an overload, rather than see a 500.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else type(exc).__name__
+        logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, reason)
+        unavailable = DatabaseUnavailable("the database is unavailable; retry shortly", retry_after_s=DATABASE_RETRY_AFTER_S)
+        return await _domain_error(request, unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
