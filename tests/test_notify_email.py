@@ -197,7 +197,7 @@ def _message(kind: str = "firing") -> AlertMessage:
         affected_service="api",
         notification_id=9,
         links=Links(
-            alert_url="https://t.example.com/alerts/42",
+            alert_url="https://t.example.com/ui/alerts/42",
             history_url="https://t.example.com/api/v1/alerts/42/history",
             runbook_url="https://runbooks.example.com/cpu",
         ),
@@ -239,7 +239,7 @@ class TestEmailFormat:
             "Started:   2026-11-28 04:00:00 UTC",
             "  team = platform",
             "  summary = CPU above 80%",
-            "Open the alert: https://t.example.com/alerts/42",
+            "Open the alert: https://t.example.com/ui/alerts/42",
             "Runbook: https://runbooks.example.com/cpu",
             "alert 42, notification 9",
         ):
@@ -393,7 +393,7 @@ class TestEmailDispatch:
         assert email["From"] == "Alerts <alerts@example.com>"
         assert email["X-Fernando-Alert-Id"] == str(alert_id)
         body = email.get_content()
-        assert f"Open the alert: https://t.example.com/alerts/{alert_id}" in body
+        assert f"Open the alert: https://t.example.com/ui/alerts/{alert_id}" in body
         assert "Runbook: https://runbooks.example.com/cpu" in body
         ((outcome, reply, attempt),) = [(d.outcome, d.smtp_reply, d.attempt) for d in deliveries(seed.engine, alert_id)]
         assert (outcome, reply, attempt) == ("sent", "250 2.0.0 Message accepted for delivery", 1)

@@ -126,7 +126,7 @@ class TestFormats:
         assert alert["annotations"]["summary"] == "CPU above 80%"
         assert alert["startsAt"] == "2026-11-28T04:00:00Z"
         assert alert["endsAt"] == ZERO_TIME
-        assert alert["generatorURL"] == f"{EXTERNAL_URL}/alerts/42"
+        assert alert["generatorURL"] == f"{EXTERNAL_URL}/ui/alerts/42"
         assert alert["fingerprint"] == "ab" * 32
         assert payload["commonLabels"] == alert["labels"]
 
@@ -147,7 +147,7 @@ class TestFormats:
         assert (alert["value"], alert["threshold"], alert["operator"], alert["metric"]) == (93.2, 80.0, ">", "cpu_usage")
         assert alert["group_key"] == {"host": "web-1"} and alert["ends_at"] is None
         assert payload["links"] == {
-            "alert": f"{EXTERNAL_URL}/alerts/42",
+            "alert": f"{EXTERNAL_URL}/ui/alerts/42",
             "api": f"{EXTERNAL_URL}/api/v1/alerts/42",
             "history": f"{EXTERNAL_URL}/api/v1/alerts/42/history",
             "runbook": "https://runbooks.example.com/cpu",
@@ -168,7 +168,7 @@ class TestFormats:
         assert fields["*Threshold*"] == "avg(cpu_usage) over 5 min &gt; 80"
         assert fields["*Group*"] == "host=web-1"
         context = attachment["blocks"][3]["elements"][0]["text"]
-        assert f"<{EXTERNAL_URL}/alerts/42|Open alert>" in context
+        assert f"<{EXTERNAL_URL}/ui/alerts/42|Open alert>" in context
         assert "<https://runbooks.example.com/cpu|Runbook>" in context
 
     def test_slack_resolved_is_green_and_escapes_markup(self) -> None:
@@ -368,7 +368,7 @@ class TestWebhookDelivery:
         assert resolved["alerts"][0]["endsAt"] == resolved_at.isoformat().replace("+00:00", "Z")
         assert firing["groupKey"] == resolved["groupKey"]
         assert firing["alerts"][0]["fingerprint"] == load_alert(seed.engine, alert_id).fingerprint
-        assert firing["alerts"][0]["generatorURL"] == f"{EXTERNAL_URL}/alerts/{alert_id}"
+        assert firing["alerts"][0]["generatorURL"] == f"{EXTERNAL_URL}/ui/alerts/{alert_id}"
         assert firing["alerts"][0]["annotations"]["runbook_url"] == "https://runbooks.example.com/cpu"
 
     def test_slack_webhook_receives_the_readable_message(self, seed: TenantSeed) -> None:
@@ -383,7 +383,7 @@ class TestWebhookDelivery:
         body = orjson.loads(request.body)
         assert set(body) == {"text", "attachments"}
         assert "critical" in body["text"] and "93.2" in body["text"] and "> 80" in body["text"]
-        assert f"{EXTERNAL_URL}/alerts/{alert_id}" in orjson.dumps(body).decode()
+        assert f"{EXTERNAL_URL}/ui/alerts/{alert_id}" in orjson.dumps(body).decode()
 
     def test_two_dispatchers_at_once_send_each_notification_once(self, seed: TenantSeed) -> None:
         """Dispatchers racing on the same due rows (SKIP LOCKED + lease) never send one notification twice."""
@@ -552,7 +552,7 @@ class TestDispatchJob:
             outcome = jobs.notification_dispatch(settings)(session_factory(seed.engine), FIXED_NOW)
         assert outcome.ran and "1 sent" in outcome.summary
         body = orjson.loads(receiver.requests[0].body)
-        assert body["links"]["alert"] == f"https://t.example.com/alerts/{alert_id}"
+        assert body["links"]["alert"] == f"https://t.example.com/ui/alerts/{alert_id}"
 
     def test_the_job_is_scheduled_unless_turned_off(self) -> None:
         """default_jobs has notification_dispatch at its interval; interval 0 leaves it out."""

@@ -148,7 +148,7 @@ def links_for(message: AlertMessage, external_url: str | None) -> Links:
     if message.alert_id is None:
         return Links(runbook_url=runbook, external_url=base)
     return Links(
-        alert_url=f"{base}/alerts/{message.alert_id}",
+        alert_url=f"{base}/ui/alerts/{message.alert_id}",
         api_url=f"{base}/api/v1/alerts/{message.alert_id}",
         history_url=f"{base}/api/v1/alerts/{message.alert_id}/history",
         runbook_url=runbook,

@@ -64,7 +64,6 @@ def slack_payload(message: AlertMessage) -> dict[str, Any]:
     links = [
         (message.links.alert_url, "Open alert"),
         (message.links.runbook_url, "Runbook"),
-        (message.links.history_url, "History"),
     ]
     shown = [f"<{url}|{label}>" for url, label in links if url and _linkable(url)]
     context = f"Rule: {escape(message.rule_name)}" if message.kind != "test" else "Fernando Telemetry"
