@@ -4,6 +4,8 @@ notifications, one rule's failure isolated, rule intervals, and every change wri
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,8 +13,20 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from fernando_telemetry import jobs
 from fernando_telemetry.core.errors import Conflict
-from fernando_telemetry.services import alert_evaluation, alerts, silences
+from fernando_telemetry.notify.notifier import ChannelNotifier
+from fernando_telemetry.services import (
+    alert_evaluation,
+    alert_notifications,
+    alerts,
+    notification_channels,
+    partitions,
+    schema,
+    silences,
+)
+from fernando_telemetry.settings import Settings
+from fernando_telemetry.storage.database import make_engine, session_factory
 from fernando_telemetry.storage.models import Alert, AlertEvent, AlertNotification, AlertRule, AlertRuleState
 from tests.alert_fixtures import (
     MINUTE,
@@ -26,6 +40,7 @@ from tests.alert_fixtures import (
     outbox_of,
     unique,
 )
+from tests.notify_fixtures import BOX, Receiver
 
 SECONDS_30 = timedelta(seconds=30)
 
@@ -547,3 +562,94 @@ class TestPasses:
             select(AlertRuleState).where(AlertRuleState.rule_id == rule.rule_id).execution_options(populate_existing=True)
         ).all()
         assert (row.state, row.alert_id) == ("inactive", None)
+
+
+@pytest.fixture(scope="module")
+def own_url(database_factory: Callable[[], str]) -> str:
+    """A database of its own: the dispatcher claims every due notification there is."""
+    url = database_factory()
+    engine = make_engine(url, pool_size=1)
+    try:
+        schema.upgrade(engine)
+        with session_factory(engine).begin() as session:
+            partitions.ensure_for_days(session, first_day=T0.date() - timedelta(days=1), last_day=T0.date() + timedelta(days=1))
+    finally:
+        engine.dispose()
+    return url
+
+
+class TestWithTheDispatcher:
+    def test_firing_repeat_resolved_reach_a_real_receiver_and_the_history(self, own_url: str) -> None:
+        """Evaluation commits, the dispatcher posts to a real HTTP receiver; the repeat counts from the send;
+        the alert's history holds its transitions and the three delivery attempts."""
+        engine = make_engine(own_url, pool_size=2)
+        sessions = session_factory(engine)
+        metric = unique("cpu")
+        try:
+            with Receiver() as receiver:
+                with sessions.begin() as session:
+                    license_id = add_license(session)
+                    notification_channels.create(
+                        session, license_id=license_id, spec={"name": "ops", "type": "webhook", "url": receiver.url}, box=BOX
+                    )
+                    rule = cpu_rule(session, license_id, metric, channels=["ops"], repeat_minutes=10, interval_s=60)
+                    for minute in range(0, 13):
+                        sample(session, metric, license_id, T0 + minute * MINUTE, 99.0)
+
+                def evaluate_at(at: datetime) -> alert_evaluation.EvaluationSummary:
+                    with sessions.begin() as session:
+                        return alert_evaluation.evaluate_due(session, now=at)
+
+                def dispatch_at(at: datetime) -> None:
+                    alert_notifications.dispatch_due(sessions, now=at, notifier=ChannelNotifier(timeout_s=5), box=BOX)
+
+                assert [t.action for t in evaluate_at(T0).transitions] == ["fire"]
+                dispatch_at(T0 + SECONDS_30)
+                assert [t.action for t in evaluate_at(T0 + 10 * MINUTE).transitions] == []  # 9.5 min since it was sent
+                assert [t.action for t in evaluate_at(T0 + 11 * MINUTE).transitions] == ["repeat"]
+                dispatch_at(T0 + 11 * MINUTE)
+                assert [t.action for t in evaluate_at(T0 + 20 * MINUTE).transitions] == ["resolve"]  # no data since t+12
+                dispatch_at(T0 + 20 * MINUTE)
+                events = [json.loads(request.body)["event"] for request in receiver.requests]
+                assert events == ["firing", "repeat", "resolved"]
+
+            with sessions() as session:
+                [alert_id] = session.scalars(select(Alert.alert_id).where(Alert.rule_id == rule.rule_id)).all()
+                found = alerts.history(session, alert_id=alert_id, license_id=license_id)
+            assert [e.details["action"] for e in found.events] == ["fire", "repeat", "resolve"]
+            assert [(d.kind, d.outcome, d.http_status, d.channel_name) for d in found.deliveries] == [
+                ("firing", "sent", 200, "ops"),
+                ("repeat", "sent", 200, "ops"),
+                ("resolved", "sent", 200, "ops"),
+            ]
+        finally:
+            engine.dispose()
+
+
+class TestTheJob:
+    def test_the_job_evaluates_and_a_second_runner_skips(self, own_url: str) -> None:
+        """default_jobs has alert_evaluation at the configured interval; its run fires a due rule; while another
+        transaction holds the job's lock, a run is skipped."""
+        settings = Settings(alert_evaluation_interval_s=7.0)
+        [job] = [job for job in jobs.default_jobs(settings) if job.name == "alert_evaluation"]
+        assert job.interval_s == 7.0
+        assert "alert_evaluation" not in {j.name for j in jobs.default_jobs(Settings(alert_evaluation_interval_s=0))}
+        engine = make_engine(own_url, pool_size=2)
+        sessions = session_factory(engine)
+        metric = unique("cpu")
+        try:
+            with sessions.begin() as session:
+                license_id = add_license(session)
+                rule = cpu_rule(session, license_id, metric)
+                sample(session, metric, license_id, T0 + 30 * MINUTE, 99.0)
+            with sessions.begin() as holder:
+                holder.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtextextended('fernando_telemetry.job:alert_evaluation', 0))")
+                )
+                assert job.run(sessions, T0 + 30 * MINUTE).ran is False
+            outcome = job.run(sessions, T0 + 30 * MINUTE)
+            assert outcome.ran and "0 failed" in outcome.summary
+            with sessions() as session:
+                assert session.scalars(select(Alert.status).where(Alert.rule_id == rule.rule_id)).all() == ["active"]
+        finally:
+            engine.dispose()
