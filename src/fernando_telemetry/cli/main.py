@@ -75,13 +75,13 @@ def main() -> None:
     """Run the command; an expected failure is one line on stderr and a non-zero exit code, never a traceback."""
     try:
         exit_code = app(standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError:  # a group without its subcommand: the help is printed already
-        sys.exit(2)
-    except click.ClickException as exc:  # an unknown option, a missing argument, a value out of its range
+    except _USAGE_ERRORS as exc:  # an unknown option or command, a missing argument, a value out of its range
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its subcommand: its help is printed already
+            sys.exit(2)
         context = getattr(exc, "ctx", None)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
-        _fail(exc.format_message() + hint, exit_code=exc.exit_code)
-    except click.exceptions.Abort:
+        _fail(exc.format_message() + hint, exit_code=getattr(exc, "exit_code", 2))
+    except _ABORTS:
         _fail("aborted", exit_code=1)
     except FernandoTelemetryError as exc:
         _fail(exc.message)
@@ -102,13 +102,17 @@ def main() -> None:
         sys.exit(exit_code)
 
 
+# older typer releases raise click's exceptions, newer ones those of the click they vendor: catch both
+_USAGE_ERRORS: tuple[type[Exception], ...] = tuple({click.ClickException, getattr(typer, "TyperException", click.ClickException)})
+_ABORTS: tuple[type[BaseException], ...] = tuple({click.exceptions.Abort, typer.Abort})
+
 _SCHEMA_MISSING = {"42P01", "42883", "42703", "42704"}
 """SQLSTATEs of an undefined table, function, column or object: a database not migrated to this code's head."""
 
 
 def _first_line(exc: object) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _fail(message: str, *, exit_code: int = 1) -> NoReturn:

@@ -22,7 +22,7 @@ def sqlalchemy_url(raw_url: str) -> URL:
     """Parse ``postgresql://``, ``postgres://`` or ``postgresql+psycopg://`` into a psycopg 3 URL."""
     try:
         url = make_url(raw_url.strip())
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise InvalidInput(f"database URL {_redact(raw_url)!r} is not a URL: expected postgresql://user@host:port/dbname") from exc
     if url.drivername not in _ACCEPTED_SCHEMES:
         raise InvalidInput(
@@ -74,5 +74,5 @@ def _first_line(exc: object) -> str:
 def _redact(raw_url: str) -> str:
     try:
         return make_url(raw_url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return raw_url.split("@")[-1]
