@@ -13,7 +13,7 @@ from rich.markup import escape
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from fernando_telemetry import __version__
-from fernando_telemetry.cli import alerts, archive, channels, db, jobs, keys, kpis, partitions, retention, rollups
+from fernando_telemetry.cli import alerts, archive, channels, db, jobs, keys, kpis, partitions, retention, rollups, rules
 from fernando_telemetry.cli.common import console, err_console, note
 from fernando_telemetry.cli.demo import demo
 from fernando_telemetry.cli.generate import generate
@@ -39,6 +39,7 @@ app.add_typer(kpis.app, name="kpis")
 app.add_typer(partitions.app, name="partitions")
 app.add_typer(retention.app, name="retention")
 app.add_typer(rollups.app, name="rollups")
+app.add_typer(rules.app, name="rules")
 app.command("generate")(generate)
 app.command("demo")(demo)
 app.add_typer(jobs.app, name="jobs")
