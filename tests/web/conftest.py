@@ -21,9 +21,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from fernando_telemetry.core.enums import EventType, SpanStatus
-from fernando_telemetry.services import keys, kpis, partitions, schema, synthetic
+from fernando_telemetry.services import alert_evaluation, alert_rules, keys, kpis, partitions, schema, synthetic
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import make_engine, session_factory
+from fernando_telemetry.storage.models import AlertDelivery
 from fernando_telemetry.wiring import Wiring, build, dump_json
 from tests.helpers import add_event, add_metric, add_span
 from tests.ingest_fixtures import make_tenant, new_token
@@ -32,6 +33,7 @@ SECRET_KEY = "dashboard-test-secret-key"
 B_EVENT = "b-only-secret-event"
 B_SERVICE = "b-secret-service"
 B_METRIC = "b_secret_metric"
+B_RULE = "B secret rule"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class DashboardWorld:
     trace_id: str
     """A trace of A: web -> api -> payments -> postgres, plus a failing retry under payments (depth 3)."""
     now: datetime
+    rule_id: int
+    """A's rule "High CPU Usage" (max cpu_usage by host over two hours > 1): one active alert per host."""
+    alert_ids: tuple[int, ...]
+    """Its alerts, all active after the seed's evaluation."""
+    b_alert_id: int
 
 
 def _known_trace(session, *, license_id: int, user_id: str, at: datetime) -> str:
@@ -170,6 +177,56 @@ def seed(engine: Engine, now: datetime) -> DashboardWorld:
             add_metric(
                 session, at=at, metric_name=B_METRIC, value=rng.uniform(0, 1), service_name=B_SERVICE, license_id=b.license_id
             )
+        cpu = alert_rules.create(
+            session,
+            license_id=a.license_id,
+            fields={
+                "name": "High CPU Usage",
+                "severity": "critical",
+                "condition_config": {
+                    "metric": "cpu_usage",
+                    "aggregation": "max",
+                    "operator": ">",
+                    "threshold": 1,
+                    "window_minutes": 120,
+                    "group_by": ["host_name"],
+                },
+                "labels": {"team": "platform"},
+            },
+            now=now,
+        )
+        alert_rules.create(
+            session,
+            license_id=b.license_id,
+            fields={
+                "name": B_RULE,
+                "condition_config": {"metric": B_METRIC, "operator": ">=", "threshold": 0, "window_minutes": 60},
+            },
+            now=now,
+        )
+        alert_evaluation.evaluate_due(session, now=now, force=True)
+        alert_ids = tuple(
+            row[0]
+            for row in session.execute(
+                text("SELECT alert_id FROM alerts WHERE rule_id = :r ORDER BY alert_id"), {"r": cpu.rule_id}
+            )
+        )
+        b_alert_id = session.execute(text("SELECT alert_id FROM alerts WHERE license_id = :b"), {"b": b.license_id}).scalar_one()
+        # one delivery attempt in the log of the first alert, as the dispatcher records it
+        session.add(
+            AlertDelivery(
+                alert_id=alert_ids[0],
+                license_id=a.license_id,
+                channel_name="ops-webhook",
+                channel_type="webhook",
+                kind="firing",
+                attempt=1,
+                outcome="sent",
+                http_status=200,
+                latency_ms=42.0,
+                attempted_at=now,
+            )
+        )
         today = now.date()
         for period in kpis.backfill_periods(
             period_types=["daily", "weekly", "monthly"],
@@ -189,6 +246,9 @@ def seed(engine: Engine, now: datetime) -> DashboardWorld:
         ingest_only_a=ingest_only,
         trace_id=trace_id,
         now=now,
+        rule_id=cpu.rule_id,
+        alert_ids=alert_ids,
+        b_alert_id=b_alert_id,
     )
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment
 
-from fernando_telemetry.web import rendering, routes
+from fernando_telemetry.web import actions, rendering, routes
 from fernando_telemetry.web.headers import SecurityHeaders
 from fernando_telemetry.web.session import SessionCodec
 from fernando_telemetry.web.signin import CsrfRejected, SignInRequired
@@ -33,6 +33,7 @@ def install_dashboard(app: FastAPI, *, secret_key: str) -> None:
     app.state.dashboard = Dashboard(codec=SessionCodec(secret_key), templates=rendering.environment())
     app.add_middleware(SecurityHeaders)
     app.include_router(routes.router)
+    app.include_router(actions.router)
     app.mount("/ui/static", StaticFiles(directory=rendering.STATIC_DIR), name="dashboard-static")
 
     @app.exception_handler(SignInRequired)

@@ -24,11 +24,11 @@ from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services import tenancy
 from fernando_telemetry.web import signin
 from fernando_telemetry.web.page import Page, PageRequest
-from fernando_telemetry.web.pages import events, kpis, metrics, overview, services, traces
+from fernando_telemetry.web.pages import alerts, events, kpis, metrics, overview, rules, services, traces
 from fernando_telemetry.web.session import SessionData, new_csrf_token
 from fernando_telemetry.web.signin import Viewer
 
-__all__ = ["NAV", "PAGES", "REFRESH_INTERVAL_S", "router"]
+__all__ = ["NAV", "PAGES", "REFRESH_INTERVAL_S", "data_response", "page_response", "router", "sign_in_redirect"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -42,6 +42,8 @@ PAGES: dict[str, Callable[[PageRequest], Page]] = {
     "events": events.build,
     "metrics": metrics.build,
     "kpis": kpis.build,
+    "alerts": alerts.build,
+    "rules": rules.build,
 }
 FORMS = {
     "services": "services/_form.html",
@@ -50,6 +52,8 @@ FORMS = {
     "metrics": "metrics/_form.html",
     "kpis": "kpis/_form.html",
     "overview": "overview/_form.html",
+    "alerts": None,
+    "rules": None,
 }
 NAV: list[tuple[str, str, str]] = [
     ("overview", "Overview", "/"),
@@ -58,6 +62,8 @@ NAV: list[tuple[str, str, str]] = [
     ("events", "Events", "/ui/events"),
     ("metrics", "Metrics", "/ui/metrics"),
     ("kpis", "KPIs", "/ui/kpis"),
+    ("alerts", "Alerts", "/ui/alerts"),
+    ("rules", "Rules", "/ui/rules"),
 ]
 SIGN_IN_REASONS = {
     "signed_out": None,
@@ -99,7 +105,11 @@ def _build(request: Request, viewer: Viewer, builder: Callable[..., Page], *args
         return builder(PageRequest(session, viewer.principal, datetime.now(UTC), tuple(query), refresh=refresh), *args)
 
 
-def _page_response(request: Request, name: str, builder: Callable[..., Page], *args: Any) -> Response:
+def page_response(
+    request: Request, name: str, builder: Callable[..., Page], *args: Any, data_path: str | None = None
+) -> Response:
+    """Render a page (blocking). ``data_path`` is where the page refreshes from (default: its own path under
+    ``/ui/data``, with the same query string)."""
     viewer = signin.viewer(request)
     context = _base_context(request, viewer, name)
     try:
@@ -110,15 +120,17 @@ def _page_response(request: Request, name: str, builder: Callable[..., Page], *a
     except NotFound as error:
         context.update(title="Not found", error=error, form=None, charts={})
         return _render(request, "error.html", context, status_code=404)
-    data_url = request.url.path.replace("/ui/", "/ui/data/", 1) if request.url.path != "/" else "/ui/data/overview"
-    if request.url.query:
-        data_url += "?" + request.url.query
+    if data_path is None:
+        data_path = "/ui/data/overview" if request.url.path == "/" else request.url.path.replace("/ui/", "/ui/data/", 1)
+        if request.url.query:
+            data_path += "?" + request.url.query
     context.update(page.context)
-    context.update(title=page.title, charts=page.charts, fragments=page.fragments, data_url=data_url if page.refresh else None)
+    refresh_url = data_path if page.refresh and data_path else None
+    context.update(title=page.title, charts=page.charts, fragments=page.fragments, data_url=refresh_url)
     return _render(request, page.template, context, status_code=page.status_code)
 
 
-def _data_response(request: Request, name: str, builder: Callable[..., Page], *args: Any) -> Response:
+def data_response(request: Request, name: str, builder: Callable[..., Page], *args: Any) -> Response:
     viewer = signin.viewer(request)
     page = _build(request, viewer, builder, *args, refresh=True)
     context = {"request": request, **_base_context(request, viewer, name), **page.context, "charts": page.charts}
@@ -132,7 +144,7 @@ def _data_response(request: Request, name: str, builder: Callable[..., Page], *a
 
 @router.get("/", response_class=HTMLResponse)
 def overview_page(request: Request) -> Response:
-    return _page_response(request, "overview", overview.build)
+    return page_response(request, "overview", overview.build)
 
 
 @router.get("/ui", response_class=HTMLResponse)
@@ -142,7 +154,7 @@ def ui_root() -> Response:
 
 @router.get("/ui/traces/{trace_id}", response_class=HTMLResponse)
 def trace_page(request: Request, trace_id: str) -> Response:
-    return _page_response(request, "traces", traces.build_detail, trace_id)
+    return page_response(request, "traces", traces.build_detail, trace_id)
 
 
 @router.get("/ui/data/{name}")
@@ -150,7 +162,7 @@ def page_data(request: Request, name: str) -> Response:
     builder = PAGES.get(name)
     if builder is None:
         raise NotFound(f"no dashboard page {name[:40]!r}")
-    return _data_response(request, name, builder)
+    return data_response(request, name, builder)
 
 
 # --- sign-in ------------------------------------------------------------------------------------------
@@ -237,13 +249,13 @@ def _page_route(name: str) -> None:
     builder = PAGES[name]
 
     def page(request: Request) -> Response:
-        return _page_response(request, name, builder)
+        return page_response(request, name, builder)
 
     page.__name__ = f"{name}_page"
     router.add_api_route(f"/ui/{name}", page, methods=["GET"], response_class=HTMLResponse)
 
 
-for _name in ("services", "traces", "events", "metrics", "kpis"):
+for _name in ("services", "traces", "events", "metrics", "kpis", "alerts", "rules"):
     _page_route(_name)
 
 

@@ -1,4 +1,4 @@
-"""Overview: events per hour by type, error rates, active users, top events and the active alerts.
+"""Overview: events per hour by type, error rates, active users, top events and the open alerts.
 Imports services and core.
 """
 
@@ -12,13 +12,18 @@ from fernando_telemetry.services import event_search, summaries
 from fernando_telemetry.services.event_search import EventFilters
 from fernando_telemetry.web import charts
 from fernando_telemetry.web.page import Page, PageRequest
+from fernando_telemetry.web.pages.alerts import active_alerts
 from fernando_telemetry.web.pages.common import active_users, hour_key, hours_between, summary_rows
 
 __all__ = ["TOP_EVENTS_SAMPLE", "build"]
 
 TOP_EVENTS_SAMPLE = 1000
 """Top events are counted over the newest this-many events of the range (one bounded, index-ordered read)."""
-_FRAGMENTS = {"overview-stats": "overview/_stats.html", "overview-top": "overview/_top_events.html"}
+_FRAGMENTS = {
+    "overview-stats": "overview/_stats.html",
+    "overview-top": "overview/_top_events.html",
+    "overview-alerts": "overview/_alerts.html",
+}
 
 
 def build(request: PageRequest) -> Page:
@@ -65,6 +70,7 @@ def build(request: PageRequest) -> Page:
     total_spans = sum(spans_per_hour.values())
     users = active_users(request.session, request.principal)
     top = _top_events(request, window.start, window.end)
+    open_alerts, active_count, more = active_alerts(request)
     context = {
         "window": window,
         "stats": {
@@ -79,6 +85,8 @@ def build(request: PageRequest) -> Page:
         "partial": events_partial or spans_partial,
         "top_events": top,
         "top_sample": TOP_EVENTS_SAMPLE,
+        "active_alerts": open_alerts,
+        "active_alert_count": f"{active_count}+" if more else str(active_count),
     }
     return Page(
         title="Overview",
