@@ -6,6 +6,7 @@ commit: the caller owns the transaction. Imports storage, notify and core.
 
 from fernando_telemetry.services import (
     alert_evaluation,
+    alert_notifications,
     alerts,
     event_search,
     health,
@@ -15,11 +16,13 @@ from fernando_telemetry.services import (
     keys,
     kpis,
     metric_series,
+    notification_channels,
     partitions,
     platform,
     retention,
     rollups,
     schema,
+    secret_box,
     silences,
     status,
     summaries,
@@ -30,6 +33,7 @@ from fernando_telemetry.services import (
 
 __all__ = [
     "alert_evaluation",
+    "alert_notifications",
     "alerts",
     "event_search",
     "health",
@@ -39,11 +43,13 @@ __all__ = [
     "keys",
     "kpis",
     "metric_series",
+    "notification_channels",
     "partitions",
     "platform",
     "retention",
     "rollups",
     "schema",
+    "secret_box",
     "silences",
     "status",
     "summaries",
