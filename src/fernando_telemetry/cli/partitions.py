@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fernando_telemetry import runtime
-from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, note
-from fernando_telemetry.core.partitioning import PARTITIONED_TABLES
+from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, err_console, note
+from fernando_telemetry.core.partitioning import PARTITIONED_TABLES, days_to_cover
 from fernando_telemetry.services import partitions
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage import partitions as partition_store
@@ -17,6 +18,8 @@ from fernando_telemetry.storage.database import session_factory
 
 app = typer.Typer(help="Daily partitions. Example: fernando-telemetry partitions upkeep", no_args_is_help=True)
 
+UPKEEP_CHUNK_DAYS = 31
+"""Days made per statement; a longer range shows a progress bar, one step per chunk."""
 
 
 @app.command()
@@ -31,19 +34,28 @@ def upkeep(
     """
     settings = load_settings(database_url=database_url)
     start, end = day_range(first_day, last_day, without="the days around today") or (None, None)
+    if start is None or end is None:
+        start, end = days_to_cover(now=datetime.now(UTC), days_back=settings.partitions_days_back, days_ahead=settings.partitions_days_ahead)
+    created = dict.fromkeys(PARTITIONED_TABLES, 0)
+    chunks = [(day, min(day + timedelta(days=UPKEEP_CHUNK_DAYS - 1), end)) for day in _every(start, end, UPKEEP_CHUNK_DAYS)]
     with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine).begin() as session:
-            if start is not None and end is not None:
-                result = partitions.ensure_for_days(session, first_day=start, last_day=end)
-            else:
-                result = partitions.upkeep(
-                    session,
-                    now=datetime.now(UTC),
-                    days_back=settings.partitions_days_back,
-                    days_ahead=settings.partitions_days_ahead,
-                )
-    for table, created in result.created.items():
-        console.print(f"{table}: {created} partitions created for {result.first_day}..{result.last_day}")
+            with Progress(
+                TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=err_console, disable=len(chunks) == 1,  # a bar only when there are many days to make
+            ) as progress_bar:  # fmt: skip
+                task = progress_bar.add_task("partition days", total=(end - start).days + 1)
+                for chunk_start, chunk_end in chunks:
+                    result = partitions.ensure_for_days(session, first_day=chunk_start, last_day=chunk_end)
+                    for table, count in result.created.items():
+                        created[table] += count
+                    progress_bar.advance(task, (chunk_end - chunk_start).days + 1)
+    for table, count in created.items():
+        console.print(f"{table}: {count} partitions created for {start}..{end}")
+
+
+def _every(start: date, end: date, step_days: int) -> list[date]:
+    return [start + timedelta(days=offset) for offset in range(0, (end - start).days + 1, step_days)]
 
 
 @app.command("list")

@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fernando_telemetry import runtime
-from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
+from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
 from fernando_telemetry.services import audit, retention, rollups
+from fernando_telemetry.services.retention import ArchivedPartition
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
 
@@ -45,8 +47,21 @@ def run_retention(
         traces_retention_days=traces_days,
         archive_dir=archive_dir,
     )
+    archived_count = 0
     with runtime.database_engine(settings, note=note) as engine:
-        with session_factory(engine).begin() as session:
+        with (
+            Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console) as progress_bar,
+            session_factory(engine).begin() as session,  # committed before the bar goes
+        ):
+            doing = "archiving and dropping expired partitions" if settings.archive_dir else "dropping expired partitions"
+            task = progress_bar.add_task(doing, total=None)
+
+            def archived(one: ArchivedPartition) -> None:
+                nonlocal archived_count
+                archived_count += 1
+                note(f"archived {one.partition_name}: {one.rows} rows -> {one.path}")
+                progress_bar.update(task, description=f"{doing}: {archived_count} archived, the last {one.partition_name}")
+
             cleanups = retention.run(
                 session,
                 now=datetime.now(UTC),
@@ -54,14 +69,16 @@ def run_retention(
                 metrics_retention_days=settings.metrics_retention_days,
                 traces_retention_days=settings.traces_retention_days,
                 archive_dir=settings.archive_dir,
-                on_archived=lambda archived: note(f"archived {archived.partition_name}: {archived.rows} rows -> {archived.path}"),
+                on_archived=archived,
             )
+            progress_bar.update(task, description="deleting expired rollup rows")
             rollup_cleanups = rollups.expire(
                 session,
                 now=datetime.now(UTC),
                 hourly_retention_days=settings.rollup_hourly_retention_days,
                 daily_retention_days=settings.rollup_daily_retention_days,
             )
+            progress_bar.update(task, description="committing")
     table = Table("table", "cutoff", "partitions dropped", "rows in them", "boundary rows deleted")
     for cleanup in cleanups:
         table.add_row(
