@@ -37,7 +37,7 @@ def demo(
         30.0, "--status-every", min=0, help="Seconds between traffic lines on the console (0: none)."
     ),
     evaluation_interval: int = typer.Option(
-        10, "--evaluation-interval", min=1, max=3600, help="Evaluation interval of the demo's alert rules, in seconds."
+        10, "--evaluation-interval", min=10, max=3600, help="Evaluation interval of the demo's alert rules, in seconds."
     ),
 ) -> None:
     """Run the server with a live demo: history, a shop of four instrumented services, shoppers and alerts.
@@ -69,4 +69,4 @@ def demo(
         status_every_s=status_every,
         evaluation_interval_s=evaluation_interval,
     )
-    run(settings, options, note=note, say=lambda line: console.print(line, soft_wrap=True), console=err_console)
+    run(settings, options, note=note, say=lambda line: console.print(line, soft_wrap=True, markup=False), console=err_console)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from fernando_telemetry import server
 from fernando_telemetry.demo import history, hosting, rules, tenant
@@ -37,6 +38,7 @@ DEMO_INTERVALS: dict[str, float] = {
     "kpi_interval_s": 60.0,
     "rollup_refresh_interval_s": 30.0,
     "alert_evaluation_interval_s": 5.0,
+    "notification_dispatch_interval_s": 2.0,
 }
 """Scheduler intervals of the demo, shorter than a production server's so the pages move while you watch;
 a ``FERNANDO_TELEMETRY_<NAME>`` environment variable still wins."""
@@ -57,11 +59,7 @@ class DemoOptions:
 
 def demo_settings(settings: Settings) -> Settings:
     """``settings`` with the demo's scheduler intervals, except where the environment sets one."""
-    changes = {
-        name: value
-        for name, value in DEMO_INTERVALS.items()
-        if name in Settings.model_fields and f"FERNANDO_TELEMETRY_{name.upper()}" not in os.environ
-    }
+    changes = {name: value for name, value in DEMO_INTERVALS.items() if f"FERNANDO_TELEMETRY_{name.upper()}" not in os.environ}
     return settings.model_copy(update=changes)
 
 
@@ -166,7 +164,7 @@ def _set_up_rules(url: str, keys: tenant.DemoKeys, license_id: int, shop: Shop, 
             evaluation_interval_s=options.evaluation_interval_s, note=note,
         )  # fmt: skip
     except rules.SetupFailed as exc:
-        note(f"warning: the demo's alert rules could not be set up: {exc}")
+        note(escape(f"warning: the demo's alert rules could not be set up: {exc}"))
         return
     if outcome.available:
         made = f"created {', '.join(outcome.created)}" if outcome.created else "all there already"
@@ -178,7 +176,7 @@ def _webhook_note(note: Callable[[str], None]) -> Callable[[dict[str, Any]], Non
         alert = payload.get("alert") if isinstance(payload.get("alert"), dict) else payload
         title = alert.get("title") or alert.get("rule_name") or alert.get("name") or "an alert"
         status = payload.get("kind") or payload.get("status") or alert.get("status") or "an update"
-        note(f"the shop's webhook received a notification: {title} ({status})")
+        note(escape(f"the shop's webhook received a notification: {title} ({status})"))
 
     return received
 
@@ -216,7 +214,9 @@ def _watch(monitor: Monitor, options: DemoOptions, *, note: Callable[[str], None
             try:
                 monitor.check_alerts()
             except Exception as exc:  # a database hiccup: say so and keep serving
-                note(f"could not read the alerts: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                note(
+                    escape(f"could not read the alerts: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                )
         if options.status_every_s > 0 and now >= next_status:
             next_status = now + options.status_every_s
             monitor.traffic_line()
