@@ -289,6 +289,21 @@ class TestSilencesApi:
         assert client.post("/api/v1/silences", json={"matchers": [], "until": "x"}, headers=auth(token)).status_code == 422
         assert client.get("/api/v1/silences", params={"state": "sleeping"}, headers=auth(token)).status_code == 400
 
+    def test_out_of_range_values_are_400_not_500(self, client: TestClient, committed_engine: Engine) -> None:
+        """An admin naming a license that does not exist, or a start plus duration past year 9999: 400 on the field."""
+        admin = admin_key(committed_engine)
+        matchers = [{"name": "a", "value": "1"}]
+        unknown = client.post(
+            "/api/v1/silences", json={"matchers": matchers, "duration_minutes": 5, "license_id": 2**62}, headers=auth(admin)
+        )
+        assert unknown.status_code == 400 and unknown.json()["error"]["details"][0]["field"] == "license_id"
+        late = client.post(
+            "/api/v1/silences",
+            json={"matchers": matchers, "starts_at": "9999-12-31T23:00:00Z", "duration_minutes": 120},
+            headers=auth(admin),
+        )
+        assert late.status_code == 400 and late.json()["error"]["details"][0]["field"] == "duration_minutes"
+
     def test_silences_are_scoped_to_their_license(self, client: TestClient, committed_engine: Engine) -> None:
         """B's key: A's silence is 404 to get, patch, expire and delete, and absent from B's list; naming A's license is 403."""
         a, b = seed(committed_engine), seed(committed_engine)

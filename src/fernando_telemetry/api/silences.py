@@ -72,7 +72,9 @@ class SilenceIn(BaseModel):
     ends_at: str | None = Field(None, description="ISO 8601 instant; give it or duration_minutes")
     duration_minutes: int | None = Field(None, ge=1, le=_MAX_DURATION_MINUTES, description="Minutes from starts_at")
     comment: str | None = Field(None, max_length=silences.MAX_COMMENT_CHARS)
-    license_id: int | None = Field(None, ge=1, description="Admin keys: the license it belongs to (omit for platform-wide)")
+    license_id: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="Admin keys: the license it belongs to (omit for platform-wide)"
+    )
 
 
 class SilencePatch(BaseModel):
@@ -97,7 +99,13 @@ def _ends_at(
         raise InvalidInput(
             "give ends_at or duration_minutes, not both", details=[{"field": "duration_minutes", "reason": "with ends_at"}]
         )
-    return (starts_at or now) + timedelta(minutes=duration_minutes)
+    try:
+        return (starts_at or now) + timedelta(minutes=duration_minutes)
+    except OverflowError:
+        raise InvalidInput(
+            "starts_at plus duration_minutes is past the year 9999",
+            details=[{"field": "duration_minutes", "reason": "out of range"}],
+        ) from None
 
 
 @router.post(

@@ -23,7 +23,7 @@ from fernando_telemetry.core.enums import AlertStatus
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.core.silence_matchers import Matcher, matches_all, parse_matchers
 from fernando_telemetry.services import alert_notifications, alerts
-from fernando_telemetry.storage.models import Alert, AlertRule, Silence
+from fernando_telemetry.storage.models import Alert, AlertRule, License, Silence
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -167,6 +167,8 @@ def create(
 ) -> SilenceView:
     """A new silence of ``license_id`` (None: platform-wide), applied at once to the open alerts it matches."""
     parsed, start, end = _checked(matchers=matchers, starts_at=starts_at, ends_at=ends_at, comment=comment, now=now)
+    if license_id is not None and session.get(License, license_id) is None:
+        raise InvalidInput(f"license_id: no license {license_id}", details=[{"field": "license_id", "reason": "unknown license"}])
     silence = Silence(
         license_id=license_id,
         matchers=[matcher.to_json() for matcher in parsed],
