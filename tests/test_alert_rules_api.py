@@ -252,6 +252,9 @@ class TestTenancy:
         assert client.get(f"/api/v1/alert-rules/{platform['rule_id']}", headers=auth(tenant.read_key)).status_code == 404
         moved = client.patch(f"/api/v1/alert-rules/{a_rule['rule_id']}", json={"license_id": other.license_id}, headers=admin)
         assert moved.status_code == 400
+        for license_id in (2**70, 2**62, "3"):
+            response = client.post("/api/v1/alert-rules", json=rule_body(license_id=license_id), headers=admin)
+            assert response.status_code == 400 and "license_id" in fields_of(response), license_id
 
 
 def _cpu_samples(engine: Engine, license_id: int, name: str, start: datetime, pattern: list[float]) -> None:
@@ -366,6 +369,13 @@ class TestBacktestApi:
             ),
             ({"rule": {"condition_config": SEED_CONDITION}, "notify": True}, "notify"),
             ({"rule_id": "seven"}, "rule_id"),
+            ({"rule_id": 2**70}, "rule_id"),
+            (
+                {"rule": {"condition_config": SEED_CONDITION}, "from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z"},
+                "from",
+            ),
+            ({"rule": {"condition_config": SEED_CONDITION}, "license_id": 2**70}, "license_id"),
+            ({"rule": {"condition_config": {**SEED_CONDITION, "threshold": 10**400}}}, "rule.condition_config.threshold"),
         ],
     )
     def test_invalid_backtests(self, client: TestClient, tenant: Tenant, body: dict[str, Any], field: str) -> None:

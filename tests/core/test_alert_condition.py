@@ -192,6 +192,13 @@ class TestErrors:
             ({**SEED, "threshold": None}, "threshold", "is required"),
             ({**SEED, "threshold": True}, "threshold", "finite number"),
             ({**SEED, "threshold": float("nan")}, "threshold", "finite number"),
+            ({**SEED, "threshold": 10**400}, "threshold", "finite number"),
+            ({**SEED, "filters": {"labels.n": 10**400}}, "filters.labels.n", "a string, a finite number or a boolean"),
+            (
+                {"source": "traces", "threshold": 1, "filters": {"http_status_code": {"gt": 10**400}}},
+                "filters.http_status_code.gt",
+                "finite number",
+            ),
             ({**SEED, "window_minutes": 0}, "window_minutes", "from 1 to 10080"),
             ({**SEED, "window_minutes": 10081}, "window_minutes", "from 1 to 10080"),
             ({**SEED, "window_minutes": 2.5}, "window_minutes", "whole number"),

@@ -37,6 +37,7 @@ _LICENSE = Query(None, description="Admin keys: only this license's rules")
 _JsonObject = Annotated[dict[str, Any], Body()]
 _RULE_ID = Path(ge=1, le=2**62, description="The rule's id")
 _MAX_BACKTEST_SPAN = timedelta(days=31)
+_MAX_ID = 2**62
 _DEFAULT_BACKTEST_SPAN = timedelta(days=1)
 _SEED_EXAMPLE = {
     "name": "High CPU Usage",
@@ -156,10 +157,16 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+def _id(body: dict[str, Any], name: str) -> int | None:
+    """An id field of a body: absent, or a whole number a bigint holds."""
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_ID):
+        raise InvalidInput(f"{name} must be a positive whole number", details=[{"field": name, "reason": "not an id"}])
+    return value
+
+
 def _owner_license(principal: Principal, body: dict[str, Any]) -> int | None:
-    requested = body.get("license_id")
-    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)):
-        raise InvalidInput("license_id must be a license id", details=[{"field": "license_id", "reason": "not an integer"}])
+    requested = _id(body, "license_id")
     if principal.is_admin:
         return requested
     if requested is not None and requested != principal.license_id:
@@ -276,23 +283,15 @@ def backtest_rule(request: Request, principal: ReadKey, body: _JsonObject) -> Ba
     step = body.get("step_seconds")
     with request.app.state.sessions() as session:
         if body.get("rule_id") is not None:
-            rule_id = body["rule_id"]
-            if isinstance(rule_id, bool) or not isinstance(rule_id, int) or rule_id < 1:
-                raise InvalidInput(
-                    "rule_id must be a rule id", details=[{"field": "rule_id", "reason": "not a positive integer"}]
-                )
+            rule_id = _id(body, "rule_id")
+            assert rule_id is not None
             rule = alert_rules.get_rule(session, rule_id=rule_id, scope=tenancy.visible_license(principal, None))
             condition = parse_condition(rule.condition_config)
             license_id, interval = rule.license_id, rule.evaluation_interval_seconds
         else:
             rule_id = None
             condition, draft_interval = alert_rules.draft_condition(body["rule"])
-            requested = body.get("license_id")
-            if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)):
-                raise InvalidInput(
-                    "license_id must be a license id", details=[{"field": "license_id", "reason": "not an integer"}]
-                )
-            license_id = tenancy.visible_license(principal, requested)
+            license_id = tenancy.visible_license(principal, _id(body, "license_id"))
             interval = draft_interval or 60
         result = alert_rules.backtest(
             session,

@@ -443,7 +443,7 @@ def _parse_threshold(config: Mapping[str, Any], problems: _Problems) -> float | 
         problems.add("threshold", "is required: the number the aggregate is compared with", example=80)
         return None
     raw = config["threshold"]
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+    if not _is_number(raw):
         problems.add("threshold", f"must be a finite number, not {_show(raw)}", example=80)
         return None
     return float(raw)
@@ -578,7 +578,7 @@ def _scalar(where: str, value: Any, kind: str, allowed: tuple[str, ...], problem
         problems.add(where, "cannot be null here")
         return _BAD
     if kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if not _is_number(value):
             problems.add(where, f"must be a finite number, not {_show(value)}")
             return _BAD
         return value
@@ -598,10 +598,20 @@ def _scalar(where: str, value: Any, kind: str, allowed: tuple[str, ...], problem
             problems.add(where, f"must be at most {_MAX_TEXT_CHARS} characters without NUL")
             return _BAD
         return value
-    if isinstance(value, bool) or (isinstance(value, int | float) and math.isfinite(value)):
+    if isinstance(value, bool) or _is_number(value):
         return value
     problems.add(where, f"must be a string, a finite number or a boolean, not {_show(value)}")
     return _BAD
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number a double can hold: not a boolean, not NaN or infinite, not an integer past 1e308."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _plain(filters: Mapping[str, Any]) -> dict[str, Any]:

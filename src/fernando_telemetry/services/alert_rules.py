@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +24,7 @@ from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.storage import alert_queries
-from fernando_telemetry.storage.models import AlertRule, NotificationChannel, User
+from fernando_telemetry.storage.models import AlertRule, License, NotificationChannel, User
 
 __all__ = [
     "BACKTEST_TIMEOUT_MS",
@@ -53,6 +53,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_BACKTEST_INSTANTS = 20_000
 BACKTEST_TIMEOUT_MS = 30_000
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 FIELDS = (
     "name",
     "description",
@@ -326,6 +328,8 @@ def _check_channels(session: Session, raw: Any, *, license_id: int | None, probl
 
 def create(session: Session, *, license_id: int | None, fields: Mapping[str, Any], now: datetime) -> RuleView:
     """A new rule of ``license_id`` (None: platform-wide, over every license's data)."""
+    if license_id is not None and session.get(License, license_id) is None:
+        raise InvalidInput(f"no license {license_id}", details=[{"field": "license_id", "reason": "no such license"}])
     checked = _check(session, fields, license_id=license_id, partial=False)
     values = {**_DEFAULTS, **checked.values}
     assert checked.condition is not None
@@ -360,7 +364,10 @@ def _flush(session: Session, name: str) -> None:
     try:
         with session.begin_nested():
             session.flush()
-    except IntegrityError:  # a concurrent create took the name between the check and the insert
+    except IntegrityError as exc:
+        if "uq_alert_rules_license_id_name" not in str(exc.orig):
+            raise
+        # a concurrent create took the name between the check and the insert
         raise Conflict(f"a rule named {name!r} already exists", details=[{"field": "name", "reason": "already used"}]) from None
 
 
@@ -501,6 +508,8 @@ def backtest_instants(*, start: datetime, end: datetime, step_seconds: int) -> l
     for name, moment in (("from", start), ("to", end)):
         if moment.tzinfo is None:
             problems.add(name, "has no time zone; send UTC (Z) or an offset")
+        elif not _EARLIEST <= moment <= _LATEST:
+            problems.add(name, f"must be between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}")
     if isinstance(step_seconds, bool) or not isinstance(step_seconds, int) or not 10 <= step_seconds <= 86_400:
         problems.add("step_seconds", "must be a whole number from 10 to 86400")
     problems.raise_if_any("the backtest")
