@@ -347,6 +347,30 @@ class TestBusinessMetrics:
         two_days = parse_condition({**condition.to_config(), "window_minutes": 2 * 1440, "aggregation": "min"})
         assert observe(session, two_days, license_id=license_id, at=[at])[at] == [Observation({}, 80.5, 2)]
 
+    def test_platform_wide_values_by_a_null_license_filter(self, session: Session) -> None:
+        """A platform-wide rule picks the platform-wide KPI value (license_id null) apart from per-license ones."""
+        license_id = license_of(session)
+        name = f"kpi_{uuid.uuid4().hex[:8]}"
+        end = TODAY - timedelta(days=2)
+        for owner, value in ((license_id, "5"), (None, "50")):
+            session.add(
+                BusinessMetric(
+                    metric_name=name,
+                    metric_category="usage",
+                    metric_value=Decimal(value),
+                    period_start=end - timedelta(days=1),
+                    period_end=end,
+                    period_type="daily",
+                    license_id=owner,
+                )
+            )
+        session.flush()
+        at = end + timedelta(minutes=1)
+        every = parse_condition({"source": "business_metrics", "metric": name, "aggregation": "sum", "threshold": 1})
+        assert observe(session, every, license_id=None, at=[at])[at] == [Observation({}, 55.0, 2)]
+        overall = parse_condition({**every.to_config(), "filters": {"license_id": None}})
+        assert observe(session, overall, license_id=None, at=[at])[at] == [Observation({}, 50.0, 1)]
+
 
 class TestScoping:
     def test_license_sees_only_its_rows_and_none_sees_all(self, session: Session) -> None:
