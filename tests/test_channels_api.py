@@ -179,6 +179,14 @@ class TestCreate:
         assert response.status_code == 400, response.text
         assert field in [detail["field"] for detail in response.json()["error"]["details"]]
 
+    def test_nul_characters_are_a_400_or_a_404_never_a_500(self, client: TestClient, tenant: Tenant) -> None:
+        """PostgreSQL cannot store NUL: in a body it is a 400 naming the field, in a path a 404."""
+        response = _create(client, tenant.read_key, {"name": "e", "type": "email", "to": ["a\x00@example.com"]})
+        assert response.status_code == 400
+        assert [d["field"] for d in response.json()["error"]["details"]] == ["to"]
+        assert client.get(f"{API}/a%00b", headers=_auth(tenant.read_key)).status_code == 404
+        assert client.patch(f"{API}/a%00b", json={}, headers=_auth(tenant.read_key)).status_code == 404
+
     def test_a_body_that_is_not_an_object_is_a_422(self, client: TestClient, tenant: Tenant) -> None:
         """A JSON list is refused by the schema, not a 500."""
         response = client.post(API, json=["x"], headers=_auth(tenant.read_key))

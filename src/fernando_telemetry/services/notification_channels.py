@@ -152,8 +152,23 @@ def _address_problem(value: Any) -> str | None:
     return None
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _validate(spec: Mapping[str, Any], problems: _Problems) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check a full channel spec; returns (public config, secrets) of the type's fields."""
+    nul_fields = [key for key, value in spec.items() if _has_nul(key) or _has_nul(value)]
+    for key in nul_fields:
+        problems.add(key.replace("\x00", "\\0"), "must not contain NUL characters")
+    if nul_fields:
+        return {}, {}  # PostgreSQL cannot store them: say so, and check nothing else
     channel_type = spec.get("type")
     fields = TYPE_FIELDS.get(channel_type, ()) if isinstance(channel_type, str) else ()
     for key in spec:
@@ -306,6 +321,9 @@ def _view(row: NotificationChannel) -> ChannelView:
 
 
 def _find(session: Session, *, license_id: int | None, name: str, lock: bool = False) -> NotificationChannel:
+    where = f"license {license_id}" if license_id is not None else "the platform (no license)"
+    if not NAME_PATTERN.fullmatch(name):  # no such name can exist (and a NUL would not reach PostgreSQL)
+        raise NotFound(f"no notification channel named {name[:100]!r} for {where}")
     statement = select(NotificationChannel).where(
         NotificationChannel.license_id.is_not_distinct_from(license_id), NotificationChannel.name == name
     )
@@ -313,7 +331,6 @@ def _find(session: Session, *, license_id: int | None, name: str, lock: bool = F
         statement = statement.with_for_update()
     row = session.scalars(statement).one_or_none()
     if row is None:
-        where = f"license {license_id}" if license_id is not None else "the platform (no license)"
         raise NotFound(f"no notification channel named {name!r} for {where}")
     return row
 
