@@ -85,7 +85,7 @@ def message_for(alert: Alert, rule: AlertRule | None, *, kind: str, now: datetim
         alert_status=str(alert.status),
         fingerprint=alert.fingerprint,
         starts_at=alert.triggered_at,
-        ends_at=alert.resolved_at if kind == "resolved" else None,
+        ends_at=(alert.resolved_at or now) if kind == "resolved" else None,
         message=alert.message,
         group_key={str(key): str(value) for key, value in (alert.group_key or {}).items()},
         labels=labels,
