@@ -7,6 +7,7 @@ next run starts over. KPIs are computed one period per transaction under the KPI
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,18 +44,32 @@ def _progress(console: Console) -> Progress:
 
 
 def load(
-    sessions: sessionmaker[Session], *, size: HistorySize, now: datetime, events_retention_days: int, console: Console
+    sessions: sessionmaker[Session],
+    *,
+    size: HistorySize,
+    now: datetime,
+    events_retention_days: int,
+    console: Console,
+    check: Callable[[], None] = lambda: None,
 ) -> tuple[tenant.DemoTenant, GenerateResult]:
-    """Create the demo tenant with ``size.days`` days of history up to ``now``, and compute their KPIs."""
+    """Create the demo tenant with ``size.days`` days of history up to ``now``, and compute their KPIs.
+
+    ``check`` is called between chunks of rows and between KPI periods; an exception it raises ends the load
+    there (the history's transaction rolls back; KPI periods already computed stay)."""
     with _progress(console) as bar:
         tasks = {kind: bar.add_task(kind, total=total) for kind, total in
                  (("events", size.events), ("spans", size.spans), ("metrics", size.metrics))}  # fmt: skip
+
+        def advance(kind: str, rows: int) -> None:
+            bar.advance(tasks[kind], rows)
+            check()
+
         with sessions.begin() as session:
             demo = tenant.create_tenant(session, customers=size.customers, now=now, seed=size.seed)
             result = synthetic.generate(
                 session, now=now, days=size.days, events_count=size.events, spans_count=size.spans,
                 metrics_count=size.metrics, users=size.customers, license_id=demo.license_id, seed=size.seed,
-                dump_json=dump_json, progress=lambda kind, rows: bar.advance(tasks[kind], rows),
+                dump_json=dump_json, progress=advance,
             )  # fmt: skip
         first_day = (now - timedelta(days=size.days)).date()
         periods = kpis.backfill_periods(
@@ -64,6 +79,7 @@ def load(
         oldest_day = kpis.oldest_computable_day(now=now, events_retention_days=events_retention_days)
         task = bar.add_task("kpis", total=len(periods))
         for period in periods:
+            check()
             with sessions.begin() as session:
                 # the KPI job's lock: the job and this never upsert the same rows in different orders
                 session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": _KPI_JOB_LOCK})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,7 +32,7 @@ from fernando_telemetry.demo.shop import Shop, ShopConfig
 from fernando_telemetry.demo.traffic import Traffic
 from fernando_telemetry.settings import Settings
 
-__all__ = ["DEMO_INTERVALS", "DemoOptions", "demo_settings", "run"]
+__all__ = ["DEMO_INTERVALS", "DemoOptions", "StopFlag", "demo_settings", "run"]
 
 DEMO_INTERVALS: dict[str, float] = {
     "host_metrics_interval_s": 5.0,
@@ -67,79 +68,69 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@contextmanager
-def _stop_signals() -> Iterator[None]:
-    """Ctrl-C and SIGTERM unwind the demo once (``server.StopRequested``); more signals while it stops are
-    ignored, so the cleanup (flushing telemetry, stopping PostgreSQL) is not cut short."""
-    stopping = False
+class StopFlag:
+    """Set by Ctrl-C or SIGTERM; the demo checks it at safe points (between steps, between COPY chunks, once a
+    second while it runs) and unwinds from there. No exception is thrown into the middle of a database call,
+    and more signals while it stops change nothing, so the cleanup is never cut short."""
 
-    def handle(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        raise server.StopRequested
+    def __init__(self) -> None:
+        self.event = threading.Event()
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def handle(self, signum: int, frame: Any) -> None:
+        self.event.set()
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise server.StopRequested
+
+    def wait(self, timeout_s: float) -> None:
+        """Sleep up to ``timeout_s``; unwind at once if a stop was asked for."""
+        self.event.wait(timeout_s)
+        self.check()
+
+    @contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        """Take over SIGINT and SIGTERM. They stay taken until the process exits: a second Ctrl-C arriving just
+        after the cleanup must not turn into a KeyboardInterrupt during interpreter shutdown."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle)
+        yield self
 
 
 def run(settings: Settings, options: DemoOptions, *, note: Callable[[str], None], say: Callable[[str], None],
         console: Console) -> None:  # fmt: skip
     """Run the demo until Ctrl-C or SIGTERM, then stop everything in order and return."""
-    with _stop_signals():
+    with StopFlag().installed() as stop:
         try:
-            _run(demo_settings(settings), options, note=note, say=say, console=console)
+            _run(demo_settings(settings), options, stop=stop, note=note, say=say, console=console)
         except server.StopRequested:
             pass
         note("stopped")
 
 
-def _run(settings: Settings, options: DemoOptions, *, note: Callable[[str], None], say: Callable[[str], None],
-         console: Console) -> None:  # fmt: skip
+def _run(settings: Settings, options: DemoOptions, *, stop: StopFlag, note: Callable[[str], None],
+         say: Callable[[str], None], console: Console) -> None:  # fmt: skip
     listener = hosting.bind(settings.host, settings.port)
     try:
         with server.started(settings, note=note) as running, ExitStack() as stack:
             try:
-                with running.sessions.begin() as session:
-                    demo = tenant.find_tenant(session)
-                if demo is None:
-                    size = options.history
-                    note(f"loading {size.days} days of demo history for {size.customers} customers (once; later runs reuse it)")
-                    demo, loaded = history.load(
-                        running.sessions, size=size, now=_utc_now(), events_retention_days=settings.events_retention_days,
-                        console=console,
-                    )  # fmt: skip
-                    note(f"loaded {loaded.events:,} events, {loaded.spans:,} spans and {loaded.metrics:,} metric samples, "
-                         f"{loaded.first_day} to {loaded.last_day}")  # fmt: skip
-                else:
-                    note(f"reusing the demo data of an earlier run (license {demo.license_id}); no history is loaded")
+                stop.check()
+                demo = _tenant(running, settings, options, stop=stop, note=note, console=console)
                 with running.sessions.begin() as session:
                     keys = tenant.mint_keys(session, license_id=demo.license_id, now=_utc_now())
-
+                stop.check()
                 api = stack.enter_context(hosting.ServerThread(running.wiring.app, sock=listener, name="telemetry"))
                 incidents = Incidents(options.burst_after_s, options.burst_duration_s)
-                shop: Shop | None = None
-                traffic: Traffic | None = None
+                shop = traffic = None
                 if options.traffic:
-                    shop = stack.enter_context(
-                        Shop(
-                            ShopConfig(
-                                telemetry_url=api.url,
-                                ingest_key=keys.ingest,
-                                license_id=demo.license_id,
-                                incidents=incidents,
-                                on_webhook=_webhook_note(note),
-                            )
-                        )  # fmt: skip
-                    )
+                    config = ShopConfig(telemetry_url=api.url, ingest_key=keys.ingest, license_id=demo.license_id,
+                                        incidents=incidents, on_webhook=_webhook_note(note))  # fmt: skip
+                    shop = stack.enter_context(Shop(config))
+                    stop.check()
                     _set_up_rules(api.url, keys, demo.license_id, shop, options, note=note)
                 with running.sessions.begin() as session:  # the admin key was for the setup only
                     tenant.revoke_key(session, api_key_id=keys.admin_key_id, now=_utc_now())
+                stop.check()
                 if shop is not None:
                     traffic = stack.enter_context(
                         Traffic(shop.web_url, customers=demo.customer_ids, rate_per_s=options.rate_per_s)
@@ -148,12 +139,31 @@ def _run(settings: Settings, options: DemoOptions, *, note: Callable[[str], None
                 monitor = Monitor(running.sessions, demo.license_id, say=say, traffic=traffic, incidents=incidents)
                 monitor.baseline()
                 _banner(say, api.url, keys.read, shop, options, customers=len(demo.customer_ids))
-                _watch(monitor, options, note=note)
+                _watch(monitor, options, stop=stop, note=note)
             except BaseException:
                 note("stopping")
                 raise
     finally:
         listener.close()
+
+
+def _tenant(running: server.RunningServer, settings: Settings, options: DemoOptions, *, stop: StopFlag,
+            note: Callable[[str], None], console: Console) -> tenant.DemoTenant:  # fmt: skip
+    """The demo tenant of an earlier run, or a new one with its history."""
+    with running.sessions.begin() as session:
+        found = tenant.find_tenant(session)
+    if found is not None:
+        note(f"reusing the demo data of an earlier run (license {found.license_id}); no history is loaded")
+        return found
+    size = options.history
+    note(f"loading {size.days} days of demo history for {size.customers} customers (once; later runs reuse it)")
+    demo, loaded = history.load(
+        running.sessions, size=size, now=_utc_now(), events_retention_days=settings.events_retention_days,
+        console=console, check=stop.check,
+    )  # fmt: skip
+    note(f"loaded {loaded.events:,} events, {loaded.spans:,} spans and {loaded.metrics:,} metric samples, "
+         f"{loaded.first_day} to {loaded.last_day}")  # fmt: skip
+    return demo
 
 
 def _set_up_rules(url: str, keys: tenant.DemoKeys, license_id: int, shop: Shop, options: DemoOptions, *,
@@ -201,12 +211,12 @@ def _banner(say: Callable[[str], None], url: str, read_key: str, shop: Shop | No
     say("")
 
 
-def _watch(monitor: Monitor, options: DemoOptions, *, note: Callable[[str], None]) -> None:
-    """Tell what happens until a signal unwinds the demo."""
+def _watch(monitor: Monitor, options: DemoOptions, *, stop: StopFlag, note: Callable[[str], None]) -> None:
+    """Tell what happens, until a stop is asked for."""
     next_alerts = next_status = time.monotonic()
     next_status += options.status_every_s
     while True:
-        time.sleep(1.0)
+        stop.wait(1.0)
         monitor.check_burst()
         now = time.monotonic()
         if now >= next_alerts:
@@ -214,9 +224,8 @@ def _watch(monitor: Monitor, options: DemoOptions, *, note: Callable[[str], None
             try:
                 monitor.check_alerts()
             except Exception as exc:  # a database hiccup: say so and keep serving
-                note(
-                    escape(f"could not read the alerts: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-                )
+                reason = str(exc).splitlines()[0] if str(exc) else ""
+                note(escape(f"could not read the alerts: {exc.__class__.__name__}: {reason}"))
         if options.status_every_s > 0 and now >= next_status:
             next_status = now + options.status_every_s
             monitor.traffic_line()
