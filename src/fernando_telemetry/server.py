@@ -24,7 +24,7 @@ from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.wiring import Wiring, build
 
-__all__ = ["RunningServer", "StopRequested", "serve", "started", "stop_on_sigterm"]
+__all__ = ["RunningServer", "StopRequested", "serve", "started"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def stop_on_sigterm() -> Iterator[None]:
+def _stop_on_sigterm() -> Iterator[None]:
     # uvicorn captures SIGTERM while it serves and re-raises it once it has shut down; with the default
     # handler that would end the process before the embedded PostgreSQL is stopped.
     previous = signal.signal(signal.SIGTERM, _raise_stop)
@@ -51,7 +51,7 @@ def stop_on_sigterm() -> Iterator[None]:
 def serve(settings: Settings, *, note: Callable[[str], None] = print) -> None:
     """Run until Ctrl-C or SIGTERM, then shut everything down in order and return."""
     try:
-        with stop_on_sigterm():
+        with _stop_on_sigterm():
             _serve(settings, note=note)
     except (KeyboardInterrupt, StopRequested):
         note("stopped")
