@@ -442,6 +442,26 @@ class TestNotifications:
         ).all()
         assert sorted(rows) == sorted([("firing", loud.name), ("firing", quiet.name), ("resolved", loud.name)])
 
+    def test_resolving_by_hand_tells_the_channels_that_heard_it_fire(self, session: Session, tenant: int) -> None:
+        """A hand resolve queues a resolved message when a firing one was queued; an alert that fired under a
+        silence (never announced) resolves without one, though its rule has the same channel."""
+        metric = unique("cpu")
+        channel = add_channel(session, license_id=tenant)
+        announced_rule = cpu_rule(session, tenant, metric, channels=[channel.name])
+        silenced_rule = cpu_rule(session, tenant, metric, channels=[channel.name])
+        silences.create(
+            session, license_id=tenant, matchers=[{"name": "alertname", "value": silenced_rule.name}],
+            ends_at=T0 + 60 * MINUTE, created_by="key:4", now=T0 - MINUTE,
+        )  # fmt: skip
+        sample(session, metric, tenant, T0, 99.0)
+        for rule in (announced_rule, silenced_rule):
+            evaluate(session, rule, T0)
+            [alert] = alerts_of(session, rule)
+            alerts.resolve(session, alert_id=alert.alert_id, license_id=tenant, actor="key:4", now=T0 + MINUTE, note="done")
+        assert [kind for kind, _ in outbox_of(session, alerts_of(session, announced_rule)[0].alert_id)] == ["firing", "resolved"]
+        silenced = alerts_of(session, silenced_rule)[0]
+        assert silenced.status == "resolved" and outbox_of(session, silenced.alert_id) == []
+
     def test_repeat_interval_queues_repeats_until_acknowledged(self, session: Session, tenant: int) -> None:
         """repeat=10m: nothing while the firing message waits or before 10 min since it was sent; then a repeat;
         none after acknowledge."""
