@@ -64,6 +64,7 @@ def lines(
     *,
     y_title: str = "",
     y_format: str | None = None,
+    height: int = 300,
 ) -> Figure:
     """One line per named series of ``(time, value)`` points; None leaves a gap."""
     data = [
@@ -79,7 +80,7 @@ def lines(
         }
         for name, points in series.items()
     ]
-    layout = _layout(title, y_title=y_title)
+    layout = _layout(title, y_title=y_title, height=height)
     if y_format:
         layout["yaxis"]["tickformat"] = y_format
     return {"data": data, "layout": layout}

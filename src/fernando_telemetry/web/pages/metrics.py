@@ -73,7 +73,10 @@ def build(request: PageRequest) -> Page:
             for line in result.series
         }
         figures["metric-series"] = charts.lines(
-            f"{metric_name}: {aggregation.value} per {result.step.value} ({result.source})", lines, y_title=aggregation.value
+            f"{metric_name}: {aggregation.value} per {result.step.value} ({result.source})",
+            lines,
+            y_title=aggregation.value,
+            height=420,
         )
     return Page(
         title="Metrics",
