@@ -27,7 +27,14 @@ from fernando_telemetry.core.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["DATABASE_RETRY_AFTER_S", "error_body", "install_error_handlers", "status_for"]
+__all__ = [
+    "DATABASE_ERRORS",
+    "DATABASE_RETRY_AFTER_S",
+    "database_unavailable",
+    "error_body",
+    "install_error_handlers",
+    "status_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,15 @@ _STATUS_BY_ERROR: list[tuple[type[FernandoTelemetryError], int]] = [
 
 DATABASE_RETRY_AFTER_S = 2
 """``Retry-After`` of a 503 answered because the database could not be reached."""
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+"""What SQLAlchemy raises when the database is down, restarting or dropped the connection."""
+
+
+def database_unavailable(exc: OperationalError | InterfaceError, request: Request) -> DatabaseUnavailable:
+    """The domain error of a database that cannot be reached (the reason is logged, not told to the caller)."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else type(exc).__name__
+    logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, reason)
+    return DatabaseUnavailable("the database is unavailable; retry shortly", retry_after_s=DATABASE_RETRY_AFTER_S)
 
 
 def status_for(error: FernandoTelemetryError) -> int:
@@ -79,10 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_unreachable(request: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
         # The database is down, restarting or dropped the connection (a session's query, the key lookup): the
         # caller should come back, as after an overload, rather than see a 500.
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else type(exc).__name__
-        logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, reason)
-        unavailable = DatabaseUnavailable("the database is unavailable; retry shortly", retry_after_s=DATABASE_RETRY_AFTER_S)
-        return await _domain_error(request, unavailable)
+        return await _domain_error(request, database_unavailable(exc, request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.body import read_body
 from fernando_telemetry.api.deps import authenticate
-from fernando_telemetry.api.errors import status_for
+from fernando_telemetry.api.errors import DATABASE_ERRORS, database_unavailable, status_for
 from fernando_telemetry.core import otlp
 from fernando_telemetry.core.errors import FernandoTelemetryError
 from fernando_telemetry.core.ingest.common import DecodeContext
@@ -106,6 +106,8 @@ async def _receive(request: Request, name: str) -> Response:
         decoded, batch = await run_in_threadpool(work)
     except FernandoTelemetryError as exc:
         return _status_response(exc, content_type)
+    except DATABASE_ERRORS as exc:  # the key lookup or a user check met a database that is down: 503, as a Status
+        return _status_response(database_unavailable(exc, request), content_type)
     message = otlp.partial_success_message(batch.rejections, received=batch.received, item_name=decoded.item_name)
     content, media = otlp.response_body(signal.answer(len(batch.rejections), message), content_type)
     return Response(content=content, media_type=media)
