@@ -79,6 +79,8 @@ def database_engine(
     with database_url(settings, note=note) as url:
         engine = make_engine(url, pool_size=pool_size, connect_timeout_s=settings.db_connect_timeout_s)
         try:
+            with engine.connect():  # a database that cannot be reached fails here, before any work or progress bar
+                pass
             yield engine
         finally:
             engine.dispose()

@@ -75,7 +75,7 @@ def version() -> None:
 def main() -> None:
     """Run the command; an expected failure is one line on stderr and a non-zero exit code, never a traceback."""
     try:
-        exit_code = app(standalone_mode=False)
+        exit_code = app(prog_name="fernando-telemetry", standalone_mode=False)  # also under python -m
     except _USAGE_ERRORS as exc:  # an unknown option or command, a missing argument, a value out of its range
         if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its subcommand: its help is printed already
             sys.exit(2)
