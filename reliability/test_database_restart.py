@@ -25,6 +25,19 @@ from reliability.harness import Figures, IngestLoad, ServeProcess, free_port, me
 from tests.ingest_fixtures import Tenant, make_tenant
 
 PROBE_ENVIRONMENT = "reliability-probe"
+ROUTES = ("ingest", "read", "readyz", "otlp")
+
+
+def otlp_span() -> dict[str, object]:
+    """One OTLP/JSON span of a fresh trace, as an OpenTelemetry exporter sends it."""
+    now_ns = time.time_ns()
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "reliability-probe"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": uuid.uuid4().hex, "spanId": uuid.uuid4().hex[:16], "name": "probe", "kind": 2,
+            "startTimeUnixNano": str(now_ns - 1_000_000), "endTimeUnixNano": str(now_ns),
+        }]}],
+    }]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,8 @@ class Answer:
 
 
 class Prober:
-    """Every 50 ms, one request of each kind (ingest one event, read events, ``/readyz``), every answer kept."""
+    """Every 50 ms, one request of each kind (ingest one event, read events, ``/readyz``, one OTLP span), every
+    answer kept."""
 
     def __init__(self, base_url: str, tenant: Tenant) -> None:
         self._base_url = base_url
@@ -76,6 +90,7 @@ class Prober:
                 self._ask(http, "ingest", "POST", "/api/v1/events", headers=ingest, json=body, event_id=event_id)
                 self._ask(http, "read", "GET", "/api/v1/events", headers=read, params={"limit": 1})
                 self._ask(http, "readyz", "GET", "/readyz")
+                self._ask(http, "otlp", "POST", "/v1/traces", headers=ingest, json=otlp_span())
                 self._stop.wait(0.05)
 
     def _ask(
@@ -90,7 +105,8 @@ class Prober:
             code = None
             if response.status_code >= 400:
                 try:
-                    code = response.json()["error"]["code"]
+                    body = response.json()
+                    code = body["error"]["code"] if "error" in body else f"google.rpc.Code {body['code']}"
                 except (ValueError, KeyError, TypeError):
                     code = response.text[:80]
             answer = Answer(at, route, response.status_code, response.headers.get("retry-after"), code, event_id)
@@ -200,7 +216,7 @@ class TestPostgresRestart:
                     Outage(
                         mode,
                         down_to - down_from,
-                        {route: [a for a in while_down if a.route == route] for route in ("ingest", "read", "readyz")},
+                        {route: [a for a in while_down if a.route == route] for route in ROUTES},
                         up_at - down_to,
                         api_ok - up_at,
                         sdk_ok - up_at,
@@ -221,14 +237,14 @@ class TestPostgresRestart:
 
         figures.line("database: embedded PostgreSQL 18 of this test (durable); server: fernando-telemetry serve on it")
         figures.line(
-            "load: 3 SDK TelemetryClients, 300 events/s each; prober: ingest 1 event, GET /api/v1/events, /readyz, every 50 ms"
+            "load: 3 SDK TelemetryClients, 300 events/s each; prober: ingest 1 event, GET /api/v1/events, /readyz, OTLP/JSON 1 span, every 50 ms"
         )
         figures.table(
             [
                 "outage",
                 "mode",
                 "down s",
-                "answers while down (ingest/read/readyz)",
+                "answers while down (ingest/read/readyz/otlp)",
                 "all 503 + Retry-After",
                 "pg start s",
                 "API recovery s",
@@ -239,7 +255,7 @@ class TestPostgresRestart:
                     number + 1,
                     o.mode,
                     o.down_s,
-                    "/".join(str(len(o.answers_while_down[r])) for r in ("ingest", "read", "readyz")),
+                    "/".join(str(len(o.answers_while_down[r])) for r in ROUTES),
                     all(a.status == 503 and a.retry_after for answers in o.answers_while_down.values() for a in answers),
                     o.start_s,
                     o.api_recovery_s,
