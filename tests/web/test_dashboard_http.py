@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from fernando_telemetry.services import keys
-from fernando_telemetry.storage.database import session_factory
+from fernando_telemetry.api import create_app
+from fernando_telemetry.services import keys, schema
+from fernando_telemetry.storage.database import make_engine, session_factory
 from fernando_telemetry.web.session import COOKIE_NAME, SessionCodec, SessionData
 from fernando_telemetry.wiring import Wiring
 from tests.ingest_fixtures import new_token
@@ -439,6 +440,31 @@ class TestPages:
         with session_factory(dashboard_world.engine)() as session:
             row = session.execute(text("SELECT name, version FROM alert_rules WHERE rule_id = :r"), {"r": rule_id}).one()
         assert row.name == "Hot hosts (edited)" and row.version == 2
+
+
+class TestEmptyDatabase:
+    def test_every_page_renders_on_a_fresh_database(self, database_factory: Callable[[], str]) -> None:
+        """With no telemetry, rules or KPIs yet, each page and data endpoint answers 200 with its empty states."""
+        engine = make_engine(database_factory(), pool_size=2)
+        try:
+            schema.upgrade(engine)
+            with session_factory(engine).begin() as session:
+                license_id = keys.create_license(session, name="empty")
+                token = keys.create_key(session, license_id=license_id, scopes=["read"], new_token=new_token).token
+            with TestClient(create_app(engine=engine, secret_key=SECRET_KEY)) as client:
+                sign_in(client, token)
+                for path in PAGES:
+                    response = client.get(path)
+                    assert response.status_code == 200, path
+                for name in DATA:
+                    assert client.get(f"/ui/data/{name}").status_code == 200, name
+                assert "No events in this range." in client.get("/").text
+                assert "No active alerts." in client.get("/").text
+                assert "No alert rule yet." in client.get("/ui/rules").text
+                assert "No KPI has been computed yet" in client.get("/ui/kpis").text
+                assert "No metric has samples in the last 24 hours." in client.get("/ui/metrics").text
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(autouse=True)

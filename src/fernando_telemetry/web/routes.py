@@ -28,7 +28,16 @@ from fernando_telemetry.web.pages import alerts, events, kpis, metrics, overview
 from fernando_telemetry.web.session import SessionData, new_csrf_token
 from fernando_telemetry.web.signin import Viewer
 
-__all__ = ["NAV", "PAGES", "REFRESH_INTERVAL_S", "data_response", "page_response", "router", "sign_in_redirect"]
+__all__ = [
+    "NAV",
+    "PAGES",
+    "REFRESH_INTERVAL_S",
+    "data_response",
+    "page_response",
+    "plotly_bundle_path",
+    "router",
+    "sign_in_redirect",
+]
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,4 +1,4 @@
-"""Helpers the pages share: every page of an hourly summary, KPI scope of the signed-in key, small formatting.
+"""Helpers the pages share: every page of an hourly summary, the KPI scope of the signed-in key, hour buckets.
 Imports services and core.
 """
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,7 +15,7 @@ from fernando_telemetry.services import kpis, summaries
 from fernando_telemetry.services.summaries import SummaryFilters, SummaryPage
 from fernando_telemetry.web.page import PageRequest, WindowChoice
 
-__all__ = ["MAX_SUMMARY_PAGES", "active_users", "hour_key", "hours_between", "kpi_overall", "number", "percent", "summary_rows"]
+__all__ = ["MAX_SUMMARY_PAGES", "active_users", "hour_key", "hours_between", "kpi_overall", "summary_rows"]
 
 MAX_SUMMARY_PAGES = 10
 """A chart reads at most this many pages of ``summaries.MAX_LIMIT`` rows (then says it is partial)."""
@@ -59,16 +58,6 @@ def active_users(session: Session, principal: Principal) -> dict[str, float | No
         if row.period_type in found and not row.dimensions:
             found[row.period_type] = float(row.metric_value)
     return found
-
-
-def number(value: float | int | Decimal | None, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    return f"{float(value):,.{digits}f}"
-
-
-def percent(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value * 100:.{digits}f}%"
 
 
 def hour_key(moment: datetime) -> datetime:

@@ -30,6 +30,7 @@ __all__ = [
     "build_form",
     "form_from_post",
     "form_from_rule",
+    "record_problems",
     "run_backtest",
     "save",
 ]
