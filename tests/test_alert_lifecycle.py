@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from fernando_telemetry import jobs
 from fernando_telemetry.core.errors import Conflict
 from fernando_telemetry.notify.notifier import ChannelNotifier
+from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
 from fernando_telemetry.services import (
     alert_evaluation,
     alert_notifications,
@@ -621,7 +622,14 @@ class TestWithTheDispatcher:
                         return alert_evaluation.evaluate_due(session, now=at)
 
                 def dispatch_at(at: datetime) -> None:
-                    alert_notifications.dispatch_due(sessions, now=at, notifier=ChannelNotifier(timeout_s=5), box=BOX)
+                    alert_notifications.dispatch_due(
+                        sessions,
+                        now=at,
+                        notifier=ChannelNotifier(
+                            timeout_s=5, targets=TargetPolicy(allowed_networks=parse_networks("127.0.0.0/8"))
+                        ),
+                        box=BOX,
+                    )
 
                 assert [t.action for t in evaluate_at(T0).transitions] == ["fire"]
                 dispatch_at(T0 + SECONDS_30)

@@ -345,6 +345,7 @@ class TestCli:
             "DATABASE_URL": committed_url,
             "FERNANDO_TELEMETRY_SECRET_KEY": "cli-secret-key-for-tests",
             "FERNANDO_TELEMETRY_DATA_DIR": str(tmp_path),
+            "FERNANDO_TELEMETRY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
         }
 
     def _run(self, env: dict[str, str], *args: str) -> Any:

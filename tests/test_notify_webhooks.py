@@ -20,7 +20,7 @@ from fernando_telemetry.notify.notifier import ChannelNotifier, RecordingNotifie
 from fernando_telemetry.notify.result import SendResult
 from fernando_telemetry.notify.signature import SIGNATURE_HEADER, sign, signature_header, verify
 from fernando_telemetry.notify.slack_format import slack_payload
-from fernando_telemetry.notify.targets import mask_url, target_problem
+from fernando_telemetry.notify.targets import TargetPolicy, mask_url, parse_networks, target_problem
 from fernando_telemetry.notify.webhook_format import ZERO_TIME, alertmanager_payload, native_payload
 from fernando_telemetry.services import alert_notifications
 from fernando_telemetry.services.alert_notifications import RetryPolicy
@@ -44,6 +44,8 @@ from tests.notify_fixtures import (
 
 SIGNING_SECRET = "whsec-0123456789abcdef0123456789abcdef"
 EXTERNAL_URL = "https://telemetry.example.com"
+
+LOOPBACK_ALLOWED = TargetPolicy(allowed_networks=parse_networks("127.0.0.0/8"))  # the receivers listen on loopback
 
 
 def _message(kind: str = "firing", **changes: object) -> AlertMessage:
@@ -89,7 +91,7 @@ def _dispatch(engine: Engine, *, now: datetime = FIXED_NOW, notifier: object | N
     return alert_notifications.dispatch_due(
         session_factory(engine),
         now=now,
-        notifier=notifier or ChannelNotifier(timeout_s=5),
+        notifier=notifier or ChannelNotifier(timeout_s=5, targets=LOOPBACK_ALLOWED),
         box=BOX,
         external_url=EXTERNAL_URL,
         **kwargs,  # type: ignore[arg-type]
@@ -544,6 +546,7 @@ class TestDispatchJob:
             secret_key="test-secret-key-for-notification-channels",
             external_url="https://t.example.com/",
             notification_timeout_s=5,
+            webhook_allowed_networks="127.0.0.0/8",
         )
         with Receiver() as receiver:
             add_channel(seed, {"name": "hook", "type": "webhook", "url": receiver.url})

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry import runtime
 from fernando_telemetry.notify.notifier import ChannelNotifier, SmtpDefaults
+from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
 from fernando_telemetry.services import alert_notifications
 from fernando_telemetry.services.alert_notifications import DispatchSummary, RetryPolicy
 from fernando_telemetry.services.notification_channels import NotificationSetup
 from fernando_telemetry.services.secret_box import SecretBox
 from fernando_telemetry.settings import Settings
 
-__all__ = ["dispatcher", "external_url", "notifier", "retry_policy", "secret_box", "setup"]
+__all__ = ["dispatcher", "external_url", "notifier", "retry_policy", "secret_box", "setup", "target_policy"]
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -36,7 +37,13 @@ def notifier(settings: Settings) -> ChannelNotifier:
             sender=settings.smtp_from,
         ),
         timeout_s=settings.notification_timeout_s,
+        targets=target_policy(settings),
     )
+
+
+def target_policy(settings: Settings) -> TargetPolicy:
+    """Public addresses, plus the networks of ``webhook_allowed_networks``."""
+    return TargetPolicy(allowed_networks=parse_networks(settings.webhook_allowed_networks))
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -86,4 +93,5 @@ def setup(settings: Settings, *, secret_key: str | None) -> NotificationSetup:
         box=SecretBox(secret_key or secrets.token_urlsafe(32)),
         notifier=notifier(settings),
         external_url=external_url(settings),
+        targets=target_policy(settings),
     )

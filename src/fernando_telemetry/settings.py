@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     """Where retention writes each expired partition as Parquet (zstd) with a manifest before dropping it.
     Unset: partitions are dropped without an archive."""
 
+    webhook_allowed_networks: str = ""
+    """Comma-separated CIDRs webhooks and Slack URLs may reach although they are loopback, private or link-local
+    (for example ``10.20.0.0/16,127.0.0.1/32``); every other such address is refused. Public addresses are
+    always allowed."""
+
     query_database_url: str | None = None
     """Connection for ``POST /api/v1/query`` as the ``fernando_telemetry_query`` role (give it a password in
     production and put it here). Unset: the database URL with that user and no password (trust/peer setups)."""

@@ -169,7 +169,9 @@ def create_channel(
         requested = in_body if in_body is not None else requested
     scope = tenancy.visible_license(principal, requested)
     with request.app.state.sessions.begin() as session:
-        view = notification_channels.create(session, license_id=scope, spec=spec, box=_setup(request).box)
+        view = notification_channels.create(
+            session, license_id=scope, spec=spec, box=_setup(request).box, targets=_setup(request).targets
+        )
     return _out(view)
 
 
@@ -203,7 +205,9 @@ def update_channel(
     scope = _license(principal, license_id)
     changes = {key: value for key, value in body.items() if key not in ("channel_id", "license_id", "created_at", "updated_at")}
     with request.app.state.sessions.begin() as session:
-        view = notification_channels.update(session, license_id=scope, name=name, changes=changes, box=_setup(request).box)
+        view = notification_channels.update(
+            session, license_id=scope, name=name, changes=changes, box=_setup(request).box, targets=_setup(request).targets
+        )
     return _out(view)
 
 

@@ -155,7 +155,9 @@ def create_channel(
     box = notification_wiring.secret_box(settings)
     with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine).begin() as session:
-            view = notification_channels.create(session, license_id=license_id, spec=spec, box=box)
+            view = notification_channels.create(
+                session, license_id=license_id, spec=spec, box=box, targets=notification_wiring.target_policy(settings)
+            )
     note(f"created channel {view.name!r} ({view.type})")
     print(json.dumps(_shown(view), indent=2))
 

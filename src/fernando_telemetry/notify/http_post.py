@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import httpx
 
 from fernando_telemetry.notify.result import SendResult
-from fernando_telemetry.notify.targets import mask_url, target_problem
+from fernando_telemetry.notify.targets import TargetPolicy, mask_url
 
 __all__ = ["USER_AGENT", "post_json", "retryable_status"]
 
@@ -22,8 +22,8 @@ def retryable_status(status: int) -> bool:
     return status >= 500 or status in (408, 425, 429)
 
 
-def post_json(url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float) -> SendResult:
-    problem = target_problem(url)
+def post_json(url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float, targets: TargetPolicy) -> SendResult:
+    problem = targets.send_problem(url)
     if problem is not None:
         return SendResult.failure(f"webhook target refused: the URL {problem}", retryable=False)
     started = time.perf_counter()

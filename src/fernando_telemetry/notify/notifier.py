@@ -19,6 +19,7 @@ from fernando_telemetry.notify.result import SendResult
 from fernando_telemetry.notify.signature import SIGNATURE_HEADER, signature_header
 from fernando_telemetry.notify.slack_format import slack_payload
 from fernando_telemetry.notify.smtp import SmtpServer, deliver
+from fernando_telemetry.notify.targets import TargetPolicy
 from fernando_telemetry.notify.webhook_format import alertmanager_payload, native_payload
 
 __all__ = [
@@ -102,9 +103,12 @@ def webhook_body(channel: WebhookChannel, message: AlertMessage, *, now: datetim
 class ChannelNotifier:
     """The real thing: email over SMTP, Slack incoming webhooks, generic webhooks (optionally signed)."""
 
-    def __init__(self, *, smtp_defaults: SmtpDefaults = SmtpDefaults(), timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, *, smtp_defaults: SmtpDefaults = SmtpDefaults(), timeout_s: float = 10.0, targets: TargetPolicy | None = None
+    ) -> None:
         self._smtp_defaults = smtp_defaults
         self._timeout_s = timeout_s
+        self._targets = targets or TargetPolicy()
 
     def smtp_server(self, channel: EmailChannel) -> SmtpServer | None:
         """The channel's own server when it names one (its credentials only), else the defaults; None if neither."""
@@ -138,7 +142,13 @@ class ChannelNotifier:
             if isinstance(channel, EmailChannel):
                 return self._send_email(channel, message, now=now)
             if isinstance(channel, SlackChannel):
-                return post_json(channel.webhook_url, orjson.dumps(slack_payload(message)), headers={}, timeout_s=self._timeout_s)
+                return post_json(
+                    channel.webhook_url,
+                    orjson.dumps(slack_payload(message)),
+                    headers={},
+                    timeout_s=self._timeout_s,
+                    targets=self._targets,
+                )
             return self._send_webhook(channel, message, now=now)
         except Exception as exc:  # a formatting bug must cost one delivery, not the dispatcher
             return SendResult.failure(f"could not send: {type(exc).__name__}: {exc}", retryable=False)
@@ -161,7 +171,7 @@ class ChannelNotifier:
             headers["X-Fernando-Notification-Id"] = str(message.notification_id)
         if channel.secret:
             headers[SIGNATURE_HEADER] = signature_header(channel.secret, body, now=now)
-        return post_json(channel.url, body, headers=headers, timeout_s=self._timeout_s)
+        return post_json(channel.url, body, headers=headers, timeout_s=self._timeout_s, targets=self._targets)
 
 
 class RecordingNotifier:

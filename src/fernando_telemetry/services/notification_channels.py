@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
@@ -27,7 +27,7 @@ from fernando_telemetry.notify.message import channel_test_message
 from fernando_telemetry.notify.notifier import Channel, ChannelNotifier, EmailChannel, Notifier, SlackChannel, WebhookChannel
 from fernando_telemetry.notify.result import SendResult
 from fernando_telemetry.notify.smtp import SECURITY_MODES
-from fernando_telemetry.notify.targets import MASK, mask_url, target_problem
+from fernando_telemetry.notify.targets import MASK, TargetPolicy, mask_url, target_problem
 from fernando_telemetry.notify.webhook_format import FORMATS
 from fernando_telemetry.services.secret_box import SecretBox, SecretsUnreadable
 from fernando_telemetry.storage.models import AlertRule, NotificationChannel
@@ -113,6 +113,7 @@ class NotificationSetup:
     box: SecretBox
     notifier: Notifier
     external_url: str | None = None
+    targets: TargetPolicy = field(default_factory=TargetPolicy)
 
     @classmethod
     def with_key(cls, secret_key: str, *, external_url: str | None = None) -> NotificationSetup:
@@ -162,7 +163,14 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def _validate(spec: Mapping[str, Any], problems: _Problems) -> tuple[dict[str, Any], dict[str, Any]]:
+def _url_problem(url: Any, targets: TargetPolicy | None) -> str | None:
+    """The URL's form, and where it points when a policy is given (the API and the CLI always give one)."""
+    return target_problem(url) if targets is None or not isinstance(url, str) else targets.literal_problem(url)
+
+
+def _validate(
+    spec: Mapping[str, Any], problems: _Problems, targets: TargetPolicy | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check a full channel spec; returns (public config, secrets) of the type's fields."""
     nul_fields = [key for key, value in spec.items() if _has_nul(key) or _has_nul(value)]
     for key in nul_fields:
@@ -198,14 +206,14 @@ def _validate(spec: Mapping[str, Any], problems: _Problems) -> tuple[dict[str, A
     elif channel_type == "slack":
         url = present.get("webhook_url")
         if url is not None:
-            problem = target_problem(url)
+            problem = _url_problem(url, targets)
             if problem:
                 problems.add("webhook_url", problem)
             else:
                 secrets["webhook_url"] = url
                 config["webhook_url"] = mask_url(url, keep_path=False)
     else:
-        _validate_webhook(present, problems, config, secrets)
+        _validate_webhook(present, problems, config, secrets, targets)
     return config, secrets
 
 
@@ -272,10 +280,12 @@ def _validate_email(present: dict[str, Any], problems: _Problems, config: dict[s
         )
 
 
-def _validate_webhook(present: dict[str, Any], problems: _Problems, config: dict[str, Any], secrets: dict[str, Any]) -> None:
+def _validate_webhook(
+    present: dict[str, Any], problems: _Problems, config: dict[str, Any], secrets: dict[str, Any], targets: TargetPolicy | None
+) -> None:
     url = present.get("url")
     if url is not None:
-        problem = target_problem(url)
+        problem = _url_problem(url, targets)
         if problem:
             problems.add("url", problem)
         else:
@@ -341,11 +351,13 @@ def _require_object(spec: Any, what: str) -> Mapping[str, Any]:
     return spec
 
 
-def create(session: Session, *, license_id: int | None, spec: Mapping[str, Any], box: SecretBox) -> ChannelView:
+def create(
+    session: Session, *, license_id: int | None, spec: Mapping[str, Any], box: SecretBox, targets: TargetPolicy | None = None
+) -> ChannelView:
     """A new channel of ``license_id`` (None: a platform channel, for platform-wide rules)."""
     spec = _require_object(spec, "a channel")
     problems = _Problems()
-    config, secrets = _validate(spec, problems)
+    config, secrets = _validate(spec, problems, targets)
     problems.raise_any("the channel is not valid")
     name = spec["name"]
     existing = session.scalars(
@@ -370,7 +382,15 @@ def create(session: Session, *, license_id: int | None, spec: Mapping[str, Any],
     return _view(row)
 
 
-def update(session: Session, *, license_id: int | None, name: str, changes: Mapping[str, Any], box: SecretBox) -> ChannelView:
+def update(
+    session: Session,
+    *,
+    license_id: int | None,
+    name: str,
+    changes: Mapping[str, Any],
+    box: SecretBox,
+    targets: TargetPolicy | None = None,
+) -> ChannelView:
     """Change some fields; ``null`` removes an optional field; a masked secret sent back keeps the stored one.
     The name and the type cannot change (rules refer to the name)."""
     changes = _require_object(changes, "the changes")
@@ -399,7 +419,7 @@ def update(session: Session, *, license_id: int | None, name: str, changes: Mapp
             current.pop(key, None)
         else:
             current[key] = value
-    config, secrets = _validate(current, problems)
+    config, secrets = _validate(current, problems, targets)
     problems.raise_any("the channel is not valid")
     row.config = config
     row.secrets = box.seal(secrets) if secrets else None
