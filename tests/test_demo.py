@@ -180,44 +180,52 @@ class TestDemo:
 
         assert demo.stop(signal.SIGTERM) == 0, demo.output
         demo.wait_for(r"(?m)^stopped$")
-        assert "Traceback" not in demo.output
+        assert "Traceback" not in demo.output and "warning" not in demo.output
         assert _nobody_listens(port) and _nobody_listens(shop_port)
 
-    def test_second_run_reuses_the_data_and_ctrl_c_stops_the_embedded_postgres(
+    def test_later_runs_reuse_the_data_and_each_stop_ends_the_embedded_postgres(
         self, cleanup: list[DemoProcess], cleanup_dirs: list[Path]
     ) -> None:
-        """Embedded PostgreSQL: the first run loads history, the second finds it and loads nothing, mints a new read
-        key; --no-traffic serves the stored data; Ctrl-C stops the demo and the PostgreSQL it started."""
+        """Embedded PostgreSQL, three runs: the first loads history and sets up the rules; the second finds both,
+        loads nothing and points the channel at the shop's new port; the third (--no-traffic) serves the stored
+        data only. Each mints a new read key that reads the API, and each stop ends the PostgreSQL it started."""
         data_dir = Path(tempfile.mkdtemp(prefix="ft-demo-"))
         cleanup_dirs.append(data_dir)
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "FERNANDO_TELEMETRY_DATABASE_URL")}
         env |= {"FERNANDO_TELEMETRY_DATA_DIR": str(data_dir), "FERNANDO_TELEMETRY_EMBEDDED_PORT": str(_free_port())}
         pid_file = data_dir / "postgres-18" / "pgdata" / "postmaster.pid"
         keys = []
-        for run in (1, 2):
+        for run, extra, stop_signal in ((1, [], signal.SIGINT), (2, [], signal.SIGTERM), (3, ["--no-traffic"], signal.SIGINT)):
             port = _free_port()
-            demo = DemoProcess.start(["--port", str(port), "--no-traffic", *QUICK], env)
+            demo = DemoProcess.start(["--port", str(port), *extra, *QUICK, "--burst-duration", "0"], env)
             cleanup.append(demo)
             keys.append(demo.wait_for(r"read key:\s+(ft_\w+)").group(1))
             database = demo.wait_for(r"at (postgresql://\S+)").group(1)
             postmaster = int(pid_file.read_text().splitlines()[0])
-            events = _scalar(database, "SELECT count(*) FROM telemetry_events")
             assert _scalar(database, "SELECT count(*) FROM licenses WHERE name = 'Fernando Demo Shop'") == 1
             answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/events", headers={"X-API-Key": keys[-1]}, timeout=30)
             assert answer.status_code == 200, answer.text
-            assert "traffic:    none (--no-traffic)" in demo.output
+            assert "warning" not in demo.output
             if run == 1:
                 assert "loading 1 days of demo history" in demo.output
-                first_events = events
+                assert "alert rules: created Payments error rate" in demo.output
             else:
                 assert "reusing the demo data of an earlier run" in demo.output
                 assert "loading" not in demo.output
-                assert events == first_events  # no history loaded twice, no traffic with --no-traffic
-            assert demo.stop(signal.SIGINT) == 0, demo.output
+            if run == 2:
+                assert "alert rules: all there already" in demo.output
+                channel = "SELECT count(*) FROM notification_channels WHERE name = 'shop-ops-webhook'"
+                assert _scalar(database, channel) == 1
+            if run == 3:
+                assert "traffic:    none (--no-traffic)" in demo.output
+                events = _scalar(database, "SELECT count(*) FROM telemetry_events")
+                time.sleep(3)
+                assert _scalar(database, "SELECT count(*) FROM telemetry_events") == events  # nobody sends anything
+            assert demo.stop(stop_signal) == 0, demo.output
             assert "stopped embedded PostgreSQL" in demo.output
             assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
             assert _nobody_listens(port)
-        assert keys[0] != keys[1]
+        assert len(set(keys)) == 3
 
     def test_a_taken_port_is_one_line_and_exit_1(self, tmp_path: Path) -> None:
         """A port already in use stops the demo before anything starts, with one clear line."""

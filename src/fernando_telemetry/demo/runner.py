@@ -44,6 +44,9 @@ DEMO_INTERVALS: dict[str, float] = {
 """Scheduler intervals of the demo, shorter than a production server's so the pages move while you watch;
 a ``FERNANDO_TELEMETRY_<NAME>`` environment variable still wins."""
 
+SHOP_NETWORK = "127.0.0.1/32"
+"""The shop listens on loopback ports; its webhook receiver is there."""
+
 ALERT_CHECK_EVERY_S = 5.0
 
 
@@ -59,8 +62,14 @@ class DemoOptions:
 
 
 def demo_settings(settings: Settings) -> Settings:
-    """``settings`` with the demo's scheduler intervals, except where the environment sets one."""
-    changes = {name: value for name, value in DEMO_INTERVALS.items() if f"FERNANDO_TELEMETRY_{name.upper()}" not in os.environ}
+    """``settings`` with the demo's scheduler intervals (except where the environment sets one), and webhooks
+    allowed to reach the shop's receiver on the loopback address (``SHOP_NETWORK``)."""
+    changes: dict[str, object] = {
+        name: value for name, value in DEMO_INTERVALS.items() if f"FERNANDO_TELEMETRY_{name.upper()}" not in os.environ
+    }
+    networks = [network.strip() for network in settings.webhook_allowed_networks.split(",") if network.strip()]
+    if SHOP_NETWORK not in networks:
+        changes["webhook_allowed_networks"] = ",".join([*networks, SHOP_NETWORK])
     return settings.model_copy(update=changes)
 
 
