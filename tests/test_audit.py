@@ -65,3 +65,37 @@ def test_admin_api_changes_are_audited_and_readable_by_admins_only(client: TestC
     assert entries[0]["target_id"] == str(tenant.license_id)
     refused = client.get("/api/v1/admin/audit", headers={"Authorization": f"Bearer {tenant.read_key}"})
     assert refused.status_code == 403
+
+
+def test_rule_and_channel_changes_are_audited_with_their_license(client: TestClient, committed_engine: Engine) -> None:
+    tenant = make_tenant(committed_engine)
+    headers = {"Authorization": f"Bearer {tenant.read_key}"}
+    channel = client.post(
+        "/api/v1/notification-channels",
+        headers=headers,
+        json={"name": "audited-hook", "type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s3cret-value-0123456789abcdef"},
+    )
+    assert channel.status_code == 201, channel.text
+    rule = client.post(
+        "/api/v1/alert-rules",
+        headers=headers,
+        json={"name": "audited", "condition_config": {"metric": "cpu_usage", "operator": ">", "threshold": 80}},
+    )
+    assert rule.status_code == 201, rule.text
+    rule_id = rule.json()["rule_id"]
+    assert client.patch(f"/api/v1/alert-rules/{rule_id}", headers=headers, json={"enabled": False}).status_code == 200
+    assert client.delete(f"/api/v1/alert-rules/{rule_id}", headers=headers).status_code == 204
+    assert client.delete("/api/v1/notification-channels/audited-hook", headers=headers).status_code == 204
+    with committed_engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT action, target_id, details::text FROM audit_log WHERE license_id = :l ORDER BY entry_id"),
+            {"l": tenant.license_id},
+        ).all()
+    assert [(action, target) for action, target, _ in rows] == [
+        ("channel.create", "audited-hook"),
+        ("rule.create", str(rule_id)),
+        ("rule.update", str(rule_id)),
+        ("rule.delete", str(rule_id)),
+        ("channel.delete", "audited-hook"),
+    ]
+    assert "s3cret-value-0123456789abcdef" not in " ".join(details for *_, details in rows)

@@ -19,7 +19,7 @@ from fernando_telemetry.core import time_range
 from fernando_telemetry.core.alert_condition import parse_condition
 from fernando_telemetry.core.errors import Forbidden, InvalidInput
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alert_rules, tenancy
+from fernando_telemetry.services import alert_rules, audit, tenancy
 
 __all__ = ["router"]
 
@@ -197,8 +197,20 @@ def _out(view: alert_rules.RuleView) -> RuleOut:
 )
 def create_rule(request: Request, principal: ReadKey, body: _RuleBody) -> RuleOut:
     license_id = _owner_license(principal, body)
+    now = datetime.now(UTC)
     with request.app.state.sessions.begin() as session:
-        return _out(alert_rules.create(session, license_id=license_id, fields=_fields(body), now=datetime.now(UTC)))
+        view = alert_rules.create(session, license_id=license_id, fields=_fields(body), now=now)
+        audit.record(
+            session,
+            actor=audit.actor_of(principal),
+            action="rule.create",
+            target_type="alert_rule",
+            target_id=view.rule_id,
+            license_id=view.license_id,
+            now=now,
+            details={"name": view.name},
+        )
+        return _out(view)
 
 
 @router.get(
@@ -335,8 +347,19 @@ def get_rule(request: Request, principal: ReadKey, rule_id: int = _RULE_ID, lice
 
 def _change(request: Request, principal: ReadKey, rule_id: int, body: dict[str, Any], *, replace: bool) -> RuleOut:
     scope = tenancy.visible_license(principal, None)
+    now = datetime.now(UTC)
     with request.app.state.sessions.begin() as session:
-        view = alert_rules.update(session, rule_id=rule_id, scope=scope, fields=body, replace=replace, now=datetime.now(UTC))
+        view = alert_rules.update(session, rule_id=rule_id, scope=scope, fields=body, replace=replace, now=now)
+        audit.record(
+            session,
+            actor=audit.actor_of(principal),
+            action="rule.update",
+            target_type="alert_rule",
+            target_id=rule_id,
+            license_id=view.license_id,
+            now=now,
+            details={"fields": sorted(body)},
+        )
         return _out(view)
 
 
@@ -375,5 +398,16 @@ def patch_rule(request: Request, principal: ReadKey, body: _JsonObject, rule_id:
 def delete_rule(request: Request, principal: ReadKey, rule_id: int = _RULE_ID) -> Response:
     scope = tenancy.visible_license(principal, None)
     with request.app.state.sessions.begin() as session:
+        view = alert_rules.get(session, rule_id=rule_id, scope=scope)
         alert_rules.delete(session, rule_id=rule_id, scope=scope)
+        audit.record(
+            session,
+            actor=audit.actor_of(principal),
+            action="rule.delete",
+            target_type="alert_rule",
+            target_id=rule_id,
+            license_id=view.license_id,
+            now=datetime.now(UTC),
+            details={"name": view.name},
+        )
     return Response(status_code=204)

@@ -20,7 +20,7 @@ from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import integer
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import notification_channels, tenancy
+from fernando_telemetry.services import audit, notification_channels, tenancy
 from fernando_telemetry.services.notification_channels import NotificationSetup
 
 __all__ = ["router"]
@@ -172,6 +172,16 @@ def create_channel(
         view = notification_channels.create(
             session, license_id=scope, spec=spec, box=_setup(request).box, targets=_setup(request).targets
         )
+        audit.record(
+            session,
+            actor=audit.actor_of(principal),
+            action="channel.create",
+            target_type="notification_channel",
+            target_id=view.name,
+            license_id=view.license_id,
+            now=datetime.now(UTC),
+            details={"type": view.type},
+        )
     return _out(view)
 
 
@@ -208,6 +218,16 @@ def update_channel(
         view = notification_channels.update(
             session, license_id=scope, name=name, changes=changes, box=_setup(request).box, targets=_setup(request).targets
         )
+        audit.record(
+            session,
+            actor=audit.actor_of(principal),
+            action="channel.update",
+            target_type="notification_channel",
+            target_id=view.name,
+            license_id=view.license_id,
+            now=datetime.now(UTC),
+            details={"fields": sorted(changes)},
+        )
     return _out(view)
 
 
@@ -224,6 +244,15 @@ def delete_channel(
     scope = _license(principal, license_id)
     with request.app.state.sessions.begin() as session:
         notification_channels.delete(session, license_id=scope, name=name)
+        audit.record(
+            session,
+            actor=audit.actor_of(principal),
+            action="channel.delete",
+            target_type="notification_channel",
+            target_id=name,
+            license_id=scope,
+            now=datetime.now(UTC),
+        )
     return Response(status_code=204)
 
 
