@@ -14,8 +14,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -97,24 +97,23 @@ class StopFlag:
         self.event.wait(timeout_s)
         self.check()
 
-    @contextmanager
-    def installed(self) -> Iterator[StopFlag]:
+    def install(self) -> StopFlag:
         """Take over SIGINT and SIGTERM. They stay taken until the process exits: a second Ctrl-C arriving just
         after the cleanup must not turn into a KeyboardInterrupt during interpreter shutdown."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.handle)
-        yield self
+        return self
 
 
 def run(settings: Settings, options: DemoOptions, *, note: Callable[[str], None], say: Callable[[str], None],
         console: Console) -> None:  # fmt: skip
     """Run the demo until Ctrl-C or SIGTERM, then stop everything in order and return."""
-    with StopFlag().installed() as stop:
-        try:
-            _run(demo_settings(settings), options, stop=stop, note=note, say=say, console=console)
-        except server.StopRequested:
-            pass
-        note("stopped")
+    stop = StopFlag().install()
+    try:
+        _run(demo_settings(settings), options, stop=stop, note=note, say=say, console=console)
+    except server.StopRequested:
+        pass
+    note("stopped")
 
 
 def _run(settings: Settings, options: DemoOptions, *, stop: StopFlag, note: Callable[[str], None],
