@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 
 from fernando_telemetry.api import create_app
@@ -93,6 +94,9 @@ class TestSignIn:
         assert "secure" not in flags
         value = cookie.split(";")[0].split("=", 1)[1]
         assert SessionCodec(SECRET_KEY).loads(value).api_key == dashboard_world.read_a
+        # what anyone holding the cookie can read: the payload, without the key
+        _, payload = URLSafeTimedSerializer("any key").loads_unsafe(value)
+        assert set(payload) == {"c", "k"} and dashboard_world.read_a not in str(payload)
         assert SessionCodec("another-secret").loads(value) is None
         page = web_client.get("/ui/events")
         assert page.status_code == 200

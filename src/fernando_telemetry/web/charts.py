@@ -10,11 +10,13 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "ERROR_COLOUR",
     "Figure",
     "bars",
     "heatmap",
     "iso",
     "lines",
+    "plain",
     "sankey",
     "scatter_points",
     "waterfall",
@@ -35,6 +37,11 @@ PALETTE = (
     "#bab0ac",
 )
 ERROR_COLOUR = "#d62728"
+
+
+def plain(text: str) -> str:
+    """Text as plotly shows it literally: it reads a few HTML tags (links among them) in names and labels."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def iso(moment: datetime) -> str:
@@ -72,7 +79,7 @@ def lines(
             "type": "scatter",
             # markers where points are few or sparse, or isolated points between gaps would not show
             "mode": "lines+markers" if sum(value is not None for _, value in points) <= 150 else "lines",
-            "name": name,
+            "name": plain(name),
             "x": [iso(at) for at, _ in points],
             "y": [value for _, value in points],
             "connectgaps": False,
@@ -98,7 +105,7 @@ def bars(
     data = [
         {
             "type": "bar",
-            "name": name,
+            "name": plain(name),
             "x": [iso(x) if isinstance(x, datetime) else x for x, _ in points],
             "y": [value for _, value in points],
         }
@@ -116,7 +123,7 @@ def heatmap(
         {
             "type": "heatmap",
             "x": list(x),
-            "y": list(y),
+            "y": [plain(label) for label in y],
             "z": [list(row) for row in z],
             "text": text,
             "texttemplate": "%{text}",
@@ -143,7 +150,12 @@ def sankey(title: str, edges: Iterable[tuple[str, str, int, float]]) -> Figure:
         {
             "type": "sankey",
             "arrangement": "snap",
-            "node": {"label": nodes, "pad": 18, "thickness": 14, "color": [PALETTE[i % len(PALETTE)] for i in range(len(nodes))]},
+            "node": {
+                "label": [plain(name) for name in nodes],
+                "pad": 18,
+                "thickness": 14,
+                "color": [PALETTE[i % len(PALETTE)] for i in range(len(nodes))],
+            },
             "link": {
                 "source": [index[caller] for caller, _, _, _ in edge_list],
                 "target": [index[callee] for _, callee, _, _ in edge_list],
@@ -168,7 +180,7 @@ def scatter_points(
             "name": "traces",
             "x": [iso(at) for at in x],
             "y": list(y),
-            "text": list(text),
+            "text": [plain(item) for item in text],
             "hovertemplate": "%{text}<br>%{y:.1f} ms<extra></extra>",
             "marker": {"size": 8, "color": [ERROR_COLOUR if error else PALETTE[0] for error in errors]},
         }
@@ -217,7 +229,7 @@ def waterfall(
             "xaxis": "x2",
             "y": rows,
             "x": list(depths),
-            "text": [("⚠ " if error else "") + label for label, error in zip(labels, errors, strict=True)],
+            "text": [("⚠ " if error else "") + plain(label) for label, error in zip(labels, errors, strict=True)],
             "textposition": "middle right",
             "textfont": {"size": 11, "color": [ERROR_COLOUR if error else "#1d2330" for error in errors]},
             "hoverinfo": "skip",

@@ -1,17 +1,22 @@
 """The dashboard's session cookie: a signed, HTTP-only, SameSite value holding the API key and a CSRF token.
 
-The cookie is signed with the app's secret key (``itsdangerous``), so it cannot be forged or altered;
-the key inside is checked against the database on every request, so a revoked key is signed out at once.
-Anonymous visitors get a cookie too (a CSRF token only), so the sign-in form is protected like every
-other form. Imports nothing of the project.
+The cookie is signed and timestamped with the app's secret key (``itsdangerous``), so it cannot be forged,
+altered or replayed after ``MAX_AGE_S``; the API key inside is encrypted too (Fernet, key derived by HKDF from
+the secret key), so a leaked cookie does not show the key. The key is checked against the database on every
+request, so a revoked key is signed out at once. Anonymous visitors get a cookie too (a CSRF token only), so
+the sign-in form is protected like every other form. Imports nothing of the project.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import secrets
 from dataclasses import dataclass
 
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 __all__ = ["COOKIE_NAME", "CSRF_FIELD", "MAX_AGE_S", "SessionCodec", "SessionData", "new_csrf_token", "same_token"]
@@ -22,6 +27,7 @@ CSRF_FIELD = "csrf_token"
 MAX_AGE_S = 12 * 3600
 """A sign-in lasts this long; the cookie itself ends with the browser session."""
 _SALT = "fernando-telemetry.dashboard.session"
+_KEY_INFO = b"fernando-telemetry/dashboard-session-key/v1"
 
 
 def new_csrf_token() -> str:
@@ -50,12 +56,14 @@ class SessionCodec:
         if not secret_key:
             raise ValueError("the dashboard needs a non-empty secret key")
         self._serializer = URLSafeTimedSerializer(secret_key, salt=_SALT)
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(secret_key.encode("utf-8"))
+        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
         self.max_age_s = max_age_s
 
     def dumps(self, data: SessionData) -> str:
         payload = {"c": data.csrf_token}
         if data.api_key is not None:
-            payload["k"] = data.api_key
+            payload["k"] = self._fernet.encrypt(data.api_key.encode("utf-8")).decode("ascii")
         return self._serializer.dumps(payload)
 
     def loads(self, value: str | None) -> SessionData | None:
@@ -68,5 +76,11 @@ class SessionCodec:
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("c"), str):
             return None
-        api_key = payload.get("k")
-        return SessionData(csrf_token=payload["c"], api_key=api_key if isinstance(api_key, str) else None)
+        sealed = payload.get("k")
+        if sealed is None:
+            return SessionData(csrf_token=payload["c"])
+        try:
+            api_key = self._fernet.decrypt(str(sealed).encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeError):
+            return None
+        return SessionData(csrf_token=payload["c"], api_key=api_key)

@@ -293,7 +293,7 @@ def _backtest_chart(result: Backtest) -> dict[str, Any]:
     rows: dict[str, int] = {}
     starts, durations_ms, ys, hover = [], [], [], []
     for alert in result.alerts:
-        label = ", ".join(f"{key}={value}" for key, value in sorted(alert.group_key.items())) or "(all)"
+        label = charts.plain(", ".join(f"{key}={value}" for key, value in sorted(alert.group_key.items())) or "(all)")
         rows.setdefault(label, len(rows))
         end = alert.resolved_at or result.end
         starts.append(charts.iso(alert.fired_at))

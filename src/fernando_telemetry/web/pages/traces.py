@@ -103,15 +103,10 @@ def build_detail(request: PageRequest, trace_id: str) -> Page:
 def _hover(row: dict[str, Any]) -> str:
     span = row["span"]
     parts = [
-        f"<b>{_escape(span.service_name)}</b> · {_escape(span.operation_name)}",
+        f"<b>{charts.plain(span.service_name)}</b> · {charts.plain(span.operation_name)}",
         f"start +{row['offset_ms']:.1f} ms, duration {span.duration_ms:.1f} ms, self {row['node'].self_time_ms:.1f} ms",
         f"kind {span.span_kind}, status {span.status}" + (f" ({span.status_code})" if span.status_code else ""),
     ]
     if span.error_message or span.error_type:
-        parts.append(f"error: {_escape(span.error_type or '')} {_escape(span.error_message or '')}"[:200])
+        parts.append("error: " + charts.plain(f"{span.error_type or ''} {span.error_message or ''}"[:200]))
     return "<br>".join(parts)
-
-
-def _escape(text: str) -> str:
-    # plotly renders a subset of HTML in hover text: keep the span's own text inert
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
