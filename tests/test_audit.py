@@ -99,3 +99,22 @@ def test_rule_and_channel_changes_are_audited_with_their_license(client: TestCli
         ("channel.delete", "audited-hook"),
     ]
     assert "s3cret-value-0123456789abcdef" not in " ".join(details for *_, details in rows)
+
+
+def test_silence_changes_are_audited(client: TestClient, committed_engine: Engine) -> None:
+    tenant = make_tenant(committed_engine)
+    headers = {"Authorization": f"Bearer {tenant.read_key}"}
+    created = client.post(
+        "/api/v1/silences",
+        headers=headers,
+        json={"matchers": [{"name": "alertname", "value": "High CPU Usage", "op": "="}], "duration_minutes": 60, "comment": "deploy"},
+    )
+    assert created.status_code == 201, created.text
+    silence_id = created.json()["silence_id"]
+    assert client.post(f"/api/v1/silences/{silence_id}/expire", headers=headers).status_code == 200
+    with committed_engine.connect() as connection:
+        actions = connection.execute(
+            text("SELECT action FROM audit_log WHERE license_id = :l AND target_type = 'silence' ORDER BY entry_id"),
+            {"l": tenant.license_id},
+        ).scalars().all()
+    assert actions == ["silence.create", "silence.expire"]

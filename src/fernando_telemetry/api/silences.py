@@ -20,7 +20,7 @@ from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import silences, tenancy
+from fernando_telemetry.services import audit, silences, tenancy
 
 __all__ = ["router"]
 
@@ -136,6 +136,16 @@ def create_silence(request: Request, principal: ReadKey, body: SilenceIn) -> Sil
             comment=body.comment,
             now=now,
         )
+        audit.record(
+            session,
+            actor=actor_of(principal),
+            action="silence.create",
+            target_type="silence",
+            target_id=view.silence_id,
+            license_id=view.license_id,
+            now=now,
+            details={"matchers": view.matchers, "ends_at": view.ends_at.isoformat()},
+        )
     return _out(view)
 
 
@@ -201,6 +211,16 @@ def update_silence(request: Request, principal: ReadKey, body: SilencePatch, sil
             now=datetime.now(UTC),
             **changes,
         )
+        audit.record(
+            session,
+            actor=actor_of(principal),
+            action="silence.update",
+            target_type="silence",
+            target_id=silence_id,
+            license_id=view.license_id,
+            now=datetime.now(UTC),
+            details={"fields": sorted(changes)},
+        )
     return _out(view)
 
 
@@ -211,6 +231,15 @@ def _expire(request: Request, principal: ReadKey, silence_id: int) -> SilenceOut
             silence_id=silence_id,
             license_id=tenancy.visible_license(principal),
             actor=actor_of(principal),
+            now=datetime.now(UTC),
+        )
+        audit.record(
+            session,
+            actor=actor_of(principal),
+            action="silence.expire",
+            target_type="silence",
+            target_id=silence_id,
+            license_id=view.license_id,
             now=datetime.now(UTC),
         )
     return _out(view)

@@ -445,6 +445,11 @@ def update(
     if checked.condition is not None:
         rule.evaluation_window_minutes = checked.condition.window_minutes
         rule.pending_period_minutes = checked.condition.for_minutes
+        # a changed condition starts its groups over: pending timers of the old condition do not count for
+        # the new one (firing groups keep their alert until the new condition clears it)
+        session.execute(
+            text("DELETE FROM alert_rule_states WHERE rule_id = :rule_id AND state <> 'firing'"), {"rule_id": rule.rule_id}
+        )
     rule.version = rule.version + 1
     rule.updated_at = now
     _flush(session, rule.name)
