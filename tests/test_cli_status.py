@@ -3,11 +3,13 @@ rows (estimated, counted or sampled) and bytes, the rollups' lag and the last jo
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +17,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from fernando_telemetry.cli import main
 from fernando_telemetry.services import partitions, rollups, schema, synthetic
 from fernando_telemetry.services import status as status_service
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory
@@ -24,6 +27,27 @@ EVENTS, SPANS, METRICS = 3_000, 2_000, 1_500
 
 
 def _run(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    """The command run in-process through ``main`` (the console script's function), its output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    saved_url, saved_argv = os.environ.get("DATABASE_URL"), sys.argv
+    os.environ["DATABASE_URL"], sys.argv = database_url, ["fernando-telemetry", *args]
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved_argv
+        if saved_url is None:
+            del os.environ["DATABASE_URL"]
+        else:
+            os.environ["DATABASE_URL"] = saved_url
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def _real(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run(
         [sys.executable, "-m", "fernando_telemetry", *args], env=env, capture_output=True, text=True, timeout=120
@@ -69,8 +93,11 @@ def loaded_url(database_factory: Callable[[], str]) -> str:
 
 class TestJson:
     def test_database_and_revision(self, loaded_url: str) -> None:
-        """The URL as given (no password there), the server's version, a size, the revision at head."""
-        found = _status_json(loaded_url)
+        """The URL as given (no password there), the server's version, a size, the revision at head; the real
+        command's stdout is the JSON document alone."""
+        result = _real("status", "--json", database_url=loaded_url)
+        assert result.returncode == 0, result.stderr
+        found = json.loads(result.stdout)
         database = found["database"]
         assert database["url"] == loaded_url
         assert database["revision"] == schema.head() == database["head"]
@@ -218,7 +245,7 @@ class TestOtherStates:
 
     def test_no_database_is_one_line(self) -> None:
         """Nothing listening: one line on stderr, exit 1, no traceback."""
-        result = _run("status", database_url="postgresql://postgres@127.0.0.1:9/x")
+        result = _real("status", database_url="postgresql://postgres@127.0.0.1:9/x")
         assert result.returncode == 1
         assert "cannot reach the database" in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
