@@ -54,6 +54,17 @@ def alert_status(world: DashboardWorld, alert_id: int) -> dict[str, object]:
     return dict(row._mapping)
 
 
+def audit_actions(world: DashboardWorld, target_type: str, target_id: str) -> list[str]:
+    """The audit log's actions on one target, oldest first, each by a key (as the API records them)."""
+    with session_factory(world.engine)() as session:
+        rows = session.execute(
+            text("SELECT action, actor FROM audit_log WHERE target_type = :t AND target_id = :i ORDER BY entry_id"),
+            {"t": target_type, "i": target_id},
+        ).all()
+    assert all(row.actor.startswith("key:") for row in rows)
+    return [row.action for row in rows]
+
+
 def _points(data: dict[str, Any]) -> int:
     """Values (not gaps) in every line of every chart of a data answer."""
     return sum(
@@ -371,6 +382,7 @@ class TestPages:
         assert silence_id and f'rule_id="{dashboard_world.rule_id}"' in html.unescape(listing)
         client_a.post(f"/ui/silences/{silence_id.group(1)}/expire", data={"csrf_token": token})
         assert alert_status(dashboard_world, alert_id)["status"] == "active"
+        assert audit_actions(dashboard_world, "silence", silence_id.group(1)) == ["silence.create", "silence.expire"]
 
     def test_assigning_to_an_unknown_user_shows_the_reason(self, client_a: TestClient, dashboard_world: DashboardWorld) -> None:
         """Assign names a user of the alert's license; another name is explained on the alert's page."""
@@ -444,6 +456,7 @@ class TestPages:
         with session_factory(dashboard_world.engine)() as session:
             row = session.execute(text("SELECT name, version FROM alert_rules WHERE rule_id = :r"), {"r": rule_id}).one()
         assert row.name == "Hot hosts (edited)" and row.version == 2
+        assert audit_actions(dashboard_world, "alert_rule", str(rule_id)) == ["rule.create", "rule.update"]
 
 
 class TestEmptyDatabase:

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alerts, silences
+from fernando_telemetry.services import alerts, audit, silences
 from fernando_telemetry.services.alerts import AlertFilters, AlertView
 from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web.page import Page, PageRequest
@@ -170,7 +170,7 @@ def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, 
                 details=[{"field": "duration", "reason": "unknown value"}],
             )
         alert = alerts.get(session, alert_id=alert_id, license_id=license_id)
-        return silences.create(
+        view = silences.create(
             session,
             license_id=alert.license_id,
             matchers=silence_matchers(alert),
@@ -179,14 +179,35 @@ def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, 
             now=now,
             comment=(form.get("comment") or "").strip() or f"silenced from the dashboard for {form.get('duration')}",
         )
+        audit.record(
+            session,
+            actor=actor,
+            action="silence.create",
+            target_type="silence",
+            target_id=view.silence_id,
+            license_id=view.license_id,
+            now=now,
+            details={"matchers": view.matchers, "ends_at": view.ends_at.isoformat()},
+        )
+        return view
     raise InvalidInput(f"unknown action {action[:40]!r}", details=[{"field": "action", "reason": "unknown"}])
 
 
 def expire_silence(request: PageRequest, *, silence_id: int) -> Any:
-    return silences.expire(
+    view = silences.expire(
         request.session,
         silence_id=silence_id,
         license_id=visible_license(request.principal),
         actor=actor_of(request.principal),
         now=request.now,
     )
+    audit.record(
+        request.session,
+        actor=actor_of(request.principal),
+        action="silence.expire",
+        target_type="silence",
+        target_id=silence_id,
+        license_id=view.license_id,
+        now=request.now,
+    )
+    return view
