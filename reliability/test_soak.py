@@ -25,7 +25,7 @@ class TestSoak:
         duration_s = 600 if long_form else 60
         result_path = tmp_path / "soak.json"
         done = subprocess.run(
-            [PYTHON, str(ROOT / "bench" / "soak.py"), "--duration", str(duration_s), "--database-url", database_factory(),
+            [PYTHON, str(ROOT / "bench" / "soak.py"), "--duration", str(duration_s), "--measure-s", "5", "--database-url", database_factory(),
              "--json", str(result_path)],
             cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
             capture_output=True, text=True, timeout=duration_s + 300, check=False,
