@@ -55,7 +55,7 @@ DATABASE_COMMANDS: list[list[str]] = [
     ["alerts", "resolve", "1"],
     ["archive", "list"],
     ["channels", "list"],
-    ["channels", "create", "--license-id", "1", "--name", "pager", "--type", "webhook", "--url", "http://127.0.0.1:9/hook"],
+    ["channels", "create", "--license-id", "1", "--name", "pager", "--type", "webhook", "--url", "https://93.184.215.14/hook"],
     ["channels", "delete", "pager"],
     ["channels", "test", "pager"],
     ["rules", "list"],
