@@ -46,11 +46,11 @@ def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
     check_fields(item, FIELDS)
     period_type = enum_value(item, "period_type", PeriodType)
     start = timestamp(item, "period_start")
+    if start > context.latest:  # first: a period starting in year 9999 has no default end in the calendar
+        raise ItemError("period_start", f"{start.isoformat()} is in the future")
     end = timestamp(item, "period_end", default=period_end(period_type, start))
     if end <= start:
         raise ItemError("period_end", f"{end.isoformat()} must be after period_start {start.isoformat()}")
-    if start > context.latest:
-        raise ItemError("period_start", f"{start.isoformat()} is in the future")
     currency = optional_text(item, "currency", 3)
     if currency is not None and not (len(currency) == 3 and currency.isalpha()):
         raise ItemError("currency", f"{currency!r} is not an ISO 4217 code such as EUR or USD")

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 _MAX_JSON_CHARS = 64 * 1024
+_MONEY_PLACES = Decimal("0.000001")
+_MONEY_CONTEXT = Context(prec=40)
 
 
 class ItemError(ValueError):
@@ -93,7 +95,12 @@ def decode_items(
 def check_fields(item: Mapping[str, Any], allowed: frozenset[str]) -> None:
     for key in item:
         if key not in allowed:
-            raise ItemError(str(key)[:100], f"unknown field; allowed fields are {', '.join(sorted(allowed))}")
+            raise ItemError(_printable(str(key)), f"unknown field; allowed fields are {', '.join(sorted(allowed))}")
+
+
+def _printable(name: str) -> str:
+    """A field name as the answer may echo it: as sent when printable, else quoted with escapes (no raw NUL, never empty)."""
+    return name[:100] if name.isprintable() and name.strip() else repr(name[:40])
 
 
 def _json_type(value: Any) -> str:
@@ -205,8 +212,9 @@ def numeric(item: Mapping[str, Any], field: str, *, required: bool = False) -> D
         raise ItemError(field, f"{str(value)[:40]!r} is not a number") from None
     if not number.is_finite():
         raise ItemError(field, "must be a finite number (not NaN or infinity)")
-    if abs(number) >= Decimal(10) ** 18:
-        raise ItemError(field, "is too large; at most 18 digits before the decimal point")
+    # the columns are numeric(24, 6): PostgreSQL rounds to 6 places first, so 999999999999999999.9999999 overflows too
+    if abs(number) >= Decimal(10) ** 18 or abs(number.quantize(_MONEY_PLACES, context=_MONEY_CONTEXT)) >= Decimal(10) ** 18:
+        raise ItemError(field, "is too large; at most 18 digits before the decimal point (once rounded to 6 places)")
     return number
 
 
@@ -222,7 +230,10 @@ def timestamp(item: Mapping[str, Any], field: str, *, default: datetime | None =
             parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
         except ValueError:
             raise ItemError(field, f"{value[:40]!r} is not an ISO 8601 timestamp such as 2026-11-28T09:30:00Z") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        try:
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:  # an offset that moves it before year 1 or past 9999
+            raise ItemError(field, f"{value[:40]!r} is out of range for a timestamp") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ItemError(field, f"must be an ISO 8601 string or epoch seconds, got {_json_type(value)}")
     seconds = float(value)
@@ -293,9 +304,12 @@ def ip_address(item: Mapping[str, Any], field: str) -> str | None:
     except OSError:
         pass
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise ItemError(field, f"{value!r} is not an IPv4 or IPv6 address") from None
+    if getattr(address, "scope_id", None):
+        raise ItemError(field, f"{value!r} has an IPv6 zone (%...), which PostgreSQL's inet cannot store; send the address alone")
+    return str(address)
 
 
 def json_object(item: Mapping[str, Any], field: str, context: DecodeContext) -> str:

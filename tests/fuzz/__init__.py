@@ -1,0 +1,1 @@
+"""Fuzz tests: hostile input for the decoders, the ingest endpoints and every route of the OpenAPI document."""
