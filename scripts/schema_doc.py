@@ -49,8 +49,37 @@ TABLE_ORDER = (
     "business_metrics",
     "alert_rules",
     "alerts",
+    "alert_rule_states",
+    "alert_events",
+    "notification_channels",
+    "alert_notifications",
+    "alert_deliveries",
+    "silences",
     "traces",
+    "rollup_dirty_buckets",
+    "rollup_state",
+    "system_metrics_daily",
+    "system_metrics_hourly",
+    "telemetry_events_daily",
+    "telemetry_events_hourly",
+    "traces_daily",
+    "traces_hourly",
+    "job_runs",
+    "audit_log",
+    "query_scopes",
+    "retention_overrides",
+    "partition_archives",
 )
+
+ROLES = {
+    "fernando_telemetry_tenant": "API requests made with a license key: every transaction of such a request starts with "
+    "`SET LOCAL ROLE fernando_telemetry_tenant` and sets `fernando_telemetry.license_id` (storage/tenant_scope.py). "
+    "It may read and write every table; the `tenant_isolation` policies keep it to the rows of that license.",
+    "fernando_telemetry_query": "User SQL of `POST /api/v1/query`, on a connection of its own logged in as this role "
+    "(storage/user_sql.py). It can read only the telemetry tables, their rollups and the views, and its license is "
+    "not a setting (user SQL could call `set_config`) but the `query_scopes` row of its backend pid, written by the "
+    "owner before the statement runs and deleted after it.",
+}
 
 FUNCTIONS = {
     "ensure_daily_partitions": "Creates the missing daily partitions of one partitioned table for "
@@ -85,6 +114,12 @@ KPI_DAYS = 90
 KPI_LICENSES = 40
 ALERT_RULES = 300
 ALERTS = 5_000
+AUDIT_ENTRIES = 20_000
+SILENCES = 600
+UNTAGGED_PENDING = 3_000
+ARCHIVED_DAYS = 60
+NOTIFICATION_MAX_ATTEMPTS = 5
+JOB_NAMES = ("partition_upkeep", "retention", "host_metrics", "kpis", "rollups", "alert_evaluation", "notification_dispatch")
 SEED = 20261101
 
 
@@ -128,6 +163,8 @@ SAMPLE = {
     "span_id": span_id(4_242, 0),
     "rule_id": 42,
     "fingerprint": fingerprint(42, 0),
+    "alert_id": 4242,
+    "notification_id": 4242,
 }
 
 
@@ -300,6 +337,101 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "SELECT alert_id, severity, title, triggered_at FROM alerts\n"
         " WHERE status IN ('active', 'acknowledged') ORDER BY triggered_at DESC LIMIT 50",
     ),
+    # -- alert_rule_states ---------------------------------------------------------------------
+    "pk_alert_rule_states": IndexQuery(
+        "the group states of one rule, locked in fingerprint order, at each evaluation (a manual resolve locks "
+        "one by rule and fingerprint; a rule change deletes the rule's states that are not firing)",
+        "SELECT * FROM alert_rule_states WHERE rule_id = {rule_id} ORDER BY fingerprint FOR UPDATE",
+    ),
+    # -- alert_events --------------------------------------------------------------------------
+    "pk_alert_events": IndexQuery(
+        "none in the code: the key identifies a transition (the `event_id` of the history API, its tie-breaker "
+        "within one instant); nothing looks one up by id",
+        "SELECT * FROM alert_events WHERE event_id = 4242",
+    ),
+    "ix_alert_events_alert_id_occurred_at": IndexQuery(
+        "an alert's transitions, oldest first (GET /api/v1/alerts/{id}/history, `alerts history`); the "
+        "evaluator's last repeat of an alert; ON DELETE CASCADE from alerts",
+        "SELECT * FROM alert_events WHERE alert_id = {alert_id} ORDER BY occurred_at, event_id",
+    ),
+    "ix_alert_events_rule_id_occurred_at": IndexQuery(
+        "a firing group's pending transitions of this episode, which have no alert yet, given to the new alert "
+        "(evaluator); ON DELETE SET NULL from alert_rules",
+        "UPDATE alert_events SET alert_id = {alert_id}\n"
+        " WHERE rule_id = {rule_id} AND fingerprint = '{fingerprint}' AND alert_id IS NULL\n"
+        "   AND occurred_at >= '2026-11-04 23:50+00'",
+        "The model's comment names \"a rule's history, newest first\", but no code reads one: the evaluator's "
+        "update above is the index's only query (its `DESC` order is of no use to it).",
+    ),
+    # -- notification_channels -----------------------------------------------------------------
+    "pk_notification_channels": IndexQuery(
+        "the channels of the notifications the dispatcher claimed; foreign-key checks of every outbox and "
+        "delivery row",
+        "SELECT * FROM notification_channels WHERE channel_id IN (3, 17, 42)",
+    ),
+    "uq_notification_channels_license_id_name": IndexQuery(
+        "a channel by name within its license, NULL being the platform (API, CLI, each notification queued); no "
+        "two channels of a license share a name",
+        "SELECT * FROM notification_channels\n"
+        " WHERE license_id IS NOT DISTINCT FROM {license_id} AND name IN ('ops-email', 'team-slack') AND enabled\n"
+        " ORDER BY name",
+        "The services compare the license with `IS NOT DISTINCT FROM` (so that one query serves the platform's "
+        "NULL), which no index can answer: only `license_id = $1`, or `license_id IS NULL`, can lead a B-tree "
+        "lookup (rule validation writes it that way). The table holds a few channels per license, so the cost is "
+        "small; the index also enforces the names' uniqueness.",
+    ),
+    # -- alert_notifications -------------------------------------------------------------------
+    "pk_alert_notifications": IndexQuery(
+        "the dispatcher's claim of each due row it locked (one more attempt, the lease); foreign-key checks of "
+        "every delivery row",
+        "UPDATE alert_notifications SET attempts = 2, next_attempt_at = '2026-11-05 00:05+00'\n"
+        " WHERE notification_id = {notification_id}",
+        "The dispatcher's record of the attempt afterwards, `... WHERE notification_id = $1 AND status = 'pending' "
+        "AND attempts = $2` (only while the row is still its own), may instead go to the partial index of pending "
+        "rows, which the planner prefers while few rows are pending.",
+    ),
+    "ix_alert_notifications_next_attempt_at_pending": IndexQuery(
+        "the dispatcher's due messages, oldest first, claimed with SKIP LOCKED (a batch of 50)",
+        "SELECT * FROM alert_notifications\n"
+        " WHERE status = 'pending' AND next_attempt_at <= '2026-11-05 00:00+00'\n"
+        " ORDER BY next_attempt_at, notification_id LIMIT 50 FOR UPDATE SKIP LOCKED",
+    ),
+    "ix_alert_notifications_alert_id": IndexQuery(
+        "whether an alert's firing was ever announced (only then is its resolve); ON DELETE CASCADE from alerts",
+        "SELECT EXISTS (SELECT * FROM alert_notifications WHERE alert_id = {alert_id} AND kind IN ('firing', 'repeat'))",
+        "The other lookups by alert ask for its pending rows (`alert_id = $1 AND status = 'pending'`, when a resolve "
+        "or a repeat is queued); while few rows are pending the planner answers them from the partial index of "
+        "pending rows instead.",
+    ),
+    # -- alert_deliveries ----------------------------------------------------------------------
+    "pk_alert_deliveries": IndexQuery(
+        "none in the code: the key identifies an attempt (the `delivery_id` of the history API, its tie-breaker "
+        "within one instant); nothing looks one up by id",
+        "SELECT * FROM alert_deliveries WHERE delivery_id = 4242",
+    ),
+    "ix_alert_deliveries_alert_id_attempted_at": IndexQuery(
+        "an alert's delivery log, oldest first (GET /api/v1/alerts/{id}/history); ON DELETE CASCADE from alerts",
+        "SELECT * FROM alert_deliveries WHERE alert_id = {alert_id} ORDER BY attempted_at, delivery_id",
+    ),
+    "ix_alert_deliveries_notification_id": IndexQuery(
+        "none in the code: only the ON DELETE SET NULL of `fk_alert_deliveries_notification_id` when an outbox row "
+        "is deleted (shown: the update PostgreSQL then runs)",
+        "UPDATE alert_deliveries SET notification_id = NULL WHERE notification_id = {notification_id}",
+        "The model's comment names \"the attempts of one notification\", but nothing reads them: deliveries are "
+        "read by alert. The code never deletes an outbox row either; only deleting an alert does, by cascade, and "
+        "that cascade deletes the same deliveries through `alert_id`.",
+    ),
+    # -- silences ------------------------------------------------------------------------------
+    "pk_silences": IndexQuery(
+        "one silence by id, locked, to change or expire it (API, CLI); the silences holding open alerts",
+        "SELECT * FROM silences WHERE silence_id = 42 AND license_id = {license_id} FOR UPDATE",
+    ),
+    "ix_silences_ends_at": IndexQuery(
+        "the silences in force now, longest-lasting first, at each evaluation",
+        "SELECT * FROM silences\n"
+        " WHERE ends_at > '2026-11-05 00:00+00' AND starts_at <= '2026-11-05 00:00+00' AND expired_at IS NULL\n"
+        " ORDER BY ends_at DESC, silence_id",
+    ),
     # -- traces --------------------------------------------------------------------------------
     "pk_traces": IndexQuery(
         "one span by span and trace id (parent lookups, deduplication on retry); span_id leads so "
@@ -382,6 +514,52 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         " ORDER BY bucket_start LIMIT 24",
         "Empty between refreshes (a few rows at most), so a sequential scan is what the plan takes.",
     ),
+    # -- job_runs ------------------------------------------------------------------------------
+    "pk_job_runs": IndexQuery(
+        "upsert of a job's start and end by job name (scheduler, `jobs run`); one row per job",
+        "INSERT INTO job_runs (job_name, last_started_at) VALUES ('rollups', '2026-11-05 00:00+00')\n"
+        "ON CONFLICT (job_name) DO UPDATE SET last_started_at = excluded.last_started_at",
+    ),
+    # -- audit_log -----------------------------------------------------------------------------
+    "pk_audit_log": IndexQuery(
+        "none in the code: the key identifies an entry (the tie-breaker of the newest-first order); nothing looks "
+        "one up by id",
+        "SELECT * FROM audit_log WHERE entry_id = 4242",
+    ),
+    "ix_audit_log_license_id_occurred_at": IndexQuery(
+        "one license's audit trail, newest first (GET /api/v1/admin/audit?license_id=)",
+        "SELECT * FROM audit_log WHERE license_id = {license_id} ORDER BY occurred_at DESC, entry_id DESC LIMIT 100",
+        "Without `license_id` (the same route's default, every license) the index cannot give the order, since "
+        "`license_id` leads it: that listing sorts the whole table for its top 100.",
+    ),
+    # -- query_scopes --------------------------------------------------------------------------
+    "pk_query_scopes": IndexQuery(
+        "the license of the running user query: the `query_isolation` policies' lookup of their own backend's row "
+        "(also the owner's upsert before and delete after each query)",
+        "SELECT license_id FROM query_scopes WHERE backend_pid = pg_backend_pid()",
+        "A row per user query running at that moment, so a handful at most: a sequential scan is cheaper, and the "
+        "key is the upsert's conflict arbiter and keeps one license per connection.",
+    ),
+    # -- retention_overrides -------------------------------------------------------------------
+    "pk_retention_overrides": IndexQuery(
+        "upsert of a license's retention of one data kind (API, CLI); one override per license and kind; "
+        "ON DELETE CASCADE from licenses",
+        "INSERT INTO retention_overrides (license_id, data_kind, retention_days, created_at, updated_at)\n"
+        "VALUES ({license_id}, 'events', 30, '2026-11-05 00:00+00', '2026-11-05 00:00+00')\n"
+        "ON CONFLICT (license_id, data_kind)\n"
+        "DO UPDATE SET retention_days = EXCLUDED.retention_days, updated_at = EXCLUDED.updated_at",
+    ),
+    # -- partition_archives --------------------------------------------------------------------
+    "pk_partition_archives": IndexQuery(
+        "none in the code: the key identifies an archive; archives are found by table and partition name",
+        "SELECT * FROM partition_archives WHERE archive_id = 42",
+    ),
+    "uq_partition_archives_table_name_partition_name": IndexQuery(
+        "whether an expired partition was archived already (retention), the archive's upsert and its restore "
+        "mark; one archive per partition",
+        "SELECT path FROM partition_archives\n"
+        " WHERE table_name = 'telemetry_events' AND partition_name = 'telemetry_events_p20260915'",
+    ),
 }
 
 
@@ -395,7 +573,51 @@ VIEW_QUERIES: dict[str, str] = {
     " WHERE service_name = 'orders' AND hour >= '2026-11-03 10:00+00' AND hour < '2026-11-03 12:00+00'",
     "business_metrics_kpi_summary": "SELECT * FROM business_metrics_kpi_summary\n"
     " WHERE metric_name = 'mrr' AND license_id IS NULL",
+    "storage_by_license": "SELECT * FROM storage_by_license WHERE license_id = 17",
 }
+
+TENANT_ROLE = "fernando_telemetry_tenant"
+QUERY_ROLE = "fernando_telemetry_query"
+
+
+@dataclass(frozen=True)
+class ScopedQuery:
+    """A query as one of the two roles sees it, scoped to the sample license: how a policy shows in a plan."""
+
+    title: str
+    role: str
+    sql: str
+
+
+SCOPED_QUERIES = (
+    ScopedQuery(
+        "A license key's active alerts (the tenant role)",
+        TENANT_ROLE,
+        "SELECT alert_id, severity, title, triggered_at FROM alerts\n"
+        " WHERE status IN ('active', 'acknowledged') ORDER BY triggered_at DESC LIMIT 50",
+    ),
+    ScopedQuery(
+        "A manual resolve locking its group's state (the tenant role; the policy of a table without `license_id`)",
+        TENANT_ROLE,
+        "SELECT rule_id FROM alert_rule_states WHERE rule_id = {rule_id} AND fingerprint = '{fingerprint}' FOR UPDATE",
+    ),
+    ScopedQuery(
+        "User SQL counting a day's events by type (the query role)",
+        QUERY_ROLE,
+        "SELECT event_type, count(*) FROM telemetry_events\n"
+        " WHERE event_timestamp >= '2026-11-03 00:00+00' AND event_timestamp < '2026-11-04 00:00+00'\n"
+        " GROUP BY event_type",
+    ),
+)
+
+
+def scope_setup(role: str) -> list[str]:
+    """Statements that make the rest of a transaction run as ``role`` for the sample license, as the app does."""
+    license_id = int(SAMPLE["license_id"])
+    if role == TENANT_ROLE:
+        return [f"SET LOCAL ROLE {TENANT_ROLE}", f"SELECT set_config('fernando_telemetry.license_id', '{license_id}', true)"]
+    return [f"INSERT INTO query_scopes (backend_pid, license_id) VALUES (pg_backend_pid(), {license_id})",
+            f"SET LOCAL ROLE {QUERY_ROLE}"]
 
 
 def query_sql(index_name: str) -> str:
@@ -544,6 +766,7 @@ def load(url: str) -> dict[str, int]:
         counts["alerts"] = _copy(connection, "alerts", (
             "rule_id", "status", "severity", "title", "fingerprint", "triggered_at", "resolved_at", "license_id",
         ), _alerts(rng))
+        counts.update(_load_operations(connection, rng))
         connection.commit()
         connection.autocommit = True
         connection.execute("VACUUM ANALYZE")
@@ -554,7 +777,7 @@ def load(url: str) -> dict[str, int]:
     finally:
         engine.dispose()
     with psycopg.connect(libpq_url(url), options="-c timezone=UTC", autocommit=True) as connection:
-        for table in ("telemetry_events_hourly", "system_metrics_hourly", "traces_hourly"):
+        for table in ("telemetry_events_hourly", "system_metrics_hourly", "traces_hourly", "rollup_state", "rollup_dirty_buckets"):
             counts[table] = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]  # type: ignore[index]
         connection.execute("VACUUM ANALYZE")
         watermark = connection.execute("SELECT min(watermark) FROM rollup_state").fetchone()[0]  # type: ignore[index]
@@ -666,7 +889,7 @@ def _kpis(rng: random.Random) -> Iterator[tuple[Any, ...]]:
 def _rules(rng: random.Random) -> Iterator[tuple[Any, ...]]:
     names = ["High error rate", "Slow checkout", "Queue backlog", "Login failures", "Low conversion"]
     for n in range(ALERT_RULES):
-        license_id = (n // len(names)) + 1 if n >= len(names) else None
+        license_id = _rule_license(n + 1)
         evaluated = day_start(DAYS) - timedelta(seconds=rng.randint(0, 600)) if rng.random() < 0.95 else None
         yield (names[n % len(names)], json.dumps({"metric": "errors", "op": ">", "threshold": 5}),
                rng.choice(["info", "warning", "error", "critical"]), rng.random() < 0.85, license_id, evaluated)
@@ -684,6 +907,234 @@ def _alerts(rng: random.Random) -> Iterator[tuple[Any, ...]]:
                fingerprint(rule_n, n // ALERT_RULES), triggered,
                triggered + timedelta(minutes=rng.randint(1, 600)) if status == "resolved" else None,
                rng.randint(1, LICENSES))
+
+
+NOW = day_start(DAYS)
+"""The data set's present: the queries above ask for what is due, in force or pending at this instant."""
+CHANNEL_KINDS = (("ops-email", "email"), ("team-slack", "slack"), ("pager-webhook", "webhook"))
+AUDIT_ACTIONS = {
+    "key.create": 8, "key.revoke": 2, "license.update": 1, "user.create": 6, "user.update": 2, "rule.create": 3,
+    "rule.update": 6, "rule.delete": 1, "channel.create": 1, "channel.update": 1, "silence.create": 4,
+    "silence.expire": 2, "silence.update": 1, "retention.override": 1,
+}
+
+
+def _load_operations(connection: psycopg.Connection[Any], rng: random.Random) -> dict[str, int]:
+    """Alerting history, channels and their outbox, silences, job runs, the audit log and the lifecycle tables,
+    shaped after the alerts already loaded (90 days of them, 6% still open)."""
+    counts: dict[str, int] = {}
+    counts["notification_channels"] = _copy(connection, "notification_channels", (
+        "license_id", "name", "type", "config", "secrets", "send_resolved", "enabled", "created_at", "updated_at",
+    ), _channels(rng))
+    channels: dict[int | None, list[tuple[int, str, str, bool]]] = {}
+    for channel_id, license_id, name, type_, send_resolved in connection.execute(
+        "SELECT channel_id, license_id, name, type, send_resolved FROM notification_channels ORDER BY channel_id"
+    ):
+        channels.setdefault(license_id, []).append((channel_id, name, type_, send_resolved))
+    alerts = connection.execute(
+        "SELECT alert_id, rule_id, license_id, fingerprint, status, severity, title, triggered_at, resolved_at"
+        "  FROM alerts ORDER BY alert_id"
+    ).fetchall()
+    counts["alert_rule_states"] = _copy(connection, "alert_rule_states", (
+        "rule_id", "fingerprint", "group_key", "state", "active_since", "last_true_at", "last_value", "last_evaluated_at",
+        "alert_id", "updated_at",
+    ), _rule_states(rng, alerts))
+    counts["alert_events"] = _copy(connection, "alert_events", (
+        "alert_id", "rule_id", "license_id", "fingerprint", "group_key", "from_state", "to_state", "actor", "note",
+        "observed_value", "details", "occurred_at",
+    ), _alert_events(rng, alerts))
+    counts["alert_notifications"] = _copy(connection, "alert_notifications", (
+        "alert_id", "channel_id", "channel_name", "license_id", "kind", "payload", "status", "attempts", "next_attempt_at",
+        "last_error", "created_at", "updated_at",
+    ), _notifications(rng, alerts, channels))
+    channel_types = {channel_id: type_ for listed in channels.values() for channel_id, _, type_, _ in listed}
+    notifications = connection.execute(
+        "SELECT notification_id, alert_id, license_id, channel_id, channel_name, kind, status, attempts, created_at"
+        "  FROM alert_notifications ORDER BY notification_id"
+    ).fetchall()
+    counts["alert_deliveries"] = _copy(connection, "alert_deliveries", (
+        "notification_id", "alert_id", "license_id", "channel_id", "channel_name", "channel_type", "kind", "attempt",
+        "outcome", "http_status", "smtp_reply", "error", "latency_ms", "attempted_at",
+    ), _deliveries(rng, notifications, channel_types))
+    counts["silences"] = _copy(connection, "silences", (
+        "license_id", "matchers", "starts_at", "ends_at", "created_by", "comment", "expired_at", "created_at",
+    ), _silences(rng))
+    counts["job_runs"] = _copy(connection, "job_runs", (
+        "job_name", "last_started_at", "last_finished_at", "last_outcome", "last_summary", "last_error", "last_duration_ms",
+        "runs", "failures",
+    ), (
+        (name, NOW - timedelta(seconds=40 + 7 * n), NOW - timedelta(seconds=38 + 7 * n), "ok", "done", None,
+         round(rng.uniform(5, 2_000), 1), 5_000 + 100 * n, n)
+        for n, name in enumerate(JOB_NAMES)
+    ))
+    counts["audit_log"] = _copy(connection, "audit_log", (
+        "occurred_at", "actor", "action", "target_type", "target_id", "license_id", "details",
+    ), _audit_entries(rng))
+    counts["query_scopes"] = _copy(connection, "query_scopes", ("backend_pid", "license_id", "created_at"), (
+        (40_000 + n, rng.randint(1, LICENSES), NOW - timedelta(seconds=n)) for n in range(2)
+    ))
+    counts["retention_overrides"] = _copy(connection, "retention_overrides", (
+        "license_id", "data_kind", "retention_days", "created_at", "updated_at",
+    ), (
+        (license_id, kind, rng.choice([7, 14, 30, 60, 180]), day_start(-license_id), day_start(-license_id))
+        for license_id in range(1, LICENSES + 1, 5)
+        for kind in ("events", "metrics", "traces") if rng.random() < 0.6
+    ))
+    counts["partition_archives"] = _copy(connection, "partition_archives", (
+        "table_name", "partition_name", "range_start", "range_end", "row_count", "file_bytes", "sha256", "path",
+        "archived_at", "restored_at",
+    ), _archives(rng))
+    return counts
+
+
+def _channels(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    for license_id in [None, *range(1, LICENSES + 1)]:
+        kinds = CHANNEL_KINDS[:2] if license_id is None else rng.sample(CHANNEL_KINDS, rng.randint(1, 3))
+        domain = "platform.example.com" if license_id is None else f"customer{license_id}.example.com"
+        for name, type_ in kinds:
+            config = {
+                "email": {"to": [f"oncall@{domain}"], "smtp_host": "smtp.example.com", "smtp_port": 587, "starttls": True},
+                "slack": {"webhook_url": "https://hooks.slack.com/services/****", "channel": "#alerts"},
+                "webhook": {"url": f"https://hooks.{domain}/****", "format": "fernando"},
+            }[type_]
+            created = day_start(-rng.randint(30, 400))
+            yield (license_id, name, type_, json.dumps(config), "v1." + hashlib.sha256(f"{license_id}{name}".encode()).hexdigest() * 2,
+                   rng.random() < 0.9, rng.random() < 0.95, created, created)
+
+
+def _rule_license(rule_n: int) -> int | None:
+    """The license ``_rules`` gave rule ``rule_n`` (the first five rules are platform-wide)."""
+    return (rule_n - 1) // 5 + 1 if rule_n > 5 else None
+
+
+def _group_key(group_n: int) -> str:
+    return json.dumps({"service_name": SERVICES[group_n % len(SERVICES)]})
+
+
+def _rule_states(rng: random.Random, alerts: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    open_alerts = {(rule_id, fp): alert_id for alert_id, rule_id, _, fp, status, *_ in alerts if status != "resolved"}
+    for rule_n in range(1, ALERT_RULES + 1):
+        for group_n in range(rng.randint(1, 16) if rule_n != SAMPLE["rule_id"] else 16):
+            fp = fingerprint(rule_n, group_n)
+            alert_id = open_alerts.get((rule_n, fp))
+            state = "firing" if alert_id else ("pending" if rng.random() < 0.05 else "inactive")
+            since = NOW - timedelta(minutes=rng.randint(1, 600)) if state != "inactive" else None
+            yield (rule_n, fp, _group_key(group_n), state, since, NOW - timedelta(seconds=30) if since else None,
+                   round(rng.lognormvariate(2, 1), 2), NOW - timedelta(seconds=rng.randint(0, 60)), alert_id, NOW)
+
+
+def _alert_events(rng: random.Random, alerts: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Each alert's own transitions (pending, fire, acknowledge, repeat, resolve) in time order, and between them the
+    pending episodes that cleared before firing, which keep no alert."""
+    untagged = sorted(
+        (NOW - timedelta(seconds=rng.uniform(0, KPI_DAYS * 86_400)), (n % ALERT_RULES) + 1, rng.randint(0, 16))
+        for n in range(UNTAGGED_PENDING)
+    )
+    # the episode of the sample group that just started: its pending step waits for an alert
+    untagged.append((NOW - timedelta(minutes=5), SAMPLE["rule_id"], 0))
+    position = 0
+
+    def event(alert_id: int | None, rule_id: int, license_id: int, fp: str, group_n: int, from_state: str, to_state: str,
+              action: str, at: datetime, actor: str = "evaluator", note: str | None = None) -> tuple[Any, ...]:
+        return (alert_id, rule_id, license_id, fp, _group_key(group_n), from_state, to_state, actor, note,
+                round(rng.lognormvariate(2, 1), 2), json.dumps({"action": action, "reason": "threshold crossed"}), at)
+
+    for alert_id, rule_id, license_id, fp, status, _, _, triggered, resolved in alerts:
+        group_n = (alert_id - 1) // ALERT_RULES
+        while position < len(untagged) and untagged[position][0] < triggered:
+            at, rule_n, untagged_group = untagged[position]
+            fp_n = fingerprint(rule_n, untagged_group)
+            yield event(None, rule_n, _rule_license(rule_n), fp_n, untagged_group, "inactive", "pending", "pending", at)
+            if at < NOW - timedelta(minutes=10):
+                yield event(None, rule_n, _rule_license(rule_n), fp_n, untagged_group, "pending", "inactive", "clear",
+                            at + timedelta(minutes=3))
+            position += 1
+        if rng.random() < 0.6:
+            yield event(alert_id, rule_id, license_id, fp, group_n, "inactive", "pending", "pending", triggered - timedelta(minutes=5))
+        yield event(alert_id, rule_id, license_id, fp, group_n, "pending", "active", "fire", triggered)
+        if status == "acknowledged" or (status == "resolved" and rng.random() < 0.3):
+            yield event(alert_id, rule_id, license_id, fp, group_n, "active", "acknowledged", "acknowledge",
+                        triggered + timedelta(minutes=rng.randint(1, 30)), f"key:{rng.randint(1, 50)}", "looking into it")
+        if rng.random() < 0.1:
+            yield event(alert_id, rule_id, license_id, fp, group_n, "active", "active", "repeat", triggered + timedelta(hours=4))
+        if resolved is not None:
+            yield event(alert_id, rule_id, license_id, fp, group_n, "active", "resolved", "resolve", resolved)
+    for at, rule_n, untagged_group in untagged[position:]:
+        yield event(None, rule_n, _rule_license(rule_n), fingerprint(rule_n, untagged_group), untagged_group, "inactive", "pending",
+                    "pending", at)
+
+
+def _notifications(
+    rng: random.Random, alerts: list[tuple[Any, ...]], channels: dict[int | None, list[tuple[int, str, str, bool]]]
+) -> Iterator[tuple[Any, ...]]:
+    """A firing message per channel of the alert's license the rule names, a resolved one when it resolved; nearly
+    all sent at once. Pending: some of the last hours' messages, to receivers failing for now, due or waiting to retry."""
+    for alert_id, rule_id, license_id, _, _, severity, title, triggered, resolved in alerts:
+        for channel_id, name, _, send_resolved in channels.get(license_id, []):
+            if rng.random() < 0.3 and alert_id != SAMPLE["alert_id"]:
+                continue
+            sends = [("firing", triggered)] + ([("resolved", resolved)] if resolved is not None and send_resolved else [])
+            for kind, at in sends:
+                if NOW - at < timedelta(hours=6) and rng.random() < 0.3:
+                    state, attempts, next_attempt = "pending", rng.randint(1, 4), NOW + timedelta(minutes=rng.randint(-5, 30))
+                elif rng.random() < 0.03:
+                    state, attempts, next_attempt = "failed", NOTIFICATION_MAX_ATTEMPTS, at + timedelta(minutes=30)
+                else:
+                    state, attempts, next_attempt = "sent", 1 if rng.random() < 0.9 else rng.randint(2, 3), at + timedelta(seconds=2)
+                payload = {"alert_id": alert_id, "rule_id": rule_id, "title": title, "severity": severity, "kind": kind,
+                           "status": "resolved" if kind == "resolved" else "firing", "starts_at": triggered.isoformat()}
+                yield (alert_id, channel_id, name, license_id, kind, json.dumps(payload), state, attempts, next_attempt,
+                       "HTTP 503 from the receiver" if state == "failed" else None, at, next_attempt)
+
+
+def _deliveries(rng: random.Random, notifications: list[tuple[Any, ...]], channel_types: dict[int, str]) -> Iterator[tuple[Any, ...]]:
+    for notification_id, alert_id, license_id, channel_id, name, kind, status, attempts, created in notifications:
+        channel_type = channel_types.get(channel_id, "unknown")
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            outcome = "sent" if status == "sent" and last else ("abandoned" if status == "failed" and last else "failed")
+            ok = outcome == "sent"
+            http_status = None if channel_type == "email" else (200 if ok else 503)
+            yield (notification_id, alert_id, license_id, channel_id, name, channel_type, kind, attempt, outcome, http_status,
+                   "250 2.0.0 Ok: queued" if channel_type == "email" and ok else None,
+                   None if ok else "the receiver answered 503", round(rng.lognormvariate(4, 0.7), 1),
+                   created + timedelta(minutes=2 ** (attempt - 1) - 1, seconds=1))
+
+
+def _silences(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    """Maintenance windows over the 90 days, a fifth ended early; a few in force now and two still to start."""
+    for n in range(SILENCES):
+        starts = day_start(DAYS - KPI_DAYS) + timedelta(seconds=(n + rng.random()) * KPI_DAYS * 86_400 / SILENCES)
+        if n >= SILENCES - 2:
+            starts = NOW + timedelta(hours=n - SILENCES + 4)
+        ends = starts + timedelta(hours=rng.choice([1, 2, 4, 8, 24, 48]))
+        expired = starts + (ends - starts) / 2 if rng.random() < 0.2 and ends < NOW else None
+        rule = ["High error rate", "Slow checkout", "Queue backlog", "Login failures", "Low conversion"][n % 5]
+        yield (rng.randint(1, LICENSES) if rng.random() < 0.9 else None,
+               json.dumps([{"name": "alertname", "op": "=", "value": rule}, {"name": "service_name", "op": "=~", "value": "check.*"}]),
+               starts, expired or ends, f"key:{rng.randint(1, 50)}", "deploy window", expired, starts - timedelta(minutes=10))
+
+
+def _audit_entries(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    actions, weights = list(AUDIT_ACTIONS), list(AUDIT_ACTIONS.values())
+    for n in range(AUDIT_ENTRIES):
+        action = rng.choices(actions, weights)[0]
+        yield (day_start(DAYS - KPI_DAYS) + timedelta(seconds=(n + rng.random()) * KPI_DAYS * 86_400 / AUDIT_ENTRIES),
+               "cli" if rng.random() < 0.1 else f"key:{rng.randint(1, 50)}", action, action.split(".")[0],
+               str(rng.randint(1, 5_000)), rng.randint(1, LICENSES) if rng.random() < 0.9 else None,
+               json.dumps({"fields": ["name", "enabled"]} if action.endswith("update") else {}))
+
+
+def _archives(rng: random.Random) -> Iterator[tuple[Any, ...]]:
+    """The daily partitions retention dropped in the last two months, each written to Parquet first."""
+    for table in ("telemetry_events", "system_metrics", "traces"):
+        for day in range(-ARCHIVED_DAYS, 0):
+            start = day_start(day)
+            partition = f"{table}_p{start:%Y%m%d}"
+            rows = rng.randint(40_000, 60_000)
+            yield (table, partition, start, start + timedelta(days=1), rows, rows * 60,
+                   hashlib.sha256(partition.encode()).hexdigest(), f"/var/lib/fernando-telemetry/archives/{table}/{partition}.parquet",
+                   start + timedelta(days=31, minutes=5), start + timedelta(days=40) if day == -ARCHIVED_DAYS + 3 else None)
 
 
 # -- the catalog ----------------------------------------------------------------------------------
@@ -893,14 +1344,82 @@ def read_functions(connection: psycopg.Connection[Any]) -> list[tuple[str, str, 
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
+@dataclass(frozen=True)
+class Policy:
+    tables: list[str]
+    name: str
+    roles: list[str]
+    command: str
+    using: str | None
+    check: str | None
+
+
+@dataclass(frozen=True)
+class Security:
+    roles: list[tuple[str, bool, list[str]]]
+    """name, whether it can log in, its settings"""
+    policies: list[Policy]
+    """one entry per distinct policy, with every table that has it"""
+    tables_without_rls: list[str]
+    forced: list[str]
+    """tables whose policies apply to their owner too (FORCE ROW LEVEL SECURITY)"""
+    tenant_denied: list[str]
+    query_readable: list[str]
+    partitions: int
+    partitions_with_rls: int
+    partitions_tenant_reads: int
+
+
+def read_security(connection: psycopg.Connection[Any]) -> Security:
+    """The two roles, the row-level security policies and what each role can reach, from the catalog."""
+    roles = [(row[0], row[1], list(row[2])) for row in connection.execute(
+        "SELECT rolname, rolcanlogin, coalesce(rolconfig, '{}') FROM pg_roles WHERE rolname = ANY(%s) ORDER BY rolname DESC",
+        (list(ROLES),))]
+    missing = set(ROLES) - {name for name, _, _ in roles}
+    if missing:
+        raise SystemExit(f"schema_doc: roles missing from the migrated cluster: {sorted(missing)}")
+    grouped: dict[tuple[str, tuple[str, ...], str, str | None, str | None], list[str]] = {}
+    for table, name, policy_roles, command, using, check in connection.execute(
+        "SELECT tablename, policyname, roles::text[], cmd, qual, with_check FROM pg_policies"
+        " WHERE schemaname = current_schema() ORDER BY policyname, tablename"
+    ):
+        grouped.setdefault((name, tuple(policy_roles), command, using, check), []).append(table)
+    order = {table: position for position, table in enumerate(_table_order(sorted({t for ts in grouped.values() for t in ts})))}
+    policies = [Policy(sorted(tables, key=order.__getitem__), name, list(policy_roles), command, using, check)
+                for (name, policy_roles, command, using, check), tables in grouped.items()]
+    tables_without_rls = _table_order([row[0] for row in connection.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p')"
+        " AND NOT relispartition AND NOT relrowsecurity AND relname <> 'alembic_version'"
+        " AND has_table_privilege(%s, oid, 'SELECT')", (TENANT_ROLE,))])
+    forced = _table_order([row[0] for row in connection.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relforcerowsecurity")])
+    tenant_denied = _table_order([row[0] for row in connection.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p')"
+        " AND NOT relispartition AND relname <> 'alembic_version' AND NOT has_table_privilege(%s, oid, 'SELECT')",
+        (TENANT_ROLE,))])
+    query_readable = [row[0] for row in connection.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p', 'v')"
+        " AND has_table_privilege(%s, oid, 'SELECT') ORDER BY relkind = 'v', relname", (QUERY_ROLE,))]
+    partitions, with_rls, tenant_reads = connection.execute(
+        "SELECT count(*), count(*) FILTER (WHERE relrowsecurity), count(*) FILTER (WHERE has_table_privilege(%s, oid, 'SELECT'))"
+        "  FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relispartition AND relkind = 'r'",
+        (TENANT_ROLE,)).fetchone()  # type: ignore[misc]
+    return Security(roles, policies, tables_without_rls, forced, tenant_denied, query_readable, partitions, with_rls, tenant_reads)
+
+
 # -- plans ----------------------------------------------------------------------------------------
 
 
-def explain(connection: psycopg.Connection[Any], query: str, names: Names, *, without: str | None = None) -> Plan:
-    """EXPLAIN the query (never executed), optionally with one index dropped in a rolled-back transaction."""
+def explain(
+    connection: psycopg.Connection[Any], query: str, names: Names, *, without: str | None = None, setup: list[str] | None = None
+) -> Plan:
+    """EXPLAIN the query (never executed) in a rolled-back transaction, optionally with one index dropped or after
+    ``setup`` statements (a role and its license)."""
     with connection.transaction(force_rollback=True):
         if without:
             connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(without)))
+        for statement in setup or []:
+            connection.execute(statement)  # type: ignore[arg-type]
         text = "\n".join(row[0] for row in connection.execute("EXPLAIN (COSTS OFF) " + query))
         document = connection.execute("EXPLAIN (COSTS OFF, FORMAT JSON) " + query).fetchone()[0]  # type: ignore[index]
     indexes: list[str] = []
@@ -964,6 +1483,8 @@ def render(
     views: list[tuple[str, list[tuple[str, str]]]],
     view_plans: dict[str, Plan],
     functions: list[tuple[str, str, str, str]],
+    security: Security,
+    scoped_plans: list[tuple[ScopedQuery, Plan]],
 ) -> str:
     out: list[str] = []
     add = out.append
@@ -1063,6 +1584,8 @@ def render(
         add(f"| `{key.table}` | {_code(key.definition)} | {supported} |")
     add("")
 
+    _render_security(add, security, scoped_plans)
+
     add("## Views")
     add("")
     add("All views are `security_invoker`: they read with the caller's rights.")
@@ -1109,6 +1632,56 @@ def render(
         add(FUNCTIONS[name])
         add("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _render_security(add: Any, security: Security, scoped_plans: list[tuple[ScopedQuery, Plan]]) -> None:
+    add("## Row-level security and roles")
+    add("")
+    forced = ("no table forces it" if not security.forced
+              else "except where a table forces it: " + ", ".join(f"`{name}`" for name in security.forced))
+    add("The role the server connects as owns the tables and, like superusers, bypasses row-level security "
+        f"({forced}): jobs, the ingest writer, the CLI and admin keys see every license. Two roles are limited to one:")
+    add("")
+    add("| role | login | settings | used by |")
+    add("|---|---|---|---|")
+    for name, login, settings in security.roles:
+        add(f"| `{name}` | {'yes' if login else 'no'} | {', '.join(_code(item) for item in settings) or '-'} | {_cell(ROLES[name])} |")
+    add("")
+    add("Policies (none applies to the owner):")
+    add("")
+    add("| policy | to | command | using | with check | tables |")
+    add("|---|---|---|---|---|---|")
+    for policy in security.policies:
+        add(f"| `{policy.name}` | {', '.join(f'`{role}`' for role in policy.roles)} | {policy.command} | "
+            f"{_expression(policy.using)} | {_expression(policy.check) if policy.check != policy.using else 'the same'} | "
+            + ", ".join(f"`{table}`" for table in policy.tables) + " |")
+    add("")
+    add(f"`{QUERY_ROLE}` can read only " + ", ".join(f"`{name}`" for name in security.query_readable)
+        + "; rows of other licenses, and rows with no license (platform-wide KPIs, for one), are invisible to it.")
+    add("")
+    add(f"`{TENANT_ROLE}` can read and write every table but "
+        + ", ".join(f"`{name}`" for name in security.tenant_denied)
+        + ". Of those, these have no row-level security, so a tenant session reads and writes all their rows: "
+        + ", ".join(f"`{name}`" for name in security.tables_without_rls) + ".")
+    add(f"Of the {security.partitions} daily partitions, {security.partitions_with_rls} have row-level security of their "
+        f"own and the tenant role may read {security.partitions_tenant_reads} directly (the parent's policies apply only to "
+        "queries through the parent).")
+    add("")
+    add("How a policy shows in a plan, for the sample license " + str(SAMPLE["license_id"]) + ":")
+    add("")
+    for scoped, plan in scoped_plans:
+        add(f"### {scoped.title}")
+        add("")
+        add("```sql")
+        add(scoped.sql.format(**SAMPLE))
+        add("```")
+        add("")
+        add("Plan" + (" (uses " + ", ".join(f"`{name}`" for name in plan.indexes_used) + ")" if plan.indexes_used else "") + ":")
+        add("")
+        add("```")
+        add(plan.text)
+        add("```")
+        add("")
 
 
 def _render_index(add: Any, report: IndexReport) -> None:
@@ -1181,6 +1754,11 @@ def _check(definition: str) -> str:
     return f"`{match.group(1)}` is one of " + ", ".join(f"`{value}`" for value in values)
 
 
+def _expression(text: str | None) -> str:
+    """A catalog expression on one line, its pretty-printing's runs of spaces collapsed."""
+    return _code(" ".join(text.split())) if text else ""
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -1215,6 +1793,7 @@ def main(argv: list[str] | None = None) -> int:
             foreign_keys = read_foreign_keys(connection)
             views = read_views(connection)
             functions = read_functions(connection)
+            security = read_security(connection)
         counts = load(url)
         progress("explaining")
         with psycopg.connect(libpq_url(url), options="-c timezone=UTC", autocommit=True) as connection:
@@ -1232,6 +1811,8 @@ def main(argv: list[str] | None = None) -> int:
                 for index in indexes
             ]
             view_plans = {view: explain(connection, VIEW_QUERIES[view], names) for view, _ in views if view in VIEW_QUERIES}
+            scoped_plans = [(scoped, explain(connection, scoped.sql.format(**SAMPLE), names, setup=scope_setup(scoped.role)))
+                            for scoped in SCOPED_QUERIES]
 
     for report in reports:
         if not report.used:
@@ -1240,7 +1821,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"does not use it; it uses {used}", file=sys.stderr)
 
     document = render(version=version.split(" ")[0], settings=settings, counts=counts, tables=tables, reports=reports,
-                      foreign_keys=foreign_keys, views=views, view_plans=view_plans, functions=functions)
+                      foreign_keys=foreign_keys, views=views, view_plans=view_plans, functions=functions,
+                      security=security, scoped_plans=scoped_plans)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(document)
     progress(f"wrote {args.output}")
