@@ -28,13 +28,16 @@ from fernando_telemetry.storage.database import libpq_url
 
 __all__ = [
     "LONG",
+    "PYTHON",
     "RESULTS_DIR",
+    "ROOT",
     "AckRecorder",
     "Figures",
     "IngestLoad",
     "LoadTally",
     "ServeProcess",
     "free_port",
+    "median",
     "percentile",
     "stored_event_ids",
     "wait_for",
@@ -216,7 +219,6 @@ class AckRecorder:
         self.failed: list[str] = []
         self.partial_batches = 0
         self.batches = 0
-        self.first_ack_after: dict[float, float] = {}
         self.ack_times: list[float] = []
 
     def export(self, kind: str, items: Sequence[Mapping[str, Any]]) -> ExportResult:
