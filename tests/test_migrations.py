@@ -15,6 +15,9 @@ VIEWS = {
     "system_metrics_service_summary",
     "business_metrics_kpi_summary",
     "traces_service_summary",
+    "storage_by_partition",
+    "storage_by_kind",
+    "storage_by_license",
 }
 FUNCTIONS = {
     "ensure_daily_partitions",
@@ -37,9 +40,7 @@ def _objects(engine) -> tuple[set[str], set[str], set[str]]:  # type: ignore[no-
     views = set(inspector.get_view_names())
     with engine.connect() as connection:
         functions = set(
-            connection.execute(
-                text("SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")
-            ).scalars()
+            connection.execute(text("SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")).scalars()
         )
     return tables, views, functions
 

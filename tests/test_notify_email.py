@@ -28,6 +28,7 @@ from fernando_telemetry.notify.email_format import build_email, email_body, emai
 from fernando_telemetry.notify.message import AlertMessage, Links
 from fernando_telemetry.notify.notifier import ChannelNotifier, EmailChannel, SmtpDefaults
 from fernando_telemetry.notify.smtp import SmtpServer, deliver
+from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
 from fernando_telemetry.services import alert_notifications
 from fernando_telemetry.storage.database import session_factory
 from tests.notify_fixtures import (
@@ -46,6 +47,8 @@ from tests.notify_fixtures import (
 )
 
 USER, PASSWORD = "alerts@example.com", "s3cret-app-password"
+
+LOOPBACK_ALLOWED = TargetPolicy(allowed_networks=parse_networks("127.0.0.0/8"))  # the webhook receivers listen on loopback
 
 
 @dataclass
@@ -463,7 +466,7 @@ class TestEmailDispatch:
             add_channel(seed, {"name": "hook", "type": "webhook", "url": receiver.url})
             alert_id = add_alert(seed, rule_id=add_rule(seed, channels=["email", "hook"]))
             enqueue(seed, alert_id, "firing")
-            summary = _dispatch(seed.engine, ChannelNotifier(timeout_s=5))
+            summary = _dispatch(seed.engine, ChannelNotifier(timeout_s=5, targets=LOOPBACK_ALLOWED))
             assert (summary.sent, summary.retrying) == (1, 1)
             assert len(receiver.requests) == 1
         log = {d.channel_name: d for d in deliveries(seed.engine, alert_id)}
@@ -497,7 +500,7 @@ class TestEmailDispatch:
                 add_channel(seed, {"name": "hook", "type": "webhook", "url": receiver.url})
                 alert_id = add_alert(seed, rule_id=add_rule(seed, channels=["email", "hook"]))
                 enqueue(seed, alert_id, "firing")
-                summary = _dispatch(seed.engine, ChannelNotifier(timeout_s=1))
+                summary = _dispatch(seed.engine, ChannelNotifier(timeout_s=1, targets=LOOPBACK_ALLOWED))
                 assert (summary.sent, summary.retrying) == (1, 1)
                 assert len(receiver.requests) == 1
         finally:
