@@ -7,12 +7,15 @@ ids of any length, NaN doubles, NUL characters, deep ``AnyValue`` nesting.
 
 from __future__ import annotations
 
+import base64
 import functools
 import math
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -40,6 +43,7 @@ __all__ = [
     "logs_requests",
     "metrics_requests",
     "nested_json",
+    "otlp_json",
     "traces_requests",
     "valid_item",
 ]
@@ -599,3 +603,20 @@ def logs_requests(now: datetime) -> st.SearchStrategy[ExportLogsServiceRequest]:
         return pb2_request
 
     return st.builds(build, st.lists(st.tuples(_attributes(), st.lists(_log_record(now), max_size=3)), max_size=2))
+
+
+def otlp_json(pb2_request: Message) -> dict[str, Any]:
+    """A request in OTLP/JSON: protobuf's JSON mapping with the ids as hex, as the specification writes them."""
+    document = json_format.MessageToDict(pb2_request)
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
+                    node[key] = base64.b64decode(value).hex()
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return document

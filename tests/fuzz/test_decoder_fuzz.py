@@ -4,7 +4,6 @@ field and reason, and valid items beside bad ones still come out as rows."""
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Callable
@@ -12,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from hypothesis import given
 from hypothesis import strategies as st
@@ -175,6 +173,13 @@ class TestNativeRegressions:
         assert "\x00" not in (rejections[0].field or "")
         assert "a" in (rejections[0].field or "") and "unknown field" in rejections[0].reason
 
+    def test_span_duration_past_the_calendar_is_rejected(self) -> None:
+        """A duration_ms that puts the span's end past year 9999 is a rejection of that field (was an OverflowError)."""
+        item = {**strategies.valid_item("spans", "x", NOW, 0), "duration_ms": 1.8e18}
+        rows, _, rejections = decode_items([item], KINDS["spans"].decode, _context())
+        assert rows == []
+        assert [(r.field, "too long" in r.reason) for r in rejections] == [("duration_ms", True)]
+
     def test_huge_values_are_not_echoed_whole(self) -> None:
         """A 70,000-character value is named by its length, not repeated back in the rejection."""
         huge = "9" * 70_000
@@ -223,23 +228,6 @@ def _parse_and_decode(signal: str, body: bytes, content_type: str, *, is_admin: 
     assert decoded.received == _item_count(signal, pb2_request)
     assert len(decoded.message) < 4000
     return decoded
-
-
-def _otlp_json(pb2_request: Message) -> dict[str, Any]:
-    """A request in OTLP/JSON: protobuf's JSON mapping with the ids as hex, as the specification writes them."""
-    document = json_format.MessageToDict(pb2_request)
-    stack: list[Any] = [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
-                    node[key] = base64.b64decode(value).hex()
-                else:
-                    stack.append(value)
-        elif isinstance(node, list):
-            stack.extend(node)
-    return document
 
 
 _JSON_MUTATIONS = st.sampled_from(["none", "hex_id_wrong_length", "time_as_text", "time_huge", "type_swap", "enum_out_of_range"])
@@ -311,7 +299,7 @@ class TestOtlpWire:
     @fuzz_settings(40)
     def test_otlp_json_with_hostile_changes(self, signal: str, data: st.DataObject) -> None:
         """OTLP/JSON with ids of the wrong length, times as text or past uint64, swapped types, unknown enums."""
-        document = _otlp_json(data.draw(_SIGNALS[signal][3](NOW), label="request"))
+        document = strategies.otlp_json(data.draw(_SIGNALS[signal][3](NOW), label="request"))
         mutated = _mutate(document, data.draw(_JSON_MUTATIONS, label="mutation"), data.draw(st.integers(0, 60), label="pick"))
         _parse_and_decode(signal, json.dumps(mutated).encode(), "application/json")
 

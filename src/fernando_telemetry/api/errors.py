@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fernando_telemetry.core.errors import (
@@ -75,6 +75,11 @@ def status_for(error: FernandoTelemetryError) -> int:
     return 500
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
 def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or []}}
 
@@ -96,6 +101,20 @@ def install_error_handlers(app: FastAPI) -> None:
         # The database is down, restarting or dropped the connection (a session's query, the key lookup): the
         # caller should come back, as after an overload, rather than see a 500.
         return await _domain_error(request, database_unavailable(exc, request))
+
+    @app.exception_handler(DataError)
+    async def _refused_value(request: Request, exc: DataError) -> JSONResponse:
+        # A value PostgreSQL cannot store or compare (a NUL character in text, a number out of range, a malformed
+        # literal) came from the request: the caller can act on it, so it is a 400 naming the reason, never a 500.
+        reason = _first_line(exc.orig) if exc.orig is not None else type(exc).__name__
+        logger.warning("database refused a value on %s %s: %s", request.method, request.url.path, reason)
+        return JSONResponse(error_body("invalid_input", f"the database refused a value of this request: {reason}"), status_code=400)
+
+    @app.exception_handler(StatementError)
+    async def _statement_error(request: Request, exc: StatementError) -> JSONResponse:
+        if type(exc.orig) is LookupError:  # a value outside an enum column's vocabulary, caught while binding it
+            return JSONResponse(error_body("invalid_input", _first_line(exc.orig)), status_code=400)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

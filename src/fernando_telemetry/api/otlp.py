@@ -115,6 +115,8 @@ async def _receive(request: Request, name: str) -> Response:
 
 def _status_response(exc: FernandoTelemetryError, content_type: str | None) -> Response:
     status = status_for(exc)
+    if status == 422:  # OTLP/HTTP has no 422: data that cannot be decoded or is otherwise invalid is a 400
+        status = 400
     pb2_status = status_pb2.Status(code=_GRPC_CODE_BY_STATUS.get(status, code_pb2.INTERNAL), message=exc.message)
     headers = {}
     retry_after = getattr(exc, "retry_after_s", None)

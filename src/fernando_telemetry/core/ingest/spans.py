@@ -69,7 +69,10 @@ def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
         if duration_ms is None:
             duration_ms = (end - start) / timedelta(milliseconds=1)
     elif duration_ms is not None:
-        end = start + timedelta(milliseconds=duration_ms)
+        try:
+            end = start + timedelta(milliseconds=duration_ms)
+        except OverflowError:  # the end would fall past year 9999
+            raise ItemError("duration_ms", f"{duration_ms:g} ms is too long for a span starting at {start.isoformat()}") from None
     else:
         raise ItemError("end_time", "give end_time or duration_ms")
     method = optional_text(item, "http_method", 16)
