@@ -27,6 +27,7 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
         raise PayloadTooLarge(f"the body is {declared} bytes; at most {max_bytes} are accepted")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     suffix = " once decompressed" if inflater is not None else ""
+    members = 0
     parts: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -35,12 +36,17 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
             if inflater is None:
                 piece, data = data, b""
             else:
+                if inflater.eof:
+                    # RFC 1952: a gzip body may hold several members, read as one stream (never drop what follows)
+                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    members += 1
                 try:
                     # never inflate more than the limit allows, whatever the compression ratio
                     piece = inflater.decompress(data, max_bytes - size + 1)
                 except zlib.error as exc:
-                    raise Malformed(f"the gzip body is corrupt: {exc}") from None
-                data = inflater.unconsumed_tail
+                    where = "the bytes after the gzip stream are not another gzip member" if members else "the gzip body is corrupt"
+                    raise Malformed(f"{where}: {exc}") from None
+                data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
             size += len(piece)
             if size > max_bytes:
                 raise PayloadTooLarge(f"the body is over the limit of {max_bytes} bytes{suffix}")
