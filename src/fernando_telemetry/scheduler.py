@@ -1,6 +1,8 @@
-"""One background thread that runs each job at its interval, inside the server process.
+"""Background threads, one per job, that run each job at its interval inside the server process.
 
-A failing job is logged and retried at its next tick; it never stops the others. Every run is recorded in
+A thread per job means a slow run (a notification dispatch waiting on a slow receiver, a long rollup
+backfill) never delays the others. A failing job is logged and retried at its next tick; it never stops
+the others. Every run is recorded in
 ``job_runs`` (start, end, outcome), each record in a transaction of its own. The clock is injected.
 """
 
@@ -88,22 +90,27 @@ class Scheduler:
         self._clock = clock
         self._monotonic = monotonic
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._last_run_at: dict[str, float] = {}
         self.runs: dict[str, int] = {job.name: 0 for job in jobs}
         self.failures: dict[str, int] = {job.name: 0 for job in jobs}
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
-        self._thread = threading.Thread(target=self._loop, name="fernando-telemetry-scheduler", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(job,), name=f"fernando-telemetry-job-{job.name}", daemon=True)
+            for job in self._jobs
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        deadline = self._monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - self._monotonic()))
+        self._threads = []
 
     def mark_ran(self, name: str) -> None:
         """Record that ``name`` just ran outside the loop (at start-up), so its next run waits an interval."""
@@ -119,14 +126,10 @@ class Scheduler:
             self.failures[job.name] += 1
             logger.exception("job %s failed; it runs again at its next interval", job.name)
 
-    def _loop(self) -> None:
-        due = {job.name: self._last_run_at.get(job.name, self._monotonic() - job.interval_s) + job.interval_s for job in self._jobs}
+    def _loop(self, job: Job) -> None:
+        due = self._last_run_at.get(job.name, self._monotonic() - job.interval_s) + job.interval_s
         while not self._stop.is_set():
-            for job in self._jobs:
-                if self._stop.is_set():
-                    return
-                if self._monotonic() >= due[job.name]:
-                    self.run_once(job)
-                    due[job.name] = self._monotonic() + job.interval_s
-            next_due = min(due.values(), default=self._monotonic() + 60)
-            self._stop.wait(max(0.05, min(5.0, next_due - self._monotonic())))
+            if self._monotonic() >= due:
+                self.run_once(job)
+                due = self._monotonic() + job.interval_s
+            self._stop.wait(max(0.05, min(5.0, due - self._monotonic())))
