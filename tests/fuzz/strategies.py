@@ -275,7 +275,15 @@ def hostile_items(kind: str, now: datetime) -> st.SearchStrategy[Any]:
     fields = sorted(FIELDS_BY_KIND[kind])
     item = st.fixed_dictionaries({}, optional={field: _field_value(field, now) for field in fields})
     with_unknown = st.builds(lambda base, key, value: {**base, key: value}, item, hostile_text(20), _EDGE_VALUES)
-    return st.one_of(item, item, item, with_unknown, _EDGE_VALUES)
+    # a valid item with one or two fields made hostile: a bad value is then not masked by its neighbours' failures
+    one_bad = st.builds(
+        lambda position, changes: {**valid_item(kind, "valid", now, position), **changes},
+        st.integers(0, 50),
+        st.lists(st.sampled_from(fields), min_size=1, max_size=2, unique=True).flatmap(
+            lambda chosen: st.fixed_dictionaries({field: _field_value(field, now) for field in chosen})
+        ),
+    )
+    return st.one_of(one_bad, one_bad, item, item, with_unknown, _EDGE_VALUES)
 
 
 def valid_item(kind: str, marker: str, now: datetime, position: int, *, user_id: str | None = None) -> dict[str, Any]:

@@ -173,6 +173,15 @@ class TestNativeRegressions:
         assert "\x00" not in (rejections[0].field or "")
         assert "a" in (rejections[0].field or "") and "unknown field" in rejections[0].reason
 
+    @pytest.mark.parametrize("license_id", [0, -1, 2**63, 2**64 - 1])
+    def test_admin_license_id_outside_bigint_is_rejected(self, license_id: int) -> None:
+        """An admin key's license_id must fit the bigint column: past it is a rejection naming the range."""
+        rows, _, rejections = decode_items(
+            [{"event_name": "x", "license_id": license_id}], KINDS["events"].decode, _context(is_admin=True)
+        )
+        assert rows == []
+        assert rejections[0].field == "license_id" and str(2**63 - 1) in rejections[0].reason
+
     def test_span_duration_past_the_calendar_is_rejected(self) -> None:
         """A duration_ms that puts the span's end past year 9999 is a rejection of that field (was an OverflowError)."""
         item = {**strategies.valid_item("spans", "x", NOW, 0), "duration_ms": 1.8e18}

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _MAX_JSON_CHARS = 64 * 1024
+_MAX_BIGINT = 2**63 - 1
 _MONEY_PLACES = Decimal("0.000001")
 _MONEY_CONTEXT = Context(prec=40)
 
@@ -349,8 +350,10 @@ def license_ref(item: Mapping[str, Any], context: DecodeContext) -> int | None:
     value = item.get("license_id")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ItemError("license_id", f"must be a positive integer, got {_json_type(value)}")
+    if not 1 <= value <= _MAX_BIGINT:
+        raise ItemError("license_id", f"must be a positive integer of at most {_MAX_BIGINT}, got {value}")
     return value
 
 
