@@ -44,7 +44,9 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
                     # never inflate more than the limit allows, whatever the compression ratio
                     piece = inflater.decompress(data, max_bytes - size + 1)
                 except zlib.error as exc:
-                    where = "the bytes after the gzip stream are not another gzip member" if members else "the gzip body is corrupt"
+                    where = (
+                        "the bytes after the gzip stream are not another gzip member" if members else "the gzip body is corrupt"
+                    )
                     raise Malformed(f"{where}: {exc}") from None
                 data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
             size += len(piece)

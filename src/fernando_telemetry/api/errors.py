@@ -108,7 +108,9 @@ def install_error_handlers(app: FastAPI) -> None:
         # literal) came from the request: the caller can act on it, so it is a 400 naming the reason, never a 500.
         reason = _first_line(exc.orig) if exc.orig is not None else type(exc).__name__
         logger.warning("database refused a value on %s %s: %s", request.method, request.url.path, reason)
-        return JSONResponse(error_body("invalid_input", f"the database refused a value of this request: {reason}"), status_code=400)
+        return JSONResponse(
+            error_body("invalid_input", f"the database refused a value of this request: {reason}"), status_code=400
+        )
 
     @app.exception_handler(StatementError)
     async def _statement_error(request: Request, exc: StatementError) -> JSONResponse:
