@@ -35,6 +35,7 @@ from fernando_telemetry.core.ingest import business, events, metrics, spans
 
 __all__ = [
     "FIELDS_BY_KIND",
+    "hostile_ids",
     "hostile_items",
     "hostile_text",
     "hostile_timestamps",
