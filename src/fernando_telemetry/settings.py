@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     ingest_max_items_per_request: int = Field(default=10_000, ge=1)
     """Most items in one native ingest request."""
 
+    otlp_max_items_per_request: int = Field(default=50_000, ge=1)
+    """Most spans, metric data points or log records in one OTLP request (413 above it, before decoding)."""
+
     ingest_max_rows_in_flight: int = Field(default=200_000, ge=1)
     """Rows accepted but not yet committed; past it ingest answers 503 with Retry-After."""
 

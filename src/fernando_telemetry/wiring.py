@@ -58,6 +58,7 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
             traces_retention_days=settings.traces_retention_days,
             max_future_s=settings.ingest_max_future_s,
             max_items_per_request=settings.ingest_max_items_per_request,
+            otlp_max_items_per_request=settings.otlp_max_items_per_request,
             rate_limit_items_per_s=settings.ingest_rate_limit_items_per_s,
         ),
         new_id=uuid7_factory(),

@@ -99,6 +99,7 @@ async def _receive(request: Request, name: str) -> Response:
         def work() -> tuple[otlp.DecodedBatch, RowBatch]:
             # decoding happens here, off the event loop, so it keeps reading other requests meanwhile
             pb2_request = signal.parse(body, content_type)
+            ingestor.check_otlp_size(otlp.item_count(pb2_request))
             decoded = signal.decode(pb2_request, ingestor.context(signal.kind, principal, datetime.now(UTC)))
             ingestor.check_rate(principal, max(1, decoded.received), now_s=time.monotonic())
             return decoded, _ingest_decoded(ingestor, signal, decoded, principal)

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.core.errors import DatabaseUnavailable, InvalidInput, RateLimited
+from fernando_telemetry.core.errors import DatabaseUnavailable, InvalidInput, PayloadTooLarge, RateLimited
 from fernando_telemetry.core.ingest import business, events, metrics, spans
 from fernando_telemetry.core.ingest.common import DecodeContext, Rejection, decode_items
 from fernando_telemetry.core.keys import Principal
@@ -77,6 +77,7 @@ class IngestLimits:
     traces_retention_days: int = 30
     max_future_s: float = 3600.0
     max_items_per_request: int = 10_000
+    otlp_max_items_per_request: int = 50_000
     commit_timeout_s: float = 60.0
     cache_ttl_s: float = 60.0
     rate_limit_items_per_s: float = 0.0
@@ -157,6 +158,14 @@ class Ingestor:
             new_id=self._new_id,
             dump_json=self._dump_json,
         )
+
+    def check_otlp_size(self, items: int) -> None:
+        """Refuse an OTLP request holding more items than the limit, before any of them is decoded."""
+        if items > self._limits.otlp_max_items_per_request:
+            raise PayloadTooLarge(
+                f"{items} items in one OTLP request; at most {self._limits.otlp_max_items_per_request} are accepted "
+                "(lower the exporter's batch size)"
+            )
 
     def decode(self, kind: Kind, items: Any, *, principal: Principal, now: datetime) -> RowBatch:
         """Decode a request body's items; whole-request problems raise ``InvalidInput``."""

@@ -11,6 +11,7 @@ from fernando_telemetry.core.otlp.metrics import metric_rows_from_request
 from fernando_telemetry.core.otlp.requests import (
     JSON,
     PROTOBUF,
+    item_count,
     media_type,
     parse_logs_request,
     parse_metrics_request,
@@ -28,6 +29,7 @@ __all__ = [
     "media_type",
     "metric_rows_from_request",
     "metrics_response",
+    "item_count",
     "parse_logs_request",
     "parse_metrics_request",
     "parse_traces_request",

@@ -25,6 +25,7 @@ __all__ = [
     "JSON",
     "PROTOBUF",
     "media_type",
+    "item_count",
     "parse_logs_request",
     "parse_metrics_request",
     "parse_traces_request",
@@ -66,6 +67,23 @@ def parse_metrics_request(body: bytes, content_type: str | None) -> ExportMetric
 def parse_logs_request(body: bytes, content_type: str | None) -> ExportLogsServiceRequest:
     """The body of ``POST /v1/logs``."""
     return _parsed(body, content_type, ExportLogsServiceRequest())
+
+
+def item_count(pb2_request: Message) -> int:
+    """Spans, metric data points or log records in a parsed export request, counted before any is decoded."""
+    if isinstance(pb2_request, ExportTraceServiceRequest):
+        return sum(len(scope.spans) for resource in pb2_request.resource_spans for scope in resource.scope_spans)
+    if isinstance(pb2_request, ExportLogsServiceRequest):
+        return sum(len(scope.log_records) for resource in pb2_request.resource_logs for scope in resource.scope_logs)
+    if isinstance(pb2_request, ExportMetricsServiceRequest):
+        total = 0
+        for resource in pb2_request.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    kind = metric.WhichOneof("data")
+                    total += max(1, len(getattr(metric, kind).data_points)) if kind else 1
+        return total
+    raise TypeError(f"not an OTLP export request: {type(pb2_request).__name__}")
 
 
 def _parsed(body: bytes, content_type: str | None, pb2_request: RequestPb2) -> RequestPb2:
