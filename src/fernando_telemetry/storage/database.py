@@ -13,7 +13,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.errors import DatabaseUnavailable, InvalidInput
 
-__all__ = ["libpq_url", "make_engine", "ping", "session_factory", "sqlalchemy_url"]
+__all__ = ["KEEPALIVE", "libpq_url", "make_engine", "ping", "session_factory", "sqlalchemy_url"]
+
+KEEPALIVE: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+"""libpq TCP settings: a database that stops answering (a frozen host, a dropped network) fails the
+connection within about 30 s instead of hanging the request that holds it."""
 
 _ACCEPTED_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
 
@@ -23,11 +33,11 @@ def sqlalchemy_url(raw_url: str) -> URL:
     try:
         url = make_url(raw_url.strip())
     except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
-        raise InvalidInput(f"database URL {_redact(raw_url)!r} is not a URL: expected postgresql://user@host:port/dbname") from exc
-    if url.drivername not in _ACCEPTED_SCHEMES:
         raise InvalidInput(
-            f"database URL scheme {url.drivername!r} is not supported: use postgresql:// or postgresql+psycopg://"
-        )
+            f"database URL {_redact(raw_url)!r} is not a URL: expected postgresql://user@host:port/dbname"
+        ) from exc
+    if url.drivername not in _ACCEPTED_SCHEMES:
+        raise InvalidInput(f"database URL scheme {url.drivername!r} is not supported: use postgresql:// or postgresql+psycopg://")
     if not url.database:
         raise InvalidInput(f"database URL {_redact(raw_url)!r} names no database: add /dbname after the host")
     return url.set(drivername="postgresql+psycopg")
@@ -38,7 +48,9 @@ def libpq_url(raw_url: str) -> str:
     return sqlalchemy_url(raw_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def make_engine(raw_url: str, *, pool_size: int = 5, connect_timeout_s: int = 5, application_name: str = "fernando-telemetry") -> Engine:
+def make_engine(
+    raw_url: str, *, pool_size: int = 5, connect_timeout_s: int = 5, application_name: str = "fernando-telemetry"
+) -> Engine:
     """An engine whose connections speak UTC, so ``date_trunc`` and day bounds mean UTC days."""
     return create_engine(
         sqlalchemy_url(raw_url),
@@ -49,6 +61,7 @@ def make_engine(raw_url: str, *, pool_size: int = 5, connect_timeout_s: int = 5,
             "connect_timeout": connect_timeout_s,
             "application_name": application_name,
             "options": "-c timezone=UTC",
+            **KEEPALIVE,
         },
     )
 

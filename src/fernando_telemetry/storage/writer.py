@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from fernando_telemetry.core.errors import Conflict, DatabaseUnavailable, FernandoTelemetryError, InvalidInput, Overloaded
+from fernando_telemetry.storage.database import KEEPALIVE
 
 __all__ = ["GroupCommitWriter", "IdempotencyClaim", "TableSpec", "WriteResult"]
 
@@ -117,7 +118,9 @@ class GroupCommitWriter:
             self._connection.close()
             self._connection = None
 
-    def submit(self, spec: TableSpec, rows: Sequence[tuple[Any, ...]], *, claim: IdempotencyClaim | None = None) -> Future[WriteResult]:
+    def submit(
+        self, spec: TableSpec, rows: Sequence[tuple[Any, ...]], *, claim: IdempotencyClaim | None = None
+    ) -> Future[WriteResult]:
         """Queue rows; the future resolves once they are committed (or fails with a domain error)."""
         with self._lock:
             if self._stopping or self._thread is None:
@@ -261,7 +264,9 @@ class GroupCommitWriter:
                 sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in spec.columns
             )
             connection.execute(
-                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}, updated_at = now()").format(
+                sql.SQL(
+                    "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}, updated_at = now()"
+                ).format(
                     sql.Identifier(spec.table), columns, columns, staging, sql.Identifier(spec.conflict_constraint or ""), updates
                 )
             )
@@ -269,7 +274,13 @@ class GroupCommitWriter:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed or self._connection.broken:
             try:
-                self._connection = psycopg.connect(self._conninfo, connect_timeout=5, options="-c timezone=UTC", application_name="fernando-telemetry-writer")
+                self._connection = psycopg.connect(
+                    self._conninfo,
+                    connect_timeout=5,
+                    options="-c timezone=UTC",
+                    application_name="fernando-telemetry-writer",
+                    **KEEPALIVE,
+                )
             except psycopg.OperationalError:
                 self._connection = None
                 raise
