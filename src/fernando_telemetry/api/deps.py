@@ -27,7 +27,7 @@ def presented_key(request: Request) -> str | None:
 
 def authenticate(request: Request, scope: Scope) -> Principal:
     """The caller's principal (blocking: run it in a thread): 401 without a valid key, 403 without ``scope``."""
-    with request.app.state.sessions.begin() as session:
+    with tenancy.unscoped(), request.app.state.sessions.begin() as session:
         principal = keys.authenticate(session, token=presented_key(request), now=datetime.now(UTC))
     keys.require(principal, scope)
     return principal

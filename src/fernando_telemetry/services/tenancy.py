@@ -7,18 +7,26 @@ transaction as the tenant role under row-level security (``storage.tenant_scope`
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.errors import Forbidden
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.storage import tenant_scope
 
-__all__ = ["enter", "scope_sessions", "visible_license"]
+__all__ = ["enter", "scope_sessions", "unscoped", "visible_license"]
 
 
 def scope_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     """Make ``sessions`` honour the license scope of the request they serve (see ``enter``)."""
     return tenant_scope.install(sessions)
+
+
+def unscoped() -> AbstractContextManager[None]:
+    """A block whose sessions run as the connecting role, whatever the request's scope: key checks read
+    ``api_keys``, which the tenant role may not."""
+    return tenant_scope.scoped(None)
 
 
 def enter(principal: Principal) -> None:

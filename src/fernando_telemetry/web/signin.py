@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from fernando_telemetry.core.errors import Forbidden, Unauthorized
 from fernando_telemetry.core.keys import Principal, Scope, display_prefix
-from fernando_telemetry.services import keys
+from fernando_telemetry.services import keys, tenancy
 from fernando_telemetry.web.session import COOKIE_NAME, CSRF_FIELD, SessionCodec, SessionData, new_csrf_token, same_token
 
 __all__ = [
@@ -64,7 +64,7 @@ def current_session(request: Request) -> SessionData | None:
 
 def check_key(request: Request, token: str) -> Principal:
     """The principal of ``token`` if it may read (blocking): ``Unauthorized`` or ``Forbidden`` otherwise."""
-    with request.app.state.sessions.begin() as session:
+    with tenancy.unscoped(), request.app.state.sessions.begin() as session:
         principal = keys.authenticate(session, token=token, now=datetime.now(UTC))
     keys.require(principal, Scope.READ)
     return principal
