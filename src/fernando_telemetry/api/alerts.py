@@ -17,10 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
-from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alerts, tenancy
+from fernando_telemetry.services import alerts, audit, tenancy
 
-__all__ = ["actor_of", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
@@ -41,11 +40,6 @@ _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "The alert is resolved (or, for acknowledge, already acknowledged)"},
     422: {"description": "The body does not match the schema"},
 }
-
-
-def actor_of(principal: Principal) -> str:
-    """How a change made with this key is recorded in ``alert_events.actor``."""
-    return f"key:{principal.api_key_id}"
 
 
 class AlertOut(BaseModel):
@@ -240,7 +234,7 @@ def acknowledge_alert(
             session,
             alert_id=alert_id,
             license_id=tenancy.visible_license(principal),
-            actor=actor_of(principal),
+            actor=audit.actor_of(principal),
             now=datetime.now(UTC),
             user_id=body.user_id,
             note=body.note,
@@ -261,7 +255,7 @@ def assign_alert(request: Request, principal: ReadKey, body: AssignIn, alert_id:
             alert_id=alert_id,
             license_id=tenancy.visible_license(principal),
             assignee=body.user_id,
-            actor=actor_of(principal),
+            actor=audit.actor_of(principal),
             now=datetime.now(UTC),
             note=body.note,
         )
@@ -285,7 +279,7 @@ def resolve_alert(request: Request, principal: ReadKey, body: ResolveIn | None =
             session,
             alert_id=alert_id,
             license_id=tenancy.visible_license(principal),
-            actor=actor_of(principal),
+            actor=audit.actor_of(principal),
             now=datetime.now(UTC),
             user_id=body.user_id,
             note=body.note,

@@ -32,15 +32,42 @@ _ERRORS = {
 }
 
 _EXAMPLES: dict[str, dict[str, Any]] = {
-    "events": {"event_type": "user_action", "event_name": "checkout_completed", "user_id": "u-42",
-               "session_id": "s-9", "payload": {"plan": "pro", "amount": 49.0}, "event_timestamp": "2026-11-28T09:30:00Z"},
-    "system_metrics": {"metric_name": "cpu_usage", "metric_type": "gauge", "value": 73.5, "unit": "percent",
-                       "service_name": "api", "host_name": "web-1", "labels": {"region": "eu"}},
-    "business_metrics": {"metric_name": "revenue", "metric_category": "revenue", "metric_value": "1234.50",
-                         "currency": "EUR", "period_type": "daily", "period_start": "2026-11-27T00:00:00Z"},
-    "spans": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7", "operation_name": "GET /cart",
-              "service_name": "web", "span_kind": "server", "start_time": "2026-11-28T09:30:00Z", "duration_ms": 12.5,
-              "status": "ok", "status_code": 200},
+    "events": {
+        "event_type": "user_action",
+        "event_name": "checkout_completed",
+        "user_id": "u-42",
+        "session_id": "s-9",
+        "payload": {"plan": "pro", "amount": 49.0},
+        "event_timestamp": "2026-11-28T09:30:00Z",
+    },
+    "system_metrics": {
+        "metric_name": "cpu_usage",
+        "metric_type": "gauge",
+        "value": 73.5,
+        "unit": "percent",
+        "service_name": "api",
+        "host_name": "web-1",
+        "labels": {"region": "eu"},
+    },
+    "business_metrics": {
+        "metric_name": "revenue",
+        "metric_category": "revenue",
+        "metric_value": "1234.50",
+        "currency": "EUR",
+        "period_type": "daily",
+        "period_start": "2026-11-27T00:00:00Z",
+    },
+    "spans": {
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id": "00f067aa0ba902b7",
+        "operation_name": "GET /cart",
+        "service_name": "web",
+        "span_kind": "server",
+        "start_time": "2026-11-28T09:30:00Z",
+        "duration_ms": 12.5,
+        "status": "ok",
+        "status_code": 200,
+    },
 }
 
 
@@ -65,7 +92,9 @@ async def _ingest(request: Request, principal: Principal, kind_name: str, endpoi
         # parsing and decoding happen here, off the event loop, so it keeps reading other requests meanwhile
         document = parse_json(body)
         if not isinstance(document, dict) or kind.body_key not in document:
-            raise SchemaMismatch(f"the body must be a JSON object with an array '{kind.body_key}': {{\"{kind.body_key}\": [...]}}")
+            raise SchemaMismatch(
+                f"the body must be a JSON object with an array '{kind.body_key}': {{\"{kind.body_key}\": [...]}}"
+            )
         items = document[kind.body_key]
         ingestor.check_rate(principal, len(items) if isinstance(items, list) else 1, now_s=time.monotonic())
         batch = ingestor.decode(kind, items, principal=principal, now=datetime.now(UTC))
@@ -74,25 +103,45 @@ async def _ingest(request: Request, principal: Principal, kind_name: str, endpoi
     return await run_in_threadpool(work)
 
 
-@router.post("/events", response_model=IngestAnswer, responses=_ERRORS, openapi_extra=_docs("events"),
-             summary="Ingest a batch of product and system events")
+@router.post(
+    "/events",
+    response_model=IngestAnswer,
+    responses=_ERRORS,
+    openapi_extra=_docs("events"),
+    summary="Ingest a batch of product and system events",
+)
 async def ingest_events(request: Request, principal: IngestKey) -> dict[str, Any]:
     return await _ingest(request, principal, "events", "events")
 
 
-@router.post("/system-metrics", response_model=IngestAnswer, responses=_ERRORS, openapi_extra=_docs("system_metrics"),
-             summary="Ingest a batch of system metric samples")
+@router.post(
+    "/system-metrics",
+    response_model=IngestAnswer,
+    responses=_ERRORS,
+    openapi_extra=_docs("system_metrics"),
+    summary="Ingest a batch of system metric samples",
+)
 async def ingest_system_metrics(request: Request, principal: IngestKey) -> dict[str, Any]:
     return await _ingest(request, principal, "system_metrics", "system-metrics")
 
 
-@router.post("/business-metrics", response_model=IngestAnswer, responses=_ERRORS, openapi_extra=_docs("business_metrics"),
-             summary="Ingest (upsert) a batch of business KPI values")
+@router.post(
+    "/business-metrics",
+    response_model=IngestAnswer,
+    responses=_ERRORS,
+    openapi_extra=_docs("business_metrics"),
+    summary="Ingest (upsert) a batch of business KPI values",
+)
 async def ingest_business_metrics(request: Request, principal: IngestKey) -> dict[str, Any]:
     return await _ingest(request, principal, "business_metrics", "business-metrics")
 
 
-@router.post("/spans", response_model=IngestAnswer, responses=_ERRORS, openapi_extra=_docs("spans"),
-             summary="Ingest a batch of trace spans")
+@router.post(
+    "/spans",
+    response_model=IngestAnswer,
+    responses=_ERRORS,
+    openapi_extra=_docs("spans"),
+    summary="Ingest a batch of trace spans",
+)
 async def ingest_spans(request: Request, principal: IngestKey) -> dict[str, Any]:
     return await _ingest(request, principal, "spans", "spans")

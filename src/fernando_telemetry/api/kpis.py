@@ -26,7 +26,9 @@ _FILTERS = {"metric_name", "metric_category", "period_type"}
 _ERRORS = {
     400: {"description": "A malformed or out-of-range parameter, an unknown parameter, or a cursor of another query"},
     401: {"description": "Missing or unknown API key"},
-    403: {"description": "The key lacks the read scope, asks for another license, or asks for overall=true without being an admin key"},
+    403: {
+        "description": "The key lacks the read scope, asks for another license, or asks for overall=true without being an admin key"
+    },
 }
 _LICENSE_DOC = "Admin keys: only this license's values"
 _OVERALL_DOC = "Admin keys: `true` for the platform-wide values only (stored with license_id null)"
@@ -45,13 +47,17 @@ class BusinessMetricOut(BaseModel):
     dimensions: dict[str, Any]
     target_value: float | None
     previous_value: float | None
-    source: str = Field(description="kpi_job for values the KPI job computed; api for values sent to POST /api/v1/business-metrics")
+    source: str = Field(
+        description="kpi_job for values the KPI job computed; api for values sent to POST /api/v1/business-metrics"
+    )
     computed_at: datetime
 
 
 class BusinessMetricPageOut(BaseModel):
     business_metrics: list[BusinessMetricOut] = Field(description="Newest period first, then newest row first")
-    next_cursor: str | None = Field(description="Pass as `cursor` (with the same filters) for the next page; null on the last page")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same filters) for the next page; null on the last page"
+    )
 
 
 class KpiOut(BaseModel):
@@ -84,7 +90,9 @@ def _flag(text: str | None, *, parameter: str) -> bool:
         return True
     if value in ("false", "0", "no", ""):
         return False
-    raise InvalidInput(f"{parameter}: {text[:40]!r} is not true or false", details=[{"field": parameter, "reason": "not a boolean"}])
+    raise InvalidInput(
+        f"{parameter}: {text[:40]!r} is not true or false", details=[{"field": parameter, "reason": "not a boolean"}]
+    )
 
 
 @router.get(

@@ -130,7 +130,10 @@ def _status_response(exc: FernandoTelemetryError, content_type: str | None) -> R
     if protobuf:
         return Response(pb2_status.SerializeToString(), status_code=status, media_type=otlp.PROTOBUF, headers=headers)
     return Response(
-        json_format.MessageToJson(pb2_status, indent=None).encode(), status_code=status, media_type="application/json", headers=headers
+        json_format.MessageToJson(pb2_status, indent=None).encode(),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 

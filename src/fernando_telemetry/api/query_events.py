@@ -49,7 +49,9 @@ class EventOut(BaseModel):
 
 class EventPageOut(BaseModel):
     events: list[EventOut] = Field(description="Newest first: by event_timestamp, then event_id, descending")
-    next_cursor: str | None = Field(description="Pass as `cursor` (with the same filters) for the next page; null on the last page")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same filters) for the next page; null on the last page"
+    )
 
 
 def _event_out(row: dict[str, Any]) -> EventOut:
@@ -70,7 +72,7 @@ def _event_out(row: dict[str, Any]) -> EventOut:
     description=(
         "Events in `[from, to)` (default: the 24 hours before `to`, which defaults to now; at most 31 days) "
         "matching every filter given. Payload filters are `payload.<key>=<value>`, repeatable and ANDed: a value "
-        "that is JSON other than a string (`3`, `true`, `null`, `{\"plan\": \"pro\"}`) matches that JSON value or the "
+        'that is JSON other than a string (`3`, `true`, `null`, `{"plan": "pro"}`) matches that JSON value or the '
         "same text as a string; any other value matches the string. Pages are keyset pages: pass `next_cursor` "
         "back as `cursor` with the same filters."
     ),
@@ -87,13 +89,19 @@ def search_events(
     source: str | None = Query(None, examples=["web"]),
     license_id: str | None = Query(None, description="Admin keys: only this license's events"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
-    limit: str | None = Query(None, description=f"Events per page, 1 to {event_search.MAX_LIMIT} (default {event_search.DEFAULT_LIMIT})"),
+    limit: str | None = Query(
+        None, description=f"Events per page, 1 to {event_search.MAX_LIMIT} (default {event_search.DEFAULT_LIMIT})"
+    ),
 ) -> EventPageOut:
     check_names(request, allowed=_ALLOWED, prefixes=(_PAYLOAD_PREFIX,))
     equals = {
         name: value
         for name, value in {
-            "event_type": event_type, "event_name": event_name, "user_id": user_id, "session_id": session_id, "source": source,
+            "event_type": event_type,
+            "event_name": event_name,
+            "user_id": user_id,
+            "session_id": session_id,
+            "source": source,
         }.items()
         if value is not None
     }

@@ -19,7 +19,16 @@ router = APIRouter(prefix="/api/v1", tags=["query"])
 
 _LABELS_PREFIX = "labels."
 _SERIES_PARAMETERS = {
-    "metric_name", "service_name", "host_name", "from", "to", "step", "agg", "group_by", "license_id", "source",
+    "metric_name",
+    "service_name",
+    "host_name",
+    "from",
+    "to",
+    "step",
+    "agg",
+    "group_by",
+    "license_id",
+    "source",
 }
 _NAMES_PARAMETERS = {"from", "to", "service_name", "license_id"}
 _ERRORS = {
@@ -129,7 +138,12 @@ def get_metric_names(
     parsed_license = integer(license_id, parameter="license_id", minimum=1)
     with request.app.state.sessions() as session:
         found = metric_series.names(
-            session, principal=principal, start=start, end=end, service_name=service_name, license_id=parsed_license,
+            session,
+            principal=principal,
+            start=start,
+            end=end,
+            service_name=service_name,
+            license_id=parsed_license,
             now=datetime.now(UTC),
         )
     return MetricNamesAnswer(metrics=[MetricNameOut.model_validate(name, from_attributes=True) for name in found])

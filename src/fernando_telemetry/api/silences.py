@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from fernando_telemetry.api.alerts import actor_of
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
@@ -132,13 +131,13 @@ def create_silence(request: Request, principal: ReadKey, body: SilenceIn) -> Sil
             matchers=body.matchers,
             starts_at=starts_at,
             ends_at=ends_at,
-            created_by=actor_of(principal),
+            created_by=audit.actor_of(principal),
             comment=body.comment,
             now=now,
         )
         audit.record(
             session,
-            actor=actor_of(principal),
+            actor=audit.actor_of(principal),
             action="silence.create",
             target_type="silence",
             target_id=view.silence_id,
@@ -207,13 +206,13 @@ def update_silence(request: Request, principal: ReadKey, body: SilencePatch, sil
             session,
             silence_id=silence_id,
             license_id=tenancy.visible_license(principal),
-            actor=actor_of(principal),
+            actor=audit.actor_of(principal),
             now=datetime.now(UTC),
             **changes,
         )
         audit.record(
             session,
-            actor=actor_of(principal),
+            actor=audit.actor_of(principal),
             action="silence.update",
             target_type="silence",
             target_id=silence_id,
@@ -230,12 +229,12 @@ def _expire(request: Request, principal: ReadKey, silence_id: int) -> SilenceOut
             session,
             silence_id=silence_id,
             license_id=tenancy.visible_license(principal),
-            actor=actor_of(principal),
+            actor=audit.actor_of(principal),
             now=datetime.now(UTC),
         )
         audit.record(
             session,
-            actor=actor_of(principal),
+            actor=audit.actor_of(principal),
             action="silence.expire",
             target_type="silence",
             target_id=silence_id,

@@ -94,8 +94,14 @@ class TraceHoursOut(_Page):
 
 
 def _filters(
-    request: Request, *, equals: dict[str, str | None], from_: str | None, to: str | None,
-    license_id: str | None, limit: str | None, offset: str | None,
+    request: Request,
+    *,
+    equals: dict[str, str | None],
+    from_: str | None,
+    to: str | None,
+    license_id: str | None,
+    limit: str | None,
+    offset: str | None,
 ) -> summaries.SummaryFilters:
     check_names(request, allowed={*_COMMON, *equals})
     return summaries.SummaryFilters(
@@ -131,7 +137,9 @@ def events_hourly(
     )
     with request.app.state.sessions() as session:
         page = summaries.events_hourly(session, principal=principal, filters=filters, now=datetime.now(UTC))
-    return EventHoursOut(from_=page.start, to=page.end, rows=[EventHourOut(**row) for row in page.rows], next_offset=page.next_offset)
+    return EventHoursOut(
+        from_=page.start, to=page.end, rows=[EventHourOut(**row) for row in page.rows], next_offset=page.next_offset
+    )
 
 
 @router.get(
@@ -158,12 +166,19 @@ def services_hourly(
     offset: str | None = _OFFSET,
 ) -> ServiceHoursOut:
     filters = _filters(
-        request, equals={"service_name": service_name, "metric_name": metric_name},
-        from_=from_, to=to, license_id=license_id, limit=limit, offset=offset,
+        request,
+        equals={"service_name": service_name, "metric_name": metric_name},
+        from_=from_,
+        to=to,
+        license_id=license_id,
+        limit=limit,
+        offset=offset,
     )
     with request.app.state.sessions() as session:
         page = summaries.services(session, principal=principal, filters=filters, now=datetime.now(UTC))
-    return ServiceHoursOut(from_=page.start, to=page.end, rows=[ServiceHourOut(**row) for row in page.rows], next_offset=page.next_offset)
+    return ServiceHoursOut(
+        from_=page.start, to=page.end, rows=[ServiceHourOut(**row) for row in page.rows], next_offset=page.next_offset
+    )
 
 
 @router.get(
@@ -190,9 +205,16 @@ def traces_hourly(
     offset: str | None = _OFFSET,
 ) -> TraceHoursOut:
     filters = _filters(
-        request, equals={"service_name": service_name, "operation_name": operation_name},
-        from_=from_, to=to, license_id=license_id, limit=limit, offset=offset,
+        request,
+        equals={"service_name": service_name, "operation_name": operation_name},
+        from_=from_,
+        to=to,
+        license_id=license_id,
+        limit=limit,
+        offset=offset,
     )
     with request.app.state.sessions() as session:
         page = summaries.traces(session, principal=principal, filters=filters, now=datetime.now(UTC))
-    return TraceHoursOut(from_=page.start, to=page.end, rows=[TraceHourOut(**row) for row in page.rows], next_offset=page.next_offset)
+    return TraceHoursOut(
+        from_=page.start, to=page.end, rows=[TraceHourOut(**row) for row in page.rows], next_offset=page.next_offset
+    )

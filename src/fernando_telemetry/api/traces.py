@@ -35,15 +35,25 @@ with its true ``depth`` and ``parent_span_id``, and the node says ``descendants_
 _ATTR_PREFIX = "attr."
 _WINDOW_PARAMS = {"from", "to", "license_id"}
 _SEARCH_PARAMS = _WINDOW_PARAMS | {
-    "service", "operation", "status", "http_status", "min_duration_ms", "max_duration_ms", "limit",
+    "service",
+    "operation",
+    "status",
+    "http_status",
+    "min_duration_ms",
+    "max_duration_ms",
+    "limit",
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed or out-of-range parameter, or an unknown parameter"},
     401: {"description": "Missing or unknown API key"},
     403: {"description": "The key lacks the read scope, or asks for another license"},
 }
-_FROM = Query(None, alias="from", description="ISO 8601 instant, inclusive (default: an hour before `to`)",
-              examples=["2026-11-28T09:00:00Z"])
+_FROM = Query(
+    None,
+    alias="from",
+    description="ISO 8601 instant, inclusive (default: an hour before `to`)",
+    examples=["2026-11-28T09:00:00Z"],
+)
 _TO = Query(None, description="ISO 8601 instant, exclusive (default: now); at most 7 days after `from`")
 _LICENSE = Query(None, description="Admin keys: only this license's spans")
 
@@ -75,7 +85,9 @@ class SpanNodeOut(BaseModel):
     span_id: str
     parent_span_id: str | None
     depth: int = Field(description="0 at the top level")
-    orphan: bool = Field(description="The span names a parent that is not in the trace (it never arrived); shown at the top level")
+    orphan: bool = Field(
+        description="The span names a parent that is not in the trace (it never arrived); shown at the top level"
+    )
     self_time_ms: float = Field(description="duration_ms minus the union of the children's intervals clipped to this span")
     service_name: str
     operation_name: str
@@ -114,7 +126,9 @@ class TraceDetailOut(TraceSummaryOut):
 
 class ServiceOut(BaseModel):
     service_name: str
-    basis: str = Field(description="`entry`: requests are server and consumer spans; `all`: the service has none, all its spans count")
+    basis: str = Field(
+        description="`entry`: requests are server and consumer spans; `all`: the service has none, all its spans count"
+    )
     requests: int
     errors: int
     request_rate_per_s: float
@@ -153,7 +167,9 @@ def _number(text: str | None, *, parameter: str) -> float | None:
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise InvalidInput(f"{parameter}: {text[:40]!r} is not a number", details=[{"field": parameter, "reason": "not a number"}])
+        raise InvalidInput(
+            f"{parameter}: {text[:40]!r} is not a number", details=[{"field": parameter, "reason": "not a number"}]
+        )
     return value
 
 
@@ -356,7 +372,12 @@ def list_services(
     wanted_license = integer(license_id, parameter="license_id", minimum=1)
     with request.app.state.sessions() as session:
         health = traces.services_health(
-            session, principal=principal, now=datetime.now(UTC), start=start, end=end, service_name=service,
+            session,
+            principal=principal,
+            now=datetime.now(UTC),
+            start=start,
+            end=end,
+            service_name=service,
             license_id=wanted_license,
         )
     return ServicesOut.model_validate(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.errors import DatabaseUnavailable, InvalidInput
 
-__all__ = ["KEEPALIVE", "libpq_url", "make_engine", "ping", "session_factory", "sqlalchemy_url"]
+__all__ = ["KEEPALIVE", "first_line", "libpq_url", "make_engine", "ping", "session_factory", "sqlalchemy_url"]
 
 KEEPALIVE: dict[str, int] = {
     "keepalives": 1,
@@ -77,10 +77,11 @@ def ping(engine: Engine, *, timeout_ms: int = 2000) -> None:
             connection.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
             connection.execute(text("SELECT 1"))
     except DBAPIError as exc:
-        raise DatabaseUnavailable(f"the database does not answer: {_first_line(exc.orig)}") from exc
+        raise DatabaseUnavailable(f"the database does not answer: {first_line(exc.orig)}") from exc
 
 
-def _first_line(exc: object) -> str:
+def first_line(exc: object) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 

@@ -37,8 +37,11 @@ def scoped(license_id: int | None) -> Iterator[None]:
 
 def scope_connection(connection: Any, license_id: int, *, role: str = TENANT_ROLE) -> None:
     """Switch the open transaction of ``connection`` to ``role`` with ``license_id`` for the policies."""
-    connection.execute(text(f"SET LOCAL ROLE {role}"))
-    connection.execute(text("SELECT set_config(:name, :value, true)"), {"name": LICENSE_SETTING, "value": str(license_id)})
+    # one round trip: set_config('role', ..., true) is SET LOCAL ROLE
+    connection.execute(
+        text("SELECT set_config(:name, :value, true), set_config('role', :role, true)"),
+        {"name": LICENSE_SETTING, "value": str(license_id), "role": role},
+    )
 
 
 def install(sessions: sessionmaker[Session]) -> sessionmaker[Session]:

@@ -24,11 +24,10 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Engine, text
 
 from fernando_telemetry.core.errors import DatabaseUnavailable, Forbidden, InvalidInput
-from fernando_telemetry.storage.database import sqlalchemy_url
+from fernando_telemetry.storage.database import first_line, sqlalchemy_url
+from fernando_telemetry.storage.tenant_scope import QUERY_ROLE
 
-__all__ = ["QUERY_ROLE", "QueryResult", "query_role_url", "run_select"]
-
-QUERY_ROLE = "fernando_telemetry_query"
+__all__ = ["QueryResult", "query_role_url", "run_select"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +62,6 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _first_line(exc: BaseException) -> str:
-    message = str(exc).strip()
-    return message.splitlines()[0] if message else type(exc).__name__
-
-
 def run_select(
     owner: Engine,
     query_url: str,
@@ -83,7 +77,7 @@ def run_select(
     try:
         connection = psycopg.connect(query_url, connect_timeout=connect_timeout_s, autocommit=False, options="-c timezone=UTC")
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"the query role cannot connect: {_first_line(exc)}") from exc
+        raise DatabaseUnavailable(f"the query role cannot connect: {first_line(exc)}") from exc
     try:
         pid = connection.info.backend_pid
         with owner.begin() as owner_connection:
@@ -125,16 +119,16 @@ def _run(
             ) from exc
         except pg_errors.InsufficientPrivilege as exc:
             raise Forbidden(
-                f"the query reads something it may not: {_first_line(exc)} (readable: the telemetry tables, their rollups and the views)"
+                f"the query reads something it may not: {first_line(exc)} (readable: the telemetry tables, their rollups and the views)"
             ) from exc
         except pg_errors.ReadOnlySqlTransaction as exc:
             raise InvalidInput("only a SELECT may run here: the query tried to change data") from exc
         except psycopg.errors.SyntaxError as exc:
             if "multiple commands" in str(exc):
                 raise InvalidInput("send exactly one SELECT statement (no semicolon-separated statements)") from exc
-            raise InvalidInput(f"SQL error: {_first_line(exc)}") from exc
+            raise InvalidInput(f"SQL error: {first_line(exc)}") from exc
         except psycopg.DatabaseError as exc:
-            raise InvalidInput(f"SQL error: {_first_line(exc)}") from exc
+            raise InvalidInput(f"SQL error: {first_line(exc)}") from exc
         if cursor.description is None:
             raise InvalidInput("the statement returned no rows: only a SELECT may run here")
         columns = [column.name for column in cursor.description]

@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services import alerts, audit, silences
 from fernando_telemetry.services.alerts import AlertFilters, AlertView
 from fernando_telemetry.services.tenancy import visible_license
@@ -25,7 +24,6 @@ __all__ = [
     "TABS",
     "act",
     "active_alerts",
-    "actor_of",
     "build",
     "build_detail",
     "expire_silence",
@@ -55,11 +53,6 @@ DONE_MESSAGES = {
     "expire": "The silence has ended.",
 }
 _PAGE_SIZE = 50
-
-
-def actor_of(principal: Principal) -> str:
-    """How a change made from the dashboard is recorded (the key it signed in with, as through the API)."""
-    return f"key:{principal.api_key_id}"
 
 
 def active_alerts(request: PageRequest, *, limit: int = 10) -> tuple[list[AlertView], int, bool]:
@@ -150,7 +143,7 @@ def silence_matchers(alert: AlertView) -> list[dict[str, str]]:
 def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, str]) -> Any:
     """Apply one action of the alert page's forms with the signed-in key; the caller commits."""
     license_id = visible_license(request.principal)
-    actor = actor_of(request.principal)
+    actor = audit.actor_of(request.principal)
     note = (form.get("note") or "").strip() or None
     session, now = request.session, request.now
     if action == "acknowledge":
@@ -198,12 +191,12 @@ def expire_silence(request: PageRequest, *, silence_id: int) -> Any:
         request.session,
         silence_id=silence_id,
         license_id=visible_license(request.principal),
-        actor=actor_of(request.principal),
+        actor=audit.actor_of(request.principal),
         now=request.now,
     )
     audit.record(
         request.session,
-        actor=actor_of(request.principal),
+        actor=audit.actor_of(request.principal),
         action="silence.expire",
         target_type="silence",
         target_id=silence_id,
