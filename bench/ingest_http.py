@@ -1226,7 +1226,8 @@ def main(argv: list[str] | None = None) -> int:
                 conn.rollback()
                 for statement in (
                     "DELETE FROM telemetry_events WHERE license_id = %s", "DELETE FROM traces WHERE license_id = %s",
-                    "DELETE FROM users WHERE license_id = %s", "DELETE FROM licenses WHERE license_id = %s",
+                    "DELETE FROM users WHERE license_id = %s", "DELETE FROM audit_log WHERE license_id = %s",
+                    "DELETE FROM licenses WHERE license_id = %s",
                 ):
                     conn.execute(statement, (license_id,))
                 conn.commit()
