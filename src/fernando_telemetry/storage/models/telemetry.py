@@ -23,7 +23,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fernando_telemetry.core.enums import EventSource, EventType, MetricType, SpanKind, SpanStatus
@@ -151,6 +151,13 @@ class SystemMetric(Base):
     p90: Mapped[float | None] = mapped_column(Double)
     p95: Mapped[float | None] = mapped_column(Double)
     p99: Mapped[float | None] = mapped_column(Double)
+    # the interval (start_time, timestamp] a counter increment or a histogram's values cover; NULL for gauges
+    start_time: Mapped[datetime | None]
+    # the values' distribution as the mergeable sketch of core.sketch (histograms, raw samples); NULL: one value
+    sketch_keys: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    sketch_counts: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
+    min_value: Mapped[float | None] = mapped_column(Double)
+    max_value: Mapped[float | None] = mapped_column(Double)
     user_id: Mapped[str | None] = _user_fk()
     license_id: Mapped[int | None] = _license_fk()
     timestamp: Mapped[datetime] = mapped_column(primary_key=True)
