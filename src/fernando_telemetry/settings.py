@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     port: int = 8000
     """Port the HTTP server binds to."""
 
+    otlp_grpc_port: int = Field(default=4317, ge=0, le=65535)
+    """Port of the OTLP/gRPC receiver (traces, metrics and logs on one port, bound to ``host``); 0 turns it off.
+    Environment: ``FERNANDO_TELEMETRY_OTLP_GRPC_PORT``; ``serve --otlp-grpc-port``."""
+
+    otlp_grpc_workers: int = Field(default=16, ge=1)
+    """Threads that decode and store OTLP/gRPC requests; each waits for its rows to be committed."""
+
+    otlp_grpc_max_concurrent_rpcs: int = Field(default=256, ge=1)
+    """OTLP/gRPC calls accepted at once (running or waiting for a thread); past it gRPC answers RESOURCE_EXHAUSTED."""
+
     events_retention_days: int = Field(default=90, ge=1)
     """Raw ``telemetry_events`` older than this many days are removed by retention."""
 

@@ -7,28 +7,37 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.core.keys import Principal, Scope
 from fernando_telemetry.services import keys, tenancy
 
-__all__ = ["AdminKey", "IngestKey", "ReadKey", "authenticate", "presented_key", "requires"]
+__all__ = ["AdminKey", "IngestKey", "ReadKey", "authenticate", "authenticate_key", "key_from", "presented_key", "requires"]
 
 
 def presented_key(request: Request) -> str | None:
-    authorization = request.headers.get("authorization")
+    return key_from(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def key_from(authorization: str | None, api_key: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` value, else of an ``X-API-Key`` value (HTTP headers, gRPC metadata)."""
     if authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    api_key = request.headers.get("x-api-key")
     return api_key.strip() if api_key else None
 
 
 def authenticate(request: Request, scope: Scope) -> Principal:
     """The caller's principal (blocking: run it in a thread): 401 without a valid key, 403 without ``scope``."""
-    with tenancy.unscoped(), request.app.state.sessions.begin() as session:
-        principal = keys.authenticate(session, token=presented_key(request), now=datetime.now(UTC))
+    return authenticate_key(request.app.state.sessions, presented_key(request), scope)
+
+
+def authenticate_key(sessions: sessionmaker[Session], token: str | None, scope: Scope) -> Principal:
+    """``authenticate`` for a key already read from the request (blocking): ``Unauthorized``, ``Forbidden``."""
+    with tenancy.unscoped(), sessions.begin() as session:
+        principal = keys.authenticate(session, token=token, now=datetime.now(UTC))
     keys.require(principal, scope)
     return principal
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from google.rpc import code_pb2
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,8 +32,10 @@ __all__ = [
     "DATABASE_ERRORS",
     "DATABASE_RETRY_AFTER_S",
     "database_unavailable",
+    "database_unavailable_on",
     "error_body",
     "install_error_handlers",
+    "rpc_code_for",
     "status_for",
 ]
 
@@ -61,10 +64,32 @@ DATABASE_ERRORS = (OperationalError, InterfaceError)
 """What SQLAlchemy raises when the database is down, restarting or dropped the connection."""
 
 
+# the google.rpc.Code of each status, for OTLP answers (a google.rpc.Status body over HTTP, the status over gRPC):
+# overload and a database that is down are UNAVAILABLE, a key over its rate RESOURCE_EXHAUSTED (both retryable
+# with the RetryInfo sent beside them); everything the caller must change is final
+_RPC_CODE_BY_STATUS = {
+    400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    404: code_pb2.NOT_FOUND,
+    409: code_pb2.ABORTED,
+    413: code_pb2.INVALID_ARGUMENT,
+    415: code_pb2.INVALID_ARGUMENT,
+    422: code_pb2.INVALID_ARGUMENT,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    503: code_pb2.UNAVAILABLE,
+}
+
+
 def database_unavailable(exc: OperationalError | InterfaceError, request: Request) -> DatabaseUnavailable:
     """The domain error of a database that cannot be reached (the reason is logged, not told to the caller)."""
+    return database_unavailable_on(exc, f"{request.method} {request.url.path}")
+
+
+def database_unavailable_on(exc: OperationalError | InterfaceError, where: str) -> DatabaseUnavailable:
+    """``database_unavailable`` for a call named ``where`` (a gRPC method, say) rather than an HTTP request."""
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else type(exc).__name__
-    logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, reason)
+    logger.warning("database unreachable on %s: %s", where, reason)
     return DatabaseUnavailable("the database is unavailable; retry shortly", retry_after_s=DATABASE_RETRY_AFTER_S)
 
 
@@ -73,6 +98,11 @@ def status_for(error: FernandoTelemetryError) -> int:
         if isinstance(error, error_class):
             return status
     return 500
+
+
+def rpc_code_for(status: int) -> int:
+    """The ``google.rpc.Code`` (the gRPC status code) answering what HTTP answers with ``status``."""
+    return _RPC_CODE_BY_STATUS.get(status, code_pb2.INTERNAL)
 
 
 def _first_line(exc: BaseException) -> str:

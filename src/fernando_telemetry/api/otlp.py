@@ -7,60 +7,29 @@ when some items were refused, and a ``google.rpc.Status`` body with 4xx/5xx othe
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from google.protobuf import json_format
-from google.rpc import code_pb2, status_pb2
+from google.rpc import status_pb2
 from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.body import read_body
 from fernando_telemetry.api.deps import authenticate
-from fernando_telemetry.api.errors import DATABASE_ERRORS, database_unavailable, status_for
+from fernando_telemetry.api.errors import DATABASE_ERRORS, database_unavailable, rpc_code_for, status_for
 from fernando_telemetry.core import otlp
 from fernando_telemetry.core.errors import FernandoTelemetryError
-from fernando_telemetry.core.ingest.common import DecodeContext
-from fernando_telemetry.core.keys import Principal, Scope
-from fernando_telemetry.services.ingest import KINDS, Ingestor, Kind, RowBatch
+from fernando_telemetry.core.keys import Scope
+from fernando_telemetry.services import otlp_export
+from fernando_telemetry.services.ingest import Ingestor
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["otlp"])
 
-_GRPC_CODE_BY_STATUS = {
-    400: code_pb2.INVALID_ARGUMENT,
-    401: code_pb2.UNAUTHENTICATED,
-    403: code_pb2.PERMISSION_DENIED,
-    404: code_pb2.NOT_FOUND,
-    409: code_pb2.ABORTED,
-    413: code_pb2.INVALID_ARGUMENT,
-    415: code_pb2.INVALID_ARGUMENT,
-    422: code_pb2.INVALID_ARGUMENT,
-    429: code_pb2.RESOURCE_EXHAUSTED,
-    503: code_pb2.UNAVAILABLE,
-}
-
-
-@dataclass(frozen=True)
-class _Signal:
-    kind: Kind
-    endpoint: str
-    parse: Callable[[bytes, str | None], Any]
-    decode: Callable[[Any, DecodeContext], otlp.DecodedBatch]
-    answer: Callable[[int, str], Any]
-
-
-_SIGNALS = {
-    "traces": _Signal(KINDS["spans"], "otlp-traces", otlp.parse_traces_request, otlp.spans_from_request, otlp.traces_response),
-    "metrics": _Signal(
-        KINDS["system_metrics"], "otlp-metrics", otlp.parse_metrics_request, otlp.metric_rows_from_request, otlp.metrics_response
-    ),
-    "logs": _Signal(KINDS["events"], "otlp-logs", otlp.parse_logs_request, otlp.event_rows_from_logs_request, otlp.logs_response),
-}
 
 _DOC = {
     "requestBody": {
@@ -81,36 +50,26 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _ingest_decoded(ingestor: Ingestor, signal: _Signal, decoded: otlp.DecodedBatch, principal: Principal) -> RowBatch:
-    batch = RowBatch(decoded.rows, decoded.indexes, decoded.rejections, received=decoded.received)
-    ingestor.store(signal.kind, batch, principal=principal, endpoint=signal.endpoint, idempotency_key=None)
-    return batch
-
-
 async def _receive(request: Request, name: str) -> Response:
-    signal = _SIGNALS[name]
+    signal = otlp_export.SIGNALS[name]
     content_type = request.headers.get("content-type")
     try:
         otlp.media_type(content_type)  # 415 before anything else is read
         principal = await run_in_threadpool(authenticate, request, Scope.INGEST)
         ingestor: Ingestor = request.app.state.ingestor
         body = await read_body(request, max_bytes=request.app.state.limits.max_body_bytes)
-
-        def work() -> tuple[otlp.DecodedBatch, RowBatch]:
-            # decoding happens here, off the event loop, so it keeps reading other requests meanwhile
-            pb2_request = signal.parse(body, content_type)
-            ingestor.check_otlp_size(otlp.item_count(pb2_request))
-            decoded = signal.decode(pb2_request, ingestor.context(signal.kind, principal, datetime.now(UTC)))
-            ingestor.check_rate(principal, max(1, decoded.received), now_s=time.monotonic())
-            return decoded, _ingest_decoded(ingestor, signal, decoded, principal)
-
-        decoded, batch = await run_in_threadpool(work)
+        # decoding happens off the event loop, so it keeps reading other requests meanwhile
+        exported = await run_in_threadpool(
+            functools.partial(
+                otlp_export.export, ingestor, signal=signal, body=body, content_type=content_type, principal=principal,
+                now=datetime.now(UTC), now_s=time.monotonic(),
+            )
+        )  # fmt: skip
     except FernandoTelemetryError as exc:
         return _status_response(exc, content_type)
     except DATABASE_ERRORS as exc:  # the key lookup or a user check met a database that is down: 503, as a Status
         return _status_response(database_unavailable(exc, request), content_type)
-    message = otlp.partial_success_message(batch.rejections, received=batch.received, item_name=decoded.item_name)
-    content, media = otlp.response_body(signal.answer(len(batch.rejections), message), content_type)
+    content, media = otlp.response_body(exported.response, content_type)
     return Response(content=content, media_type=media)
 
 
@@ -118,7 +77,7 @@ def _status_response(exc: FernandoTelemetryError, content_type: str | None) -> R
     status = status_for(exc)
     if status == 422:  # OTLP/HTTP has no 422: data that cannot be decoded or is otherwise invalid is a 400
         status = 400
-    pb2_status = status_pb2.Status(code=_GRPC_CODE_BY_STATUS.get(status, code_pb2.INTERNAL), message=exc.message)
+    pb2_status = status_pb2.Status(code=rpc_code_for(status), message=exc.message)
     headers = {}
     retry_after = getattr(exc, "retry_after_s", None)
     if retry_after is not None:

@@ -18,6 +18,9 @@ def demo(
     database_url: str | None = typer.Option(
         None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: a private embedded PostgreSQL 18."
     ),
+    otlp_grpc_port: int | None = typer.Option(
+        None, "--otlp-grpc-port", min=0, max=65535, help="Port of the OTLP/gRPC receiver (default 4317; 0 turns it off)."
+    ),
     traffic: bool = typer.Option(
         True, "--traffic/--no-traffic", help="Run the demo shop and its shoppers, or serve the stored data only."
     ),
@@ -56,7 +59,7 @@ def demo(
     """
     from fernando_telemetry.demo import DemoOptions, HistorySize, run
 
-    settings = load_settings(host=host, port=port, database_url=database_url)
+    settings = load_settings(host=host, port=port, database_url=database_url, otlp_grpc_port=otlp_grpc_port)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = DemoOptions(
         history=HistorySize(

@@ -51,14 +51,18 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="Port to bind (default 8000)."),
     database_url: str | None = typer.Option(None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: a private embedded PostgreSQL 18."),
+    otlp_grpc_port: int | None = typer.Option(
+        None, "--otlp-grpc-port", min=0, max=65535,
+        help="Port of the OTLP/gRPC receiver on the same host (default 4317; 0 turns it off).",
+    ),  # fmt: skip
 ) -> None:
-    """Run the HTTP API with its scheduler; starts the embedded PostgreSQL unless DATABASE_URL is set.
+    """Run the HTTP API with its scheduler, and OTLP/gRPC on port 4317; starts the embedded PostgreSQL unless DATABASE_URL is set.
 
-    Example: fernando-telemetry serve --host 0.0.0.0 --port 8000
+    Example: fernando-telemetry serve --host 0.0.0.0 --port 8000 --otlp-grpc-port 4317
     """
     from fernando_telemetry.server import serve as run_server
 
-    settings = load_settings(host=host, port=port, database_url=database_url)
+    settings = load_settings(host=host, port=port, database_url=database_url, otlp_grpc_port=otlp_grpc_port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_server(settings, note=note)
 

@@ -9,13 +9,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 
 from fernando_telemetry import jobs, runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.services import status as status_service
-from fernando_telemetry.services.status import StatusReport, TableStatus
+from fernando_telemetry.services.status import Listeners, StatusReport, TableStatus
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
 
@@ -28,9 +29,10 @@ def status(
     all_partitions: bool = typer.Option(False, "--all-partitions", help="List empty partitions too (JSON always has them)."),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
-    """Show the database (URL without password, server version, size), the migration revision against the
-    code's head, partitions per table (count, oldest and newest day), rows and bytes per table and per
-    partition, the rollups' lag and the last run and outcome of each scheduled job.
+    """Show where the server listens (HTTP, and OTLP/gRPC or "off", from the settings), the database (URL
+    without password, server version, size), the migration revision against the code's head, partitions per
+    table (count, oldest and newest day), rows and bytes per table and per partition, the rollups' lag and
+    the last run and outcome of each scheduled job.
 
     Row counts marked ~ are the planner's estimates (fast at any size); --exact counts them.
 
@@ -38,10 +40,13 @@ def status(
     """
     settings = load_settings(database_url=database_url)
     scheduled = {job.name: job.interval_s for job in jobs.default_jobs(settings)}
+    listeners = Listeners(host=settings.host, http_port=settings.port, otlp_grpc_port=settings.otlp_grpc_port or None)
     with runtime.database_engine(settings, note=note) as engine:
         url = display_url(engine)
         with session_factory(engine)() as session:
-            found = status_service.report(session, now=datetime.now(UTC), exact=exact, scheduled_jobs=scheduled)
+            found = status_service.report(
+                session, now=datetime.now(UTC), exact=exact, scheduled_jobs=scheduled, listeners=listeners
+            )
     if as_json:
         print(json.dumps(_as_document(found, url=url), indent=2, default=_json_value))
         return
@@ -96,6 +101,8 @@ def _print_report(found: StatusReport, *, url: str, all_partitions: bool) -> Non
     overview.add_row("database", f"{database.name}, {human_bytes(database.size_bytes)}")
     overview.add_row("migration", revision)
     console.print(overview)
+    if found.listeners is not None:
+        console.print(_listeners_table(found.listeners))
 
     tables = Table("table", "rows", "size", "partitions", "oldest day", "newest day", title="Tables", title_justify="left")
     for each in found.tables:
@@ -160,6 +167,15 @@ def _print_report(found: StatusReport, *, url: str, all_partitions: bool) -> Non
             job.error if job.outcome == "failed" and job.error else (job.summary or ""),
         )
     console.print(scheduled)
+
+
+def _listeners_table(listeners: Listeners) -> Table:
+    host = f"[{listeners.host}]" if ":" in listeners.host else listeners.host
+    table = Table(title="Server (settings)", show_header=False, title_justify="left")
+    table.add_row("http", escape(f"http://{host}:{listeners.http_port}"))
+    table.add_row("otlp/http", escape(f"http://{host}:{listeners.http_port}/v1/{{traces,metrics,logs}}"))
+    table.add_row("otlp/grpc", escape(f"{host}:{listeners.otlp_grpc_port}") if listeners.otlp_grpc_port else "off")
+    return table
 
 
 def _print_partitions(tables: list[TableStatus], *, all_partitions: bool) -> None:

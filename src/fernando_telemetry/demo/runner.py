@@ -146,7 +146,8 @@ def _run(settings: Settings, options: DemoOptions, *, stop: StopFlag, note: Call
                     incidents.begin()
                 monitor = Monitor(running.sessions, demo.license_id, say=say, traffic=traffic, incidents=incidents)
                 monitor.baseline()
-                _banner(say, api.url, keys.read, shop, options, customers=len(demo.customer_ids))
+                _banner(say, api.url, keys.read, shop, options, customers=len(demo.customer_ids),
+                        otlp_grpc=_otlp_grpc_endpoint(running, settings))  # fmt: skip
                 _watch(monitor, options, stop=stop, note=note)
             except BaseException:
                 note("stopping")
@@ -199,14 +200,24 @@ def _webhook_note(note: Callable[[str], None]) -> Callable[[dict[str, Any]], Non
     return received
 
 
+def _otlp_grpc_endpoint(running: server.RunningServer, settings: Settings) -> str | None:
+    """The OTLP/gRPC endpoint as exporters take it (``http://host:port``), or None when the receiver is off."""
+    if running.otlp_grpc is None:
+        return None
+    host = hosting.connect_host(settings.host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{running.otlp_grpc.port}"
+
+
 def _banner(say: Callable[[str], None], url: str, read_key: str, shop: Shop | None, options: DemoOptions, *,
-            customers: int) -> None:  # fmt: skip
+            customers: int, otlp_grpc: str | None) -> None:  # fmt: skip
     say("")
     say("Fernando Telemetry demo is running")
     say(f"  dashboard:  {url}/")
     say(f"  read key:   {read_key}")
     say("              (minted for this run: keys are stored hashed, so each run prints a new one)")
     say(f"  API docs:   {url}/docs")
+    say(f"  OTLP/HTTP:  {url} (/v1/traces, /v1/metrics, /v1/logs)")
+    say(f"  OTLP/gRPC:  {otlp_grpc}" if otlp_grpc else "  OTLP/gRPC:  off (--otlp-grpc-port 0)")
     if shop is None:
         say("  traffic:    none (--no-traffic): serving the stored data only")
     else:

@@ -24,6 +24,7 @@ __all__ = [
     "EXACT_COUNT_MAX_BYTES",
     "DatabaseStatus",
     "JobStatus",
+    "Listeners",
     "PartitionStatus",
     "RollupLag",
     "StatusReport",
@@ -123,12 +124,23 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
+class Listeners:
+    """Where a server with these settings listens (the configuration read by ``status``, not a probe of a process)."""
+
+    host: str
+    http_port: int
+    otlp_grpc_port: int | None
+    """The OTLP/gRPC receiver's port; None when it is turned off."""
+
+
+@dataclass(frozen=True)
 class StatusReport:
     generated_at: datetime
     database: DatabaseStatus
     tables: list[TableStatus]
     rollups: list[RollupLag]
     jobs: list[JobStatus]
+    listeners: Listeners | None = None
 
 
 def report(
@@ -138,10 +150,12 @@ def report(
     exact: bool = False,
     scheduled_jobs: Mapping[str, float] | None = None,
     count_below_bytes: int = EXACT_COUNT_MAX_BYTES,
+    listeners: Listeners | None = None,
 ) -> StatusReport:
     """The whole report, read in the caller's session. ``scheduled_jobs`` maps the names of the jobs this
     server schedules to their interval, so a job that never ran is listed too. A relation without a usable
-    estimate is counted when its heap is at most ``count_below_bytes``, sampled otherwise."""
+    estimate is counted when its heap is at most ``count_below_bytes``, sampled otherwise. ``listeners``
+    (from the settings) is passed through to the report."""
     figures = status_queries.database_figures(session)
     database = DatabaseStatus(
         name=figures.name,
@@ -156,6 +170,7 @@ def report(
         tables=_tables(session, exact=exact, block_size=figures.block_size, count_below_bytes=count_below_bytes),
         rollups=_rollups(session, now=now),
         jobs=_jobs(session, scheduled_jobs or {}),
+        listeners=listeners,
     )
 
 
