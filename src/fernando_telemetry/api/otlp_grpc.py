@@ -77,11 +77,15 @@ class OtlpGrpcReceiver:
 
     def _bind(self, host: str, port: int) -> int:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        try:
-            return int(self._server.add_insecure_port(address))
-        except RuntimeError:  # grpc says only "Failed to bind": find out why with a plain socket
-            self._executor.shutdown(wait=False)
-            raise InvalidInput(_bind_failure(host, port)) from None
+        # grpc says only "Failed to bind" (and logs its reason on stderr): a plain socket tells why, first
+        failure = _bind_failure(host, port) if port else None
+        if failure is None:
+            try:
+                return int(self._server.add_insecure_port(address))
+            except RuntimeError:
+                failure = _bind_failure(host, port) or f"cannot listen for OTLP/gRPC on {host}:{port}"
+        self._executor.shutdown(wait=False)
+        raise InvalidInput(failure)
 
     def start(self, *, sessions: sessionmaker[Session], ingestor: Ingestor) -> OtlpGrpcReceiver:
         """Serve the three services, authenticating keys with ``sessions`` and storing through ``ingestor``."""
@@ -106,10 +110,12 @@ class OtlpGrpcReceiver:
         self._executor.shutdown(wait=True)
 
 
-def _bind_failure(host: str, port: int) -> str:
+def _bind_failure(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on, or None when it can (as far as a plain socket can tell)."""
     try:
         family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc does: TIME_WAIT is no obstacle
             probe.bind(sockaddr[:2])
     except socket.gaierror as exc:
         return f"cannot listen for OTLP/gRPC on {host}:{port}: unknown host ({exc.strerror})"
@@ -120,7 +126,7 @@ def _bind_failure(host: str, port: int) -> str:
                 "pick another with --otlp-grpc-port, or turn the receiver off with --otlp-grpc-port 0"
             )
         return f"cannot listen for OTLP/gRPC on {host}:{port}: {exc.strerror or exc}"
-    return f"cannot listen for OTLP/gRPC on {host}:{port}"
+    return None
 
 
 def _export_handler(signal: otlp_export.Signal, sessions: sessionmaker[Session], ingestor: Ingestor) -> grpc.RpcMethodHandler:
@@ -130,7 +136,9 @@ def _export_handler(signal: otlp_export.Signal, sessions: sessionmaker[Session],
         failure: FernandoTelemetryError
         try:
             metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
-            principal = authenticate_key(sessions, key_from(metadata.get("authorization"), metadata.get("x-api-key")), Scope.INGEST)
+            principal = authenticate_key(
+                sessions, key_from(metadata.get("authorization"), metadata.get("x-api-key")), Scope.INGEST
+            )
             exported = otlp_export.export(
                 ingestor, signal=signal, body=body, content_type=otlp.PROTOBUF, principal=principal,
                 now=datetime.now(UTC), now_s=time.monotonic(),

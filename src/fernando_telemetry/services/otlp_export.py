@@ -40,9 +40,13 @@ SIGNALS: dict[str, Signal] = {
         "traces", KINDS["spans"], "otlp-traces", otlp.parse_traces_request, otlp.spans_from_request, otlp.traces_response
     ),
     "metrics": Signal(
-        "metrics", KINDS["system_metrics"], "otlp-metrics", otlp.parse_metrics_request, otlp.metric_rows_from_request,
+        "metrics",
+        KINDS["system_metrics"],
+        "otlp-metrics",
+        otlp.parse_metrics_request,
+        otlp.metric_rows_from_request,
         otlp.metrics_response,
-    ),  # fmt: skip
+    ),
     "logs": Signal(
         "logs", KINDS["events"], "otlp-logs", otlp.parse_logs_request, otlp.event_rows_from_logs_request, otlp.logs_response
     ),
