@@ -149,10 +149,10 @@ class TestDemo:
         """On a fresh database: history, live traffic in every table, the planned burst fires the payments alert,
         the printed read key reads the API, and SIGTERM stops everything with exit code 0 and the ports released."""
         url = database_factory()
-        port = _free_port()
+        port, grpc_port = _free_port(), _free_port()
         env = {**os.environ, "DATABASE_URL": url, "FERNANDO_TELEMETRY_DATA_DIR": str(tmp_path)}
-        args = ["--port", str(port), *QUICK, "--rate", "8", "--burst-after", "2", "--burst-duration", "600",
-                "--evaluation-interval", "10"]  # fmt: skip
+        args = ["--port", str(port), "--otlp-grpc-port", str(grpc_port), *QUICK, "--rate", "8", "--burst-after", "2",
+                "--burst-duration", "600", "--evaluation-interval", "10"]  # fmt: skip
         demo = DemoProcess.start(args, env)
         cleanup.append(demo)
 
@@ -160,6 +160,7 @@ class TestDemo:
         dashboard = demo.wait_for(r"dashboard:\s+(http://\S+)").group(1)
         shop_port = int(demo.wait_for(r"shop:\s+http://127\.0\.0\.1:(\d+)").group(1))
         assert dashboard == f"http://127.0.0.1:{port}/"
+        assert demo.wait_for(r"OTLP/gRPC:\s+(\S+)").group(1) == f"http://127.0.0.1:{grpc_port}"
         assert "loading 1 days of demo history" in demo.output
         assert _scalar(url, "SELECT count(*) FROM licenses WHERE name = 'Fernando Demo Shop'") == 1
 
@@ -181,7 +182,7 @@ class TestDemo:
         assert demo.stop(signal.SIGTERM) == 0, demo.output
         demo.wait_for(r"(?m)^stopped$")
         assert "Traceback" not in demo.output and "warning" not in demo.output
-        assert _nobody_listens(port) and _nobody_listens(shop_port)
+        assert _nobody_listens(port) and _nobody_listens(shop_port) and _nobody_listens(grpc_port)
 
     def test_later_runs_reuse_the_data_and_each_stop_ends_the_embedded_postgres(
         self, cleanup: list[DemoProcess], cleanup_dirs: list[Path]
@@ -197,7 +198,7 @@ class TestDemo:
         keys = []
         for run, extra, stop_signal in ((1, [], signal.SIGINT), (2, [], signal.SIGTERM), (3, ["--no-traffic"], signal.SIGINT)):
             port = _free_port()
-            demo = DemoProcess.start(["--port", str(port), *extra, *QUICK, "--burst-duration", "0"], env)
+            demo = DemoProcess.start(["--port", str(port), "--otlp-grpc-port", "0", *extra, *QUICK, "--burst-duration", "0"], env)
             cleanup.append(demo)
             keys.append(demo.wait_for(r"read key:\s+(ft_\w+)").group(1))
             database = demo.wait_for(r"at (postgresql://\S+)").group(1)
@@ -206,6 +207,7 @@ class TestDemo:
             answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/events", headers={"X-API-Key": keys[-1]}, timeout=30)
             assert answer.status_code == 200, answer.text
             assert "warning" not in demo.output
+            demo.wait_for(r"OTLP/gRPC:  off \(--otlp-grpc-port 0\)")
             if run == 1:
                 assert "loading 1 days of demo history" in demo.output
                 assert "alert rules: created Payments error rate" in demo.output

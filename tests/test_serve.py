@@ -62,7 +62,8 @@ def running_server() -> Iterator[RunningServer]:
         "FERNANDO_TELEMETRY_EMBEDDED_PORT": str(pg_port),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--otlp-grpc-port", str(_free_port())],  # fmt: skip
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
