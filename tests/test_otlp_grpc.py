@@ -78,9 +78,7 @@ def _free_port() -> int:
 
 
 def _receiver(wiring: Wiring, *, sessions: sessionmaker | None = None) -> OtlpGrpcReceiver:  # type: ignore[type-arg]
-    receiver = OtlpGrpcReceiver(
-        host="127.0.0.1", port=0, workers=4, max_concurrent_rpcs=16, max_message_bytes=MAX_MESSAGE_BYTES
-    )
+    receiver = OtlpGrpcReceiver(host="127.0.0.1", port=0, workers=4, max_concurrent_rpcs=16, max_message_bytes=MAX_MESSAGE_BYTES)
     return receiver.start(sessions=sessions or wiring.app.state.sessions, ingestor=wiring.ingestor)
 
 
@@ -120,8 +118,12 @@ def _spans_request(service: str, *names: str) -> ExportTraceServiceRequest:
     now_ns = time.time_ns()
     spans = [
         Span(
-            trace_id=uuid.uuid4().bytes, span_id=os.urandom(8), name=name, kind=Span.SPAN_KIND_SERVER,
-            start_time_unix_nano=now_ns - 5_000_000, end_time_unix_nano=now_ns,
+            trace_id=uuid.uuid4().bytes,
+            span_id=os.urandom(8),
+            name=name,
+            kind=Span.SPAN_KIND_SERVER,
+            start_time_unix_nano=now_ns - 5_000_000,
+            end_time_unix_nano=now_ns,
         )  # fmt: skip
         for name in names
     ]
@@ -218,7 +220,10 @@ class TestOfficialExporters:
         rows = _rows(
             engine, "SELECT * FROM telemetry_events WHERE payload->>'service_name' = :s ORDER BY event_timestamp", s=service
         )
-        assert [(r["event_name"], r["event_type"]) for r in rows] == [("cart opened", "system_event"), ("payment declined", "error_event")]
+        assert [(r["event_name"], r["event_type"]) for r in rows] == [
+            ("cart opened", "system_event"),
+            ("payment declined", "error_event"),
+        ]
         assert rows[1]["payload"]["severity_number"] == SeverityNumber.ERROR.value
         assert {row["license_id"] for row in rows} == {tenant.license_id}
 
@@ -250,7 +255,9 @@ class TestStatusCodes:
             )
         assert answer.partial_success.rejected_spans == 1
         assert "span 1" in answer.partial_success.error_message and "name" in answer.partial_success.error_message
-        stored = {r["operation_name"] for r in _rows(engine, "SELECT operation_name FROM traces WHERE service_name = :s", s=service)}
+        stored = {
+            r["operation_name"] for r in _rows(engine, "SELECT operation_name FROM traces WHERE service_name = :s", s=service)
+        }
         assert stored == {"GET /a", "GET /b"}
 
     def test_metrics_and_logs_answer_their_partial_success(self, grpc_port: int, tenant: Tenant, engine: Engine) -> None:
@@ -262,7 +269,9 @@ class TestStatusCodes:
         metrics = ExportMetricsServiceRequest(resource_metrics=[ResourceMetrics(resource=resource, scope_metrics=[
             ScopeMetrics(metrics=[Metric(name="temperature", gauge=Gauge(data_points=points))])])])  # fmt: skip
         records = [LogRecord(time_unix_nano=now_ns, body=AnyValue(string_value="ok")), LogRecord(time_unix_nano=1)]
-        logs = ExportLogsServiceRequest(resource_logs=[ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=records)])])
+        logs = ExportLogsServiceRequest(
+            resource_logs=[ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=records)])]
+        )
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             metrics_answer = MetricsServiceStub(channel).Export(metrics, metadata=_bearer(tenant.ingest_key))
             logs_answer = LogsServiceStub(channel).Export(logs, metadata=_bearer(tenant.ingest_key))
@@ -309,7 +318,10 @@ class TestOverload:
     def test_a_key_over_its_rate_gets_resource_exhausted_with_retry_info(self, engine: Engine, tenant: Tenant) -> None:
         """Over the key's rate: RESOURCE_EXHAUSTED with the wait in RetryInfo (what HTTP sends as Retry-After)."""
         service = "svc-" + uuid.uuid4().hex[:8]
-        with _served(engine, ingest_rate_limit_items_per_s=0.01) as (_, port), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with (
+            _served(engine, ingest_rate_limit_items_per_s=0.01) as (_, port),
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        ):
             stub = TraceServiceStub(channel)
             stub.Export(_spans_request(service, "first", "second"), metadata=_bearer(tenant.ingest_key))  # the burst
             error = _failure(lambda: stub.Export(_spans_request(service, "third"), metadata=_bearer(tenant.ingest_key)))
@@ -317,7 +329,9 @@ class TestOverload:
         pb2_status, pb2_retry_info = _details(error)
         assert pb2_status.code == code_pb2.RESOURCE_EXHAUSTED and "rate" in pb2_status.message
         assert pb2_retry_info is not None and pb2_retry_info.retry_delay.seconds >= 100  # 1 item at 0.01/s
-        stored = {r["operation_name"] for r in _rows(engine, "SELECT operation_name FROM traces WHERE service_name = :s", s=service)}
+        stored = {
+            r["operation_name"] for r in _rows(engine, "SELECT operation_name FROM traces WHERE service_name = :s", s=service)
+        }
         assert stored == {"first", "second"}
 
     def test_a_full_writer_answers_unavailable_with_retry_info(self, engine: Engine, tenant: Tenant) -> None:
@@ -338,7 +352,9 @@ class TestOverload:
         pb2_status, pb2_retry_info = _details(error)
         assert pb2_status.code == code_pb2.UNAVAILABLE and "waiting to be written" in pb2_status.message
         assert pb2_retry_info is not None and pb2_retry_info.retry_delay.seconds >= 1
-        stored = {r["operation_name"] for r in _rows(engine, "SELECT operation_name FROM traces WHERE service_name = :s", s=service)}
+        stored = {
+            r["operation_name"] for r in _rows(engine, "SELECT operation_name FROM traces WHERE service_name = :s", s=service)
+        }
         assert stored == {"warm-up", "queued"}
 
     def test_a_database_that_is_down_answers_unavailable_with_retry_info(self, running_wiring: Wiring, tenant: Tenant) -> None:
@@ -347,7 +363,9 @@ class TestOverload:
         receiver = _receiver(running_wiring, sessions=session_factory(dead))
         try:
             with grpc.insecure_channel(f"127.0.0.1:{receiver.port}") as channel:
-                error = _failure(lambda: TraceServiceStub(channel).Export(_spans_request("svc", "x"), metadata=_bearer(tenant.ingest_key)))
+                error = _failure(
+                    lambda: TraceServiceStub(channel).Export(_spans_request("svc", "x"), metadata=_bearer(tenant.ingest_key))
+                )
         finally:
             receiver.stop(grace_s=2)
             dead.dispose()
@@ -402,7 +420,11 @@ class _Process:
 
 def _env(**extra: str) -> dict[str, str]:
     """The environment of a subprocess importing this worktree's code, without OTEL_* settings of the caller."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k not in ("DATABASE_URL", "FERNANDO_TELEMETRY_DATABASE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OTEL_") and k not in ("DATABASE_URL", "FERNANDO_TELEMETRY_DATABASE_URL")
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(WORKTREE / "src"), str(WORKTREE)])
     return env | extra
 
@@ -446,13 +468,17 @@ class TestServe:
         url = database_factory()
         port, grpc_port = _free_port(), _free_port()
         command = [sys.executable, "-m", "fernando_telemetry", "serve", "--port", str(port), "--otlp-grpc-port", str(grpc_port)]
-        served = _Process(subprocess.Popen(command, env=_env(DATABASE_URL=url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        served = _Process(
+            subprocess.Popen(command, env=_env(DATABASE_URL=url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
         try:
             _wait_http(f"http://127.0.0.1:{port}/readyz", served.process)
             license_id, key = _ingest_key(url)
             service = "svc-" + uuid.uuid4().hex[:8]
             provider = TracerProvider(resource=_resource(service))
-            exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{grpc_port}", insecure=True, headers={"authorization": f"Bearer {key}"})
+            exporter = OTLPSpanExporter(
+                endpoint=f"http://127.0.0.1:{grpc_port}", insecure=True, headers={"authorization": f"Bearer {key}"}
+            )
             provider.add_span_processor(SimpleSpanProcessor(exporter))
             with provider.get_tracer("tests").start_as_current_span("job.run"):
                 pass
@@ -526,8 +552,20 @@ class TestOpentelemetryInstrument:
             OTEL_BSP_SCHEDULE_DELAY="100",
         )
         assert "OTEL_EXPORTER_OTLP_PROTOCOL" not in env and "OTEL_TRACES_EXPORTER" not in env
-        command = [str(instrument), sys.executable, "-m", "uvicorn", "tests.otel_app:app", "--host", "127.0.0.1", "--port", str(app_port)]
-        app = _Process(subprocess.Popen(command, env=env, cwd=WORKTREE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        command = [
+            str(instrument),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.otel_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(app_port),
+        ]
+        app = _Process(
+            subprocess.Popen(command, env=env, cwd=WORKTREE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
         try:
             _wait_http(f"http://127.0.0.1:{app_port}/openapi.json", app.process)  # its spans are left out below
             for path in ("/hello", "/items/7", "/items/8", "/hello"):
@@ -544,5 +582,8 @@ class TestOpentelemetryInstrument:
         assert sorted(span["operation_name"] for span in spans) == ["GET /hello", "GET /hello", "GET /items/{item_id}",
                                                                     "GET /items/{item_id}"], output  # fmt: skip
         assert {span["license_id"] for span in spans} == {tenant.license_id}
-        metric_names = {r["metric_name"] for r in _rows(engine, "SELECT DISTINCT metric_name FROM system_metrics WHERE service_name = :s", s=service)}
+        metric_names = {
+            r["metric_name"]
+            for r in _rows(engine, "SELECT DISTINCT metric_name FROM system_metrics WHERE service_name = :s", s=service)
+        }
         assert metric_names & {"http.server.duration", "http.server.request.duration"}, (metric_names, output)

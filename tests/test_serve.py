@@ -20,6 +20,9 @@ import pytest
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
 
 
+SERVE = [sys.executable, "-m", "fernando_telemetry", "serve"]
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -62,8 +65,7 @@ def running_server() -> Iterator[RunningServer]:
         "FERNANDO_TELEMETRY_EMBEDDED_PORT": str(pg_port),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--otlp-grpc-port", str(_free_port())],  # fmt: skip
+        [*SERVE, "--host", "127.0.0.1", "--port", str(port), "--otlp-grpc-port", str(_free_port())],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
