@@ -19,7 +19,6 @@ import pytest
 
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
 
-
 SERVE = [sys.executable, "-m", "fernando_telemetry", "serve"]
 
 
