@@ -379,7 +379,11 @@ def _wait_for_lock_waiter(engine: Engine, timeout_s: float = 30) -> None:
     """Until a backend waits for a lock on ``traces`` (the writer's COPY of the queued call)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        waiting = _rows(engine, "SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'traces'::regclass")
+        waiting = _rows(
+            engine,
+            "SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'traces'::regclass "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
         if waiting[0]["n"]:
             return
         time.sleep(0.05)
