@@ -801,13 +801,13 @@ def child_env(**extra: str) -> dict[str, str]:
 def code_version() -> str:
     """Where the measured code lives and its commit (and whether ``src/`` has uncommitted changes)."""
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "src"], capture_output=True,
+                                text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True,
                                check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return f"{SRC} (not a git checkout)"
-    return f"{SRC} at commit {commit}" + (" with uncommitted changes in src/" if dirty else "")
+    return f"{SRC} as of commit {commit} (the last that changed src/)" + (" with uncommitted changes" if dirty else "")
 
 
 def cli(url: str, *args: str) -> str:
