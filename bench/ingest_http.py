@@ -1,13 +1,19 @@
-"""Ingest rate through the real server: HTTP batches and OTLP spans vs raw COPY of the same rows, and the naive ORM path.
+"""Ingest rate through the real server: HTTP batches, OTLP spans and metrics vs raw COPY of the same rows, and the naive ORM path.
 
-It starts ``fernando_telemetry serve`` on this machine and measures, side by side in one run, events/s of
-(a) raw COPY of the rows the server would write, into the same ``telemetry_events`` (the limit), (b) the
-native ``POST /api/v1/events`` path with concurrent clients, each batch acked after commit, (c) OTLP
-protobuf spans through ``POST /v1/traces`` and (d) the naive original design, one ORM object added and
-committed per event. Prints each rate and the ratios (b)/(a), (c)/(a) and (b)/(d), then the cost of the
-SDK's ``TelemetryMiddleware`` on a minimal FastAPI app.
+It starts ``fernando_telemetry serve`` (the code of this checkout's ``src/``) on this machine and measures, side
+by side in one run, rows/s of (a) raw COPY of the rows the server would write, into the same ``telemetry_events``
+(the limit), (b) the native ``POST /api/v1/events`` path with concurrent clients, each batch acked after commit,
+(c) OTLP protobuf spans through ``POST /v1/traces``, (d) the naive original design, one ORM object added and
+committed per event, (e) OTLP protobuf metric data points through ``POST /v1/metrics`` as OpenTelemetry SDKs
+export them (cumulative counters and explicit-bucket histograms per label set, gauges; each stream exported again
+and again with growing totals) and (f) ``POST /api/v1/events`` where every event names a user never seen before
+(the first-sight registration of a user per event; a version that rejects unknown users is reported as such).
+Prints each rate and the ratios (b)/(a), (c)/(a), (e)/(a), (b)/(d) and (f)/(b), then the cost of the SDK's
+``TelemetryMiddleware`` on a minimal FastAPI app.
 
     .venv/bin/python bench/ingest_http.py [--events 200000] [--clients 8] [--batch 500] [--database-url URL]
+    .venv/bin/python bench/ingest_http.py --only metrics      # (a) and (e) alone
+    .venv/bin/python bench/ingest_http.py --only users        # (b) and (f) alone
     .venv/bin/python bench/ingest_http.py --only middleware   # the middleware's cost alone
 
 The events are those of ``ingest_copy.py`` (same event types, names, payloads, sources, user agents).
@@ -16,11 +22,14 @@ The events are those of ``ingest_copy.py`` (same event types, names, payloads, s
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import dataclasses
 import json
+import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -56,10 +65,26 @@ from ingest_copy import (
     _weighted,
     uuid7_text,
 )
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -74,10 +99,14 @@ from fernando_telemetry.storage.models import TelemetryEvent
 from fernando_telemetry.wiring import dump_json
 
 ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
 PYTHON = sys.executable
 LICENSE_PLAN = "pro"
 # rows of each path are told apart by their environment (and all carry the bench license)
 ENV_COPY, ENV_HTTP, ENV_OTLP, ENV_ORM, ENV_MIDDLEWARE = "bench-copy", "bench-http", "bench-otlp", "bench-orm", "bench-middleware"
+ENV_METRICS, ENV_NEW_USERS = "bench-metrics", "bench-new-users"
+PATHS = ("a", "b", "c", "d", "e", "f")
+ONLY = {"metrics": ("a", "e"), "users": ("b", "f")}  # --only: the paths each value runs
 COPY_STATEMENT = f"COPY telemetry_events ({', '.join(events.COLUMNS)}) FROM STDIN"
 
 # -- the workload ---------------------------------------------------------------------------------
@@ -326,6 +355,184 @@ def otlp_requests(
     return bodies, sizes
 
 
+# OTLP metrics (e): what the OpenTelemetry SDK of each service instance exports every METRIC_INTERVAL_S, cumulative
+SDK_DEFAULT_BOUNDS = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0)
+"""The SDK's default explicit bucket boundaries (ExplicitBucketHistogramAggregation)."""
+METRIC_INTERVAL_S = 10
+METRIC_LABEL_SETS = 60  # (method, route, status) label sets per instance: a counter and a histogram stream each
+METRIC_GAUGE_POINTS = 5  # per instance and export: cpu, memory, threads, connections used and idle
+METRIC_ROTATION = 3  # an instance comes back every (clients x this) requests, so no two requests in flight share one
+STATUS_WEIGHTS = ((200, 70.0), (201, 8.0), (204, 5.0), (400, 5.0), (401, 3.0), (404, 5.0), (429, 2.0), (500, 1.5), (503, 0.5))
+CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+SYSTEM_SCOPE = InstrumentationScope(name="opentelemetry.instrumentation.system_metrics", version="0.54b1")
+
+
+@dataclass
+class _Stream:
+    """One label set of one instance, as the SDK's cumulative aggregations hold it: totals since the process started."""
+
+    attributes: list[KeyValue]
+    weight: float
+    slow: bool
+    count: int = 0
+    total_ms: float = 0.0
+    body_bytes: int = 0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(SDK_DEFAULT_BOUNDS) + 1))
+    minimum: float = math.inf
+    maximum: float = -math.inf
+
+    def record(self, rng: random.Random) -> None:
+        value = rng.lognormvariate(4.6 if self.slow else 3.8, 0.9)  # ms, as the spans of (c)
+        self.count += 1
+        self.total_ms += value
+        self.body_bytes += int(rng.lognormvariate(7.5, 1.0))
+        self.buckets[bisect.bisect_left(SDK_DEFAULT_BOUNDS, value)] += 1  # bucket i: (bounds[i-1], bounds[i]]
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+
+
+@dataclass
+class _Instance:
+    """One service instance (one SDK, one Resource) and its streams."""
+
+    resource: Resource
+    scope: InstrumentationScope
+    start_ns: int
+    requests_per_s: float
+    streams: list[_Stream]
+    memory: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class MetricsShape:
+    """How (e) groups its data points: whole SDK exports of ``per_request`` instances per request, ``fleet`` instances."""
+
+    per_export: int
+    per_request: int
+    fleet: int
+
+    @classmethod
+    def of(cls, points_per_request: int, clients: int) -> MetricsShape:
+        per_export = 2 * METRIC_LABEL_SETS + METRIC_GAUGE_POINTS
+        per_request = max(1, round(points_per_request / per_export))
+        return cls(per_export, per_request, per_request * clients * METRIC_ROTATION)
+
+    @property
+    def points(self) -> int:
+        """Data points per request."""
+        return self.per_export * self.per_request
+
+    @property
+    def first_sight_requests(self) -> int:
+        """The requests that carry the first export of every instance (every stream's first sight)."""
+        return -(-self.fleet // self.per_request)
+
+
+def metrics_requests(
+    rng: random.Random, requests: int, shape: MetricsShape, *, now: datetime, environment: str,
+) -> tuple[list[bytes], list[int], int]:
+    """``ExportMetricsServiceRequest`` messages, serialised, and the exports per instance. Each carries the exports
+    of ``shape.per_request`` service instances, as a collector batching several SDKs sends them. An instance's export
+    is what the OpenTelemetry SDK's periodic reader sends with its default (cumulative) temporality: per label set
+    (http.request.method, http.route, http.response.status_code...) a monotonic Sum ``http.server.response.body.bytes``
+    and an explicit-bucket Histogram ``http.server.duration`` (ms, the SDK's default bounds, with min and max), and
+    five gauges. The instances take turns, so each exports every ``METRIC_INTERVAL_S`` with the same
+    ``start_time_unix_nano`` (its process start), a later ``time_unix_nano`` and totals grown by the requests served
+    meanwhile (some label sets served none: the same totals again); times end 5 s before ``now``."""
+    route_weights = [rng.uniform(0.3, 3.0) for _ in OTLP_ROUTES]
+    label_sets = sorted(
+        ((route_weights[r] * status_weight, r, status) for r in range(len(OTLP_ROUTES)) for status, status_weight in STATUS_WEIGHTS),
+        reverse=True,
+    )[:METRIC_LABEL_SETS]
+    exports = -(-requests * shape.per_request // shape.fleet)
+    interval_ns = METRIC_INTERVAL_S * 1_000_000_000
+    first_ns = int((now.timestamp() - 5.0) * 1e9) - exports * interval_ns
+    weights = [service[2] for service in OTLP_SERVICES]
+    instances: list[_Instance] = []
+    per_service: collections.Counter[int] = collections.Counter()
+    for _ in range(shape.fleet):
+        service = rng.choices(range(len(OTLP_SERVICES)), weights)[0]
+        per_service[service] += 1
+        name, version, _, _, scopes, _ = OTLP_SERVICES[service]
+        resource = Resource(attributes=_attributes({
+            "service.name": name, "service.version": version, "service.namespace": "fernando",
+            "service.instance.id": str(uuid.UUID(int=rng.getrandbits(128))), "host.name": f"{name}-{per_service[service]}",
+            "deployment.environment.name": environment, "telemetry.sdk.name": "opentelemetry",
+            "telemetry.sdk.language": "python", "telemetry.sdk.version": "1.45.2",
+            "process.runtime.name": "cpython", "process.runtime.version": "3.12.7", "process.pid": rng.randint(100, 60_000),
+        }))
+        streams = []
+        for weight, route, status in label_sets:
+            method, template, _ = OTLP_ROUTES[route]
+            stream = _Stream(_attributes({
+                "http.request.method": method, "http.route": template, "http.response.status_code": status,
+                "url.scheme": "https", "network.protocol.version": "1.1",
+            }), weight, status >= 500)
+            stream.record(rng)  # a label set appears in an export once it has served a request
+            streams.append(stream)
+        instances.append(_Instance(
+            resource, InstrumentationScope(name=scopes[0][0], version=scopes[0][1]),
+            first_ns - int(rng.uniform(60, 6 * 3_600) * 1e9), rng.uniform(20.0, 60.0), streams,
+            rng.randint(150, 400) * 2**20, rng.randint(8, 40),
+        ))
+    stream_weights = [stream.weight for stream in instances[0].streams]
+
+    def export(instance: _Instance, time_ns: int) -> ResourceMetrics:
+        served = int(instance.requests_per_s * METRIC_INTERVAL_S * rng.uniform(0.7, 1.3))
+        for index in rng.choices(range(len(stream_weights)), stream_weights, k=served):
+            instance.streams[index].record(rng)
+        start = instance.start_ns
+        duration = Metric(name="http.server.duration", unit="ms", description="Duration of HTTP server requests.",
+                          histogram=Histogram(aggregation_temporality=CUMULATIVE, data_points=[
+                              HistogramDataPoint(
+                                  attributes=s.attributes, start_time_unix_nano=start, time_unix_nano=time_ns, count=s.count,
+                                  sum=s.total_ms, bucket_counts=s.buckets, explicit_bounds=SDK_DEFAULT_BOUNDS,
+                                  min=s.minimum, max=s.maximum,
+                              ) for s in instance.streams
+                          ]))
+        body_bytes = Metric(name="http.server.response.body.bytes", unit="By", description="Bytes of HTTP response bodies sent.",
+                            sum=Sum(aggregation_temporality=CUMULATIVE, is_monotonic=True, data_points=[
+                                NumberDataPoint(attributes=s.attributes, start_time_unix_nano=start, time_unix_nano=time_ns,
+                                                as_int=s.body_bytes) for s in instance.streams
+                            ]))
+        instance.memory = max(64 * 2**20, instance.memory + rng.randint(-4, 5) * 2**20)
+        instance.threads = max(4, instance.threads + rng.randint(-1, 1))
+        used = rng.randint(0, 10)
+        gauges = [
+            Metric(name="process.cpu.utilization", unit="1", gauge=Gauge(data_points=[
+                NumberDataPoint(time_unix_nano=time_ns, as_double=round(rng.uniform(0.02, 0.9), 4))])),
+            Metric(name="process.memory.usage", unit="By", gauge=Gauge(data_points=[
+                NumberDataPoint(time_unix_nano=time_ns, as_int=instance.memory)])),
+            Metric(name="process.thread.count", unit="{thread}", gauge=Gauge(data_points=[
+                NumberDataPoint(time_unix_nano=time_ns, as_int=instance.threads)])),
+            Metric(name="db.client.connection.count", unit="{connection}", gauge=Gauge(data_points=[
+                NumberDataPoint(attributes=_attributes({"db.client.connection.state": "used"}), time_unix_nano=time_ns, as_int=used),
+                NumberDataPoint(attributes=_attributes({"db.client.connection.state": "idle"}), time_unix_nano=time_ns,
+                                as_int=10 - used),
+            ])),
+        ]
+        return ResourceMetrics(resource=instance.resource, scope_metrics=[
+            ScopeMetrics(scope=instance.scope, metrics=[duration, body_bytes]), ScopeMetrics(scope=SYSTEM_SCOPE, metrics=gauges),
+        ])
+
+    bodies: list[bytes] = []
+    for number in range(requests):
+        request = ExportMetricsServiceRequest()
+        for slot in range(number * shape.per_request, (number + 1) * shape.per_request):
+            index, round_ = slot % shape.fleet, slot // shape.fleet  # instances in turn: times only grow
+            request.resource_metrics.append(export(instances[index], first_ns + round_ * interval_ns + index * interval_ns // shape.fleet))
+        bodies.append(request.SerializeToString())
+    return bodies, [shape.points] * requests, exports
+
+
+def new_user_items(rng: random.Random, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """(f): the items with every event naming a user never seen before (a random UUID), anonymous ones included."""
+    for item in items:
+        item["user_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return items
+
+
 # -- measuring ------------------------------------------------------------------------------------
 
 
@@ -374,7 +581,7 @@ class PathResult:
         return latencies[min(len(latencies) - 1, int(quantile * len(latencies)))] * 1000
 
     def cpu_ms_per_1000(self, role: str) -> float | None:
-        if not all(role in s.cpu for s in self.slices):
+        if not all(role in s.cpu for s in self.slices) or not self.rows:
             return None
         return sum(s.cpu[role] for s in self.slices) / self.rows * 1e6
 
@@ -478,6 +685,42 @@ def check_traces(response: httpx.Response, size: int) -> str | None:
     return None
 
 
+def check_metrics(response: httpx.Response, size: int) -> str | None:
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    answer = ExportMetricsServiceResponse.FromString(response.content)
+    if answer.partial_success.rejected_data_points:
+        return (f"rejected {answer.partial_success.rejected_data_points} of {size}: "
+                f"{answer.partial_success.error_message[:200]}")
+    return None
+
+
+class Acceptance:
+    """(f): the items ``POST /api/v1/events`` accepted and rejected, over every answer (thread-safe). An answer whose
+    only rejections name an unknown user is no error here: a version that refuses unknown users is reported as such."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent = self.accepted = self.rejected = 0
+        self.reasons: collections.Counter[str] = collections.Counter()
+
+    def check(self, response: httpx.Response, size: int) -> str | None:
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}: {response.text[:200]}"
+        answer = response.json()
+        accepted, rejected = int(answer.get("accepted") or 0), answer.get("rejected") or []
+        with self._lock:
+            self.sent += size
+            self.accepted += accepted
+            self.rejected += len(rejected)
+            for rejection in rejected:  # the reason without the user id it names
+                reason = re.sub(r"'[^']*'", "'...'", str(rejection.get("reason")))
+                self.reasons[f"{rejection.get('field')}: {reason}"] += 1
+        if accepted + len(rejected) != size or any(r.get("field") != "user_id" for r in rejected):
+            return f"accepted {accepted} of {size}: {str(rejected)[:200]}"
+        return None
+
+
 def check_ok(response: httpx.Response, size: int) -> str | None:
     return None if response.status_code == 200 else f"HTTP {response.status_code}"
 
@@ -548,10 +791,29 @@ def database(url: str | None) -> Iterator[tuple[str, str, int | None]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """A subprocess's environment: this one's with this checkout's ``src/`` first on PYTHONPATH, so the server, the
+    CLI and the demo apps run the code of the tree the bench lives in, not another copy the venv may have installed."""
+    path = [str(SRC), *(part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part)]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(path)), **extra}
+
+
+def code_version() -> str:
+    """Where the measured code lives and its commit (and whether ``src/`` has uncommitted changes)."""
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "src"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"{SRC} (not a git checkout)"
+    return f"{SRC} as of commit {commit} (the last that changed src/)" + (" with uncommitted changes" if dirty else "")
+
+
 def cli(url: str, *args: str) -> str:
     """Run ``python -m fernando_telemetry ARGS`` against ``url``; its last stdout line."""
     done = subprocess.run(
-        [PYTHON, "-m", "fernando_telemetry", *args], cwd=ROOT, env={**os.environ, "DATABASE_URL": url},
+        [PYTHON, "-m", "fernando_telemetry", *args], cwd=ROOT, env=child_env(DATABASE_URL=url),
         capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
@@ -600,7 +862,7 @@ class Process:
 
 def start_server(url: str, workdir: Path) -> tuple[Process, str]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "FERNANDO_TELEMETRY_HOST_METRICS_INTERVAL_S": "0"}
+    env = child_env(DATABASE_URL=url, FERNANDO_TELEMETRY_HOST_METRICS_INTERVAL_S="0")
     base = f"http://127.0.0.1:{port}"
     server = Process(
         [PYTHON, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -693,7 +955,7 @@ def middleware_bench(
             process = Process(
                 [PYTHON, str(Path(__file__).resolve()), "--demo-app", variant, "--demo-port", str(port),
                  "--demo-endpoint", base, "--demo-key", key],
-                env=dict(os.environ), log_path=workdir / f"demo-{variant}.log", ready_url=f"{url}/items/0",
+                env=child_env(), log_path=workdir / f"demo-{variant}.log", ready_url=f"{url}/items/0",
                 name=f"the demo app ({variant})",
             )
             results.append(MiddlewareResult(variant, description, process, url))
@@ -836,6 +1098,40 @@ def stored(conn: psycopg.Connection, table: str, key: str, license_id: int, envi
     return row
 
 
+def delete_license(conn: psycopg.Connection, license_id: int) -> list[str]:
+    """Delete the bench license and every row naming it: the big tables first, then every other table with a
+    ``license_id`` column, whatever this version's schema holds (users keyed by ``user_id`` or by ``(license_id,
+    user_id)``, the users registered on first sight, per-stream metric state, rollups, audit entries...), in as many
+    passes as their foreign keys need. Returns what could not be deleted."""
+    conn.rollback()
+    tables = [row[0] for row in conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'license_id' "
+        "AND NOT a.attisdropped WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') "
+        "AND NOT c.relispartition AND c.relname <> 'licenses'"
+    )]
+    first = [table for table in ("telemetry_events", "traces", "system_metrics") if table in tables]
+    pending = first + sorted(set(tables) - set(first))
+    problems: dict[str, str] = {}
+    for _ in range(len(pending) + 1):
+        problems = {}
+        for table in pending:
+            try:
+                with conn.transaction():  # a savepoint: a table still referenced waits for the next pass
+                    conn.execute(sql.SQL("DELETE FROM {} WHERE license_id = %s").format(sql.Identifier(table)), (license_id,))
+            except psycopg.Error as exc:
+                problems[table] = str(exc).splitlines()[0][:200]
+        if not problems or len(problems) == len(pending):
+            break
+        pending = list(problems)
+    try:
+        with conn.transaction():
+            conn.execute("DELETE FROM licenses WHERE license_id = %s", (license_id,))
+    except psycopg.Error as exc:
+        problems["licenses"] = str(exc).splitlines()[0][:200]
+    conn.commit()
+    return [f"{table}: {problem}" for table, problem in problems.items()]
+
+
 def _fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -847,43 +1143,80 @@ def _fmt_cpu(value: float | None) -> str:
 def report(
     *, args: argparse.Namespace, version: str, where: str, settings: Any, paths: dict[str, PathResult],
     otlp_note: str | None, sanity: list[str], attributed: float, first_at: str, last_at: str, notes: list[str],
-    profile: Profile | str | None, middleware: list[MiddlewareResult] | str | None,
+    profile: Profile | str | None, middleware: list[MiddlewareResult] | str | None, shape: MetricsShape, metric_warm: int,
+    metrics_info: dict[str, Any], metrics_note: str | None, acceptance: Acceptance,
 ) -> None:
-    order = [label for label in ("a", "b", "c", "d") if label in paths]
-    print("ingest_http: events/s through the real server vs raw COPY of the same rows, OTLP spans and the naive ORM path")
+    order = [label for label in PATHS if label in paths]
+    # (f) on a version that refuses unknown users: no rate, the rejections instead
+    refused = "f" in paths and acceptance.rejected > 0
+    refusal = f"rejected by this version: {acceptance.rejected:,} of {acceptance.sent:,} items"
+    print("ingest_http: rows/s through the real server vs raw COPY of the same rows: events, OTLP spans and metrics, "
+          "events of new users, and the naive ORM path")
     print(f"database: PostgreSQL {version.split()[0]}, {where}")
     print(
         f"server: python -m fernando_telemetry serve (one uvicorn process), group-commit writer up to "
         f"{settings.writer_max_batch_rows:,} rows per transaction, {settings.writer_linger_ms:g} ms linger; host metrics off"
     )
+    print(f"code: {code_version()}")
     print(
         f"events: {first_at.replace('T', ' ')} .. {last_at.replace('T', ' ')} UTC (the last hour); {args.users:,} users on one license, "
         f"{attributed:.1%} of events with a user_id; event_id UUID v7 of event_timestamp; the mix of ingest_copy.py"
     )
+    if "e" in paths:
+        print(
+            f"metrics (e): {shape.fleet} service instances (OpenTelemetry SDKs of {', '.join(metrics_info['services'])}), "
+            f"{shape.per_request} instances' exports per request, {shape.per_export} data points per export: for each of "
+            f"{METRIC_LABEL_SETS} label sets (method, route, status) a cumulative monotonic Sum (http.server.response.body.bytes) "
+            f"and a cumulative explicit-bucket Histogram (http.server.duration, ms, the SDK's default 15 bounds, min/max), "
+            f"and {METRIC_GAUGE_POINTS} gauge points; each instance exports every {METRIC_INTERVAL_S} s of data time, "
+            f"{metrics_info['exports']} times in all: same start_time_unix_nano, later time_unix_nano, grown totals "
+            "(a label set that served nothing meanwhile repeats its totals)"
+        )
+    if "f" in paths:
+        print(
+            f"new users (f): events as those of (b), but every one (anonymous ones too) names a user id never seen before "
+            f"(a random UUID): {args.batch} first sightings per request"
+        )
+    warmups = f"{args.warmup} requests or COPY batches per path" + (", 100 ORM events" if "d" in paths else "")
+    if "e" in paths:
+        warmups += f"; (e) {metric_warm} requests: the first export of every instance, so its timed requests only repeat known streams"
     print(
         f"method: {args.rounds} rounds, each doing a slice of {', '.join(f'({p})' for p in order)} in turn, the order "
         "rotating per round; rate = rows / wall time of the slice (requests acked after commit); bodies, COPY rows and "
-        f"ORM arguments prepared before timing; CHECKPOINT before; warm-up (untimed): {args.warmup} requests or "
-        "COPY batches per path, 100 ORM events" + (f"; notes: {', '.join(notes)}" if notes else "")
+        f"ORM arguments prepared before timing; CHECKPOINT before; warm-up (untimed): {warmups}"
+        + (f"; notes: {', '.join(notes)}" if notes else "")
     )
     print()
     print(f"{'path':<58}{'rows':>9}  {'seconds':>7}  {'rows/s':>8}  {'median':>8}  {'p50 ms':>6}  {'p99 ms':>6}  {'errors':>6}")
     for label in order:
         one = paths[label]
+        if label == "f" and refused:
+            print(f"{f'({label}) ' + one.description:<58}{refusal}")
+            continue
         print(
             f"{f'({label}) ' + one.description:<58}{one.rows:>9,}  {one.seconds:>7.1f}  {one.rate:>8,.0f}  "
             f"{one.median_rate:>8,.0f}  {_fmt_ms(one.latency_ms(0.5)):>6}  {_fmt_ms(one.latency_ms(0.99)):>6}  {len(one.errors):>6}"
         )
     if otlp_note:
         print(f"(c) {otlp_note}")
-    print("median: of the per-round rates; p50/p99: per request (HTTP) from send to ack")
+    if metrics_note:
+        print(f"(e) {metrics_note}")
+    if refused:
+        for reason, count in acceptance.reasons.most_common(3):
+            print(f"(f) rejected x{count:,}: {reason}")
+    print("rows: events, spans (c) or data points (e); median: of the per-round rates; p50/p99: per request (HTTP) from send to ack")
     print()
     for top, bottom, target, meaning in (
         ("b", "a", 0.5, "HTTP ingest vs raw COPY of the same rows"),
         ("c", "a", None, "OTLP spans vs raw COPY of events"),
+        ("e", "a", None, "OTLP metric data points vs raw COPY of events"),
         ("b", "d", 20.0, "HTTP ingest vs one ORM object committed per event"),
+        ("f", "b", None, "HTTP ingest, every event naming a new user, vs (b) (known users)"),
     ):
         if top not in paths or bottom not in paths:
+            continue
+        if top == "f" and refused:
+            print(f"({top})/({bottom}) = n/a    (f) {refusal}: the first-sight registration of users is not there to measure")
             continue
         overall, paired = paths[top].relative_to(paths[bottom])
         goal = "" if target is None else f"; target >= {target:g}: {'met' if overall >= target else 'NOT met'}"
@@ -980,6 +1313,43 @@ def middleware_sanity(conn: psycopg.Connection, middleware: list[MiddlewareResul
     return f"middleware (server sink): items sent by its client {sent:,}, stored (events + spans) {count:,}  {'ok' if sent == count else 'MISMATCH'}"
 
 
+def new_users_sanity(conn: psycopg.Connection, license_id: int, *, created: int, accepted: int) -> str:
+    """(f): the users of the bench license beyond those the bench created, against the (f) events accepted (each names
+    a user of its own)."""
+    users = conn.execute("SELECT count(*) FROM users WHERE license_id = %s", (license_id,)).fetchone()[0]
+    conn.commit()
+    registered = users - created
+    return (
+        f"(f) users of the bench license {users:,}: {created:,} created by the bench + {registered:,} registered on first "
+        f"sight; expected one per (f) event accepted ({accepted:,})  {'ok' if registered == accepted else 'MISMATCH'}"
+    )
+
+
+def metrics_sanity(conn: psycopg.Connection, license_id: int, acked: int, services: Sequence[str]) -> list[str]:
+    """(e): the ``system_metrics`` rows of the bench license's instances by metric type (and how many carry a sketch,
+    where the column exists) against the data points acked; printed side by side, not compared."""
+    has_sketch = conn.execute(
+        "SELECT EXISTS (SELECT FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'system_metrics' AND column_name = 'sketch_keys')"
+    ).fetchone()[0]
+    by_type = conn.execute(
+        f"SELECT metric_type::text, count(*), {'count(sketch_keys)' if has_sketch else '0'} FROM system_metrics "  # noqa: S608
+        "WHERE license_id = %s AND service_name = ANY(%s) GROUP BY 1 ORDER BY 1",
+        (license_id, list(services)),
+    ).fetchall()
+    conn.commit()
+    total = sum(count for _, count, _ in by_type)
+    detail = ", ".join(
+        f"{kind} {count:,}" + (f" ({sketched:,} with a sketch)" if sketched else "") for kind, count, sketched in by_type
+    )
+    return [
+        f"(e) {'system_metrics':<16} acked {acked:>9,}  stored {total:>9,}  data points; rows by type: {detail or 'none'}",
+        "    (e) not compared: where every point is stored as sent, stored = acked; where cumulative points are stored as "
+        "increments over the stream's previous point, a point that adds nothing (the same totals again) may store no row "
+        "and a stream's first point may only set its state, so stored may be below acked",
+    ]
+
+
 def main_middleware(args: argparse.Namespace) -> int:
     """``--only middleware``: the server (for the ``server`` variant's sink), a license and a key, then the middleware bench."""
     columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -1009,13 +1379,8 @@ def main_middleware(args: argparse.Namespace) -> int:
             clients.close()
             server.stop()
             if args.database_url and license_id is not None and not args.keep:
-                conn.rollback()
-                for statement in (
-                    "DELETE FROM telemetry_events WHERE license_id = %s", "DELETE FROM traces WHERE license_id = %s",
-                    "DELETE FROM licenses WHERE license_id = %s",
-                ):
-                    conn.execute(statement, (license_id,))
-                conn.commit()
+                for problem in delete_license(conn, license_id):
+                    print(f"cleanup: could not delete the bench rows of {problem}", file=sys.stderr)
             conn.close()
     shutil.rmtree(workdir, ignore_errors=True)
     print("ingest_http --only middleware: the cost of the SDK's TelemetryMiddleware on a minimal FastAPI app")
@@ -1030,29 +1395,34 @@ def main_middleware(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000, help="events of (a) and of (b), spans of (c) (default 200,000)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients of (b), (c); threads of (d)")
-    parser.add_argument("--batch", type=int, default=500, help="events per request of (b), spans per request of (c)")
+    parser.add_argument("--events", type=int, default=200_000,
+                        help="events of (a), (b) and (f), spans of (c), data points of (e) (default 200,000)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients of (b), (c), (e), (f); threads of (d)")
+    parser.add_argument("--batch", type=int, default=500,
+                        help="events per request of (b) and (f), spans per request of (c), data points per request of (e) "
+                             f"(rounded to whole SDK exports of {2 * METRIC_LABEL_SETS + METRIC_GAUGE_POINTS} points)")
     parser.add_argument("--copy-batch", type=int, default=None,
                         help="rows per COPY and commit of (a) (default clients x batch: the group the writer forms "
                              "when every client has a request queued)")
     parser.add_argument("--orm-events", type=int, default=5_000, help="events of (d) (default 5,000)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=16, help="untimed requests (or COPY batches) per path first")
+    parser.add_argument("--warmup", type=int, default=16,
+                        help="untimed requests (or COPY batches) per path first; (e) at least the first export of every stream")
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--mw-sequential", type=int, default=1_000, help="sequential requests per middleware round and variant")
     parser.add_argument("--mw-concurrent", type=int, default=3_000, help="concurrent requests per middleware round and variant")
     parser.add_argument("--no-middleware", action="store_true", help="skip the middleware bench")
-    parser.add_argument("--only", choices=("middleware",),
+    parser.add_argument("--only", choices=("middleware", *ONLY),
                         help="run only this part: 'middleware' starts the server (the sink of the 'server' variant) and "
-                             "runs only the middleware bench")
+                             "runs only the middleware bench; 'metrics' runs (a) and (e), 'users' (b) and (f), no middleware")
     parser.add_argument("--profile", action="store_true",
                         help="then profile the server with py-spy during an extra slice of (b) and print its top functions")
     parser.add_argument("--profile-events", type=int, default=100_000, help="events of the --profile slice")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
                         help="an existing server (default: $DATABASE_URL, else an embedded PostgreSQL 18); the bench's "
-                             "license, key, users and rows are deleted at the end unless --keep")
+                             "license, key, users (those registered on first sight too) and rows are deleted at the end "
+                             "unless --keep")
     parser.add_argument("--keep", action="store_true", help="leave the bench's rows in a --database-url database")
     parser.add_argument("--demo-app", choices=("plain", "memory", "server"), help=argparse.SUPPRESS)
     parser.add_argument("--demo-port", type=int, help=argparse.SUPPRESS)
@@ -1064,12 +1434,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.only == "middleware":
         return main_middleware(args)
+    selected = set(ONLY.get(args.only, PATHS))
+    if args.only:
+        args.no_middleware = True
     copy_batch = args.copy_batch or args.clients * args.batch
     rng = random.Random(args.seed)
     notes: list[str] = []
     settings = load_settings()
     columns = (TextColumn("{task.description:<36}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     workdir = Path(tempfile.mkdtemp(prefix="ft-bench-http-run-"))
+    shape = MetricsShape.of(args.batch, args.clients)
+    metrics_info: dict[str, Any] = {}
+    acceptance = Acceptance()
     with (
         Progress(*columns, console=Console(stderr=True), transient=True) as progress,
         database(args.database_url) as (url, where, postmaster_pid),
@@ -1092,35 +1468,69 @@ def main(argv: list[str] | None = None) -> int:
             version = conn.execute("SHOW server_version").fetchone()[0]
             conn.commit()
 
-            # the workload, all prepared before any timing
-            task = progress.add_task("preparing requests and rows", total=4)
+            # the workload, all prepared before any timing (in the same order and from the same seed as before (e)
+            # and (f) existed, so (a) to (d) load what they always did; (e) and (f) draw from their own seeds)
+            task = progress.add_task("preparing requests and rows", total=6)
             now = datetime.now(UTC)
             warm = args.warmup * args.batch
-            profile_events = args.profile_events if args.profile else 0
-            http_items = event_items(rng, warm + args.events + profile_events, now=now, users=users, environment=ENV_HTTP)
-            attributed = sum("user_id" in item for item in http_items) / len(http_items)
-            first_at, last_at = http_items[0]["event_timestamp"][:16], http_items[-1]["event_timestamp"][:16]
-            bodies = http_bodies(http_items, args.batch)
-            body_sizes = [len(http_items[s : s + args.batch]) for s in range(0, len(http_items), args.batch)]
-            del http_items
+            profile_events = args.profile_events if args.profile and "b" in selected else 0
+            bodies: list[bytes] = []
+            body_sizes: list[int] = []
+            described: list[dict[str, Any]] = []
+            if selected & {"b", "f"}:
+                http_items = event_items(rng, warm + args.events + profile_events, now=now, users=users, environment=ENV_HTTP)
+                described = http_items
+                bodies = http_bodies(http_items, args.batch)
+                body_sizes = [len(http_items[s : s + args.batch]) for s in range(0, len(http_items), args.batch)]
             progress.advance(task)
-            copy_items = event_items(rng, args.warmup * copy_batch + args.events, now=now, users=users, environment=ENV_COPY)
-            rows = copy_rows(copy_items, license_id=license_id, now=now)
-            del copy_items
+            rows: list[tuple[Any, ...]] = []
+            if "a" in selected:
+                copy_items = event_items(rng, args.warmup * copy_batch + args.events, now=now, users=users, environment=ENV_COPY)
+                described = described or copy_items
+                rows = copy_rows(copy_items, license_id=license_id, now=now)
+            attributed = sum("user_id" in item for item in described) / max(len(described), 1)
+            first_at, last_at = (described[0]["event_timestamp"][:16], described[-1]["event_timestamp"][:16]) if described else ("", "")
+            del described
             progress.advance(task)
-            otlp_bodies, otlp_sizes = otlp_requests(
-                rng, warm + args.events, args.batch, now=now, users=users, environment=ENV_OTLP
-            )
+            otlp_bodies: list[bytes] = []
+            otlp_sizes: list[int] = []
+            if "c" in selected:
+                otlp_bodies, otlp_sizes = otlp_requests(
+                    rng, warm + args.events, args.batch, now=now, users=users, environment=ENV_OTLP
+                )
             progress.advance(task)
-            orm_items = event_items(rng, 100 + args.orm_events, now=now, users=users, environment=ENV_ORM)
-            orm_args = [orm_fields(item, license_id) for item in orm_items]
-            del orm_items
+            orm_args: list[dict[str, Any]] = []
+            if "d" in selected:
+                orm_items = event_items(rng, 100 + args.orm_events, now=now, users=users, environment=ENV_ORM)
+                orm_args = [orm_fields(item, license_id) for item in orm_items]
+                del orm_items
+            progress.advance(task)
+            metric_bodies: list[bytes] = []
+            metric_sizes: list[int] = []
+            metric_warm = max(args.warmup, shape.first_sight_requests)
+            metric_timed = max(args.rounds, args.events // shape.points)
+            if "e" in selected:
+                metric_bodies, metric_sizes, exports = metrics_requests(
+                    random.Random(args.seed + 5), metric_warm + metric_timed, shape, now=now, environment=ENV_METRICS
+                )
+                metrics_info = {"exports": exports, "services": sorted({service[0] for service in OTLP_SERVICES})}
+            progress.advance(task)
+            new_user_bodies: list[bytes] = []
+            new_user_sizes: list[int] = []
+            if "f" in selected:
+                fresh_rng = random.Random(args.seed + 6)
+                fresh_items = new_user_items(
+                    fresh_rng, event_items(fresh_rng, warm + args.events, now=now, users=users, environment=ENV_NEW_USERS)
+                )
+                new_user_bodies = http_bodies(fresh_items, args.batch)
+                new_user_sizes = [len(fresh_items[s : s + args.batch]) for s in range(0, len(fresh_items), args.batch)]
+                del fresh_items
             progress.remove_task(task)
 
             auth = {"Authorization": f"Bearer {key}"}
             json_headers = {**auth, "Content-Type": "application/json"}
             otlp_headers = {**auth, "Content-Type": "application/x-protobuf"}
-            events_url, traces_url = f"{base}/api/v1/events", f"{base}/v1/traces"
+            events_url, traces_url, metrics_url = f"{base}/api/v1/events", f"{base}/v1/traces", f"{base}/v1/metrics"
 
             def send_events(part: Sequence[bytes], sizes: Sequence[int]) -> Slice:
                 return clients.run("POST", [events_url] * len(part), part, sizes, json_headers, check_events)
@@ -1128,34 +1538,57 @@ def main(argv: list[str] | None = None) -> int:
             def send_spans(part: Sequence[bytes], sizes: Sequence[int]) -> Slice:
                 return clients.run("POST", [traces_url] * len(part), part, sizes, otlp_headers, check_traces)
 
-            # is the OTLP route there yet?
-            probe = httpx.post(traces_url, content=ExportTraceServiceRequest().SerializeToString(), headers=otlp_headers, timeout=30)
-            otlp_note = None if probe.status_code == 200 else (
-                f"POST /v1/traces: not available (an empty request answered HTTP {probe.status_code}), skipped"
-            )
+            def send_metrics(part: Sequence[bytes], sizes: Sequence[int]) -> Slice:
+                return clients.run("POST", [metrics_url] * len(part), part, sizes, otlp_headers, check_metrics)
 
-            # warm-up: connections, caches (users, partitions), threads; counted in the sanity check, not in rates
+            def send_new_users(part: Sequence[bytes], sizes: Sequence[int]) -> Slice:
+                before = acceptance.accepted
+                done = clients.run("POST", [events_url] * len(part), part, sizes, json_headers, acceptance.check)
+                done.rows = acceptance.accepted - before  # the items stored, whatever the answers' rejections
+                return done
+
+            # are the OTLP routes there yet?
+            otlp_note = metrics_note = None
+            if "c" in selected:
+                probe = httpx.post(traces_url, content=ExportTraceServiceRequest().SerializeToString(), headers=otlp_headers,
+                                   timeout=30)
+                if probe.status_code != 200:
+                    otlp_note = f"POST /v1/traces: not available (an empty request answered HTTP {probe.status_code}), skipped"
+            if "e" in selected:
+                probe = httpx.post(metrics_url, content=ExportMetricsServiceRequest().SerializeToString(), headers=otlp_headers,
+                                   timeout=30)
+                if probe.status_code != 200:
+                    metrics_note = f"POST /v1/metrics: not available (an empty request answered HTTP {probe.status_code}), skipped"
+                    selected.discard("e")
+            if otlp_note is not None:
+                selected.discard("c")
+
+            # warm-up: connections, caches (users, partitions), threads; counted in the sanity check, not in rates.
+            # (e)'s warm-up carries the first export of every instance: its timed requests only repeat known streams
             warm_requests = args.warmup
-            warm_slices = {
-                "b": send_events(bodies[:warm_requests], body_sizes[:warm_requests]),
-                "a": copy_slice(conn, rows[: args.warmup * copy_batch], copy_batch),
-                "d": orm_slice(orm_pool, session_factory(engine), orm_args[:100]),
+            warmers: dict[str, Callable[[], Slice]] = {
+                "b": lambda: send_events(bodies[:warm_requests], body_sizes[:warm_requests]),
+                "a": lambda: copy_slice(conn, rows[: args.warmup * copy_batch], copy_batch),
+                "d": lambda: orm_slice(orm_pool, session_factory(engine), orm_args[:100]),
+                "c": lambda: send_spans(otlp_bodies[:warm_requests], otlp_sizes[:warm_requests]),
+                "e": lambda: send_metrics(metric_bodies[:metric_warm], metric_sizes[:metric_warm]),
+                "f": lambda: send_new_users(new_user_bodies[:warm_requests], new_user_sizes[:warm_requests]),
             }
-            if otlp_note is None:
-                warm_slices["c"] = send_spans(otlp_bodies[:warm_requests], otlp_sizes[:warm_requests])
+            warm_slices = {label: warmer() for label, warmer in warmers.items() if label in selected}
             timed_bodies = bodies[warm_requests : warm_requests + args.events // args.batch]
             timed_sizes = body_sizes[warm_requests : warm_requests + len(timed_bodies)]
             profile_bodies = bodies[warm_requests + len(timed_bodies) :]
             profile_sizes = body_sizes[warm_requests + len(timed_bodies) :]
 
-            paths = {
-                "a": PathResult("a", f"COPY, 1 connection, {copy_batch:,} rows per COPY + commit"),
-                "b": PathResult("b", f"POST /api/v1/events, {args.clients} clients x {args.batch} events"),
-                "c": PathResult("c", f"POST /v1/traces protobuf, {args.clients} clients x {args.batch} spans"),
-                "d": PathResult("d", f"ORM add + commit per event, {args.clients} threads"),
+            descriptions = {
+                "a": f"COPY, 1 connection, {copy_batch:,} rows per COPY + commit",
+                "b": f"POST /api/v1/events, {args.clients} clients x {args.batch} events",
+                "c": f"POST /v1/traces protobuf, {args.clients} clients x {args.batch} spans",
+                "d": f"ORM add + commit per event, {args.clients} threads",
+                "e": f"POST /v1/metrics protobuf, {args.clients} clients x {shape.points} points",
+                "f": f"POST /api/v1/events, {args.clients} x {args.batch}, all new users",
             }
-            if otlp_note is not None:
-                del paths["c"]
+            paths = {label: PathResult(label, descriptions[label]) for label in PATHS if label in selected}
             for label, done in warm_slices.items():
                 paths[label].warmup_rows = done.rows
             parts = {
@@ -1164,6 +1597,10 @@ def main(argv: list[str] | None = None) -> int:
                 "c": list(zip(split(otlp_bodies[warm_requests:], args.rounds),
                               split(otlp_sizes[warm_requests:], args.rounds), strict=True)),
                 "d": split(orm_args[100:], args.rounds),
+                "e": list(zip(split(metric_bodies[metric_warm:], args.rounds),
+                              split(metric_sizes[metric_warm:], args.rounds), strict=True)),
+                "f": list(zip(split(new_user_bodies[warm_requests:], args.rounds),
+                              split(new_user_sizes[warm_requests:], args.rounds), strict=True)),
             }
             sessions = session_factory(engine)
             runners: dict[str, Callable[[Any], Slice]] = {
@@ -1171,6 +1608,8 @@ def main(argv: list[str] | None = None) -> int:
                 "b": lambda part: send_events(*part),
                 "c": lambda part: send_spans(*part),
                 "d": lambda part: orm_slice(orm_pool, sessions, part),
+                "e": lambda part: send_metrics(*part),
+                "f": lambda part: send_new_users(*part),
             }
             meter = CpuMeter(server.pid, postmaster_pid)
             settle(conn, notes)
@@ -1199,6 +1638,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, table, key_sql, environment in (
                 ("a", "telemetry_events", "event_id", ENV_COPY), ("b", "telemetry_events", "event_id", ENV_HTTP),
                 ("c", "traces", "(trace_id, span_id)", ENV_OTLP), ("d", "telemetry_events", "event_id", ENV_ORM),
+                ("f", "telemetry_events", "event_id", ENV_NEW_USERS),
             ):
                 if label not in paths:
                     continue
@@ -1208,9 +1648,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"({label}) {table:<16} acked {acked[label]:>9,}  stored {count:>9,}  distinct {key_sql.strip('()')}: "
                     f"{distinct:>9,}  {verdict}; {transactions:,} transactions, {count / max(transactions, 1):,.0f} rows each"
                 )
+            if "f" in paths:
+                sanity.append(new_users_sanity(conn, license_id, created=args.users, accepted=acceptance.accepted))
+            if "e" in paths:
+                sanity.extend(metrics_sanity(conn, license_id, acked["e"], metrics_info["services"]))
 
             middleware: list[MiddlewareResult] | str | None = "skipped (--no-middleware)"
-            if not args.no_middleware:
+            if args.only:
+                middleware = f"skipped (--only {args.only})"
+            elif not args.no_middleware:
                 middleware = middleware_bench(
                     base=base, key=key, workdir=workdir, rounds=args.rounds, sequential=args.mw_sequential,
                     concurrent=args.mw_concurrent, clients=clients, progress=progress,
@@ -1223,22 +1669,27 @@ def main(argv: list[str] | None = None) -> int:
             engine.dispose()
             server.stop()
             if args.database_url and license_id is not None and not args.keep:
-                conn.rollback()
-                for statement in (
-                    "DELETE FROM telemetry_events WHERE license_id = %s", "DELETE FROM traces WHERE license_id = %s",
-                    "DELETE FROM users WHERE license_id = %s", "DELETE FROM audit_log WHERE license_id = %s",
-                    "DELETE FROM licenses WHERE license_id = %s",
-                ):
-                    conn.execute(statement, (license_id,))
-                conn.commit()
+                for problem in delete_license(conn, license_id):
+                    print(f"cleanup: could not delete the bench rows of {problem}", file=sys.stderr)
             conn.close()
     shutil.rmtree(workdir, ignore_errors=True)
     report(
         args=args, version=version, where=where, settings=settings, paths=paths, otlp_note=otlp_note, sanity=sanity,
         attributed=attributed, first_at=first_at, last_at=last_at, notes=notes, profile=profile, middleware=middleware,
+        shape=shape, metric_warm=metric_warm, metrics_info=metrics_info, metrics_note=metrics_note, acceptance=acceptance,
     )
     return 0
 
 
+def _run_own_code() -> None:
+    """Re-run this script with this checkout's ``src/`` first on PYTHONPATH when another copy of the package was
+    imported (the venv's editable install of another tree, say): the bench decodes its COPY rows with the same code
+    the server runs."""
+    imported = Path(sys.modules["fernando_telemetry"].__file__).resolve()
+    if SRC.is_dir() and not imported.is_relative_to(SRC.resolve()) and not os.environ.get("FT_BENCH_REEXEC"):
+        os.execve(PYTHON, [PYTHON, str(Path(__file__).resolve()), *sys.argv[1:]], child_env(FT_BENCH_REEXEC="1"))
+
+
 if __name__ == "__main__":
+    _run_own_code()
     sys.exit(main())
