@@ -7,6 +7,9 @@ A channel is flat JSON, e.g. ``{"name": "ops-email", "type": "email", "to": ["op
 Secret fields (``smtp_password``, ``webhook_url``, ``url``, ``secret``, ``headers``) are sealed in
 ``notification_channels.secrets`` by a ``SecretBox``; ``config`` keeps only their masked form, which is all
 that is ever shown. Sending a masked value back in an update keeps the stored secret.
+
+A rule may name a channel type instead of a channel (``["email", "slack"]``): the license's default channel of
+that type, its oldest enabled one (``resolve_for_rule``).
 """
 
 from __future__ import annotations
@@ -37,11 +40,14 @@ __all__ = [
     "SECRET_FIELDS",
     "ChannelView",
     "NotificationSetup",
+    "RuleChannels",
     "create",
     "delete",
     "existing_names",
     "get",
     "list_channels",
+    "missing_type_message",
+    "resolve_for_rule",
     "sendable",
     "sendable_by_name",
     "send_test",
@@ -453,6 +459,58 @@ def existing_names(session: Session, *, license_id: int | None, names: Iterable[
                 NotificationChannel.license_id.is_not_distinct_from(license_id), NotificationChannel.name.in_(wanted)
             )
         )
+    )
+
+
+@dataclass(frozen=True)
+class RuleChannels:
+    """What a rule's ``notification_channels`` entries stand for in one license."""
+
+    channels: list[NotificationChannel]
+    """The channels to notify, each once, in the order the entries name them."""
+    missing_types: list[str]
+    """Types named (``"email"``...) of which the license has no enabled channel."""
+    unknown: list[str]
+    """Entries that are neither a channel's name nor a channel type."""
+
+
+def resolve_for_rule(session: Session, *, license_id: int | None, entries: Iterable[Any]) -> RuleChannels:
+    """The channels a rule's entries mean in ``license_id`` (None: the platform's channels).
+
+    An entry is a channel's name; a channel type (``email``, ``slack``, ``webhook``) that is not also a
+    channel's name means the license's default channel of that type: its oldest enabled channel of that type
+    (the lowest ``channel_id``). Disabled channels named directly are returned (the caller decides).
+    """
+    wanted = list(dict.fromkeys(entry for entry in entries if isinstance(entry, str)))
+    rows = session.scalars(
+        select(NotificationChannel)
+        .where(NotificationChannel.license_id.is_not_distinct_from(license_id))
+        .order_by(NotificationChannel.channel_id)
+    ).all()
+    by_name = {row.name: row for row in rows}
+    chosen: dict[int, NotificationChannel] = {}
+    missing: list[str] = []
+    unknown: list[str] = []
+    for entry in wanted:
+        row = by_name.get(entry)
+        if row is None and entry in CHANNEL_TYPES:
+            row = next((candidate for candidate in rows if candidate.type == entry and candidate.enabled), None)
+            if row is None:
+                missing.append(entry)
+                continue
+        if row is None:
+            unknown.append(entry)
+            continue
+        chosen.setdefault(row.channel_id, row)
+    return RuleChannels(list(chosen.values()), missing, unknown)
+
+
+def missing_type_message(channel_type: str, *, license_id: int | None) -> str:
+    """Why a rule naming ``channel_type`` has nowhere to send: said the same at create time and at send time."""
+    owner = "the platform" if license_id is None else f"license {license_id}"
+    return (
+        f"no {channel_type} channel: the rule names the type {channel_type!r}, meaning the default (oldest enabled) "
+        f"{channel_type} channel of {owner}, and there is none; create one at /api/v1/notification-channels"
     )
 
 

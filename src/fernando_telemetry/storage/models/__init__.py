@@ -3,6 +3,7 @@
 Imports only core. The high-volume tables are range-partitioned by day (see ``storage.partitions``).
 """
 
+from fernando_telemetry.core.enums import Severity, SeverityLevel
 from fernando_telemetry.storage.models.alerting import (
     Alert,
     AlertDelivery,
@@ -59,6 +60,8 @@ __all__ = [
     "RollupDirtyBucket",
     "RollupState",
     "Silence",
+    "Severity",
+    "SeverityLevel",
     "SpanRollupDaily",
     "SpanRollupHourly",
     "SystemMetric",
