@@ -66,14 +66,16 @@ def configure(
 
 
 def set_default_client(client: TelemetrySink | None) -> TelemetrySink | None:
-    """Make ``client`` (any ``TelemetrySink``, e.g. a ``RecordingSink`` in tests) the default; None unsets it.
+    """Make ``client`` (any ``TelemetrySink``, e.g. a ``RecordingSink`` in tests) the default; None unsets it,
+    and the next use looks at the environment again (and warns again if it finds no client there).
 
     Returns the previous default, not shut down (the caller owns it).
     """
-    global _default, _environment_tried
+    global _default, _environment_tried, _warned
     with _lock:
         previous, _default = _default, client
-        _environment_tried = client is not None or _environment_tried
+        _environment_tried = client is not None
+        _warned = False
         return previous
 
 
@@ -100,7 +102,9 @@ def dropped_without_client() -> int:
     return _dropped
 
 
-async def track_telemetry_event(client: TelemetrySink | str | None = None, event_name: str | None = None, /, **fields: Any) -> None:
+async def track_telemetry_event(
+    client: TelemetrySink | str | None = None, event_name: str | None = None, /, **fields: Any
+) -> None:
     """Record one event from async code; only queues (no I/O inside), never raises.
 
     Three forms: ``await track_telemetry_event(event_type=EventType.API_EVENT, event_name="GET_/items",
