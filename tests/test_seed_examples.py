@@ -145,12 +145,6 @@ class TestMiddlewareSnippet:
         assert isinstance(client, TelemetryClient)
         assert get_default_client() is client
 
-    def test_the_sdk_event_types_are_the_servers(self) -> None:
-        """The SDK's own copy of the event types has the server's members and values."""
-        from fernando_telemetry.core.enums import EventType as ServerEventType
-
-        assert {member.name: member.value for member in EventType} == {member.name: member.value for member in ServerEventType}
-
 
 # --- 2. a KPI with naive datetimes ------------------------------------------------------------------------------
 
@@ -364,8 +358,8 @@ class TestAlertRuleSnippet:
 
 class TestAlertRuleApi:
     def test_rule_name_and_channel_types_in_the_api_body(self, client: TestClient, committed_engine: Engine) -> None:
-        """POST with the seed's field names: rule_name is the name; "email" means the license's email channel;
-        a type the license has no channel of is a 400 naming it."""
+        """POST with the seed's field names: rule_name is the name; "email" means the license's email channel
+        (which then cannot be deleted while it is the only one); a type without a channel is a 400 naming it."""
         tenant = make_tenant(committed_engine)
         headers = {"Authorization": f"Bearer {tenant.read_key}"}
         with session_factory(committed_engine).begin() as session:
@@ -390,6 +384,8 @@ class TestAlertRuleApi:
         created = client.post("/api/v1/alert-rules", json={**body, "notification_channels": ["email"]}, headers=headers)
         assert created.status_code == 201, created.text
         assert created.json()["name"] == "High CPU Usage" and created.json()["notification_channels"] == ["email"]
+        in_use = client.delete("/api/v1/notification-channels/ops-mail", headers=headers)
+        assert in_use.status_code == 409 and "High CPU Usage" in in_use.json()["error"]["message"]
 
         both = client.post("/api/v1/alert-rules", json={**body, "name": "Other", "notification_channels": []}, headers=headers)
         assert both.status_code == 400

@@ -514,13 +514,30 @@ def missing_type_message(channel_type: str, *, license_id: int | None) -> str:
     )
 
 
+def _last_enabled_of_type(session: Session, row: NotificationChannel) -> bool:
+    others = session.scalars(
+        select(NotificationChannel.channel_id).where(
+            NotificationChannel.license_id.is_not_distinct_from(row.license_id),
+            NotificationChannel.type == row.type,
+            NotificationChannel.enabled,
+            NotificationChannel.channel_id != row.channel_id,
+        )
+    ).first()
+    return others is None
+
+
 def delete(session: Session, *, license_id: int | None, name: str) -> None:
-    """Remove a channel; refused (``Conflict``) while a rule of the same license still names it. Queued
+    """Remove a channel; refused (``Conflict``) while a rule of the same license still names it, or names its
+    type and it is the license's last enabled channel of that type. Queued
     notifications to it are abandoned by the dispatcher; the delivery log keeps its name."""
     row = _find(session, license_id=license_id, name=name, lock=True)
+    names_it = AlertRule.notification_channels.contains([name])
+    if row.type != name and row.enabled and _last_enabled_of_type(session, row):
+        # the license's only enabled channel of its type: rules naming the type would have nowhere to send
+        names_it = names_it | AlertRule.notification_channels.contains([row.type])
     rules = session.scalars(
         select(AlertRule.name)
-        .where(AlertRule.license_id.is_not_distinct_from(license_id), AlertRule.notification_channels.contains([name]))
+        .where(AlertRule.license_id.is_not_distinct_from(license_id), names_it)
         .order_by(AlertRule.name)
     ).all()
     if rules:
