@@ -195,7 +195,9 @@ def _out(view: alert_rules.RuleView) -> RuleOut:
     summary="Create an alert rule",
     description=(
         "The condition is validated and stored normalised (defaults filled); `notification_channels` must name channels "
-        "of the rule's license. Secrets never go in a rule: put addresses and webhook URLs in a channel. "
+        "of the rule's license, or channel types (`email`, `slack`, `webhook`: the license's default channel of that type, "
+        "its oldest enabled one; a type with none is a 400 naming it). `rule_name` is accepted for `name`. "
+        "Secrets never go in a rule: put addresses and webhook URLs in a channel. "
         'The seed\'s `{"metric": "cpu_usage", "operator": ">", "threshold": 80}` is a valid condition.'
     ),
     openapi_extra=_schema(RuleIn),
