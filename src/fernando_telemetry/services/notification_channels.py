@@ -536,9 +536,7 @@ def delete(session: Session, *, license_id: int | None, name: str) -> None:
         # the license's only enabled channel of its type: rules naming the type would have nowhere to send
         names_it = names_it | AlertRule.notification_channels.contains([row.type])
     rules = session.scalars(
-        select(AlertRule.name)
-        .where(AlertRule.license_id.is_not_distinct_from(license_id), names_it)
-        .order_by(AlertRule.name)
+        select(AlertRule.name).where(AlertRule.license_id.is_not_distinct_from(license_id), names_it).order_by(AlertRule.name)
     ).all()
     if rules:
         raise Conflict(
