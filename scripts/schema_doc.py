@@ -69,6 +69,7 @@ TABLE_ORDER = (
     "query_scopes",
     "retention_overrides",
     "partition_archives",
+    "retention_settings",
 )
 
 ROLES = {
@@ -85,8 +86,10 @@ FUNCTIONS = {
     "ensure_daily_partitions": "Creates the missing daily partitions of one partitioned table for "
     "[first day, last day] (create standalone, then ATTACH); idempotent, serialised per table by an advisory lock.",
     "cleanup_old_telemetry_data": "Retention: drops whole daily partitions older than each table's cutoff and "
-    "deletes the older rows of the boundary partition only; one result row per table. Each cutoff is truncated "
-    "to its UTC hour and capped at the oldest hour or day the rollups do not hold yet.",
+    "deletes the older rows of the boundary partition only; one result row per table. Each cutoff is the longest "
+    "of the argument and the license overrides of that kind, truncated to its UTC hour and capped at the oldest "
+    "hour or day the rollups do not hold yet. While `retention_settings.archive_before_drop` is set, an expired "
+    "partition with rows and no `partition_archives` row is kept whole (`partitions_kept`).",
     "cleanup_old_rollups": "Rollup retention: deletes hourly and daily rollup rows older than their own retention, "
     "never hourly rows whose raw rows are still kept or whose day is not rolled up yet; one result row per table.",
     "rollup_sketch_key": "The percentile sketch's order-preserving bucket key of a value (core/sketch.py in SQL).",
@@ -559,6 +562,12 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "mark; one archive per partition",
         "SELECT path FROM partition_archives\n"
         " WHERE table_name = 'telemetry_events' AND partition_name = 'telemetry_events_p20260915'",
+    ),
+    # -- retention_settings --------------------------------------------------------------------
+    "pk_retention_settings": IndexQuery(
+        "the retention job's upsert of whether it archives; cleanup_old_telemetry_data reads the one row "
+        "(the key and its CHECK keep it to one)",
+        "SELECT archive_before_drop FROM retention_settings WHERE settings_id",
     ),
 }
 

@@ -89,7 +89,9 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
                 daily_retention_days=settings.rollup_daily_retention_days,
             )
             return "retention: " + ", ".join(
-                f"{c.table_name} -{c.partitions_dropped} partitions, -{c.rows_removed} rows" for c in cleanups
+                f"{c.table_name} -{c.partitions_dropped} partitions, -{c.rows_removed} rows"
+                + (f" ({c.partitions_kept} kept: not archived)" if c.partitions_kept else "")
+                for c in cleanups
             ) + f", {expired} idempotency keys expired, {sum(c.rows_deleted for c in rollup_cleanups)} rollup rows"
 
         return _with_job_lock(sessions, "retention", work)

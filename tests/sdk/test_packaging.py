@@ -51,3 +51,12 @@ class TestPackaging:
         )
         result = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True, timeout=60)
         assert result.stdout.strip() == "[]"
+
+    def test_the_sdks_vocabularies_are_the_servers(self) -> None:
+        """The SDK's own copies of EventType and EventSource have the server's members and values."""
+        from fernando_telemetry.core import enums as server_enums
+        from fernando_telemetry.sdk import enums as sdk_enums
+
+        for name in ("EventType", "EventSource"):
+            sdk_enum, server_enum = getattr(sdk_enums, name), getattr(server_enums, name)
+            assert {m.name: m.value for m in sdk_enum} == {m.name: m.value for m in server_enum}, name

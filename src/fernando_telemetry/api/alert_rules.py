@@ -56,14 +56,19 @@ _RuleBody = Annotated[dict[str, Any], Body(examples=[_SEED_EXAMPLE])]
 class RuleIn(BaseModel):
     """A rule as sent to POST and PUT (PATCH: any subset). Validated by the service, all problems at once."""
 
-    name: str = Field(description="Unique within the license", max_length=200)
+    name: str | None = Field(None, description="Unique within the license; required on create (or as rule_name)", max_length=200)
+    rule_name: str | None = Field(None, description="The seed's name for `name`: give either (both: they must agree)")
     description: str | None = None
     condition_config: dict[str, Any] = Field(
         description="The condition language (see docs/ALERTING.md, Rule language); defaults fill what is left out",
         examples=[{"metric": "cpu_usage", "operator": ">", "threshold": 80}],
     )
     severity: str = Field("warning", description="info, warning, error or critical")
-    notification_channels: list[str] = Field([], description="Names of channels of this license (/api/v1/notification-channels)")
+    notification_channels: list[str] = Field(
+        [],
+        description="Names of channels of this license (/api/v1/notification-channels), or channel types "
+        "(email, slack, webhook): the license's default channel of that type, its oldest enabled one",
+    )
     evaluation_interval_seconds: int = Field(60, ge=10, le=86_400)
     repeat_interval_minutes: int = Field(
         240, ge=1, le=43_200, description="Notify a firing, unacknowledged alert again after this"
@@ -190,7 +195,9 @@ def _out(view: alert_rules.RuleView) -> RuleOut:
     summary="Create an alert rule",
     description=(
         "The condition is validated and stored normalised (defaults filled); `notification_channels` must name channels "
-        "of the rule's license. Secrets never go in a rule: put addresses and webhook URLs in a channel. "
+        "of the rule's license, or channel types (`email`, `slack`, `webhook`: the license's default channel of that type, "
+        "its oldest enabled one; a type with none is a 400 naming it). `rule_name` is accepted for `name`. "
+        "Secrets never go in a rule: put addresses and webhook URLs in a channel. "
         'The seed\'s `{"metric": "cpu_usage", "operator": ">", "threshold": 80}` is a valid condition.'
     ),
     openapi_extra=_schema(RuleIn),

@@ -79,7 +79,7 @@ def run_retention(
                 daily_retention_days=settings.rollup_daily_retention_days,
             )
             progress_bar.update(task, description="committing")
-    table = Table("table", "cutoff", "partitions dropped", "rows in them", "boundary rows deleted")
+    table = Table("table", "cutoff", "partitions dropped", "rows in them", "boundary rows deleted", "kept (not archived)")
     for cleanup in cleanups:
         table.add_row(
             cleanup.table_name,
@@ -87,10 +87,11 @@ def run_retention(
             str(cleanup.partitions_dropped),
             str(cleanup.rows_dropped),
             str(cleanup.rows_deleted),
+            str(cleanup.partitions_kept),
         )
     for rollup_cleanup in rollup_cleanups:
         cutoff = rollup_cleanup.cutoff.isoformat(timespec="seconds") if rollup_cleanup.cutoff else "-"
-        table.add_row(rollup_cleanup.table_name, cutoff, "-", "-", str(rollup_cleanup.rows_deleted))
+        table.add_row(rollup_cleanup.table_name, cutoff, "-", "-", str(rollup_cleanup.rows_deleted), "-")
     console.print(table)
 
 

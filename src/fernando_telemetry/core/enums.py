@@ -12,6 +12,7 @@ __all__ = [
     "MetricType",
     "PeriodType",
     "Severity",
+    "SeverityLevel",
     "SpanKind",
     "SpanStatus",
 ]
@@ -72,6 +73,10 @@ class Severity(StrEnum):
     WARNING = "warning"
     ERROR = "error"
     CRITICAL = "critical"
+
+
+SeverityLevel = Severity
+"""The seed's name for ``Severity`` (``SeverityLevel.WARNING is Severity.WARNING``)."""
 
 
 class AlertStatus(StrEnum):

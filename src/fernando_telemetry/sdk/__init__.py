@@ -1,10 +1,19 @@
-"""The Python SDK of Fernando Telemetry: ``TelemetryClient`` and the ASGI ``TelemetryMiddleware``.
+"""The Python SDK of Fernando Telemetry: ``TelemetryClient``, its module-level default (``configure``,
+``track_telemetry_event``) and the ASGI ``TelemetryMiddleware``.
 
 Imports only ``fernando_telemetry.sdk.*``, the standard library and ``httpx`` (the bare install's one
 dependency); nothing of the server. See docs/SDK.md.
 """
 
-from fernando_telemetry.sdk.client import DEFAULT_SERVICE_NAME, TelemetryClient, track_telemetry_event
+from fernando_telemetry.sdk.client import DEFAULT_SERVICE_NAME, TelemetryClient
+from fernando_telemetry.sdk.default import (
+    configure,
+    dropped_without_client,
+    get_default_client,
+    set_default_client,
+    track_telemetry_event,
+)
+from fernando_telemetry.sdk.enums import EventSource, EventType
 from fernando_telemetry.sdk.exporter import Exporter, ExportResult, InMemoryExporter, ItemKind
 from fernando_telemetry.sdk.http_exporter import HttpExporter
 from fernando_telemetry.sdk.middleware import TelemetryMiddleware
@@ -16,6 +25,8 @@ from fernando_telemetry.sdk.tracecontext import SpanContext, format_traceparent,
 __all__ = [
     "DEFAULT_SERVICE_NAME",
     "ClientStats",
+    "EventSource",
+    "EventType",
     "ExportResult",
     "Exporter",
     "HttpExporter",
@@ -27,9 +38,13 @@ __all__ = [
     "TelemetryClient",
     "TelemetryMiddleware",
     "TelemetrySink",
+    "configure",
     "current_span",
     "current_span_context",
+    "dropped_without_client",
     "format_traceparent",
+    "get_default_client",
     "parse_traceparent",
+    "set_default_client",
     "track_telemetry_event",
 ]

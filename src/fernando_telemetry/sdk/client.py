@@ -28,12 +28,11 @@ from fernando_telemetry.sdk.items import (
     span_item,
 )
 from fernando_telemetry.sdk.processor import BatchProcessor, Build
-from fernando_telemetry.sdk.sink import TelemetrySink
 from fernando_telemetry.sdk.span import Span, SpanScope, current_span, span_wire_item, start_span
 from fernando_telemetry.sdk.stats import ClientStats
 from fernando_telemetry.sdk.tracecontext import SpanContext
 
-__all__ = ["DEFAULT_SERVICE_NAME", "TelemetryClient", "track_telemetry_event"]
+__all__ = ["DEFAULT_SERVICE_NAME", "TelemetryClient"]
 
 DEFAULT_SERVICE_NAME = "unknown_service"
 """The ``service_name`` of spans when the client is given none (the server requires one on every span)."""
@@ -449,15 +448,6 @@ def _unsent_span() -> Span:
         environment=None,
         start_time=_EPOCH,
     )
-
-
-async def track_telemetry_event(client: TelemetrySink, event_name: str, **fields: Any) -> None:
-    """Record one event from async code. Only queues (no I/O, no await inside); never raises."""
-    try:
-        client.track_event(event_name, **fields)
-    except Exception:  # e.g. an unknown keyword: the item is lost, the caller is not
-        if isinstance(client, TelemetryClient):
-            client._drop()
 
 
 _live_clients: weakref.WeakSet[TelemetryClient] = weakref.WeakSet()

@@ -106,7 +106,10 @@ def _channel_state(kind: str, status: str, *, attempts: int, now: datetime, **ex
 def enqueue(session: Session, *, alert: Alert, rule: AlertRule | None, kind: str, now: datetime) -> int:
     """Queue one notification of ``alert`` per channel named in ``rule.notification_channels`` that exists for
     the rule's license and is enabled (for ``resolved``: only channels with ``send_resolved``); returns how
-    many were queued. Sends nothing. On the alert it sets only ``notification_status`` (``pending`` per channel).
+    many were queued. A channel type named instead of a channel means the license's default channel of that
+    type (``notification_channels.resolve_for_rule``); a type with none is marked ``failed`` with the reason in
+    ``notification_status[<type>]``. Sends nothing. On the alert it sets only ``notification_status``
+    (``pending`` per channel).
 
     A ``resolved`` notification supersedes the alert's firing and repeat notifications still waiting for the
     same channel (so a late retry cannot tell a receiver that a resolved alert fires); a ``repeat`` is not
@@ -115,18 +118,12 @@ def enqueue(session: Session, *, alert: Alert, rule: AlertRule | None, kind: str
         raise InvalidInput(f"notification kind {kind!r} is not one of {', '.join(KINDS)}")
     if rule is None:
         return 0
-    names = list(dict.fromkeys(name for name in (rule.notification_channels or []) if isinstance(name, str)))
-    if not names:
-        return 0
-    channels = session.scalars(
-        select(NotificationChannel)
-        .where(
-            NotificationChannel.license_id.is_not_distinct_from(rule.license_id),
-            NotificationChannel.name.in_(names),
-            NotificationChannel.enabled,
-        )
-        .order_by(NotificationChannel.name)
-    ).all()
+    resolved = notification_channels.resolve_for_rule(
+        session, license_id=rule.license_id, entries=rule.notification_channels or []
+    )
+    channels = sorted((channel for channel in resolved.channels if channel.enabled), key=lambda channel: channel.name)
+    if resolved.missing_types:
+        _note_missing_types(alert, rule, resolved.missing_types, kind=kind, now=now)
     if kind == "resolved":
         channels = [channel for channel in channels if channel.send_resolved]
     if not channels:
@@ -173,6 +170,16 @@ def enqueue(session: Session, *, alert: Alert, rule: AlertRule | None, kind: str
     alert.notification_status = status
     session.flush()
     return len(channels)
+
+
+def _note_missing_types(alert: Alert, rule: AlertRule, types: Sequence[str], *, kind: str, now: datetime) -> None:
+    """A type the rule names has no channel in its license: say so on the alert (and in the log), send the rest."""
+    status = dict(alert.notification_status or {})
+    for channel_type in types:
+        message = notification_channels.missing_type_message(channel_type, license_id=rule.license_id)
+        logger.warning("alert rule %s (%s): %s", rule.rule_id, rule.name, message)
+        status[channel_type] = _channel_state(kind, "failed", attempts=0, now=now, error=message)
+    alert.notification_status = status
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 draft) over stored history with the very query and state machine live evaluation uses, notifying nobody.
 
 Rules hold no secrets: ``notification_channels`` names channels of the rule's license, whose secrets
-live encrypted with the channel. ``license_id`` arguments named ``scope`` are the license the caller may
+live encrypted with the channel, or channel types (``"email"``: the license's default email channel).
+``rule_name`` is accepted beside ``name`` (the seed's name for it). ``license_id`` arguments named ``scope`` are the license the caller may
 see (None = every license, admin keys). Imports storage and core; never commits.
 """
 
@@ -23,6 +24,8 @@ from fernando_telemetry.core.alert_condition import Condition, fingerprint, pars
 from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.services import notification_channels
+from fernando_telemetry.services.notification_channels import CHANNEL_TYPES
 from fernando_telemetry.storage import alert_queries
 from fernando_telemetry.storage.models import AlertRule, License, NotificationChannel, User
 
@@ -32,6 +35,7 @@ __all__ = [
     "FIELDS",
     "MAX_BACKTEST_INSTANTS",
     "MAX_LIMIT",
+    "RULE_NAME_ALIAS",
     "Backtest",
     "BacktestAlert",
     "BacktestTransition",
@@ -68,6 +72,8 @@ FIELDS = (
     "annotations",
     "owner_user_id",
 )
+RULE_NAME_ALIAS = "rule_name"
+"""Accepted in a rule's fields as ``name`` (the seed's name for it; ``AlertRule.rule_name`` is its synonym)."""
 _REQUIRED = ("name", "condition_config")
 _DEFAULTS: dict[str, Any] = {
     "description": None,
@@ -179,10 +185,24 @@ class _Checked:
     condition: Condition | None
 
 
+def _named(fields: Mapping[str, Any], problems: _Problems) -> Mapping[str, Any]:
+    """``fields`` with the seed's ``rule_name`` read as ``name`` (both given: they must agree)."""
+    if RULE_NAME_ALIAS not in fields:
+        return fields
+    renamed = {key: value for key, value in fields.items() if key != RULE_NAME_ALIAS}
+    alias = fields[RULE_NAME_ALIAS]
+    if "name" in renamed and renamed["name"] != alias:
+        problems.add(RULE_NAME_ALIAS, "is another name for name, and the two differ: give one of them")
+    else:
+        renamed["name"] = alias
+    return renamed
+
+
 def _check(session: Session, fields: Mapping[str, Any], *, license_id: int | None, partial: bool) -> _Checked:
     """Every problem of ``fields`` at once; the values normalised (the condition with its defaults filled)."""
     problems = _Problems()
     values: dict[str, Any] = {}
+    fields = _named(fields, problems)
     for name in fields:
         if name not in FIELDS and name not in ("version", "license_id"):
             problems.add(str(name), "is not a field of a rule", allowed=list(FIELDS))
@@ -302,24 +322,30 @@ def _check_channels(session: Session, raw: Any, *, license_id: int | None, probl
         else:
             names.append(name)
     if names:
-        query = select(NotificationChannel.name).where(NotificationChannel.name.in_(names))
-        query = query.where(
-            NotificationChannel.license_id.is_(None) if license_id is None else NotificationChannel.license_id == license_id
-        )
-        existing = set(session.scalars(query))
+        resolved = notification_channels.resolve_for_rule(session, license_id=license_id, entries=names)
         known = sorted(
             session.scalars(
-                select(NotificationChannel.name).where(
-                    NotificationChannel.license_id.is_(None)
-                    if license_id is None
-                    else NotificationChannel.license_id == license_id
-                )
+                select(NotificationChannel.name).where(NotificationChannel.license_id.is_not_distinct_from(license_id))
             )
         )
+        owner = "platform-wide" if license_id is None else f"license {license_id}"
         for index, name in enumerate(raw):
-            if isinstance(name, str) and name in names and name not in existing:
-                owner = "platform-wide" if license_id is None else f"license {license_id}"
-                problems.add(f"notification_channels[{index}]", f"no channel named {name} exists for {owner}", allowed=known)
+            if not isinstance(name, str) or name not in names:
+                continue
+            if name in resolved.missing_types:
+                problems.add(
+                    f"notification_channels[{index}]",
+                    notification_channels.missing_type_message(name, license_id=license_id),
+                    missing_type=name,
+                    allowed=known,
+                )
+            elif name in resolved.unknown:
+                problems.add(
+                    f"notification_channels[{index}]",
+                    f"no channel named {name} exists for {owner} (a channel type, {', '.join(CHANNEL_TYPES)}, "
+                    "means the default channel of that type)",
+                    allowed=known,
+                )
     return names
 
 
@@ -540,7 +566,7 @@ def draft_condition(draft: Any) -> tuple[Condition, int | None]:
         raise InvalidInput("the draft rule must be a JSON object", details=[{"field": "rule", "reason": "not an object"}])
     problems = _Problems()
     for name in draft:
-        if name not in FIELDS and name not in ("version", "license_id", "rule_id"):
+        if name not in FIELDS and name not in ("version", "license_id", "rule_id", RULE_NAME_ALIAS):
             problems.add(f"rule.{name}", "is not a field of a rule", allowed=list(FIELDS))
     condition: Condition | None = None
     if draft.get("condition_config") is None:

@@ -7,6 +7,9 @@ A channel is flat JSON, e.g. ``{"name": "ops-email", "type": "email", "to": ["op
 Secret fields (``smtp_password``, ``webhook_url``, ``url``, ``secret``, ``headers``) are sealed in
 ``notification_channels.secrets`` by a ``SecretBox``; ``config`` keeps only their masked form, which is all
 that is ever shown. Sending a masked value back in an update keeps the stored secret.
+
+A rule may name a channel type instead of a channel (``["email", "slack"]``): the license's default channel of
+that type, its oldest enabled one (``resolve_for_rule``).
 """
 
 from __future__ import annotations
@@ -37,11 +40,14 @@ __all__ = [
     "SECRET_FIELDS",
     "ChannelView",
     "NotificationSetup",
+    "RuleChannels",
     "create",
     "delete",
     "existing_names",
     "get",
     "list_channels",
+    "missing_type_message",
+    "resolve_for_rule",
     "sendable",
     "sendable_by_name",
     "send_test",
@@ -456,14 +462,81 @@ def existing_names(session: Session, *, license_id: int | None, names: Iterable[
     )
 
 
+@dataclass(frozen=True)
+class RuleChannels:
+    """What a rule's ``notification_channels`` entries stand for in one license."""
+
+    channels: list[NotificationChannel]
+    """The channels to notify, each once, in the order the entries name them."""
+    missing_types: list[str]
+    """Types named (``"email"``...) of which the license has no enabled channel."""
+    unknown: list[str]
+    """Entries that are neither a channel's name nor a channel type."""
+
+
+def resolve_for_rule(session: Session, *, license_id: int | None, entries: Iterable[Any]) -> RuleChannels:
+    """The channels a rule's entries mean in ``license_id`` (None: the platform's channels).
+
+    An entry is a channel's name; a channel type (``email``, ``slack``, ``webhook``) that is not also a
+    channel's name means the license's default channel of that type: its oldest enabled channel of that type
+    (the lowest ``channel_id``). Disabled channels named directly are returned (the caller decides).
+    """
+    wanted = list(dict.fromkeys(entry for entry in entries if isinstance(entry, str)))
+    rows = session.scalars(
+        select(NotificationChannel)
+        .where(NotificationChannel.license_id.is_not_distinct_from(license_id))
+        .order_by(NotificationChannel.channel_id)
+    ).all()
+    by_name = {row.name: row for row in rows}
+    chosen: dict[int, NotificationChannel] = {}
+    missing: list[str] = []
+    unknown: list[str] = []
+    for entry in wanted:
+        row = by_name.get(entry)
+        if row is None and entry in CHANNEL_TYPES:
+            row = next((candidate for candidate in rows if candidate.type == entry and candidate.enabled), None)
+            if row is None:
+                missing.append(entry)
+                continue
+        if row is None:
+            unknown.append(entry)
+            continue
+        chosen.setdefault(row.channel_id, row)
+    return RuleChannels(list(chosen.values()), missing, unknown)
+
+
+def missing_type_message(channel_type: str, *, license_id: int | None) -> str:
+    """Why a rule naming ``channel_type`` has nowhere to send: said the same at create time and at send time."""
+    owner = "the platform" if license_id is None else f"license {license_id}"
+    return (
+        f"no {channel_type} channel: the rule names the type {channel_type!r}, meaning the default (oldest enabled) "
+        f"{channel_type} channel of {owner}, and there is none; create one at /api/v1/notification-channels"
+    )
+
+
+def _last_enabled_of_type(session: Session, row: NotificationChannel) -> bool:
+    others = session.scalars(
+        select(NotificationChannel.channel_id).where(
+            NotificationChannel.license_id.is_not_distinct_from(row.license_id),
+            NotificationChannel.type == row.type,
+            NotificationChannel.enabled,
+            NotificationChannel.channel_id != row.channel_id,
+        )
+    ).first()
+    return others is None
+
+
 def delete(session: Session, *, license_id: int | None, name: str) -> None:
-    """Remove a channel; refused (``Conflict``) while a rule of the same license still names it. Queued
+    """Remove a channel; refused (``Conflict``) while a rule of the same license still names it, or names its
+    type and it is the license's last enabled channel of that type. Queued
     notifications to it are abandoned by the dispatcher; the delivery log keeps its name."""
     row = _find(session, license_id=license_id, name=name, lock=True)
+    names_it = AlertRule.notification_channels.contains([name])
+    if row.type != name and row.enabled and _last_enabled_of_type(session, row):
+        # the license's only enabled channel of its type: rules naming the type would have nowhere to send
+        names_it = names_it | AlertRule.notification_channels.contains([row.type])
     rules = session.scalars(
-        select(AlertRule.name)
-        .where(AlertRule.license_id.is_not_distinct_from(license_id), AlertRule.notification_channels.contains([name]))
-        .order_by(AlertRule.name)
+        select(AlertRule.name).where(AlertRule.license_id.is_not_distinct_from(license_id), names_it).order_by(AlertRule.name)
     ).all()
     if rules:
         raise Conflict(

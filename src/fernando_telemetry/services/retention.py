@@ -86,6 +86,7 @@ def run(
     for kind, days in defaults.items():
         if days < 1:
             raise InvalidInput(f"{kind}_retention_days must be at least 1 day, got {days}")
+    retention_store.record_archive_policy(session, archive_before_drop=archive_dir is not None, now=now)
     overrides = overrides_store.list_all(session)
     longest = {kind: max([days, *(d for _, k, d in overrides if k == kind)]) for kind, days in defaults.items()}
 
@@ -115,6 +116,7 @@ def run(
             c.partitions_dropped,
             c.rows_dropped,
             c.rows_deleted + extra_deleted.get(table_kind.get(c.table_name, ""), 0),
+            c.partitions_kept,
         )
         for c in cleanups
     ]

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-__all__ = ["TableCleanup", "cleanup_old_telemetry_data"]
+from fernando_telemetry.storage.models import RetentionSetting
+
+__all__ = ["TableCleanup", "cleanup_old_telemetry_data", "record_archive_policy"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,8 @@ class TableCleanup:
     partitions_dropped: int
     rows_dropped: int
     rows_deleted: int
+    partitions_kept: int = 0
+    """Expired partitions kept because archiving is required and they have no archive yet."""
 
     @property
     def rows_removed(self) -> int:
@@ -36,7 +41,7 @@ def cleanup_old_telemetry_data(
 ) -> list[TableCleanup]:
     rows = session.execute(
         text(
-            "SELECT table_name, cutoff, partitions_dropped, rows_dropped, rows_deleted "
+            "SELECT table_name, cutoff, partitions_dropped, rows_dropped, rows_deleted, partitions_kept "
             "FROM cleanup_old_telemetry_data(:events, :metrics, :traces, :as_of)"
         ),
         {
@@ -47,3 +52,16 @@ def cleanup_old_telemetry_data(
         },
     ).all()
     return [TableCleanup(*row) for row in rows]
+
+
+def record_archive_policy(session: Session, *, archive_before_drop: bool, now: datetime) -> None:
+    """Write whether partitions must be archived before they are dropped, for ``cleanup_old_telemetry_data``
+    called from SQL by anyone (it keeps unarchived expired partitions while this is true)."""
+    statement = insert(RetentionSetting).values(settings_id=True, archive_before_drop=archive_before_drop, updated_at=now)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[RetentionSetting.settings_id],
+            set_={"archive_before_drop": statement.excluded.archive_before_drop, "updated_at": statement.excluded.updated_at},
+            where=RetentionSetting.archive_before_drop.is_distinct_from(statement.excluded.archive_before_drop),
+        )
+    )

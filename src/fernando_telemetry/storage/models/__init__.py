@@ -3,6 +3,7 @@
 Imports only core. The high-volume tables are range-partitioned by day (see ``storage.partitions``).
 """
 
+from fernando_telemetry.core.enums import Severity, SeverityLevel
 from fernando_telemetry.storage.models.alerting import (
     Alert,
     AlertDelivery,
@@ -18,7 +19,7 @@ from fernando_telemetry.storage.models.base import Base, metadata
 from fernando_telemetry.storage.models.business import BusinessMetric
 from fernando_telemetry.storage.models.ingest import IngestBatch
 from fernando_telemetry.storage.models.jobs import JobRun
-from fernando_telemetry.storage.models.lifecycle import PartitionArchive, RetentionOverride
+from fernando_telemetry.storage.models.lifecycle import PartitionArchive, RetentionOverride, RetentionSetting
 from fernando_telemetry.storage.models.platform import ApiKey, License, User
 from fernando_telemetry.storage.models.query import QueryScope
 from fernando_telemetry.storage.models.rollups import (
@@ -55,9 +56,12 @@ __all__ = [
     "PartitionArchive",
     "QueryScope",
     "RetentionOverride",
+    "RetentionSetting",
     "RollupDirtyBucket",
     "RollupState",
     "Silence",
+    "Severity",
+    "SeverityLevel",
     "SpanRollupDaily",
     "SpanRollupHourly",
     "SystemMetric",

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Boolean, Double, ForeignKey, Identity, Index, Integer, String, Text, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
 
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.storage.models.base import (
@@ -56,6 +56,8 @@ class AlertRule(Base):
 
     rule_id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    rule_name: Mapped[str] = synonym("name")
+    """The seed's name for ``name``: ``AlertRule(rule_name=...)`` sets it, queries may filter on it."""
     description: Mapped[str | None] = mapped_column(Text)
     condition_config: Mapped[dict[str, Any]] = jsonb_column()
     severity: Mapped[Severity] = mapped_column(vocabulary(Severity, "severity"), server_default=text("'warning'"))

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, Enum, MetaData, func
+from sqlalchemy import DateTime, Dialect, Enum, MetaData, TypeDecorator, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
-__all__ = ["Base", "created_at_column", "jsonb_column", "metadata", "updated_at_column", "vocabulary"]
+__all__ = ["Base", "UtcDateTime", "created_at_column", "jsonb_column", "metadata", "updated_at_column", "vocabulary"]
 
 metadata = MetaData(
     naming_convention={
@@ -23,9 +23,25 @@ metadata = MetaData(
 )
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """``timestamptz`` whose naive Python datetimes mean UTC (``datetime(2024, 1, 1)`` is 2024-01-01T00:00Z).
+
+    PostgreSQL reads a naive value in the session's ``TimeZone``; making it aware here gives the same instant
+    on every connection, whatever its time zone. Aware values pass unchanged; rows read back are aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 class Base(DeclarativeBase):
     metadata = metadata
-    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSONB}
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSONB}
 
 
 def vocabulary(enum_class: type[StrEnum], name: str) -> Enum:

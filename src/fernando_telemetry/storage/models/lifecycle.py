@@ -1,15 +1,16 @@
-"""Data lifecycle: per-license retention overrides and the archives of dropped partitions."""
+"""Data lifecycle: per-license retention overrides, the archives of dropped partitions, and what retention must do
+before it drops one (the one row of ``retention_settings``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Identity, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fernando_telemetry.storage.models.base import Base, created_at_column, updated_at_column
 
-__all__ = ["PartitionArchive", "RetentionOverride"]
+__all__ = ["PartitionArchive", "RetentionOverride", "RetentionSetting"]
 
 
 class RetentionOverride(Base):
@@ -46,3 +47,18 @@ class PartitionArchive(Base):
     archived_at: Mapped[datetime]
     restored_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_at_column()
+
+
+class RetentionSetting(Base):
+    """The one row of ``retention_settings``: what ``cleanup_old_telemetry_data`` must respect whoever calls it.
+
+    ``archive_before_drop`` is written by every retention run (true when it archives to Parquet); while it is
+    set, the SQL function keeps an expired partition that has no ``partition_archives`` row.
+    """
+
+    __tablename__ = "retention_settings"
+    __table_args__ = (CheckConstraint("settings_id", name="one_row"),)
+
+    settings_id: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    archive_before_drop: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    updated_at: Mapped[datetime] = updated_at_column()

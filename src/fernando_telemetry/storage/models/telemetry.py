@@ -21,6 +21,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
@@ -32,7 +33,12 @@ from fernando_telemetry.storage.models.base import Base, created_at_column, json
 if TYPE_CHECKING:
     from fernando_telemetry.storage.models.platform import License, User
 
-__all__ = ["SystemMetric", "TelemetryEvent", "Trace"]
+__all__ = ["SPAN_ID_DEFAULT", "TRACE_ID_DEFAULT", "SystemMetric", "TelemetryEvent", "Trace"]
+
+TRACE_ID_DEFAULT = "replace(gen_random_uuid()::text, '-', '')"
+"""32 random hex digits: ``traces.trace_id``'s database default (revision 0013)."""
+SPAN_ID_DEFAULT = "substr(replace(gen_random_uuid()::text, '-', ''), 1, 16)"
+"""16 random hex digits: ``traces.span_id``'s database default (revision 0013)."""
 
 
 def _user_fk() -> Any:
@@ -78,7 +84,7 @@ class TelemetryEvent(Base):
         {"postgresql_partition_by": "RANGE (event_timestamp)"},
     )
 
-    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
     event_type: Mapped[EventType] = mapped_column(vocabulary(EventType, "event_type"))
     event_name: Mapped[str] = mapped_column(String(200))
     category: Mapped[str | None] = mapped_column(String(100))
@@ -94,7 +100,7 @@ class TelemetryEvent(Base):
     span_id: Mapped[str | None] = mapped_column(String(16))
     environment: Mapped[str | None] = mapped_column(String(32))
     app_version: Mapped[str | None] = mapped_column(String(64))
-    event_timestamp: Mapped[datetime] = mapped_column(primary_key=True)
+    event_timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
     created_at: Mapped[datetime] = created_at_column()
 
     user: Mapped[User | None] = relationship(back_populates="events", lazy="raise")
@@ -160,7 +166,7 @@ class SystemMetric(Base):
     max_value: Mapped[float | None] = mapped_column(Double)
     user_id: Mapped[str | None] = _user_fk()
     license_id: Mapped[int | None] = _license_fk()
-    timestamp: Mapped[datetime] = mapped_column(primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
     created_at: Mapped[datetime] = created_at_column()
 
     user: Mapped[User | None] = relationship(back_populates="system_metrics", lazy="raise")
@@ -195,13 +201,14 @@ class Trace(Base):
         {"postgresql_partition_by": "RANGE (start_time)"},
     )
 
-    trace_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # the defaults serve plain SQL inserts (random ids of the W3C lengths); the SDK and OTLP always send ids
+    trace_id: Mapped[str] = mapped_column(String(32), primary_key=True, server_default=text(TRACE_ID_DEFAULT))
+    span_id: Mapped[str] = mapped_column(String(16), primary_key=True, server_default=text(SPAN_ID_DEFAULT))
     parent_span_id: Mapped[str | None] = mapped_column(String(16))
     operation_name: Mapped[str] = mapped_column(String(255))
     service_name: Mapped[str] = mapped_column(String(100))
     span_kind: Mapped[SpanKind] = mapped_column(vocabulary(SpanKind, "span_kind"), server_default=text("'internal'"))
-    start_time: Mapped[datetime] = mapped_column(primary_key=True)
+    start_time: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
     end_time: Mapped[datetime]
     duration_ms: Mapped[float] = mapped_column(Double)
     status: Mapped[SpanStatus] = mapped_column(vocabulary(SpanStatus, "status"), server_default=text("'unset'"))
