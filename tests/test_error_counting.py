@@ -22,9 +22,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from sqlalchemy import Engine, text
 
+from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.sdk import TelemetryClient, TelemetryMiddleware
 from fernando_telemetry.services import rollups
 from fernando_telemetry.storage.database import session_factory
+from fernando_telemetry.web.page import PageRequest
+from fernando_telemetry.web.pages import overview
 from tests.ingest_fixtures import Tenant, make_tenant
 
 
@@ -89,6 +92,13 @@ def _api_totals(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     return {key: sum(row[key] for row in rows) for key in ("events", "errors", "server_span_errors")}
 
 
+def _overview_stats(engine: Engine, tenant: Tenant) -> dict[str, Any]:
+    principal = Principal(api_key_id=0, license_id=tenant.license_id, scopes=frozenset({"read"}))
+    with session_factory(engine)() as session:
+        page = overview.build(PageRequest(session, principal, datetime.now(UTC), (("range", "6h"),)))
+    return {key: page.context["stats"][key] for key in ("events", "error_events", "server_span_errors")}
+
+
 def _refresh(engine: Engine) -> None:
     with session_factory(engine).begin() as session:
         rollups.refresh(session, now=datetime.now(UTC), safety_lag_s=0)
@@ -112,6 +122,7 @@ class TestMiddlewareFailures:
         expected = {"events": 4, "errors": 2, "server_span_errors": 2}
         assert _view_totals(committed_engine, tenant.license_id) == expected
         assert _api_totals(client, tenant) == expected
+        assert _overview_stats(committed_engine, tenant) == {"events": 4, "error_events": 2, "server_span_errors": 2}
         _refresh(committed_engine)
         assert _view_totals(committed_engine, tenant.license_id) == expected
         assert _api_totals(client, tenant) == expected
