@@ -205,7 +205,7 @@ UPDATE traces_daily d SET server_spans = c.server_spans, server_errors = c.serve
 # for_minutes are kept equal. On insert a NULL column means "not given"; on update a column that changed
 # (while the condition's value did not) is copied into the condition. A value given both ways and different
 # is refused. A window given neither way is the condition language's default for the source (1440 minutes
-# for kpi rules, 5 for the others: core.alert_condition's default_window_minutes, checked by a test).
+# for business_metrics rules, 5 for the others: core.alert_condition's default_window_minutes, checked by a test).
 SYNC_FUNCTION = """
 CREATE OR REPLACE FUNCTION alert_rules_sync_condition() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -224,7 +224,7 @@ BEGIN
     END IF;
     FOR spec IN SELECT * FROM (VALUES
             ('evaluation_window_minutes', 'window_minutes',
-             CASE WHEN NEW.condition_config ->> 'source' = 'kpi' THEN 1440 ELSE 5 END),
+             CASE WHEN NEW.condition_config ->> 'source' = 'business_metrics' THEN 1440 ELSE 5 END),
             ('pending_period_minutes', 'for_minutes', 0)
         ) AS s (column_name, config_key, default_value)
     LOOP
