@@ -72,6 +72,8 @@ class AlertOut(BaseModel):
     )
     last_evaluated_at: datetime | None
     last_notified_at: datetime | None
+    created_at: datetime = Field(description="When the row was written (the evaluator raised the alert)")
+    updated_at: datetime = Field(description="When the row last changed (evaluation, notification or a person's action)")
 
 
 class AlertPageOut(BaseModel):

@@ -84,6 +84,8 @@ class AlertView:
     """failed notification attempts (deliveries failed or abandoned), over all channels"""
     last_evaluated_at: datetime | None
     last_notified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -560,4 +562,6 @@ def _view(alert: Alert, rule_name: str | None) -> AlertView:
         error_count=alert.error_count,
         last_evaluated_at=alert.last_evaluated_at,
         last_notified_at=alert.last_notified_at,
+        created_at=alert.created_at,
+        updated_at=alert.updated_at,
     )
