@@ -47,6 +47,10 @@ def _shop(telemetry: TelemetryClient, service_name: str) -> FastAPI:
     def boom() -> None:
         raise RuntimeError("kaboom")
 
+    @app.get("/broken")
+    def broken() -> JSONResponse:
+        return JSONResponse({"detail": "broken"}, status_code=500)
+
     @app.get("/down")
     def down() -> JSONResponse:
         return JSONResponse({"detail": "down"}, status_code=503)
@@ -108,21 +112,21 @@ class TestMiddlewareFailures:
     def test_an_exception_and_a_5xx_count_as_errors_in_the_view_and_the_api(
         self, live_server: str, client: TestClient, committed_engine: Engine, tenant: Tenant
     ) -> None:
-        """Four requests through the real middleware (200, an exception, a 503, a 418) sent by a TelemetryClient: the
-        api_event row counts 2 errors and 2 failed server spans, from raw rows and from the rollup alike."""
+        """Five requests through the real middleware (200, an exception, a 500, a 503, a 418) sent by a TelemetryClient:
+        the api_event rows count 3 errors and 3 failed server spans, from raw rows and from the rollup alike."""
         telemetry = TelemetryClient(live_server, tenant.ingest_key, flush_interval_s=60)
         try:
-            statuses = _call(_shop(telemetry, "shop-" + uuid.uuid4().hex[:6]), ["/ok", "/boom", "/down", "/teapot"])
-            assert statuses == [200, 500, 503, 418]
+            statuses = _call(_shop(telemetry, "shop-" + uuid.uuid4().hex[:6]), ["/ok", "/boom", "/broken", "/down", "/teapot"])
+            assert statuses == [200, 500, 500, 503, 418]
             assert telemetry.flush(timeout_s=10)
-            assert telemetry.stats.sent == 8, telemetry.stats
+            assert telemetry.stats.sent == 10, telemetry.stats
         finally:
             telemetry.shutdown(timeout_s=2)
 
-        expected = {"events": 4, "errors": 2, "server_span_errors": 2}
+        expected = {"events": 5, "errors": 3, "server_span_errors": 3}
         assert _view_totals(committed_engine, tenant.license_id) == expected
         assert _api_totals(client, tenant) == expected
-        assert _overview_stats(committed_engine, tenant) == {"events": 4, "error_events": 2, "server_span_errors": 2}
+        assert _overview_stats(committed_engine, tenant) == {"events": 5, "error_events": 3, "server_span_errors": 3}
         _refresh(committed_engine)
         assert _view_totals(committed_engine, tenant.license_id) == expected
         assert _api_totals(client, tenant) == expected
