@@ -108,6 +108,19 @@ def _refresh(engine: Engine) -> None:
         rollups.refresh(session, now=datetime.now(UTC), safety_lag_s=0)
 
 
+def _rolled_up(engine: Engine, license_id: int) -> tuple[int, int]:
+    """The hourly rollups' own counts: failed events (all types) and failed server spans of the license."""
+    with engine.connect() as connection:
+        events, spans = connection.execute(
+            text(
+                "SELECT (SELECT coalesce(sum(errors), 0) FROM telemetry_events_hourly WHERE license_id = :l), "
+                "(SELECT coalesce(sum(server_errors), 0) FROM traces_hourly WHERE license_id = :l)"
+            ),
+            {"l": license_id},
+        ).one()
+    return int(events), int(spans)
+
+
 class TestMiddlewareFailures:
     def test_an_exception_and_a_5xx_count_as_errors_in_the_view_and_the_api(
         self, live_server: str, client: TestClient, committed_engine: Engine, tenant: Tenant
@@ -128,6 +141,7 @@ class TestMiddlewareFailures:
         assert _api_totals(client, tenant) == expected
         assert _overview_stats(committed_engine, tenant) == {"events": 5, "error_events": 3, "server_span_errors": 3}
         _refresh(committed_engine)
+        assert _rolled_up(committed_engine, tenant.license_id) == (3, 3)
         assert _view_totals(committed_engine, tenant.license_id) == expected
         assert _api_totals(client, tenant) == expected
 
@@ -159,5 +173,6 @@ class TestOtlpServerSpans:
         assert _view_totals(committed_engine, tenant.license_id) == expected
         assert _api_totals(client, tenant) == expected
         _refresh(committed_engine)
+        assert _rolled_up(committed_engine, tenant.license_id) == (0, 1)
         assert _view_totals(committed_engine, tenant.license_id) == expected
         assert _api_totals(client, tenant) == expected
