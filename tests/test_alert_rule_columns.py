@@ -117,7 +117,9 @@ class TestAffectedService:
         metric = unique("latency")
         for service in ("checkout", "cart"):
             add_sample(session, metric=metric, at=T0 - MINUTE, value=95.0, license_id=license_id, service_name=service)
-        rule = add_rule(session, license_id=license_id, condition={**CPU, "metric": metric, "filters": {"service_name": service_filter}})
+        rule = add_rule(
+            session, license_id=license_id, condition={**CPU, "metric": metric, "filters": {"service_name": service_filter}}
+        )
         alert_evaluation.evaluate_rule(session, rule, now=T0)
         [alert] = alerts_of(session, rule)
         assert alert.affected_service == expected

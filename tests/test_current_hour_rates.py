@@ -28,8 +28,14 @@ def _spans(service: str, start: datetime, count: int, every: timedelta) -> list[
     trace_id = uuid.uuid4().hex
     return [
         Trace(
-            trace_id=trace_id, span_id=f"{n + 1:016x}", operation_name="GET /", service_name=service, span_kind="server",
-            start_time=start + n * every, end_time=start + n * every + timedelta(milliseconds=5), duration_ms=5.0,
+            trace_id=trace_id,
+            span_id=f"{n + 1:016x}",
+            operation_name="GET /",
+            service_name=service,
+            span_kind="server",
+            start_time=start + n * every,
+            end_time=start + n * every + timedelta(milliseconds=5),
+            duration_ms=5.0,
         )  # fmt: skip
         for n in range(count)
     ]
@@ -64,7 +70,10 @@ class TestSummaryRates:
         name = "rate-" + uuid.uuid4().hex[:8]
         session.add_all(
             TelemetryEvent(
-                event_id=uuid.uuid4(), event_type=EventType.BUSINESS_EVENT, event_name=name, payload={},
+                event_id=uuid.uuid4(),
+                event_type=EventType.BUSINESS_EVENT,
+                event_name=name,
+                payload={},
                 event_timestamp=HOUR + timedelta(seconds=5 * n),
             )  # fmt: skip
             for n in range(30)

@@ -37,7 +37,9 @@ class TestColumnDoc:
 
     def test_the_check_finds_a_missing_an_empty_and_a_stale_row(self, schema_doc: ModuleType) -> None:
         """A column with no row, a row with an empty reader and a row naming no column are each reported."""
-        text = "## `alerts`\n\n| column | written by | read by |\n|---|---|---|\n| `status` | evaluator |  |\n| `gone` | x | y |\n"
+        text = (
+            "## `alerts`\n\n| column | written by | read by |\n|---|---|---|\n| `status` | evaluator |  |\n| `gone` | x | y |\n"
+        )
         problems = schema_doc.column_doc_problems(text, {"alerts": ["status", "title"]})
         assert problems == [
             "alerts.status is listed without a writer or a reader",

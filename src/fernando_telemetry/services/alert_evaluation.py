@@ -262,7 +262,9 @@ def rule_condition(rule: AlertRule) -> Condition:
     config = rule.condition_config
     if not isinstance(config, Mapping):
         return parse_condition(config)  # refused, with the condition language's own message
-    return parse_condition({**config, "window_minutes": rule.evaluation_window_minutes, "for_minutes": rule.pending_period_minutes})
+    return parse_condition(
+        {**config, "window_minutes": rule.evaluation_window_minutes, "for_minutes": rule.pending_period_minutes}
+    )
 
 
 class _RuleRun:
