@@ -370,10 +370,11 @@ def describe(conn: psycopg.Connection, counts: dict[str, int]) -> Dataset:
 
 # -- 1. the hourly events summary ------------------------------------------------------------------------
 
+# events > 0: the view also has a row for an hour with failed server spans and no api_event (server_span_errors)
 VIEW_SQL = """
 SELECT hour, event_type, license_id, events, unique_users, p95_duration_ms
   FROM telemetry_events_hourly_summary
- WHERE hour >= %(start)s AND hour < %(end)s
+ WHERE hour >= %(start)s AND hour < %(end)s AND events > 0
  ORDER BY 1, 2, 3"""
 
 RAW_SUMMARY_SQL = """

@@ -38,6 +38,9 @@ from fernando_telemetry.storage.embedded import EmbeddedPostgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "SCHEMA.md"
+COLUMN_DOC = REPO_ROOT / "docs" / "schema_columns.md"
+"""Hand-written: what writes and what reads each column of ``COLUMN_DOC_TABLES``; copied into the document."""
+COLUMN_DOC_TABLES = ("telemetry_events", "system_metrics", "business_metrics", "alert_rules", "alerts", "traces")
 
 TABLE_ORDER = (
     "users",
@@ -102,6 +105,14 @@ FUNCTIONS = {
     "telemetry_events_hour_summary": "One hour of telemetry_events_hourly_summary computed from raw rows (the tail).",
     "system_metrics_hour_summary": "One hour of system_metrics_service_summary computed from raw rows (the tail).",
     "traces_hour_summary": "One hour of traces_service_summary computed from raw rows (the tail).",
+    "telemetry_event_is_error": "The one rule for a failed event: an error_event; a payload error or exception that is "
+    "not null or false; a payload status_code of 500..599 (a failed request of the SDK middleware). Used by the events "
+    "rollup, the view's raw tail and every reader of errors.",
+    "traces_server_errors_hour_summary": "One hour's failed server spans per license from raw rows (the tail of "
+    "telemetry_events_hourly_summary.server_span_errors).",
+    "alert_rules_sync_condition": "Trigger function (BEFORE INSERT OR UPDATE on alert_rules): keeps "
+    "evaluation_window_minutes and pending_period_minutes equal to condition_config's window_minutes and for_minutes, "
+    "copying whichever side was written and refusing the two set to different values.",
 }
 
 # -- the data set the plans are taken on ---------------------------------------------------------
@@ -1379,6 +1390,46 @@ class Security:
     partitions_tenant_reads: int
 
 
+def column_doc_problems(text: str, columns: dict[str, list[str]]) -> list[str]:
+    """What is wrong with the hand-written column table ``text`` for the tables and columns of ``columns``: a
+    column not listed, listed twice, listed without a writer or a reader, or listed but not in the table. A row may
+    name several columns (`` `p50`, `p90` ``)."""
+    problems: list[str] = []
+    listed: dict[str, dict[str, tuple[str, str]]] = {}
+    table: str | None = None
+    for line in text.splitlines():
+        heading = re.fullmatch(r"## `(\w+)`.*", line.strip())
+        if heading:
+            table = heading.group(1)
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if table not in columns or len(cells) != 3 or cells[0] in ("column", "---"):
+            continue
+        for name in re.findall(r"`(\w+)`", cells[0]):
+            if name in listed.setdefault(table, {}):
+                problems.append(f"{table}.{name} is listed twice")
+            listed[table][name] = (cells[1], cells[2])
+    for table_name, names in columns.items():
+        documented = listed.get(table_name, {})
+        for name in names:
+            if name not in documented:
+                problems.append(f"{table_name}.{name} has no row (what writes it, what reads it)")
+            elif not all(documented[name]):
+                problems.append(f"{table_name}.{name} is listed without a writer or a reader")
+        problems += [f"{table_name}.{name} is listed but is not a column" for name in sorted(set(documented) - set(names))]
+    return problems
+
+
+def read_column_doc(tables: list[Table]) -> str:
+    """The hand-written column table, checked against the migrated tables; exits when it does not cover them."""
+    text = COLUMN_DOC.read_text(encoding="utf-8")
+    columns = {table.name: [column.name for column in table.columns] for table in tables if table.name in COLUMN_DOC_TABLES}
+    problems = column_doc_problems(text, columns)
+    if problems:
+        raise SystemExit("schema_doc: docs/schema_columns.md does not match the schema:\n  " + "\n  ".join(problems))
+    return text
+
+
 def read_security(connection: psycopg.Connection[Any]) -> Security:
     """The two roles, the row-level security policies and what each role can reach, from the catalog."""
     roles = [(row[0], row[1], list(row[2])) for row in connection.execute(
@@ -1494,6 +1545,7 @@ def render(
     functions: list[tuple[str, str, str, str]],
     security: Security,
     scoped_plans: list[tuple[ScopedQuery, Plan]],
+    column_doc: str = "",
 ) -> str:
     out: list[str] = []
     add = out.append
@@ -1569,6 +1621,14 @@ def render(
         if table.checks or any(key.table == table.name for key in foreign_keys):
             add("")
         add("Indexes: " + ", ".join(f"[`{r.index.name}`](#{r.index.name})" for r in reports if r.index.table == table.name) + ".")
+        add("")
+
+    if column_doc:
+        # the hand-written file, one heading level down: "## Who writes ..." then "### `table`"
+        add("<!-- From docs/schema_columns.md (hand-written; the script checks it covers every column). -->")
+        add("")
+        for line in column_doc.strip().splitlines():
+            add("#" + line if line.startswith("#") else line)
         add("")
 
     add("## Indexes")
@@ -1799,6 +1859,7 @@ def main(argv: list[str] | None = None) -> int:
             indexes = read_indexes(connection)
             check_coverage(indexes)
             tables = read_tables(connection)
+            column_doc = read_column_doc(tables)
             foreign_keys = read_foreign_keys(connection)
             views = read_views(connection)
             functions = read_functions(connection)
@@ -1831,7 +1892,7 @@ def main(argv: list[str] | None = None) -> int:
 
     document = render(version=version.split(" ")[0], settings=settings, counts=counts, tables=tables, reports=reports,
                       foreign_keys=foreign_keys, views=views, view_plans=view_plans, functions=functions,
-                      security=security, scoped_plans=scoped_plans)
+                      security=security, scoped_plans=scoped_plans, column_doc=column_doc)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(document)
     progress(f"wrote {args.output}")

@@ -193,6 +193,9 @@ class TestChanges:
         resolved = client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"note": "fixed the cron"}, headers=auth(token))
         assert resolved.status_code == 200
         assert (resolved.json()["status"], resolved.json()["resolution_notes"]) == ("resolved", "fixed the cron")
+        # error_count counts the dispatcher's failed attempts (this delivery was written by hand); the row's times
+        assert resolved.json()["error_count"] == 0
+        assert datetime.fromisoformat(resolved.json()["updated_at"]) > datetime.fromisoformat(acked.json()["updated_at"])
         assert client.post(f"/api/v1/alerts/{alert_id}/resolve", headers=auth(token)).status_code == 409
         assert client.post(f"/api/v1/alerts/{alert_id}/assign", json={"user_id": None}, headers=auth(token)).status_code == 409
 

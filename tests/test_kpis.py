@@ -443,6 +443,8 @@ class TestBusinessMetricsApi:
         assert sorted(_values(response), key=str) == sorted(
             [(s.mine.license_id, 15.0, {}), (s.mine.license_id, 7.0, {"plan": "pro", "day": 7}),
              (s.mine.license_id, 12.0, {}), (s.mine.license_id, 10.0, {})], key=str)
+        rows = response.json()["business_metrics"]
+        assert all(datetime.fromisoformat(row["updated_at"]) >= datetime.fromisoformat(row["created_at"]) for row in rows)
 
     def test_other_licenses_and_platform_totals_are_forbidden_to_license_keys(self, client: TestClient, stored_kpis: Stored) -> None:
         """Asking for another license, or for overall=true, with a license key is a 403."""

@@ -272,6 +272,7 @@ class TestWebhookDelivery:
             status = load_alert(seed.engine, alert_id).notification_status["hook"]
             assert status["status"] == "retrying" and status["http_status"] == 500 and status["attempts"] == 1
             assert load_alert(seed.engine, alert_id).last_notified_at is None
+            assert load_alert(seed.engine, alert_id).error_count == 1
 
             early = _dispatch(seed.engine, now=FIXED_NOW + timedelta(seconds=29), policy=policy)
             assert early.claimed == 0 and len(receiver.requests) == 1
@@ -293,6 +294,7 @@ class TestWebhookDelivery:
         alert = load_alert(seed.engine, alert_id)
         assert alert.notification_status["hook"]["status"] == "sent"
         assert alert.last_notified_at == FIXED_NOW + timedelta(seconds=30)
+        assert alert.error_count == 1, "the sent attempt adds no error"
 
     def test_failures_past_max_attempts_are_abandoned(self, seed: TenantSeed) -> None:
         """A receiver that keeps answering 503 gets max_attempts tries with doubling waits, then none."""
@@ -314,6 +316,7 @@ class TestWebhookDelivery:
         (row,) = outbox(seed.engine, alert_id)
         assert (row.status, row.attempts) == ("failed", 3)
         assert load_alert(seed.engine, alert_id).notification_status["hook"]["status"] == "abandoned"
+        assert load_alert(seed.engine, alert_id).error_count == 3, "alerts.error_count: every failed attempt"
 
     def test_a_4xx_is_abandoned_at_once(self, seed: TenantSeed) -> None:
         """404 from the receiver cannot pass on a retry: one attempt, abandoned, no retry later."""

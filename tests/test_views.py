@@ -174,7 +174,26 @@ EVENT_PAYLOADS: tuple[dict[str, Any], ...] = (
     {"error": None},
     {"detail": {"error": "nested, not a top-level key"}},
     {"errors": 3},
+    {"error": False},
+    {"method": "GET", "route": "/pay", "status_code": 500},
+    {"method": "GET", "route": "/pay", "status_code": 404},
+    {"status_code": "503"},
+    {"status_code": 600},
+    {"exception": {"type": "ValueError"}},
 )
+
+
+def is_error_event(event_type: EventType, payload: dict[str, Any]) -> bool:
+    """The documented rule: an error_event; a payload error or exception that is not null or false; a 5xx status_code."""
+    status = payload.get("status_code")
+    if isinstance(status, str):
+        status = int(status) if status.isdigit() and len(status) == 3 else None
+    return (
+        event_type == EventType.ERROR_EVENT
+        or payload.get("error") not in (None, False)
+        or payload.get("exception") not in (None, False)
+        or (isinstance(status, int | float) and 500 <= status < 600)
+    )
 
 
 def make_event(timestamp: datetime, event_type: EventType, **fields: Any) -> TelemetryEvent:
@@ -227,7 +246,8 @@ def expected_event_groups(events: Sequence[TelemetryEvent]) -> Groups:
             "unique_sessions": distinct(row.session_id for row in rows),
             "avg_duration_ms": mean(row.duration_ms for row in rows),
             "p95_duration_ms": percentile_cont((row.duration_ms for row in rows), 0.95),
-            "errors": sum(1 for row in rows if row.event_type == EventType.ERROR_EVENT or "error" in row.payload),
+            "errors": sum(1 for row in rows if is_error_event(row.event_type, row.payload)),
+            "server_span_errors": 0,
         }
         for key, rows in grouped.items()
     }
@@ -276,6 +296,7 @@ class TestTelemetryEventsHourlySummary:
             "avg_duration_ms": 15.0,
             "p95_duration_ms": pytest.approx(19.5),
             "errors": 0,
+            "server_span_errors": 0,
         }
         assert groups[(hour, "user_action", license_b)] == {
             "events": 2,
@@ -284,12 +305,14 @@ class TestTelemetryEventsHourlySummary:
             "avg_duration_ms": None,
             "p95_duration_ms": None,
             "errors": 0,
+            "server_span_errors": 0,
         }
 
-    def test_errors_count_error_events_and_a_top_level_error_key_only(
+    def test_errors_count_error_events_failed_requests_and_a_top_level_error_key(
         self, session: Session, day_start: datetime, tenants: Tenants
     ) -> None:
-        """An error_event counts whatever its payload; another type counts only with a top-level "error" key, even a null one."""
+        """An error_event counts whatever its payload; another type counts with a top-level "error" or "exception"
+        (not null or false) or a 5xx "status_code"; nested keys, "errors" and 4xx do not."""
         hour = day_start + timedelta(hours=22)
         license_a = tenants.license_ids[0]
         session.add_all(
@@ -298,17 +321,66 @@ class TestTelemetryEventsHourlySummary:
                 make_event(hour, EventType.ERROR_EVENT, license_id=license_a, payload={"error": "boom"}),
                 make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"error": "timeout"}),
                 make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"error": None}),
+                make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"error": False}),
                 make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"detail": {"error": "nested"}}),
                 make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"errors": 2}),
                 make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"status": "error"}),
+                make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"status_code": 500}),
+                make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"status_code": 503.0}),
+                make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"status_code": "502"}),
+                make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"status_code": 499}),
+                make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"status_code": "5xx"}),
+                make_event(hour, EventType.API_EVENT, license_id=license_a, payload={"exception": "ValueError"}),
             ]
         )
         session.flush()
 
         groups = event_view_groups(session, day_start)
         assert groups[(hour, "error_event", license_a)]["errors"] == 2
-        assert groups[(hour, "api_event", license_a)]["errors"] == 2
-        assert groups[(hour, "api_event", license_a)]["events"] == 5
+        assert groups[(hour, "api_event", license_a)]["errors"] == 5
+        assert groups[(hour, "api_event", license_a)]["events"] == 12
+
+    def test_failed_server_spans_count_on_the_api_event_row(self, session: Session, day_start: datetime, tenants: Tenants) -> None:
+        """server_span_errors counts spans of kind server with status error, per hour and license, beside the api_event
+        row; an hour with failed server spans and no api event gets a row of its own with no events."""
+        hour = day_start + timedelta(hours=21)
+        license_a, license_b = tenants.license_ids
+        trace_id = uuid.uuid4().hex
+
+        def span(n: int, kind: str, status: str, license_id: int, at: datetime = hour) -> Trace:
+            return Trace(
+                trace_id=trace_id, span_id=f"{n + 1:016x}", operation_name="GET /pay", service_name="shop", span_kind=kind,
+                start_time=at + timedelta(minutes=n), end_time=at + timedelta(minutes=n, seconds=1), duration_ms=1000.0,
+                status=status, license_id=license_id,
+            )  # fmt: skip
+
+        session.add_all(
+            [
+                make_event(hour, EventType.API_EVENT, license_id=license_a),
+                make_event(hour, EventType.USER_ACTION, license_id=license_a),
+                span(0, "server", "error", license_a),
+                span(1, "server", "error", license_a),
+                span(2, "server", "ok", license_a),
+                span(3, "client", "error", license_a),
+                span(4, "internal", "error", license_a),
+                span(5, "server", "error", license_b, at=hour + timedelta(hours=1)),
+            ]
+        )
+        session.flush()
+
+        groups = event_view_groups(session, day_start)
+        assert groups[(hour, "api_event", license_a)]["server_span_errors"] == 2
+        assert groups[(hour, "api_event", license_a)]["events"] == 1
+        assert groups[(hour, "user_action", license_a)]["server_span_errors"] == 0
+        assert groups[(hour + timedelta(hours=1), "api_event", license_b)] == {
+            "events": 0,
+            "unique_users": 0,
+            "unique_sessions": 0,
+            "avg_duration_ms": None,
+            "p95_duration_ms": None,
+            "errors": 0,
+            "server_span_errors": 1,
+        }
 
     def test_rows_on_either_side_of_an_hour_and_of_midnight_land_in_their_own_utc_hour(
         self, session: Session, day_start: datetime, tenants: Tenants

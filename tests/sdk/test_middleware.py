@@ -205,6 +205,7 @@ class TestTelemetryMiddleware:
         assert span["error_message"] == "kaboom"
         assert span["span_events"][0]["name"] == "exception"
         assert sink.events[0]["payload"]["status_code"] == 500
+        assert sink.events[0]["payload"]["error"] == "RuntimeError"
 
     def test_a_5xx_answer_marks_the_span_failed(self, sink: RecordingSink) -> None:
         """A handled 503 is an error span; a 404 is not."""

@@ -67,8 +67,13 @@ class AlertOut(BaseModel):
     resolution_notes: str | None
     silenced_by: int | None = Field(description="The silence that suppresses it (kept after it resolves)")
     notification_status: dict[str, Any]
+    error_count: int = Field(
+        description="Failed notification attempts of the alert (deliveries failed or abandoned), over all its channels"
+    )
     last_evaluated_at: datetime | None
     last_notified_at: datetime | None
+    created_at: datetime = Field(description="When the row was written (the evaluator raised the alert)")
+    updated_at: datetime = Field(description="When the row last changed (evaluation, notification or a person's action)")
 
 
 class AlertPageOut(BaseModel):

@@ -51,6 +51,8 @@ class BusinessMetricOut(BaseModel):
         description="kpi_job for values the KPI job computed; api for values sent to POST /api/v1/business-metrics"
     )
     computed_at: datetime
+    created_at: datetime = Field(description="When the row was first stored")
+    updated_at: datetime = Field(description="When the row was last replaced (a recomputation, or a re-sent value)")
 
 
 class BusinessMetricPageOut(BaseModel):

@@ -35,6 +35,12 @@ _LIMIT = Query(None, description=f"Rows per page, 1 to {summaries.MAX_LIMIT} (de
 _OFFSET = Query(None, description="Rows to skip: next_offset of the previous page")
 
 
+_ELAPSED_DOC = (
+    "Seconds of the hour elapsed when the summary was read: 3600 for an hour that has ended, now - hour for the "
+    "current one; the per-second rate divides by it, so the current hour's rate is not diluted by its future"
+)
+
+
 class _Page(BaseModel):
     from_: datetime = Field(alias="from", serialization_alias="from", description="Start of the first hour read")
     to: datetime = Field(description="End of the last hour read")
@@ -52,7 +58,16 @@ class EventHourOut(BaseModel):
     unique_sessions: int
     avg_duration_ms: float | None
     p95_duration_ms: float | None
-    errors: int = Field(description="error_event events, and events whose payload has an `error` key")
+    errors: int = Field(
+        description="Failed events: error_event events, events whose payload has an `error` or `exception` that is not "
+        "null or false, and events whose payload `status_code` is 500..599 (a failed request recorded by the SDK middleware)"
+    )
+    server_span_errors: int = Field(
+        description="Spans of kind server with status error in the hour and license (OTLP or SDK), on the `api_event` row; "
+        "a failed request recorded by the middleware is in both `errors` and here, so do not add the two"
+    )
+    elapsed_s: float = Field(description=_ELAPSED_DOC)
+    events_per_s: float | None = Field(description="events / elapsed_s (null for an hour that has not started)")
 
 
 class EventHoursOut(_Page):
@@ -87,6 +102,8 @@ class TraceHourOut(BaseModel):
     p50_duration_ms: float | None
     p95_duration_ms: float | None
     p99_duration_ms: float | None
+    elapsed_s: float = Field(description=_ELAPSED_DOC)
+    spans_per_s: float | None = Field(description="spans / elapsed_s (null for an hour that has not started)")
 
 
 class TraceHoursOut(_Page):

@@ -131,7 +131,8 @@ class ServiceOut(BaseModel):
     )
     requests: int
     errors: int
-    request_rate_per_s: float
+    request_rate_per_s: float = Field(description="requests / rate_seconds")
+    rate_seconds: float = Field(description="Seconds of the range that have passed: up to `to`, or now when `to` is later")
     error_rate: float
     p50_duration_ms: float | None
     p95_duration_ms: float | None

@@ -209,7 +209,7 @@ class TelemetryMiddleware:
                 EVENT_NAME,
                 event_type="api_event",
                 source="api",
-                payload={"method": method, "route": route, "status_code": status_code},
+                payload=_request_payload(method, route, status_code, span.error_type),
                 duration_ms=span.duration_ms,
                 user_id=user_id,
                 license_id=license_id,
@@ -242,6 +242,16 @@ def _normalized_user(user: Any) -> tuple[str | None, int | None]:
     if isinstance(license_id, bool) or not isinstance(license_id, int) or license_id < 1:
         license_id = None
     return user_id, license_id
+
+
+def _request_payload(method: str, route: str | None, status_code: Any, error_type: str | None) -> dict[str, Any]:
+    """The request event's payload. A failed request (``status_code`` 500..599, which an unhandled exception
+    answers) counts as an error in ``telemetry_events_hourly_summary``; an exception also names its type as
+    ``error``."""
+    payload: dict[str, Any] = {"method": method, "route": route, "status_code": status_code}
+    if error_type:
+        payload["error"] = error_type
+    return payload
 
 
 def _valid_status(status_code: Any) -> int | None:
@@ -300,7 +310,7 @@ def _request_event_item(entry: tuple[Any, ...]) -> dict[str, Any]:
         item["user_id"] = user_id
     if license_id is not None:
         item["license_id"] = license_id
-    item["payload"] = {"method": snapshot[11] or "GET", "route": template, "status_code": status_code}
+    item["payload"] = _request_payload(snapshot[11] or "GET", template, status_code, snapshot[13])
     item["duration_ms"] = snapshot[6]
     if user_agent is not None:
         item["user_agent"] = user_agent

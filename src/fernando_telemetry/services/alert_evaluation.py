@@ -39,6 +39,7 @@ __all__ = [
     "due_rules",
     "evaluate_due",
     "evaluate_rule",
+    "rule_condition",
 ]
 
 logger = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def evaluate_rule(
 ) -> RuleEvaluation:
     """Observe ``rule`` at ``now`` and apply what every group's state machine decides; raises on failure
     (``evaluate_due`` turns that into the rule's error status)."""
-    condition = parse_condition(rule.condition_config)
+    condition = rule_condition(rule)
     active_silences = silences.in_force(session, now=now) if silences_in_force is None else silences_in_force
     run = _RuleRun(session, rule, condition, now, active_silences)
     run.evaluate()
@@ -252,6 +253,17 @@ def evaluate_rule(
         groups=run.groups,
         transitions=run.transitions,
         notifications=run.notifications,
+    )
+
+
+def rule_condition(rule: AlertRule) -> Condition:
+    """The rule's condition with the window and pending period of its columns: the columns are what the rule
+    says (the trigger ``alert_rules_sync_condition`` keeps ``condition_config`` equal to them once written)."""
+    config = rule.condition_config
+    if not isinstance(config, Mapping):
+        return parse_condition(config)  # refused, with the condition language's own message
+    return parse_condition(
+        {**config, "window_minutes": rule.evaluation_window_minutes, "for_minutes": rule.pending_period_minutes}
     )
 
 
@@ -566,12 +578,19 @@ def _message(rule: AlertRule, condition: Condition, value: float | None) -> str:
 
 
 def _service(group_key: Mapping[str, str], condition: Condition) -> str | None:
+    """The one service the alert is about: the group's ``service_name``, else the service the condition is
+    restricted to (``filters.service_name`` equal to one value, or ``in`` a list of one); None when several."""
     service = group_key.get("service_name")
     if service:
         return service[:100]
     ops = condition.filters.get("service_name")
-    if isinstance(ops, Mapping) and isinstance(ops.get("eq"), str):
+    if not isinstance(ops, Mapping):
+        return None
+    if isinstance(ops.get("eq"), str):
         return ops["eq"][:100]
+    values = ops.get("in")
+    if isinstance(values, list | tuple) and len(values) == 1 and isinstance(values[0], str) and len(ops) == 1:
+        return values[0][:100]
     return None
 
 

@@ -334,6 +334,8 @@ def _record(session: Session, item: _Claimed, result: SendResult, *, now: dateti
     }
     if outcome == "sent":
         values["last_notified_at"] = func.greatest(func.coalesce(Alert.last_notified_at, now), now)
+    else:
+        values["error_count"] = Alert.error_count + 1  # failed notification attempts of the alert, all channels
     session.execute(update(Alert).where(Alert.alert_id == item.alert_id).values(**values))
     return outcome
 

@@ -80,8 +80,12 @@ class AlertView:
     resolution_notes: str | None
     silenced_by: int | None
     notification_status: dict[str, Any]
+    error_count: int
+    """failed notification attempts (deliveries failed or abandoned), over all channels"""
     last_evaluated_at: datetime | None
     last_notified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -555,6 +559,9 @@ def _view(alert: Alert, rule_name: str | None) -> AlertView:
         resolution_notes=alert.resolution_notes,
         silenced_by=alert.silenced_by,
         notification_status=dict(alert.notification_status or {}),
+        error_count=alert.error_count,
         last_evaluated_at=alert.last_evaluated_at,
         last_notified_at=alert.last_notified_at,
+        created_at=alert.created_at,
+        updated_at=alert.updated_at,
     )

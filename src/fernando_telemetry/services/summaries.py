@@ -4,7 +4,8 @@ A summary reads every hour bucket that overlaps ``[from, to)``: ``from`` is roun
 the hour. The events summary is the ``telemetry_events_hourly_summary`` view filtered by license. The
 service-metric and span views have no license column: an admin key reading every license gets the views;
 a license key (or an admin naming a license) gets the same columns computed from the raw rows of that
-license. Imports storage and core; never commits.
+license. Event and span rows carry a rate per second over the time elapsed in their hour (``elapsed_s``:
+the whole hour once it has ended, ``now - hour`` for the current one). Imports storage and core; never commits.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "MAX_RANGE",
     "SummaryFilters",
     "SummaryPage",
+    "elapsed_s",
     "events_hourly",
     "services",
     "traces",
@@ -99,6 +101,21 @@ def _query(filters: SummaryFilters, *, now: datetime, allowed: tuple[str, ...]) 
     )
 
 
+def elapsed_s(bucket_start: datetime, *, now: datetime, bucket: timedelta = _HOUR) -> float:
+    """Seconds of ``[bucket_start, bucket_start + bucket)`` that have passed at ``now``: the whole bucket once it
+    has ended, ``now - bucket_start`` while it runs, 0 before it starts. What a rate over the bucket divides by."""
+    return max(0.0, min(bucket, now - bucket_start).total_seconds())
+
+
+def _with_rate(rows: list[dict[str, Any]], *, count: str, rate: str, now: datetime) -> list[dict[str, Any]]:
+    """Each row with ``elapsed_s`` (see ``elapsed_s``) and ``rate`` = ``count`` / ``elapsed_s`` (None before the hour)."""
+    for row in rows:
+        seconds = elapsed_s(row["hour"], now=now)
+        row["elapsed_s"] = seconds
+        row[rate] = row[count] / seconds if seconds > 0 else None
+    return rows
+
+
 def _page(query: SummaryQuery, rows: list[dict[str, Any]]) -> SummaryPage:
     limit = query.limit - 1
     more = len(rows) > limit
@@ -115,7 +132,8 @@ def events_hourly(session: Session, *, principal: Principal, filters: SummaryFil
         )
     query = _query(filters, now=now, allowed=("event_type",))
     license_id = visible_license(principal, filters.license_id)
-    return _page(query, summary_queries.events_hourly(session, query, license_id=license_id))
+    rows = summary_queries.events_hourly(session, query, license_id=license_id)
+    return _page(query, _with_rate(rows, count="events", rate="events_per_s", now=now))
 
 
 def services(session: Session, *, principal: Principal, filters: SummaryFilters, now: datetime) -> SummaryPage:
@@ -132,5 +150,7 @@ def traces(session: Session, *, principal: Principal, filters: SummaryFilters, n
     query = _query(filters, now=now, allowed=("service_name", "operation_name"))
     license_id = visible_license(principal, filters.license_id)
     if license_id is None:
-        return _page(query, summary_queries.traces_hourly(session, query))
-    return _page(query, summary_queries.traces_for_license(session, query, license_id=license_id))
+        rows = summary_queries.traces_hourly(session, query)
+    else:
+        rows = summary_queries.traces_for_license(session, query, license_id=license_id)
+    return _page(query, _with_rate(rows, count="spans", rate="spans_per_s", now=now))

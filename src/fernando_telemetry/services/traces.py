@@ -120,6 +120,8 @@ class ServiceHealth:
     requests: int
     errors: int
     request_rate_per_s: float
+    rate_seconds: float
+    """what the rate divides by: the seconds of the window that have passed (up to now)"""
     error_rate: float
     p50_duration_ms: float | None
     p95_duration_ms: float | None
@@ -260,7 +262,8 @@ def services_health(
     """Rate, error rate and p50/p95/p99 duration of each service's requests in the window (see ``ServiceHealth``)."""
     visible = visible_license(principal, license_id)
     window = _window(start, end, now)
-    seconds = window.span.total_seconds()
+    # a window reaching past now is measured over the part that has passed
+    seconds = max(0.0, (min(window.end, now) - window.start).total_seconds())
     figures = trace_queries.service_figures(
         session, license_id=visible, start=window.start, end=window.end, service_name=service_name
     )
@@ -277,7 +280,8 @@ def services_health(
                 basis=basis,
                 requests=requests,
                 errors=errors,
-                request_rate_per_s=requests / seconds,
+                request_rate_per_s=requests / seconds if seconds > 0 else 0.0,
+                rate_seconds=seconds,
                 error_rate=errors / requests,
                 p50_duration_ms=p50,
                 p95_duration_ms=p95,

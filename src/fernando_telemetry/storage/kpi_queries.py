@@ -221,6 +221,10 @@ class BusinessMetricRow:
     previous_value: Decimal | None
     source: str
     computed_at: datetime
+    created_at: datetime
+    """when the row was first stored"""
+    updated_at: datetime
+    """when it was last replaced (a KPI job's recomputation, an ingest retry with a new value)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +294,7 @@ def business_metrics(
         select(
             bm.business_metric_id, bm.metric_name, bm.metric_category, bm.metric_value, bm.currency, bm.period_type,
             bm.period_start, bm.period_end, bm.license_id, bm.dimensions, bm.target_value, bm.previous_value,
-            bm.source, bm.computed_at,
+            bm.source, bm.computed_at, bm.created_at, bm.updated_at,
         )
         .where(and_(*conditions))
         .order_by(bm.period_start.desc(), bm.business_metric_id.desc())
@@ -300,7 +304,7 @@ def business_metrics(
         BusinessMetricRow(
             row.business_metric_id, row.metric_name, str(row.metric_category), row.metric_value, row.currency,
             str(row.period_type), row.period_start, row.period_end, row.license_id, row.dimensions, row.target_value,
-            row.previous_value, row.source, row.computed_at,
+            row.previous_value, row.source, row.computed_at, row.created_at, row.updated_at,
         )
         for row in session.execute(statement)
     ]

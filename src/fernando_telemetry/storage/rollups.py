@@ -93,7 +93,7 @@ SELECT g.hour, g.event_type, g.license_id, g.events, g.unique_users, g.unique_se
                count(*) AS events,
                count(DISTINCT e.user_id) AS unique_users,
                count(DISTINCT e.session_id) AS unique_sessions,
-               count(*) FILTER (WHERE e.event_type = 'error_event' OR e.payload ? 'error') AS errors,
+               count(*) FILTER (WHERE telemetry_event_is_error(e.event_type, e.payload)) AS errors,
                count(e.duration_ms) AS duration_count,
                sum(e.duration_ms) AS duration_sum,
                min(e.duration_ms) AS duration_min,
@@ -138,12 +138,15 @@ SELECT g.hour, g.service_name, g.metric_name, g.host_name, g.license_id, g.sampl
 _TRACES_HOURLY = """
 INSERT INTO traces_hourly (
     bucket_start, service_name, operation_name, license_id, spans, errors, duration_sum, duration_min, duration_max,
-    duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
+    duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts,
+    server_spans, server_errors)
 SELECT g.hour, g.service_name, g.operation_name, g.license_id, g.spans, g.errors, g.duration_sum, g.duration_min,
-       g.duration_max, g.q[1], g.q[2], g.q[3], g.q[4], s.keys, s.counts
+       g.duration_max, g.q[1], g.q[2], g.q[3], g.q[4], s.keys, s.counts, g.server_spans, g.server_errors
   FROM (SELECT date_trunc('hour', t.start_time, 'UTC') AS hour, t.service_name, t.operation_name, t.license_id,
                count(*) AS spans,
                count(*) FILTER (WHERE t.status = 'error') AS errors,
+               count(*) FILTER (WHERE t.span_kind = 'server') AS server_spans,
+               count(*) FILTER (WHERE t.span_kind = 'server' AND t.status = 'error') AS server_errors,
                sum(t.duration_ms) AS duration_sum,
                min(t.duration_ms) AS duration_min,
                max(t.duration_ms) AS duration_max,
@@ -238,13 +241,15 @@ SELECT d.day, g.service_name, g.metric_name, g.host_name, g.license_id, g.sample
 _TRACES_DAILY = f"""
 INSERT INTO traces_daily (
     bucket_start, service_name, operation_name, license_id, spans, errors, duration_sum, duration_min, duration_max,
-    duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
+    duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts,
+    server_spans, server_errors)
 SELECT d.day, g.service_name, g.operation_name, g.license_id, g.spans, g.errors, g.duration_sum, g.duration_min,
-       g.duration_max, q.q[1], q.q[2], q.q[3], q.q[4], s.keys, s.counts
+       g.duration_max, q.q[1], q.q[2], q.q[3], q.q[4], s.keys, s.counts, g.server_spans, g.server_errors
   FROM unnest(CAST(:days AS timestamptz[])) AS d(day)
  CROSS JOIN LATERAL (
        SELECT h.service_name, h.operation_name, h.license_id,
               sum(h.spans)::bigint AS spans, sum(h.errors)::bigint AS errors, sum(h.duration_sum) AS duration_sum,
+              sum(h.server_spans)::bigint AS server_spans, sum(h.server_errors)::bigint AS server_errors,
               min(h.duration_min) AS duration_min, max(h.duration_max) AS duration_max
          FROM traces_hourly h
         WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'

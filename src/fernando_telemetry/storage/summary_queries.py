@@ -31,6 +31,7 @@ __all__ = [
 
 EVENT_COLUMNS = (
     "hour", "event_type", "license_id", "events", "unique_users", "unique_sessions", "avg_duration_ms", "p95_duration_ms", "errors",
+    "server_span_errors",
 )
 SERVICE_COLUMNS = ("hour", "service_name", "metric_name", "samples", "avg_value", "min_value", "max_value", "p50", "p90", "p95", "p99")
 TRACE_COLUMNS = (

@@ -254,8 +254,8 @@ def dependency_edges(
     parent_lead: timedelta,
     parent_lag: timedelta,
 ) -> list[DependencyEdge]:
-    """Caller -> callee edges from child spans started in [start, end) whose parent span (same trace)
-    is in another service: calls, child errors and p95 of the child's duration.
+    """Caller -> callee edges from child spans started in [start, end) whose parent span (same trace, same
+    license) is in another service: calls, child errors and p95 of the child's duration.
 
     The parent is found by the primary key (span_id, trace_id, start_time), its start bounded to
     [start - parent_lead, end + parent_lag) so only the partitions around the window are probed.
@@ -273,6 +273,8 @@ def dependency_edges(
         "parent.start_time >= :parent_start",
         "parent.start_time < :parent_end",
         "parent.service_name <> child.service_name",
+        # a parent of another license is no call (an admin reading every license included): licenses never link
+        "parent.license_id IS NOT DISTINCT FROM child.license_id",
     ]
     clauses += _license_clause(license_id, params, alias="child.") + _license_clause(license_id, params, alias="parent.")
     statement = f"""

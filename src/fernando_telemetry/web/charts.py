@@ -72,8 +72,10 @@ def lines(
     y_title: str = "",
     y_format: str | None = None,
     height: int = 300,
+    note: str | None = None,
 ) -> Figure:
-    """One line per named series of ``(time, value)`` points; None leaves a gap."""
+    """One line per named series of ``(time, value)`` points; None leaves a gap. ``note``: a line of text shown
+    in the chart's top right corner (how a value was computed, for one)."""
     data = [
         {
             "type": "scatter",
@@ -90,6 +92,11 @@ def lines(
     layout = _layout(title, y_title=y_title, height=height)
     if y_format:
         layout["yaxis"]["tickformat"] = y_format
+    if note:
+        layout["annotations"] = [
+            {"text": plain(note), "xref": "paper", "yref": "paper", "x": 1, "y": 1.08, "xanchor": "right",
+             "showarrow": False, "font": {"size": 11, "color": "#666"}},
+        ]  # fmt: skip
     return {"data": data, "layout": layout}
 
 

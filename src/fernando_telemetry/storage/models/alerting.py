@@ -12,7 +12,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Boolean, Double, ForeignKey, Identity, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Double,
+    FetchedValue,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
 
 from fernando_telemetry.core.enums import AlertStatus, Severity
@@ -62,9 +75,11 @@ class AlertRule(Base):
     condition_config: Mapped[dict[str, Any]] = jsonb_column()
     severity: Mapped[Severity] = mapped_column(vocabulary(Severity, "severity"), server_default=text("'warning'"))
     notification_channels: Mapped[list[Any]] = jsonb_column("[]")
-    evaluation_window_minutes: Mapped[int] = mapped_column(Integer, server_default=text("5"))
+    # The window and the pending period: what the evaluator reads. The trigger alert_rules_sync_condition keeps
+    # them equal to condition_config's window_minutes and for_minutes (either side may be set, see docs/ALERTING.md).
+    evaluation_window_minutes: Mapped[int] = mapped_column(Integer, server_default=FetchedValue(), server_onupdate=FetchedValue())
     evaluation_interval_seconds: Mapped[int] = mapped_column(Integer, server_default=text("60"))
-    pending_period_minutes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    pending_period_minutes: Mapped[int] = mapped_column(Integer, server_default=FetchedValue(), server_onupdate=FetchedValue())
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     owner_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
     license_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.license_id"))
@@ -123,6 +138,7 @@ class Alert(Base):
     resolution_notes: Mapped[str | None] = mapped_column(Text)
     affected_service: Mapped[str | None] = mapped_column(String(100))
     error_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """failed notification attempts of the alert (deliveries with outcome failed or abandoned), over all channels"""
     notification_status: Mapped[dict[str, Any]] = jsonb_column()
     license_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.license_id"))
     labels: Mapped[dict[str, Any]] = jsonb_column()

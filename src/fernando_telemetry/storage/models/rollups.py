@@ -147,7 +147,9 @@ class MetricRollupDaily(_MetricColumns, Base):
 
 
 class _SpanColumns(_Bucket):
-    """Per bucket, service, operation and license: spans, errors (status error), durations."""
+    """Per bucket, service, operation and license: spans, errors (status error), durations, and the spans of
+    kind ``server`` and those of them with status error (the failed requests of
+    ``telemetry_events_hourly_summary.server_span_errors``)."""
 
     service_name: Mapped[str] = mapped_column(String(100))
     operation_name: Mapped[str] = mapped_column(String(255))
@@ -162,6 +164,8 @@ class _SpanColumns(_Bucket):
     duration_p99: Mapped[float] = mapped_column(Double)
     duration_sketch_keys: Mapped[list[int]] = _keys_column()
     duration_sketch_counts: Mapped[list[int]] = _counts_column()
+    server_spans: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    server_errors: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 _SPAN_GRAIN = ("bucket_start", "service_name", "operation_name", "license_id")

@@ -46,10 +46,16 @@ def build(request: PageRequest) -> Page:
         operation_spans[key] += row["spans"]
 
     hours = hours_between(window.start, window.end)
+    elapsed = {h: summaries.elapsed_s(h, now=request.now) for h in hours}
+    current = [h for h in hours if 0 < elapsed[h] < 3600]
     rate_chart = charts.lines(
         "Requests per second by service (all spans)",
-        {name: [(h, spans[name].get(h, 0.0) / 3600.0) for h in hours] for name in sorted(spans)},
+        {name: [(h, spans[name].get(h, 0.0) / elapsed[h] if elapsed[h] else None) for h in hours] for name in sorted(spans)},
         y_title="spans/s",
+        # the hour still running is divided by the time elapsed in it, not by 3600 s
+        note=f"{current[0]:%H:%M} hour so far: per second over its {elapsed[current[0]] / 60:.0f} min elapsed"
+        if current
+        else None,
     )
     error_chart = charts.lines(
         "Error rate by service",
