@@ -81,8 +81,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _ingest_decoded(ingestor: Ingestor, signal: _Signal, decoded: otlp.DecodedBatch, principal: Principal) -> RowBatch:
-    batch = RowBatch(decoded.rows, decoded.indexes, decoded.rejections, received=decoded.received)
+def _ingest_decoded(
+    ingestor: Ingestor, signal: _Signal, decoded: otlp.DecodedBatch, principal: Principal, *, now: datetime
+) -> RowBatch:
+    batch = RowBatch(decoded.rows, decoded.indexes, decoded.rejections, received=decoded.received, received_at=now)
     ingestor.store(signal.kind, batch, principal=principal, endpoint=signal.endpoint, idempotency_key=None)
     return batch
 
@@ -100,9 +102,10 @@ async def _receive(request: Request, name: str) -> Response:
             # decoding happens here, off the event loop, so it keeps reading other requests meanwhile
             pb2_request = signal.parse(body, content_type)
             ingestor.check_otlp_size(otlp.item_count(pb2_request))
-            decoded = signal.decode(pb2_request, ingestor.context(signal.kind, principal, datetime.now(UTC)))
+            now = datetime.now(UTC)
+            decoded = signal.decode(pb2_request, ingestor.context(signal.kind, principal, now))
             ingestor.check_rate(principal, max(1, decoded.received), now_s=time.monotonic())
-            return decoded, _ingest_decoded(ingestor, signal, decoded, principal)
+            return decoded, _ingest_decoded(ingestor, signal, decoded, principal, now=now)
 
         decoded, batch = await run_in_threadpool(work)
     except FernandoTelemetryError as exc:
