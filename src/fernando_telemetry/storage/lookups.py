@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.storage.models import IngestBatch, License, User
 
-__all__ = ["existing_license_ids", "existing_user_ids", "register_users", "stored_response"]
+__all__ = ["existing_license_ids", "existing_user_ids", "known_user", "register_users", "stored_response"]
 
 # One statement for first sightings and sightings again: a new (license, user) is inserted with origin
 # 'ingest'; an existing one gets its last_seen_at moved forward (and first_seen_at set if the platform made
@@ -47,10 +47,18 @@ def existing_user_ids(session: Session, keys: Iterable[tuple[int, str]]) -> set[
     wanted = sorted(set(keys))
     if not wanted:
         return set()
-    rows = session.execute(
-        select(User.license_id, User.user_id).where(tuple_(User.license_id, User.user_id).in_(wanted))
-    ).all()
+    rows = session.execute(select(User.license_id, User.user_id).where(tuple_(User.license_id, User.user_id).in_(wanted))).all()
     return {(row.license_id, row.user_id) for row in rows}
+
+
+def known_user(session: Session, user_id: str, *, license_id: int | None) -> bool:
+    """Whether ``user_id`` is a user of ``license_id`` (None: a user of any license, for platform-wide rows)."""
+    if len(user_id) > 128 or "\x00" in user_id:
+        return False
+    query = select(User.user_id).where(User.user_id == user_id)
+    if license_id is not None:
+        query = query.where(User.license_id == license_id)
+    return session.scalars(query.limit(1)).first() is not None
 
 
 def existing_license_ids(session: Session, license_ids: Iterable[int]) -> set[int]:

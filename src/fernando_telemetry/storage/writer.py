@@ -230,8 +230,12 @@ class GroupCommitWriter:
                     if submission.claim is not None and submission.claim.revise is not None:
                         connection.execute(
                             "UPDATE ingest_batches SET response = %s WHERE api_key_id = %s AND endpoint = %s AND idempotency_key = %s",
-                            (Jsonb(submission.claim.revise(mine)), submission.claim.api_key_id, submission.claim.endpoint,
-                             submission.claim.key),
+                            (
+                                Jsonb(submission.claim.revise(mine)),
+                                submission.claim.api_key_id,
+                                submission.claim.endpoint,
+                                submission.claim.key,
+                            ),
                         )
         except psycopg.OperationalError:
             raise
@@ -284,11 +288,15 @@ class GroupCommitWriter:
         with connection.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)) as copy:
             for row in rows:
                 copy.write_row(row)
-        updates = sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in spec.columns)
+        updates = sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in spec.columns
+        )
         connection.execute(
             sql.SQL(
                 "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}, updated_at = now()"
-            ).format(sql.Identifier(spec.table), columns, columns, staging, sql.Identifier(spec.conflict_constraint or ""), updates)
+            ).format(
+                sql.Identifier(spec.table), columns, columns, staging, sql.Identifier(spec.conflict_constraint or ""), updates
+            )
         )
         return []
 
@@ -322,7 +330,11 @@ class GroupCommitWriter:
                 "CROSS JOIN LATERAL (SELECT stored.{} AS license_id FROM {} stored WHERE {} LIMIT 1) found "
                 "WHERE found.license_id IS DISTINCT FROM staged.{} ORDER BY 1"
             ).format(
-                staging, sql.Identifier(spec.license_column), sql.Identifier(spec.table), same_key, sql.Identifier(spec.license_column)
+                staging,
+                sql.Identifier(spec.license_column),
+                sql.Identifier(spec.table),
+                same_key,
+                sql.Identifier(spec.license_column),
             )
         ).fetchall()
         return [position for (position,) in refused]

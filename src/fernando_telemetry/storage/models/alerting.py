@@ -12,7 +12,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Boolean, Double, ForeignKey, ForeignKeyConstraint, Identity, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fernando_telemetry.core.enums import AlertStatus, Severity
@@ -26,7 +39,6 @@ from fernando_telemetry.storage.models.base import (
 
 if TYPE_CHECKING:
     from fernando_telemetry.storage.models.platform import License, User
-
 
 
 def _user_fk(table: str, column: str) -> ForeignKeyConstraint:
