@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.storage.models import IngestBatch, License, User
 
-__all__ = ["existing_license_ids", "existing_user_ids", "known_user", "register_users", "stored_response"]
+__all__ = ["existing_license_ids", "known_user", "register_users", "stored_response"]
 
 # One statement for first sightings and sightings again: a new (license, user) is inserted with origin
 # 'ingest'; an existing one gets its last_seen_at moved forward (and first_seen_at set if the platform made
@@ -40,15 +40,6 @@ def register_users(session: Session, keys: Iterable[tuple[int, str]], *, seen_at
         _REGISTER_USERS,
         {"license_ids": [k[0] for k in ordered], "user_ids": [k[1] for k in ordered], "seen_at": seen_at},
     )
-
-
-def existing_user_ids(session: Session, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
-    """Which ``(license_id, user_id)`` pairs have a user row."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return set()
-    rows = session.execute(select(User.license_id, User.user_id).where(tuple_(User.license_id, User.user_id).in_(wanted))).all()
-    return {(row.license_id, row.user_id) for row in rows}
 
 
 def known_user(session: Session, user_id: str, *, license_id: int | None) -> bool:
