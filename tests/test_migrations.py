@@ -98,7 +98,10 @@ class TestUsersByLicense:
         try:
             schema.upgrade(engine, revision="0008")
             with engine.begin() as connection:
-                connection.execute(text("SELECT ensure_daily_partitions('telemetry_events', CAST(:d AS date), CAST(:d AS date))"), {"d": day.date()})
+                connection.execute(
+                    text("SELECT ensure_daily_partitions('telemetry_events', CAST(:d AS date), CAST(:d AS date))"),
+                    {"d": day.date()},
+                )
                 connection.execute(text("INSERT INTO licenses (license_id, name) VALUES (1, 'L1'), (2, 'L2')"))
                 connection.execute(
                     text(
@@ -106,7 +109,9 @@ class TestUsersByLicense:
                         "('idle', NULL, 'idle@x.io')"
                     )
                 )
-                for minute, (license_id, user_id) in enumerate(((1, "solo"), (2, "solo"), (2, "solo"), (2, "owned"), (1, "owned"), (None, "solo"))):
+                for minute, (license_id, user_id) in enumerate(
+                    ((1, "solo"), (2, "solo"), (2, "solo"), (2, "owned"), (1, "owned"), (None, "solo"))
+                ):
                     connection.execute(
                         text(
                             "INSERT INTO telemetry_events (event_id, event_type, event_name, user_id, license_id, event_timestamp) "
