@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from fernando_telemetry.core.enums import AlertStatus, MetricCategory, PeriodType, Severity
-from fernando_telemetry.storage.models import Alert, AlertRule, BusinessMetric, TelemetryEvent
+from fernando_telemetry.storage.models import Alert, AlertRule, BusinessMetric, TelemetryEvent, User
 from tests.helpers import add_event, add_license, add_metric, add_span, add_user
 
 NOW = datetime.now(UTC)
@@ -60,6 +60,20 @@ class TestForeignKeys:
             text("SELECT u.license_id FROM telemetry_events e JOIN users u USING (user_id) WHERE e.event_id = :id"),
             {"id": event.event_id},
         ).scalar_one() == license_.license_id
+
+    def test_relationships_join_users_on_license_and_id(self, session: Session) -> None:
+        """TelemetryEvent.user and User.events match license and user id: B's user of the same id is not A's."""
+        a, b = add_license(session, "A"), add_license(session, "B")
+        add_user(session, "same", license_id=a.license_id)
+        add_user(session, "same", license_id=b.license_id)
+        event = add_event(session, at=NOW, user_id="same", license_id=a.license_id)
+        session.expire_all()
+        found = session.scalars(
+            select(TelemetryEvent).where(TelemetryEvent.event_id == event.event_id).options(selectinload(TelemetryEvent.user))
+        ).one()
+        assert found.user is not None and found.user.license_id == a.license_id
+        users = session.scalars(select(User).where(User.user_id == "same").options(selectinload(User.events))).all()
+        assert {user.license_id: len(user.events) for user in users} == {a.license_id: 1, b.license_id: 0}
 
     def test_deleting_a_user_keeps_their_telemetry_unattributed(self, session: Session) -> None:
         """A user removed by the platform leaves their events with user_id NULL (license kept), not deleted."""
