@@ -194,12 +194,9 @@ class IndexQuery:
 INDEX_QUERIES: dict[str, IndexQuery] = {
     # -- users ---------------------------------------------------------------------------------
     "pk_users": IndexQuery(
-        "one user by the platform's id (attribution, foreign-key checks on ingest)",
-        "SELECT * FROM users WHERE user_id = '{user_id}'",
-    ),
-    "ix_users_license_id": IndexQuery(
-        "the users of one license (license page; foreign-key checks when a license is deleted)",
-        "SELECT user_id, email, display_name FROM users WHERE license_id = {license_id} ORDER BY email",
+        "one user of a license by the platform's id (attribution, foreign-key checks on ingest, registration on "
+        "first sight); its leading column also serves the users of one license",
+        "SELECT * FROM users WHERE license_id = {license_id} AND user_id = '{user_id}'",
     ),
     "ix_users_lower_email": IndexQuery(
         "a user by e-mail whatever its case (sign-in, support lookups)",
@@ -747,7 +744,8 @@ def load(url: str) -> dict[str, int]:
             (f"Customer {n}", rng.choice(["free", "pro", "enterprise"]), rng.choice([5, 50, 500]))
             for n in range(1, LICENSES + 1)
         ))
-        user_license = {n: (rng.randint(1, LICENSES) if rng.random() > 0.05 else None) for n in range(1, USERS + 1)}
+        # every user belongs to a license (users are keyed by (license_id, user_id))
+        user_license = {n: rng.randint(1, LICENSES) for n in range(1, USERS + 1)}
         counts["users"] = _copy(connection, "users", ("user_id", "email", "display_name", "license_id"), (
             (user_id(n), f"user.{n:05d}@example.com" if n % 3 else f"User.{n:05d}@Example.com", f"User {n}", license_id)
             for n, license_id in user_license.items()

@@ -21,7 +21,7 @@ def add_license(session: Session, name: str = "Acme") -> License:
     return license_
 
 
-def add_user(session: Session, user_id: str, *, license_id: int | None = None, email: str | None = None) -> User:
+def add_user(session: Session, user_id: str, *, license_id: int, email: str | None = None) -> User:
     user = User(user_id=user_id, license_id=license_id, email=email)
     session.add(user)
     session.flush()

@@ -34,7 +34,7 @@ def make_tenant(engine: Engine) -> Tenant:
     with session_factory(engine).begin() as session:
         license_id = keys.create_license(session, name=f"tenant-{uuid.uuid4().hex[:6]}")
         user_id = f"user-{uuid.uuid4().hex[:8]}"
-        platform.upsert_user(session, user_id=user_id, fields={"license_id": license_id}, now=datetime.now(UTC))
+        platform.upsert_user(session, license_id=license_id, user_id=user_id, fields={}, now=datetime.now(UTC))
         ingest = keys.create_key(session, license_id=license_id, scopes=["ingest", "read"], new_token=new_token)
         read = keys.create_key(session, license_id=license_id, scopes=["read"], new_token=new_token)
     return Tenant(license_id, ingest.token, read.token, user_id)

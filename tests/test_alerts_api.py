@@ -218,7 +218,8 @@ class TestChanges:
             assert response.status_code == 400 and response.json()["error"]["details"][0]["field"] == "user_id"
         with session_factory(committed_engine).begin() as session:
             shared = f"shared-{uuid.uuid4().hex[:6]}"
-            platform.upsert_user(session, user_id=shared, fields={}, now=NOW)  # a user of no license may be named
+            # a user of the alert's license may be named, also one registered by ingest after the platform's
+            platform.upsert_user(session, license_id=a.tenant.license_id, user_id=shared, fields={}, now=NOW)
         ok = client.post(
             f"/api/v1/alerts/{a.alert_ids[0]}/acknowledge", json={"user_id": shared}, headers=auth(a.tenant.read_key)
         )

@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from fernando_telemetry.core.enums import AlertStatus, MetricCategory, PeriodType, Severity
-from fernando_telemetry.storage.models import Alert, AlertRule, BusinessMetric, TelemetryEvent
+from fernando_telemetry.storage.models import Alert, AlertRule, BusinessMetric, TelemetryEvent, User
 from tests.helpers import add_event, add_license, add_metric, add_span, add_user
 
 NOW = datetime.now(UTC)
@@ -26,8 +26,23 @@ def _fails(session: Session, action) -> None:  # type: ignore[no-untyped-def]
 class TestForeignKeys:
     @pytest.mark.parametrize("add_row", [add_event, add_metric, add_span])
     def test_unknown_user_is_refused(self, session: Session, add_row) -> None:  # type: ignore[no-untyped-def]
-        """A telemetry row naming a user the platform does not have is refused."""
-        _fails(session, lambda: add_row(session, at=NOW, user_id="nobody"))
+        """A telemetry row of a license naming a user that license does not have is refused (ingest registers it first)."""
+        license_ = add_license(session)
+        _fails(session, lambda: add_row(session, at=NOW, user_id="nobody", license_id=license_.license_id))
+
+    @pytest.mark.parametrize("add_row", [add_event, add_metric, add_span])
+    def test_user_of_another_license_is_refused(self, session: Session, add_row) -> None:  # type: ignore[no-untyped-def]
+        """The key is (license_id, user_id): license A's row cannot point at license B's user of the same id."""
+        a, b = add_license(session, "A"), add_license(session, "B")
+        add_user(session, "u-b", license_id=b.license_id)
+        _fails(session, lambda: add_row(session, at=NOW, user_id="u-b", license_id=a.license_id))
+        add_row(session, at=NOW, user_id="u-b", license_id=b.license_id)
+
+    @pytest.mark.parametrize("add_row", [add_event, add_metric, add_span])
+    def test_row_of_no_license_keeps_its_user_id_unlinked(self, session: Session, add_row) -> None:  # type: ignore[no-untyped-def]
+        """MATCH SIMPLE: a row without a license keeps the user id it was sent with, with no user row."""
+        row = add_row(session, at=NOW, user_id="nobody-at-all")
+        assert row.user_id == "nobody-at-all"
 
     @pytest.mark.parametrize("add_row", [add_event, add_metric, add_span])
     def test_unknown_license_is_refused(self, session: Session, add_row) -> None:  # type: ignore[no-untyped-def]
@@ -46,14 +61,29 @@ class TestForeignKeys:
             {"id": event.event_id},
         ).scalar_one() == license_.license_id
 
+    def test_relationships_join_users_on_license_and_id(self, session: Session) -> None:
+        """TelemetryEvent.user and User.events match license and user id: B's user of the same id is not A's."""
+        a, b = add_license(session, "A"), add_license(session, "B")
+        add_user(session, "same", license_id=a.license_id)
+        add_user(session, "same", license_id=b.license_id)
+        event = add_event(session, at=NOW, user_id="same", license_id=a.license_id)
+        session.expire_all()
+        found = session.scalars(
+            select(TelemetryEvent).where(TelemetryEvent.event_id == event.event_id).options(selectinload(TelemetryEvent.user))
+        ).one()
+        assert found.user is not None and found.user.license_id == a.license_id
+        users = session.scalars(select(User).where(User.user_id == "same").options(selectinload(User.events))).all()
+        assert {user.license_id: len(user.events) for user in users} == {a.license_id: 1, b.license_id: 0}
+
     def test_deleting_a_user_keeps_their_telemetry_unattributed(self, session: Session) -> None:
-        """A user removed by the platform leaves their events with user_id NULL, not deleted."""
-        add_user(session, "leaver")
-        event = add_event(session, at=NOW, user_id="leaver")
+        """A user removed by the platform leaves their events with user_id NULL (license kept), not deleted."""
+        license_ = add_license(session)
+        add_user(session, "leaver", license_id=license_.license_id)
+        event = add_event(session, at=NOW, user_id="leaver", license_id=license_.license_id)
         session.execute(text("DELETE FROM users WHERE user_id = 'leaver'"))
         assert session.execute(
-            text("SELECT user_id FROM telemetry_events WHERE event_id = :id"), {"id": event.event_id}
-        ).one() == (None,)
+            text("SELECT user_id, license_id FROM telemetry_events WHERE event_id = :id"), {"id": event.event_id}
+        ).one() == (None, license_.license_id)
 
     def test_alert_needs_an_existing_rule_and_users(self, session: Session) -> None:
         """An alert's rule and its acknowledging / assigned users must exist."""
@@ -66,7 +96,8 @@ class TestForeignKeys:
             session.flush()
 
         _fails(session, lambda: alert(rule_id=rule.rule_id + 1000))
-        _fails(session, lambda: alert(rule_id=rule.rule_id, assigned_to="ghost"))
+        license_ = add_license(session)
+        _fails(session, lambda: alert(rule_id=rule.rule_id, assigned_to="ghost", license_id=license_.license_id))
         alert(rule_id=rule.rule_id)
 
 

@@ -90,10 +90,9 @@ class TestPerItem:
         response = client.post("/api/v1/events", json={"events": items}, headers=_auth(tenant.ingest_key))
         assert response.status_code == 200
         answer = response.json()
-        assert answer["accepted"] == 2
+        assert answer["accepted"] == 3  # a user id never seen before is registered, not a reason to refuse
         reasons = {r["index"]: (r["field"], r["reason"]) for r in answer["rejected"]}
-        assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
-        assert reasons[1][0] == "user_id" and "unknown user" in reasons[1][1]
+        assert sorted(reasons) == [2, 3, 4, 5, 6, 7, 8, 9]
         assert reasons[2][0] == "event_type" and "'bogus' is not one of" in reasons[2][1]
         assert reasons[3] == ("event_name", "is 201 characters long; at most 200 are allowed")
         assert "older than the accepted window" in reasons[4][1]
@@ -102,7 +101,7 @@ class TestPerItem:
         assert reasons[7][0] == "duration_ms"
         assert reasons[8] == (None, "an item must be a JSON object, got a string")
         assert reasons[9][0] == "colour" and "unknown field" in reasons[9][1]
-        assert _count(engine, "SELECT count(*) FROM telemetry_events WHERE event_name = :m", m=marker) == 2
+        assert _count(engine, "SELECT count(*) FROM telemetry_events WHERE event_name = :m", m=marker) == 3
         assert _count(
             engine, "SELECT count(*) FROM telemetry_events WHERE event_name = :m AND trace_id = '4bf92f3577b34da6a3ce929d0e0e4736'", m=marker
         ) == 1

@@ -82,7 +82,8 @@ def fixture(session: Session) -> Fixture:
     l1, l2 = add_license(session, "L1").license_id, add_license(session, "L2").license_id
     suffix = uuid.uuid4().hex[:6]
     users = {name: f"{name}-{suffix}" for name in ("u1", "u2", "u3", "u4", "u5")}
-    for name, license_id in (("u1", l1), ("u2", l1), ("u3", l2), ("u4", l2), ("u5", None)):
+    # a user is a (license, user id) pair: u4 of L2 and u4 of L1 are two users; u5 sends rows of no license
+    for name, license_id in (("u1", l1), ("u2", l1), ("u3", l2), ("u4", l2), ("u4", l1)):
         add_user(session, users[name], license_id=license_id)
     fx = Fixture(a, l1, l2)
     business = EventType.BUSINESS_EVENT
@@ -159,14 +160,15 @@ class TestEngagementAndAcquisition:
         }
         assert {key: value for key, value in values.items() if not key[0].startswith("retention")} == expected
 
-    def test_a_user_new_to_a_license_is_new_there_but_not_overall(self, session: Session, fixture: Fixture) -> None:
-        """Day A+1: u4 (seen in L2 on A-1) is new in L1; overall only u3 is new; the first instant of a day belongs to it."""
+    def test_a_user_id_new_to_a_license_is_a_new_user_there_and_overall(self, session: Session, fixture: Fixture) -> None:
+        """Day A+1: u4 of L1 is new (u4 of L2, seen on A-1, is another user), and u3 of L2: two new users overall;
+        the first instant of a day belongs to it."""
         fx = fixture
         kpis.compute_period(session, period=fx.daily(1), now=late_now(fx))
         values = stored(session, fx.daily(1))
         assert values[("new_users", fx.l1, None)] == 1
         assert values[("new_users", fx.l2, None)] == 1
-        assert values[("new_users", None, None)] == 1
+        assert values[("new_users", None, None)] == 2
         assert values[("active_users", fx.l2, None)] == 1  # u3 at 00:00:00 exactly
         assert values[("events_per_active_user", None, None)] == D("1.333333")  # 4 events / 3 users
         assert values[("revenue", None, "USD")] == 20
@@ -183,8 +185,9 @@ class TestEngagementAndAcquisition:
         assert values == {
             ("active_users", l1, None): D(3), ("sessions", l1, None): D(6), ("events_per_active_user", l1, None): D(3),
             ("active_users", l2, None): D(2), ("sessions", l2, None): D(2), ("events_per_active_user", l2, None): D("1.5"),
-            ("active_users", None, None): D(5), ("sessions", None, None): D(9), ("events_per_active_user", None, None): D("2.6"),
-            ("new_users", l1, None): D(3), ("new_users", l2, None): D(1), ("new_users", None, None): D(4),
+            # overall: six (license, user) pairs, u4 of L1 and u4 of L2 being two; 13 events by users
+            ("active_users", None, None): D(6), ("sessions", None, None): D(9), ("events_per_active_user", None, None): D("2.166667"),
+            ("new_users", l1, None): D(3), ("new_users", l2, None): D(1), ("new_users", None, None): D(5),
             ("revenue", l1, "EUR"): D("10.5"), ("revenue", l2, "EUR"): D("4.5"), ("revenue", l2, "USD"): D(20),
             ("revenue", None, "EUR"): D(15), ("revenue", None, "USD"): D(20),
         }
@@ -213,6 +216,17 @@ class TestEngagementAndAcquisition:
         kpis.compute_period(session, period=day, now=datetime.now(UTC))
         assert stored(session, day) == {("active_users", None, None): 0, ("sessions", None, None): 0, ("new_users", None, None): 0}
 
+    def test_a_license_with_only_anonymous_events_has_zero_new_users(self, session: Session) -> None:
+        """A license whose events of a period name no user gets new_users 0 (as active_users), not no row."""
+        day = period_containing(PeriodType.DAILY, datetime.now(UTC).date() - timedelta(days=101))
+        license_id = add_license(session, "anonymous only").license_id
+        add_event(session, at=day.start + timedelta(hours=3), license_id=license_id, session_id="anon")
+        kpis.compute_period(session, period=day, now=datetime.now(UTC))
+        values = stored(session, day)
+        assert values[("active_users", license_id, None)] == 0
+        assert values[("new_users", license_id, None)] == 0
+        assert values[("new_users", None, None)] == 0
+
 
 class TestRetention:
     def test_cohort_of_day_a_and_the_cohort_day_a_decides(self, session: Session, fixture: Fixture) -> None:
@@ -228,14 +242,15 @@ class TestRetention:
         assert stored(session, fx.daily(-1)) == {("retention_d1", fx.l2, None): 1, ("retention_d1", None, None): 1}
 
     def test_activity_in_another_license_does_not_retain_a_license_cohort(self, session: Session, fixture: Fixture) -> None:
-        """Cohort A+1: u4 (new in L1) is back only in L2, so L1 keeps 0; u3 is back on A+8 in L2."""
+        """Cohort A+1: u4 of L1 is never back (u4 of L2 is another user), so L1 keeps 0; u3 is back on A+8 in L2;
+        the platform's cohort is both, half of it back on day 7."""
         fx = fixture
         kpis.compute_period(session, period=fx.daily(1), now=late_now(fx))
         values = stored(session, fx.daily(1))
         assert {key: value for key, value in values.items() if key[0].startswith("retention")} == {
             ("retention_d1", fx.l1, None): 0, ("retention_d7", fx.l1, None): 0, ("retention_d30", fx.l1, None): 0,
             ("retention_d1", fx.l2, None): 0, ("retention_d7", fx.l2, None): 1, ("retention_d30", fx.l2, None): 0,
-            ("retention_d1", None, None): 0, ("retention_d7", None, None): 1, ("retention_d30", None, None): 0,
+            ("retention_d1", None, None): 0, ("retention_d7", None, None): D("0.5"), ("retention_d30", None, None): 0,
         }
 
     def test_a_value_is_only_stored_once_its_day_is_over(self, session: Session, fixture: Fixture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import inspect, text
 
@@ -83,5 +84,61 @@ class TestMigrations:
                 connection.execute(text("ALTER TABLE licenses DROP COLUMN plan"))
             differences = schema.drift(engine)
             assert any("plan" in repr(difference) for difference in differences)
+        finally:
+            engine.dispose()
+
+
+class TestUsersByLicense:
+    def test_0009_copies_license_less_users_into_the_licenses_naming_them(self, database_factory: Callable[[], str]) -> None:
+        """Revision 0009: a user of no license is copied into each license whose rows name it (data kept, origin
+        migration), a license naming another license's user gets a bare row of its own, license-less users are
+        removed (their rows of no license keep the id); downgrade keeps one row per id and every row's user."""
+        engine = make_engine(database_factory(), pool_size=1)
+        day = datetime(2026, 11, 2, tzinfo=UTC)
+        try:
+            schema.upgrade(engine, revision="0008")
+            with engine.begin() as connection:
+                connection.execute(
+                    text("SELECT ensure_daily_partitions('telemetry_events', CAST(:d AS date), CAST(:d AS date))"),
+                    {"d": day.date()},
+                )
+                connection.execute(text("INSERT INTO licenses (license_id, name) VALUES (1, 'L1'), (2, 'L2')"))
+                connection.execute(
+                    text(
+                        "INSERT INTO users (user_id, license_id, email) VALUES ('solo', NULL, 'solo@x.io'), ('owned', 1, 'o@x.io'), "
+                        "('idle', NULL, 'idle@x.io')"
+                    )
+                )
+                for minute, (license_id, user_id) in enumerate(
+                    ((1, "solo"), (2, "solo"), (2, "solo"), (2, "owned"), (1, "owned"), (None, "solo"))
+                ):
+                    connection.execute(
+                        text(
+                            "INSERT INTO telemetry_events (event_id, event_type, event_name, user_id, license_id, event_timestamp) "
+                            "VALUES (gen_random_uuid(), 'user_action', 'e', :u, :l, :t)"
+                        ),
+                        {"u": user_id, "l": license_id, "t": day + timedelta(minutes=minute)},
+                    )
+            schema.upgrade(engine, revision="0009")
+            with engine.connect() as connection:
+                users = {
+                    (row.license_id, row.user_id): (row.email, row.origin, row.first_seen_at, row.last_seen_at)
+                    for row in connection.execute(text("SELECT * FROM users"))
+                }
+                loose = connection.execute(text("SELECT user_id FROM telemetry_events WHERE license_id IS NULL")).scalars().all()
+            assert users == {
+                (1, "solo"): ("solo@x.io", "migration", day, day),
+                (2, "solo"): ("solo@x.io", "migration", day + timedelta(minutes=1), day + timedelta(minutes=2)),
+                (1, "owned"): ("o@x.io", "platform", day + timedelta(minutes=4), day + timedelta(minutes=4)),
+                (2, "owned"): (None, "migration", day + timedelta(minutes=3), day + timedelta(minutes=3)),
+            }
+            assert loose == ["solo"]
+
+            schema.downgrade(engine, revision="0008")
+            with engine.connect() as connection:
+                users = {row.user_id: row.license_id for row in connection.execute(text("SELECT user_id, license_id FROM users"))}
+                named = connection.execute(text("SELECT count(*) FROM telemetry_events WHERE user_id IS NOT NULL")).scalar_one()
+            assert users == {"solo": 1, "owned": 1}
+            assert named == 6
         finally:
             engine.dispose()

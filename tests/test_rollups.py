@@ -85,10 +85,11 @@ def tenants(session: Session) -> Tenants:
     licenses = [License(name="Rollup A"), License(name="Rollup B")]
     session.add_all(licenses)
     session.flush()
-    users = [User(user_id=f"rollup-user-{index}", license_id=licenses[index % 2].license_id) for index in range(6)]
-    session.add_all(users)
+    # users are scoped by license: every user id exists in both licenses, so rows may pick any pair
+    user_ids = tuple(f"rollup-user-{index}" for index in range(6))
+    session.add_all([User(user_id=user_id, license_id=license_.license_id) for license_ in licenses for user_id in user_ids])
     session.flush()
-    return Tenants(license_ids=(licenses[0].license_id, licenses[1].license_id), user_ids=tuple(user.user_id for user in users))
+    return Tenants(license_ids=(licenses[0].license_id, licenses[1].license_id), user_ids=user_ids)
 
 
 def moments(rng: random.Random, start: datetime, hours: int, count: int) -> list[datetime]:

@@ -108,18 +108,15 @@ def day_start() -> datetime:
 
 @pytest.fixture()
 def tenants(session: Session) -> Tenants:
-    """Two licenses with four users each, plus two users without a license; flushed so FKs hold."""
+    """Two licenses with the same ten user ids each (users are scoped by license, so rows may pick any license
+    and any user id), and rows of no license naming them unlinked; flushed so FKs hold."""
     licenses = [License(name="Acme", plan="pro"), License(name="Globex", plan="free")]
     session.add_all(licenses)
     session.flush()
-    users = [User(user_id=f"user-{index}", license_id=licenses[index % 2].license_id) for index in range(8)]
-    users += [User(user_id=f"orphan-{index}") for index in range(2)]
-    session.add_all(users)
+    user_ids = tuple(f"user-{index}" for index in range(8)) + tuple(f"orphan-{index}" for index in range(2))
+    session.add_all([User(user_id=user_id, license_id=license_.license_id) for license_ in licenses for user_id in user_ids])
     session.flush()
-    return Tenants(
-        license_ids=(licenses[0].license_id, licenses[1].license_id),
-        user_ids=tuple(user.user_id for user in users),
-    )
+    return Tenants(license_ids=(licenses[0].license_id, licenses[1].license_id), user_ids=user_ids)
 
 
 def window(day_start: datetime) -> tuple[datetime, datetime]:

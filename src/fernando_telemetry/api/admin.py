@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.deps import AdminKey
 from fernando_telemetry.api.schemas import LicenseIn, LicenseOut, UserIn, UserOut
+from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.services import audit, platform
 
 __all__ = ["router"]
@@ -23,8 +24,17 @@ _ERRORS = {401: {"description": "Missing or unknown API key"}, 403: {"descriptio
 @router.put(
     "/users/{user_id}",
     response_model=UserOut,
-    responses={**_ERRORS, 404: {"description": "Unknown license"}},
-    summary="Create or update a platform user",
+    responses={
+        **_ERRORS,
+        400: {"description": "No license_id (a user belongs to one license), or two different ones"},
+        404: {"description": "Unknown license"},
+    },
+    summary="Create or update a platform user of one license",
+    description=(
+        "A user is identified by its license and its id: the license is the body's `license_id` or the "
+        "`license_id` query parameter. A user that ingest registered on first sight is filled in: its fields "
+        "are replaced, its first and last sightings kept, and its origin becomes `platform`."
+    ),
 )
 async def put_user(
     request: Request,
@@ -32,11 +42,19 @@ async def put_user(
     body: UserIn,
     principal: AdminKey,
     user_id: str = Path(min_length=1, max_length=128),
+    license_id: int | None = Query(default=None, ge=1, le=2**62, description="The user's license (or body license_id)"),
 ) -> UserOut:
     def work() -> tuple[UserOut, bool]:
+        if license_id is not None and body.license_id is not None and license_id != body.license_id:
+            raise InvalidInput(
+                f"license_id {license_id} in the query and {body.license_id} in the body differ",
+                details=[{"field": "license_id", "reason": "conflicting values"}],
+            )
         with request.app.state.sessions.begin() as session:
             now = datetime.now(UTC)
-            user, created = platform.upsert_user(session, user_id=user_id, fields=body.model_dump(), now=now)
+            user, created = platform.upsert_user(
+                session, license_id=license_id or body.license_id, user_id=user_id, fields=body.model_dump(), now=now
+            )
             audit.record(
                 session,
                 actor=audit.actor_of(principal),

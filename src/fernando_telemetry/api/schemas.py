@@ -29,13 +29,17 @@ class UserIn(BaseModel):
 
     email: str | None = Field(default=None, max_length=320)
     display_name: str | None = Field(default=None, max_length=200)
-    license_id: int | None = Field(default=None, ge=1)
+    license_id: int | None = Field(default=None, ge=1, description="The user's license; required here or as ?license_id=")
     is_active: bool = True
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
 class UserOut(UserIn):
     user_id: str
+    license_id: int  # type: ignore[assignment]
+    first_seen_at: datetime | None = Field(description="When ingest first received a row of the license naming the user")
+    last_seen_at: datetime | None = Field(description="When ingest last did (at most the ingest cache's TTL behind)")
+    origin: str = Field(description="platform (put here), ingest (registered on first sight) or migration")
     created_at: datetime
     updated_at: datetime
 

@@ -83,8 +83,9 @@ def create_tenant(session: Session, *, customers: int, now: datetime, seed: int)
     for user_id, display_name in OPS_TEAM:
         platform.upsert_user(
             session,
+            license_id=license_.license_id,
             user_id=user_id,
-            fields={"license_id": license_.license_id, "display_name": display_name, "email": f"{user_id}@shop.example"},
+            fields={"display_name": display_name, "email": f"{user_id}@shop.example"},
             now=now,
         )
     return DemoTenant(license_id=license_.license_id, customer_ids=tuple(person.user_id for person in people))

@@ -26,8 +26,8 @@ from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.services import notification_channels
 from fernando_telemetry.services.notification_channels import CHANNEL_TYPES
-from fernando_telemetry.storage import alert_queries
-from fernando_telemetry.storage.models import AlertRule, License, NotificationChannel, User
+from fernando_telemetry.storage import alert_queries, lookups
+from fernando_telemetry.storage.models import AlertRule, License, NotificationChannel
 
 __all__ = [
     "BACKTEST_TIMEOUT_MS",
@@ -258,8 +258,8 @@ def _check(session: Session, fields: Mapping[str, Any], *, license_id: int | Non
                 if checked is not None:
                     values[name] = checked
             case "owner_user_id":
-                if raw is not None and (not isinstance(raw, str) or session.get(User, raw) is None):
-                    problems.add(name, "is not a known user id")
+                if raw is not None and (not isinstance(raw, str) or not lookups.known_user(session, raw, license_id=license_id)):
+                    problems.add(name, "is not a known user id" + ("" if license_id is None else f" of license {license_id}"))
                 else:
                     values[name] = raw
     if "version" in fields and (isinstance(fields["version"], bool) or not isinstance(fields["version"], int)):

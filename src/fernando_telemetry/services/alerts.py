@@ -20,7 +20,8 @@ from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.services import alert_notifications
-from fernando_telemetry.storage.models import Alert, AlertDelivery, AlertEvent, AlertNotification, AlertRule, AlertRuleState, User
+from fernando_telemetry.storage import lookups
+from fernando_telemetry.storage.models import Alert, AlertDelivery, AlertEvent, AlertNotification, AlertRule, AlertRuleState
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -386,11 +387,10 @@ def _check_note(note: str | None) -> str | None:
 
 
 def _check_user(session: Session, user_id: str | None, alert: Alert, *, field_name: str = "user_id") -> str | None:
-    """``user_id`` when it names a user the alert's license may name (its own users, or users of no license)."""
+    """``user_id`` when it names a user of the alert's license (of any license for a platform-wide alert)."""
     if user_id is None:
         return None
-    user = session.get(User, user_id) if len(user_id) <= 128 and "\x00" not in user_id else None
-    if user is None or (alert.license_id is not None and user.license_id not in (None, alert.license_id)):
+    if not lookups.known_user(session, user_id, license_id=alert.license_id):
         where = "" if alert.license_id is None else f" of license {alert.license_id}"
         raise InvalidInput(
             f"{field_name}: no user {user_id[:60]!r}{where}", details=[{"field": field_name, "reason": "unknown user"}]

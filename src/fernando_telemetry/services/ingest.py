@@ -1,8 +1,11 @@
-"""Ingest: decoded rows are checked against users, licenses and partitions, then handed to the group-commit writer.
+"""Ingest: decoded rows are checked against licenses, their users registered, partitions made, then handed to
+the group-commit writer.
 
 An ``Ingestor`` lives as long as the server. ``ingest()`` answers only after the accepted rows are
 committed: ``{"accepted": n, "rejected": [{"index", "field", "reason"}, ...]}``. A batch sent again
-with the same Idempotency-Key gets its first answer and writes nothing.
+with the same Idempotency-Key gets its first answer and writes nothing. A user id a row of a license names
+is registered for that license on first sight (never a reason to refuse the row); an item whose key is
+already stored under another license is rejected, one of the same license is an idempotent duplicate.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "events": Kind(
         "events", "events", events.decode,
-        TableSpec("telemetry_events", events.COLUMNS, on_conflict="ignore"),
+        TableSpec(
+            "telemetry_events", events.COLUMNS, on_conflict="ignore",
+            key_columns=("event_id", "event_timestamp"), license_column="license_id",
+        ),
         events.USER_COLUMN, events.LICENSE_COLUMN, events.TIME_COLUMN, "events_retention_days",
     ),
     "system_metrics": Kind(
@@ -64,7 +70,10 @@ KINDS: dict[str, Kind] = {
     ),
     "spans": Kind(
         "spans", "spans", spans.decode,
-        TableSpec("traces", spans.COLUMNS, on_conflict="ignore"),
+        TableSpec(
+            "traces", spans.COLUMNS, on_conflict="ignore",
+            key_columns=("span_id", "trace_id", "start_time"), license_column="license_id",
+        ),
         spans.USER_COLUMN, spans.LICENSE_COLUMN, spans.TIME_COLUMN, "traces_retention_days",
     ),
 }
@@ -91,6 +100,8 @@ class RowBatch:
     indexes: list[int]
     rejections: list[Rejection]
     received: int
+    received_at: datetime | None = None
+    """When the request arrived: the users it names are seen then (None: the database's clock)."""
 
 
 class _TtlSet:
@@ -174,7 +185,7 @@ class Ingestor:
         if len(items) > self._limits.max_items_per_request:
             raise InvalidInput(f"{len(items)} items in one request; at most {self._limits.max_items_per_request} are accepted")
         rows, indexes, rejections = decode_items(items, kind.decode, self.context(kind, principal, now))
-        return RowBatch(rows, indexes, rejections, received=len(items))
+        return RowBatch(rows, indexes, rejections, received=len(items), received_at=now)
 
     def replayed(self, *, principal: Principal, endpoint: str, idempotency_key: str | None) -> dict[str, Any] | None:
         """The stored answer of a batch already committed under this key, if any."""
@@ -186,57 +197,98 @@ class Ingestor:
     def store(
         self, kind: Kind, batch: RowBatch, *, principal: Principal, endpoint: str, idempotency_key: str | None
     ) -> dict[str, Any]:
-        """Reject rows naming unknown users or licenses, make their partitions, write, and answer after commit."""
-        self._reject_unknown_references(kind, batch)
+        """Reject rows naming unknown licenses, register the users they name, make their partitions, write,
+        and answer after commit. Rows refused by the writer (a key of another license) join
+        ``batch.rejections``, as the answer does."""
+        self._reject_unknown_licenses(kind, batch)
+        self._register_users(kind, batch)
         self._ensure_partitions(kind, batch.rows)
-        response = {
-            "accepted": len(batch.rows),
-            "rejected": [r.as_dict() for r in sorted(batch.rejections, key=lambda r: r.index)],
-        }
+        decoded_rejections = list(batch.rejections)
+        indexes = list(batch.indexes)
+        rows = batch.rows
+
+        def answer(refused: Sequence[int]) -> dict[str, Any]:
+            rejections = decoded_rejections + [self._refusal(kind, rows[position], indexes[position]) for position in refused]
+            return {
+                "accepted": len(rows) - len(refused),
+                "rejected": [r.as_dict() for r in sorted(rejections, key=lambda r: r.index)],
+            }
+
+        response = answer(())
         if not batch.rows and idempotency_key is None:
             return response
         claim = (
-            IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, response) if idempotency_key is not None else None
+            IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, response, revise=answer)
+            if idempotency_key is not None
+            else None
         )
         future = self._writer.submit(kind.spec, batch.rows, claim=claim)
         try:
             result = future.result(timeout=self._limits.commit_timeout_s)
         except TimeoutError:
             raise DatabaseUnavailable("the database did not commit the batch in time; retry it", retry_after_s=5) from None
-        return result.replayed_response if result.replayed_response is not None else response
+        if result.replayed_response is not None:
+            return result.replayed_response
+        if result.refused_positions:
+            refused = set(result.refused_positions)
+            batch.rejections.extend(self._refusal(kind, rows[p], indexes[p]) for p in sorted(refused))
+            batch.rows = [row for p, row in enumerate(rows) if p not in refused]
+            batch.indexes = [index for p, index in enumerate(indexes) if p not in refused]
+            return answer(sorted(refused))
+        return response
 
     # -- checks ---------------------------------------------------------------------------------
 
-    def _reject_unknown_references(self, kind: Kind, batch: RowBatch) -> None:
-        user_ids = {row[kind.user_column] for row in batch.rows} - {None} if kind.user_column is not None else set()
+    @staticmethod
+    def _refusal(kind: Kind, row: tuple[Any, ...], index: int) -> Rejection:
+        """The rejection of a row whose key is already stored under another license (or under none)."""
+        first, *others = kind.spec.key_columns
+        value = row[kind.spec.columns.index(first)]
+        rest = ", ".join(f"{column} {row[kind.spec.columns.index(column)]}" for column in others)
+        return Rejection(
+            index, first, f"{first} {value} ({rest}) is already stored under another license; send the item with a new {first}"
+        )
+
+    def _reject_unknown_licenses(self, kind: Kind, batch: RowBatch) -> None:
         license_ids = {row[kind.license_column] for row in batch.rows} - {None} if kind.license_column is not None else set()
-        unknown_users = self._users.missing(user_ids)
         unknown_licenses = self._licenses.missing(license_ids)
-        if not unknown_users and not unknown_licenses:
+        if not unknown_licenses:
             return
         with self._sessions() as session:
-            found_users = lookups.existing_user_ids(session, unknown_users)
             found_licenses = lookups.existing_license_ids(session, unknown_licenses)
-        self._users.add(found_users)
         self._licenses.add(found_licenses)
-        unknown_users -= found_users
         unknown_licenses -= found_licenses
-        if not unknown_users and not unknown_licenses:
+        if not unknown_licenses:
             return
         kept_rows, kept_indexes = [], []
         for row, index in zip(batch.rows, batch.indexes, strict=True):
-            if kind.user_column is not None and row[kind.user_column] in unknown_users:
-                batch.rejections.append(Rejection(
-                    index, "user_id",
-                    f"unknown user {row[kind.user_column]!r}: the platform must create it first "
-                    f"(PUT /api/v1/admin/users/{{user_id}}), or send the item without user_id",
-                ))
-            elif kind.license_column is not None and row[kind.license_column] in unknown_licenses:
-                batch.rejections.append(Rejection(index, "license_id", f"unknown license {row[kind.license_column]}"))
+            if row[kind.license_column] in unknown_licenses:  # type: ignore[index]
+                batch.rejections.append(Rejection(index, "license_id", f"unknown license {row[kind.license_column]}"))  # type: ignore[index]
             else:
                 kept_rows.append(row)
                 kept_indexes.append(index)
         batch.rows, batch.indexes = kept_rows, kept_indexes
+
+    def _register_users(self, kind: Kind, batch: RowBatch) -> None:
+        """Register the (license, user) pairs the rows name, committed before the rows are written.
+
+        A pair is written at most once per cache TTL per server: a first sighting inserts it, a later one
+        moves its ``last_seen_at``; in between the cache answers. Rows of no license keep their user id
+        with no user row (the foreign key does not apply to them)."""
+        if kind.user_column is None or kind.license_column is None:
+            return
+        user_column, license_column = kind.user_column, kind.license_column
+        named = {
+            (row[license_column], row[user_column])
+            for row in batch.rows
+            if row[user_column] is not None and row[license_column] is not None
+        }
+        unseen = self._users.missing(named)
+        if not unseen:
+            return
+        with self._sessions.begin() as session:
+            lookups.register_users(session, unseen, seen_at=batch.received_at)
+        self._users.add(unseen)
 
     def _ensure_partitions(self, kind: Kind, rows: Sequence[tuple[Any, ...]]) -> None:
         if kind.time_column is None or not rows:

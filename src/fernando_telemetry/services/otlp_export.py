@@ -85,7 +85,7 @@ def export(
     ingestor.check_otlp_size(otlp.item_count(pb2_request))
     decoded = signal.decode(pb2_request, ingestor.context(signal.kind, principal, now))
     ingestor.check_rate(principal, max(1, decoded.received), now_s=now_s)
-    batch = RowBatch(decoded.rows, decoded.indexes, decoded.rejections, received=decoded.received)
+    batch = RowBatch(decoded.rows, decoded.indexes, decoded.rejections, received=decoded.received, received_at=now)
     ingestor.store(signal.kind, batch, principal=principal, endpoint=signal.endpoint, idempotency_key=None)
     message = otlp.partial_success_message(batch.rejections, received=batch.received, item_name=decoded.item_name)
     return Exported(

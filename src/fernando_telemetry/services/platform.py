@@ -15,21 +15,33 @@ from fernando_telemetry.storage.models import License, User
 __all__ = ["upsert_license", "upsert_user"]
 
 
-def upsert_user(session: Session, *, user_id: str, fields: dict[str, Any], now: datetime) -> tuple[User, bool]:
-    """Create or update a user by the platform's id; returns the user and whether it was created."""
+def upsert_user(
+    session: Session, *, license_id: int | None, user_id: str, fields: dict[str, Any], now: datetime
+) -> tuple[User, bool]:
+    """Create or update the user ``user_id`` of license ``license_id``; returns the user and whether it was created.
+
+    A user ingest registered on first sight is filled in: its fields are replaced, its first and last
+    sightings kept, and its origin becomes ``platform`` (the platform now vouches for it)."""
     if not user_id or len(user_id) > 128:
         raise InvalidInput("user_id must be 1 to 128 characters")
-    license_id = fields.get("license_id")
-    if license_id is not None and session.get(License, license_id) is None:
+    fields = dict(fields)
+    fields.pop("license_id", None)
+    if license_id is None:
+        raise InvalidInput(
+            "license_id is required: a user belongs to one license (send it in the body or as ?license_id=)",
+            details=[{"field": "license_id", "reason": "missing"}],
+        )
+    if session.get(License, license_id) is None:
         raise NotFound(f"license {license_id} does not exist: PUT /api/v1/admin/licenses/{license_id} first")
-    existed = session.get(User, user_id) is not None
-    statement = insert(User).values(user_id=user_id, **fields, updated_at=now)
+    existed = session.get(User, (license_id, user_id)) is not None
+    statement = insert(User).values(license_id=license_id, user_id=user_id, **fields, origin="platform", updated_at=now)
     statement = statement.on_conflict_do_update(
-        index_elements=[User.user_id], set_={**{key: statement.excluded[key] for key in fields}, "updated_at": now}
+        index_elements=[User.license_id, User.user_id],
+        set_={**{key: statement.excluded[key] for key in fields}, "origin": "platform", "updated_at": now},
     )
     session.execute(statement)
     session.expire_all()
-    return session.get(User, user_id), not existed  # type: ignore[return-value]
+    return session.get(User, (license_id, user_id)), not existed  # type: ignore[return-value]
 
 
 def upsert_license(session: Session, *, license_id: int, fields: dict[str, Any], now: datetime) -> tuple[License, bool]:

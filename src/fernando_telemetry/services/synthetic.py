@@ -54,7 +54,7 @@ def prepare_users(session: Session, *, users: int, license_id: int | None, rng: 
     for start in range(0, len(chosen), 5_000):
         chunk = chosen[start : start + 5_000]
         session.execute(
-            insert(User).on_conflict_do_nothing(index_elements=[User.user_id]),
+            insert(User).on_conflict_do_nothing(index_elements=[User.license_id, User.user_id]),
             [{"user_id": u.user_id, "license_id": u.license_id, "email": f"{u.user_id}@example.com"} for u in chunk],
         )
     return chosen

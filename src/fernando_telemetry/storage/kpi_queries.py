@@ -51,13 +51,14 @@ ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE
 """
 
 # In the license grouping set, events without a license form a group whose license_id is NULL too;
-# only the empty grouping set (grouping() = 1) may write the platform-wide row.
+# only the empty grouping set (grouping() = 1) may write the platform-wide row. A user is a (license, user id)
+# pair: user "4242" of license A and "4242" of license B are two active users of the platform.
 _ENGAGEMENT = _UPSERT_COLUMNS + """
 SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start, :period_end, :period_type,
        totals.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
   FROM (SELECT license_id,
                grouping(license_id) = 1 AS overall,
-               count(DISTINCT user_id) AS active_users,
+               count(DISTINCT (license_id, user_id)) FILTER (WHERE user_id IS NOT NULL) AS active_users,
                count(DISTINCT session_id) AS sessions,
                count(user_id) AS user_events
           FROM telemetry_events
@@ -71,40 +72,39 @@ SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start
  WHERE (totals.overall OR totals.license_id IS NOT NULL) AND kpi.metric_value IS NOT NULL
 """ + _ON_CONFLICT
 
-# A user is new in a period when it has an event in the period and none earlier in the table (within a
-# license for the license's figure, anywhere for the platform's). "None earlier" is a LATERAL probe with
-# LIMIT 1 per user into the (user_id, event_timestamp) index of each older partition: written as NOT EXISTS
-# the planner may turn it into an anti-join that sorts every older event, which grows with the history.
+# A user (a license and a user id; rows of no license form their own "license") is new in a period when it
+# has an event in the period and none earlier in the table. The platform's figure counts every new pair.
+# "None earlier" is a LATERAL probe with LIMIT 1 per user into the (user_id, event_timestamp) index of each
+# older partition: written as NOT EXISTS the planner may turn it into an anti-join that sorts every older
+# event, which grows with the history. period_licenses keeps the licenses whose events in the period are
+# all anonymous: they get new_users 0, not no row.
 _FIRST_SEEN = """
-WITH period_users AS MATERIALIZED (
+WITH period_pairs AS MATERIALIZED (
     SELECT DISTINCT license_id, user_id
       FROM telemetry_events
-     WHERE event_timestamp >= :period_start AND event_timestamp < :period_end AND user_id IS NOT NULL
+     WHERE event_timestamp >= :period_start AND event_timestamp < :period_end
+), period_licenses AS (
+    SELECT DISTINCT license_id FROM period_pairs WHERE license_id IS NOT NULL
 ), firsts AS (
     SELECT pu.license_id, pu.user_id, prior.seen IS NULL AS is_new
-      FROM period_users pu
+      FROM period_pairs pu
       LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events earlier
-                          WHERE earlier.user_id = pu.user_id AND earlier.license_id = pu.license_id
+                          WHERE earlier.user_id = pu.user_id
+                            AND (earlier.license_id = pu.license_id OR (pu.license_id IS NULL AND earlier.license_id IS NULL))
                             AND earlier.event_timestamp < :period_start
                           LIMIT 1) AS prior ON true
-     WHERE pu.license_id IS NOT NULL
-    UNION ALL
-    SELECT NULL::bigint, u.user_id, prior.seen IS NULL
-      FROM (SELECT DISTINCT user_id FROM period_users) AS u
-      LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events earlier
-                          WHERE earlier.user_id = u.user_id AND earlier.event_timestamp < :period_start
-                          LIMIT 1) AS prior ON true
+     WHERE pu.user_id IS NOT NULL
 )"""
 
 _ACQUISITION = _UPSERT_COLUMNS + _FIRST_SEEN + """
-SELECT 'new_users', 'acquisition', count(*) FILTER (WHERE firsts.is_new), NULL, :period_start, :period_end, :period_type,
-       firsts.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
-  FROM firsts
- GROUP BY firsts.license_id
+SELECT 'new_users', 'acquisition', count(firsts.user_id) FILTER (WHERE firsts.is_new), NULL, :period_start, :period_end,
+       :period_type, period_licenses.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+  FROM period_licenses
+  LEFT JOIN firsts ON firsts.license_id = period_licenses.license_id
+ GROUP BY period_licenses.license_id
  UNION ALL
-SELECT 'new_users', 'acquisition', 0, NULL, :period_start, :period_end, :period_type,
-       NULL, '{}'::jsonb, :source, :computed_at, :computed_at
- WHERE NOT EXISTS (SELECT 1 FROM period_users)
+SELECT 'new_users', 'acquisition', (SELECT count(*) FROM firsts WHERE is_new), NULL, :period_start, :period_end,
+       :period_type, NULL, '{}'::jsonb, :source, :computed_at, :computed_at
 """ + _ON_CONFLICT
 
 # Amounts are JSON numbers or numeric strings; anything else (and a currency that is not three letters)
@@ -131,8 +131,8 @@ SELECT 'revenue', 'revenue', totals.revenue, totals.currency, :period_start, :pe
 """ + _ON_CONFLICT
 
 # The cohort of a day is its new users (the acquisition rule above, for that one day); its day-N
-# retention is the share of them with an event on day D+N (in the license, or anywhere for the platform),
-# again probed per user through the index rather than joined.
+# retention is the share of them with an event of their license on day D+N (the platform's figure pools
+# every license's cohort), again probed per user through the index rather than joined.
 _RETENTION = _UPSERT_COLUMNS + _FIRST_SEEN + """, checks AS (
     SELECT *
       FROM unnest(CAST(:offsets_days AS integer[]), CAST(:activity_starts AS timestamptz[]),
@@ -144,11 +144,12 @@ SELECT 'retention_d' || checks.offset_days, 'retention', round(count(later.seen)
  CROSS JOIN checks
   LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events later
                       WHERE later.user_id = cohort.user_id
-                        AND (cohort.license_id IS NULL OR later.license_id = cohort.license_id)
+                        AND (later.license_id = cohort.license_id OR (cohort.license_id IS NULL AND later.license_id IS NULL))
                         AND later.event_timestamp >= checks.activity_start
                         AND later.event_timestamp < checks.activity_end
                       LIMIT 1) AS later ON true
- GROUP BY cohort.license_id, checks.offset_days
+ GROUP BY GROUPING SETS ((cohort.license_id, checks.offset_days), (checks.offset_days))
+HAVING grouping(cohort.license_id) = 1 OR cohort.license_id IS NOT NULL
 """ + _ON_CONFLICT
 
 

@@ -64,7 +64,8 @@ class DecodedBatch:
 def partial_success_message(rejections: Sequence[Rejection], *, received: int, item_name: str) -> str:
     """One line for the OTLP ``error_message``: how many of how many items were rejected, and the first few reasons.
 
-    Separate from ``DecodedBatch`` so the caller can add its own rejections (unknown users, say) before answering.
+    Separate from ``DecodedBatch`` so the caller can add its own rejections (unknown licenses, keys stored under
+    another license) before answering.
     """
     if not rejections:
         return ""

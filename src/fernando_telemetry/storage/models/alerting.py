@@ -18,6 +18,7 @@ from sqlalchemy import (
     Double,
     FetchedValue,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -40,6 +41,17 @@ from fernando_telemetry.storage.models.base import (
 if TYPE_CHECKING:
     from fernando_telemetry.storage.models.platform import License, User
 
+
+def _user_fk(table: str, column: str) -> ForeignKeyConstraint:
+    """(license_id, column) -> users; MATCH SIMPLE: a row of no license keeps the user id, unlinked."""
+    return ForeignKeyConstraint(
+        ["license_id", column],
+        ["users.license_id", "users.user_id"],
+        name=f"fk_{table}_{column}_users",
+        ondelete=f"SET NULL ({column})",
+    )
+
+
 __all__ = [
     "Alert",
     "AlertDelivery",
@@ -58,6 +70,7 @@ class AlertRule(Base):
     __tablename__ = "alert_rules"
     __table_args__ = (
         UniqueConstraint("license_id", "name", name="uq_alert_rules_license_id_name", postgresql_nulls_not_distinct=True),
+        _user_fk("alert_rules", "owner_user_id"),
         # serves: the evaluator's "enabled rules, never evaluated first, then least recently evaluated"
         # (partial: disabled rules cost nothing)
         Index(
@@ -81,7 +94,7 @@ class AlertRule(Base):
     evaluation_interval_seconds: Mapped[int] = mapped_column(Integer, server_default=text("60"))
     pending_period_minutes: Mapped[int] = mapped_column(Integer, server_default=FetchedValue(), server_onupdate=FetchedValue())
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
-    owner_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+    owner_user_id: Mapped[str | None] = mapped_column(String(128))
     license_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.license_id"))
     labels: Mapped[dict[str, Any]] = jsonb_column()
     annotations: Mapped[dict[str, Any]] = jsonb_column()
@@ -117,6 +130,9 @@ class Alert(Base):
             text("triggered_at DESC"),
             postgresql_where=text("status IN ('active', 'acknowledged')"),
         ),
+        _user_fk("alerts", "acknowledged_by"),
+        _user_fk("alerts", "resolved_by"),
+        _user_fk("alerts", "assigned_to"),
     )
 
     alert_id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
@@ -131,10 +147,10 @@ class Alert(Base):
     threshold_value: Mapped[float | None] = mapped_column(Double)
     triggered_at: Mapped[datetime]
     acknowledged_at: Mapped[datetime | None]
-    acknowledged_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
     resolved_at: Mapped[datetime | None]
-    resolved_by: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
-    assigned_to: Mapped[str | None] = mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    assigned_to: Mapped[str | None] = mapped_column(String(128))
     resolution_notes: Mapped[str | None] = mapped_column(Text)
     affected_service: Mapped[str | None] = mapped_column(String(100))
     error_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -151,7 +167,11 @@ class Alert(Base):
 
     rule: Mapped[AlertRule | None] = relationship(back_populates="alerts", lazy="raise")
     license: Mapped[License | None] = relationship(back_populates="alerts", lazy="raise")
-    assignee: Mapped[User | None] = relationship(foreign_keys=[assigned_to], lazy="raise")
+    assignee: Mapped[User | None] = relationship(
+        primaryjoin="and_(User.license_id == foreign(Alert.license_id), User.user_id == foreign(Alert.assigned_to))",
+        viewonly=True,
+        lazy="raise",
+    )
 
 
 class AlertRuleState(Base):

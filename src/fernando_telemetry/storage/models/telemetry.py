@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     PrimaryKeyConstraint,
@@ -41,8 +42,24 @@ SPAN_ID_DEFAULT = "substr(replace(gen_random_uuid()::text, '-', ''), 1, 16)"
 """16 random hex digits: ``traces.span_id``'s database default (revision 0013)."""
 
 
-def _user_fk() -> Any:
-    return mapped_column(ForeignKey("users.user_id", ondelete="SET NULL"))
+def _user_fk(table: str) -> ForeignKeyConstraint:
+    """(license_id, user_id) -> users; MATCH SIMPLE: a row of no license keeps its user id, unlinked."""
+    return ForeignKeyConstraint(
+        ["license_id", "user_id"],
+        ["users.license_id", "users.user_id"],
+        name=f"fk_{table}_user_id_users",
+        ondelete="SET NULL (user_id)",
+    )
+
+
+def _user_relationship(back_populates: str, model: str) -> Any:
+    # the license_id column belongs to the license relationship: the user one only reads it
+    return relationship(
+        back_populates=back_populates,
+        lazy="raise",
+        primaryjoin=f"and_(User.license_id == foreign({model}.license_id), User.user_id == foreign({model}.user_id))",
+        overlaps="license",
+    )
 
 
 def _license_fk() -> Any:
@@ -81,6 +98,7 @@ class TelemetryEvent(Base):
             postgresql_using="gin",
             postgresql_ops={"payload": "jsonb_path_ops"},
         ),
+        _user_fk("telemetry_events"),
         {"postgresql_partition_by": "RANGE (event_timestamp)"},
     )
 
@@ -89,7 +107,7 @@ class TelemetryEvent(Base):
     event_name: Mapped[str] = mapped_column(String(200))
     category: Mapped[str | None] = mapped_column(String(100))
     source: Mapped[EventSource] = mapped_column(vocabulary(EventSource, "source"), server_default=text("'api'"))
-    user_id: Mapped[str | None] = _user_fk()
+    user_id: Mapped[str | None] = mapped_column(String(128))
     license_id: Mapped[int | None] = _license_fk()
     session_id: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = jsonb_column()
@@ -103,7 +121,7 @@ class TelemetryEvent(Base):
     event_timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
     created_at: Mapped[datetime] = created_at_column()
 
-    user: Mapped[User | None] = relationship(back_populates="events", lazy="raise")
+    user: Mapped[User | None] = _user_relationship("events", "TelemetryEvent")
     license: Mapped[License | None] = relationship(back_populates="events", lazy="raise")
 
 
@@ -138,6 +156,7 @@ class SystemMetric(Base):
             postgresql_using="gin",
             postgresql_ops={"labels": "jsonb_path_ops"},
         ),
+        _user_fk("system_metrics"),
         {"postgresql_partition_by": "RANGE (timestamp)"},
     )
 
@@ -164,12 +183,12 @@ class SystemMetric(Base):
     sketch_counts: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
     min_value: Mapped[float | None] = mapped_column(Double)
     max_value: Mapped[float | None] = mapped_column(Double)
-    user_id: Mapped[str | None] = _user_fk()
+    user_id: Mapped[str | None] = mapped_column(String(128))
     license_id: Mapped[int | None] = _license_fk()
     timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
     created_at: Mapped[datetime] = created_at_column()
 
-    user: Mapped[User | None] = relationship(back_populates="system_metrics", lazy="raise")
+    user: Mapped[User | None] = _user_relationship("system_metrics", "SystemMetric")
     license: Mapped[License | None] = relationship(back_populates="system_metrics", lazy="raise")
 
 
@@ -198,6 +217,7 @@ class Trace(Base):
             postgresql_using="gin",
             postgresql_ops={"attributes": "jsonb_path_ops"},
         ),
+        _user_fk("traces"),
         {"postgresql_partition_by": "RANGE (start_time)"},
     )
 
@@ -219,7 +239,7 @@ class Trace(Base):
     error_type: Mapped[str | None] = mapped_column(String(255))
     error_message: Mapped[str | None] = mapped_column(Text)
     host_name: Mapped[str | None] = mapped_column(String(255))
-    user_id: Mapped[str | None] = _user_fk()
+    user_id: Mapped[str | None] = mapped_column(String(128))
     license_id: Mapped[int | None] = _license_fk()
     attributes: Mapped[dict[str, Any]] = jsonb_column()
     span_events: Mapped[list[Any]] = mapped_column(
@@ -231,5 +251,5 @@ class Trace(Base):
     environment: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = created_at_column()
 
-    user: Mapped[User | None] = relationship(back_populates="spans", lazy="raise")
+    user: Mapped[User | None] = _user_relationship("spans", "Trace")
     license: Mapped[License | None] = relationship(back_populates="spans", lazy="raise")
