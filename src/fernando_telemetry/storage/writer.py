@@ -4,8 +4,9 @@
 background thread takes everything queued (up to ``max_batch_rows``, waiting ``linger_s`` for more),
 COPYs it table by table in one transaction and commits. Rows that may repeat earlier ones (a retried
 batch) are detected by the unique keys: the group is then rewritten through a staging table with
-``ON CONFLICT DO NOTHING``. Past ``max_rows_in_flight`` rows queued, ``submit()`` raises ``Overloaded``.
-Imports only core.
+``ON CONFLICT DO NOTHING``. A table's ``prepare`` hook runs inside the transaction before the COPY (and again
+on every retry of the group), so state it reads and writes commits with the rows. Past ``max_rows_in_flight``
+rows queued, ``submit()`` raises ``Overloaded``. Imports only core.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,9 @@ class TableSpec:
     conflict_constraint: str | None = None
     key_columns: tuple[str, ...] = ()
     """For ``upsert``: the natural key's columns; of rows repeating a key in one group the last one wins."""
+    prepare: Callable[[psycopg.Connection[Any], list[tuple[Any, ...]]], list[tuple[Any, ...]]] | None = None
+    """Run in the group's transaction before the COPY: takes the submitted rows, returns the rows to COPY (in
+    ``columns`` order). It may read and write other tables; a failed group rolls that back with the rows."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,10 @@ class GroupCommitWriter:
             else:
                 self._fail(group, _domain_error(exc))
             return
+        except Exception as exc:  # a defect in a prepare hook must fail its requests, never kill the writer thread
+            logger.exception("writing a group failed")
+            self._fail(group, DatabaseUnavailable(f"the batch could not be written: {_first_line(exc)}", retry_after_s=2))
+            return
         self._resolve(group, results)
 
     def _attempt(self, group: list[_Submission], *, careful: bool) -> list[WriteResult]:
@@ -206,7 +214,9 @@ class GroupCommitWriter:
                     if replay is None:
                         by_table[submission.spec].extend(submission.rows)
                 for spec, rows in by_table.items():
-                    self._copy(connection, spec, rows, careful=careful)
+                    prepared = spec.prepare(connection, rows) if spec.prepare is not None else rows
+                    if prepared:
+                        self._copy(connection, spec, prepared, careful=careful)
         except psycopg.OperationalError:
             raise
         except psycopg.Error:
