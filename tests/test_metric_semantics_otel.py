@@ -88,9 +88,7 @@ def start_process(live_server: str, tenant: Tenant) -> Iterator[Any]:
     providers: list[MeterProvider] = []
 
     def start(service: str, *, delta: bool) -> Process:
-        temporality = (
-            {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA} if delta else None
-        )
+        temporality = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA} if delta else None
         inner = OTLPMetricExporter(
             endpoint=f"{live_server}/v1/metrics",
             headers={"Authorization": f"Bearer {tenant.ingest_key}"},
@@ -122,7 +120,9 @@ class Stored:
 def stored(engine: Engine, service: str) -> Stored:
     with engine.connect() as connection:
         counter_total, counter_rows = connection.execute(
-            text("SELECT coalesce(sum(value), 0), count(*) FROM system_metrics WHERE service_name = :s AND metric_name = 'orders'"),
+            text(
+                "SELECT coalesce(sum(value), 0), count(*) FROM system_metrics WHERE service_name = :s AND metric_name = 'orders'"
+            ),
             {"s": service},
         ).one()
         histogram_rows = connection.execute(

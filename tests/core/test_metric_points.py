@@ -57,8 +57,13 @@ class TestCounterStreams:
 
     def test_without_a_start_the_first_point_is_a_baseline_of_zero(self) -> None:
         """A running total with no known start: the first point adds 0 and keeps its total; the next adds the difference."""
-        increments = run([CumulativePoint("number", at(10), None, value=500.0), CumulativePoint("number", at(20), None, value=520.0)])
-        assert [(i.value, i.start_time, i.cumulative_value) for i in increments if i] == [(0.0, None, 500.0), (20.0, at(10), 520.0)]
+        increments = run(
+            [CumulativePoint("number", at(10), None, value=500.0), CumulativePoint("number", at(20), None, value=520.0)]
+        )
+        assert [(i.value, i.start_time, i.cumulative_value) for i in increments if i] == [
+            (0.0, None, 500.0),
+            (20.0, at(10), 520.0),
+        ]
 
 
 def explicit(*counts: int) -> Histogram:
@@ -68,12 +73,22 @@ def explicit(*counts: int) -> Histogram:
 class TestHistogramStreams:
     def test_the_increment_is_the_bucket_difference(self) -> None:
         """Counts, count and sum are subtracted; the extremes of a later increment are unknown."""
-        first = CumulativePoint("histogram", at(10), at(0), histogram=explicit(1, 2, 0, 0), count=3, total=40.0, minimum=5, maximum=18)
-        second = CumulativePoint("histogram", at(20), at(0), histogram=explicit(1, 3, 2, 0), count=6, total=120.0, minimum=5, maximum=45)
+        first = CumulativePoint(
+            "histogram", at(10), at(0), histogram=explicit(1, 2, 0, 0), count=3, total=40.0, minimum=5, maximum=18
+        )
+        second = CumulativePoint(
+            "histogram", at(20), at(0), histogram=explicit(1, 3, 2, 0), count=6, total=120.0, minimum=5, maximum=45
+        )
         whole, later = run([first, second])
         assert whole is not None and later is not None
         assert (whole.sample_count, whole.value, whole.minimum, whole.maximum) == (3, pytest.approx(40 / 3), 5, 18)
-        assert (later.sample_count, later.value, later.minimum, later.maximum, later.start_time) == (3, pytest.approx(80 / 3), None, None, at(10))
+        assert (later.sample_count, later.value, later.minimum, later.maximum, later.start_time) == (
+            3,
+            pytest.approx(80 / 3),
+            None,
+            None,
+            at(10),
+        )
         assert sum(later.sketch_counts or ()) == 3
 
     def test_unchanged_counts_store_nothing(self) -> None:
@@ -128,7 +143,13 @@ class TestBucketsToSketch:
     def test_every_rank_lies_in_its_histogram_bucket(self) -> None:
         """Values spread over buckets: the sketch's value at each rank is inside the bucket holding that rank
         (give or take the sketch's own relative error)."""
-        buckets = [Bucket(1.0, 5.0, 5), Bucket(5.0, 10.0, 5), Bucket(10.0, 25.0, 15), Bucket(25.0, 50.0, 25), Bucket(50.0, 100.0, 50)]
+        buckets = [
+            Bucket(1.0, 5.0, 5),
+            Bucket(5.0, 10.0, 5),
+            Bucket(10.0, 25.0, 15),
+            Bucket(25.0, 50.0, 25),
+            Bucket(50.0, 100.0, 50),
+        ]
         keys, counts = sketch_from_buckets(buckets)
         assert sum(counts) == 100
         sketch = Sketch.from_arrays(keys, counts, minimum=1.0, maximum=100.0)

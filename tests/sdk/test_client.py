@@ -258,7 +258,10 @@ GARBAGE: list[tuple[str, Callable[[TelemetryClient], Any]]] = [
     ("zero sample count", lambda c: c.record_metric("m", 1, sample_count=0)),
     ("no metric value nor buckets", lambda c: c.record_metric("m")),
     ("unknown temporality", lambda c: c.record_metric("m", 1, metric_type="counter", temporality="sometimes")),
-    ("buckets without one more count", lambda c: c.record_metric("m", metric_type="histogram", buckets={"bounds": [1], "counts": [1]})),
+    (
+        "buckets without one more count",
+        lambda c: c.record_metric("m", metric_type="histogram", buckets={"bounds": [1], "counts": [1]}),
+    ),
     ("negative bucket count", lambda c: c.record_metric("m", metric_type="histogram", buckets={"bounds": [], "counts": [-1]})),
     ("samples as text", lambda c: c.record_metric("m", metric_type="histogram", samples="1,2")),
     ("start time as text", lambda c: c.record_metric("m", 1, metric_type="counter", start_time="today")),

@@ -188,7 +188,9 @@ class TestGaugeAndSum:
 
     def test_a_cumulative_counter_without_a_start_is_a_baseline(self) -> None:
         """Without a start time the first point of a stream only sets its baseline: an increment of 0, total kept."""
-        pb2_metric = Metric(name="requests", sum=Sum(data_points=[point(1200)], is_monotonic=True, aggregation_temporality=CUMULATIVE))
+        pb2_metric = Metric(
+            name="requests", sum=Sum(data_points=[point(1200)], is_monotonic=True, aggregation_temporality=CUMULATIVE)
+        )
         row = one(pb2_metric)
         assert (row["value"], row["start_time"], row["cumulative_value"]) == (0.0, None, 1200.0)
 
@@ -328,7 +330,12 @@ class TestSummary:
     def summary(self, quantiles: list[tuple[float, float]], **fields: Any) -> Metric:
         values = [SummaryDataPoint.ValueAtQuantile(quantile=q, value=v) for q, v in quantiles]
         data_point = SummaryDataPoint(
-            time_unix_nano=NOW_NS, start_time_unix_nano=ns(NOW - timedelta(seconds=60)), count=20, sum=300.0, quantile_values=values, **fields
+            time_unix_nano=NOW_NS,
+            start_time_unix_nano=ns(NOW - timedelta(seconds=60)),
+            count=20,
+            sum=300.0,
+            quantile_values=values,
+            **fields,
         )
         return Metric(name="rpc.duration", summary=Summary(data_points=[data_point]))
 
