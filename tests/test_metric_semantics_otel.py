@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     PeriodicExportingMetricReader,
 )
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from sqlalchemy import Engine, text
 
@@ -87,7 +88,7 @@ class Process:
 def start_process(live_server: str, tenant: Tenant) -> Iterator[Any]:
     providers: list[MeterProvider] = []
 
-    def start(service: str, *, delta: bool) -> Process:
+    def start(service: str, *, delta: bool, exponential: bool = False) -> Process:
         temporality = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA} if delta else None
         inner = OTLPMetricExporter(
             endpoint=f"{live_server}/v1/metrics",
@@ -97,7 +98,8 @@ def start_process(live_server: str, tenant: Tenant) -> Iterator[Any]:
         exporter = RecordingExporter(inner)
         reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
         # no service.instance.id: as the Python SDK's default resource, processes of one service look alike
-        provider = MeterProvider(resource=Resource.create({"service.name": service}), metric_readers=[reader])
+        views = [View(instrument_name="latency", aggregation=ExponentialBucketHistogramAggregation())] if exponential else []
+        provider = MeterProvider(resource=Resource.create({"service.name": service}), metric_readers=[reader], views=views)
         providers.append(provider)
         meter = provider.get_meter("shop")
         return Process(provider, exporter, meter.create_counter("orders", unit="1"), meter.create_histogram("latency", unit="ms"))
@@ -162,8 +164,9 @@ def bucket_width(value: float) -> float:
     return upper - lower
 
 
-def assert_matches(result: Stored, recorded: Sequence[float]) -> None:
-    """Count, sum, mean and percentiles stored equal the recorded values' (percentiles within bucket + sketch error)."""
+def assert_matches(result: Stored, recorded: Sequence[float], *, relative_error: float | None = None) -> None:
+    """Count, sum, mean and percentiles stored equal the recorded values' (percentiles within bucket + sketch error:
+    the explicit bucket's width, or ``relative_error`` of the value for exponential buckets)."""
     assert result.counter_total == pytest.approx(math.fsum(recorded))
     assert result.histogram_count == len(recorded)
     assert result.sketch_total == len(recorded)
@@ -172,7 +175,8 @@ def assert_matches(result: Stored, recorded: Sequence[float]) -> None:
         exact = percentile_cont(recorded, fraction)
         estimate = result.sketch.quantile(fraction)
         assert estimate is not None
-        assert abs(estimate - exact) <= bucket_width(exact) + RELATIVE_ACCURACY * exact, (fraction, estimate, exact)
+        bucket_error = bucket_width(exact) if relative_error is None else relative_error * exact
+        assert abs(estimate - exact) <= bucket_error + RELATIVE_ACCURACY * exact, (fraction, estimate, exact)
 
 
 class TestCumulative:
@@ -270,3 +274,18 @@ class TestDelta:
                 {"s": service},
             ).one()
         assert tuple(extremes) == (1.0, 100.0, 0)  # every delta row has its exact extremes
+
+
+class TestExponential:
+    def test_an_exponential_histogram_that_rescales_keeps_its_counts(self, start_process: Any, engine: Engine) -> None:
+        """A cumulative exponential histogram whose range grows is rescaled by the SDK (a lower scale): the increment is
+        taken against the previous counts merged to the new scale, never mistaken for a reset."""
+        service = "expo-" + uuid.uuid4().hex[:8]
+        process = start_process(service, delta=False, exponential=True)
+        process.record([1.0 + v / 100 for v in range(100)])  # a narrow range: a fine scale
+        process.export()
+        process.record([float(v) for v in range(1, 5001, 25)])  # a wide range: the SDK lowers the scale
+        process.export()
+        process.export()
+        result = stored(engine, service)
+        assert_matches(result, process.recorded, relative_error=0.1)
