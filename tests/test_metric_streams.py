@@ -9,10 +9,12 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from fernando_telemetry.core.enums import MetricType
 from fernando_telemetry.core.ingest.metrics import COLUMNS, compose
 from fernando_telemetry.core.metric_points import CumulativePoint, Increment
-from fernando_telemetry.services import retention
+from fernando_telemetry.services import host_metrics, retention
 from fernando_telemetry.storage import metric_streams
 from fernando_telemetry.storage.database import session_factory
 
@@ -100,3 +102,25 @@ class TestExpiry:
             removed = retention.expire_metric_streams(session, now=datetime.now(UTC), metrics_retention_days=180)
         assert removed >= 1
         assert (streams_named(committed_engine, old), streams_named(committed_engine, fresh)) == (0, 1)
+
+
+class TestHostMetrics:
+    def test_the_host_collectors_running_totals_are_stored_as_increments(self, session: Session) -> None:
+        """The built-in collector's counters (bytes sent since boot) go through their streams like any cumulative counter."""
+        name = "host.network.sent." + uuid.uuid4().hex[:6]
+        booted = NOW - timedelta(days=3)
+        for value, at in ((1000.0, NOW - timedelta(minutes=2)), (1500.0, NOW - timedelta(minutes=1))):
+            samples = [
+                host_metrics.HostSample(name, MetricType.COUNTER, value, "bytes", {}, booted),
+                host_metrics.HostSample(name + ".level", MetricType.GAUGE, 7.0, "percent", {}),
+            ]
+            assert host_metrics.record(session, samples, now=at, service_name="fernando-telemetry", host_name="h1") == 2
+        stored = session.execute(
+            text('SELECT value, start_time FROM system_metrics WHERE metric_name = :n ORDER BY "timestamp"'), {"n": name}
+        ).all()
+        assert [tuple(row) for row in stored] == [(1000.0, booted), (500.0, NOW - timedelta(minutes=2))]
+
+    def test_a_real_reading_is_stored(self, session: Session) -> None:
+        """A reading of this machine stores every sample, its counters as the first points of their streams."""
+        samples = host_metrics.collect()
+        assert host_metrics.record(session, samples, now=NOW, service_name="ft-" + uuid.uuid4().hex[:6]) == len(samples)
