@@ -9,13 +9,14 @@ Pure arithmetic; imports only the standard library and ``fernando_telemetry.core
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from fernando_telemetry.core.buckets import Bucket, bucket_mean, explicit_buckets, exponential_buckets, quantile
-from fernando_telemetry.core.sketch import KEY_OFFSET, LN_GAMMA, MAX_MAGNITUDE, MIN_MAGNITUDE, key_of
+from fernando_telemetry.core.sketch import GAMMA, KEY_OFFSET, LN_GAMMA, MAX_MAGNITUDE, MIN_MAGNITUDE, key_of
 
 __all__ = [
     "MAX_SAMPLE_COUNT",
@@ -332,12 +333,21 @@ def sketch_from_buckets(buckets: Sequence[Bucket]) -> tuple[list[int], list[int]
 
     Each bucket's count is shared among the sketch buckets its range overlaps, in proportion to the overlap
     (values are taken as evenly spread within a bucket), rounded by largest remainder so the counts add up
-    exactly. A bucket reaching down to 0 starts at ``upper * ZERO_FLOOR``. The value at any rank then lies in
+    exactly; a bucket holding fewer values than the sketch buckets it spans places its values evenly instead
+    (the same spread, rounded, at a cost in proportion to its count). A bucket reaching down to 0 starts at ``upper * ZERO_FLOOR``. The value at any rank then lies in
     the histogram bucket that holds that rank: the error is at most that bucket's width, plus the sketch's own.
     """
     merged: dict[int, int] = {}
     for bucket in buckets:
         if bucket.count <= 0:
+            continue
+        if bucket.count < _span(bucket.lower, bucket.upper):
+            # fewer values than sketch buckets: the values themselves, evenly placed (the same spread, rounded, in
+            # O(count) instead of O(sketch buckets))
+            step = (bucket.upper - bucket.lower) / bucket.count
+            for position in range(bucket.count):
+                key = key_of(max(-MAX_MAGNITUDE, min(bucket.lower + step * (position + 0.5), MAX_MAGNITUDE)))
+                merged[key] = merged.get(key, 0) + 1
             continue
         for key, count in largest_remainder(bucket.count, _shares(bucket.lower, bucket.upper)):
             merged[key] = merged.get(key, 0) + count
@@ -350,14 +360,25 @@ def largest_remainder(total: int, shares: Sequence[tuple[int, float]]) -> list[t
     weight = math.fsum(share for _, share in shares)
     if weight <= 0:
         return [(shares[0][0], total)] if shares else []
-    exact = [(key, total * share / weight) for key, share in shares]
-    floors = [(key, math.floor(amount)) for key, amount in exact]
-    left = total - sum(amount for _, amount in floors)
-    order = sorted(range(len(exact)), key=lambda i: (-(exact[i][1] - floors[i][1]), i))
-    counts = [amount for _, amount in floors]
-    for i in order[:left]:
-        counts[i] += 1
-    return [(floors[i][0], counts[i]) for i in range(len(counts)) if counts[i]]
+    exact = [total * share / weight for _, share in shares]
+    counts = [math.floor(amount) for amount in exact]
+    left = total - sum(counts)
+    if left > 0:
+        for i in heapq.nsmallest(left, range(len(exact)), key=lambda i: (counts[i] - exact[i], i)):
+            counts[i] += 1
+    return [(shares[i][0], count) for i, count in enumerate(counts) if count]
+
+
+def _span(lower: float, upper: float) -> int:
+    """About how many sketch buckets the range ``[lower, upper]`` overlaps."""
+    if not upper > lower:
+        return 1
+    span = 0
+    for low, high in ((max(lower, 0.0), upper), (max(-upper, 0.0), -lower)):
+        if high > 0:
+            high = min(high, MAX_MAGNITUDE)
+            span += key_of(high) - key_of(max(low, high * ZERO_FLOOR, MIN_MAGNITUDE)) + 1
+    return span
 
 
 def _shares(lower: float, upper: float) -> list[tuple[int, float]]:
@@ -389,10 +410,11 @@ def _magnitude_shares(low: float, high: float) -> list[tuple[int, float]]:
         return [(key_of(math.sqrt(floor * high)), 1.0)]
     width = high - low
     shares = []
+    bucket_high = math.exp((first - KEY_OFFSET) * LN_GAMMA)
+    covered = low  # the first sketch bucket also takes everything below it
     for key in range(first, last + 1):
-        exponent = key - KEY_OFFSET
-        bucket_low = math.exp((exponent - 1) * LN_GAMMA)
-        bucket_high = math.exp(exponent * LN_GAMMA)
-        overlap = min(high, bucket_high) - (low if key == first else max(low, bucket_low))  # the first takes all below
-        shares.append((key, max(0.0, overlap) / width))
+        top = min(high, bucket_high)
+        shares.append((key, max(0.0, top - covered) / width))
+        covered = max(covered, top)
+        bucket_high *= GAMMA
     return shares
