@@ -128,6 +128,11 @@ class TestCounterIncrementsMigration:
                 ("b", 0.0, 100.0, None),
             ]
             assert tuple(gauge) == (55.0, None)
+            with engine.connect() as connection:
+                dirty = connection.execute(
+                    text("SELECT count(*) FROM rollup_dirty_buckets WHERE source_table = 'system_metrics' AND grain = 'hour'")
+                ).scalar_one()
+            assert dirty == len({moment.replace(minute=0, second=0) for moment in times})  # recomputed by the next refresh
             schema.downgrade(engine, revision="0008")
             with engine.connect() as connection:
                 totals = (

@@ -5,7 +5,8 @@ running bucket counts, a summary's count and sum), read and updated by the write
 stores the increments. ``system_metrics.cumulative_value`` keeps a cumulative counter's running total as sent.
 Counter rows stored before this revision held running totals: they become increments per series (ordered by
 time: the difference from the previous sample, the whole value after a drop, 0 for the first sample with its
-total kept in ``cumulative_value``), with ``start_time`` the previous sample's time.
+total kept in ``cumulative_value``), with ``start_time`` the previous sample's time; the hours holding counter
+rows are marked for the rollup refresh to recompute.
 
 Revision ID: 0010
 Revises: 0008
@@ -49,6 +50,14 @@ FROM ordered AS o
 WHERE m.metric_id = o.metric_id AND m."timestamp" = o."timestamp" AND m.metric_type = 'counter'
 """
 
+_COUNTER_HOURS_DIRTY = """
+INSERT INTO rollup_dirty_buckets (source_table, grain, bucket_start)
+SELECT DISTINCT 'system_metrics', 'hour', date_trunc('hour', m."timestamp", 'UTC')
+FROM system_metrics AS m
+WHERE m.metric_type = 'counter' AND EXISTS (SELECT 1 FROM rollup_state WHERE source_table = 'system_metrics')
+ON CONFLICT DO NOTHING
+"""
+
 _INCREMENTS_TO_COUNTERS = """
 UPDATE system_metrics SET value = cumulative_value, start_time = NULL
 WHERE metric_type = 'counter' AND cumulative_value IS NOT NULL
@@ -86,9 +95,11 @@ def upgrade() -> None:
     )
     op.add_column("system_metrics", sa.Column("cumulative_value", sa.Double(), nullable=True))
     op.execute(_COUNTERS_TO_INCREMENTS)
+    op.execute(_COUNTER_HOURS_DIRTY)  # their rollups summed running totals: the refresh recomputes those hours
 
 
 def downgrade() -> None:
     op.execute(_INCREMENTS_TO_COUNTERS)
+    op.execute(_COUNTER_HOURS_DIRTY)
     op.drop_column("system_metrics", "cumulative_value")
     op.drop_table("metric_streams")
