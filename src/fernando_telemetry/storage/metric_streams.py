@@ -45,7 +45,9 @@ UPDATE metric_streams SET last_time = %s, last_value = %s, last_count = %s, last
 WHERE stream_key = %s
 """
 
-_IDENTITY = ("license_id", "metric_name", "service_name", "host_name", "instance_id", "labels")
+_LICENSE, _NAME, _SERVICE, _HOST, _INSTANCE, _LABELS = (
+    COLUMNS.index(name) for name in ("license_id", "metric_name", "service_name", "host_name", "instance_id", "labels")
+)
 
 
 def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -88,17 +90,16 @@ def expire(session: Session, *, cutoff: datetime) -> int:
 
 def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tuple[Any, ...]]) -> dict[str, StreamState]:
     """Create missing streams, lock all of ``keys`` in order, and return the state of those that have one."""
-    columns = {name: COLUMNS.index(name) for name in (*_IDENTITY, "metric_type")}
     points: list[CumulativePoint] = [row[STREAM] for row in firsts]
     arguments = [
         keys,
-        [row[columns["license_id"]] for row in firsts],
-        [row[columns["metric_name"]] for row in firsts],
+        [row[_LICENSE] for row in firsts],
+        [row[_NAME] for row in firsts],
         [point.kind for point in points],
-        [row[columns["service_name"]] for row in firsts],
-        [row[columns["host_name"]] for row in firsts],
-        [row[columns["instance_id"]] for row in firsts],
-        [row[columns["labels"]] for row in firsts],
+        [row[_SERVICE] for row in firsts],
+        [row[_HOST] for row in firsts],
+        [row[_INSTANCE] for row in firsts],
+        [row[_LABELS] for row in firsts],
         [point.start_time for point in points],
     ]
     states = {}
