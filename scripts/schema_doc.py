@@ -47,6 +47,7 @@ TABLE_ORDER = (
     "licenses",
     "api_keys",
     "ingest_batches",
+    "metric_streams",
     "telemetry_events",
     "system_metrics",
     "business_metrics",
@@ -217,6 +218,11 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     "ix_ingest_batches_created_at": IndexQuery(
         "expiry of stored answers older than the deduplication window (retention job)",
         "DELETE FROM ingest_batches WHERE created_at < now() - interval '24 hours'",
+    ),
+    "pk_metric_streams": IndexQuery(
+        "the streams of a batch of cumulative points, created or locked by the writer in key order",
+        "INSERT INTO metric_streams AS s (stream_key, metric_name, kind, last_seen) VALUES ('k1', 'orders', 'number', now())\n"
+        "ON CONFLICT (stream_key) DO UPDATE SET last_seen = now() RETURNING s.last_time",
     ),
     "pk_api_keys": IndexQuery(
         "one key by id (rename, revoke)",

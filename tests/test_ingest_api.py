@@ -196,6 +196,86 @@ class TestNoDuplicates:
         assert [(str(value), end.isoformat()) for value, end in rows] == [("12.500000", "2026-11-02T00:00:00+00:00")]
 
 
+class TestMetricSemantics:
+    def _metrics(self, engine: Engine, name: str) -> list[dict]:  # type: ignore[type-arg]
+        with engine.connect() as connection:
+            return [
+                dict(row._mapping)
+                for row in connection.execute(
+                    text(
+                        "SELECT value, start_time, cumulative_value, sample_count, p50, p99, sketch_counts, min_value, max_value "
+                        'FROM system_metrics WHERE metric_name = :n ORDER BY "timestamp"'
+                    ),
+                    {"n": name},
+                )
+            ]
+
+    def test_a_cumulative_counter_is_stored_as_increments(self, client: TestClient, tenant: Tenant, engine: Engine) -> None:
+        """Running totals (the default for counters) become increments: a baseline of 0, differences, a drop counted
+        from zero; a resent point is accepted and adds nothing."""
+        name = "orders_" + uuid.uuid4().hex[:8]
+        times = [(NOW - timedelta(minutes=m)).isoformat() for m in (4, 3, 2, 1)]
+        items = [{"metric_name": name, "metric_type": "counter", "value": v, "timestamp": t} for v, t in zip((10, 15, 3, 8), times, strict=True)]
+        assert client.post("/api/v1/system-metrics", json={"metrics": items[:2]}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 2
+        assert client.post("/api/v1/system-metrics", json={"metrics": items[1:]}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 3
+        rows = self._metrics(engine, name)
+        assert [(r["value"], r["cumulative_value"]) for r in rows] == [(0.0, 10.0), (5.0, 15.0), (3.0, 3.0), (5.0, 8.0)]
+        assert rows[0]["start_time"] is None and rows[1]["start_time"].isoformat() == times[0]
+
+    def test_a_delta_counter_and_a_known_start_are_taken_as_sent(self, client: TestClient, tenant: Tenant, engine: Engine) -> None:
+        """A delta counter is its increment; a cumulative one with its start time counts its first total whole."""
+        name = "jobs_" + uuid.uuid4().hex[:8]
+        start = (NOW - timedelta(minutes=10)).isoformat()
+        items = [
+            {"metric_name": name, "metric_type": "counter", "temporality": "delta", "value": 4, "start_time": start,
+             "timestamp": (NOW - timedelta(minutes=5)).isoformat()},
+            {"metric_name": name, "metric_type": "counter", "value": 7, "start_time": start, "labels": {"k": "cumulative"},
+             "timestamp": (NOW - timedelta(minutes=4)).isoformat()},
+        ]  # fmt: skip
+        assert client.post("/api/v1/system-metrics", json={"metrics": items}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 2
+        assert [(r["value"], r["start_time"].isoformat(), r["cumulative_value"]) for r in self._metrics(engine, name)] == [
+            (4.0, start, None),
+            (7.0, start, 7.0),
+        ]
+
+    def test_histograms_carry_buckets_or_samples(self, client: TestClient, tenant: Tenant, engine: Engine) -> None:
+        """Buckets become the row's sketch, count and percentiles; raw samples give exact count, mean, extremes and percentiles."""
+        name = "lat_" + uuid.uuid4().hex[:8]
+        items = [
+            {"metric_name": name, "metric_type": "histogram", "buckets": {"bounds": [10, 50], "counts": [4, 5, 1]},
+             "value": 20.0, "timestamp": (NOW - timedelta(minutes=2)).isoformat()},
+            {"metric_name": name, "metric_type": "timer", "samples": [float(v) for v in range(1, 101)],
+             "timestamp": (NOW - timedelta(minutes=1)).isoformat()},
+        ]  # fmt: skip
+        assert client.post("/api/v1/system-metrics", json={"metrics": items}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 2
+        by_buckets, by_samples = self._metrics(engine, name)
+        assert (by_buckets["value"], by_buckets["sample_count"], sum(by_buckets["sketch_counts"])) == (20.0, 10, 10)
+        assert (by_samples["value"], by_samples["sample_count"], sum(by_samples["sketch_counts"])) == (50.5, 100, 100)
+        assert (by_samples["min_value"], by_samples["max_value"], by_samples["p50"]) == (1.0, 100.0, 50.5)
+        assert by_samples["p99"] == pytest.approx(99.01)
+
+    @pytest.mark.parametrize(
+        ("item", "field"),
+        [
+            ({"metric_type": "counter", "value": 1, "temporality": "sometimes"}, "temporality"),
+            ({"metric_type": "gauge", "value": 1, "temporality": "delta"}, "temporality"),
+            ({"metric_type": "counter", "value": 1, "samples": [1]}, "samples"),
+            ({"metric_type": "histogram", "buckets": {"bounds": [1], "counts": [1]}}, "buckets"),
+            ({"metric_type": "histogram", "buckets": {"bounds": [1], "counts": [1, 2]}, "p95": 3}, "p95"),
+            ({"metric_type": "histogram", "samples": [1, "x"]}, "samples"),
+            ({"metric_type": "histogram", "samples": [1], "buckets": {"bounds": [], "counts": [1]}}, "samples"),
+            ({"metric_type": "histogram", "value": 2, "temporality": "cumulative"}, "temporality"),
+            ({"metric_type": "counter", "value": 1, "start_time": "2999-01-01T00:00:00Z"}, "start_time"),
+        ],
+    )
+    def test_bad_metric_fields_are_rejected_by_name(self, client: TestClient, tenant: Tenant, item: dict, field: str) -> None:  # type: ignore[type-arg]
+        """A wrong temporality, buckets, samples or start time rejects the item, naming the field."""
+        body = {"metrics": [{"metric_name": "m", **item}]}
+        answer = client.post("/api/v1/system-metrics", json=body, headers=_auth(tenant.ingest_key)).json()
+        assert answer["accepted"] == 0
+        assert answer["rejected"][0]["field"] == field
+
+
 class TestBackpressure:
     def test_over_the_in_flight_limit_answers_503_and_nothing_acknowledged_is_lost(self, engine: Engine, committed_url: str) -> None:
         """While the database stalls, requests past the in-flight limit get 503 + Retry-After; acked rows all land."""

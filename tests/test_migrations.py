@@ -142,3 +142,65 @@ class TestUsersByLicense:
             assert named == 6
         finally:
             engine.dispose()
+
+
+class TestCounterIncrementsMigration:
+    def test_stored_counter_totals_become_increments_and_back(self, database_factory: Callable[[], str]) -> None:
+        """Revision 0010 turns each counter series' running totals into increments (first 0 with its total kept,
+        a drop counted from zero, start_time the previous sample's time); gauges stay; the downgrade restores totals."""
+        from datetime import UTC, datetime, timedelta
+
+        from fernando_telemetry.services import partitions
+        from fernando_telemetry.storage.database import session_factory
+
+        engine = make_engine(database_factory(), pool_size=1)
+        now = datetime.now(UTC).replace(microsecond=0)
+        times = [now - timedelta(minutes=m) for m in (4, 3, 2, 1)]
+        try:
+            schema.upgrade(engine, revision="0008")
+            with session_factory(engine).begin() as session:
+                partitions.ensure_for_days(session, first_day=now.date() - timedelta(days=1), last_day=now.date())
+            insert = text(
+                'INSERT INTO system_metrics (metric_name, metric_type, value, labels, "timestamp") '
+                "VALUES (:n, :t, :v, CAST(:l AS jsonb), :at)"
+            )
+            with engine.begin() as connection:
+                for value, moment in zip((10.0, 15.0, 3.0, 8.0), times, strict=True):
+                    connection.execute(insert, {"n": "requests", "t": "counter", "v": value, "l": '{"pod": "a"}', "at": moment})
+                connection.execute(insert, {"n": "requests", "t": "counter", "v": 100.0, "l": '{"pod": "b"}', "at": times[1]})
+                connection.execute(insert, {"n": "cpu", "t": "gauge", "v": 55.0, "l": "{}", "at": times[1]})
+            schema.upgrade(engine, revision="0010")
+            select = text(
+                "SELECT labels->>'pod', value, cumulative_value, start_time FROM system_metrics "
+                "WHERE metric_name = :n ORDER BY labels->>'pod', \"timestamp\""
+            )
+            with engine.connect() as connection:
+                rows = [tuple(row) for row in connection.execute(select, {"n": "requests"})]
+                gauge = connection.execute(text("SELECT value, start_time FROM system_metrics WHERE metric_name = 'cpu'")).one()
+            assert rows == [
+                ("a", 0.0, 10.0, None),
+                ("a", 5.0, 15.0, times[0]),
+                ("a", 3.0, 3.0, times[1]),
+                ("a", 5.0, 8.0, times[2]),
+                ("b", 0.0, 100.0, None),
+            ]
+            assert tuple(gauge) == (55.0, None)
+            with engine.connect() as connection:
+                dirty = connection.execute(
+                    text("SELECT count(*) FROM rollup_dirty_buckets WHERE source_table = 'system_metrics' AND grain = 'hour'")
+                ).scalar_one()
+            assert dirty == len({moment.replace(minute=0, second=0) for moment in times})  # recomputed by the next refresh
+            schema.downgrade(engine, revision="0008")
+            with engine.connect() as connection:
+                totals = (
+                    connection.execute(
+                        text(
+                            "SELECT value FROM system_metrics WHERE metric_name = 'requests' ORDER BY labels->>'pod', \"timestamp\""
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            assert totals == [10.0, 15.0, 3.0, 8.0, 100.0]
+        finally:
+            engine.dispose()

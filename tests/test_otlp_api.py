@@ -112,6 +112,9 @@ class TestOfficialSdk:
         assert duration["p50"] == pytest.approx(50, abs=5) and duration["p99"] == pytest.approx(99, abs=5)
         assert duration["unit"] == "ms" and duration["host_name"] == "otel-host-1" and duration["instance_id"] == "i-7"
         assert duration["license_id"] == tenant.license_id
+        # the first export of a stream holds everything since the SDK started: its distribution and exact extremes
+        assert (sum(duration["sketch_counts"]), duration["min_value"], duration["max_value"]) == (100, 1.0, 100.0)
+        assert rows["orders.placed"]["start_time"] is not None and rows["orders.placed"]["cumulative_value"] == 7.0
 
     def test_logs_land_as_events(self, live_server: str, tenant: Tenant, engine: Engine) -> None:
         """Log records become telemetry_events; ERROR and above are error_events."""

@@ -82,6 +82,7 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
                 archive_dir=settings.archive_dir,
             )
             expired = retention.expire_idempotency_keys(session, now=now, window_hours=settings.idempotency_window_hours)
+            streams = retention.expire_metric_streams(session, now=now, metrics_retention_days=settings.metrics_retention_days)
             rollup_cleanups = rollups.expire(
                 session,
                 now=now,
@@ -92,7 +93,10 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
                 f"{c.table_name} -{c.partitions_dropped} partitions, -{c.rows_removed} rows"
                 + (f" ({c.partitions_kept} kept: not archived)" if c.partitions_kept else "")
                 for c in cleanups
-            ) + f", {expired} idempotency keys expired, {sum(c.rows_deleted for c in rollup_cleanups)} rollup rows"
+            ) + (
+                f", {expired} idempotency keys expired, {streams} metric streams expired, "
+                f"{sum(c.rows_deleted for c in rollup_cleanups)} rollup rows"
+            )
 
         return _with_job_lock(sessions, "retention", work)
 

@@ -17,8 +17,10 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Double, Enum, Integer, Numeric, SmallInteger, String, Table
-from sqlalchemy.dialects.postgresql import INET, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
 
+from fernando_telemetry.core.ingest import metrics
+from fernando_telemetry.core.metric_points import advance
 from fernando_telemetry.storage import models
 
 __all__ = ["TABLES", "problems"]
@@ -30,6 +32,18 @@ TABLES: dict[str, Table] = {
     "spans": models.Trace.__table__,  # type: ignore[dict-item]
 }
 _INTEGER_RANGES = {SmallInteger: 2**15, Integer: 2**31, BigInteger: 2**63}
+
+
+def copy_row(kind: str, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The row the writer copies: a metric row's cumulative point completed as its new stream's first point (None:
+    it stores nothing), without the transient position."""
+    if kind != "system_metrics":
+        return row
+    point = row[metrics.STREAM]
+    if point is None:
+        return row[: metrics.STREAM]
+    increment, _ = advance(None, point)
+    return None if increment is None else metrics.completed(row, increment)
 
 
 def problems(kind: str, columns: tuple[str, ...], row: tuple[Any, ...]) -> list[str]:
@@ -56,6 +70,11 @@ def _problem(column_type: Any, value: Any, *, nullable: bool) -> str | None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return "not valid UTF-8"
+    if isinstance(column_type, ARRAY):
+        if not isinstance(value, list):
+            return "not a list"
+        reasons = (_problem(column_type.item_type, element, nullable=False) for element in value)
+        return next((f"an element is {reason}" for reason in reasons if reason), None)
     if isinstance(column_type, Enum):
         return None if value in column_type.enums else "not in the vocabulary"
     if isinstance(column_type, String):

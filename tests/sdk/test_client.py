@@ -102,6 +102,19 @@ class TestRecording:
             }
         ]
 
+    def test_metric_temporality_buckets_and_samples_become_wire_fields(self, memory_client: MemoryClient) -> None:
+        """A delta counter sends its temporality and start; a histogram sends its buckets or raw samples and no value."""
+        client, exporter = memory_client
+        start = datetime(2026, 11, 28, 9, 29, tzinfo=UTC)
+        client.record_metric("orders", 3, metric_type="counter", temporality="delta", start_time=start)
+        client.record_metric("latency", metric_type="histogram", buckets={"bounds": [10, 50], "counts": [4, 5, 1]})
+        client.record_metric("latency", metric_type="timer", samples=(12.5, 40, 7))
+        client.flush(timeout_s=5)
+        orders, by_buckets, by_samples = exporter.items("system_metrics")
+        assert (orders["value"], orders["temporality"], orders["start_time"]) == (3, "delta", "2026-11-28T09:29:00.000000Z")
+        assert by_buckets["buckets"] == {"bounds": [10, 50], "counts": [4, 5, 1]} and "value" not in by_buckets
+        assert by_samples["samples"] == [12.5, 40, 7] and "value" not in by_samples
+
     def test_every_argument_reaches_its_field(self, memory_client: MemoryClient) -> None:
         """Each argument of track_event, record_metric and record_business_metric lands in its own wire field (the
         worker builds the items from the queued arguments: none may trade places)."""
@@ -243,6 +256,15 @@ GARBAGE: list[tuple[str, Callable[[TelemetryClient], Any]]] = [
     ("unknown metric type", lambda c: c.record_metric("m", 1, metric_type="bogus")),
     ("labels not a mapping", lambda c: c.record_metric("m", 1, labels=5)),
     ("zero sample count", lambda c: c.record_metric("m", 1, sample_count=0)),
+    ("no metric value nor buckets", lambda c: c.record_metric("m")),
+    ("unknown temporality", lambda c: c.record_metric("m", 1, metric_type="counter", temporality="sometimes")),
+    (
+        "buckets without one more count",
+        lambda c: c.record_metric("m", metric_type="histogram", buckets={"bounds": [1], "counts": [1]}),
+    ),
+    ("negative bucket count", lambda c: c.record_metric("m", metric_type="histogram", buckets={"bounds": [], "counts": [-1]})),
+    ("samples as text", lambda c: c.record_metric("m", metric_type="histogram", samples="1,2")),
+    ("start time as text", lambda c: c.record_metric("m", 1, metric_type="counter", start_time="today")),
     (
         "unknown KPI category",
         lambda c: c.record_business_metric("k", 1, metric_category="vibes", period_type="daily", period_start=date(2026, 1, 1)),

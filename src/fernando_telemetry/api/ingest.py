@@ -13,6 +13,7 @@ from fernando_telemetry.api.body import parse_json, read_json_bytes
 from fernando_telemetry.api.deps import IngestKey
 from fernando_telemetry.api.schemas import IngestAnswer, ingest_body_schema
 from fernando_telemetry.core.errors import InvalidInput, SchemaMismatch
+from fernando_telemetry.core.ingest import metrics
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services.ingest import KINDS, Ingestor
 
@@ -71,9 +72,15 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
+_ITEM_FIELDS = {"system_metrics": metrics.FIELDS}
+"""Item fields where they differ from the stored columns (metric items: temporality, buckets, samples)."""
+
+
 def _docs(kind_name: str) -> dict[str, Any]:
     kind = KINDS[kind_name]
-    fields = {column: "see the guide" for column in kind.spec.columns}
+    accepted = _ITEM_FIELDS.get(kind_name, frozenset(kind.spec.columns))
+    names = [column for column in kind.spec.columns if column in accepted] + sorted(accepted - set(kind.spec.columns))
+    fields = {name: "see the guide" for name in names}
     return ingest_body_schema(kind.body_key, fields, _EXAMPLES[kind_name])
 
 

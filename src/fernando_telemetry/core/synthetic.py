@@ -182,18 +182,20 @@ def metric_rows(rng: random.Random, count: int, *, window: Window, dump_json: Ca
             labels = dump_json({"region": "eu-west-1" if host.endswith("1") else "us-east-1"})
             p50 = p90 = p95 = p99 = None
             samples = 1
+            start_time = total = None
             if name == "cpu_usage":
                 metric_type, unit, value = "gauge", "percent", min(100.0, max(0.0, load * 100 + rng.gauss(0, 8)))
             elif name == "memory_usage":
                 metric_type, unit, value = "gauge", "percent", min(100.0, 40 + load * 30 + rng.gauss(0, 3))
             elif name == "http.requests":
-                counters[(host, name)] = counters.get((host, name), 0.0) + int(load * 50 + rng.random() * 10)
-                metric_type, unit, value = "counter", "1", counters[(host, name)]
+                increase = int(load * 50 + rng.random() * 10)  # counters are stored as increments
+                counters[(host, name)] = total = counters.get((host, name), 0.0) + increase
+                metric_type, unit, value, start_time = "counter", "1", float(increase), at - timedelta(seconds=step_s)
             else:
                 p50 = rng.lognormvariate(3.0, 0.2) * (1 + load)
                 p90, p95, p99 = p50 * 2.1, p50 * 2.8, p50 * 5.5
                 metric_type, unit, value, samples = "histogram", "ms", p50 * 1.3, int(load * 300) + 1
             yield (name, metric_type, round(value, 3), unit, service, host, f"{host}:8000", labels, samples,
-                   p50, p90, p95, p99, None, None, at)
+                   p50, p90, p95, p99, None, None, at, start_time, None, None, None, None, total)
             produced += 1
         tick += 1

@@ -59,6 +59,10 @@ class ShopConfig:
     """Called with the JSON body of each alert notification the web service receives at ``/hooks/alerts``."""
 
 
+_MAX_SAMPLES = 10_000
+"""Raw values the server takes in one metric item."""
+
+
 @dataclass
 class _Window:
     """Requests of one service since its last metrics report, and its running request count."""
@@ -91,6 +95,8 @@ class ShopService:
         self._peer_urls = peers
         self.peers: dict[str, httpx.AsyncClient] = {}
         self.window = _Window()
+        self.started_at = datetime.now(UTC)
+        """When the running request count started from 0 (sent as the counter's start time, so it is exact)."""
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = [self._report_every]
         """Loops run while the service serves (the metrics reporter; ``api`` adds its business figures)."""
 
@@ -159,8 +165,12 @@ class ShopService:
             "instance_id": f"{self.host_name}:8000",
             "labels": labels,
         }
-        self.telemetry.record_metric("http.requests", self.window.total, metric_type="counter", unit="1", **common)
-        if durations:
+        self.telemetry.record_metric(
+            "http.requests", self.window.total, metric_type="counter", unit="1", start_time=self.started_at, **common
+        )
+        if 0 < len(durations) <= _MAX_SAMPLES:  # the raw values: the server keeps their distribution (a sketch)
+            self.telemetry.record_metric("http.latency", metric_type="histogram", unit="ms", samples=durations, **common)
+        elif durations:
             self.telemetry.record_metric(
                 "http.latency", sum(durations) / len(durations), metric_type="histogram", unit="ms",
                 sample_count=len(durations), p50=_percentile(durations, 0.5), p90=_percentile(durations, 0.9),

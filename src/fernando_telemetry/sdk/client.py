@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -158,7 +158,7 @@ class TelemetryClient:
     def record_metric(
         self,
         metric_name: str,
-        value: float,
+        value: float | None = None,
         *,
         metric_type: str = "gauge",
         unit: str | None = None,
@@ -173,8 +173,17 @@ class TelemetryClient:
         p99: float | None = None,
         user_id: str | int | None = None,
         timestamp: datetime | None = None,
+        temporality: str | None = None,
+        start_time: datetime | None = None,
+        buckets: Mapping[str, Sequence[float]] | None = None,
+        samples: Sequence[float] | None = None,
     ) -> None:
-        """Record one system metric sample (counter, gauge, histogram, timer or distribution)."""
+        """Record one system metric sample (counter, gauge, histogram, timer or distribution).
+
+        A counter's ``value`` is a running total (``temporality="cumulative"``, the default) or the increase since
+        ``start_time`` (``"delta"``); a histogram, timer or distribution may carry its values' ``buckets``
+        (``{"bounds": [...], "counts": [...]}``) or the raw ``samples`` instead of a mean ``value``.
+        """
         try:
             arguments = (
                 metric_name,
@@ -193,6 +202,10 @@ class TelemetryClient:
                 p99,
                 user_id,
                 timestamp,
+                temporality,
+                start_time,
+                _copied(buckets),
+                None if samples is None else list(samples),
             )
             self._processor.enqueue(ItemKind.SYSTEM_METRICS, arguments, _metric)
         except Exception:
@@ -386,7 +399,7 @@ def _event(arguments: tuple[Any, ...]) -> dict[str, Any]:
 def _metric(arguments: tuple[Any, ...]) -> dict[str, Any]:
     (
         metric_name, value, now, metric_type, unit, labels, service_name, host_name, instance_id, sample_count, p50, p90,
-        p95, p99, user_id, timestamp,
+        p95, p99, user_id, timestamp, temporality, start_time, buckets, samples,
     ) = arguments  # fmt: skip
     return metric_item(
         metric_name,
@@ -405,6 +418,10 @@ def _metric(arguments: tuple[Any, ...]) -> dict[str, Any]:
         p99=p99,
         user_id=user_id,
         timestamp=timestamp,
+        temporality=temporality,
+        start_time=start_time,
+        buckets=buckets,
+        samples=samples,
     )
 
 

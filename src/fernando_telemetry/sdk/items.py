@@ -59,9 +59,11 @@ EVENT_FIELDS = frozenset(
 METRIC_FIELDS = frozenset(
     {
         "metric_name", "metric_type", "value", "unit", "service_name", "host_name", "instance_id", "labels",
-        "sample_count", "p50", "p90", "p95", "p99", "user_id", "license_id", "timestamp",
+        "sample_count", "p50", "p90", "p95", "p99", "user_id", "license_id", "timestamp", "start_time", "temporality",
+        "buckets", "samples", "min_value", "max_value",
     }
 )  # fmt: skip
+TEMPORALITIES = frozenset({"cumulative", "delta"})
 BUSINESS_METRIC_FIELDS = frozenset(
     {
         "metric_name", "metric_category", "metric_value", "currency", "period_start", "period_end", "period_type",
@@ -196,14 +198,24 @@ def metric_item(
     p99: Any = None,
     user_id: Any = None,
     timestamp: Any = None,
+    temporality: Any = None,
+    start_time: Any = None,
+    buckets: Any = None,
+    samples: Any = None,
 ) -> dict[str, Any]:
-    """One ``POST /api/v1/system-metrics`` item."""
+    """One ``POST /api/v1/system-metrics`` item. ``value`` may be None for a histogram given by buckets or samples."""
     item: dict[str, Any] = {
         "metric_name": _text(metric_name, "metric_name", required=True),
         "metric_type": _choice(metric_type, "metric_type", METRIC_TYPES),
-        "value": _number(value, "value", required=True),
         "timestamp": iso_timestamp(_datetime(now if timestamp is None else timestamp, "timestamp")),
     }
+    _put(item, "value", _number(value, "value", required=buckets is None and samples is None))
+    if temporality is not None:
+        item["temporality"] = _choice(temporality, "temporality", TEMPORALITIES)
+    if start_time is not None:
+        item["start_time"] = iso_timestamp(_datetime(start_time, "start_time"))
+    _put(item, "buckets", _buckets(buckets))
+    _put(item, "samples", _samples(samples))
     _put(item, "unit", _text(unit, "unit"))
     _put(item, "labels", _object(labels, "labels"))
     _put(item, "service_name", _text(service_name, "service_name"))
@@ -268,6 +280,36 @@ def span_item(span: Any, *, service_name: str, environment: str | None) -> dict[
     if environment is not None:
         item.setdefault("environment", environment)
     return item
+
+
+def _buckets(value: Any) -> dict[str, list[Any]] | None:
+    """``{"bounds": [...], "counts": [...]}`` (a mapping), copied; counts one longer than bounds."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"bounds", "counts"}:
+        raise InvalidItem("buckets", 'must be {"bounds": [...], "counts": [...]}')
+    bounds = [_number(bound, "buckets", required=True) for bound in value["bounds"]]
+    counts = [_positive_or_zero(count) for count in value["counts"]]
+    if len(counts) != len(bounds) + 1:
+        raise InvalidItem("buckets", "counts must be one longer than bounds")
+    return {"bounds": bounds, "counts": counts}
+
+
+def _positive_or_zero(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidItem("buckets", "counts must be non-negative integers")
+    return value
+
+
+def _samples(value: Any) -> list[float | int] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | Mapping) or not hasattr(value, "__iter__"):
+        raise InvalidItem("samples", "must be a sequence of numbers")
+    numbers = [_number(sample, "samples", required=True) for sample in value]
+    if not numbers:
+        raise InvalidItem("samples", "must not be empty")
+    return numbers  # type: ignore[return-value]
 
 
 def _put(item: dict[str, Any], field: str, value: Any) -> None:

@@ -1,11 +1,16 @@
-"""The built-in host collector: this server's CPU, memory, disk, network and process figures as ``system_metrics``."""
+"""The built-in host collector: this server's CPU, memory, disk, network and process figures as ``system_metrics``.
+
+Gauges are stored as read; the running totals (network bytes, CPU time) are cumulative streams that start at
+boot or at process start, stored as increments like any cumulative counter (``storage.metric_streams``).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -13,6 +18,9 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.enums import MetricType
+from fernando_telemetry.core.ingest import metrics
+from fernando_telemetry.core.metric_points import CumulativePoint, Increment
+from fernando_telemetry.storage import metric_streams
 from fernando_telemetry.storage.models import SystemMetric
 
 __all__ = ["HostSample", "collect", "record"]
@@ -25,6 +33,8 @@ class HostSample:
     value: float
     unit: str
     labels: dict[str, str]
+    start_time: datetime | None = None
+    """For a running total (a counter): when it started counting from 0."""
 
 
 def collect(*, disk_path: Path | None = None) -> list[HostSample]:
@@ -32,14 +42,16 @@ def collect(*, disk_path: Path | None = None) -> list[HostSample]:
     memory = psutil.virtual_memory()
     network = psutil.net_io_counters()
     process = psutil.Process(os.getpid())
+    booted = datetime.fromtimestamp(psutil.boot_time(), tz=UTC)
+    started = datetime.fromtimestamp(process.create_time(), tz=UTC)
     samples = [
         HostSample("host.cpu.utilization", MetricType.GAUGE, psutil.cpu_percent(interval=None), "percent", {}),
         HostSample("host.memory.used", MetricType.GAUGE, float(memory.used), "bytes", {}),
         HostSample("host.memory.utilization", MetricType.GAUGE, memory.percent, "percent", {}),
-        HostSample("host.network.sent", MetricType.COUNTER, float(network.bytes_sent), "bytes", {}),
-        HostSample("host.network.received", MetricType.COUNTER, float(network.bytes_recv), "bytes", {}),
+        HostSample("host.network.sent", MetricType.COUNTER, float(network.bytes_sent), "bytes", {}, booted),
+        HostSample("host.network.received", MetricType.COUNTER, float(network.bytes_recv), "bytes", {}, booted),
         HostSample("process.memory.rss", MetricType.GAUGE, float(process.memory_info().rss), "bytes", {}),
-        HostSample("process.cpu.time", MetricType.COUNTER, sum(process.cpu_times()[:2]), "seconds", {}),
+        HostSample("process.cpu.time", MetricType.COUNTER, sum(process.cpu_times()[:2]), "seconds", {}, started),
     ]
     if hasattr(os, "getloadavg"):
         samples.append(HostSample("host.load.1m", MetricType.GAUGE, os.getloadavg()[0], "1", {}))
@@ -51,23 +63,42 @@ def collect(*, disk_path: Path | None = None) -> list[HostSample]:
 
 
 def record(session: Session, samples: list[HostSample], *, now: datetime, service_name: str, host_name: str | None = None) -> int:
-    """Store one reading; returns how many samples were written."""
+    """Store one reading (counters as their increments since the previous reading); returns how many rows were written."""
     host = host_name or socket.gethostname()
-    session.execute(
-        insert(SystemMetric),
-        [
-            {
-                "metric_name": sample.metric_name,
-                "metric_type": sample.metric_type,
-                "value": sample.value,
-                "unit": sample.unit,
-                "service_name": service_name,
-                "host_name": host,
-                "instance_id": f"{host}:{os.getpid()}",
-                "labels": sample.labels,
-                "timestamp": now,
-            }
-            for sample in samples
-        ],
-    )
-    return len(samples)
+    decoded = [
+        metrics.compose(
+            metric_name=sample.metric_name,
+            metric_type=sample.metric_type.value,
+            unit=sample.unit,
+            service_name=service_name,
+            host_name=host,
+            instance_id=f"{host}:{os.getpid()}",
+            labels=_labels(sample.labels),
+            user_id=None,
+            license_id=None,
+            time=now,
+            increment=None if sample.metric_type == MetricType.COUNTER else Increment(sample.value),
+            point=(
+                CumulativePoint("number", now, sample.start_time, value=sample.value)
+                if sample.metric_type == MetricType.COUNTER
+                else None
+            ),
+        )
+        for sample in samples
+    ]
+    driver_connection = session.connection().connection.driver_connection
+    rows = metric_streams.prepare(driver_connection, decoded)
+    if rows:
+        session.execute(insert(SystemMetric), [_values(row) for row in rows])
+    return len(rows)
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+
+
+def _values(row: tuple[object, ...]) -> dict[str, object]:
+    values = dict(zip(metrics.COLUMNS, row, strict=True))
+    values["labels"] = json.loads(str(values["labels"]))
+    values["metric_type"] = MetricType(str(values["metric_type"]))
+    return values

@@ -25,7 +25,7 @@ from fernando_telemetry.core.ingest.common import DecodeContext, Rejection, deco
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.ratelimit import KeyedRateLimiter
 from fernando_telemetry.services import partitions
-from fernando_telemetry.storage import lookups
+from fernando_telemetry.storage import lookups, metric_streams
 from fernando_telemetry.storage.writer import GroupCommitWriter, IdempotencyClaim, TableSpec
 
 __all__ = ["KINDS", "IngestLimits", "Ingestor", "Kind", "RowBatch"]
@@ -56,7 +56,7 @@ KINDS: dict[str, Kind] = {
     ),
     "system_metrics": Kind(
         "system_metrics", "metrics", metrics.decode,
-        TableSpec("system_metrics", metrics.COLUMNS),
+        TableSpec("system_metrics", metrics.COLUMNS, prepare=metric_streams.prepare),
         metrics.USER_COLUMN, metrics.LICENSE_COLUMN, metrics.TIME_COLUMN, "metrics_retention_days",
     ),
     "business_metrics": Kind(

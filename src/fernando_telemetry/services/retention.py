@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import InvalidInput, NotFound
 from fernando_telemetry.storage import archive as archive_store
+from fernando_telemetry.storage import metric_streams
 from fernando_telemetry.storage import retention as retention_store
 from fernando_telemetry.storage import retention_overrides as overrides_store
 from fernando_telemetry.storage.archive import ArchivedPartition
@@ -159,3 +160,10 @@ def expire_idempotency_keys(session: Session, *, now: datetime, window_hours: in
     """Forget the stored answers of batches older than the deduplication window; returns how many."""
     result = session.execute(delete(IngestBatch).where(IngestBatch.created_at < now - timedelta(hours=window_hours)))
     return int(result.rowcount or 0)
+
+
+def expire_metric_streams(session: Session, *, now: datetime, metrics_retention_days: int) -> int:
+    """Forget the state of cumulative metric streams not seen for the metrics retention; returns how many.
+
+    Their rows are past retention by then; a stream that sends again starts over from its next point."""
+    return metric_streams.expire(session, cutoff=now - timedelta(days=metrics_retention_days))

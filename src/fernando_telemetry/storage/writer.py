@@ -7,7 +7,8 @@ batch) are detected by the unique keys: the group is then rewritten through a st
 ``ON CONFLICT DO NOTHING``, and a row whose key is stored under another license (or under none when it has
 one) is reported back as refused: its position in its submission is in ``WriteResult.refused_positions``,
 and its batch's stored idempotency answer is revised in the same transaction. Past ``max_rows_in_flight``
-rows queued, ``submit()`` raises ``Overloaded``.
+rows queued, ``submit()`` raises ``Overloaded``. A table's ``prepare`` hook runs inside the transaction before
+the COPY (and again on every retry of the group), so state it reads and writes commits with the rows.
 Imports only core.
 """
 
@@ -50,6 +51,9 @@ class TableSpec:
     For ``ignore``: the unique key, compared with the stored row's ``license_column`` when a row is skipped."""
     license_column: str | None = None
     """For ``ignore``: a skipped row is a retry only when the stored row has the same value here."""
+    prepare: Callable[[psycopg.Connection[Any], list[tuple[Any, ...]]], list[tuple[Any, ...]]] | None = None
+    """Run in the group's transaction before the COPY: takes the submitted rows, returns the rows to COPY (in
+    ``columns`` order). It may read and write other tables; a failed group rolls that back with the rows."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,10 @@ class GroupCommitWriter:
             else:
                 self._fail(group, _domain_error(exc))
             return
+        except Exception as exc:  # a defect in a prepare hook must fail its requests, never kill the writer thread
+            logger.exception("writing a group failed")
+            self._fail(group, DatabaseUnavailable(f"the batch could not be written: {_first_line(exc)}", retry_after_s=2))
+            return
         self._resolve(group, results)
 
     def _attempt(self, group: list[_Submission], *, careful: bool) -> list[WriteResult]:
@@ -218,7 +226,11 @@ class GroupCommitWriter:
                     offsets.append(None if replay is not None else len(by_table[submission.spec]))
                     if replay is None:
                         by_table[submission.spec].extend(submission.rows)
-                refused_by_table = {spec: self._copy(connection, spec, rows, careful=careful) for spec, rows in by_table.items()}
+                refused_by_table: dict[TableSpec, list[int]] = {}
+                for spec, rows in by_table.items():
+                    # a prepared table (metric streams) never refuses rows, so refused positions index the submitted rows
+                    prepared = spec.prepare(connection, rows) if spec.prepare is not None else rows
+                    refused_by_table[spec] = self._copy(connection, spec, prepared, careful=careful) if prepared else []
                 for number, (submission, offset) in enumerate(zip(group, offsets, strict=True)):
                     refused = refused_by_table.get(submission.spec, [])
                     if offset is None or not refused:

@@ -1,4 +1,7 @@
-"""OTLP metric data points to ``system_metrics`` rows: one row per point, by metric type."""
+"""OTLP metric data points to ``system_metrics`` rows: one row per point, by metric type and temporality.
+
+Cumulative points leave the decoder with their ``CumulativePoint``; ``rows`` completes them as the first point
+of a new stream (what the writer does for a stream it has not seen), so every row here is the row stored."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from fernando_telemetry.core.ingest import metrics as native_metrics
 from fernando_telemetry.core.ingest.common import decode_items
+from fernando_telemetry.core.metric_points import advance
 from fernando_telemetry.core.otlp import metric_rows_from_request
 from fernando_telemetry.core.otlp.metrics import summary_percentiles
 from tests.core.otlp.support import NOW, NOW_NS, context, key_values, metrics_request, ns
@@ -41,10 +45,25 @@ def point(value: float | int = 3.5, **fields: Any) -> NumberDataPoint:
     return NumberDataPoint(attributes=key_values(attributes), **{"time_unix_nano": NOW_NS, **number, **fields})
 
 
+DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+
+
+def stored(row: tuple[Any, ...]) -> dict[str, Any] | None:
+    """The row as stored: a cumulative point completed as its new stream's first point (None: nothing stored)."""
+    point = row[native_metrics.STREAM]
+    if point is not None:
+        increment, _ = advance(None, point)
+        if increment is None:
+            return None
+        row = native_metrics.completed(row, increment)
+    return dict(zip(native_metrics.COLUMNS, row[: native_metrics.STREAM], strict=True))
+
+
 def rows(*pb2_metrics: Metric, resource: dict[str, Any] | None = None, **context_options: Any) -> list[dict[str, Any]]:
     batch = metric_rows_from_request(metrics_request(*pb2_metrics, resource=resource), context(**context_options))
     assert batch.rejections == []
-    return [dict(zip(native_metrics.COLUMNS, row, strict=True)) for row in batch.rows]
+    return [row for row in map(stored, batch.rows) if row is not None]
 
 
 def one(pb2_metric: Metric, **options: Any) -> dict[str, Any]:
@@ -134,18 +153,46 @@ class TestGaugeAndSum:
         ("is_monotonic", "metric_type"),
         [(True, "counter"), (False, "gauge")],
     )
-    def test_a_sum_is_a_counter_when_monotonic(self, is_monotonic: bool, metric_type: str) -> None:
-        """A monotonic sum is a counter; an up-down sum is a gauge; the value is the point value as sent."""
+    def test_a_cumulative_sum_is_a_counter_when_monotonic(self, is_monotonic: bool, metric_type: str) -> None:
+        """A cumulative monotonic sum is a counter increment (a new stream's first point: all of it since its start);
+        a cumulative up-down sum is a gauge, its value the level as sent."""
         pb2_metric = Metric(
             name="requests",
             sum=Sum(
-                data_points=[point(1200)],
+                data_points=[point(1200, start_time_unix_nano=ns(NOW - timedelta(seconds=60)))],
                 is_monotonic=is_monotonic,
-                aggregation_temporality=AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE,
+                aggregation_temporality=CUMULATIVE,
             ),
         )
         row = one(pb2_metric)
         assert (row["metric_type"], row["value"]) == (metric_type, 1200.0)
+        if is_monotonic:
+            assert (row["start_time"], row["cumulative_value"]) == (NOW - timedelta(seconds=60), 1200.0)
+        else:
+            assert (row["start_time"], row["cumulative_value"]) == (None, None)
+
+    @pytest.mark.parametrize("is_monotonic", [True, False])
+    def test_a_delta_sum_is_a_counter_increment_signed_when_not_monotonic(self, is_monotonic: bool) -> None:
+        """A delta sum is an increment as sent, over (start, time]; an up-down one keeps its sign."""
+        pb2_metric = Metric(
+            name="queue.changes",
+            sum=Sum(
+                data_points=[point(-7 if not is_monotonic else 7, start_time_unix_nano=ns(NOW - timedelta(seconds=10)))],
+                is_monotonic=is_monotonic,
+                aggregation_temporality=DELTA,
+            ),
+        )
+        row = one(pb2_metric)
+        assert (row["metric_type"], row["value"]) == ("counter", 7.0 if is_monotonic else -7.0)
+        assert (row["start_time"], row["cumulative_value"]) == (NOW - timedelta(seconds=10), None)
+
+    def test_a_cumulative_counter_without_a_start_is_a_baseline(self) -> None:
+        """Without a start time the first point of a stream only sets its baseline: an increment of 0, total kept."""
+        pb2_metric = Metric(
+            name="requests", sum=Sum(data_points=[point(1200)], is_monotonic=True, aggregation_temporality=CUMULATIVE)
+        )
+        row = one(pb2_metric)
+        assert (row["value"], row["start_time"], row["cumulative_value"]) == (0.0, None, 1200.0)
 
     def test_every_point_is_a_row(self) -> None:
         """Each data point of a metric becomes its own row, in order."""
@@ -179,9 +226,12 @@ class TestHistogram:
             "explicit_bounds": [10, 20, 50],
             "bucket_counts": [2, 4, 3, 1],
         }
+        temporality = fields.pop("temporality", DELTA)
         values.update(fields)
         return Metric(
-            name="http.server.request.duration", unit="ms", histogram=Histogram(data_points=[HistogramDataPoint(**values)])
+            name="http.server.request.duration",
+            unit="ms",
+            histogram=Histogram(data_points=[HistogramDataPoint(**values)], aggregation_temporality=temporality),
         )
 
     def test_a_histogram_point_is_mean_count_and_interpolated_percentiles(self) -> None:
@@ -241,7 +291,10 @@ class TestExponentialHistogram:
         }
         values.update(fields)
         return Metric(
-            name="latency", exponential_histogram=ExponentialHistogram(data_points=[ExponentialHistogramDataPoint(**values)])
+            name="latency",
+            exponential_histogram=ExponentialHistogram(
+                data_points=[ExponentialHistogramDataPoint(**values)], aggregation_temporality=DELTA
+            ),
         )
 
     def test_an_exponential_point_is_a_histogram_row(self) -> None:
@@ -276,7 +329,14 @@ class TestExponentialHistogram:
 class TestSummary:
     def summary(self, quantiles: list[tuple[float, float]], **fields: Any) -> Metric:
         values = [SummaryDataPoint.ValueAtQuantile(quantile=q, value=v) for q, v in quantiles]
-        data_point = SummaryDataPoint(time_unix_nano=NOW_NS, count=20, sum=300.0, quantile_values=values, **fields)
+        data_point = SummaryDataPoint(
+            time_unix_nano=NOW_NS,
+            start_time_unix_nano=ns(NOW - timedelta(seconds=60)),
+            count=20,
+            sum=300.0,
+            quantile_values=values,
+            **fields,
+        )
         return Metric(name="rpc.duration", summary=Summary(data_points=[data_point]))
 
     def test_a_summary_point_is_a_distribution(self) -> None:
@@ -298,12 +358,13 @@ class TestSummary:
         """A percentile the summary does not carry (within 1e-6), or carries as NaN, is NULL; none is invented."""
         assert summary_percentiles(quantiles) == expected
 
-    def test_an_empty_summary_is_skipped(self) -> None:
-        """A summary point of zero values is skipped."""
+    def test_an_empty_summary_stores_nothing(self) -> None:
+        """A summary point of zero values goes to its stream (it is cumulative) but stores no row."""
         pb2_metric = self.summary([])
         pb2_metric.summary.data_points[0].count = 0
         batch = metric_rows_from_request(metrics_request(pb2_metric), context())
-        assert (batch.rows, batch.skipped_count) == ([], 1)
+        assert (len(batch.rows), batch.rejections) == (1, [])
+        assert rows(pb2_metric) == []
 
 
 class TestPartialSuccess:

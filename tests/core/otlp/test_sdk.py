@@ -27,7 +27,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode, format_span_id, format_trace_id, set_span_in_context
 
 from fernando_telemetry.core.ingest import events as native_events
-from fernando_telemetry.core.ingest import metrics as native_metrics
 from fernando_telemetry.core.ingest import spans as native_spans
 from fernando_telemetry.core.otlp import (
     JSON,
@@ -40,6 +39,7 @@ from fernando_telemetry.core.otlp import (
     spans_from_request,
 )
 from tests.core.otlp.support import context
+from tests.core.otlp.test_metrics import stored
 from tests.core.otlp.test_requests import otlp_json
 
 SDK_RESOURCE = Resource.create(
@@ -122,7 +122,8 @@ class TestSdkSpans:
 
 class TestSdkMetrics:
     def test_sdk_instruments_decode_to_typed_rows(self) -> None:
-        """Counter, up-down counter, gauge, histogram and exponential histogram from the SDK become typed rows."""
+        """Counter, up-down counter, gauge, histogram and exponential histogram from the SDK become typed rows
+        (cumulative, the SDK's default: as the first points of their streams, everything since the SDK started)."""
         reader = InMemoryMetricReader()
         provider = MeterProvider(
             resource=SDK_RESOURCE,
@@ -144,17 +145,19 @@ class TestSdkMetrics:
 
         batch = metric_rows_from_request(parse_metrics_request(body, PROTOBUF), clock_context())
         assert batch.rejections == []
-        rows = {row["metric_name"]: row for row in (dict(zip(native_metrics.COLUMNS, r, strict=True)) for r in batch.rows)}
+        rows = {row["metric_name"]: row for row in (stored(r) for r in batch.rows) if row is not None}
         assert (rows["orders"]["metric_type"], rows["orders"]["value"], rows["orders"]["unit"]) == ("counter", 3.0, "{order}")
         assert json.loads(rows["orders"]["labels"]) == {"plan": "pro"}
         assert (rows["carts.open"]["metric_type"], rows["carts.open"]["value"]) == ("gauge", -2.0)
         assert (rows["queue.depth"]["metric_type"], rows["queue.depth"]["value"]) == ("gauge", 17.0)
         assert rows["orders"]["instance_id"] == SDK_RESOURCE.attributes["service.instance.id"]
+        assert rows["orders"]["start_time"] is not None and rows["orders"]["cumulative_value"] == 3.0
 
         # default bounds (0, 5, 10, 25, 50, ...), min 5, max 40: buckets [5,5]:1, [10,25]:2, [25,40]:1
         histogram = rows["checkout.duration"]
         assert (histogram["metric_type"], histogram["value"], histogram["sample_count"]) == ("histogram", 18.75, 4)
         assert (histogram["p50"], histogram["p90"], histogram["p95"], histogram["p99"]) == pytest.approx((17.5, 34, 37, 39.4))
+        assert (histogram["min_value"], histogram["max_value"], sum(histogram["sketch_counts"])) == (5, 40, 4)
 
         exponential = rows["payload.size"]
         assert (exponential["metric_type"], exponential["sample_count"]) == ("histogram", 3)

@@ -1,13 +1,23 @@
-"""``system_metrics`` items of ``POST /api/v1/system-metrics``."""
+"""``system_metrics`` items of ``POST /api/v1/system-metrics``, and the row shape every metric decoder builds.
+
+A decoded row is the COPY columns (``COLUMNS``) plus one transient position, ``STREAM``: None for a row
+stored as it is, or the ``CumulativePoint`` of a cumulative stream, whose increment the writer computes
+from the stream's state (``storage.metric_streams``) and puts in with ``completed``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from fernando_telemetry.core.enums import MetricType
 from fernando_telemetry.core.ingest.common import (
     DecodeContext,
+    ItemError,
     check_fields,
     enum_value,
     finite_number,
@@ -20,8 +30,19 @@ from fernando_telemetry.core.ingest.common import (
     timestamp,
     user_ref,
 )
+from fernando_telemetry.core.metric_points import CumulativePoint, Histogram, Increment, histogram_increment, samples_increment
 
-__all__ = ["COLUMNS", "FIELDS", "decode"]
+__all__ = [
+    "COLUMNS",
+    "DISTRIBUTION_TYPES",
+    "FIELDS",
+    "MAX_SAMPLES",
+    "STREAM",
+    "completed",
+    "compose",
+    "decode",
+    "stream_key",
+]
 
 COLUMNS = (
     "metric_name",
@@ -40,30 +61,210 @@ COLUMNS = (
     "user_id",
     "license_id",
     "timestamp",
+    "start_time",
+    "sketch_keys",
+    "sketch_counts",
+    "min_value",
+    "max_value",
+    "cumulative_value",
 )
-FIELDS = frozenset(COLUMNS)
+"""The COPY columns, in row order."""
+STREAM = len(COLUMNS)
+"""The row position of its ``CumulativePoint`` (None: the row needs no stream state)."""
+FIELDS = frozenset(COLUMNS) - {"sketch_keys", "sketch_counts", "cumulative_value"} | {
+    "temporality",
+    "buckets",
+    "samples",
+}
 USER_COLUMN = COLUMNS.index("user_id")
 LICENSE_COLUMN = COLUMNS.index("license_id")
 TIME_COLUMN = COLUMNS.index("timestamp")
+DISTRIBUTION_TYPES = frozenset({MetricType.HISTOGRAM.value, MetricType.TIMER.value, MetricType.DISTRIBUTION.value})
+MAX_SAMPLES = 10_000
+"""Raw values one item may carry in ``samples``."""
+_MAX_BUCKETS = 4_096
+_IDENTITY = tuple(
+    COLUMNS.index(c) for c in ("license_id", "metric_name", "metric_type", "service_name", "host_name", "instance_id", "labels")
+)
+_VALUE, _SAMPLE_COUNT = COLUMNS.index("value"), COLUMNS.index("sample_count")
+_P50, _START = COLUMNS.index("p50"), COLUMNS.index("start_time")
+
+
+def compose(
+    *,
+    metric_name: str,
+    metric_type: str,
+    unit: str | None,
+    service_name: str | None,
+    host_name: str | None,
+    instance_id: str | None,
+    labels: str,
+    user_id: str | None,
+    license_id: int | None,
+    time: datetime,
+    increment: Increment | None,
+    point: CumulativePoint | None = None,
+) -> tuple[Any, ...]:
+    """A decoded row: ``increment`` stored as it is, or (``point`` given) a placeholder the stream state completes."""
+    measure = increment or Increment(0.0)
+    p50, p90, p95, p99 = measure.percentiles
+    return (
+        metric_name, metric_type, measure.value, unit, service_name, host_name, instance_id, labels,
+        measure.sample_count, p50, p90, p95, p99, user_id, license_id, time,
+        measure.start_time, measure.sketch_keys, measure.sketch_counts, measure.minimum, measure.maximum,
+        measure.cumulative_value, point,
+    )  # fmt: skip
+
+
+def completed(row: tuple[Any, ...], increment: Increment) -> tuple[Any, ...]:
+    """The COPY row of a cumulative point with its increment filled in."""
+    p50, p90, p95, p99 = increment.percentiles
+    return (
+        *row[:_VALUE], increment.value, *row[_VALUE + 1 : _SAMPLE_COUNT], increment.sample_count, p50, p90, p95, p99,
+        *row[_P50 + 4 : _START], increment.start_time, increment.sketch_keys, increment.sketch_counts,
+        increment.minimum, increment.maximum, increment.cumulative_value,
+    )  # fmt: skip
+
+
+def stream_key(row: tuple[Any, ...]) -> str:
+    """The identity of a row's cumulative stream, as a stable hash: license, metric, kind, service, host, instance,
+    labels, and the stream's start time when the sender gave one."""
+    point: CumulativePoint = row[STREAM]
+    identity = [row[i] for i in _IDENTITY]
+    identity.append(point.kind)
+    identity.append(point.start_time.isoformat() if point.start_time is not None else None)
+    return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()
 
 
 def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
     check_fields(item, FIELDS)
-    return (
-        required_text(item, "metric_name", 200),
-        enum_value(item, "metric_type", MetricType, MetricType.GAUGE),
-        finite_number(item, "value", required=True),
-        optional_text(item, "unit", 32),
-        optional_text(item, "service_name", 100),
-        optional_text(item, "host_name", 255),
-        optional_text(item, "instance_id", 255),
-        json_object(item, "labels", context),
-        integer(item, "sample_count", minimum=1, maximum=2**31 - 1, default=1),
-        finite_number(item, "p50"),
-        finite_number(item, "p90"),
-        finite_number(item, "p95"),
-        finite_number(item, "p99"),
-        user_ref(item),
-        license_ref(item, context),
-        in_window(timestamp(item, "timestamp", default=context.now), "timestamp", context),
+    metric_type = enum_value(item, "metric_type", MetricType, MetricType.GAUGE)
+    time = in_window(timestamp(item, "timestamp", default=context.now), "timestamp", context)
+    start_time = timestamp(item, "start_time") if item.get("start_time") is not None else None
+    if start_time is not None and start_time > time:
+        raise ItemError("start_time", f"{start_time.isoformat()} is after the timestamp {time.isoformat()}")
+    increment, point = _measure(item, metric_type, time, start_time)
+    return compose(
+        metric_name=required_text(item, "metric_name", 200),
+        metric_type=metric_type,
+        unit=optional_text(item, "unit", 32),
+        service_name=optional_text(item, "service_name", 100),
+        host_name=optional_text(item, "host_name", 255),
+        instance_id=optional_text(item, "instance_id", 255),
+        labels=json_object(item, "labels", context),
+        user_id=user_ref(item),
+        license_id=license_ref(item, context),
+        time=time,
+        increment=increment,
+        point=point,
     )
+
+
+def _measure(
+    item: Mapping[str, Any], metric_type: str, time: datetime, start_time: datetime | None
+) -> tuple[Increment | None, CumulativePoint | None]:
+    temporality = item.get("temporality")
+    if temporality is not None and temporality not in ("cumulative", "delta"):
+        raise ItemError("temporality", "must be 'cumulative' or 'delta'")
+    if metric_type == MetricType.GAUGE.value:
+        for field in ("temporality", "start_time", "buckets", "samples"):
+            if item.get(field) is not None:
+                raise ItemError(field, "applies to counters and histograms, not to a gauge (a level has no interval)")
+        return _plain(item, None), None
+    if metric_type == MetricType.COUNTER.value:
+        for field in ("buckets", "samples"):
+            if item.get(field) is not None:
+                raise ItemError(field, "applies to histogram, timer and distribution items, not to a counter")
+        value = finite_number(item, "value", required=True)
+        assert value is not None
+        if temporality == "delta":
+            return _plain(item, start_time), None
+        return None, CumulativePoint("number", time, start_time, value=value)
+    if item.get("buckets") is not None and item.get("samples") is not None:
+        raise ItemError("samples", "send either buckets or samples, not both")
+    if item.get("samples") is not None:
+        if temporality == "cumulative":
+            raise ItemError("temporality", "samples are the values of one interval: 'delta' (the default), or send buckets")
+        return _samples(item, start_time), None
+    if item.get("buckets") is not None:
+        return _buckets(item, time, start_time, cumulative=temporality == "cumulative")
+    if temporality == "cumulative":
+        raise ItemError("temporality", "a cumulative histogram needs its buckets (the running counts)")
+    return _plain(item, start_time), None
+
+
+def _plain(item: Mapping[str, Any], start_time: datetime | None) -> Increment:
+    """An item as sent: value, sample_count, percentiles and extremes."""
+    value = finite_number(item, "value", required=True)
+    assert value is not None
+    return Increment(
+        value,
+        start_time=start_time,
+        sample_count=integer(item, "sample_count", minimum=1, maximum=2**31 - 1, default=1) or 1,
+        percentiles=tuple(finite_number(item, field) for field in ("p50", "p90", "p95", "p99")),
+        minimum=finite_number(item, "min_value"),
+        maximum=finite_number(item, "max_value"),
+    )
+
+
+def _computed_only(item: Mapping[str, Any], source: str, fields: tuple[str, ...]) -> None:
+    for field in fields:
+        if item.get(field) is not None:
+            raise ItemError(field, f"is computed from the {source}; omit it")
+
+
+def _samples(item: Mapping[str, Any], start_time: datetime | None) -> Increment:
+    _computed_only(item, "samples", ("value", "sample_count", "p50", "p90", "p95", "p99", "min_value", "max_value"))
+    samples = item["samples"]
+    if not isinstance(samples, list) or not samples:
+        raise ItemError("samples", "must be a non-empty array of numbers")
+    if len(samples) > MAX_SAMPLES:
+        raise ItemError("samples", f"holds {len(samples)} values; at most {MAX_SAMPLES} (send buckets for more)")
+    values = []
+    for value in samples:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ItemError("samples", f"must hold finite numbers only, got {value!r:.40}")
+        values.append(float(value))
+    increment = samples_increment(values, start_time=start_time)
+    assert increment is not None
+    return increment
+
+
+def _buckets(
+    item: Mapping[str, Any], time: datetime, start_time: datetime | None, *, cumulative: bool
+) -> tuple[Increment | None, CumulativePoint | None]:
+    _computed_only(item, "buckets", ("sample_count", "p50", "p90", "p95", "p99"))
+    buckets = item["buckets"]
+    if not isinstance(buckets, dict) or set(buckets) != {"bounds", "counts"}:
+        raise ItemError("buckets", 'must be {"bounds": [b1, ..., bn], "counts": [c0, ..., cn]} (one more count than bounds)')
+    bounds, counts = buckets["bounds"], buckets["counts"]
+    if not isinstance(bounds, list) or not isinstance(counts, list) or len(counts) != len(bounds) + 1:
+        raise ItemError("buckets", "counts must be an array one longer than the bounds array")
+    if len(counts) > _MAX_BUCKETS:
+        raise ItemError("buckets", f"at most {_MAX_BUCKETS} buckets")
+    if any(isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) for b in bounds):
+        raise ItemError("buckets", "bounds must be finite numbers")
+    if any(later <= earlier for earlier, later in zip(bounds, bounds[1:], strict=False)):
+        raise ItemError("buckets", "bounds must be strictly increasing")
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
+        raise ItemError("buckets", "counts must be non-negative integers")
+    histogram = Histogram(tuple(counts), bounds=tuple(float(b) for b in bounds))
+    count = histogram.total
+    minimum, maximum = finite_number(item, "min_value"), finite_number(item, "max_value")
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise ItemError("min_value", "must not exceed max_value")
+    mean = finite_number(item, "value")
+    total = None if mean is None else mean * count
+    if cumulative:
+        point = CumulativePoint(
+            "histogram", time, start_time, histogram=histogram, count=count, total=total, minimum=minimum, maximum=maximum
+        )
+        return None, point
+    if count == 0:
+        raise ItemError("buckets", "counts add up to 0: an interval without values has nothing to store")
+    increment = histogram_increment(
+        histogram, count=count, total=total, start_time=start_time, minimum=minimum, maximum=maximum, exact=True
+    )
+    if increment is None:
+        raise ItemError("buckets", "without value, min_value or max_value the buckets alone give no mean; send value (the mean)")
+    return increment, None

@@ -1,7 +1,9 @@
-"""OTLP metric data points to ``system_metrics`` rows, in the column order of ``core.ingest.metrics.COLUMNS``.
+"""OTLP metric data points to ``system_metrics`` rows (``core.ingest.metrics.compose``), one row per data point.
 
-One row per data point: gauge -> gauge; sum -> counter (monotonic) or gauge; histogram and exponential
-histogram -> histogram with the mean as value and interpolated percentiles; summary -> distribution.
+gauge -> gauge; monotonic sum -> counter (an increment); non-monotonic sum -> gauge when cumulative (a level),
+counter with signed increments when delta; histogram and exponential histogram -> histogram (mean, percentiles
+and the sketch of the interval's values); summary -> distribution. Delta points are increments as they are;
+cumulative ones carry a ``CumulativePoint`` that the writer turns into the increment since the stream's last point.
 Imports only the standard library, ``opentelemetry.proto`` and ``fernando_telemetry.core``.
 """
 
@@ -9,12 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
     DataPointFlags,
     ExponentialHistogramDataPoint,
     HistogramDataPoint,
@@ -25,37 +27,26 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from fernando_telemetry.core.enums import MetricType
 from fernando_telemetry.core.ingest.common import DecodeContext, ItemError, in_window, json_object
+from fernando_telemetry.core.ingest.metrics import compose
+from fernando_telemetry.core.metric_points import PERCENTILES, CumulativePoint, Histogram, Increment, histogram_increment
 from fernando_telemetry.core.otlp.attribution import license_of, user_of
 from fernando_telemetry.core.otlp.batch import DecodedBatch
-from fernando_telemetry.core.otlp.percentiles import Bucket, bucket_mean, explicit_buckets, exponential_buckets, quantile
 from fernando_telemetry.core.otlp.resources import ResourceFields, resource_fields
 from fernando_telemetry.core.otlp.values import attribute_dict, clipped, unix_nano_datetime
 
 __all__ = ["PERCENTILES", "metric_row", "metric_rows_from_request", "summary_percentiles"]
 
-PERCENTILES = (0.5, 0.9, 0.95, 0.99)
-"""The quantiles stored as p50, p90, p95, p99."""
-
-_MAX_SAMPLE_COUNT = 2**31 - 1  # the column is a PostgreSQL integer
 _QUANTILE_TOLERANCE = 1e-6
+_DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 
 PointPb2 = NumberDataPoint | HistogramDataPoint | ExponentialHistogramDataPoint | SummaryDataPoint
-
-
-@dataclass(frozen=True, slots=True)
-class _Sample:
-    """What a data point contributes beyond the shared columns."""
-
-    metric_type: str
-    value: float
-    sample_count: int = 1
-    percentiles: tuple[float | None, ...] = (None, None, None, None)
+_Measure = tuple[str, Increment | None, CumulativePoint | None]
 
 
 def metric_rows_from_request(pb2_request: ExportMetricsServiceRequest, context: DecodeContext) -> DecodedBatch:
     """Decode every data point of an export request; points that cannot be stored become rejections.
 
-    Points with nothing to store (flagged "no recorded value", or a histogram or summary of zero values)
+    Points with nothing to store (flagged "no recorded value", or a delta histogram or summary of zero values)
     are skipped and counted in ``skipped_count``, not rejected.
     """
     batch = DecodedBatch("data point")
@@ -79,28 +70,25 @@ def metric_row(
         raise ItemError("name", "is required: a metric needs a non-empty name")
     if pb2_point.flags & DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
         return None
-    sample = _sample(pb2_metric, pb2_point)
-    if sample is None:
+    time = in_window(_point_time(pb2_point, context.now), "time_unix_nano", context)
+    measure = _measure(pb2_metric, pb2_point, time)
+    if measure is None:
         return None
+    metric_type, increment, point = measure
     labels = attribute_dict(pb2_point.attributes)
-    p50, p90, p95, p99 = sample.percentiles
-    return (
-        metric_name,
-        sample.metric_type,
-        sample.value,
-        clipped(pb2_metric.unit, 32),
-        resource.service_name,
-        resource.host_name,
-        resource.instance_id,
-        json_object({"labels": labels}, "labels", context),
-        sample.sample_count,
-        p50,
-        p90,
-        p95,
-        p99,
-        user_of(labels, resource.attributes),
-        license_of(context, labels, resource.attributes),
-        in_window(_point_time(pb2_point, context.now), "time_unix_nano", context),
+    return compose(
+        metric_name=metric_name,
+        metric_type=metric_type,
+        unit=clipped(pb2_metric.unit, 32),
+        service_name=resource.service_name,
+        host_name=resource.host_name,
+        instance_id=resource.instance_id,
+        labels=json_object({"labels": labels}, "labels", context),
+        user_id=user_of(labels, resource.attributes),
+        license_id=license_of(context, labels, resource.attributes),
+        time=time,
+        increment=increment,
+        point=point,
     )
 
 
@@ -118,18 +106,29 @@ def _data_points(pb2_metric: Metric) -> Iterable[PointPb2]:
     return getattr(pb2_metric, kind).data_points if kind else ()
 
 
-def _sample(pb2_metric: Metric, pb2_point: PointPb2) -> _Sample | None:
+def _start_time(pb2_point: PointPb2) -> datetime | None:
+    return unix_nano_datetime(pb2_point.start_time_unix_nano) if pb2_point.start_time_unix_nano else None
+
+
+def _measure(pb2_metric: Metric, pb2_point: PointPb2, time: datetime) -> _Measure | None:
+    """The row's type and either its increment (stored as is) or its cumulative point (None: nothing to store)."""
     kind = pb2_metric.WhichOneof("data")
+    start = _start_time(pb2_point)
     if kind == "gauge":
-        return _Sample(MetricType.GAUGE.value, _number(pb2_point))
+        return MetricType.GAUGE.value, Increment(_number(pb2_point)), None
     if kind == "sum":
-        metric_type = MetricType.COUNTER if pb2_metric.sum.is_monotonic else MetricType.GAUGE
-        return _Sample(metric_type.value, _number(pb2_point))
-    if kind == "histogram":
-        return _histogram(pb2_point, _explicit(pb2_point))
-    if kind == "exponential_histogram":
-        return _histogram(pb2_point, _exponential(pb2_point))
-    return _summary(pb2_point)
+        value = _number(pb2_point)
+        delta = pb2_metric.sum.aggregation_temporality == _DELTA
+        if delta:  # an increment (signed when the sum is not monotonic)
+            return MetricType.COUNTER.value, Increment(value, start_time=start), None
+        if not pb2_metric.sum.is_monotonic:  # a cumulative up-down sum is a level
+            return MetricType.GAUGE.value, Increment(value), None
+        return MetricType.COUNTER.value, None, CumulativePoint("number", time, start, value=value)
+    if kind == "summary":
+        return _summary(pb2_point, time, start)
+    histogram = _explicit(pb2_point) if kind == "histogram" else _exponential(pb2_point)
+    delta = getattr(pb2_metric, kind).aggregation_temporality == _DELTA
+    return _histogram(pb2_point, histogram, time, start, delta=delta)
 
 
 def _number(pb2_point: NumberDataPoint) -> float:
@@ -142,63 +141,71 @@ def _number(pb2_point: NumberDataPoint) -> float:
     return value
 
 
-def _explicit(pb2_point: HistogramDataPoint) -> list[Bucket]:
+def _explicit(pb2_point: HistogramDataPoint) -> Histogram:
+    histogram = Histogram(tuple(pb2_point.bucket_counts), bounds=tuple(pb2_point.explicit_bounds))
     try:
-        return explicit_buckets(
-            list(pb2_point.explicit_bounds),
-            list(pb2_point.bucket_counts),
-            minimum=_optional(pb2_point, "min"),
-            maximum=_optional(pb2_point, "max"),
-        )
+        histogram.buckets()  # checks the shape
     except ValueError as exc:
         raise ItemError("bucket_counts", str(exc)) from None
+    return histogram
 
 
-def _exponential(pb2_point: ExponentialHistogramDataPoint) -> list[Bucket]:
+def _exponential(pb2_point: ExponentialHistogramDataPoint) -> Histogram:
     if not -10 <= pb2_point.scale <= 20:
         raise ItemError("scale", f"must be between -10 and 20, got {pb2_point.scale}")
-    return exponential_buckets(
-        pb2_point.scale,
+    return Histogram(
+        tuple(pb2_point.positive.bucket_counts),
+        scale=pb2_point.scale,
+        offset=pb2_point.positive.offset,
         zero_count=pb2_point.zero_count,
-        positive_offset=pb2_point.positive.offset,
-        positive_counts=list(pb2_point.positive.bucket_counts),
         negative_offset=pb2_point.negative.offset,
-        negative_counts=list(pb2_point.negative.bucket_counts),
-        minimum=_optional(pb2_point, "min"),
-        maximum=_optional(pb2_point, "max"),
+        negative_counts=tuple(pb2_point.negative.bucket_counts),
     )
 
 
-def _histogram(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint, buckets: list[Bucket]) -> _Sample | None:
-    """The mean (sum / count, or the bucket-midpoint estimate without a sum) and the interpolated percentiles."""
+def _histogram(
+    pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint,
+    histogram: Histogram,
+    time: datetime,
+    start: datetime | None,
+    *,
+    delta: bool,
+) -> _Measure | None:
+    """A delta point is its own increment (its min and max are exact); a cumulative one goes to its stream."""
+    total = _sum(pb2_point) if pb2_point.HasField("sum") else None
+    minimum, maximum = _optional(pb2_point, "min"), _optional(pb2_point, "max")
+    if not delta:
+        point = CumulativePoint(
+            "histogram", time, start, histogram=histogram, count=pb2_point.count, total=total, minimum=minimum, maximum=maximum
+        )
+        return MetricType.HISTOGRAM.value, None, point
     if pb2_point.count == 0:
         return None
-    mean = _mean(pb2_point) if pb2_point.HasField("sum") else bucket_mean(buckets)
-    if mean is None:
+    increment = histogram_increment(
+        histogram, count=pb2_point.count, total=total, start_time=start, minimum=minimum, maximum=maximum, exact=True
+    )
+    if increment is None:
         raise ItemError("sum", "a histogram without a sum needs bucket counts to estimate its mean")
-    return _Sample(
-        MetricType.HISTOGRAM.value,
-        mean,
-        min(pb2_point.count, _MAX_SAMPLE_COUNT),
-        tuple(quantile(buckets, q) for q in PERCENTILES),
+    return MetricType.HISTOGRAM.value, increment, None
+
+
+def _summary(pb2_point: SummaryDataPoint, time: datetime, start: datetime | None) -> _Measure | None:
+    """Summaries are cumulative: their count and sum become increments; quantiles are kept as sent."""
+    point = CumulativePoint(
+        "summary",
+        time,
+        start,
+        count=pb2_point.count,
+        total=_sum(pb2_point),
+        percentiles=summary_percentiles((pb2_value.quantile, pb2_value.value) for pb2_value in pb2_point.quantile_values),
     )
+    return MetricType.DISTRIBUTION.value, None, point
 
 
-def _summary(pb2_point: SummaryDataPoint) -> _Sample | None:
-    if pb2_point.count == 0:
-        return None
-    return _Sample(
-        MetricType.DISTRIBUTION.value,
-        _mean(pb2_point),
-        min(pb2_point.count, _MAX_SAMPLE_COUNT),
-        summary_percentiles((pb2_value.quantile, pb2_value.value) for pb2_value in pb2_point.quantile_values),
-    )
-
-
-def _mean(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint | SummaryDataPoint) -> float:
+def _sum(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint | SummaryDataPoint) -> float:
     if not math.isfinite(pb2_point.sum):
         raise ItemError("sum", "must be a finite number (not NaN or infinity)")
-    return pb2_point.sum / pb2_point.count
+    return pb2_point.sum
 
 
 def _optional(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint, field: str) -> float | None:

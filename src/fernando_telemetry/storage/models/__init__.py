@@ -17,7 +17,7 @@ from fernando_telemetry.storage.models.alerting import (
 from fernando_telemetry.storage.models.audit import AuditEntry
 from fernando_telemetry.storage.models.base import Base, metadata
 from fernando_telemetry.storage.models.business import BusinessMetric
-from fernando_telemetry.storage.models.ingest import IngestBatch
+from fernando_telemetry.storage.models.ingest import IngestBatch, MetricStream
 from fernando_telemetry.storage.models.jobs import JobRun
 from fernando_telemetry.storage.models.lifecycle import PartitionArchive, RetentionOverride, RetentionSetting
 from fernando_telemetry.storage.models.platform import ApiKey, License, User
@@ -52,6 +52,7 @@ __all__ = [
     "License",
     "MetricRollupDaily",
     "MetricRollupHourly",
+    "MetricStream",
     "NotificationChannel",
     "PartitionArchive",
     "QueryScope",

@@ -183,6 +183,8 @@ class SystemMetric(Base):
     sketch_counts: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
     min_value: Mapped[float | None] = mapped_column(Double)
     max_value: Mapped[float | None] = mapped_column(Double)
+    # a cumulative counter's running total as sent, beside its increment in value; NULL for delta counters
+    cumulative_value: Mapped[float | None] = mapped_column(Double)
     user_id: Mapped[str | None] = mapped_column(String(128))
     license_id: Mapped[int | None] = _license_fk()
     timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
