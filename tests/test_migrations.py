@@ -29,7 +29,7 @@ FUNCTIONS = {
     "rollup_concat",
     "rollup_pending_hours",
     "telemetry_events_hour_summary",
-    "system_metrics_hour_summary",
+    "system_metrics_hour_aggregate",
     "traces_hour_summary",
 }
 
