@@ -68,7 +68,13 @@ class PointSource(Protocol):
     name: str
 
     def serves(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
     ) -> bool:
         """Whether this source can answer the request (for example: the step is a multiple of its grain)."""
         ...
@@ -94,7 +100,13 @@ class RawPoints:
     name = "raw"
 
     def serves(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
     ) -> bool:
         return True
 
@@ -132,7 +144,13 @@ class RollupPoints:
     name = "rollup"
 
     def serves(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
     ) -> bool:
         return rollups.serves_series(
             step=buckets.step, agg=aggregation, labels={"": ""} if selection.labels else {}, group_by=group_by

@@ -221,8 +221,12 @@ def metric_points(
     in_clean_days = set(clean_days)
     hourly = [hour for hour in hours if hour not in from_raw and _day_of(hour) not in in_clean_days]
     parts = [
-        *metric_rollups.rollup_parts(session, grain="daily", buckets=clean_days, metric_filter=metric_filter, group_column=group_column),
-        *metric_rollups.rollup_parts(session, grain="hourly", buckets=hourly, metric_filter=metric_filter, group_column=group_column),
+        *metric_rollups.rollup_parts(
+            session, grain="daily", buckets=clean_days, metric_filter=metric_filter, group_column=group_column
+        ),
+        *metric_rollups.rollup_parts(
+            session, grain="hourly", buckets=hourly, metric_filter=metric_filter, group_column=group_column
+        ),
         *metric_rollups.raw_parts(
             session, hours=sorted(from_raw), start=start, end=end, metric_filter=metric_filter, group_column=group_column
         ),

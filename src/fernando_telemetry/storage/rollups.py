@@ -271,7 +271,9 @@ def lock(session: Session, *, wait: bool) -> bool:
     if wait:
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": LOCK_KEY})
         return True
-    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": LOCK_KEY}).scalar_one())
+    return bool(
+        session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": LOCK_KEY}).scalar_one()
+    )
 
 
 def refresh_target(session: Session, *, now: datetime, safety_lag_s: float) -> datetime:
@@ -309,17 +311,13 @@ def mark_pending(session: Session, *, table: str, until: datetime, now: datetime
         {"table": table, "until": until},
     ).rowcount
     session.execute(
-        text(
-            "UPDATE rollup_state SET watermark = greatest(watermark, :until), refreshed_at = :now WHERE source_table = :table"
-        ),
+        text("UPDATE rollup_state SET watermark = greatest(watermark, :until), refreshed_at = :now WHERE source_table = :table"),
         {"table": table, "until": until, "now": now},
     )
     return int(marked or 0)
 
 
-def claim_dirty(
-    session: Session, *, table: str, grain: str, limit: int, ended_by: datetime | None = None
-) -> list[datetime]:
+def claim_dirty(session: Session, *, table: str, grain: str, limit: int, ended_by: datetime | None = None) -> list[datetime]:
     """The oldest ``limit`` dirty buckets of a grain, locked until the transaction ends. For days, only
     those that ended by ``ended_by`` and have no dirty hour left (their hourly rows are current)."""
     condition = ""
