@@ -165,7 +165,8 @@ def status(session: Session) -> list[SourceStatus]:
 
 def serves_series(*, step: Step, agg: Aggregation, labels: Mapping[str, str], group_by: GroupBy | None) -> bool:
     """Whether ``metric_points`` can answer: hourly or daily steps, no label filter or grouping (labels are not
-    in the rollups), and any aggregation but ``rate`` (which needs consecutive samples of each series)."""
+    in the rollups), and any aggregation but ``rate`` (increments are spread over their intervals, which cross
+    the rollups' hours; rate reads raw rows)."""
     return (
         step in (Step.ONE_HOUR, Step.ONE_DAY)
         and agg is not Aggregation.RATE
@@ -194,8 +195,9 @@ def metric_points(
     Returns ``{group value: {bucket start: value}}``: the group value is the ``host_name`` or ``service_name``
     of the series (None without ``group_by``); bucket starts are ``align_down(sample time, step)``; buckets
     without samples are absent. ``license_id`` None means every license. Values follow ``Aggregation``:
-    counts, sums, averages, minimum and maximum equal the raw answer; a percentile is exact when one hourly
-    row or one raw hour holds the bucket's samples, else from the merged sketches (within 0.75 %).
+    counts, sums, averages, minimum and maximum equal the raw answer (``core.metric_aggregation.combine`` of
+    the parts); a percentile is the stored one when one hourly row or one raw hour holds the bucket's rows, else
+    from the merged sketches (within 0.75 %).
     Raises ``ValueError`` when ``serves_series`` is False (the caller reads raw rows instead).
     """
     if not serves_series(step=step, agg=agg, labels=labels, group_by=group_by):

@@ -25,8 +25,8 @@ down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-ROLES = ("fernando_telemetry_tenant", "fernando_telemetry_query")
-"""The roles revisions 0005 and 0007 granted SELECT on the view (a recreated view needs them again)."""
+ROLES = ("fernando_telemetry_tenant", "fernando_telemetry_query", "fernando_grafana")
+"""The roles granted SELECT on the view (revisions 0005 and 0007, grafana/reader.sql): a recreated view needs them again."""
 
 NULLABLE = ("value_min", "value_max", "value_p50", "value_p90", "value_p95", "value_p99")
 
