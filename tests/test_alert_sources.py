@@ -148,10 +148,25 @@ class TestSystemMetrics:
         before the window adds its overlapping part; an increment without start_time counts at its timestamp."""
         license_id = license_of(session)
         # 120 over (-6m, -4m]: half of it inside (t - 5m, t]; then 60 per minute up to t
-        metric(session, license_id, T - 4 * MINUTE, 120.0, name="requests_total", metric_type="counter", host_name="a", start_time=T - 6 * MINUTE)
+        metric(
+            session,
+            license_id,
+            T - 4 * MINUTE,
+            120.0,
+            name="requests_total",
+            metric_type="counter",
+            host_name="a",
+            start_time=T - 6 * MINUTE,
+        )
         for minutes in (3, 2, 1, 0):
             metric(
-                session, license_id, T - minutes * MINUTE, 60.0, name="requests_total", metric_type="counter", host_name="a",
+                session,
+                license_id,
+                T - minutes * MINUTE,
+                60.0,
+                name="requests_total",
+                metric_type="counter",
+                host_name="a",
                 start_time=T - (minutes + 1) * MINUTE,
             )
         metric(session, license_id, T, 30.0, name="requests_total", metric_type="counter", host_name="b")

@@ -45,27 +45,57 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def histogram_row(session: Session, *, name: str, at: datetime, start: datetime | None, values: Sequence[float], **fields: Any) -> SystemMetric:
+def histogram_row(
+    session: Session, *, name: str, at: datetime, start: datetime | None, values: Sequence[float], **fields: Any
+) -> SystemMetric:
     """One histogram row as the ingest contract writes it: mean, count, exact extremes, the values' sketch."""
     keys, counts = Sketch.of(values).to_arrays()
     ordered = sorted(values)
     return add_metric(
-        session, at=at, metric_name=name, metric_type=MetricType.HISTOGRAM, value=math.fsum(values) / len(values),
-        sample_count=len(values), start_time=start, sketch_keys=keys, sketch_counts=counts,
-        min_value=ordered[0], max_value=ordered[-1], p50=exact_quantile(ordered, 0.5), p95=exact_quantile(ordered, 0.95),
-        service_name=fields.pop("service_name", "api"), **fields,
+        session,
+        at=at,
+        metric_name=name,
+        metric_type=MetricType.HISTOGRAM,
+        value=math.fsum(values) / len(values),
+        sample_count=len(values),
+        start_time=start,
+        sketch_keys=keys,
+        sketch_counts=counts,
+        min_value=ordered[0],
+        max_value=ordered[-1],
+        p50=exact_quantile(ordered, 0.5),
+        p95=exact_quantile(ordered, 0.95),
+        service_name=fields.pop("service_name", "api"),
+        **fields,
     )
 
 
-def counter_row(session: Session, *, name: str, at: datetime, start: datetime | None, increment: float, **fields: Any) -> SystemMetric:
+def counter_row(
+    session: Session, *, name: str, at: datetime, start: datetime | None, increment: float, **fields: Any
+) -> SystemMetric:
     return add_metric(
-        session, at=at, metric_name=name, metric_type=MetricType.COUNTER, value=increment, start_time=start,
-        service_name=fields.pop("service_name", "api"), **fields,
+        session,
+        at=at,
+        metric_name=name,
+        metric_type=MetricType.COUNTER,
+        value=increment,
+        start_time=start,
+        service_name=fields.pop("service_name", "api"),
+        **fields,
     )
 
 
-def series(session: Session, name: str, *, start: datetime, end: datetime, step: Step, agg: Aggregation, source: str = "auto",
-           now: datetime = NOW) -> SeriesResult:
+def series(
+    session: Session,
+    name: str,
+    *,
+    start: datetime,
+    end: datetime,
+    step: Step,
+    agg: Aggregation,
+    source: str = "auto",
+    now: datetime = NOW,
+) -> SeriesResult:
     request = SeriesRequest(metric_name=name, start=start, end=end, step=step, aggregation=agg)
     return metric_series.series(session, principal=ADMIN, request=request, now=now, source=source)
 
@@ -104,12 +134,15 @@ def roll_up(session: Session) -> None:
 
 def view_row(session: Session, name: str, hour: datetime) -> dict[str, Any]:
     (row,) = session.execute(
-        text("SELECT * FROM system_metrics_service_summary WHERE metric_name = :name AND hour = :hour"), {"name": name, "hour": hour}
+        text("SELECT * FROM system_metrics_service_summary WHERE metric_name = :name AND hour = :hour"),
+        {"name": name, "hour": hour},
     ).mappings()
     return dict(row)
 
 
-def spread_rates(rows: Sequence[tuple[datetime | None, datetime, float]], *, first: datetime, step: Step, count: int) -> list[float | None]:
+def spread_rates(
+    rows: Sequence[tuple[datetime | None, datetime, float]], *, first: datetime, step: Step, count: int
+) -> list[float | None]:
     """The reference ``rate``: each increment (start, end, amount) spread over (start, end] in proportion to its overlap
     with each bucket, a point (no start) in the bucket of its end; per bucket divided by the step's seconds."""
     increases: dict[int, float] = defaultdict(float)
@@ -138,7 +171,9 @@ class TestOneHistogramRow:
     @pytest.fixture()
     def name(self, session: Session) -> str:
         name = unique("latency")
-        histogram_row(session, name=name, at=HOUR0 + timedelta(minutes=10), start=HOUR0 + timedelta(minutes=9), values=self.VALUES)
+        histogram_row(
+            session, name=name, at=HOUR0 + timedelta(minutes=10), start=HOUR0 + timedelta(minutes=9), values=self.VALUES
+        )
         return name
 
     @pytest.mark.parametrize("step", [Step.ONE_MINUTE, Step.ONE_HOUR, Step.ONE_DAY])
@@ -190,10 +225,18 @@ class TestTwoHalfHourRows:
     def name(self, session: Session) -> str:
         name = unique("latency")
         histogram_row(session, name=name, at=HOUR0 + timedelta(minutes=30), start=HOUR0, values=self.VALUES[:50])
-        histogram_row(session, name=name, at=HOUR0 + timedelta(minutes=59, seconds=59), start=HOUR0 + timedelta(minutes=30), values=self.VALUES[50:])
+        histogram_row(
+            session,
+            name=name,
+            at=HOUR0 + timedelta(minutes=59, seconds=59),
+            start=HOUR0 + timedelta(minutes=30),
+            values=self.VALUES[50:],
+        )
         return name
 
-    @pytest.mark.parametrize(("step", "source"), [(Step.ONE_HOUR, "raw"), (Step.ONE_HOUR, "rollup"), (Step.ONE_DAY, "raw"), (Step.ONE_DAY, "rollup")])
+    @pytest.mark.parametrize(
+        ("step", "source"), [(Step.ONE_HOUR, "raw"), (Step.ONE_HOUR, "rollup"), (Step.ONE_DAY, "raw"), (Step.ONE_DAY, "rollup")]
+    )
     def test_the_hour_and_day_merge_both_rows(self, session: Session, name: str, step: Step, source: str) -> None:
         """count 100, avg 50.5, p50 about 50.5 and p95 about 95.05 (not the mean of the two rows' percentiles)."""
         roll_up(session)
@@ -204,7 +247,14 @@ class TestTwoHalfHourRows:
 
     def test_minute_buckets_hold_each_row(self, session: Session, name: str) -> None:
         """At 1m the row of 1..50 is its own bucket: its p95 is that of 1..50."""
-        result = series(session, name, start=HOUR0 + timedelta(minutes=30), end=HOUR0 + timedelta(minutes=31), step=Step.ONE_MINUTE, agg=Aggregation.P95)
+        result = series(
+            session,
+            name,
+            start=HOUR0 + timedelta(minutes=30),
+            end=HOUR0 + timedelta(minutes=31),
+            step=Step.ONE_MINUTE,
+            agg=Aggregation.P95,
+        )
         assert within_bound(points(result)[0], self.VALUES[:50], 0.95)
 
     def test_the_view_and_an_alert_merge_both_rows(self, session: Session, name: str) -> None:
@@ -213,7 +263,11 @@ class TestTwoHalfHourRows:
         assert row["observations"] == 100 and within_bound(row["p95"], self.VALUES, 0.95)
         roll_up(session)
         row = view_row(session, name, HOUR0)
-        assert row["observations"] == 100 and within_bound(row["p95"], self.VALUES, 0.95) and within_bound(row["p50"], self.VALUES, 0.5)
+        assert (
+            row["observations"] == 100
+            and within_bound(row["p95"], self.VALUES, 0.95)
+            and within_bound(row["p50"], self.VALUES, 0.5)
+        )
         at = HOUR0 + timedelta(hours=1)
         condition = parse_condition({"metric": name, "aggregation": "p95", "threshold": 0, "window_minutes": 60})
         [observation] = observe(session, condition, license_id=None, at=[at])[at]
@@ -255,7 +309,9 @@ class TestRate:
         assert points(result) == [pytest.approx(value / 60) for value in (10, 10, 5, 10, 10)]
         total = series(session, name, start=HOUR0, end=HOUR0 + timedelta(minutes=5), step=Step.FIVE_MINUTES, agg=Aggregation.SUM)
         assert points(total) == [pytest.approx(10 + 10 + 5 + 10 + 10)]
-        assert points(series(session, name, start=HOUR0, end=HOUR0 + timedelta(minutes=5), step=Step.FIVE_MINUTES, agg=Aggregation.COUNT)) == [5.0]
+        assert points(
+            series(session, name, start=HOUR0, end=HOUR0 + timedelta(minutes=5), step=Step.FIVE_MINUTES, agg=Aggregation.COUNT)
+        ) == [5.0]
 
     def test_the_current_bucket_divides_by_the_seconds_elapsed_in_it(self, session: Session) -> None:
         """now 20 s into a minute, 10 counted in it: 0.5/s (not 10/60), and the answer names the partial bucket;
@@ -265,18 +321,40 @@ class TestRate:
         now = bucket + timedelta(seconds=20)
         counter_row(session, name=name, at=bucket - timedelta(seconds=1), start=bucket - timedelta(seconds=31), increment=30.0)
         counter_row(session, name=name, at=bucket + timedelta(seconds=10), start=bucket, increment=10.0)
-        result = series(session, name, start=bucket - timedelta(minutes=1), end=bucket + timedelta(minutes=1), step=Step.ONE_MINUTE,
-                        agg=Aggregation.RATE, now=now)
+        result = series(
+            session,
+            name,
+            start=bucket - timedelta(minutes=1),
+            end=bucket + timedelta(minutes=1),
+            step=Step.ONE_MINUTE,
+            agg=Aggregation.RATE,
+            now=now,
+        )
         assert points(result) == [pytest.approx(30 / 60), pytest.approx(10 / 20)]
         assert result.current_bucket == CurrentBucket(bucket_start=bucket, elapsed_s=20.0)
-        past = series(session, name, start=bucket - timedelta(minutes=1), end=bucket, step=Step.ONE_MINUTE, agg=Aggregation.RATE, now=now)
+        past = series(
+            session, name, start=bucket - timedelta(minutes=1), end=bucket, step=Step.ONE_MINUTE, agg=Aggregation.RATE, now=now
+        )
         assert past.current_bucket is None
 
     def test_a_histogram_rate_counts_observations_per_second(self, session: Session) -> None:
         """100 observations over (9 min, 10 min] is 100/60 per second in that minute; an alert's 5-minute window has 100/300."""
         name = unique("latency")
-        histogram_row(session, name=name, at=HOUR0 + timedelta(minutes=10), start=HOUR0 + timedelta(minutes=9), values=[float(v) for v in range(1, 101)])
-        result = series(session, name, start=HOUR0 + timedelta(minutes=9), end=HOUR0 + timedelta(minutes=10), step=Step.ONE_MINUTE, agg=Aggregation.RATE)
+        histogram_row(
+            session,
+            name=name,
+            at=HOUR0 + timedelta(minutes=10),
+            start=HOUR0 + timedelta(minutes=9),
+            values=[float(v) for v in range(1, 101)],
+        )
+        result = series(
+            session,
+            name,
+            start=HOUR0 + timedelta(minutes=9),
+            end=HOUR0 + timedelta(minutes=10),
+            step=Step.ONE_MINUTE,
+            agg=Aggregation.RATE,
+        )
         assert points(result) == [pytest.approx(100 / 60)]
         at = HOUR0 + timedelta(minutes=12)
         condition = parse_condition({"metric": name, "aggregation": "rate", "threshold": 0, "window_minutes": 5})
@@ -291,16 +369,33 @@ class TestCurrentBucketOverHttp:
         name = unique("requests")
         now = datetime.now(UTC)
         with session_factory(committed_engine).begin() as session:
-            counter_row(session, name=name, at=now - timedelta(minutes=3), start=now - timedelta(minutes=4), increment=60.0, license_id=tenant.license_id)
-        params = {"metric_name": name, "from": (now - timedelta(minutes=5)).isoformat(), "to": (now + timedelta(minutes=1)).isoformat(),
-                  "step": "1m", "agg": "rate"}
+            counter_row(
+                session,
+                name=name,
+                at=now - timedelta(minutes=3),
+                start=now - timedelta(minutes=4),
+                increment=60.0,
+                license_id=tenant.license_id,
+            )
+        params = {
+            "metric_name": name,
+            "from": (now - timedelta(minutes=5)).isoformat(),
+            "to": (now + timedelta(minutes=1)).isoformat(),
+            "step": "1m",
+            "agg": "rate",
+        }
         response = client.get("/api/v1/metrics/series", params=params, headers={"Authorization": f"Bearer {tenant.read_key}"})
         assert response.status_code == 200, response.text
         body = response.json()
         current = body["current_bucket"]
         assert current["partial"] is True and 0 < current["elapsed_s"] <= 60
-        assert datetime.fromisoformat(current["bucket_start"]) in [datetime.fromisoformat(stamp) for stamp, _ in body["series"][0]["points"]]
+        assert datetime.fromisoformat(current["bucket_start"]) in [
+            datetime.fromisoformat(stamp) for stamp, _ in body["series"][0]["points"]
+        ]
         assert math.fsum(value * 60 for _, value in body["series"][0]["points"] if value is not None) == pytest.approx(60.0)
-        past = client.get("/api/v1/metrics/series", params={**params, "to": (now - timedelta(minutes=2)).isoformat()},
-                          headers={"Authorization": f"Bearer {tenant.read_key}"}).json()
+        past = client.get(
+            "/api/v1/metrics/series",
+            params={**params, "to": (now - timedelta(minutes=2)).isoformat()},
+            headers={"Authorization": f"Bearer {tenant.read_key}"},
+        ).json()
         assert past["current_bucket"] is None

@@ -72,7 +72,9 @@ class ServiceHourOut(BaseModel):
     p95: float | None
     p99: float | None
     observations: int = Field(description="Sum of sample_count")
-    value_sum: float = Field(description="The `sum` aggregation: counter increments, gauge values, histogram value x sample_count")
+    value_sum: float = Field(
+        description="The `sum` aggregation: counter increments, gauge values, histogram value x sample_count"
+    )
 
 
 class ServiceHoursOut(_Page):
