@@ -28,11 +28,12 @@ from fernando_telemetry.core.series import Aggregation, Step, align_down
 from fernando_telemetry.core.sketch import Sketch
 from fernando_telemetry.services import metric_series, rollups
 from fernando_telemetry.services.metric_series import CurrentBucket, SeriesRequest, SeriesResult
+from fernando_telemetry.storage import summary_queries
 from fernando_telemetry.storage.alert_queries import observe
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.storage.models import SystemMetric
 from tests.core.test_sketch import allowed_error, exact_quantile
-from tests.helpers import add_metric
+from tests.helpers import add_license, add_metric
 from tests.ingest_fixtures import Tenant, make_tenant
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -272,6 +273,31 @@ class TestTwoHalfHourRows:
         condition = parse_condition({"metric": name, "aggregation": "p95", "threshold": 0, "window_minutes": 60})
         [observation] = observe(session, condition, license_id=None, at=[at])[at]
         assert within_bound(observation.value, self.VALUES, 0.95) and observation.points == 2
+
+
+class TestPerLicenseSummary:
+    def test_a_license_summary_merges_its_rows_distributions(self, session: Session) -> None:
+        """The services summary of one license (computed from its raw rows) merges two histogram rows as the view does."""
+        license_id = add_license(session, name=unique("acme")).license_id
+        name = unique("latency")
+        values = [float(value) for value in range(1, 101)]
+        histogram_row(
+            session, name=name, at=HOUR0 + timedelta(minutes=30), start=HOUR0, values=values[:50], license_id=license_id
+        )
+        histogram_row(
+            session,
+            name=name,
+            at=HOUR0 + timedelta(minutes=50),
+            start=HOUR0 + timedelta(minutes=30),
+            values=values[50:],
+            license_id=license_id,
+        )
+        query = summary_queries.SummaryQuery(HOUR0, HOUR0 + timedelta(hours=1), {"metric_name": name}, limit=10)
+        (row,) = summary_queries.services_for_license(session, query, license_id=license_id)
+        assert (row["samples"], row["observations"], row["min_value"], row["max_value"]) == (2, 100, 1.0, 100.0)
+        assert row["avg_value"] == pytest.approx(50.5) and row["value_sum"] == pytest.approx(5050.0)
+        for agg, fraction in QUANTILES.items():
+            assert within_bound(row[agg.value], values, fraction), agg
 
 
 class TestRate:
