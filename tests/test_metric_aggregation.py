@@ -275,6 +275,32 @@ class TestTwoHalfHourRows:
         assert within_bound(observation.value, self.VALUES, 0.95) and observation.points == 2
 
 
+class TestEmptyRows:
+    def test_a_histogram_row_without_observations_counts_nothing_and_rolls_up(self, session: Session) -> None:
+        """A delta histogram of an interval with no observation (count 0): count 0, no average or percentile, no extreme,
+        at every step and once rolled up (hour and day)."""
+        name = unique("latency")
+        add_metric(
+            session,
+            at=HOUR0 + timedelta(minutes=5),
+            metric_name=name,
+            metric_type=MetricType.HISTOGRAM,
+            value=0.0,
+            sample_count=0,
+            start_time=HOUR0,
+            sketch_keys=[],
+            sketch_counts=[],
+        )
+        roll_up(session)
+        for step, source in ((Step.ONE_MINUTE, "raw"), (Step.ONE_HOUR, "rollup"), (Step.ONE_DAY, "rollup")):
+            start = align_down(HOUR0 + timedelta(minutes=5), step)
+            answers = {
+                agg: points(series(session, name, start=start, end=start + step.delta, step=step, agg=agg, source=source))[0]
+                for agg in (Aggregation.COUNT, Aggregation.AVG, Aggregation.P95, Aggregation.MIN)
+            }
+            assert answers == {Aggregation.COUNT: 0.0, Aggregation.AVG: None, Aggregation.P95: None, Aggregation.MIN: None}, step
+
+
 class TestPerLicenseSummary:
     def test_a_license_summary_merges_its_rows_distributions(self, session: Session) -> None:
         """The services summary of one license (computed from its raw rows) merges two histogram rows as the view does."""

@@ -214,7 +214,7 @@ INSERT INTO system_metrics_daily (
     bucket_start, service_name, metric_name, host_name, license_id, samples, value_sum, observations, weighted_sum,
     value_min, value_max, value_p50, value_p90, value_p95, value_p99, value_sketch_keys, value_sketch_counts)
 SELECT d.day, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
-       g.weighted_sum, g.value_min, g.value_max, q.q[1], q.q[2], q.q[3], q.q[4], s.keys, s.counts
+       g.weighted_sum, g.value_min, g.value_max, q.q[1], q.q[2], q.q[3], q.q[4], coalesce(s.keys, '{{}}'), coalesce(s.counts, '{{}}')
   FROM unnest(CAST(:days AS timestamptz[])) AS d(day)
  CROSS JOIN LATERAL (
        SELECT h.service_name, h.metric_name, h.host_name, h.license_id,
