@@ -451,3 +451,50 @@ class TestCurrentBucketOverHttp:
             headers={"Authorization": f"Bearer {tenant.read_key}"},
         ).json()
         assert past["current_bucket"] is None
+
+
+class TestSeriesOverHttp:
+    def test_every_aggregation_of_a_histogram_row_over_http(self, client: TestClient, committed_engine: Engine) -> None:
+        """GET /api/v1/metrics/series on values 1..100 stored as one histogram row: count, sum, avg, min, max and the
+        percentiles at 1m, 1h and 1d from raw rows, and at 1h and 1d from the rollups once refreshed."""
+        tenant: Tenant = make_tenant(committed_engine)
+        name = unique("latency")
+        values = [float(value) for value in range(1, 101)]
+        hour = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+        with session_factory(committed_engine).begin() as session:
+            histogram_row(
+                session,
+                name=name,
+                at=hour + timedelta(minutes=10),
+                start=hour + timedelta(minutes=9),
+                values=values,
+                license_id=tenant.license_id,
+            )
+        headers = {"Authorization": f"Bearer {tenant.read_key}"}
+
+        def answer(step: Step, agg: Aggregation, source: str) -> float | None:
+            start = align_down(hour, step)
+            params = {
+                "metric_name": name,
+                "from": start.isoformat(),
+                "to": (start + max(step.delta, timedelta(hours=1))).isoformat(),
+                "step": step.value,
+                "agg": agg.value,
+                "source": source,
+            }
+            response = client.get("/api/v1/metrics/series", params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["source"] == source
+            answered = [value for _, value in body["series"][0]["points"] if value is not None]
+            assert len(answered) == 1, (step, agg, source)
+            return answered[0]
+
+        for step in (Step.ONE_MINUTE, Step.ONE_HOUR, Step.ONE_DAY):
+            for agg in ALL:
+                assert_histogram_answer(answer(step, agg, "raw"), values, agg, (step, "raw"))
+        with session_factory(committed_engine).begin() as session:
+            roll_up(session)
+        for step in (Step.ONE_HOUR, Step.ONE_DAY):
+            for agg in ALL:
+                assert_histogram_answer(answer(step, agg, "rollup"), values, agg, (step, "rollup"))
