@@ -104,7 +104,7 @@ FUNCTIONS = {
     "rollup_pending_hours": "The hours of a raw table its rollups do not hold yet: marked dirty, or holding rows "
     "written after the watermark (the views' raw tail).",
     "telemetry_events_hour_summary": "One hour of telemetry_events_hourly_summary computed from raw rows (the tail).",
-    "system_metrics_hour_summary": "One hour of system_metrics_service_summary computed from raw rows (the tail).",
+    "system_metrics_hour_aggregate": "One hour of system_metrics_service_summary computed from raw rows (the tail), aggregated as every metric reader does.",
     "traces_hour_summary": "One hour of traces_service_summary computed from raw rows (the tail).",
     "telemetry_event_is_error": "The one rule for a failed event: an error_event; a payload error or exception that is "
     "not null or false; a payload status_code of 500..599 (a failed request of the SDK middleware). Used by the events "

@@ -90,10 +90,10 @@ class TestSystemMetrics:
             assert observation == Observation({}, pytest.approx(value), 4), aggregation
 
     def test_sample_count_weights_avg_sum_count(self, session: Session) -> None:
-        """A histogram row of n samples weighs n, as in the metric series."""
+        """A histogram row of n samples weighs n, as in the metric series: its sum is value x n."""
         license_id = license_of(session)
-        metric(session, license_id, T - MINUTE, 10.0, sample_count=3)
-        metric(session, license_id, T, 20.0)
+        metric(session, license_id, T - MINUTE, 10.0, sample_count=3, metric_type="histogram")
+        metric(session, license_id, T, 20.0, metric_type="histogram")
         session.flush()
         got = {
             aggregation: observe(
@@ -144,34 +144,62 @@ class TestSystemMetrics:
         assert observe(session, not_in, license_id=license_id, at=[T])[T][0].value == 2.0
 
     def test_counter_rate(self, session: Session) -> None:
-        """rate: per series, positive increases whose predecessor is at most one window older, per second; a reset adds 0."""
+        """rate: increments per second, each spread over its interval (start_time, timestamp]; an interval begun
+        before the window adds its overlapping part; an increment without start_time counts at its timestamp."""
         license_id = license_of(session)
-        for minutes, value in ((9, 0.0), (4, 60.0), (3, 120.0), (2, 30.0), (1, 90.0), (0, 150.0)):
-            metric(session, license_id, T - minutes * MINUTE, value, name="requests_total", metric_type="counter", host_name="a")
-        # another series: its own predecessor chain, lone sample adds nothing
-        metric(session, license_id, T, 1_000_000.0, name="requests_total", metric_type="counter", host_name="b")
+        # 120 over (-6m, -4m]: half of it inside (t - 5m, t]; then 60 per minute up to t
+        metric(
+            session,
+            license_id,
+            T - 4 * MINUTE,
+            120.0,
+            name="requests_total",
+            metric_type="counter",
+            host_name="a",
+            start_time=T - 6 * MINUTE,
+        )
+        for minutes in (3, 2, 1, 0):
+            metric(
+                session,
+                license_id,
+                T - minutes * MINUTE,
+                60.0,
+                name="requests_total",
+                metric_type="counter",
+                host_name="a",
+                start_time=T - (minutes + 1) * MINUTE,
+            )
+        metric(session, license_id, T, 30.0, name="requests_total", metric_type="counter", host_name="b")
         session.flush()
         condition = parse_condition({"metric": "requests_total", "aggregation": "rate", "threshold": 0, "window_minutes": 5})
         [observation] = observe(session, condition, license_id=license_id, at=[T])[T]
-        # 0 -> 60 at -4m: predecessor 5 minutes older counts (inclusive); 60, -(reset) 0, 60, 60
-        assert observation.value == pytest.approx((60 + 60 + 0 + 60 + 60) / 300)
-        assert observation.points == 5
+        assert observation.value == pytest.approx((60 + 4 * 60 + 30) / 300)
+        assert observation.points == 6
         grouped = parse_condition(
             {"metric": "requests_total", "aggregation": "rate", "threshold": 0, "group_by": ["host_name"], "window_minutes": 5}
         )
         assert values(observe(session, grouped, license_id=license_id, at=[T])[T]) == {
-            (("host_name", "a"),): (pytest.approx(240 / 300), 5),
-            (("host_name", "b"),): (None, 0),
+            (("host_name", "a"),): (pytest.approx(300 / 300), 5),
+            (("host_name", "b"),): (pytest.approx(30 / 300), 1),
         }
 
-    def test_counter_rate_ignores_old_predecessor(self, session: Session) -> None:
-        """An increase from a sample more than one window older is not attributed to this window."""
+    def test_counter_rate_leaves_out_increments_before_the_window(self, session: Session) -> None:
+        """An increment whose interval ended before the window adds nothing to it: no data."""
         license_id = license_of(session)
-        metric(session, license_id, T - 20 * MINUTE, 0.0, name="c_total", metric_type="counter")
-        metric(session, license_id, T - MINUTE, 500.0, name="c_total", metric_type="counter")
+        metric(session, license_id, T - 10 * MINUTE, 500.0, name="c_total", metric_type="counter", start_time=T - 20 * MINUTE)
         session.flush()
         condition = parse_condition({"metric": "c_total", "aggregation": "rate", "threshold": 0})
         assert observe(session, condition, license_id=license_id, at=[T])[T] == [Observation({}, None, 0)]
+
+    def test_sliding_windows_of_a_backtest_spread_like_the_series(self, session: Session) -> None:
+        """Many instants at once (a backtest): each window gets the overlapping share of a long increment."""
+        license_id = license_of(session)
+        metric(session, license_id, T, 600.0, name="long_total", metric_type="counter", start_time=T - 10 * MINUTE)
+        session.flush()
+        condition = parse_condition({"metric": "long_total", "aggregation": "rate", "threshold": 0, "window_minutes": 5})
+        instants = [T - 5 * MINUTE, T, T + 5 * MINUTE]
+        answer = observe(session, condition, license_id=license_id, at=instants)
+        assert [answer[instant][0].value for instant in instants] == [pytest.approx(1.0), pytest.approx(1.0), None]
 
 
 class TestTelemetryEvents:

@@ -30,7 +30,7 @@ FUNCTIONS = {
     "rollup_concat",
     "rollup_pending_hours",
     "telemetry_events_hour_summary",
-    "system_metrics_hour_summary",
+    "system_metrics_hour_aggregate",
     "traces_hour_summary",
 }
 
@@ -202,5 +202,45 @@ class TestCounterIncrementsMigration:
                     .all()
                 )
             assert totals == [10.0, 15.0, 3.0, 8.0, 100.0]
+        finally:
+            engine.dispose()
+
+
+class TestMetricAggregationRevision:
+    def test_rolled_up_metric_hours_are_marked_for_recompute(self, database_factory: Callable[[], str]) -> None:
+        """Revision 0011 marks every metric rollup hour from the raw horizon on dirty (older ones keep their rows),
+        and its downgrade restores the 0003 view with its grants."""
+        engine = make_engine(database_factory(), pool_size=1)
+        try:
+            schema.upgrade(engine, revision="0008")
+            with engine.begin() as connection:
+                for hour in ("2026-11-01 10:00+00", "2026-11-03 10:00+00"):
+                    connection.execute(
+                        text(
+                            "INSERT INTO system_metrics_hourly (bucket_start, metric_name, samples, value_sum, observations, "
+                            "weighted_sum, value_min, value_max, value_p50, value_p90, value_p95, value_p99, value_sketch_keys, "
+                            "value_sketch_counts) VALUES (:hour, 'm', 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, '{}', '{}')"
+                        ),
+                        {"hour": hour},
+                    )
+                connection.execute(
+                    text("UPDATE rollup_state SET raw_horizon = '2026-11-02 00:00+00' WHERE source_table = 'system_metrics'")
+                )
+            schema.upgrade(engine, revision="0011")
+            with engine.connect() as connection:
+                marked = connection.execute(
+                    text("SELECT bucket_start FROM rollup_dirty_buckets WHERE source_table = 'system_metrics' AND grain = 'hour'")
+                ).scalars()
+                assert [hour.isoformat() for hour in marked] == ["2026-11-03T10:00:00+00:00"]
+            schema.downgrade(engine, revision="0008")
+            with engine.connect() as connection:
+                columns = connection.execute(
+                    text("SELECT column_name FROM information_schema.columns WHERE table_name = 'system_metrics_service_summary'")
+                ).scalars()
+                assert "observations" not in set(columns)
+                granted = connection.execute(
+                    text("SELECT has_table_privilege('fernando_telemetry_tenant', 'system_metrics_service_summary', 'SELECT')")
+                ).scalar_one()
+                assert granted is True
         finally:
             engine.dispose()

@@ -159,29 +159,43 @@ class TestBucketsAndGaps:
 
 
 class TestRate:
-    def test_rate_is_positive_increase_per_second_and_a_reset_adds_nothing(self, session: Session) -> None:
-        """100, 160 | 220, 10 (reset), 70 | nothing: the first minute has one delta (60), the second 60 + 0 + 60 over 60 s."""
-        for seconds, value in [(0, 100), (30, 160), (60, 220), (90, 10), (119, 70)]:
-            sample(session, at=at(seconds=seconds), metric_type=MetricType.COUNTER, value=float(value))
+    def test_rate_is_the_increments_per_second_each_spread_over_its_interval(self, session: Session) -> None:
+        """Increments 60 over (0 s, 30 s], 60 over (30 s, 90 s], 30 over (90 s, 120 s]: minute 0 gets 60 + 30, minute 1
+        30 + 30; spread in proportion to each interval's overlap with the minute."""
+        for start, end, increment in [(0, 30, 60), (30, 90, 60), (90, 120, 30)]:
+            sample(session, at=at(seconds=end), start_time=at(seconds=start), metric_type=MetricType.COUNTER, value=float(increment))
         result = query(session, aggregation=Aggregation.RATE, end=at(3))
-        assert values(result) == [pytest.approx(1.0), pytest.approx(2.0), None]
+        assert values(result) == [pytest.approx(90 / 60), pytest.approx(60 / 60), None]
 
-    def test_the_first_bucket_sees_the_sample_before_it(self, session: Session) -> None:
-        """A sample one step before from gives the first bucket's first sample its predecessor."""
-        sample(session, at=at(seconds=-20), metric_type=MetricType.COUNTER, value=10.0)
-        sample(session, at=at(seconds=10), metric_type=MetricType.COUNTER, value=40.0)
+    def test_an_increment_without_start_time_is_charged_at_its_timestamp(self, session: Session) -> None:
+        """No start_time: the whole increment falls in the bucket of its timestamp."""
+        sample(session, at=at(seconds=70), metric_type=MetricType.COUNTER, value=12.0)
+        assert values(query(session, aggregation=Aggregation.RATE, end=at(2))) == [None, pytest.approx(0.2)]
+
+    def test_an_interval_that_began_before_the_range_adds_only_its_overlap(self, session: Session) -> None:
+        """An increment of 120 over (-60 s, 60 s]: the range from 0 s gets its second half, 60 in minute 0."""
+        sample(session, at=at(seconds=60), start_time=at(seconds=-60), metric_type=MetricType.COUNTER, value=120.0)
+        assert values(query(session, aggregation=Aggregation.RATE, end=at(2))) == [pytest.approx(1.0), None]
+
+    def test_a_histogram_rate_is_observations_per_second(self, session: Session) -> None:
+        """A histogram row of 30 observations over (0, 60 s] is 0.5 observations per second."""
+        sample(session, at=at(seconds=60), start_time=at(0), metric_type=MetricType.HISTOGRAM, value=3.0, sample_count=30)
         assert values(query(session, aggregation=Aggregation.RATE, end=at(1))) == [pytest.approx(0.5)]
 
-    def test_a_lone_first_sample_has_no_rate(self, session: Session) -> None:
-        """One sample and nothing before it: the rate is unknown (None), not zero."""
-        sample(session, at=at(seconds=10), metric_type=MetricType.COUNTER, value=40.0)
-        assert values(query(session, aggregation=Aggregation.RATE, end=at(1))) == [None]
+    def test_a_gauge_rate_is_its_rise_between_samples_spread_over_the_time_between(self, session: Session) -> None:
+        """Gauge 10 at -20 s, 40 at 10 s, 20 at 40 s: the rise of 30 over 30 s gives 10 s of it (10) to minute 0, the fall adds
+        nothing; a lone sample has no rate."""
+        for seconds, value in [(-20, 10.0), (10, 40.0), (40, 20.0)]:
+            sample(session, at=at(seconds=seconds), value=value)
+        assert values(query(session, aggregation=Aggregation.RATE, end=at(1))) == [pytest.approx(10 / 60)]
+        sample(session, at=at(seconds=10), metric_name="lone", value=40.0)
+        assert values(query(session, metric_name="lone", aggregation=Aggregation.RATE, end=at(1))) == [None]
 
-    def test_each_series_is_differenced_on_its_own_and_a_group_sums_them(self, session: Session) -> None:
-        """Two hosts' counters interleaved are not differenced against each other; their rates add up in one group."""
-        for seconds, value_a, value_b in [(0, 1000, 5), (20, 1060, 35), (40, 1120, 65)]:
-            sample(session, at=at(seconds=seconds), metric_type=MetricType.COUNTER, value=float(value_a), host_name="a", labels={"dc": "x"})
-            sample(session, at=at(seconds=seconds + 1), metric_type=MetricType.COUNTER, value=float(value_b), host_name="b", labels={"dc": "x"})
+    def test_each_series_is_its_own_and_a_group_sums_them(self, session: Session) -> None:
+        """Two hosts' increments add up in one group and split by host."""
+        for seconds in (20, 40, 60):
+            sample(session, at=at(seconds=seconds), start_time=at(seconds=seconds - 20), metric_type=MetricType.COUNTER, value=40.0, host_name="a", labels={"dc": "x"})
+            sample(session, at=at(seconds=seconds), start_time=at(seconds=seconds - 20), metric_type=MetricType.COUNTER, value=20.0, host_name="b", labels={"dc": "x"})
         together = query(session, aggregation=Aggregation.RATE, end=at(1))
         assert values(together) == [pytest.approx((120 + 60) / 60)]
         by_host = query(session, aggregation=Aggregation.RATE, end=at(1), group_by=GroupBy(column="host_name"))
@@ -269,7 +283,7 @@ class FixedSource:
     def serves(self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None) -> bool:
         return buckets.step is Step.ONE_HOUR
 
-    def values(self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None) -> list[BucketValue]:
+    def values(self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None, now: datetime) -> list[BucketValue]:
         return [BucketValue(None, buckets.first, 42.0)]
 
 

@@ -60,6 +60,17 @@ def within_bound(actual: float | None, values: Sequence[float], fraction: float)
     return actual is not None and abs(actual - exact_quantile(ordered, fraction)) <= allowed_error(ordered, fraction)
 
 
+def observed(rows: Iterable[SystemMetric]) -> list[float]:
+    """The values rows without sketch stand for: each row's value ``sample_count`` times."""
+    return [row.value for row in rows for _ in range(row.sample_count)]
+
+
+def summed(rows: Iterable[SystemMetric]) -> float:
+    """The ``sum`` aggregation: ``value * sample_count`` of histogram-like rows, ``value`` of gauges and counters."""
+    histogram_like = (MetricType.HISTOGRAM, MetricType.TIMER, MetricType.DISTRIBUTION)
+    return math.fsum(row.value * row.sample_count if row.metric_type in histogram_like else row.value for row in rows)
+
+
 # --- data -------------------------------------------------------------------------------------------
 
 
@@ -199,15 +210,18 @@ def check_events_view(session: Session, events: Sequence[TelemetryEvent], start:
 
 
 def check_metrics_view(session: Session, metrics: Sequence[SystemMetric], start: datetime, end: datetime) -> None:
-    """Counts and extremes exact, the average to float precision, percentiles within the bound."""
+    """Counts and extremes exact, the average (over observations) and sum to float precision, percentiles of the
+    observed values within the bound."""
     view = view_rows(session, "system_metrics_service_summary", start, end)
     expected = grouped(metrics, lambda m: (utc_hour(m.timestamp), m.service_name, m.metric_name))
     assert set(view) == set(expected)
     for key, rows in expected.items():
-        values = [row.value for row in rows]
+        values = observed(rows)
         fields = view[key]
-        assert (fields["samples"], fields["min_value"], fields["max_value"]) == (len(values), min(values), max(values))
+        assert (fields["samples"], fields["min_value"], fields["max_value"]) == (len(rows), min(values), max(values))
+        assert fields["observations"] == len(values)
         assert close(fields["avg_value"], math.fsum(values) / len(values))
+        assert close(fields["value_sum"], summed(rows))
         for name, fraction in VIEW_FRACTIONS.items():
             assert within_bound(fields[name], values, fraction), (key, name, fields[name])
 
@@ -501,7 +515,8 @@ class TestDailyRollups:
             assert row["samples"] == len(group)
             assert row["observations"] == sum(metric.sample_count for metric in group)
             assert close(row["weighted_sum"], math.fsum(metric.value * metric.sample_count for metric in group))
-            assert within_bound(row["value_p50"], [metric.value for metric in group], 0.5)
+            assert close(row["value_sum"], summed(group))
+            assert within_bound(row["value_p50"], observed(group), 0.5)
         assert metrics == {}
 
 
@@ -630,16 +645,17 @@ def expected_points(
 
 
 def check_value(actual: float, samples: list[SystemMetric], agg: Aggregation, *, exact: bool = False) -> bool:
-    values = [sample.value for sample in samples]
+    """``exact``: percentiles must be percentile_cont's exactly when every sample is one plain value."""
+    values = observed(samples)
     observations = sum(sample.sample_count for sample in samples)
     weighted = math.fsum(sample.value * sample.sample_count for sample in samples)
     if agg.quantile is not None:
-        if exact:
+        if exact and all(sample.sample_count == 1 for sample in samples):
             return close(actual, exact_quantile(sorted(values), agg.quantile))
         return within_bound(actual, values, agg.quantile)
     wanted = {
         Aggregation.COUNT: float(observations),
-        Aggregation.SUM: weighted,
+        Aggregation.SUM: summed(samples),
         Aggregation.AVG: weighted / observations,
         Aggregation.MIN: min(values),
         Aggregation.MAX: max(values),
@@ -693,7 +709,8 @@ class TestMetricPoints:
                         assert check_value(actual[group][bucket], bucket_samples, agg), (group_column, agg, group, bucket)
 
     def test_one_rollup_row_per_bucket_gives_exact_percentiles(self, session: Session, loaded: Loaded, tenants: Tenants) -> None:
-        """For one license, service and host per hour, a percentile is the stored percentile_cont, exactly."""
+        """For one license, service and host per hour, a percentile is the stored one: percentile_cont exactly when
+        every row is one plain value, else within the sketch's bound."""
         roll_up(session)
         license_id = tenants.license_ids[0]
         for agg in (Aggregation.P50, Aggregation.P99):

@@ -475,6 +475,8 @@ def expected_metric_groups(metrics: Sequence[SystemMetric]) -> Groups:
             "p90": percentile_cont(values, 0.90),
             "p95": percentile_cont(values, 0.95),
             "p99": percentile_cont(values, 0.99),
+            "observations": len(values),
+            "value_sum": pytest.approx(sum(values)),
         }
         for key, values in grouped.items()
     }
@@ -515,6 +517,8 @@ class TestSystemMetricsServiceSummary:
             "p90": pytest.approx(76.0),
             "p95": pytest.approx(88.0),
             "p99": pytest.approx(97.6),
+            "observations": 5,
+            "value_sum": pytest.approx(200.0),
         }
 
     def test_rows_on_either_side_of_midnight_land_in_their_own_utc_hour(self, session: Session, day_start: datetime) -> None:

@@ -4,9 +4,10 @@ the local plotly.js bundle, tenant scoping of pages and data endpoints, and the 
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -320,6 +321,18 @@ class TestPages:
         overview = client_a.get("/ui/data/overview").json()
         assert set(overview["charts"]) == {"events-by-type", "error-rate"}
         assert "High CPU Usage" in overview["fragments"]["overview-alerts"]
+
+    def test_the_metrics_page_says_when_its_last_point_is_partial(self, client_a: TestClient) -> None:
+        """A range ending now holds an unfinished bucket: the summary names it, and for rate says it is per elapsed second;
+        a range that ended an hour ago has none."""
+        now_page = client_a.get("/ui/data/metrics?metric=cpu_usage&range=1h&agg=rate").json()
+        summary = now_page["fragments"]["metrics-summary"]
+        assert "is partial" in summary and "its rate is per second of those" in summary
+        assert "last point partial" in html.unescape(json.dumps(now_page["charts"]))
+        ended = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        params = {"metric": "cpu_usage", "agg": "rate", "from": (ended - timedelta(hours=1)).isoformat(), "to": ended.isoformat()}
+        past = client_a.get("/ui/data/metrics", params=params)
+        assert past.status_code == 200 and "is partial" not in past.json()["fragments"]["metrics-summary"]
 
     def test_a_bad_filter_is_a_400_page_with_the_message(self, client_a: TestClient) -> None:
         """Bad filters are explained on the page, never a server error."""

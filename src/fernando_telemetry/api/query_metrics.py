@@ -43,12 +43,23 @@ class SeriesOut(BaseModel):
     points: list[tuple[datetime, float | None]] = Field(description="[bucket start, value or null], one per step")
 
 
+class CurrentBucketOut(BaseModel):
+    bucket_start: datetime = Field(description="Start of the bucket that holds the request's `now`")
+    elapsed_s: float = Field(description="Seconds of that bucket elapsed by now: what its `rate` divides by")
+    partial: bool = Field(True, description="Always true: the bucket has not ended, its values cover what arrived so far")
+
+
 class SeriesAnswer(BaseModel):
     metric_name: str
     step: str
     agg: str
     source: str = Field(description="Where the points came from: raw (samples) or rollup")
     series: list[SeriesOut]
+    current_bucket: CurrentBucketOut | None = Field(
+        None,
+        description="The point of every line at this bucket start is partial (the bucket has not ended); its rate "
+        "divides by elapsed_s, not by the step. null when the range holds no unfinished bucket.",
+    )
 
 
 class MetricNameOut(BaseModel):
@@ -73,9 +84,12 @@ class MetricNamesAnswer(BaseModel):
         "Buckets are aligned to the step in UTC from `from` aligned down (default: the hour before `to`, which "
         "defaults to now); every point aggregates its whole bucket and an empty bucket is null. `step` is 1m, 5m, "
         f"1h or 1d (default: the smallest giving at most {series_math.AUTO_STEP_POINTS} points; at most "
-        f"{series_math.MAX_POINTS:,} points). `agg`: avg (default), min, max, sum, count (observations: "
-        "the sum of sample_count), rate (per-second increase of a counter: positive differences between "
-        "consecutive samples of each series, a reset adds nothing), p50, p90, p95, p99. `labels.<key>=<value>` "
+        f"{series_math.MAX_POINTS:,} points). `agg`: avg (default: sum of value x sample_count over the observations), "
+        "min, max, sum (counter increments, gauge values, histogram value x sample_count), count (observations: "
+        "the sum of sample_count), rate (per-second increase: counter increments and histogram observations, each "
+        "spread over its interval (start_time, timestamp], at most an hour back; a gauge's rises between samples), "
+        "p50, p90, p95, p99 (of the merged per-row distributions). The bucket holding now is partial: "
+        "`current_bucket` names it, and its rate divides by the seconds elapsed in it. `labels.<key>=<value>` "
         "filters by label (repeatable, ANDed; JSON values as for payload filters). `group_by`: host_name, "
         "service_name or labels.<key>."
     ),
@@ -115,6 +129,9 @@ def get_series(
         agg=result.aggregation.value,
         source=result.source,
         series=[SeriesOut(group=line.group, points=line.points) for line in result.series],
+        current_bucket=None
+        if result.current_bucket is None
+        else CurrentBucketOut(bucket_start=result.current_bucket.bucket_start, elapsed_s=result.current_bucket.elapsed_s),
     )
 
 

@@ -78,14 +78,18 @@ class ServiceHourOut(BaseModel):
     hour: datetime
     service_name: str | None
     metric_name: str
-    samples: int
-    avg_value: float
-    min_value: float
-    max_value: float
-    p50: float | None
+    samples: int = Field(description="Rows")
+    avg_value: float | None = Field(description="Mean of the observations: sum of value x sample_count / observations")
+    min_value: float | None
+    max_value: float | None
+    p50: float | None = Field(description="Percentiles of the hour's merged per-row distributions")
     p90: float | None
     p95: float | None
     p99: float | None
+    observations: int = Field(description="Sum of sample_count")
+    value_sum: float = Field(
+        description="The `sum` aggregation: counter increments, gauge values, histogram value x sample_count"
+    )
 
 
 class ServiceHoursOut(_Page):

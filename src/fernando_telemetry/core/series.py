@@ -58,15 +58,19 @@ class Step(StrEnum):
 
 
 class Aggregation(StrEnum):
-    """How the samples of one bucket become its value.
+    """How the rows of one bucket become its value (rows follow the ingest contract: a counter row is an
+    increment over ``(start_time, timestamp]``, a histogram-like row the mean, count and sketch of its values).
 
     ``count`` is the number of observations (the sum of ``sample_count``: 1 for a plain sample, n for a
-    histogram row), ``sum`` their total (``value * sample_count``), ``avg`` = sum / count; ``min``/``max``
-    are of the sample values; ``p50``..``p99`` are percentiles of the sample values (interpolated, as
-    ``percentile_cont``); ``rate`` is the per-second increase of a counter: per series (same metric,
-    service, host, instance, labels and license), the sum of the positive differences between consecutive
-    samples, attributed to the bucket of the later sample, divided by the step's seconds. A drop (a
-    counter reset) adds nothing.
+    histogram row); ``sum`` adds counter increments, gauge values and histogram ``value * sample_count``;
+    ``avg`` is the sum of ``value * sample_count`` over the observations; ``min``/``max`` come from the rows'
+    ``min_value``/``max_value`` (else ``value``); ``p50``..``p99`` are percentiles of the merged per-row
+    sketches (a row without sketch is ``sample_count`` copies of its value), exact (``percentile_cont``) when
+    every row is one plain value. ``rate`` is per-second increase: counter increments and histogram
+    observations, each spread over its interval in proportion to its overlap with the bucket (at most
+    ``RATE_LOOKBACK``, an hour, back from its timestamp; without ``start_time`` charged at its timestamp);
+    for a gauge, its rises between consecutive samples of a series, spread over the time between them. The
+    bucket holding ``now`` divides by the seconds elapsed in it.
     """
 
     AVG = "avg"

@@ -3,7 +3,8 @@
 Called as ``metric_series.series(session, principal=..., request=..., now=...)``. Points come from a
 ``PointSource``: the rollups (``RollupPoints``: hourly and daily steps without labels or rate) and raw
 rows (``RawPoints``: everything). ``source="auto"`` takes the first source in ``SOURCES`` that ``serves``
-the request, ``"raw"``/``"rollup"`` force one by name. Imports storage
+the request, ``"raw"``/``"rollup"`` force one by name. ``rate`` divides each bucket's increase by its seconds,
+those elapsed by ``now`` for the bucket that has not ended (``SeriesResult.current_bucket``). Imports storage
 and core.
 """
 
@@ -40,10 +41,13 @@ __all__ = [
     "MetricSelection",
     "PointSource",
     "RawPoints",
+    "CurrentBucket",
     "RollupPoints",
     "Series",
     "SeriesRequest",
     "SeriesResult",
+    "bucket_seconds",
+    "current_bucket",
     "names",
     "series",
 ]
@@ -64,15 +68,29 @@ class PointSource(Protocol):
     name: str
 
     def serves(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
     ) -> bool:
         """Whether this source can answer the request (for example: the step is a multiple of its grain)."""
         ...
 
     def values(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
+        now: datetime,
     ) -> list[BucketValue]:
-        """One value per (group, bucket start) with data; buckets without data are left out."""
+        """One value per (group, bucket start) with data; buckets without data are left out. ``now`` ends the
+        bucket that holds it: its rate is per second elapsed."""
         ...
 
 
@@ -82,13 +100,36 @@ class RawPoints:
     name = "raw"
 
     def serves(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
     ) -> bool:
         return True
 
     def values(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
+        now: datetime,
     ) -> list[BucketValue]:
+        if aggregation is Aggregation.RATE:
+            increases = metric_queries.bucket_increases(session, selection=selection, buckets=buckets, group_by=group_by)
+            return [
+                BucketValue(
+                    increase.group,
+                    increase.bucket_start,
+                    None if increase.value is None else increase.value / bucket_seconds(increase.bucket_start, buckets.step, now),
+                )
+                for increase in increases
+            ]
         return metric_queries.bucket_values(
             session, selection=selection, aggregation=aggregation, buckets=buckets, group_by=group_by
         )
@@ -103,14 +144,27 @@ class RollupPoints:
     name = "rollup"
 
     def serves(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
     ) -> bool:
         return rollups.serves_series(
             step=buckets.step, agg=aggregation, labels={"": ""} if selection.labels else {}, group_by=group_by
         )
 
     def values(
-        self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
+        now: datetime,
     ) -> list[BucketValue]:
         points = rollups.metric_points(
             session,
@@ -163,6 +217,15 @@ class Series:
 
 
 @dataclass(frozen=True)
+class CurrentBucket:
+    """The bucket holding ``now``: it has not ended, so its values cover what arrived in its first ``elapsed_s``
+    seconds, and its ``rate`` divides by them (not by the step)."""
+
+    bucket_start: datetime
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
 class SeriesResult:
     metric_name: str
     step: Step
@@ -170,6 +233,23 @@ class SeriesResult:
     buckets: Buckets
     source: str
     series: list[Series] = field(default_factory=list)
+    current_bucket: CurrentBucket | None = None
+
+
+def bucket_seconds(bucket_start: datetime, step: Step, now: datetime) -> float:
+    """The seconds a rate of the bucket divides by: the step's, or those elapsed by ``now`` in the bucket that
+    holds it (at least a millisecond, so a bucket that has just begun is not a division by zero)."""
+    if bucket_start <= now < bucket_start + step.delta:
+        return max((now - bucket_start).total_seconds(), 0.001)
+    return float(step.seconds)
+
+
+def current_bucket(buckets: Buckets, now: datetime) -> CurrentBucket | None:
+    """The bucket of ``buckets`` that holds ``now``, if one does."""
+    if not buckets.first <= now < buckets.end:
+        return None
+    start = series_math.align_down(now, buckets.step)
+    return CurrentBucket(bucket_start=start, elapsed_s=bucket_seconds(start, buckets.step, now))
 
 
 def series(
@@ -196,7 +276,7 @@ def series(
     arguments = {"selection": selection, "aggregation": request.aggregation, "buckets": buckets, "group_by": request.group_by}
     chosen = _choose_source(session, source=source, sources=sources, arguments=arguments)
     by_group: dict[str | None, dict[datetime, float | None]] = defaultdict(dict)
-    for bucket_value in chosen.values(session, **arguments):
+    for bucket_value in chosen.values(session, **arguments, now=now):  # type: ignore[arg-type]
         by_group[bucket_value.group][bucket_value.bucket_start] = bucket_value.value
     if len(by_group) > MAX_SERIES:
         raise InvalidInput(
@@ -220,7 +300,13 @@ def series(
             for value in ordered
         ]
     return SeriesResult(
-        metric_name=request.metric_name, step=step, aggregation=request.aggregation, buckets=buckets, source=chosen.name, series=lines
+        metric_name=request.metric_name,
+        step=step,
+        aggregation=request.aggregation,
+        buckets=buckets,
+        source=chosen.name,
+        series=lines,
+        current_bucket=current_bucket(buckets, now),
     )
 
 

@@ -10,7 +10,6 @@ Imports storage and core.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,11 +18,11 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.metric_aggregation import MetricPart, combine
 from fernando_telemetry.core.series import Aggregation, GroupBy, Step, align_down
-from fernando_telemetry.core.sketch import Sketch
 from fernando_telemetry.storage import metric_rollups
 from fernando_telemetry.storage import rollups as rollup_store
-from fernando_telemetry.storage.metric_rollups import MetricFilter, MetricPart
+from fernando_telemetry.storage.metric_rollups import MetricFilter
 from fernando_telemetry.storage.rollups import RollupCleanup, SourceStatus
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
 TABLES = tuple(rollup_store.SOURCES)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-_QUANTILE_INDEX = {Aggregation.P50: 0, Aggregation.P90: 1, Aggregation.P95: 2, Aggregation.P99: 3}
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,8 @@ def status(session: Session) -> list[SourceStatus]:
 
 def serves_series(*, step: Step, agg: Aggregation, labels: Mapping[str, str], group_by: GroupBy | None) -> bool:
     """Whether ``metric_points`` can answer: hourly or daily steps, no label filter or grouping (labels are not
-    in the rollups), and any aggregation but ``rate`` (which needs consecutive samples of each series)."""
+    in the rollups), and any aggregation but ``rate`` (increments are spread over their intervals, which cross
+    the rollups' hours; rate reads raw rows)."""
     return (
         step in (Step.ONE_HOUR, Step.ONE_DAY)
         and agg is not Aggregation.RATE
@@ -189,15 +188,16 @@ def metric_points(
     step: Step,
     agg: Aggregation,
     group_by: GroupBy | None,
-) -> dict[str | None, dict[datetime, float]]:
+) -> dict[str | None, dict[datetime, float | None]]:
     """Metric values per group and bucket over ``[start, end)``, from the rollups where they hold the data
     and from raw samples where they do not (pending hours, hours cut by ``start`` or ``end``).
 
     Returns ``{group value: {bucket start: value}}``: the group value is the ``host_name`` or ``service_name``
     of the series (None without ``group_by``); bucket starts are ``align_down(sample time, step)``; buckets
     without samples are absent. ``license_id`` None means every license. Values follow ``Aggregation``:
-    counts, sums, averages, minimum and maximum equal the raw answer; a percentile is exact when one hourly
-    row or one raw hour holds the bucket's samples, else from the merged sketches (within 0.75 %).
+    counts, sums, averages, minimum and maximum equal the raw answer (``core.metric_aggregation.combine`` of
+    the parts); a percentile is the stored one when one hourly row or one raw hour holds the bucket's rows, else
+    from the merged sketches (within 0.75 %).
     Raises ``ValueError`` when ``serves_series`` is False (the caller reads raw rows instead).
     """
     if not serves_series(step=step, agg=agg, labels=labels, group_by=group_by):
@@ -223,49 +223,27 @@ def metric_points(
     in_clean_days = set(clean_days)
     hourly = [hour for hour in hours if hour not in from_raw and _day_of(hour) not in in_clean_days]
     parts = [
-        *metric_rollups.rollup_parts(session, grain="daily", buckets=clean_days, metric_filter=metric_filter, group_column=group_column),
-        *metric_rollups.rollup_parts(session, grain="hourly", buckets=hourly, metric_filter=metric_filter, group_column=group_column),
+        *metric_rollups.rollup_parts(
+            session, grain="daily", buckets=clean_days, metric_filter=metric_filter, group_column=group_column
+        ),
+        *metric_rollups.rollup_parts(
+            session, grain="hourly", buckets=hourly, metric_filter=metric_filter, group_column=group_column
+        ),
         *metric_rollups.raw_parts(
             session, hours=sorted(from_raw), start=start, end=end, metric_filter=metric_filter, group_column=group_column
         ),
     ]
     grouped: dict[tuple[str | None, datetime], list[MetricPart]] = defaultdict(list)
-    for part in parts:
-        grouped[(part.group, align_down(part.bucket_start, step))].append(part)
-    points: dict[str | None, dict[datetime, float]] = defaultdict(dict)
+    for bucket_part in parts:
+        grouped[(bucket_part.group, align_down(bucket_part.bucket_start, step))].append(bucket_part.part)
+    points: dict[str | None, dict[datetime, float | None]] = defaultdict(dict)
     for (group, bucket), bucket_parts in grouped.items():
-        points[group][bucket] = _value(bucket_parts, agg)
+        points[group][bucket] = combine(bucket_parts, agg)
     for series in points.values():
         series_items = sorted(series.items())
         series.clear()
         series.update(series_items)
     return dict(points)
-
-
-def _value(parts: list[MetricPart], agg: Aggregation) -> float:
-    observations = sum(part.observations for part in parts)
-    match agg:
-        case Aggregation.COUNT:
-            return float(observations)
-        case Aggregation.SUM:
-            return math.fsum(part.weighted_sum for part in parts)
-        case Aggregation.AVG:
-            return math.fsum(part.weighted_sum for part in parts) / observations
-        case Aggregation.MIN:
-            return min(part.value_min for part in parts)
-        case Aggregation.MAX:
-            return max(part.value_max for part in parts)
-    index = _QUANTILE_INDEX[agg]
-    if len(parts) == 1:
-        return parts[0].quantiles[index]
-    merged = Sketch()
-    for part in parts:
-        merged.merge(Sketch.from_arrays(part.sketch_keys, part.sketch_counts, minimum=part.value_min, maximum=part.value_max))
-    fraction = agg.quantile
-    quantile = merged.quantile(fraction) if fraction is not None else None
-    if quantile is None:  # unreachable: every part holds at least one sample
-        raise ValueError(f"no samples for {agg.value}")
-    return quantile
 
 
 def _day_of(moment: datetime) -> datetime:

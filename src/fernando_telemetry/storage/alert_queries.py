@@ -18,6 +18,9 @@ from sqlalchemy import Table, text
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.alert_condition import Condition, Source, source_spec
+from fernando_telemetry.core.metric_aggregation import combine
+from fernando_telemetry.core.series import Aggregation
+from fernando_telemetry.storage.metric_aggregates import RATE_LOOKBACK, increments_query, part_of, parts_query, row_terms
 from fernando_telemetry.storage.models import BusinessMetric, SystemMetric, TelemetryEvent, Trace
 
 __all__ = ["Observation", "compile_observation", "observe"]
@@ -28,8 +31,6 @@ _TABLES: dict[Source, Table] = {
     Source.TRACES: Trace.__table__,  # type: ignore[dict-item]
     Source.BUSINESS_METRICS: BusinessMetric.__table__,  # type: ignore[dict-item]
 }
-# what tells one counter apart from another (as in metric_queries): a reset or a gap is judged within one
-_SERIES_IDENTITY = ("metric_name", "service_name", "host_name", "instance_id", "labels", "license_id")
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
 
@@ -56,12 +57,16 @@ def observe(
     if not instants:
         return answer
     statement, params = compile_observation(condition, license_id=license_id, instants=instants)
+    from_parts = _from_parts(condition)
     for row in session.execute(text(statement), params):
         mapping = row._mapping
         group_key = {name: "" if mapping[f"g{i}"] is None else str(mapping[f"g{i}"]) for i, name in enumerate(condition.group_by)}
-        value = mapping["value"]
+        if from_parts:  # metric samples: the same parts and combination as the series API
+            value, points = combine([part_of(row)], Aggregation(condition.aggregation)), int(mapping["samples"])
+        else:
+            value, points = mapping["value"], int(mapping["points"])
         answer[instants[mapping["k"] - 1]].append(
-            Observation(group_key=group_key, value=None if value is None else float(value), points=int(mapping["points"]))
+            Observation(group_key=group_key, value=None if value is None else float(value), points=points)
         )
     if not condition.group_by:
         for observations in answer.values():
@@ -75,7 +80,9 @@ def observe(
 def compile_observation(
     condition: Condition, *, license_id: int | None, instants: Sequence[datetime]
 ) -> tuple[str, dict[str, Any]]:
-    """The SQL text and bind parameters of ``observe`` (``instants`` sorted, distinct); also used by EXPLAIN tests."""
+    """The SQL text and bind parameters of ``observe`` (``instants`` sorted, distinct); also used by EXPLAIN tests.
+    Metric samples give ``metric_aggregates`` parts per instant and group (``rate``: spread increments), every
+    other source a ``value`` and ``points``."""
     spec = source_spec(condition.source)
     table = _TABLES[condition.source]
     window = timedelta(minutes=condition.window_minutes)
@@ -101,28 +108,20 @@ def compile_observation(
     group_names = [f"g{i}" for i in range(len(condition.group_by))]
 
     if condition.source is Source.SYSTEM_METRICS and condition.aggregation == "rate":
-        picked = _rate_rows(condition, sql, where, groups, time_column)
-        value, points = "sum(inc) / :window_s", "count(inc)"
-    else:
-        columns = [f"{time_column} AS ts", f"{_value_expression(condition, sql)} AS v", *groups]
-        if condition.source is Source.SYSTEM_METRICS:
-            columns.append(f"{sql.column('sample_count')} AS w")
-        if condition.source is Source.TRACES:
-            columns.append(f"{sql.column('status')} = 'error' AS err")
-        picked = f"SELECT {', '.join(columns)} FROM {sql.table} WHERE {' AND '.join(where)}"
-        value, points = _aggregate(condition)
+        return _rate_statement(sql, where, groups, group_names, time_column), params
+    if _from_parts(condition):
+        return _parts_statement(condition, sql, where, groups, group_names, time_column), params
+    columns = [f"{time_column} AS ts", f"{_value_expression(condition, sql)} AS v", *groups]
+    if condition.source is Source.TRACES:
+        columns.append(f"{sql.column('status')} = 'error' AS err")
+    picked = f"SELECT {', '.join(columns)} FROM {sql.table} WHERE {' AND '.join(where)}"
+    value, points = _aggregate(condition)
 
     selected = ", ".join(["k", *(f"picked.{name}" for name in group_names)])
-    # each row belongs to the instants t with ts <= t < ts + window; width_bucket finds them by binary
-    # search in the sorted array, so every row is read once however many instants there are
     statement = f"""
         WITH picked AS ({picked})
         SELECT {selected}, {value} AS value, {points} AS points
-          FROM picked
-         CROSS JOIN (SELECT CAST(:ats AS timestamptz[]) AS ats) AS instants
-         CROSS JOIN LATERAL generate_series(
-                width_bucket(picked.ts - interval '1 microsecond', instants.ats) + 1,
-                width_bucket(picked.ts + :window - interval '1 microsecond', instants.ats)) AS k
+          FROM picked {_INSTANTS}
          GROUP BY {", ".join(["k", *group_names])}
     """
     return statement, params
@@ -182,56 +181,89 @@ def _json_number(document: str, key: str) -> str:
     return f"CASE WHEN jsonb_typeof({document} -> {key}) = 'number' THEN CAST({document} ->> {key} AS double precision) END"
 
 
+def _from_parts(condition: Condition) -> bool:
+    return condition.source is Source.SYSTEM_METRICS and condition.aggregation != "rate"
+
+
+# each row belongs to the instants t with ts <= t < ts + window; width_bucket finds them by binary search in
+# the sorted array, so every row is read once however many instants there are
+_INSTANTS = """
+         CROSS JOIN (SELECT CAST(:ats AS timestamptz[]) AS ats) AS instants
+         CROSS JOIN LATERAL generate_series(
+                width_bucket(picked.ts - interval '1 microsecond', instants.ats) + 1,
+                width_bucket(picked.ts + :window - interval '1 microsecond', instants.ats)) AS k"""
+
+
+def _parts_statement(
+    condition: Condition, sql: _Sql, where: list[str], groups: list[str], group_names: list[str], time_column: str
+) -> str:
+    """Metric samples: one ``metric_aggregates`` part per instant and group, combined by ``observe``."""
+    picked = f"SELECT {time_column} AS ts, {row_terms('m')}{''.join(f', {group}' for group in groups)} FROM {sql.table} m WHERE {' AND '.join(where)}"
+    rows = f"""
+        WITH picked AS ({picked})
+        SELECT k, picked.*
+          FROM picked {_INSTANTS}"""
+    return parts_query(rows, ["k", *group_names], quantiles=condition.aggregation.startswith("p"))
+
+
+def _rate_statement(sql: _Sql, where: list[str], groups: list[str], group_names: list[str], time_column: str) -> str:
+    """Metric rate: the increments of ``metric_aggregates.increments_query``, each spread over its interval
+    ``(s, t]``; a window gets the part of each interval it overlaps (all of a point ``s = t`` inside it), the sum
+    divided by the window's seconds. Rows are read from an increment's reach (``RATE_LOOKBACK``) around the range."""
+    sql.params["rate_lookback"] = RATE_LOOKBACK
+    sql.params["read_start"] = sql.params["range_start"] - RATE_LOOKBACK
+    sql.params["read_end"] = sql.params["range_end"] + RATE_LOOKBACK
+    read = [
+        f"{time_column} > :read_start"
+        if clause == f"{time_column} > :range_start"
+        else f"{time_column} <= :read_end"
+        if clause == f"{time_column} <= :range_end"
+        else clause
+        for clause in where
+    ]
+    source = f"(SELECT * FROM {sql.table} WHERE {' AND '.join(read)}) m"
+    increments = increments_query("m", source=source, columns=groups)
+    selected = ", ".join(["k", *(f"i.{name}" for name in group_names)])
+    return f"""
+        WITH i AS ({increments})
+        SELECT {selected},
+               sum(CASE WHEN i.s = i.t THEN i.amount
+                        ELSE i.amount * extract(epoch FROM least(i.t, instants.ats[k]) - greatest(i.s, instants.ats[k] - :window))
+                             / extract(epoch FROM i.t - i.s) END) / :window_s AS value,
+               count(*) AS points
+          FROM i
+         CROSS JOIN (SELECT CAST(:ats AS timestamptz[]) AS ats) AS instants
+         CROSS JOIN LATERAL generate_series(
+                width_bucket(CASE WHEN i.s = i.t THEN i.t - interval '1 microsecond' ELSE i.s END, instants.ats) + 1,
+                width_bucket(i.t + :window - interval '1 microsecond', instants.ats)) AS k
+         WHERE i.s = i.t OR least(i.t, instants.ats[k]) > greatest(i.s, instants.ats[k] - :window)
+         GROUP BY {", ".join(["k", *(f"i.{name}" for name in group_names)])}
+    """
+
+
 def _aggregate(condition: Condition) -> tuple[str, str]:
-    """(value, points) over the picked rows ``v`` (value), ``w`` (sample weight), ``err`` (span error)."""
+    """(value, points) over the picked rows ``v`` (value) and ``err`` (span error) of events, spans and KPIs."""
     aggregation = condition.aggregation
-    weighted = condition.source is Source.SYSTEM_METRICS
     counted_by_value = condition.source is Source.TELEMETRY_EVENTS and aggregation not in ("count", "rate")
     points = "count(v)" if counted_by_value else "count(*)"
     if aggregation in _QUANTILES:
         return f"percentile_cont({_QUANTILES[aggregation]}) WITHIN GROUP (ORDER BY v)", points
     match aggregation:
         case "avg":
-            return ("sum(v * w) / nullif(sum(w), 0)" if weighted else "avg(v)"), points
+            return "avg(v)", points
         case "min":
             return "min(v)", points
         case "max":
             return "max(v)", points
         case "sum":
-            return ("sum(v * w)" if weighted else "sum(v)"), points
+            return "sum(v)", points
         case "count":
-            return ("CAST(sum(w) AS double precision)" if weighted else "CAST(count(*) AS double precision)"), points
+            return "CAST(count(*) AS double precision)", points
         case "rate":
             return "count(*) / :window_s", points
         case "error_rate":
             return "CAST(count(*) FILTER (WHERE err) AS double precision) / count(*)", points
     raise ValueError(f"no aggregate for {aggregation}")  # pragma: no cover
-
-
-def _rate_rows(condition: Condition, sql: _Sql, where: list[str], groups: list[str], time_column: str) -> str:
-    """Counter increases: per series, each sample minus its predecessor when that is at most one window
-    older (a drop, i.e. a reset, adds 0). The predecessors are read from one more window back."""
-    sql.params["lag_start"] = sql.params["range_start"] - timedelta(minutes=condition.window_minutes)
-    lag_where = [clause if clause != f"{time_column} > :range_start" else f"{time_column} > :lag_start" for clause in where]
-    identity = ", ".join(sql.column(name) for name in _SERIES_IDENTITY)
-    order = f"{time_column}, {sql.column('metric_id')}"
-    value = sql.column("value")
-    inner_groups = "".join(f", {group}" for group in groups)
-    samples = f"""
-        SELECT {time_column} AS ts,
-               {value} - lag({value}) OVER series AS delta,
-               lag({time_column}) OVER series AS prev_ts{inner_groups}
-          FROM {sql.table}
-         WHERE {" AND ".join(lag_where)}
-        WINDOW series AS (PARTITION BY {identity} ORDER BY {order})
-    """
-    outer_groups = "".join(f", g{i}" for i in range(len(groups)))
-    return f"""
-        SELECT ts,
-               CASE WHEN prev_ts >= ts - :window THEN greatest(delta, 0) END AS inc{outer_groups}
-          FROM ({samples}) AS samples
-         WHERE ts > :range_start
-    """
 
 
 def _group_expression(name: str, condition: Condition, sql: _Sql) -> str:

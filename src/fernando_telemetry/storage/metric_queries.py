@@ -1,29 +1,39 @@
-"""Metric reads from raw ``system_metrics`` rows: one aggregate per step bucket and group, and the
-catalogue of metric names. Returns plain values. ``license_id=None`` reads every license (admin).
+"""Metric reads from raw ``system_metrics`` rows: the parts of each step bucket and group (every aggregation
+but ``rate``), the increases of each bucket (``rate``), and the catalogue of metric names. Returns plain values.
+``license_id=None`` reads every license (admin).
 
-Imports only core.
+Imports only core, the models and ``metric_aggregates``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, case, cast, func, literal, null, or_, select
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.containment import Condition
+from fernando_telemetry.core.metric_aggregation import MetricPart, combine
 from fernando_telemetry.core.series import Aggregation, Buckets, GroupBy
+from fernando_telemetry.storage.metric_aggregates import RATE_LOOKBACK, increments_query, part_of, parts_query, row_terms
 from fernando_telemetry.storage.models import SystemMetric
 
-__all__ = ["BucketValue", "MetricName", "MetricSelection", "bucket_values", "metric_names"]
+__all__ = [
+    "BucketValue",
+    "MetricName",
+    "MetricSelection",
+    "bucket_increases",
+    "bucket_parts",
+    "bucket_values",
+    "metric_names",
+]
 
 _TABLE = SystemMetric.__table__
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# what tells one counter apart from another: a reset or a gap is judged within one of these
-_SERIES_IDENTITY = ("metric_name", "service_name", "host_name", "instance_id", "labels", "license_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +67,64 @@ class MetricName:
 def bucket_values(
     session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None
 ) -> list[BucketValue]:
-    """One value per (group, bucket) that has samples, aggregated over the whole bucket."""
-    if aggregation is Aggregation.RATE:
-        return _rate_values(session, selection=selection, buckets=buckets, group_by=group_by)
-    bucket = _bucket(_TABLE.c.timestamp, buckets)
-    group = _group(group_by)
-    statement = (
-        select(group.label("group_value"), bucket.label("bucket_start"), _aggregate(aggregation).label("value"))
-        .where(*_conditions(selection, start=buckets.first, end=buckets.end))
-        .group_by(*_grouping(group_by, group), bucket)
-    )
-    return [BucketValue(row.group_value, row.bucket_start, _float(row.value)) for row in session.execute(statement)]
+    """One value per (group, bucket) that has samples, aggregated over the whole bucket (not ``rate``: see
+    ``bucket_increases``)."""
+    return [
+        BucketValue(group, bucket_start, combine([part], aggregation))
+        for (group, bucket_start), part in bucket_parts(
+            session, selection=selection, buckets=buckets, group_by=group_by, quantiles=aggregation.quantile is not None
+        ).items()
+    ]
+
+
+def bucket_parts(
+    session: Session, *, selection: MetricSelection, buckets: Buckets, group_by: GroupBy | None, quantiles: bool = True
+) -> dict[tuple[str | None, datetime], MetricPart]:
+    """The part of each (group, bucket) with samples: what ``core.metric_aggregation.combine`` reads."""
+    params: dict[str, Any] = {"start": buckets.first, "end": buckets.end, "step": buckets.step.delta, "epoch": _EPOCH}
+    where = _where(selection, params)
+    rows = f"""
+        SELECT {_group_sql(group_by, params)} AS grp, date_bin(:step, m."timestamp", :epoch) AS bucket_start,
+               {row_terms("m")}
+          FROM system_metrics m
+         WHERE {where} AND m."timestamp" >= :start AND m."timestamp" < :end"""
+    statement = parts_query(rows, ("grp", "bucket_start"), quantiles=quantiles)
+    return {(row.grp, row.bucket_start): part_of(row) for row in session.execute(text(statement), params)}
+
+
+def bucket_increases(
+    session: Session, *, selection: MetricSelection, buckets: Buckets, group_by: GroupBy | None
+) -> list[BucketValue]:
+    """Per (group, bucket), the increase of the metric in the bucket (``rate`` before dividing by seconds):
+    each increment of ``metric_aggregates.increments_query`` spread over its interval ``(s, t]`` in proportion
+    to the interval's overlap with the bucket (all of it in the bucket of ``t`` when ``s = t``). Increments
+    whose interval begins before the first bucket add only their overlapping part; buckets no increment
+    overlaps are absent."""
+    params: dict[str, Any] = {
+        "read_start": buckets.first - RATE_LOOKBACK,
+        "read_end": buckets.end + RATE_LOOKBACK,
+        "first": buckets.first,
+        "end": buckets.end,
+        "step": buckets.step.delta,
+        "epoch": _EPOCH,
+        "rate_lookback": RATE_LOOKBACK,
+    }
+    where = _where(selection, params)
+    source = f"""(SELECT * FROM system_metrics m WHERE {where}
+                     AND m."timestamp" >= :read_start AND m."timestamp" < :read_end) m"""
+    increments = increments_query("m", source=source, columns=[f"{_group_sql(group_by, params)} AS grp"])
+    statement = f"""
+        WITH i AS ({increments})
+        SELECT i.grp, b.bucket_start,
+               sum(CASE WHEN i.s = i.t THEN i.amount
+                        ELSE i.amount * extract(epoch FROM least(i.t, b.bucket_start + :step) - greatest(i.s, b.bucket_start))
+                             / extract(epoch FROM i.t - i.s) END) AS increase
+          FROM i
+         CROSS JOIN LATERAL generate_series(date_bin(:step, i.s, :epoch), date_bin(:step, i.t, :epoch), :step) AS b(bucket_start)
+         WHERE b.bucket_start >= :first AND b.bucket_start < :end
+           AND (i.s = i.t OR least(i.t, b.bucket_start + :step) > greatest(i.s, b.bucket_start))
+         GROUP BY i.grp, b.bucket_start"""
+    return [BucketValue(row.grp, row.bucket_start, _float(row.increase)) for row in session.execute(text(statement), params)]
 
 
 def metric_names(
@@ -105,90 +162,34 @@ def metric_names(
     ]
 
 
-def _conditions(selection: MetricSelection, *, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [
-        _TABLE.c.metric_name == selection.metric_name,
-        _TABLE.c.timestamp >= start,
-        _TABLE.c.timestamp < end,
-    ]
-    if selection.license_id is not None:
-        conditions.append(_TABLE.c.license_id == selection.license_id)
-    if selection.service_name is not None:
-        conditions.append(_TABLE.c.service_name == selection.service_name)
-    if selection.host_name is not None:
-        conditions.append(_TABLE.c.host_name == selection.host_name)
-    for alternatives in selection.labels:
-        conditions.append(or_(*(_TABLE.c.labels.contains(document) for document in alternatives)))
-    return conditions
+def _where(selection: MetricSelection, params: dict[str, Any]) -> str:
+    """The selection as SQL over ``system_metrics m``, its values bound into ``params``."""
+    params["metric_name"] = selection.metric_name
+    clauses = ["m.metric_name = :metric_name"]
+    for column in ("license_id", "service_name", "host_name"):
+        value = getattr(selection, column)
+        if value is not None:
+            params[column] = value
+            clauses.append(f"m.{column} = :{column}")
+    for index, alternatives in enumerate(selection.labels):
+        names = []
+        for alternative, document in enumerate(alternatives):
+            name = f"label_{index}_{alternative}"
+            params[name] = json.dumps(document)
+            names.append(f"m.labels @> CAST(:{name} AS jsonb)")
+        clauses.append(f"({' OR '.join(names)})")
+    return " AND ".join(clauses)
 
 
-def _bucket(timestamp: Any, buckets: Buckets) -> ColumnElement[datetime]:
-    # date_bin from the Unix epoch: the same UTC-aligned buckets as core.series.align_down
-    return func.date_bin(buckets.step.delta, timestamp, literal(_EPOCH))
-
-
-def _group(group_by: GroupBy | None) -> ColumnElement[Any]:
+def _group_sql(group_by: GroupBy | None, params: dict[str, Any]) -> str:
     if group_by is None:
-        return null()
+        return "CAST(NULL AS text)"
     if group_by.column is not None:
-        return _TABLE.c[group_by.column]
-    return _TABLE.c.labels[group_by.label].astext
-
-
-def _grouping(group_by: GroupBy | None, group: ColumnElement[Any]) -> list[ColumnElement[Any]]:
-    # PostgreSQL refuses a constant (the NULL of "no grouping") in GROUP BY
-    return [] if group_by is None else [group]
-
-
-def _aggregate(aggregation: Aggregation) -> ColumnElement[Any]:
-    value, weight = _TABLE.c.value, _TABLE.c.sample_count
-    if aggregation.quantile is not None:
-        return func.percentile_cont(aggregation.quantile).within_group(value)
-    match aggregation:
-        case Aggregation.MIN:
-            return func.min(value)
-        case Aggregation.MAX:
-            return func.max(value)
-        case Aggregation.SUM:
-            return func.sum(value * weight)
-        case Aggregation.COUNT:
-            return cast(func.sum(weight), Float)
-        case Aggregation.AVG:
-            return func.sum(value * weight) / func.nullif(func.sum(weight), 0)
-    raise ValueError(f"no raw aggregate for {aggregation}")
-
-
-def _rate_values(
-    session: Session, *, selection: MetricSelection, buckets: Buckets, group_by: GroupBy | None
-) -> list[BucketValue]:
-    # one step before the first bucket too, so the first bucket's first sample has a predecessor
-    identity = [_TABLE.c[name] for name in _SERIES_IDENTITY]
-    delta = _TABLE.c.value - func.lag(_TABLE.c.value).over(
-        partition_by=identity, order_by=(_TABLE.c.timestamp, _TABLE.c.metric_id)
-    )
-    samples = (
-        select(
-            _group(group_by).label("group_value"),
-            _TABLE.c.timestamp.label("timestamp"),
-            delta.label("delta"),
-        )
-        .where(*_conditions(selection, start=buckets.first - buckets.step.delta, end=buckets.end))
-        .subquery("samples")
-    )
-    bucket = _bucket(samples.c.timestamp, buckets)
-    group = null() if group_by is None else samples.c.group_value
-    # None when no sample of the bucket has a predecessor: the rate is unknown, not zero
-    increase = case((samples.c.delta > 0, samples.c.delta), (samples.c.delta.is_not(None), 0.0))
-    statement = (
-        select(
-            group.label("group_value"),
-            bucket.label("bucket_start"),
-            (func.sum(increase) / float(buckets.step.seconds)).label("value"),
-        )
-        .where(samples.c.timestamp >= buckets.first)
-        .group_by(*_grouping(group_by, samples.c.group_value), bucket)
-    )
-    return [BucketValue(row.group_value, row.bucket_start, _float(row.value)) for row in session.execute(statement)]
+        if group_by.column not in ("host_name", "service_name"):
+            raise ValueError(f"cannot group by {group_by.column!r}")
+        return f"CAST(m.{group_by.column} AS text)"
+    params["group_label"] = group_by.label
+    return "(m.labels ->> :group_label)"
 
 
 def _float(value: Any) -> float | None:

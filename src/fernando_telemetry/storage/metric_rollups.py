@@ -1,7 +1,8 @@
 """Metric series parts in SQL: rows of the hourly or daily metric rollups, and the same aggregates
 computed from raw samples for hours the rollups do not hold (pending, or cut by the range). Plain values.
 
-Imports only core.
+Both read rows through ``metric_aggregates``, so a rollup row and the raw rows it replaces give the same part.
+Imports only core and ``metric_aggregates``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-__all__ = ["GROUP_COLUMNS", "MetricFilter", "MetricPart", "raw_parts", "rollup_parts"]
+from fernando_telemetry.core.metric_aggregation import MetricPart
+from fernando_telemetry.storage.metric_aggregates import part_of, parts_query, row_terms
+
+__all__ = ["GROUP_COLUMNS", "BucketPart", "MetricFilter", "raw_parts", "rollup_parts"]
 
 HOUR = timedelta(hours=1)
 GROUP_COLUMNS = ("host_name", "service_name")
@@ -32,22 +36,12 @@ class MetricFilter:
 
 
 @dataclass(frozen=True)
-class MetricPart:
-    """Aggregates of some samples of one bucket (an hour or a day) and group.
-
-    ``quantiles`` (p50, p90, p95, p99) describe exactly these samples; the sketch merges with other parts.
-    """
+class BucketPart:
+    """The ``MetricPart`` of one bucket (an hour or a day) and group."""
 
     bucket_start: datetime
     group: str | None
-    samples: int
-    observations: int
-    weighted_sum: float
-    value_min: float
-    value_max: float
-    quantiles: tuple[float, float, float, float]
-    sketch_keys: list[int]
-    sketch_counts: list[int]
+    part: MetricPart
 
 
 def _conditions(prefix: str, metric_filter: MetricFilter) -> tuple[str, dict[str, Any]]:
@@ -69,24 +63,13 @@ def _group_expression(prefix: str, group_column: str | None) -> str:
     return f"{prefix}{group_column}"
 
 
-def _part(row: Any) -> MetricPart:
-    return MetricPart(
-        bucket_start=row.bucket_start,
-        group=row.grp,
-        samples=int(row.samples),
-        observations=int(row.observations),
-        weighted_sum=float(row.weighted_sum),
-        value_min=float(row.value_min),
-        value_max=float(row.value_max),
-        quantiles=(row.p50, row.p90, row.p95, row.p99),
-        sketch_keys=list(row.sketch_keys),
-        sketch_counts=list(row.sketch_counts),
-    )
+def _bucket_part(row: Any) -> BucketPart:
+    return BucketPart(bucket_start=row.bucket_start, group=row.grp, part=part_of(row))
 
 
 def rollup_parts(
     session: Session, *, grain: str, buckets: Sequence[datetime], metric_filter: MetricFilter, group_column: str | None
-) -> list[MetricPart]:
+) -> list[BucketPart]:
     """The rows of ``system_metrics_hourly`` (``grain="hourly"``) or ``_daily`` for ``buckets``, one per grain row."""
     if grain not in ("hourly", "daily"):
         raise ValueError(f"grain must be hourly or daily, got {grain!r}")
@@ -97,8 +80,8 @@ def rollup_parts(
         text(
             f"""
             SELECT r.bucket_start, {_group_expression("r.", group_column)} AS grp, r.samples, r.observations,
-                   r.weighted_sum, r.value_min, r.value_max, r.value_p50 AS p50, r.value_p90 AS p90,
-                   r.value_p95 AS p95, r.value_p99 AS p99,
+                   r.value_sum, r.weighted_sum, r.value_min, r.value_max,
+                   ARRAY[r.value_p50, r.value_p90, r.value_p95, r.value_p99] AS exact,
                    r.value_sketch_keys AS sketch_keys, r.value_sketch_counts AS sketch_counts
               FROM system_metrics_{grain} r
              WHERE {conditions} AND r.bucket_start = ANY(CAST(:buckets AS timestamptz[]))
@@ -106,7 +89,7 @@ def rollup_parts(
         ),
         {**params, "buckets": list(buckets)},
     )
-    return [_part(row) for row in rows]
+    return [_bucket_part(row) for row in rows]
 
 
 def raw_parts(
@@ -117,39 +100,21 @@ def raw_parts(
     end: datetime,
     metric_filter: MetricFilter,
     group_column: str | None,
-) -> list[MetricPart]:
+) -> list[BucketPart]:
     """Per hour of ``hours`` and group, the samples in that hour and in ``[start, end)``, aggregated from raw
     rows as the hourly rollup would (one part per hour and group, so its quantiles are exact). Consecutive
     hours are read with one range, bound as values so the plan reads only their partitions."""
     conditions, params = _conditions("m.", metric_filter)
-    statement = text(
-        f"""
-        SELECT g.bucket_start, g.grp, g.samples, g.observations, g.weighted_sum, g.value_min, g.value_max,
-               g.q[1] AS p50, g.q[2] AS p90, g.q[3] AS p95, g.q[4] AS p99,
-               s.keys AS sketch_keys, s.counts AS sketch_counts
-          FROM (SELECT date_trunc('hour', m."timestamp", 'UTC') AS bucket_start,
-                       {_group_expression("m.", group_column)} AS grp,
-                       count(*) AS samples,
-                       sum(m.sample_count) AS observations,
-                       sum(m.value * m.sample_count) AS weighted_sum,
-                       min(m.value) AS value_min,
-                       max(m.value) AS value_max,
-                       percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value) AS q,
-                       array_agg(rollup_sketch_key(m.value)) AS keys
-                  FROM system_metrics m
-                 WHERE {conditions} AND m."timestamp" >= :start AND m."timestamp" < :end
-                 GROUP BY 1, 2
-               ) g
-         CROSS JOIN LATERAL (
-               SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
-                 FROM (SELECT u.key, count(*) AS count FROM unnest(g.keys) AS u(key) GROUP BY u.key) b
-               ) s
-        """  # noqa: S608 - the group column is checked above
-    )
-    parts: list[MetricPart] = []
+    rows = f"""
+        SELECT date_trunc('hour', m."timestamp", 'UTC') AS bucket_start, {_group_expression("m.", group_column)} AS grp,
+               {row_terms("m")}
+          FROM system_metrics m
+         WHERE {conditions} AND m."timestamp" >= :start AND m."timestamp" < :end"""
+    statement = text(parts_query(rows, ("bucket_start", "grp")))
+    parts: list[BucketPart] = []
     for run_start, run_end in _runs(hours):
         bounds = {"start": max(run_start, start), "end": min(run_end, end)}
-        parts += [_part(row) for row in session.execute(statement, {**params, **bounds})]
+        parts += [_bucket_part(row) for row in session.execute(statement, {**params, **bounds})]
     return parts
 
 

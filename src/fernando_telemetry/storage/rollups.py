@@ -3,7 +3,7 @@ recomputation of hourly rows from raw rows and daily rows from hourly rows. Retu
 
 An hour is *pending* while it is marked in ``rollup_dirty_buckets`` or holds a raw row written after the
 watermark (``created_at > rollup_state.watermark``, found through the BRIN index on ``created_at``);
-readers take pending hours from raw rows. Imports only core and the models.
+readers take pending hours from raw rows. Imports only core, the models and ``metric_aggregates``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from fernando_telemetry.storage.metric_aggregates import parts_query, quantiles_sql, row_terms
 
 __all__ = [
     "SOURCES",
@@ -110,29 +112,23 @@ SELECT g.hour, g.event_type, g.license_id, g.events, g.unique_users, g.unique_se
        ) s
 """
 
-_METRICS_HOURLY = """
+# Metric rows as every reader aggregates them (metric_aggregates): observations and sums added, extremes from
+# the rows' minima and maxima, the rows' sketches merged; percentiles exact when every row is one plain value.
+_METRIC_ROWS = f"""
+        SELECT date_trunc('hour', m."timestamp", 'UTC') AS hour, m.service_name, m.metric_name, m.host_name, m.license_id,
+               {row_terms("m")}
+          FROM system_metrics m
+         WHERE m."timestamp" >= :start AND m."timestamp" < :end"""
+
+_METRICS_HOURLY = f"""
 INSERT INTO system_metrics_hourly (
     bucket_start, service_name, metric_name, host_name, license_id, samples, value_sum, observations, weighted_sum,
     value_min, value_max, value_p50, value_p90, value_p95, value_p99, value_sketch_keys, value_sketch_counts)
-SELECT g.hour, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
-       g.weighted_sum, g.value_min, g.value_max, g.q[1], g.q[2], g.q[3], g.q[4], s.keys, s.counts
-  FROM (SELECT date_trunc('hour', m."timestamp", 'UTC') AS hour, m.service_name, m.metric_name, m.host_name, m.license_id,
-               count(*) AS samples,
-               sum(m.value) AS value_sum,
-               sum(m.sample_count) AS observations,
-               sum(m.value * m.sample_count) AS weighted_sum,
-               min(m.value) AS value_min,
-               max(m.value) AS value_max,
-               percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY m.value) AS q,
-               array_agg(rollup_sketch_key(m.value)) AS keys
-          FROM system_metrics m
-         WHERE m."timestamp" >= :start AND m."timestamp" < :end
-         GROUP BY 1, 2, 3, 4, 5
-       ) g
- CROSS JOIN LATERAL (
-       SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
-         FROM (SELECT u.key, count(*) AS count FROM unnest(g.keys) AS u(key) GROUP BY u.key) b
-       ) s
+SELECT p.hour, p.service_name, p.metric_name, p.host_name, p.license_id, p.samples, p.value_sum, p.observations,
+       p.weighted_sum, p.value_min, p.value_max, q.q[1], q.q[2], q.q[3], q.q[4],
+       coalesce(p.sketch_keys, '{{}}'), coalesce(p.sketch_counts, '{{}}')
+  FROM ({parts_query(_METRIC_ROWS, ("hour", "service_name", "metric_name", "host_name", "license_id"))}) p
+ CROSS JOIN LATERAL (SELECT {quantiles_sql("p")} AS q) q
 """
 
 _TRACES_HOURLY = """
@@ -221,7 +217,7 @@ INSERT INTO system_metrics_daily (
     bucket_start, service_name, metric_name, host_name, license_id, samples, value_sum, observations, weighted_sum,
     value_min, value_max, value_p50, value_p90, value_p95, value_p99, value_sketch_keys, value_sketch_counts)
 SELECT d.day, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
-       g.weighted_sum, g.value_min, g.value_max, q.q[1], q.q[2], q.q[3], q.q[4], s.keys, s.counts
+       g.weighted_sum, g.value_min, g.value_max, q.q[1], q.q[2], q.q[3], q.q[4], coalesce(s.keys, '{{}}'), coalesce(s.counts, '{{}}')
   FROM unnest(CAST(:days AS timestamptz[])) AS d(day)
  CROSS JOIN LATERAL (
        SELECT h.service_name, h.metric_name, h.host_name, h.license_id,
@@ -280,7 +276,9 @@ def lock(session: Session, *, wait: bool) -> bool:
     if wait:
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": LOCK_KEY})
         return True
-    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": LOCK_KEY}).scalar_one())
+    return bool(
+        session.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": LOCK_KEY}).scalar_one()
+    )
 
 
 def refresh_target(session: Session, *, now: datetime, safety_lag_s: float) -> datetime:
@@ -318,17 +316,13 @@ def mark_pending(session: Session, *, table: str, until: datetime, now: datetime
         {"table": table, "until": until},
     ).rowcount
     session.execute(
-        text(
-            "UPDATE rollup_state SET watermark = greatest(watermark, :until), refreshed_at = :now WHERE source_table = :table"
-        ),
+        text("UPDATE rollup_state SET watermark = greatest(watermark, :until), refreshed_at = :now WHERE source_table = :table"),
         {"table": table, "until": until, "now": now},
     )
     return int(marked or 0)
 
 
-def claim_dirty(
-    session: Session, *, table: str, grain: str, limit: int, ended_by: datetime | None = None
-) -> list[datetime]:
+def claim_dirty(session: Session, *, table: str, grain: str, limit: int, ended_by: datetime | None = None) -> list[datetime]:
     """The oldest ``limit`` dirty buckets of a grain, locked until the transaction ends. For days, only
     those that ended by ``ended_by`` and have no dirty hour left (their hourly rows are current)."""
     condition = ""

@@ -3,8 +3,9 @@
 ``telemetry_events_hourly_summary`` has a ``license_id`` column and is always read through the view.
 ``system_metrics_service_summary`` and ``traces_service_summary`` have none, so one license's figures are
 computed here from ``system_metrics`` / ``traces`` with the views' own aggregates, restricted to the
-license and to a range on the time column (which prunes partitions). Every query returns rows in the
-views' column order and is ordered by hour, then the grouping columns. Imports only core.
+license and to a range on the time column (which prunes partitions); metric rows are aggregated by
+``metric_aggregates`` as everywhere. Every query returns rows in the views' column order and is ordered by hour,
+then the grouping columns. Imports only core and ``metric_aggregates``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from fernando_telemetry.storage.metric_aggregates import parts_query, quantiles_sql, row_terms
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -33,7 +36,10 @@ EVENT_COLUMNS = (
     "hour", "event_type", "license_id", "events", "unique_users", "unique_sessions", "avg_duration_ms", "p95_duration_ms", "errors",
     "server_span_errors",
 )
-SERVICE_COLUMNS = ("hour", "service_name", "metric_name", "samples", "avg_value", "min_value", "max_value", "p50", "p90", "p95", "p99")
+SERVICE_COLUMNS = (
+    "hour", "service_name", "metric_name", "samples", "avg_value", "min_value", "max_value", "p50", "p90", "p95", "p99",
+    "observations", "value_sum",
+)
 TRACE_COLUMNS = (
     "hour", "service_name", "operation_name", "spans", "errors", "error_rate", "p50_duration_ms", "p95_duration_ms", "p99_duration_ms",
 )
@@ -87,25 +93,23 @@ SELECT {", ".join(SERVICE_COLUMNS)}
  LIMIT :limit OFFSET :offset
 """
 
-# the aggregates of system_metrics_service_summary, over one license's samples
-_SERVICES_RAW = """
-SELECT date_trunc('hour', "timestamp", 'UTC') AS hour,
-       service_name,
-       metric_name,
-       count(*) AS samples,
-       avg(value) AS avg_value,
-       min(value) AS min_value,
-       max(value) AS max_value,
-       percentile_cont(0.50) WITHIN GROUP (ORDER BY value) AS p50,
-       percentile_cont(0.90) WITHIN GROUP (ORDER BY value) AS p90,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY value) AS p95,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY value) AS p99
-  FROM system_metrics
- WHERE license_id = :license_id AND "timestamp" >= :start AND "timestamp" < :end {conditions}
- GROUP BY 1, 2, 3
- ORDER BY hour, service_name, metric_name
+# the aggregates of system_metrics_service_summary, over one license's samples: the parts of metric_aggregates
+_SERVICE_ROWS = f"""
+        SELECT date_trunc('hour', m."timestamp", 'UTC') AS hour, m.service_name, m.metric_name, {row_terms("m")}
+          FROM system_metrics m
+         WHERE m.license_id = :license_id AND m."timestamp" >= :start AND m."timestamp" < :end {{conditions}}"""
+_SERVICES_RAW = f"""
+SELECT p.hour, p.service_name, p.metric_name, p.samples,
+       p.weighted_sum / NULLIF(p.observations, 0)::double precision AS avg_value,
+       p.value_min AS min_value, p.value_max AS max_value,
+       q.q[1] AS p50, q.q[2] AS p90, q.q[3] AS p95, q.q[4] AS p99, p.observations, p.value_sum
+  FROM ({parts_query(_SERVICE_ROWS, ("hour", "service_name", "metric_name"))}) p
+ CROSS JOIN LATERAL (SELECT {quantiles_sql("p")} AS q) q
+ ORDER BY p.hour, p.service_name, p.metric_name
  LIMIT :limit OFFSET :offset
 """
+# _run fills {conditions} with str.format: every other brace (array literals) is doubled
+_SERVICES_RAW = _SERVICES_RAW.replace("{", "{{").replace("}", "}}").replace("{{conditions}}", "{conditions}")
 
 
 def services_hourly(session: Session, query: SummaryQuery) -> list[dict[str, Any]]:

@@ -98,8 +98,10 @@ class EventRollupDaily(_EventColumns, Base):
 
 
 class _MetricColumns(_Bucket):
-    """Per bucket, service, metric, host and license: samples (rows), observations (``sample_count``), sums,
-    extremes and the sketch of the sample values."""
+    """Per bucket, service, metric, host and license: samples (rows), observations (``sample_count``), the
+    ``sum`` (``value_sum``: increments of counters, values of gauges, ``value * sample_count`` of histogram-like
+    rows), ``weighted_sum`` (``value * sample_count``, for ``avg``), extremes and percentiles (NULL without an
+    observation) and the merged sketch of the rows' values."""
 
     service_name: Mapped[str | None] = mapped_column(String(100))
     metric_name: Mapped[str] = mapped_column(String(200))
@@ -108,12 +110,12 @@ class _MetricColumns(_Bucket):
     value_sum: Mapped[float] = mapped_column(Double)
     observations: Mapped[int] = mapped_column(BigInteger)
     weighted_sum: Mapped[float] = mapped_column(Double)
-    value_min: Mapped[float] = mapped_column(Double)
-    value_max: Mapped[float] = mapped_column(Double)
-    value_p50: Mapped[float] = mapped_column(Double)
-    value_p90: Mapped[float] = mapped_column(Double)
-    value_p95: Mapped[float] = mapped_column(Double)
-    value_p99: Mapped[float] = mapped_column(Double)
+    value_min: Mapped[float | None] = mapped_column(Double)
+    value_max: Mapped[float | None] = mapped_column(Double)
+    value_p50: Mapped[float | None] = mapped_column(Double)
+    value_p90: Mapped[float | None] = mapped_column(Double)
+    value_p95: Mapped[float | None] = mapped_column(Double)
+    value_p99: Mapped[float | None] = mapped_column(Double)
     value_sketch_keys: Mapped[list[int]] = _keys_column()
     value_sketch_counts: Mapped[list[int]] = _counts_column()
 

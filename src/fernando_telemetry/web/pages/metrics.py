@@ -72,8 +72,9 @@ def build(request: PageRequest) -> Page:
             (", ".join(f"{key}={value}" for key, value in line.group.items()) or metric_name): line.points
             for line in result.series
         }
+        partial = " (last point partial)" if result.current_bucket is not None else ""
         figures["metric-series"] = charts.lines(
-            f"{metric_name}: {aggregation.value} per {result.step.value} ({result.source})",
+            f"{metric_name}: {aggregation.value} per {result.step.value} ({result.source}){partial}",
             lines,
             y_title=aggregation.value,
             height=420,
