@@ -42,14 +42,17 @@ _FRACTIONS = "'{0.5,0.9,0.95,0.99}'"
 def row_terms(alias: str) -> str:
     """The select-list of what one row of ``system_metrics`` (named ``alias``) contributes: ``n`` observations,
     ``total`` (its part of ``sum``), ``weighted`` (``value * sample_count``), ``lo``/``hi`` (its extremes, NULL
-    without observation), ``v`` and ``plain`` (one observation without sketch: exact percentiles can use ``v``),
+    without observation: ``min_value``/``max_value`` when stored, else the estimates of its sketch's first and last
+    keys, since a row without exact extremes, such as a cumulative histogram's later increment, is bounded by its
+    own distribution, not by its mean; else ``value``), ``v`` and ``plain`` (one observation without sketch: exact percentiles can use ``v``),
     and its sketch as ``keys``/``counts`` (a row without sketch is ``sample_count`` copies of its value)."""
     m = alias
     return f"""{m}.sample_count::bigint AS n,
                CASE WHEN {m}.metric_type IN ({_HISTOGRAM_LIST}) THEN {m}.value * {m}.sample_count ELSE {m}.value END AS total,
                {m}.value * {m}.sample_count AS weighted,
-               CASE WHEN {m}.sample_count > 0 THEN coalesce({m}.min_value, {m}.value) END AS lo,
-               CASE WHEN {m}.sample_count > 0 THEN coalesce({m}.max_value, {m}.value) END AS hi,
+               CASE WHEN {m}.sample_count > 0 THEN coalesce({m}.min_value, rollup_sketch_value({m}.sketch_keys[1]), {m}.value) END AS lo,
+               CASE WHEN {m}.sample_count > 0 THEN
+                    coalesce({m}.max_value, rollup_sketch_value({m}.sketch_keys[cardinality({m}.sketch_keys)]), {m}.value) END AS hi,
                {m}.value AS v,
                ({m}.sketch_keys IS NULL AND {m}.sample_count = 1) AS plain,
                coalesce({m}.sketch_keys, ARRAY[rollup_sketch_key({m}.value)]) AS keys,

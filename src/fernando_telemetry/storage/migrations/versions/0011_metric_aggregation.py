@@ -32,8 +32,10 @@ NULLABLE = ("value_min", "value_max", "value_p50", "value_p90", "value_p95", "va
 
 # One hour of raw rows per service and metric, aggregated as storage/metric_aggregates.py does: observations
 # and sums added (the sum: increments of counters, values of gauges, value * sample_count of histogram-like
-# rows), extremes from the rows' min_value/max_value (else value), percentiles exact when every row is one
-# plain value, else from the rows' sketches merged (a row without sketch: sample_count copies of its value).
+# rows), extremes from the rows' min_value/max_value (else their sketch's first and last keys: a cumulative
+# histogram's later increment has no exact extremes and is bounded by its own distribution; else value),
+# percentiles exact when every row is one plain value, else from the rows' sketches merged (a row without
+# sketch: sample_count copies of its value).
 HOUR_AGGREGATE = """
 CREATE FUNCTION system_metrics_hour_aggregate(hour timestamptz)
 RETURNS TABLE (service_name text, metric_name text, samples bigint, observations bigint, value_sum double precision,
@@ -50,8 +52,9 @@ WITH r AS (
            m.sample_count::bigint AS n,
            CASE WHEN m.metric_type IN (''histogram'', ''timer'', ''distribution'') THEN m.value * m.sample_count ELSE m.value END AS total,
            m.value * m.sample_count AS weighted,
-           CASE WHEN m.sample_count > 0 THEN coalesce(m.min_value, m.value) END AS lo,
-           CASE WHEN m.sample_count > 0 THEN coalesce(m.max_value, m.value) END AS hi,
+           CASE WHEN m.sample_count > 0 THEN coalesce(m.min_value, rollup_sketch_value(m.sketch_keys[1]), m.value) END AS lo,
+           CASE WHEN m.sample_count > 0 THEN
+                coalesce(m.max_value, rollup_sketch_value(m.sketch_keys[cardinality(m.sketch_keys)]), m.value) END AS hi,
            m.value AS v,
            (m.sketch_keys IS NULL AND m.sample_count = 1) AS plain,
            coalesce(m.sketch_keys, ARRAY[rollup_sketch_key(m.value)]) AS keys,
