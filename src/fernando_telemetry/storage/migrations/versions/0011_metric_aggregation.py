@@ -52,9 +52,13 @@ WITH r AS (
            m.sample_count::bigint AS n,
            CASE WHEN m.metric_type IN (''histogram'', ''timer'', ''distribution'') THEN m.value * m.sample_count ELSE m.value END AS total,
            m.value * m.sample_count AS weighted,
-           CASE WHEN m.sample_count > 0 THEN coalesce(m.min_value, rollup_sketch_value(m.sketch_keys[1]), m.value) END AS lo,
            CASE WHEN m.sample_count > 0 THEN
-                coalesce(m.max_value, rollup_sketch_value(m.sketch_keys[cardinality(m.sketch_keys)]), m.value) END AS hi,
+                coalesce(m.min_value, CASE WHEN cardinality(m.sketch_keys) > 0 THEN rollup_sketch_value(m.sketch_keys[1]) END,
+                         m.value) END AS lo,
+           CASE WHEN m.sample_count > 0 THEN
+                coalesce(m.max_value,
+                         CASE WHEN cardinality(m.sketch_keys) > 0 THEN rollup_sketch_value(m.sketch_keys[cardinality(m.sketch_keys)]) END,
+                         m.value) END AS hi,
            m.value AS v,
            (m.sketch_keys IS NULL AND m.sample_count = 1) AS plain,
            coalesce(m.sketch_keys, ARRAY[rollup_sketch_key(m.value)]) AS keys,
