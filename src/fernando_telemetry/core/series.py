@@ -64,9 +64,9 @@ class Aggregation(StrEnum):
     ``count`` is the number of observations (the sum of ``sample_count``: 1 for a plain sample, n for a
     histogram row); ``sum`` adds counter increments, gauge values and histogram ``value * sample_count``;
     ``avg`` is the sum of ``value * sample_count`` over the observations; ``min``/``max`` come from the rows'
-    ``min_value``/``max_value`` (else ``value``); ``p50``..``p99`` are percentiles of the merged per-row
-    sketches (a row without sketch is ``sample_count`` copies of its value), exact (``percentile_cont``) when
-    every row is one plain value. ``rate`` is per-second increase: counter increments and histogram
+    ``min_value``/``max_value`` (else their sketch's first and last keys, else ``value``); ``p50``..``p99`` are
+    percentiles of the merged per-row sketches (a row without sketch is ``sample_count`` copies of its value),
+    exact (``percentile_cont``) when every row is one plain value. ``rate`` is per-second increase: counter increments and histogram
     observations, each spread over its interval in proportion to its overlap with the bucket (at most
     ``RATE_LOOKBACK``, an hour, back from its timestamp; without ``start_time`` charged at its timestamp);
     for a gauge, its rises between consecutive samples of a series, spread over the time between them. The
