@@ -405,13 +405,15 @@ def reader(live_server: str, engine: Engine, tenant: Tenant) -> Iterator[Reader]
 
 def check_reads(reader: Reader, service: str, exports: Sequence[Export], *, exact_extremes: bool) -> None:
     """Every aggregation of the histogram ``latency`` and the counter ``orders``, as the series API answers at 1m
-    (raw rows) and 1h (rollups: before a refresh from their raw tail, after it from the hourly rows), the service
-    summary view's hours and metric alert rules, equals the value computed from the values the SDK recorded."""
+    (raw rows) and 1h (rollups: before a refresh from their raw tail, after it from the hourly rows; 1d from the daily
+    rows), the service summary view's hours and metric alert rules, equals the value computed from the values the
+    SDK recorded (``rate`` at 1m and 1h, from raw rows)."""
     times = [export.time for export in exports]
-    first, end = align_down(min(times), Step.ONE_HOUR), align_down(max(times), Step.ONE_HOUR) + HOUR
+    hours_start, hours_end = align_down(min(times), Step.ONE_HOUR), align_down(max(times), Step.ONE_HOUR) + HOUR
     recorded = [value for export in exports for value in export.values]
 
     def check_series(step: Step, source: str) -> None:
+        first, end = align_down(min(times), step), align_down(max(times), step) + step.delta
         by_bucket = values_by_bucket(exports, step)
         for aggregation in HISTOGRAM_AGGREGATIONS:
             answer = reader.series(service, "latency", step, aggregation, first, end)
@@ -436,7 +438,7 @@ def check_reads(reader: Reader, service: str, exports: Sequence[Export], *, exac
             ("latency", lambda export: len(export.values)),
         ):
             increases = spread_increases(exports, metric, amount, step)
-            answer = reader.series(service, metric, step, Aggregation.RATE, first, end)
+            answer = reader.series(service, metric, step, Aggregation.RATE, hours_start, hours_end)
             assert answer.source == "raw"
             for bucket, value in answer.points.items():
                 increase = increases.get(bucket, 0.0)
@@ -450,7 +452,7 @@ def check_reads(reader: Reader, service: str, exports: Sequence[Export], *, exac
     def check_view() -> None:
         by_hour = values_by_bucket(exports, Step.ONE_HOUR)
         rows = reader.view(service, "latency")
-        assert sorted(rows) == sorted(by_hour)
+        assert set(by_hour) <= set(rows) and all(rows[hour]["observations"] == 0 for hour in set(rows) - set(by_hour))
         for hour, values in by_hour.items():
             row = rows[hour]
             assert row["observations"] == len(values), (hour, row)
@@ -503,6 +505,7 @@ def check_reads(reader: Reader, service: str, exports: Sequence[Export], *, exac
         ).scalar_one()
     assert rolled_up == hours  # the next reads come from the hourly rows, not from raw rows
     check_series(Step.ONE_HOUR, "rollup")
+    check_series(Step.ONE_DAY, "rollup")  # the daily rows, merged from the hourly ones
     check_view()
 
 
