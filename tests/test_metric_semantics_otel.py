@@ -2,7 +2,9 @@
 
 The SDK (MeterProvider, PeriodicExportingMetricReader, the OTLP/HTTP protobuf exporter with its defaults) exports to
 the live server several times, across a process restart (a new MeterProvider, so a new start time), and once more
-as a retried identical request. Every stored figure is compared with the values recorded in the test.
+as a retried identical request. Every stored figure is compared with the values recorded in the test, and so is
+every aggregation read back as users read it: the series API at 1m, 1h and 1d (raw rows, the rollups' raw tail, the
+rollups), the service summary view and metric alert rules (``check_reads``; the error bound is ``value_tolerance``'s).
 """
 
 from __future__ import annotations
@@ -505,7 +507,7 @@ def check_reads(reader: Reader, service: str, exports: Sequence[Export], *, exac
         ).scalar_one()
     assert rolled_up == hours  # the next reads come from the hourly rows, not from raw rows
     check_series(Step.ONE_HOUR, "rollup")
-    check_series(Step.ONE_DAY, "rollup")  # the daily rows, merged from the hourly ones
+    check_series(Step.ONE_DAY, "rollup")  # the day: its daily row, or its hours while the day is pending
     check_view()
 
 
