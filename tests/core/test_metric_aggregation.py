@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from fernando_telemetry.core.metric_aggregation import MetricPart, combine
@@ -68,6 +70,17 @@ class TestCombine:
         assert combine([empty], Aggregation.COUNT) == 0.0
         assert combine([empty], Aggregation.AVG) is None and combine([empty], Aggregation.P50) is None
         assert combine([empty], Aggregation.MIN) is None
+
+    @pytest.mark.parametrize("aggregation", [Aggregation.P50, Aggregation.P95, Aggregation.P99])
+    def test_a_part_without_extremes_is_bounded_by_its_own_sketch(self, aggregation: Aggregation) -> None:
+        """A part whose extremes are unknown (a cumulative histogram's later increment): its percentiles are neither
+        clamped to another part's extremes nor unbounded, alone or merged."""
+        unknown = replace(part(HIGH), value_min=None, value_max=None)
+        fraction = {Aggregation.P50: 0.5, Aggregation.P95: 0.95, Aggregation.P99: 0.99}[aggregation]
+        for parts, values in (([unknown], HIGH), ([part(LOW), unknown], LOW + HIGH)):
+            actual = combine(parts, aggregation)
+            ordered = sorted(values)
+            assert actual is not None and abs(actual - exact_quantile(ordered, fraction)) <= allowed_error(ordered, fraction)
 
     def test_rate_is_not_combined_from_parts(self) -> None:
         """rate needs increments and their intervals."""

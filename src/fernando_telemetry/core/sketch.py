@@ -123,10 +123,17 @@ class Sketch:
         cls, keys: Sequence[int] | None, counts: Sequence[int] | None, *, minimum: float | None, maximum: float | None
     ) -> Sketch:
         """The sketch stored as ``keys``/``counts`` (as in a rollup row) with that row's minimum and maximum;
-        NULLs (a row without values) give an empty sketch."""
+        NULLs (a row without values) give an empty sketch. Unknown extremes of a sketch with values (a cumulative
+        histogram's later increment) are the estimates of its lowest and highest counted keys: the sketch is
+        bounded by its own distribution, not by another's extremes nor left unbounded."""
         keys, counts = keys or [], counts or []
         if len(keys) != len(counts):
             raise ValueError(f"{len(keys)} keys but {len(counts)} counts")
+        counted = [key for key, count in zip(keys, counts, strict=True) if count > 0]
+        if minimum is None and counted:
+            minimum = value_of(min(counted))
+        if maximum is None and counted:
+            maximum = value_of(max(counted))
         sketch = cls(
             minimum=math.inf if minimum is None else minimum,
             maximum=-math.inf if maximum is None else maximum,
