@@ -865,7 +865,7 @@ def start_server(url: str, workdir: Path) -> tuple[Process, str]:
     env = child_env(DATABASE_URL=url, FERNANDO_TELEMETRY_HOST_METRICS_INTERVAL_S="0")
     base = f"http://127.0.0.1:{port}"
     server = Process(
-        [PYTHON, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [PYTHON, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port), "--otlp-grpc-port", "0"],
         env=env, log_path=workdir / "server.log", ready_url=f"{base}/readyz", name="the server",
     )
     return server, base

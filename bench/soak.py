@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = Process(
-            [PYTHON, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [PYTHON, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port), "--otlp-grpc-port", "0"],
             env=env,
             log_path=workdir / "server.log",
             ready_url=f"{base}/readyz",

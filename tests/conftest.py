@@ -28,6 +28,11 @@ from fernando_telemetry.storage.embedded import EmbeddedPostgres
 from fernando_telemetry.wiring import Wiring, build
 
 
+# Servers the tests start (``serve``, ``demo`` subprocesses inherit this) keep the OTLP/gRPC receiver off unless a
+# test names a port: two of them must never race for the fixed default 4317.
+os.environ.setdefault("FERNANDO_TELEMETRY_OTLP_GRPC_PORT", "0")
+
+
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:
     """URL of a maintenance database on the PostgreSQL server the run uses."""

@@ -408,6 +408,14 @@ class TestLifecycle:
         again = OtlpGrpcReceiver(host="127.0.0.1", port=port, workers=1, max_concurrent_rpcs=1, max_message_bytes=1024)
         again.stop(grace_s=0)
 
+    def test_a_start_that_fails_after_binding_releases_the_port(self) -> None:
+        """A receiver stopped without being started (the database was unreachable, say) frees its port too."""
+        bound = OtlpGrpcReceiver(host="127.0.0.1", port=0, workers=1, max_concurrent_rpcs=1, max_message_bytes=1024)
+        port = bound.port
+        bound.stop(grace_s=5)
+        again = OtlpGrpcReceiver(host="127.0.0.1", port=port, workers=1, max_concurrent_rpcs=1, max_message_bytes=1024)
+        again.stop(grace_s=0)
+
 
 @dataclass
 class _Process:

@@ -105,6 +105,11 @@ class OtlpGrpcReceiver:
         if self._stopped:
             return
         self._stopped = True
+        if not self._started:
+            # grpc releases a bound port only when a started server stops: a start that failed later (no database,
+            # say) starts it with no services, so nothing is answered, and stops it at once
+            self._server.start()
+            grace_s = 0.0
         self._server.stop(grace_s).wait()
         # a cancelled call's thread may still wait for its commit: let it end before the writer stops
         self._executor.shutdown(wait=True)
