@@ -27,7 +27,6 @@ from fernando_telemetry.storage.database import libpq_url, make_engine, session_
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
 from fernando_telemetry.wiring import Wiring, build
 
-
 # Servers the tests start (``serve``, ``demo`` subprocesses inherit this) keep the OTLP/gRPC receiver off unless a
 # test names a port: two of them must never race for the fixed default 4317.
 os.environ.setdefault("FERNANDO_TELEMETRY_OTLP_GRPC_PORT", "0")
