@@ -94,6 +94,34 @@ class Settings(BaseSettings):
     otlp_max_items_per_request: int = Field(default=50_000, ge=1)
     """Most spans, metric data points or log records in one OTLP request (413 above it, before decoding)."""
 
+    ingest_max_histogram_bounds: int = Field(default=160, ge=1)
+    """Most explicit bounds in one histogram point (OTLP ``explicit_bounds``, native ``buckets.bounds``); a point
+    with more is rejected on its own, naming the field, before any bucket is read.
+    Environment: ``FERNANDO_TELEMETRY_INGEST_MAX_HISTOGRAM_BOUNDS``."""
+
+    ingest_max_exponential_buckets: int = Field(default=320, ge=1)
+    """Most buckets on each side (``positive``, ``negative``) of one OTLP exponential-histogram point (the
+    OpenTelemetry SDKs keep at most 160 by default); a point with more is rejected on its own, before any bucket is
+    read. Environment: ``FERNANDO_TELEMETRY_INGEST_MAX_EXPONENTIAL_BUCKETS``."""
+
+    ingest_max_samples: int = Field(default=10_000, ge=1)
+    """Most raw values in the ``samples`` of one native metric item (rejected on its own above it).
+    Environment: ``FERNANDO_TELEMETRY_INGEST_MAX_SAMPLES``."""
+
+    ingest_max_json_chars: int = Field(default=64 * 1024, ge=1024)
+    """Most characters of one JSON field of one item as stored (attributes, span events, payload, labels,
+    dimensions); an item over it is rejected naming the field. Environment: ``FERNANDO_TELEMETRY_INGEST_MAX_JSON_CHARS``."""
+
+    otlp_max_resource_chars: int = Field(default=8 * 1024, ge=64)
+    """Most characters of an OTLP resource's attributes stored with each span row (as JSON); attributes past it are
+    dropped (service, host and environment keys kept first) and counted in ``fernando.dropped_attributes_count``.
+    Environment: ``FERNANDO_TELEMETRY_OTLP_MAX_RESOURCE_CHARS``."""
+
+    otlp_resource_budget_chars: int = Field(default=4 * 1024 * 1024, ge=0)
+    """Resource characters one OTLP request may store over all its rows, at least: the budget is the larger of
+    this and 4 x the request's size, shared evenly by its spans (the per-row limit shrinks for large batches).
+    Environment: ``FERNANDO_TELEMETRY_OTLP_RESOURCE_BUDGET_CHARS``."""
+
     ingest_max_rows_in_flight: int = Field(default=200_000, ge=1)
     """Rows accepted but not yet committed; past it ingest answers 503 with Retry-After."""
 

@@ -13,6 +13,7 @@ from fernando_telemetry import notification_wiring
 from fernando_telemetry.api import create_app
 from fernando_telemetry.api.app import ApiLimits
 from fernando_telemetry.core.ids import uuid7_factory
+from fernando_telemetry.core.ingest.common import IngestBounds
 from fernando_telemetry.services.ingest import IngestLimits, Ingestor
 from fernando_telemetry.services.user_query import QueryLimits
 from fernando_telemetry.settings import Settings
@@ -60,6 +61,14 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
             max_items_per_request=settings.ingest_max_items_per_request,
             otlp_max_items_per_request=settings.otlp_max_items_per_request,
             rate_limit_items_per_s=settings.ingest_rate_limit_items_per_s,
+            bounds=IngestBounds(
+                max_histogram_bounds=settings.ingest_max_histogram_bounds,
+                max_exponential_buckets=settings.ingest_max_exponential_buckets,
+                max_samples=settings.ingest_max_samples,
+                max_json_chars=settings.ingest_max_json_chars,
+                max_resource_chars=settings.otlp_max_resource_chars,
+            ),
+            otlp_resource_budget_chars=settings.otlp_resource_budget_chars,
         ),
         new_id=uuid7_factory(),
         dump_json=dump_json,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,14 +21,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.errors import DatabaseUnavailable, InvalidInput, PayloadTooLarge, RateLimited
 from fernando_telemetry.core.ingest import business, events, metrics, spans
-from fernando_telemetry.core.ingest.common import DecodeContext, Rejection, decode_items
+from fernando_telemetry.core.ingest.common import DecodeContext, IngestBounds, Rejection, decode_items
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.ratelimit import KeyedRateLimiter
 from fernando_telemetry.services import partitions
 from fernando_telemetry.storage import lookups, metric_streams
 from fernando_telemetry.storage.writer import GroupCommitWriter, IdempotencyClaim, TableSpec
 
-__all__ = ["KINDS", "IngestLimits", "Ingestor", "Kind", "RowBatch"]
+__all__ = ["KINDS", "RESOURCE_BUDGET_FACTOR", "IngestLimits", "Ingestor", "Kind", "RowBatch"]
+
+RESOURCE_BUDGET_FACTOR = 4
+"""An OTLP request may store its resources' attributes (copied into each span row) up to this many times its own
+size (or ``otlp_resource_budget_chars``, whichever is larger)."""
+_MIN_RESOURCE_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class IngestLimits:
     commit_timeout_s: float = 60.0
     cache_ttl_s: float = 60.0
     rate_limit_items_per_s: float = 0.0
+    bounds: IngestBounds = field(default_factory=IngestBounds)
+    otlp_resource_budget_chars: int = 4 * 1024 * 1024
 
 
 @dataclass
@@ -168,7 +175,16 @@ class Ingestor:
             is_admin=principal.is_admin,
             new_id=self._new_id,
             dump_json=self._dump_json,
+            bounds=self._limits.bounds,
         )
+
+    def otlp_context(self, kind: Kind, principal: Principal, now: datetime, *, body_bytes: int, items: int) -> DecodeContext:
+        """The decode context of one OTLP request: the resource stored per row is cut so the request's rows hold at
+        most ``max(RESOURCE_BUDGET_FACTOR x body_bytes, otlp_resource_budget_chars)`` characters of resource in all."""
+        context = self.context(kind, principal, now)
+        budget = max(RESOURCE_BUDGET_FACTOR * body_bytes, self._limits.otlp_resource_budget_chars)
+        per_row = min(context.bounds.max_resource_chars, max(_MIN_RESOURCE_CHARS, budget // max(1, items)))
+        return replace(context, bounds=replace(context.bounds, max_resource_chars=per_row))
 
     def check_otlp_size(self, items: int) -> None:
         """Refuse an OTLP request holding more items than the limit, before any of them is decoded."""

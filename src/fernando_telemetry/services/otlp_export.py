@@ -82,8 +82,10 @@ def export(
     reading for the rate limiter.
     """
     pb2_request = signal.parse(body, content_type)
-    ingestor.check_otlp_size(otlp.item_count(pb2_request))
-    decoded = signal.decode(pb2_request, ingestor.context(signal.kind, principal, now))
+    items = otlp.item_count(pb2_request)
+    ingestor.check_otlp_size(items)
+    context = ingestor.otlp_context(signal.kind, principal, now, body_bytes=len(body), items=items)
+    decoded = signal.decode(pb2_request, context)
     ingestor.check_rate(principal, max(1, decoded.received), now_s=now_s)
     batch = RowBatch(decoded.rows, decoded.indexes, decoded.rejections, received=decoded.received, received_at=now)
     ingestor.store(signal.kind, batch, principal=principal, endpoint=signal.endpoint, idempotency_key=None)

@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "DecodeContext",
+    "IngestBounds",
     "ItemError",
     "Rejection",
     "decode_items",
@@ -33,7 +34,6 @@ __all__ = [
     "uuid_value",
 ]
 
-_MAX_JSON_CHARS = 64 * 1024
 _MAX_BIGINT = 2**63 - 1
 _MONEY_PLACES = Decimal("0.000001")
 _MONEY_CONTEXT = Context(prec=40)
@@ -61,6 +61,27 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class IngestBounds:
+    """How much one item may make the server compute and store, whatever the body's size (settings ``ingest_max_*``).
+
+    The defaults here are the settings' defaults; ``services.ingest`` builds the bounds from the settings.
+    """
+
+    max_histogram_bounds: int = 160
+    """Explicit bounds of one histogram point or native ``buckets`` item (bucket counts: one more)."""
+    max_exponential_buckets: int = 320
+    """Bucket counts on each side (positive, negative) of one exponential-histogram point."""
+    max_samples: int = 10_000
+    """Raw values in one native ``samples`` item."""
+    max_json_chars: int = 64 * 1024
+    """Characters of one JSON field of one item as stored (attributes, events, payload, labels, resource)."""
+    max_resource_chars: int = 8 * 1024
+    """Characters of an OTLP resource's attributes stored with each span; the attributes past it are dropped."""
+    max_scope_chars: int = 256
+    """Characters of an OTLP instrumentation scope's name stored with each span or log record (the rest cut)."""
+
+
+@dataclass(frozen=True, slots=True)
 class DecodeContext:
     """What a decoder needs from outside: time, the accepted window, tenancy, ids and JSON."""
 
@@ -72,6 +93,8 @@ class DecodeContext:
     is_admin: bool
     new_id: Callable[[], uuid.UUID]
     dump_json: Callable[[Any], str]
+    bounds: IngestBounds = IngestBounds()
+    """Per-item limits on the work and storage an item may cause."""
 
 
 def decode_items(
@@ -336,8 +359,9 @@ def _dump(value: Any, field: str, context: DecodeContext) -> str:
         text = context.dump_json(value)
     except (TypeError, ValueError) as exc:
         raise ItemError(field, f"cannot be stored as JSON: {exc}") from None
-    if len(text) > _MAX_JSON_CHARS:
-        raise ItemError(field, f"is {len(text)} characters as JSON; at most {_MAX_JSON_CHARS} are allowed")
+    limit = context.bounds.max_json_chars
+    if len(text) > limit:
+        raise ItemError(field, f"is {len(text)} characters as JSON; at most {limit} are allowed")
     if "\\u0000" in text:
         raise ItemError(field, "contains a NUL character (\\u0000), which PostgreSQL JSON cannot store")
     return text

@@ -17,6 +17,7 @@ from typing import Any
 from fernando_telemetry.core.enums import MetricType
 from fernando_telemetry.core.ingest.common import (
     DecodeContext,
+    IngestBounds,
     ItemError,
     check_fields,
     enum_value,
@@ -80,9 +81,8 @@ USER_COLUMN = COLUMNS.index("user_id")
 LICENSE_COLUMN = COLUMNS.index("license_id")
 TIME_COLUMN = COLUMNS.index("timestamp")
 DISTRIBUTION_TYPES = frozenset({MetricType.HISTOGRAM.value, MetricType.TIMER.value, MetricType.DISTRIBUTION.value})
-MAX_SAMPLES = 10_000
-"""Raw values one item may carry in ``samples``."""
-_MAX_BUCKETS = 4_096
+MAX_SAMPLES = IngestBounds().max_samples
+"""Raw values one item may carry in ``samples`` by default (setting ``ingest_max_samples``)."""
 _IDENTITY = tuple(
     COLUMNS.index(c) for c in ("license_id", "metric_name", "metric_type", "service_name", "host_name", "instance_id", "labels")
 )
@@ -143,7 +143,7 @@ def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
     start_time = timestamp(item, "start_time") if item.get("start_time") is not None else None
     if start_time is not None and start_time > time:
         raise ItemError("start_time", f"{start_time.isoformat()} is after the timestamp {time.isoformat()}")
-    increment, point = _measure(item, metric_type, time, start_time)
+    increment, point = _measure(item, metric_type, time, start_time, context.bounds)
     return compose(
         metric_name=required_text(item, "metric_name", 200),
         metric_type=metric_type,
@@ -161,7 +161,7 @@ def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
 
 
 def _measure(
-    item: Mapping[str, Any], metric_type: str, time: datetime, start_time: datetime | None
+    item: Mapping[str, Any], metric_type: str, time: datetime, start_time: datetime | None, bounds: IngestBounds
 ) -> tuple[Increment | None, CumulativePoint | None]:
     temporality = item.get("temporality")
     if temporality is not None and temporality not in ("cumulative", "delta"):
@@ -185,9 +185,9 @@ def _measure(
     if item.get("samples") is not None:
         if temporality == "cumulative":
             raise ItemError("temporality", "samples are the values of one interval: 'delta' (the default), or send buckets")
-        return _samples(item, start_time), None
+        return _samples(item, start_time, bounds.max_samples), None
     if item.get("buckets") is not None:
-        return _buckets(item, time, start_time, cumulative=temporality == "cumulative")
+        return _buckets(item, time, start_time, bounds.max_histogram_bounds, cumulative=temporality == "cumulative")
     if temporality == "cumulative":
         raise ItemError("temporality", "a cumulative histogram needs its buckets (the running counts)")
     return _plain(item, start_time), None
@@ -213,13 +213,13 @@ def _computed_only(item: Mapping[str, Any], source: str, fields: tuple[str, ...]
             raise ItemError(field, f"is computed from the {source}; omit it")
 
 
-def _samples(item: Mapping[str, Any], start_time: datetime | None) -> Increment:
+def _samples(item: Mapping[str, Any], start_time: datetime | None, max_samples: int) -> Increment:
     _computed_only(item, "samples", ("value", "sample_count", "p50", "p90", "p95", "p99", "min_value", "max_value"))
     samples = item["samples"]
     if not isinstance(samples, list) or not samples:
         raise ItemError("samples", "must be a non-empty array of numbers")
-    if len(samples) > MAX_SAMPLES:
-        raise ItemError("samples", f"holds {len(samples)} values; at most {MAX_SAMPLES} (send buckets for more)")
+    if len(samples) > max_samples:
+        raise ItemError("samples", f"holds {len(samples)} values; at most {max_samples} (send buckets for more)")
     values = []
     for value in samples:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -231,17 +231,19 @@ def _samples(item: Mapping[str, Any], start_time: datetime | None) -> Increment:
 
 
 def _buckets(
-    item: Mapping[str, Any], time: datetime, start_time: datetime | None, *, cumulative: bool
+    item: Mapping[str, Any], time: datetime, start_time: datetime | None, max_bounds: int, *, cumulative: bool
 ) -> tuple[Increment | None, CumulativePoint | None]:
     _computed_only(item, "buckets", ("sample_count", "p50", "p90", "p95", "p99"))
     buckets = item["buckets"]
     if not isinstance(buckets, dict) or set(buckets) != {"bounds", "counts"}:
         raise ItemError("buckets", 'must be {"bounds": [b1, ..., bn], "counts": [c0, ..., cn]} (one more count than bounds)')
     bounds, counts = buckets["bounds"], buckets["counts"]
-    if not isinstance(bounds, list) or not isinstance(counts, list) or len(counts) != len(bounds) + 1:
+    if not isinstance(bounds, list) or not isinstance(counts, list):
         raise ItemError("buckets", "counts must be an array one longer than the bounds array")
-    if len(counts) > _MAX_BUCKETS:
-        raise ItemError("buckets", f"at most {_MAX_BUCKETS} buckets")
+    if len(bounds) > max_bounds:  # checked before any bucket is read
+        raise ItemError("buckets", f"has {len(bounds)} bounds; at most {max_bounds} are accepted ({max_bounds + 1} counts)")
+    if len(counts) != len(bounds) + 1:
+        raise ItemError("buckets", "counts must be an array one longer than the bounds array")
     if any(isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) for b in bounds):
         raise ItemError("buckets", "bounds must be finite numbers")
     if any(later <= earlier for earlier, later in zip(bounds, bounds[1:], strict=False)):

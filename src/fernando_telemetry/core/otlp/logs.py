@@ -35,7 +35,7 @@ def event_rows_from_logs_request(pb2_request: ExportLogsServiceRequest, context:
     for pb2_resource_logs in pb2_request.resource_logs:
         resource = resource_fields(pb2_resource_logs.resource)
         for pb2_scope_logs in pb2_resource_logs.scope_logs:
-            scope_name = text(pb2_scope_logs.scope.name) or None
+            scope_name = text(pb2_scope_logs.scope.name[: context.bounds.max_scope_chars]) or None
             for pb2_log_record in pb2_scope_logs.log_records:
                 batch.add(index, log_event_row, pb2_log_record, resource, scope_name, context)
                 index += 1

@@ -70,6 +70,7 @@ def metric_row(
         raise ItemError("name", "is required: a metric needs a non-empty name")
     if pb2_point.flags & DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
         return None
+    _check_bucket_counts(pb2_metric, pb2_point, context)
     time = in_window(_point_time(pb2_point, context.now), "time_unix_nano", context)
     measure = _measure(pb2_metric, pb2_point, time)
     if measure is None:
@@ -90,6 +91,37 @@ def metric_row(
         increment=increment,
         point=point,
     )
+
+
+def _check_bucket_counts(pb2_metric: Metric, pb2_point: PointPb2, context: DecodeContext) -> None:
+    """Refuse a histogram point with more buckets than the bounds allow, by length alone, before any bucket is read.
+
+    The work of a point (its buckets, their sketch, the stream state kept for it) grows with its bucket count,
+    which a few bytes of gzip can make millions: it is bounded here, not by the body size.
+    """
+    kind = pb2_metric.WhichOneof("data")
+    bounds = context.bounds
+    if kind == "histogram":
+        sent = len(pb2_point.explicit_bounds)
+        if sent > bounds.max_histogram_bounds:
+            raise ItemError(
+                "explicit_bounds",
+                f"has {sent} bounds; at most {bounds.max_histogram_bounds} are accepted per histogram point",
+            )
+        if len(pb2_point.bucket_counts) > bounds.max_histogram_bounds + 1:
+            raise ItemError(
+                "bucket_counts",
+                f"has {len(pb2_point.bucket_counts)} counts; at most {bounds.max_histogram_bounds + 1} are accepted",
+            )
+    elif kind == "exponential_histogram":
+        for side in ("positive", "negative"):
+            sent = len(getattr(pb2_point, side).bucket_counts)
+            if sent > bounds.max_exponential_buckets:
+                raise ItemError(
+                    f"{side}.bucket_counts",
+                    f"has {sent} buckets; at most {bounds.max_exponential_buckets} per side are accepted "
+                    "(the OpenTelemetry SDKs' default max_size is 160)",
+                )
 
 
 def summary_percentiles(quantile_values: Iterable[tuple[float, float]]) -> tuple[float | None, ...]:

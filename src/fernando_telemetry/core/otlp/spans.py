@@ -14,7 +14,7 @@ from fernando_telemetry.core.enums import SpanKind, SpanStatus
 from fernando_telemetry.core.ingest.common import DecodeContext, ItemError, hex_id, in_window, json_array, json_object
 from fernando_telemetry.core.otlp.attribution import license_of, user_of
 from fernando_telemetry.core.otlp.batch import DecodedBatch
-from fernando_telemetry.core.otlp.resources import ResourceFields, resource_fields
+from fernando_telemetry.core.otlp.resources import ResourceFields, resource_fields, stored_resource_json
 from fernando_telemetry.core.otlp.values import attribute_dict, clipped, first_attribute, text, unix_nano_datetime
 
 __all__ = ["span_row", "spans_from_request"]
@@ -36,6 +36,7 @@ _STATUSES = {
 _METHOD_KEYS = ("http.request.method", "http.method")
 _STATUS_CODE_KEYS = ("http.response.status_code", "http.status_code")
 _EXCEPTION_EVENT = "exception"
+_MAX_SCOPE_VERSION_CHARS = 64
 
 
 def spans_from_request(pb2_request: ExportTraceServiceRequest, context: DecodeContext) -> DecodedBatch:
@@ -46,7 +47,7 @@ def spans_from_request(pb2_request: ExportTraceServiceRequest, context: DecodeCo
         resource = resource_fields(pb2_resource_spans.resource)
         resource_json = _resource_json(resource, context)
         for pb2_scope_spans in pb2_resource_spans.scope_spans:
-            scope = _scope_attributes(pb2_scope_spans.scope.name, pb2_scope_spans.scope.version)
+            scope = _scope_attributes(pb2_scope_spans.scope.name, pb2_scope_spans.scope.version, context.bounds.max_scope_chars)
             for pb2_span in pb2_scope_spans.spans:
                 batch.add(index, span_row, pb2_span, resource, resource_json, scope, context)
                 index += 1
@@ -114,20 +115,24 @@ def span_row(
 
 
 def _resource_json(resource: ResourceFields, context: DecodeContext) -> str | ItemError:
-    """The resource attributes as JSON once per resource; a resource too large to store rejects each of its spans."""
+    """The resource attributes as JSON once per resource, cut to what each span row may store of them.
+
+    Every span row carries its resource, so what is stored is bounded per row (``bounds.max_resource_chars``,
+    which the export lowers for requests of many spans): the attributes past it are dropped, and counted.
+    """
     try:
-        return json_object({"resource": resource.attributes}, "resource", context)
-    except ItemError as exc:
-        return exc
+        return stored_resource_json(resource.attributes, context.bounds.max_resource_chars, context.dump_json)
+    except (TypeError, ValueError) as exc:
+        return ItemError("resource", f"cannot be stored as JSON: {exc}")
 
 
-def _scope_attributes(name: str, version: str) -> dict[str, str]:
-    """The instrumentation scope as the ``otel.scope.*`` attributes non-OTLP exporters (Zipkin, Jaeger) write."""
+def _scope_attributes(name: str, version: str, max_chars: int) -> dict[str, str]:
+    """The instrumentation scope as the ``otel.scope.*`` attributes non-OTLP exporters (Zipkin, Jaeger) write, clipped."""
     scope = {}
     if name:
-        scope["otel.scope.name"] = text(name)
+        scope["otel.scope.name"] = text(name[:max_chars])
     if version:
-        scope["otel.scope.version"] = text(version)
+        scope["otel.scope.version"] = text(version[:_MAX_SCOPE_VERSION_CHARS])
     return scope
 
 
