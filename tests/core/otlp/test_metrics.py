@@ -26,7 +26,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 
 from fernando_telemetry.core.ingest import metrics as native_metrics
-from fernando_telemetry.core.ingest.common import decode_items
+from fernando_telemetry.core.ingest.common import IngestBounds, decode_items
 from fernando_telemetry.core.metric_points import advance
 from fernando_telemetry.core.otlp import metric_rows_from_request
 from fernando_telemetry.core.otlp.metrics import summary_percentiles
@@ -320,6 +320,16 @@ class TestExponentialHistogram:
         """The recorded max bounds the highest bucket."""
         row = one(self.exponential(max=5.0))
         assert (row["p90"], row["p99"]) == pytest.approx((4.6, 4.96))
+
+    @pytest.mark.parametrize("side", ["positive", "negative"])
+    def test_a_side_over_the_bucket_limit_is_rejected_naming_it(self, side: str) -> None:
+        """More than ``max_exponential_buckets`` counts on either side reject the point before any bucket is read."""
+        limit = IngestBounds().max_exponential_buckets
+        over = ExponentialHistogramDataPoint.Buckets(offset=0, bucket_counts=[0] * limit + [4])
+        field, reason = rejected(self.exponential(**{side: over}))
+        assert field == f"{side}.bucket_counts" and reason.startswith(f"has {limit + 1} buckets; at most {limit} per side")
+        at_limit = ExponentialHistogramDataPoint.Buckets(offset=0, bucket_counts=[0] * (limit - 1) + [4])
+        assert one(self.exponential(**{side: at_limit}))["sample_count"] == 4
 
     def test_a_scale_outside_the_protocol_range_is_rejected(self) -> None:
         """A scale outside -10..20 is rejected."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from fernando_telemetry.core.ingest import spans as native_spans
-from fernando_telemetry.core.ingest.common import decode_items
+from fernando_telemetry.core.ingest.common import IngestBounds, decode_items
 from fernando_telemetry.core.otlp import spans_from_request
 from fernando_telemetry.core.otlp.values import unix_nano_datetime
 from tests.core.otlp.support import NOW, NOW_NS, SPAN_ID, TRACE_ID, context, key_values, ns, span, traces_request
@@ -120,6 +121,27 @@ class TestResource:
         """A missing, blank or structured service.name is unknown_service; a number is taken as its text."""
         row = one(resource=resource)
         assert (row["service_name"], row["host_name"]) == (service_name, host_name)
+
+    def test_a_resource_over_the_row_limit_keeps_the_service_keys_first_and_counts_what_it_drops(self) -> None:
+        """Past ``max_resource_chars`` attributes are dropped (service and host first kept), the columns untouched."""
+        resource = {"big.1": "x" * 300, "small": "s", "big.2": "y" * 300, "host.name": "h", "service.name": "billing"}
+        limited = replace(context(), bounds=IngestBounds(max_resource_chars=200))
+        batch = spans_from_request(traces_request(span(), resource=resource), limited)
+        (row,) = [dict(zip(native_spans.COLUMNS, row, strict=True)) for row in batch.rows]
+        stored = json.loads(row["resource"])
+        assert len(row["resource"]) <= 200
+        assert stored == {"service.name": "billing", "host.name": "h", "small": "s", "fernando.dropped_attributes_count": 2}
+        assert (row["service_name"], row["host_name"]) == ("billing", "h")
+
+    def test_a_resource_within_the_row_limit_is_stored_whole(self) -> None:
+        resource = {"service.name": "billing", "k": "v" * 150}
+        limited = replace(context(), bounds=IngestBounds(max_resource_chars=len(json.dumps(resource, separators=(",", ":")))))
+        (row,) = spans_from_request(traces_request(span(), resource=resource), limited).rows
+        assert json.loads(row[native_spans.COLUMNS.index("resource")]) == resource
+
+    def test_a_long_scope_name_is_clipped(self) -> None:
+        attributes = json.loads(one(scope="s" * 1000)["attributes"])
+        assert attributes == {"otel.scope.name": "s" * IngestBounds().max_scope_chars}
 
     def test_the_instrumentation_scope_joins_the_attributes(self) -> None:
         """The scope name is kept as otel.scope.name, as exporters to Zipkin and Jaeger write it."""
