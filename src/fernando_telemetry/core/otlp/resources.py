@@ -25,6 +25,7 @@ _ENVIRONMENT_KEYS = ("deployment.environment.name", "deployment.environment")
 # kept first when a resource is cut to the per-row limit
 _FIRST_KEYS = ("service.name", "service.namespace", "service.version", "service.instance.id", "host.name", *_ENVIRONMENT_KEYS)
 _DROPPED_RESERVE = len(DROPPED_KEY) + 16  # ',"<key>":<count>' fits in it
+_SMALLEST_PAIR = len('"":0,')
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,8 @@ def stored_resource_json(attributes: dict[str, Any], max_chars: int, dump_json: 
     kept: dict[str, Any] = {}
     size = 2 + _DROPPED_RESERVE  # the braces and the dropped count
     for key in ordered:
+        if max_chars - size < _SMALLEST_PAIR:  # full: the rest are dropped without being measured
+            break
         cost = len(dump_json({key: attributes[key]})) - 1  # the pair and its comma
         if size + cost <= max_chars:
             kept[key] = attributes[key]
