@@ -50,7 +50,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def serve(committed_url: str) -> Iterator[str]:
     """``fernando-telemetry serve`` in its own process on the committed database, evaluating alerts twice a second."""
     port = _free_port()
@@ -150,6 +150,32 @@ class TestSilencePatterns:
         print(f"/healthz answered {len(probes)} probes during the attack, slowest {max(probes):.3f} s")
         assert _status(committed_engine, matched) == "suppressed"
         assert _status(committed_engine, victim) == "active"
+
+    def test_unclosed_sql_comments_leave_the_server_answering(self, serve: str, committed_engine: Engine) -> None:
+        """100 KB of unclosed ``/*`` sent to POST /api/v1/query (a backtracking comment scan is quadratic in it):
+        /healthz answers meanwhile and the statement is refused with a 400 on sql."""
+        tenant = make_tenant(committed_engine)
+        answer: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                answer["response"] = httpx.post(
+                    f"{serve}/api/v1/query", json={"sql": "/* " * 33_000 + "select 1"}, headers=auth(tenant.read_key), timeout=60
+                )
+            except httpx.HTTPError as exc:
+                answer["error"] = exc
+
+        attack = threading.Thread(target=send, daemon=True)
+        attack.start()
+        probes = [_probe(serve)]
+        while attack.is_alive():
+            probes.append(_probe(serve))
+        attack.join()
+        print(f"/healthz answered {len(probes)} probes during the attack, slowest {max(probes):.3f} s")
+        assert "error" not in answer, answer
+        response = answer["response"]
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["details"][0]["field"] == "sql"
 
     def test_long_pattern_is_refused(self, client: TestClient, tenant: Tenant) -> None:
         """A pattern longer than the limit is a 400 naming matchers[0].value; one at the limit is accepted."""
