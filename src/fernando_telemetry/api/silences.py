@@ -40,7 +40,8 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _MATCHERS_DOC = (
     'List of {"name", "op", "value"}: name is alertname, rule_id, severity, a rule label or a group-key field; '
-    "op is =, !=, =~ or !~ (regular expressions match the whole value); at least one must not match an empty value"
+    "op is =, !=, =~ or !~ (regular expressions match the whole value, RE2 syntax: at most 1,000 characters, no "
+    "backreferences or lookaround); at least one must not match an empty value"
 )
 
 

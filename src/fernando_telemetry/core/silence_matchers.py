@@ -3,18 +3,21 @@
 A matcher names an alert label: ``alertname`` (the rule's name), ``rule_id``, ``severity``, one of the
 rule's labels, or a field of the alert's group key. As in Alertmanager, a label the alert lacks reads as
 the empty string, regular expressions match the whole value, and a silence needs at least one matcher
-that does not match the empty string (so one silence cannot mute every alert by accident).
-Pure; imports only core.
+that does not match the empty string (so one silence cannot mute every alert by accident). Patterns run on
+RE2 (``core.patterns``: linear time, at most ``MAX_PATTERN_CHARS``, no backreferences or lookaround), and
+values and labels are compared in Unicode NFC, the form rule names are stored in. Pure; imports only core.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.patterns import MAX_PATTERN_CHARS, Pattern, PatternError, compile_pattern
 
 __all__ = ["MAX_MATCHERS", "OPERATORS", "SPECIAL_NAMES", "Matcher", "matches_all", "parse_matchers"]
 
@@ -23,21 +26,21 @@ SPECIAL_NAMES = ("alertname", "rule_id", "severity")
 """Names every alert carries; any other name is looked up in the alert's labels and group key."""
 MAX_MATCHERS = 20
 _MAX_NAME_CHARS = 100
-_MAX_VALUE_CHARS = 1000
+_MAX_VALUE_CHARS = MAX_PATTERN_CHARS
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 
 
 @dataclass(frozen=True)
 class Matcher:
-    """One condition on one label; ``pattern`` is the compiled regular expression of ``=~``/``!~``."""
+    """One condition on one label; ``pattern`` is the compiled (RE2) regular expression of ``=~``/``!~``."""
 
     name: str
     op: str
     value: str
-    pattern: re.Pattern[str] | None = None
+    pattern: Pattern | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        actual = labels.get(self.name, "")
+        actual = unicodedata.normalize("NFC", labels.get(self.name, ""))
         if self.op == "=":
             return actual == self.value
         if self.op == "!=":
@@ -113,11 +116,12 @@ def _parse_one(item: Any, field: str, problems: list[dict[str, Any]]) -> Matcher
     pattern = None
     if len(problems) == before and op in ("=~", "!~"):
         try:
-            pattern = re.compile(value)
-        except re.error as exc:
-            problems.append({"field": f"{field}.value", "reason": f"not a regular expression: {exc}"})
+            pattern = compile_pattern(value)
+        except PatternError as exc:
+            problems.append({"field": f"{field}.value", "reason": exc.reason})
     if len(problems) != before:
         return None
+    value = unicodedata.normalize("NFC", value)
     return Matcher(name=name, op=op, value=value, pattern=pattern)
 
 

@@ -24,6 +24,7 @@ from fernando_telemetry.core.alert_condition import Condition, fingerprint, pars
 from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.names import name_problem, normalize_name
 from fernando_telemetry.services import notification_channels
 from fernando_telemetry.services.notification_channels import CHANNEL_TYPES
 from fernando_telemetry.storage import alert_queries, lookups
@@ -218,10 +219,14 @@ def _check(session: Session, fields: Mapping[str, Any], *, license_id: int | Non
         match name:
             case "name":
                 if raw is not None:
-                    if not isinstance(raw, str) or not raw.strip() or len(raw.strip()) > _MAX_NAME_CHARS or "\x00" in raw:
+                    # one spelling per name (NFC), so the unique constraint sees names that look the same as equal
+                    normal = normalize_name(raw) if isinstance(raw, str) else ""
+                    if not normal or len(normal) > _MAX_NAME_CHARS or "\x00" in normal:
                         problems.add(name, f"must be a non-empty string of at most {_MAX_NAME_CHARS} characters")
+                    elif (problem := name_problem(normal)) is not None:
+                        problems.add(name, problem)
                     else:
-                        values[name] = raw.strip()
+                        values[name] = normal
             case "description":
                 if raw is not None and (not isinstance(raw, str) or len(raw) > _MAX_TEXT_CHARS or "\x00" in raw):
                     problems.add(name, f"must be a string of at most {_MAX_TEXT_CHARS} characters, or null")

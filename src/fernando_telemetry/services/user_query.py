@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import re2
 from sqlalchemy import Engine
 
 from fernando_telemetry.core.errors import InvalidInput
@@ -16,7 +17,8 @@ from fernando_telemetry.storage.user_sql import QueryResult, query_role_url
 __all__ = ["QueryLimits", "QueryResult", "first_keyword", "query_role_url", "run"]
 
 _READING_KEYWORDS = {"select", "with", "values", "table"}
-_COMMENTS = re.compile(r"(--[^\n]*(\n|$))|(/\*.*?\*/)", re.DOTALL)
+# RE2, not re: a backtracking engine scans to the end from every unclosed "/*", quadratic in the statement
+_COMMENTS = re2.compile(r"(--[^\n]*(\n|$))|(/\*(?s:.*?)\*/)")
 
 
 @dataclass(frozen=True)
