@@ -299,7 +299,9 @@ class Outage:
 
 def test_a_target_that_does_not_resolve_is_retried_with_backoff(seed: TenantSeed) -> None:
     resolver = Outage()
-    notifier = ChannelNotifier(timeout_s=5, targets=TargetPolicy(allowed_networks=parse_networks("127.0.0.0/8"), resolve=resolver))
+    notifier = ChannelNotifier(
+        timeout_s=5, targets=TargetPolicy(allowed_networks=parse_networks("127.0.0.0/8"), resolve=resolver)
+    )
     with Receiver() as receiver:
         port = receiver.url.rsplit(":", 1)[1]
         add_channel(seed, {"name": "hook", "type": "webhook", "url": f"http://hooks.outage.test:{port}/x"})

@@ -49,9 +49,13 @@ def post_json(url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: f
         return SendResult.failure(f"timed out after {timeout_s:g} s ({type(exc).__name__})", latency_ms=_since(started))
     except httpx.ConnectError:
         # the socket's or TLS library's words would tell a port scanner which ports are open: one reason for all
-        return SendResult.failure("could not connect to the webhook target (refused, unreachable or TLS failed)", latency_ms=_since(started))
+        return SendResult.failure(
+            "could not connect to the webhook target (refused, unreachable or TLS failed)", latency_ms=_since(started)
+        )
     except httpx.HTTPError as exc:
-        return SendResult.failure(f"the webhook target did not answer with HTTP ({type(exc).__name__})", latency_ms=_since(started))
+        return SendResult.failure(
+            f"the webhook target did not answer with HTTP ({type(exc).__name__})", latency_ms=_since(started)
+        )
     status = response.status_code
     if 200 <= status < 300:
         return SendResult(ok=True, http_status=status, latency_ms=latency_ms)
