@@ -48,7 +48,7 @@ from tests.notify_fixtures import (
 
 USER, PASSWORD = "alerts@example.com", "s3cret-app-password"
 
-LOOPBACK_ALLOWED = TargetPolicy(allowed_networks=parse_networks("127.0.0.0/8"))  # the webhook receivers listen on loopback
+LOOPBACK_ALLOWED = TargetPolicy(allowed_networks=parse_networks("127.0.0.0/8"))  # the receivers listen on loopback
 
 
 @dataclass
@@ -387,7 +387,7 @@ class TestEmailDispatch:
         )
         alert_id = add_alert(seed, rule_id=add_rule(seed, channels=["ops-email"]))
         enqueue(seed, alert_id, "firing")
-        assert _dispatch(seed.engine, ChannelNotifier(timeout_s=5)).sent == 1
+        assert _dispatch(seed.engine, ChannelNotifier(timeout_s=5, targets=LOOPBACK_ALLOWED)).sent == 1
         (received,) = plain_smtp.mailbox.messages
         assert received["mail_from"] == "alerts@example.com"
         assert received["rcpt_tos"] == ["ops@example.com", "sre@example.com"]
@@ -445,7 +445,7 @@ class TestEmailDispatch:
         )
         alert_id = add_alert(seed, rule_id=add_rule(seed, channels=["secure"]))
         enqueue(seed, alert_id, "firing")
-        assert _dispatch(seed.engine, ChannelNotifier(timeout_s=5)).sent == 1
+        assert _dispatch(seed.engine, ChannelNotifier(timeout_s=5, targets=LOOPBACK_ALLOWED)).sent == 1
         (received,) = starttls_smtp.mailbox.messages
         assert received["tls"] and received["authenticated"]
 
@@ -515,5 +515,5 @@ def test_the_channel_notifier_sends_email_without_a_database(plain_smtp: SmtpFix
     channel = EmailChannel(
         name="e", to=("x@example.com",), smtp_host="127.0.0.1", smtp_port=plain_smtp.port, smtp_security="none"
     )
-    result = ChannelNotifier(timeout_s=5).send(channel, _message(), now=FIXED_NOW)
+    result = ChannelNotifier(timeout_s=5, targets=LOOPBACK_ALLOWED).send(channel, _message(), now=FIXED_NOW)
     assert result.ok and plain_smtp.mailbox.messages[0]["message"]["X-Fernando-Notification-Id"] == "9"

@@ -166,9 +166,11 @@ class Settings(BaseSettings):
     Unset: partitions are dropped without an archive."""
 
     webhook_allowed_networks: str = ""
-    """Comma-separated CIDRs webhooks and Slack URLs may reach although they are loopback, private or link-local
-    (for example ``10.20.0.0/16,127.0.0.1/32``); every other such address is refused. Public addresses are
-    always allowed."""
+    """Comma-separated CIDRs that outbound connections made for a tenant (webhooks, Slack URLs, a channel's own
+    ``smtp_host``) may reach although they are loopback, private, link-local, shared or an IPv6 form embedding
+    an IPv4 address (6to4, NAT64, Teredo) (for example ``10.20.0.0/16,127.0.0.1/32``); every other such address
+    is refused. Public addresses are always allowed. The operator's own SMTP server (``smtp_host``) is not
+    checked."""
 
     query_database_url: str | None = None
     """Connection for ``POST /api/v1/query`` as the ``fernando_telemetry_query`` role (give it a password in

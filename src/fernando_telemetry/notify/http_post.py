@@ -1,5 +1,7 @@
-"""One JSON POST to a webhook (Slack or generic) with ``httpx``: the target is checked first, redirects are
-not followed, and the answer becomes a ``SendResult``."""
+"""One JSON POST to a webhook (Slack or generic) with ``httpx``: the target is checked and pinned first (the
+connection goes to the checked address, the URL's host kept in the Host header and as the TLS server name),
+redirects are not followed, and the answer becomes a ``SendResult`` whose errors say nothing about the
+server's network (no addresses, no resolver or socket messages)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Mapping
 import httpx
 
 from fernando_telemetry.notify.result import SendResult
-from fernando_telemetry.notify.targets import TargetPolicy, mask_url
+from fernando_telemetry.notify.targets import TargetPolicy, TargetRefused, mask_url
 
 __all__ = ["USER_AGENT", "post_json", "retryable_status"]
 
@@ -23,22 +25,37 @@ def retryable_status(status: int) -> bool:
 
 
 def post_json(url: str, body: bytes, *, headers: Mapping[str, str], timeout_s: float, targets: TargetPolicy) -> SendResult:
-    problem = targets.send_problem(url)
+    problem = targets.literal_problem(url)
     if problem is not None:
         return SendResult.failure(f"webhook target refused: the URL {problem}", retryable=False)
+    target = httpx.URL(url)
+    try:
+        address = targets.pin(target.host)
+    except TargetRefused as exc:
+        return SendResult.failure(f"webhook target refused: {exc.reason}", retryable=exc.retryable)
+    host_header = target.netloc.decode("ascii").rpartition("@")[2]
+    pinned = target.copy_with(host=address)
     started = time.perf_counter()
     try:
         with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
             response = client.post(
-                url, content=body, headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+                pinned,
+                content=body,
+                headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers, "Host": host_header},
+                extensions={"sni_hostname": target.host},
             )
             latency_ms = (time.perf_counter() - started) * 1000.0
     except httpx.TimeoutException as exc:
         return SendResult.failure(f"timed out after {timeout_s:g} s ({type(exc).__name__})", latency_ms=_since(started))
+    except httpx.ConnectError:
+        # the socket's or TLS library's words would tell a port scanner which ports are open: one reason for all
+        return SendResult.failure(
+            "could not connect to the webhook target (refused, unreachable or TLS failed)", latency_ms=_since(started)
+        )
     except httpx.HTTPError as exc:
-        # the URL may carry a token: never let it into the delivery log
-        reason = str(exc).replace(url, mask_url(url))
-        return SendResult.failure(f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__, latency_ms=_since(started))
+        return SendResult.failure(
+            f"the webhook target did not answer with HTTP ({type(exc).__name__})", latency_ms=_since(started)
+        )
     status = response.status_code
     if 200 <= status < 300:
         return SendResult(ok=True, http_status=status, latency_ms=latency_ms)

@@ -161,7 +161,9 @@ class ChannelNotifier:
             )
         sender = channel.sender or self._smtp_defaults.sender
         email = build_email(message, sender=sender, recipients=channel.to, now=now)
-        return deliver(server, email, sender=sender, recipients=channel.to)
+        # the channel's own server is the tenant's choice: checked like a webhook; the defaults are the operator's
+        targets = self._targets if channel.smtp_host else None
+        return deliver(server, email, sender=sender, recipients=channel.to, targets=targets)
 
     def _send_webhook(self, channel: WebhookChannel, message: AlertMessage, *, now: datetime) -> SendResult:
         body = webhook_body(channel, message, now=now)

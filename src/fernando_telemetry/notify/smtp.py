@@ -1,9 +1,15 @@
 """Email over SMTP with ``smtplib``: plain, STARTTLS or implicit TLS, optional AUTH; the server's replies are
-kept so the delivery log can show them (``250 ...``, ``535 ...``)."""
+kept so the delivery log can show them (``250 ...``, ``535 ...``).
+
+A channel's own server is checked by the ``TargetPolicy`` (as webhooks are) and the connection pinned to the
+checked address (the name kept for TLS). Replies are shown only once the server greeted as an SMTP server
+(``220``): what anything else says when connected to (another service's banner) and socket errors are never
+echoed, so a channel cannot be used to scan ports and grab banners."""
 
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -12,6 +18,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 from fernando_telemetry.notify.result import SendResult
+from fernando_telemetry.notify.targets import TargetPolicy, TargetRefused
 
 __all__ = ["SECURITY_MODES", "SmtpServer", "deliver", "tls_context"]
 
@@ -61,6 +68,43 @@ class _Refused(Exception):
         self.reply, self.code, self.error = reply, code, error
 
 
+class _NotSmtp(Exception):
+    """The peer did not greet with 220: whatever it said stays out of every result."""
+
+
+class _Pinned(smtplib.SMTP):
+    """Connects to ``address`` (the checked one) whatever ``host`` resolves to now; ``host`` stays the TLS name."""
+
+    address: str | None = None
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return socket.create_connection((self.address or host, port), timeout, self.source_address)
+
+    def getreply(self) -> tuple[int, bytes]:
+        code, text = super().getreply()
+        if not getattr(self, "_greeted", False):
+            if code != 220:
+                raise _NotSmtp()
+            self._greeted = True
+        return code, text
+
+
+class _PinnedTls(smtplib.SMTP_SSL):
+    address: str | None = None
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        raw = socket.create_connection((self.address or host, port), timeout, self.source_address)
+        return self.context.wrap_socket(raw, server_hostname=self._host)
+
+    def getreply(self) -> tuple[int, bytes]:
+        code, text = super().getreply()
+        if not getattr(self, "_greeted", False):
+            if code != 220:
+                raise _NotSmtp()
+            self._greeted = True
+        return code, text
+
+
 def _close(client: smtplib.SMTP) -> None:
     # QUIT after an accepted message: its answer changes nothing (a retry would send the message twice)
     try:
@@ -71,30 +115,44 @@ def _close(client: smtplib.SMTP) -> None:
         client.close()
 
 
-def deliver(server: SmtpServer, email: EmailMessage, *, sender: str, recipients: Sequence[str]) -> SendResult:
+def deliver(
+    server: SmtpServer,
+    email: EmailMessage,
+    *,
+    sender: str,
+    recipients: Sequence[str],
+    targets: TargetPolicy | None = None,
+) -> SendResult:
     """Send ``email`` to ``recipients``; ``ok`` when the server accepted the message for at least one of them.
 
-    SMTP 5xx replies and failed authentication are not retryable; 4xx replies and network errors are."""
+    ``targets``: the policy the server's address must pass (a tenant's server); None for the operator's own
+    (the SMTP settings). SMTP 5xx replies and failed authentication are not retryable; 4xx replies and network
+    errors are."""
     started = time.perf_counter()
 
     def elapsed() -> float:
         return (time.perf_counter() - started) * 1000.0
 
+    address: str | None = None
+    if targets is not None:
+        try:
+            address = targets.pin(server.host)
+        except TargetRefused as exc:
+            return SendResult.failure(f"SMTP server refused: {exc.reason}", retryable=exc.retryable)
     try:
         context = tls_context(server) if server.security in ("starttls", "tls") else None
         client: smtplib.SMTP
         if server.security == "tls":
-            client = smtplib.SMTP_SSL(
-                server.host,
-                server.effective_port,
-                local_hostname=server.local_hostname,
-                timeout=server.timeout_s,
-                context=context,
-            )
+            client = _PinnedTls(local_hostname=server.local_hostname, timeout=server.timeout_s, context=context)
         else:
-            client = smtplib.SMTP(
-                server.host, server.effective_port, local_hostname=server.local_hostname, timeout=server.timeout_s
-            )
+            client = _Pinned(local_hostname=server.local_hostname, timeout=server.timeout_s)
+        client.address = address  # type: ignore[attr-defined]
+        client._host = server.host.strip("[]")  # the TLS server name (smtplib sets it only when given a host at once)
+        try:
+            client.connect(server.host, server.effective_port)
+        except BaseException:
+            client.close()
+            raise
         try:
             client.ehlo()
             if server.security == "starttls":
@@ -133,6 +191,8 @@ def deliver(server: SmtpServer, email: EmailMessage, *, sender: str, recipients:
             _close(client)
         error = ("some recipients refused: " + "; ".join(f"{r} ({why})" for r, why in refused.items())) if refused else None
         return SendResult(ok=True, smtp_reply=reply, error=error, latency_ms=elapsed())
+    except _NotSmtp:
+        return SendResult.failure("the server did not greet as an SMTP server (no 220 reply)", latency_ms=elapsed())
     except _Refused as exc:
         return SendResult(
             ok=False, smtp_reply=exc.reply, error=exc.error, retryable=not 500 <= exc.code < 600, latency_ms=elapsed()
@@ -157,7 +217,13 @@ def deliver(server: SmtpServer, email: EmailMessage, *, sender: str, recipients:
         return SendResult(ok=False, error=f"the server does not support it: {exc}", retryable=False, latency_ms=elapsed())
     except ssl.SSLCertVerificationError as exc:
         return SendResult(ok=False, error=f"TLS certificate not trusted: {exc.verify_message or exc}", latency_ms=elapsed())
+    except TimeoutError:
+        return SendResult.failure(f"timed out after {server.timeout_s:g} s", latency_ms=elapsed())
     except (OSError, smtplib.SMTPException) as exc:
-        return SendResult(
-            ok=False, error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, latency_ms=elapsed()
+        if isinstance(exc.__context__, TimeoutError):  # smtplib reports a read timeout as a disconnection
+            return SendResult.failure(f"timed out after {server.timeout_s:g} s", latency_ms=elapsed())
+        # the socket's words (refused, unreachable, reset) would make a port scanner of the channel: one reason
+        return SendResult.failure(
+            f"could not talk to the SMTP server ({type(exc).__name__}: connection refused, closed or unreachable)",
+            latency_ms=elapsed(),
         )

@@ -6,7 +6,12 @@ dispatch at once; each claimed row is leased by moving its ``next_attempt_at`` a
 transaction open, then records each attempt in ``alert_deliveries`` and the outcome on the outbox row and
 on ``alerts.notification_status`` / ``last_notified_at``, one short transaction per attempt. A failed
 attempt is retried with exponential backoff up to ``RetryPolicy.max_attempts``, then abandoned; a failure
-that cannot pass on a retry (a 4xx, an SMTP 5xx, a refused target) is abandoned at once.
+that cannot pass on a retry (a 4xx, an SMTP 5xx, a refused target) is abandoned at once; a target name that
+does not resolve is retried (a resolver outage passes).
+
+A run takes due rows round-robin across licenses (each license's oldest first, then each one's second, ...):
+a license with thousands queued takes at most its share of a run, and another license's notification goes
+out in the first run after it is due.
 """
 
 from __future__ import annotations
@@ -202,11 +207,37 @@ def _claim(
     sessions: sessionmaker[Session], *, now: datetime, limit: int, lease: timedelta, box: SecretBox, external_url: str | None
 ) -> list[_Claimed]:
     with sessions.begin() as session:
+        # fair across licenses: each license's due rows are ranked oldest first, and the batch takes every
+        # license's first, then every license's second... so one license's storm cannot fill a run
+        due = (
+            select(
+                AlertNotification.notification_id,
+                AlertNotification.next_attempt_at,
+                func.row_number()
+                .over(
+                    partition_by=AlertNotification.license_id,
+                    order_by=(AlertNotification.next_attempt_at, AlertNotification.notification_id),
+                )
+                .label("turn"),
+            )
+            .where(AlertNotification.status == "pending", AlertNotification.next_attempt_at <= now)
+            .subquery()
+        )
+        chosen = (
+            select(due.c.notification_id)
+            .where(due.c.turn <= limit)
+            .order_by(due.c.turn, due.c.next_attempt_at, due.c.notification_id)
+            .limit(limit)
+        )
         rows = session.scalars(
             select(AlertNotification)
-            .where(AlertNotification.status == "pending", AlertNotification.next_attempt_at <= now)
+            .where(
+                AlertNotification.notification_id.in_(chosen.scalar_subquery()),
+                # checked again on the row as locked: another dispatcher may have claimed it meanwhile
+                AlertNotification.status == "pending",
+                AlertNotification.next_attempt_at <= now,
+            )
             .order_by(AlertNotification.next_attempt_at, AlertNotification.notification_id)
-            .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
         if not rows:

@@ -184,6 +184,9 @@ def _validate(
     if nul_fields:
         return {}, {}  # PostgreSQL cannot store them: say so, and check nothing else
     channel_type = spec.get("type")
+    if "type" in spec and not isinstance(channel_type, str):
+        problems.add("type", "must be a string naming one channel type", allowed=CHANNEL_TYPES)
+        channel_type = None  # a list or an object is not hashable: nothing below may look it up
     fields = TYPE_FIELDS.get(channel_type, ()) if isinstance(channel_type, str) else ()
     for key in spec:
         if key not in COMMON_FIELDS and key not in fields:
@@ -194,7 +197,7 @@ def _validate(
     name = spec.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         problems.add("name", "must be 1 to 100 letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
-    if channel_type not in CHANNEL_TYPES:
+    if channel_type not in CHANNEL_TYPES and "type" not in {detail["field"] for detail in problems.details}:
         problems.add("type", "must be one of the channel types", allowed=CHANNEL_TYPES)
     for flag in ("send_resolved", "enabled", "tls_verify"):
         if flag in spec and not isinstance(spec[flag], bool):
@@ -208,7 +211,7 @@ def _validate(
     secrets: dict[str, Any] = {}
     present = {key: spec[key] for key in fields if spec.get(key) is not None}
     if channel_type == "email":
-        _validate_email(present, problems, config, secrets)
+        _validate_email(present, problems, config, secrets, targets)
     elif channel_type == "slack":
         url = present.get("webhook_url")
         if url is not None:
@@ -223,7 +226,9 @@ def _validate(
     return config, secrets
 
 
-def _validate_email(present: dict[str, Any], problems: _Problems, config: dict[str, Any], secrets: dict[str, Any]) -> None:
+def _validate_email(
+    present: dict[str, Any], problems: _Problems, config: dict[str, Any], secrets: dict[str, Any], targets: TargetPolicy | None
+) -> None:
     to = present.get("to")
     if to is not None:
         recipients = [to] if isinstance(to, str) else to
@@ -246,6 +251,10 @@ def _validate_email(present: dict[str, Any], problems: _Problems, config: dict[s
         host = present["smtp_host"]
         if not isinstance(host, str) or not HOST_PATTERN.fullmatch(host):
             problems.add("smtp_host", "must be a host name or IP address")
+        elif targets is not None:
+            problem = targets.host_problem(host)  # the same policy as webhooks: a name is checked at each send
+            if problem:
+                problems.add("smtp_host", problem)
         config["smtp_host"] = host
     if "smtp_port" in present:
         port = present["smtp_port"]
