@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,12 +49,15 @@ def list_archives(
 @app.command("restore")
 def restore(
     path: Path = typer.Argument(..., help="The archive: its .parquet file or its .manifest.json."),
-    into: str | None = typer.Option(None, "--into", help="Load into this new plain table instead of the original one."),
+    into: str | None = typer.Option(
+        None, "--into", help="Load into this new plain table (created; an existing table is refused) instead of the original one."
+    ),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
-    """Load an archive back (checksum checked; rows already present are skipped, so it can be repeated).
+    """Load an archive back, checked against what this database recorded when it was written (checksum, rows,
+    time range, rows per license); rows already present are skipped, so it can be repeated. Each restore is audited.
 
-    Into the original table, the day's partition is made again; retention drops it at its next run unless
+    Into the original table, the recorded day's partition is made again; retention drops it at its next run unless
     retention is lengthened, so --into a table of its own is the way to keep restored rows around.
 
     Example: fernando-telemetry archive restore /var/lib/ft-archive/traces/traces_p20260101.parquet --into traces_jan1
@@ -71,6 +75,20 @@ def restore(
             task = progress.add_task(str(manifest["partition"]), total=int(manifest["rows"]))
             with session_factory(engine).begin() as session:
                 restored = archives.restore(
-                    session, path, into=into, now=datetime.now(UTC), on_rows=lambda rows: progress.advance(task, rows)
+                    session,
+                    path,
+                    into=into,
+                    now=datetime.now(UTC),
+                    actor="cli",
+                    operator=_operator(),
+                    on_rows=lambda rows: progress.advance(task, rows),
                 )
     console.print(f"restored {restored.rows_inserted} of {restored.rows_in_file} rows into {restored.table_name}")
+
+
+def _operator() -> str | None:
+    """The operating-system account running the command, for the audit entry."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container without an /etc/passwd entry)
+        return None

@@ -4,6 +4,7 @@ before it drops one (the one row of ``retention_settings``)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Identity, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -46,6 +47,9 @@ class PartitionArchive(Base):
     path: Mapped[str] = mapped_column(Text)
     archived_at: Mapped[datetime]
     restored_at: Mapped[datetime | None]
+    license_rows: Mapped[dict[str, Any] | None]
+    """Rows per license at archive time, ``{"<license_id>": rows}`` (``"null"``: rows of no license); null for
+    archives written before this was recorded. A restore refuses a file whose rows differ."""
     created_at: Mapped[datetime] = created_at_column()
 
 
