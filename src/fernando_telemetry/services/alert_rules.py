@@ -24,7 +24,9 @@ from fernando_telemetry.core.alert_condition import Condition, fingerprint, pars
 from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.services import notification_channels
+from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.services.notification_channels import CHANNEL_TYPES
 from fernando_telemetry.storage import alert_queries, lookups
 from fernando_telemetry.storage.models import AlertRule, License, NotificationChannel
@@ -352,8 +354,11 @@ def _check_channels(session: Session, raw: Any, *, license_id: int | None, probl
 # --- CRUD ---------------------------------------------------------------------------------------
 
 
-def create(session: Session, *, license_id: int | None, fields: Mapping[str, Any], now: datetime) -> RuleView:
-    """A new rule of ``license_id`` (None: platform-wide, over every license's data)."""
+def create(
+    session: Session, *, license_id: int | None, fields: Mapping[str, Any], now: datetime, quotas: Quotas = DEFAULT_QUOTAS
+) -> RuleView:
+    """A new rule of ``license_id`` (None: platform-wide, over every license's data); at most ``quotas.rules``
+    per license (``QuotaExceeded``)."""
     if license_id is not None and session.get(License, license_id) is None:
         raise InvalidInput(f"no license {license_id}", details=[{"field": "license_id", "reason": "no such license"}])
     checked = _check(session, fields, license_id=license_id, partial=False)
@@ -369,6 +374,7 @@ def create(session: Session, *, license_id: int | None, fields: Mapping[str, Any
         updated_at=now,
     )
     _name_free(session, name=values["name"], license_id=license_id, rule_id=None)
+    quota.ensure_room(session, kind="rules", license_id=license_id, limit=quotas.rules)
     session.add(rule)
     _flush(session, values["name"])
     return _view(rule)
