@@ -188,9 +188,7 @@ def create(
     owner = license_id if license_id is not None else fields.pop("license_id", None)
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
-        view = alert_rules.create(
-            session, license_id=owner, fields=fields, now=datetime.now(UTC), quotas=quotas_of(settings)
-        )
+        view = alert_rules.create(session, license_id=owner, fields=fields, now=datetime.now(UTC), quotas=quotas_of(settings))
     note(f"created rule {view.rule_id}")
     _show(view, as_json=as_json)
 

@@ -10,8 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.core.keys import KEY_PREFIX, Principal, Scope, display_prefix, hash_key, looks_like_key, same_hash
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.storage.models import ApiKey, License
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import QuotaExceeded
@@ -31,7 +31,9 @@ def ensure_room(session: Session, *, kind: str, license_id: int | None, limit: i
     if license_id is None:
         return
     # 0x46540000 ("FT" quota) + kind: a key no job uses
-    session.execute(text("SELECT pg_advisory_xact_lock(:cls, :license)"), {"cls": 0x46540000 + _LOCK_CLASS[kind], "license": license_id})
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:cls, :license)"), {"cls": 0x46540000 + _LOCK_CLASS[kind], "license": license_id}
+    )
     count = session.scalar(_count_query(kind, license_id, now)) or 0
     if count >= limit:
         raise QuotaExceeded(
@@ -48,7 +50,9 @@ def _count_query(kind: str, license_id: int, now: datetime | None):  # noqa: ANN
         case "channels":
             return select(func.count()).select_from(NotificationChannel).where(NotificationChannel.license_id == license_id)
         case "silences":
-            query = select(func.count()).select_from(Silence).where(Silence.license_id == license_id, Silence.expired_at.is_(None))
+            query = (
+                select(func.count()).select_from(Silence).where(Silence.license_id == license_id, Silence.expired_at.is_(None))
+            )
             if now is not None:
                 query = query.where(Silence.ends_at > now)
             return query
