@@ -48,12 +48,8 @@ class DatabaseExporter:
             return ExportResult(failed=len(items))
         try:
             ingest_kind = KINDS[str(kind)]
-            batch = self._ingestor.decode(
-                ingest_kind, [dict(item) for item in items], principal=self._principal, now=self._clock()
-            )
-            self._ingestor.store(
-                ingest_kind, batch, principal=self._principal, endpoint=f"in-process-{kind}", idempotency_key=None
-            )
+            batch = self._ingestor.decode(ingest_kind, [dict(item) for item in items], principal=self._principal, now=self._clock())
+            self._ingestor.store(ingest_kind, batch, principal=self._principal, endpoint=f"in-process-{kind}", idempotency_key=None)
         except InvalidInput:
             return ExportResult(failed=len(items))
         except (FernandoTelemetryError, KeyError) as exc:

@@ -89,17 +89,13 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
                 hourly_retention_days=settings.rollup_hourly_retention_days,
                 daily_retention_days=settings.rollup_daily_retention_days,
             )
-            return (
-                "retention: "
-                + ", ".join(
-                    f"{c.table_name} -{c.partitions_dropped} partitions, -{c.rows_removed} rows"
-                    + (f" ({c.partitions_kept} kept: not archived)" if c.partitions_kept else "")
-                    for c in cleanups
-                )
-                + (
-                    f", {expired} idempotency keys expired, {streams} metric streams expired, "
-                    f"{sum(c.rows_deleted for c in rollup_cleanups)} rollup rows"
-                )
+            return "retention: " + ", ".join(
+                f"{c.table_name} -{c.partitions_dropped} partitions, -{c.rows_removed} rows"
+                + (f" ({c.partitions_kept} kept: not archived)" if c.partitions_kept else "")
+                for c in cleanups
+            ) + (
+                f", {expired} idempotency keys expired, {streams} metric streams expired, "
+                f"{sum(c.rows_deleted for c in rollup_cleanups)} rollup rows"
             )
 
         return _with_job_lock(sessions, "retention", work)

@@ -15,6 +15,7 @@ from fernando_telemetry.storage.database import session_factory
 app = typer.Typer(help="Schema migrations. Example: fernando-telemetry db upgrade", no_args_is_help=True)
 
 
+
 @app.command()
 def upgrade(
     revision: str = typer.Argument("head", help="Target revision."),

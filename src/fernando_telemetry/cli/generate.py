@@ -21,9 +21,7 @@ def generate(
     metrics: int = typer.Option(100_000, "--metrics", min=0, help="Metric samples to load."),
     days: int = typer.Option(7, "--days", min=1, max=365, help="Spread over this many days up to now."),
     users: int = typer.Option(2_000, "--users", min=1, help="Platform users (created when missing)."),
-    license_id: int | None = typer.Option(
-        None, "--license-id", help="Put every user in this license (default: 5 demo licenses)."
-    ),
+    license_id: int | None = typer.Option(None, "--license-id", help="Put every user in this license (default: 5 demo licenses)."),
     seed: int = typer.Option(42, "--seed", help="Random seed: the same seed gives the same data."),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
@@ -43,16 +41,8 @@ def generate(
             }
             with session_factory(engine).begin() as session:
                 result = synthetic.generate(
-                    session,
-                    now=datetime.now(UTC),
-                    days=days,
-                    events_count=events,
-                    spans_count=spans,
-                    metrics_count=metrics,
-                    users=users,
-                    license_id=license_id,
-                    seed=seed,
-                    dump_json=dump_json,
+                    session, now=datetime.now(UTC), days=days, events_count=events, spans_count=spans,
+                    metrics_count=metrics, users=users, license_id=license_id, seed=seed, dump_json=dump_json,
                     progress=lambda kind, rows: progress_bar.advance(tasks[kind], rows),
                 )
     console.print(

@@ -42,16 +42,10 @@ def compute(
     now = datetime.now(UTC)
     if start is not None and end is not None:
         periods = kpis.backfill_periods(
-            period_types=period_types,
-            first_day=start,
-            last_day=end,
-            now=now,
-            events_retention_days=settings.events_retention_days,
+            period_types=period_types, first_day=start, last_day=end, now=now, events_retention_days=settings.events_retention_days
         )
     else:
-        periods = kpis.recent_periods_due(
-            now=now, events_retention_days=settings.events_retention_days, period_types=period_types
-        )
+        periods = kpis.recent_periods_due(now=now, events_retention_days=settings.events_retention_days, period_types=period_types)
     oldest_day = kpis.oldest_computable_day(now=now, events_retention_days=settings.events_retention_days)
     rows = 0
     with runtime.database_engine(settings, note=note) as engine:

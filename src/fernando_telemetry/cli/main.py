@@ -50,14 +50,9 @@ app.command("status")(status)
 def serve(
     host: str | None = typer.Option(None, "--host", help="Address to bind (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="Port to bind (default 8000)."),
-    database_url: str | None = typer.Option(
-        None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: a private embedded PostgreSQL 18."
-    ),
+    database_url: str | None = typer.Option(None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; default: a private embedded PostgreSQL 18."),
     otlp_grpc_port: int | None = typer.Option(
-        None,
-        "--otlp-grpc-port",
-        min=0,
-        max=65535,
+        None, "--otlp-grpc-port", min=0, max=65535,
         help="Port of the OTLP/gRPC receiver on the same host (default 4317; 0 turns it off).",
     ),  # fmt: skip
 ) -> None:

@@ -35,9 +35,7 @@ def upkeep(
     settings = load_settings(database_url=database_url)
     start, end = day_range(first_day, last_day, without="the days around today") or (None, None)
     if start is None or end is None:
-        start, end = days_to_cover(
-            now=datetime.now(UTC), days_back=settings.partitions_days_back, days_ahead=settings.partitions_days_ahead
-        )
+        start, end = days_to_cover(now=datetime.now(UTC), days_back=settings.partitions_days_back, days_ahead=settings.partitions_days_ahead)
     created = dict.fromkeys(PARTITIONED_TABLES, 0)
     chunks = [(day, min(day + timedelta(days=UPKEEP_CHUNK_DAYS - 1), end)) for day in _every(start, end, UPKEEP_CHUNK_DAYS)]
     with runtime.database_engine(settings, note=note) as engine:

@@ -15,18 +15,14 @@ from fernando_telemetry.services import rollups
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
 
-app = typer.Typer(
-    help="Hourly and daily rollups behind the views. Example: fernando-telemetry rollups refresh", no_args_is_help=True
-)
+app = typer.Typer(help="Hourly and daily rollups behind the views. Example: fernando-telemetry rollups refresh", no_args_is_help=True)
 
 
 @app.command()
 def refresh(
     first_day: str | None = typer.Option(None, "--from", help="First day (YYYY-MM-DD, UTC) to recompute from raw rows."),
     last_day: str | None = typer.Option(None, "--to", help="Last day (YYYY-MM-DD, UTC, included) to recompute."),
-    safety_lag_s: float | None = typer.Option(
-        None, "--safety-lag-s", min=0, help="Stop this many seconds behind now (default 120)."
-    ),
+    safety_lag_s: float | None = typer.Option(None, "--safety-lag-s", min=0, help="Stop this many seconds behind now (default 120)."),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
     """Bring the rollups up to date: every hour that changed since the last refresh, and with --from/--to every
@@ -51,11 +47,7 @@ def refresh(
             while True:
                 with sessions.begin() as session:
                     step = rollups.refresh_step(
-                        session,
-                        now=now,
-                        safety_lag_s=settings.rollup_safety_lag_s,
-                        max_hours=settings.rollup_batch_hours,
-                        wait=True,
+                        session, now=now, safety_lag_s=settings.rollup_safety_lag_s, max_hours=settings.rollup_batch_hours, wait=True
                     )
                 hours, days = hours + step.hours_recomputed, days + step.days_recomputed
                 progress_bar.update(task, completed=hours + days, total=hours + days + step.hours_remaining + step.days_remaining)

@@ -71,7 +71,7 @@ def conditions(prefix: str, pairs: Iterable[tuple[str, str]]) -> list[Condition]
         if not name.startswith(prefix):
             continue
         count += 1
-        key = name[len(prefix) :]
+        key = name[len(prefix):]
         if not key or len(key) > _MAX_KEY_CHARS:
             raise InvalidInput(
                 f"{name[:60]}: name a key after {prefix!r} (1 to {_MAX_KEY_CHARS} characters), e.g. {prefix}plan=pro",

@@ -149,7 +149,9 @@ class CohortCheck:
         return self.cohort_day + timedelta(days=offset_days)
 
 
-def retention_checks(day: date, *, now: datetime, offsets_days: tuple[int, ...] = RETENTION_OFFSETS_DAYS) -> list[CohortCheck]:
+def retention_checks(
+    day: date, *, now: datetime, offsets_days: tuple[int, ...] = RETENTION_OFFSETS_DAYS
+) -> list[CohortCheck]:
     """The retention values that processing ``day`` (re)computes, each only once its activity day is complete.
 
     Two kinds: the cohort of ``day`` itself at every offset whose day ``day + N`` is over (what a backfill

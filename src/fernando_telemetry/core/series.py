@@ -151,7 +151,7 @@ def parse_group_by(text: str | None, *, parameter: str = "group_by") -> GroupBy 
     if name in _GROUP_COLUMNS:
         return GroupBy(column=name)
     if name.startswith(_LABEL_PREFIX) and 0 < len(name) - len(_LABEL_PREFIX) <= _MAX_LABEL_KEY_CHARS:
-        return GroupBy(label=name[len(_LABEL_PREFIX) :])
+        return GroupBy(label=name[len(_LABEL_PREFIX):])
     raise InvalidInput(
         f"{parameter}: {name[:40]!r} cannot be grouped by; use host_name, service_name or labels.<key>",
         details=[{"field": parameter, "reason": "unknown grouping"}],

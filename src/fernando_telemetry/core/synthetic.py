@@ -26,13 +26,8 @@ PLANS = ("free", "pro", "enterprise")
 CURRENCIES = (("EUR", 0.5), ("USD", 0.4), ("GBP", 0.1))
 SERVICES = ("web", "api", "payments", "inventory", "postgres")
 HOSTS = ("web-1", "web-2", "api-1", "api-2", "worker-1")
-ROUTES = (
-    ("GET", "/api/v1/products/{id}"),
-    ("GET", "/api/v1/cart"),
-    ("POST", "/api/v1/checkout"),
-    ("GET", "/api/v1/search"),
-    ("POST", "/api/v1/login"),
-)
+ROUTES = (("GET", "/api/v1/products/{id}"), ("GET", "/api/v1/cart"), ("POST", "/api/v1/checkout"),
+          ("GET", "/api/v1/search"), ("POST", "/api/v1/login"))
 
 
 @dataclass(frozen=True)
@@ -69,9 +64,8 @@ def _hex(rng: random.Random, chars: int) -> str:
     return f"{rng.getrandbits(chars * 4):0{chars}x}".replace("0" * chars, "1" * chars)
 
 
-def event_rows(
-    rng: random.Random, count: int, *, window: Window, users: Sequence[SyntheticUser], dump_json: Callable[[Any], str]
-) -> Iterator[tuple[Any, ...]]:
+def event_rows(rng: random.Random, count: int, *, window: Window, users: Sequence[SyntheticUser],
+               dump_json: Callable[[Any], str]) -> Iterator[tuple[Any, ...]]:
     """``count`` events in ``core.ingest.events.COLUMNS`` order, about 90% attributed to a user."""
     sessions: dict[str, str] = {}
     for _ in range(count):
@@ -103,11 +97,8 @@ def event_rows(
             payload = {"error": rng.choice(("TypeError", "CardDeclined", "GatewayTimeout")), "page": rng.choice(PAGES)}
         elif roll < 0.95:
             event_type, name = "business_event", rng.choice(("checkout_completed", "subscription_renewed"))
-            payload = {
-                "amount": round(rng.lognormvariate(3.8, 0.7), 2),
-                "currency": _weighted(rng, CURRENCIES),
-                "plan": rng.choice(PLANS),
-            }
+            payload = {"amount": round(rng.lognormvariate(3.8, 0.7), 2), "currency": _weighted(rng, CURRENCIES),
+                       "plan": rng.choice(PLANS)}
         elif roll < 0.98:
             event_type, name = "system_event", rng.choice(("deploy", "cache_flush", "job_finished"))
             payload = {"service": rng.choice(SERVICES)}
@@ -116,28 +107,14 @@ def event_rows(
             payload = {"reason": "bad_password"}
         yield (
             uuid7(int(at.timestamp() * 1000), rng.getrandbits(80).to_bytes(10, "big")),
-            event_type,
-            name,
-            None,
-            _weighted(rng, SOURCES),
-            user_id,
-            license_id,
-            session_id,
-            dump_json(payload),
-            duration,
-            f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}" if user_id else None,
-            "Mozilla/5.0 (X11; Linux x86_64)" if user_id else None,
-            None,
-            None,
-            "production",
-            "2.4.1",
-            at,
+            event_type, name, None, _weighted(rng, SOURCES), user_id, license_id, session_id, dump_json(payload),
+            duration, f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}" if user_id else None,
+            "Mozilla/5.0 (X11; Linux x86_64)" if user_id else None, None, None, "production", "2.4.1", at,
         )
 
 
-def span_rows(
-    rng: random.Random, count: int, *, window: Window, users: Sequence[SyntheticUser], dump_json: Callable[[Any], str]
-) -> Iterator[tuple[Any, ...]]:
+def span_rows(rng: random.Random, count: int, *, window: Window, users: Sequence[SyntheticUser],
+              dump_json: Callable[[Any], str]) -> Iterator[tuple[Any, ...]]:
     """About ``count`` spans in ``core.ingest.spans.COLUMNS`` order, grouped in traces across services."""
     produced = 0
     while produced < count:
@@ -149,16 +126,8 @@ def span_rows(
         failing = rng.random() < 0.03
         spans: list[tuple[Any, ...]] = []
 
-        def span(
-            parent: str | None,
-            service: str,
-            operation: str,
-            kind: str,
-            begin: datetime,
-            duration_ms: float,
-            error: bool,
-            **extra: Any,
-        ) -> str:
+        def span(parent: str | None, service: str, operation: str, kind: str, begin: datetime, duration_ms: float,
+                 error: bool, **extra: Any) -> str:
             row = _span_row(rng, trace_id, user, parent, service, operation, kind, begin, duration_ms, error, dump_json, extra)  # noqa: B023
             spans.append(row)  # noqa: B023
             return str(row[1])
@@ -169,65 +138,26 @@ def span_rows(
         api_ms = down_ms + rng.lognormvariate(1.8, 0.5)
         web_ms = api_ms + rng.lognormvariate(1.5, 0.5)
         status = 500 if failing else 200
-        root = span(
-            None, "web", f"{method} {route}", "server", start, web_ms, failing, status_code=status, method=method, route=route
-        )
-        api = span(
-            root,
-            "api",
-            f"{method} {route}",
-            "server",
-            start + timedelta(milliseconds=1),
-            api_ms,
-            failing,
-            status_code=status,
-            method=method,
-            route=route,
-        )
+        root = span(None, "web", f"{method} {route}", "server", start, web_ms, failing, status_code=status, method=method, route=route)
+        api = span(root, "api", f"{method} {route}", "server", start + timedelta(milliseconds=1), api_ms, failing,
+                   status_code=status, method=method, route=route)
         down = span(api, downstream, f"{downstream}.call", "client", start + timedelta(milliseconds=2), down_ms, failing)
         span(down, "postgres", "SELECT", "client", start + timedelta(milliseconds=3), db_ms, False)
         yield from spans
         produced += len(spans)
 
 
-def _span_row(
-    rng: random.Random,
-    trace_id: str,
-    user: SyntheticUser | None,
-    parent: str | None,
-    service: str,
-    operation: str,
-    kind: str,
-    begin: datetime,
-    duration_ms: float,
-    error: bool,
-    dump_json: Callable[[Any], str],
-    extra: dict[str, Any],
-) -> tuple[Any, ...]:
+def _span_row(rng: random.Random, trace_id: str, user: SyntheticUser | None, parent: str | None, service: str,
+              operation: str, kind: str, begin: datetime, duration_ms: float, error: bool,
+              dump_json: Callable[[Any], str], extra: dict[str, Any]) -> tuple[Any, ...]:
     return (
-        trace_id,
-        _hex(rng, 16),
-        parent,
-        operation,
-        service,
-        kind,
-        begin,
-        begin + timedelta(milliseconds=duration_ms),
-        round(duration_ms, 3),
-        "error" if error else "ok",
-        "internal error" if error else None,
-        extra.get("status_code"),
-        extra.get("method"),
-        extra.get("route"),
-        "GatewayTimeout" if error else None,
-        "upstream timed out" if error else None,
-        rng.choice(HOSTS),
-        user.user_id if user else None,
-        user.license_id if user else None,
+        trace_id, _hex(rng, 16), parent, operation, service, kind, begin, begin + timedelta(milliseconds=duration_ms),
+        round(duration_ms, 3), "error" if error else "ok", "internal error" if error else None,
+        extra.get("status_code"), extra.get("method"), extra.get("route"),
+        "GatewayTimeout" if error else None, "upstream timed out" if error else None,
+        rng.choice(HOSTS), user.user_id if user else None, user.license_id if user else None,
         dump_json({"http.route": extra["route"]} if "route" in extra else {"peer.service": service}),
-        "[]",
-        dump_json({"service.name": service}),
-        "production",
+        "[]", dump_json({"service.name": service}), "production",
     )
 
 
@@ -265,29 +195,7 @@ def metric_rows(rng: random.Random, count: int, *, window: Window, dump_json: Ca
                 p50 = rng.lognormvariate(3.0, 0.2) * (1 + load)
                 p90, p95, p99 = p50 * 2.1, p50 * 2.8, p50 * 5.5
                 metric_type, unit, value, samples = "histogram", "ms", p50 * 1.3, int(load * 300) + 1
-            yield (
-                name,
-                metric_type,
-                round(value, 3),
-                unit,
-                service,
-                host,
-                f"{host}:8000",
-                labels,
-                samples,
-                p50,
-                p90,
-                p95,
-                p99,
-                None,
-                None,
-                at,
-                start_time,
-                None,
-                None,
-                None,
-                None,
-                total,
-            )
+            yield (name, metric_type, round(value, 3), unit, service, host, f"{host}:8000", labels, samples,
+                   p50, p90, p95, p99, None, None, at, start_time, None, None, None, None, total)
             produced += 1
         tick += 1

@@ -115,7 +115,9 @@ def search(session: Session, *, principal: Principal, filters: EventFilters, now
         return EventPage(events=rows, next_cursor=None)
     page = rows[: filters.limit]
     last = page[-1]
-    next_position = cursors.Cursor(at=last["event_timestamp"], key=str(last["event_id"]), range_start=window.start, query=digest)
+    next_position = cursors.Cursor(
+        at=last["event_timestamp"], key=str(last["event_id"]), range_start=window.start, query=digest
+    )
     return EventPage(events=page, next_cursor=cursors.encode(next_position))
 
 
@@ -141,6 +143,4 @@ def _cursor_id(key: str) -> uuid.UUID:
     try:
         return uuid.UUID(key)
     except ValueError:
-        raise InvalidInput(
-            "cursor: not a cursor of an events search", details=[{"field": "cursor", "reason": "bad key"}]
-        ) from None
+        raise InvalidInput("cursor: not a cursor of an events search", details=[{"field": "cursor", "reason": "bad key"}]) from None

@@ -101,7 +101,10 @@ def recent_periods_due(
     overwritten with figures computed from what is left of them."""
     oldest_day = oldest_computable_day(now=now, events_retention_days=events_retention_days)
     return [
-        period for period_type in period_types for period in recent_periods(period_type, now) if period.first_day >= oldest_day
+        period
+        for period_type in period_types
+        for period in recent_periods(period_type, now)
+        if period.first_day >= oldest_day
     ]
 
 
@@ -226,13 +229,8 @@ def business_metrics(session: Session, *, principal: Principal, filters: MetricF
     period_type = _vocabulary(filters.period_type, PeriodType, "period_type")
     digest = cursors.query_digest(
         {
-            "license_id": license_id,
-            "overall": filters.overall,
-            "metric_name": filters.metric_name,
-            "metric_category": metric_category,
-            "period_type": period_type,
-            "from": start,
-            "to": end,
+            "license_id": license_id, "overall": filters.overall, "metric_name": filters.metric_name,
+            "metric_category": metric_category, "period_type": period_type, "from": start, "to": end,
             "dimensions": [list(condition) for condition in filters.dimensions],
         }
     )
@@ -262,7 +260,9 @@ def business_metrics(session: Session, *, principal: Principal, filters: MetricF
 
 def _cursor_id(key: str) -> int:
     if not key.isdigit():
-        raise InvalidInput("cursor: not a cursor of a business-metrics read", details=[{"field": "cursor", "reason": "bad key"}])
+        raise InvalidInput(
+            "cursor: not a cursor of a business-metrics read", details=[{"field": "cursor", "reason": "bad key"}]
+        )
     return int(key)
 
 

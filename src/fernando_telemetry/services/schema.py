@@ -71,7 +71,9 @@ def current(engine: Engine) -> SchemaState:
 def drift(engine: Engine) -> list[Any]:
     """Differences between the models and the migrated database; empty when they agree."""
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True, "include_object": include_object})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include_object}
+        )
         return list(compare_metadata(context, metadata))
 
 

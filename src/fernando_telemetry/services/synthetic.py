@@ -84,26 +84,19 @@ def generate(
     partitions.ensure_for_days(session, first_day=window.start.date(), last_day=now.date())
     people = prepare_users(session, users=users, license_id=license_id, rng=rng)
     written_events = copy_rows(
-        session,
-        table="telemetry_events",
-        columns=events.COLUMNS,
+        session, table="telemetry_events", columns=events.COLUMNS,
         rows=event_rows(rng, events_count, window=window, users=people, dump_json=dump_json),
         progress=lambda n: progress("events", n),
     )
     written_spans = copy_rows(
-        session,
-        table="traces",
-        columns=spans.COLUMNS,
+        session, table="traces", columns=spans.COLUMNS,
         rows=span_rows(rng, spans_count, window=window, users=people, dump_json=dump_json),
         progress=lambda n: progress("spans", n),
     )
     written_metrics = copy_rows(
-        session,
-        table="system_metrics",
-        columns=metrics.COLUMNS,
+        session, table="system_metrics", columns=metrics.COLUMNS,
         rows=metric_rows(rng, metrics_count, window=window, dump_json=dump_json),
         progress=lambda n: progress("metrics", n),
     )
-    return GenerateResult(
-        written_events, written_spans, written_metrics, len(people), window.start.date().isoformat(), now.date().isoformat()
-    )
+    return GenerateResult(written_events, written_spans, written_metrics, len(people),
+                          window.start.date().isoformat(), now.date().isoformat())

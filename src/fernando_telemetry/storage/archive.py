@@ -241,17 +241,13 @@ def restore_archive(
     if into is not None:
         with raw.cursor() as cursor:
             cursor.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)").format(
-                    sql.Identifier(into), sql.Identifier(source_table)
-                )
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS)").format(sql.Identifier(into), sql.Identifier(source_table))
             )
     names = [column["name"] for column in manifest["columns"]]
     target_columns = {name for name, _ in _columns(session, target)}
     missing = [name for name in names if name not in target_columns]
     if missing:
-        raise InvalidInput(
-            f"table {target!r} has no column(s) {', '.join(missing)} of the archive: restore into a new table with --into"
-        )
+        raise InvalidInput(f"table {target!r} has no column(s) {', '.join(missing)} of the archive: restore into a new table with --into")
     stage = "archive_restore_stage"
     column_list = sql.SQL(", ").join(sql.Identifier(name) for name in names)
     with raw.cursor() as cursor:

@@ -163,10 +163,8 @@ class EmbeddedPostgres:
         self._run_tool(
             [
                 "initdb",
-                "-D",
-                str(self.pgdata),
-                "-U",
-                SUPERUSER,
+                "-D", str(self.pgdata),
+                "-U", SUPERUSER,
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C",
@@ -216,17 +214,11 @@ class EmbeddedPostgres:
         try:
             self._run_tool(
                 [
-                    "pg_ctl",
-                    "start",
-                    "-D",
-                    str(self.pgdata),
-                    "-l",
-                    str(self.log_path),
-                    "-w",
-                    "-t",
-                    str(self.startup_timeout_s),
-                    "-o",
-                    " ".join(options),
+                    "pg_ctl", "start",
+                    "-D", str(self.pgdata),
+                    "-l", str(self.log_path),
+                    "-w", "-t", str(self.startup_timeout_s),
+                    "-o", " ".join(options),
                 ],
                 new_session=True,
             )
@@ -241,7 +233,9 @@ class EmbeddedPostgres:
         admin_url = f"postgresql://{SUPERUSER}@{self._running.host}:{self._running.port}/postgres"
         try:
             with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as connection:
-                exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
+                exists = connection.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
+                ).fetchone()
                 if exists is None:
                     connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
         except psycopg.errors.DuplicateDatabase:
@@ -354,9 +348,7 @@ def _wait_unless_stopping(pid: int, pid_file_lines: list[str], timeout_s: float)
     except psutil.NoSuchProcess:
         return False
     except psutil.TimeoutExpired as exc:
-        raise EmbeddedDatabaseError(
-            f"the embedded PostgreSQL (process {pid}) is shutting down and did not finish within {timeout_s}s"
-        ) from exc
+        raise EmbeddedDatabaseError(f"the embedded PostgreSQL (process {pid}) is shutting down and did not finish within {timeout_s}s") from exc
     return False
 
 

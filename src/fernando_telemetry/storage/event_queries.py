@@ -75,7 +75,12 @@ def _slice(session: Session, query: EventPageQuery, *, start: datetime, end: dat
         # the plain bound on the partition key prunes partitions and is an index condition; the OR breaks ties
         conditions.append(timestamp <= after_timestamp)
         conditions.append(or_(timestamp < after_timestamp, event_id < after_id))
-    statement = select(_TABLE).where(and_(*conditions)).order_by(timestamp.desc(), event_id.desc()).limit(limit)
+    statement = (
+        select(_TABLE)
+        .where(and_(*conditions))
+        .order_by(timestamp.desc(), event_id.desc())
+        .limit(limit)
+    )
     return [dict(row) for row in session.execute(statement).mappings()]
 
 

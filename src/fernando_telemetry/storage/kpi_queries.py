@@ -53,9 +53,7 @@ ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE
 # In the license grouping set, events without a license form a group whose license_id is NULL too;
 # only the empty grouping set (grouping() = 1) may write the platform-wide row. A user is a (license, user id)
 # pair: user "4242" of license A and "4242" of license B are two active users of the platform.
-_ENGAGEMENT = (
-    _UPSERT_COLUMNS
-    + """
+_ENGAGEMENT = _UPSERT_COLUMNS + """
 SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start, :period_end, :period_type,
        totals.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
   FROM (SELECT license_id,
@@ -72,9 +70,7 @@ SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start
         ('events_per_active_user', round(totals.user_events::numeric / NULLIF(totals.active_users, 0), 6))
        ) AS kpi (metric_name, metric_value)
  WHERE (totals.overall OR totals.license_id IS NOT NULL) AND kpi.metric_value IS NOT NULL
-"""
-    + _ON_CONFLICT
-)
+""" + _ON_CONFLICT
 
 # A user (a license and a user id; rows of no license form their own "license") is new in a period when it
 # has an event in the period and none earlier in the table. The platform's figure counts every new pair.
@@ -100,10 +96,7 @@ WITH period_pairs AS MATERIALIZED (
      WHERE pu.user_id IS NOT NULL
 )"""
 
-_ACQUISITION = (
-    _UPSERT_COLUMNS
-    + _FIRST_SEEN
-    + """
+_ACQUISITION = _UPSERT_COLUMNS + _FIRST_SEEN + """
 SELECT 'new_users', 'acquisition', count(firsts.user_id) FILTER (WHERE firsts.is_new), NULL, :period_start, :period_end,
        :period_type, period_licenses.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
   FROM period_licenses
@@ -112,16 +105,12 @@ SELECT 'new_users', 'acquisition', count(firsts.user_id) FILTER (WHERE firsts.is
  UNION ALL
 SELECT 'new_users', 'acquisition', (SELECT count(*) FROM firsts WHERE is_new), NULL, :period_start, :period_end,
        :period_type, NULL, '{}'::jsonb, :source, :computed_at, :computed_at
-"""
-    + _ON_CONFLICT
-)
+""" + _ON_CONFLICT
 
 # Amounts are JSON numbers or numeric strings; anything else (and a currency that is not three letters)
 # leaves the event out. The CASE guards the cast: filters may be evaluated in any order, CASE may not.
 # Amounts of 10^15 or more are implausible and would overflow numeric(24,6) once summed.
-_REVENUE = (
-    _UPSERT_COLUMNS
-    + """
+_REVENUE = _UPSERT_COLUMNS + """
 SELECT 'revenue', 'revenue', totals.revenue, totals.currency, :period_start, :period_end, :period_type,
        totals.license_id, jsonb_build_object('currency', totals.currency), :source, :computed_at, :computed_at
   FROM (SELECT license_id, grouping(license_id) = 1 AS overall, currency, sum(amount) AS revenue
@@ -139,17 +128,12 @@ SELECT 'revenue', 'revenue', totals.revenue, totals.currency, :period_start, :pe
          WHERE amount IS NOT NULL AND abs(amount) < 1e15
          GROUP BY GROUPING SETS ((license_id, currency), (currency))) AS totals
  WHERE totals.overall OR totals.license_id IS NOT NULL
-"""
-    + _ON_CONFLICT
-)
+""" + _ON_CONFLICT
 
 # The cohort of a day is its new users (the acquisition rule above, for that one day); its day-N
 # retention is the share of them with an event of their license on day D+N (the platform's figure pools
 # every license's cohort), again probed per user through the index rather than joined.
-_RETENTION = (
-    _UPSERT_COLUMNS
-    + _FIRST_SEEN
-    + """, checks AS (
+_RETENTION = _UPSERT_COLUMNS + _FIRST_SEEN + """, checks AS (
     SELECT *
       FROM unnest(CAST(:offsets_days AS integer[]), CAST(:activity_starts AS timestamptz[]),
                   CAST(:activity_ends AS timestamptz[])) AS c (offset_days, activity_start, activity_end)
@@ -166,9 +150,7 @@ SELECT 'retention_d' || checks.offset_days, 'retention', round(count(later.seen)
                       LIMIT 1) AS later ON true
  GROUP BY GROUPING SETS ((cohort.license_id, checks.offset_days), (checks.offset_days))
 HAVING grouping(cohort.license_id) = 1 OR cohort.license_id IS NOT NULL
-"""
-    + _ON_CONFLICT
-)
+""" + _ON_CONFLICT
 
 
 def _upsert(session: Session, statement: str, params: Mapping[str, Any]) -> int:
@@ -311,22 +293,9 @@ def business_metrics(
         conditions.append(tuple_(bm.period_start, bm.business_metric_id) < tuple_(*after))
     statement = (
         select(
-            bm.business_metric_id,
-            bm.metric_name,
-            bm.metric_category,
-            bm.metric_value,
-            bm.currency,
-            bm.period_type,
-            bm.period_start,
-            bm.period_end,
-            bm.license_id,
-            bm.dimensions,
-            bm.target_value,
-            bm.previous_value,
-            bm.source,
-            bm.computed_at,
-            bm.created_at,
-            bm.updated_at,
+            bm.business_metric_id, bm.metric_name, bm.metric_category, bm.metric_value, bm.currency, bm.period_type,
+            bm.period_start, bm.period_end, bm.license_id, bm.dimensions, bm.target_value, bm.previous_value,
+            bm.source, bm.computed_at, bm.created_at, bm.updated_at,
         )
         .where(and_(*conditions))
         .order_by(bm.period_start.desc(), bm.business_metric_id.desc())
@@ -334,22 +303,9 @@ def business_metrics(
     )
     return [
         BusinessMetricRow(
-            row.business_metric_id,
-            row.metric_name,
-            str(row.metric_category),
-            row.metric_value,
-            row.currency,
-            str(row.period_type),
-            row.period_start,
-            row.period_end,
-            row.license_id,
-            row.dimensions,
-            row.target_value,
-            row.previous_value,
-            row.source,
-            row.computed_at,
-            row.created_at,
-            row.updated_at,
+            row.business_metric_id, row.metric_name, str(row.metric_category), row.metric_value, row.currency,
+            str(row.period_type), row.period_start, row.period_end, row.license_id, row.dimensions, row.target_value,
+            row.previous_value, row.source, row.computed_at, row.created_at, row.updated_at,
         )
         for row in session.execute(statement)
     ]
@@ -360,20 +316,8 @@ _KPI_VIEW = table(
     *(
         column(name)
         for name in (
-            "metric_name",
-            "metric_category",
-            "period_type",
-            "license_id",
-            "dimensions",
-            "currency",
-            "period_start",
-            "period_end",
-            "metric_value",
-            "previous_value",
-            "change",
-            "change_pct",
-            "target_value",
-            "computed_at",
+            "metric_name", "metric_category", "period_type", "license_id", "dimensions", "currency", "period_start",
+            "period_end", "metric_value", "previous_value", "change", "change_pct", "target_value", "computed_at",
         )
     ),
 )
@@ -392,9 +336,7 @@ def kpi_summary(
 ) -> list[KpiSummaryRow]:
     """Rows of ``business_metrics_kpi_summary``, by category, name, period type, license (platform first)."""
     view = _KPI_VIEW.c
-    conditions: list[ColumnElement[bool]] = [
-        _license_condition(view.license_id, license_id=license_id, overall_only=overall_only)
-    ]
+    conditions: list[ColumnElement[bool]] = [_license_condition(view.license_id, license_id=license_id, overall_only=overall_only)]
     if metric_name is not None:
         conditions.append(view.metric_name == metric_name)
     if metric_category is not None:
@@ -405,10 +347,7 @@ def kpi_summary(
         select(_KPI_VIEW)
         .where(and_(*conditions))
         .order_by(
-            view.metric_category,
-            view.metric_name,
-            view.period_type,
-            view.license_id.asc().nulls_first(),
+            view.metric_category, view.metric_name, view.period_type, view.license_id.asc().nulls_first(),
             text("dimensions::text"),
         )
         .limit(limit)

@@ -33,42 +33,15 @@ __all__ = [
 ]
 
 EVENT_COLUMNS = (
-    "hour",
-    "event_type",
-    "license_id",
-    "events",
-    "unique_users",
-    "unique_sessions",
-    "avg_duration_ms",
-    "p95_duration_ms",
-    "errors",
+    "hour", "event_type", "license_id", "events", "unique_users", "unique_sessions", "avg_duration_ms", "p95_duration_ms", "errors",
     "server_span_errors",
 )
 SERVICE_COLUMNS = (
-    "hour",
-    "service_name",
-    "metric_name",
-    "samples",
-    "avg_value",
-    "min_value",
-    "max_value",
-    "p50",
-    "p90",
-    "p95",
-    "p99",
-    "observations",
-    "value_sum",
+    "hour", "service_name", "metric_name", "samples", "avg_value", "min_value", "max_value", "p50", "p90", "p95", "p99",
+    "observations", "value_sum",
 )
 TRACE_COLUMNS = (
-    "hour",
-    "service_name",
-    "operation_name",
-    "spans",
-    "errors",
-    "error_rate",
-    "p50_duration_ms",
-    "p95_duration_ms",
-    "p99_duration_ms",
+    "hour", "service_name", "operation_name", "spans", "errors", "error_rate", "p50_duration_ms", "p95_duration_ms", "p99_duration_ms",
 )
 
 
@@ -109,12 +82,7 @@ def events_hourly(session: Session, query: SummaryQuery, *, license_id: int | No
     equals = dict(query.equals)
     if license_id is not None:
         equals["license_id"] = license_id
-    return _run(
-        session,
-        _EVENTS_VIEW,
-        SummaryQuery(query.start, query.end, equals, query.limit, query.offset),
-        ("event_type", "license_id"),
-    )
+    return _run(session, _EVENTS_VIEW, SummaryQuery(query.start, query.end, equals, query.limit, query.offset), ("event_type", "license_id"))
 
 
 _SERVICES_VIEW = f"""

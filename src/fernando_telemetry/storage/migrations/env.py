@@ -41,7 +41,9 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(sqlalchemy_url(_database_url()), poolclass=pool.NullPool, connect_args={"options": "-c timezone=UTC"})
+    engine = create_engine(
+        sqlalchemy_url(_database_url()), poolclass=pool.NullPool, connect_args={"options": "-c timezone=UTC"}
+    )
     with engine.connect() as connection:
         _run(connection)
     engine.dispose()

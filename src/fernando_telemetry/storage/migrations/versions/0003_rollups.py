@@ -535,12 +535,8 @@ $$
 
 def _sketch_columns(prefix: str) -> list[sa.Column]:
     return [
-        sa.Column(
-            f"{prefix}_sketch_keys", postgresql.ARRAY(sa.Integer()), server_default=sa.text("'{}'::integer[]"), nullable=False
-        ),
-        sa.Column(
-            f"{prefix}_sketch_counts", postgresql.ARRAY(sa.BigInteger()), server_default=sa.text("'{}'::bigint[]"), nullable=False
-        ),
+        sa.Column(f"{prefix}_sketch_keys", postgresql.ARRAY(sa.Integer()), server_default=sa.text("'{}'::integer[]"), nullable=False),
+        sa.Column(f"{prefix}_sketch_counts", postgresql.ARRAY(sa.BigInteger()), server_default=sa.text("'{}'::bigint[]"), nullable=False),
     ]
 
 
@@ -564,10 +560,7 @@ def _create_event_rollup(table: str) -> None:
         sa.Column("unique_sessions", sa.BigInteger(), nullable=False),
         sa.Column("errors", sa.BigInteger(), nullable=False),
         sa.Column("duration_count", sa.BigInteger(), nullable=False),
-        *[
-            sa.Column(f"duration_{name}", sa.Double(), nullable=True)
-            for name in ("sum", "min", "max", "p50", "p90", "p95", "p99")
-        ],
+        *[sa.Column(f"duration_{name}", sa.Double(), nullable=True) for name in ("sum", "min", "max", "p50", "p90", "p95", "p99")],
         *_sketch_columns("duration"),
         sa.UniqueConstraint(
             "bucket_start", "event_type", "license_id", name=f"uq_{table}_grain", postgresql_nulls_not_distinct=True
@@ -590,13 +583,8 @@ def _create_metric_rollup(table: str) -> None:
         *[sa.Column(f"value_{name}", sa.Double(), nullable=False) for name in ("min", "max", "p50", "p90", "p95", "p99")],
         *_sketch_columns("value"),
         sa.UniqueConstraint(
-            "bucket_start",
-            "service_name",
-            "metric_name",
-            "host_name",
-            "license_id",
-            name=f"uq_{table}_grain",
-            postgresql_nulls_not_distinct=True,
+            "bucket_start", "service_name", "metric_name", "host_name", "license_id",
+            name=f"uq_{table}_grain", postgresql_nulls_not_distinct=True,
         ),
     )
     op.create_index(f"ix_{table}_metric_name_bucket_start", table, ["metric_name", "bucket_start"], unique=False)
@@ -611,18 +599,11 @@ def _create_span_rollup(table: str) -> None:
         *_license_column(table),
         sa.Column("spans", sa.BigInteger(), nullable=False),
         sa.Column("errors", sa.BigInteger(), nullable=False),
-        *[
-            sa.Column(f"duration_{name}", sa.Double(), nullable=False)
-            for name in ("sum", "min", "max", "p50", "p90", "p95", "p99")
-        ],
+        *[sa.Column(f"duration_{name}", sa.Double(), nullable=False) for name in ("sum", "min", "max", "p50", "p90", "p95", "p99")],
         *_sketch_columns("duration"),
         sa.UniqueConstraint(
-            "bucket_start",
-            "service_name",
-            "operation_name",
-            "license_id",
-            name=f"uq_{table}_grain",
-            postgresql_nulls_not_distinct=True,
+            "bucket_start", "service_name", "operation_name", "license_id",
+            name=f"uq_{table}_grain", postgresql_nulls_not_distinct=True,
         ),
     )
 
@@ -630,12 +611,8 @@ def _create_span_rollup(table: str) -> None:
 def upgrade() -> None:
     for table in SOURCES:
         op.create_index(
-            f"ix_{table}_created_at_brin",
-            table,
-            ["created_at"],
-            unique=False,
-            postgresql_using="brin",
-            postgresql_with={"pages_per_range": "16", "autosummarize": "on"},
+            f"ix_{table}_created_at_brin", table, ["created_at"], unique=False,
+            postgresql_using="brin", postgresql_with={"pages_per_range": "16", "autosummarize": "on"},
         )
     op.create_table(
         "rollup_state",
@@ -652,10 +629,8 @@ def upgrade() -> None:
         sa.Column("bucket_start", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("grain IN ('hour', 'day')", name=op.f("ck_rollup_dirty_buckets_grain")),
         sa.ForeignKeyConstraint(
-            ["source_table"],
-            ["rollup_state.source_table"],
-            name=op.f("fk_rollup_dirty_buckets_source_table_rollup_state"),
-            ondelete="CASCADE",
+            ["source_table"], ["rollup_state.source_table"],
+            name=op.f("fk_rollup_dirty_buckets_source_table_rollup_state"), ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("source_table", "grain", "bucket_start", name=op.f("pk_rollup_dirty_buckets")),
     )
