@@ -28,6 +28,7 @@ from fernando_telemetry import jobs
 from fernando_telemetry.core.errors import QuotaExceeded
 from fernando_telemetry.core.quotas import Quotas
 from fernando_telemetry.services import alert_evaluation, alert_rules, keys
+from fernando_telemetry.services import status as status_service
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.storage.models import Alert, AlertNotification, AlertRule, NotificationChannel
@@ -172,6 +173,12 @@ class TestFairEvaluation:
         # every reached rule waited at least its 0.1 s budget: a 1 s budget lets at most 10 run, the rest wait
         assert len(reached) <= 10
         assert "deferred to the next pass" in summary and "timed out" in summary
+        # `status` lists them
+        with session_factory(committed_engine)() as session:
+            failing = {rule.rule_id: rule for rule in status_service.report(session, now=NOW).failing_rules}
+        listed = [failing[rule.rule_id] for rule in reached if rule.rule_id in failing]
+        assert listed and all(row.status == "error" and (row.error or "").startswith("timed out") for row in listed)
+        assert b_rule not in failing
 
     def test_round_robin_order(self, session: Session) -> None:
         """Rules are interleaved by license, each license's own order kept."""
