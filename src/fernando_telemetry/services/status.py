@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.services import job_runs, schema
@@ -193,23 +194,31 @@ def report(
         rollups=_rollups(session, now=now),
         jobs=_jobs(session, scheduled_jobs or {}),
         listeners=listeners,
-        failing_rules=_failing_rules(session),
+        failing_rules=[] if database.revision is None else _failing_rules(session),
     )
 
 
 def _failing_rules(session: Session) -> list[FailingRule]:
-    rows = session.scalars(
-        select(AlertRule)
+    columns = (
+        AlertRule.rule_id,
+        AlertRule.license_id,
+        AlertRule.name,
+        AlertRule.last_evaluation_status,
+        AlertRule.last_error,
+        AlertRule.last_evaluated_at,
+    )
+    query = (
+        select(*columns)
         .where(AlertRule.enabled, AlertRule.last_evaluation_status.is_not(None), AlertRule.last_evaluation_status != "ok")
         .order_by(AlertRule.last_evaluated_at.desc().nulls_last(), AlertRule.rule_id)
         .limit(MAX_FAILING_RULES)
     )
-    return [
-        FailingRule(
-            rule.rule_id, rule.license_id, rule.name, rule.last_evaluation_status or "", rule.last_error, rule.last_evaluated_at
-        )
-        for rule in rows
-    ]
+    try:
+        with session.begin_nested():  # a database behind head may lack these columns: the rest of the report still stands
+            rows = session.execute(query).all()
+    except DBAPIError:
+        return []
+    return [FailingRule(row[0], row[1], row[2], row[3] or "", row[4], row[5]) for row in rows]
 
 
 def _tables(session: Session, *, exact: bool, block_size: int, count_below_bytes: int) -> list[TableStatus]:
