@@ -160,11 +160,18 @@ def alert_evaluation_run(settings: Settings) -> Callable[[sessionmaker[Session],
     def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
         def work(session: Session) -> str:
             summary = alert_evaluation.evaluate_due(
-                session, now=now, statement_timeout_ms=int(settings.alert_evaluation_statement_timeout_s * 1000)
+                session,
+                now=now,
+                statement_timeout_ms=int(settings.alert_evaluation_statement_timeout_s * 1000),
+                rule_timeout_ms=int(settings.alert_rule_timeout_s * 1000),
+                license_budget_ms=int(settings.alert_license_budget_s * 1000),
+                max_groups=settings.alert_max_groups_per_rule,
             )
+            evaluated = len(summary.rules) - len(summary.deferred)
             return (
-                f"alerts: {len(summary.rules)} rules evaluated, {len(summary.transitions)} transitions, "
-                f"{summary.notifications} notifications queued, {len(summary.errors)} failed"
+                f"alerts: {evaluated} rules evaluated, {len(summary.transitions)} transitions, "
+                f"{summary.notifications} notifications queued, {len(summary.errors)} failed "
+                f"({len(summary.timed_out)} timed out), {len(summary.deferred)} deferred to the next pass"
             )
 
         return _with_job_lock(sessions, "alert_evaluation", work)

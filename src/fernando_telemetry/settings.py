@@ -14,7 +14,9 @@ import platformdirs
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
+
+__all__ = ["Settings", "load_settings", "quotas_of"]
 
 
 def _default_data_dir() -> Path:
@@ -190,6 +192,35 @@ class Settings(BaseSettings):
     """Longest one query of an evaluation pass may run; a rule whose query takes longer fails with an error
     recorded on the rule, and the other rules still run."""
 
+    quota_rules_per_license: int = Field(default=DEFAULT_QUOTAS.rules, ge=0)
+    """Most alert rules one license may hold (``FERNANDO_TELEMETRY_QUOTA_RULES_PER_LICENSE``); one more is a 409
+    ``quota_exceeded`` naming the limit. Platform-wide rules (admin) are not counted."""
+
+    quota_channels_per_license: int = Field(default=DEFAULT_QUOTAS.channels, ge=0)
+    """Most notification channels one license may hold (``FERNANDO_TELEMETRY_QUOTA_CHANNELS_PER_LICENSE``)."""
+
+    quota_silences_per_license: int = Field(default=DEFAULT_QUOTAS.silences, ge=0)
+    """Most unexpired silences one license may hold (``FERNANDO_TELEMETRY_QUOTA_SILENCES_PER_LICENSE``)."""
+
+    quota_keys_per_license: int = Field(default=DEFAULT_QUOTAS.keys, ge=0)
+    """Most unrevoked API keys one license may hold (``FERNANDO_TELEMETRY_QUOTA_KEYS_PER_LICENSE``)."""
+
+    alert_rule_timeout_s: float = Field(default=2.0, gt=0)
+    """Time budget of one rule in an evaluation pass (``FERNANDO_TELEMETRY_ALERT_RULE_TIMEOUT_S``): its queries run
+    under this ``statement_timeout`` (SET LOCAL in the rule's savepoint); a rule that runs out is recorded on the rule
+    (``last_evaluation_status`` ``error``, ``last_error`` naming the timeout) and the pass goes on with the next rule."""
+
+    alert_license_budget_s: float = Field(default=10.0, gt=0)
+    """Most time one license's rules may take in one evaluation pass (``FERNANDO_TELEMETRY_ALERT_LICENSE_BUDGET_S``);
+    rules beyond it wait for the next pass (they stay due and go first then). With rules interleaved by license,
+    one license delays another's rule by at most one rule timeout per rule ahead of it in the round, and in total by
+    at most this budget plus one rule timeout per pass."""
+
+    alert_max_groups_per_rule: int = Field(default=100, ge=1)
+    """Most alert groups one rule may track (``FERNANDO_TELEMETRY_ALERT_MAX_GROUPS_PER_RULE``); a rule whose
+    condition yields more goes into the ``too_many_groups`` state with one alert and one notification saying so,
+    not one per group."""
+
     secret_key: str | None = None
     """Key that signs dashboard sessions and encrypts notification channel secrets at rest. Unset: a random
     key is generated once and kept in ``<data_dir>/secret_key`` (mode 0600). Changing it signs everyone out
@@ -240,6 +271,16 @@ class Settings(BaseSettings):
 
     smtp_from: str = "fernando-telemetry@localhost"
     """Sender address of notification emails whose channel gives no ``from``."""
+
+
+def quotas_of(settings: Settings) -> Quotas:
+    """The per-license quotas ``settings`` name, as the plain value service calls take."""
+    return Quotas(
+        rules=settings.quota_rules_per_license,
+        channels=settings.quota_channels_per_license,
+        silences=settings.quota_silences_per_license,
+        keys=settings.quota_keys_per_license,
+    )
 
 
 def load_settings(**overrides: object) -> Settings:

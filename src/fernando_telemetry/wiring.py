@@ -16,7 +16,7 @@ from fernando_telemetry.core.ids import uuid7_factory
 from fernando_telemetry.core.ingest.common import IngestBounds
 from fernando_telemetry.services.ingest import IngestLimits, Ingestor
 from fernando_telemetry.services.user_query import QueryLimits
-from fernando_telemetry.settings import Settings
+from fernando_telemetry.settings import Settings, quotas_of
 from fernando_telemetry.storage.database import libpq_url, session_factory
 from fernando_telemetry.storage.writer import GroupCommitWriter
 
@@ -81,5 +81,6 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
         limits=ApiLimits(max_body_bytes=settings.ingest_max_body_bytes),
         secret_key=secret_key,
         notifications=notification_wiring.setup(settings, secret_key=secret_key),
+        quotas=quotas_of(settings),
     )
     return Wiring(app=app, writer=writer, ingestor=ingestor)

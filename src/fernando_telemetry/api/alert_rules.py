@@ -206,7 +206,7 @@ def create_rule(request: Request, principal: ReadKey, body: _RuleBody) -> RuleOu
     license_id = _owner_license(principal, body)
     now = datetime.now(UTC)
     with request.app.state.sessions.begin() as session:
-        view = alert_rules.create(session, license_id=license_id, fields=_fields(body), now=now)
+        view = alert_rules.create(session, license_id=license_id, fields=_fields(body), now=now, quotas=request.app.state.quotas)
         audit.record(
             session,
             actor=audit.actor_of(principal),

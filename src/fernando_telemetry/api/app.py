@@ -27,6 +27,7 @@ from fernando_telemetry.api import (
     traces,
 )
 from fernando_telemetry.api.errors import install_error_handlers
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.services import tenancy, user_query
 from fernando_telemetry.services.ingest import Ingestor
 from fernando_telemetry.services.notification_channels import NotificationSetup
@@ -49,6 +50,7 @@ def create_app(
     query_limits: user_query.QueryLimits | None = None,
     secret_key: str | None = None,
     notifications: NotificationSetup | None = None,
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> FastAPI:
     app = FastAPI(
         title="Fernando Telemetry",
@@ -62,6 +64,7 @@ def create_app(
     app.state.sessions = tenancy.scope_sessions(sessionmaker(engine, expire_on_commit=False))
     app.state.ingestor = ingestor
     app.state.limits = limits
+    app.state.quotas = quotas
     app.state.query_url = query_url or user_query.query_role_url(engine.url.render_as_string(hide_password=False))
     app.state.query_limits = query_limits or user_query.QueryLimits()
     # channel secrets are sealed with the server's key; without one (tests), with a key that lives as long as the app

@@ -170,7 +170,12 @@ def create_channel(
     scope = tenancy.visible_license(principal, requested)
     with request.app.state.sessions.begin() as session:
         view = notification_channels.create(
-            session, license_id=scope, spec=spec, box=_setup(request).box, targets=_setup(request).targets
+            session,
+            license_id=scope,
+            spec=spec,
+            box=_setup(request).box,
+            targets=_setup(request).targets,
+            quotas=request.app.state.quotas,
         )
         audit.record(
             session,

@@ -135,6 +135,7 @@ def create_silence(request: Request, principal: ReadKey, body: SilenceIn) -> Sil
             created_by=audit.actor_of(principal),
             comment=body.comment,
             now=now,
+            quotas=request.app.state.quotas,
         )
         audit.record(
             session,

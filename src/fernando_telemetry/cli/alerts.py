@@ -64,6 +64,8 @@ def evaluate(
             rule_ids=rule or None,
             force=every or bool(rule),
             statement_timeout_ms=int(settings.alert_evaluation_statement_timeout_s * 1000),
+            rule_timeout_ms=int(settings.alert_rule_timeout_s * 1000),
+            max_groups=settings.alert_max_groups_per_rule,
         )
     if summary.transitions:
         table = Table("rule", "group", "action", "from", "to", "value", "alert", box=None)

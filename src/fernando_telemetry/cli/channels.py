@@ -18,7 +18,7 @@ from fernando_telemetry import notification_wiring, runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.services import notification_channels
-from fernando_telemetry.settings import load_settings
+from fernando_telemetry.settings import load_settings, quotas_of
 from fernando_telemetry.storage.database import session_factory
 
 __all__ = ["app"]
@@ -156,7 +156,12 @@ def create_channel(
     with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine).begin() as session:
             view = notification_channels.create(
-                session, license_id=license_id, spec=spec, box=box, targets=notification_wiring.target_policy(settings)
+                session,
+                license_id=license_id,
+                spec=spec,
+                box=box,
+                targets=notification_wiring.target_policy(settings),
+                quotas=quotas_of(settings),
             )
     note(f"created channel {view.name!r} ({view.type})")
     print(json.dumps(_shown(view), indent=2))

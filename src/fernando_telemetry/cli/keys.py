@@ -12,7 +12,7 @@ from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.core.keys import KEY_PREFIX
 from fernando_telemetry.services import audit, keys
-from fernando_telemetry.settings import load_settings
+from fernando_telemetry.settings import load_settings, quotas_of
 from fernando_telemetry.storage.database import session_factory
 
 licenses_app = typer.Typer(
@@ -66,9 +66,18 @@ def create_key(
 
     Example: fernando-telemetry keys create --license-id 1 --scope ingest --scope read --name web
     """
-    with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
+    settings = load_settings(database_url=database_url)
+    with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine).begin() as session:
-            created = keys.create_key(session, license_id=license_id, scopes=scope, admin=admin, name=name, new_token=new_token)
+            created = keys.create_key(
+                session,
+                license_id=license_id,
+                scopes=scope,
+                admin=admin,
+                name=name,
+                new_token=new_token,
+                quotas=quotas_of(settings),
+            )
             audit.record(
                 session,
                 actor="cli",

@@ -17,7 +17,7 @@ from fernando_telemetry.core import time_range
 from fernando_telemetry.core.alert_condition import parse_condition
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.services import alert_rules
-from fernando_telemetry.settings import load_settings
+from fernando_telemetry.settings import load_settings, quotas_of
 from fernando_telemetry.storage.database import session_factory
 
 __all__ = ["app"]
@@ -188,7 +188,7 @@ def create(
     owner = license_id if license_id is not None else fields.pop("license_id", None)
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
-        view = alert_rules.create(session, license_id=owner, fields=fields, now=datetime.now(UTC))
+        view = alert_rules.create(session, license_id=owner, fields=fields, now=datetime.now(UTC), quotas=quotas_of(settings))
     note(f"created rule {view.rule_id}")
     _show(view, as_json=as_json)
 

@@ -167,6 +167,20 @@ def _print_report(found: StatusReport, *, url: str, all_partitions: bool) -> Non
             job.error if job.outcome == "failed" and job.error else (job.summary or ""),
         )
     console.print(scheduled)
+    if found.failing_rules:
+        failing = Table(
+            "rule", "license", "name", "status", "last evaluated", "error", title="Alert rules failing", title_justify="left"
+        )
+        for rule in found.failing_rules:
+            failing.add_row(
+                str(rule.rule_id),
+                "-" if rule.license_id is None else str(rule.license_id),
+                escape(rule.name),
+                f"[red]{rule.status}[/red]",
+                _moment(rule.last_evaluated_at),
+                escape(rule.error or ""),
+            )
+        console.print(failing)
 
 
 def _listeners_table(listeners: Listeners) -> Table:

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "Overloaded",
+    "QuotaExceeded",
     "Unauthorized",
 ]
 
@@ -77,6 +78,12 @@ class Conflict(FernandoTelemetryError):
     """The request contradicts the current state (a duplicate name, a stale version)."""
 
     code = "conflict"
+
+
+class QuotaExceeded(Conflict):
+    """The license already holds as many objects of a kind as its quota allows; ``details`` name the limit."""
+
+    code = "quota_exceeded"
 
 
 class Unauthorized(FernandoTelemetryError):

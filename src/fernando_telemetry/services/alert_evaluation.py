@@ -7,13 +7,23 @@ alerts ``suppressed`` (they still resolve); acknowledged alerts still resolve by
 resolved and repeat notifications are only queued here (``alert_notifications.enqueue``); they are sent
 after the caller commits. Each rule runs in its own SAVEPOINT, so one rule's failure is recorded on it
 (``last_evaluation_status`` ``error``, ``last_error``) and the others still run.
+
+Fairness: each rule's statements run under its own ``statement_timeout`` (``rule_timeout_ms``, set LOCAL
+inside its savepoint); the due rules are interleaved by license (round-robin: one rule of each license in
+turn), and a license whose rules have used ``license_budget_ms`` in this pass has its remaining rules
+deferred to the next pass (they stay due, and go first then). So another license's rule waits, per license
+ahead of it, at most ``min(k * rule_timeout, license_budget + rule_timeout)`` plus the Python work of those
+rules, where ``k`` is its place among its own license's rules. A rule whose condition yields more than
+``max_groups`` groups is put in the ``too_many_groups`` state: one alert (and one notification per channel)
+says so, instead of one per group; its groups' states are left as they were until it is back under the cap.
 Imports storage, core and the alert services; never commits.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +43,9 @@ from fernando_telemetry.storage.models import Alert, AlertEvent, AlertNotificati
 __all__ = [
     "ACTOR",
     "MAX_ERROR_CHARS",
+    "TOO_MANY_GROUPS",
+    "TOO_MANY_GROUPS_KEY",
+    "interleave_by_license",
     "EvaluationSummary",
     "GroupTransition",
     "RuleEvaluation",
@@ -46,6 +59,11 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "evaluator"
 MAX_ERROR_CHARS = 2000
+TOO_MANY_GROUPS = "too_many_groups"
+"""``last_evaluation_status`` of a rule whose condition yields more groups than the cap."""
+TOO_MANY_GROUPS_KEY = {"alertstate": TOO_MANY_GROUPS}
+"""Group key of the one alert that stands for a rule over its group cap."""
+_QUERY_CANCELED = "57014"
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,9 @@ class GroupTransition:
 
 @dataclass(frozen=True)
 class RuleEvaluation:
-    """What evaluating one rule did; ``status`` ``ok`` or ``error`` (then ``error`` says why)."""
+    """What evaluating one rule did; ``status`` ``ok``, ``error`` (then ``error`` says why; a rule that ran out of
+    its time budget is an ``error`` with ``timed_out``), ``too_many_groups`` or ``deferred`` (its license used its
+    budget of this pass: not evaluated, still due)."""
 
     rule_id: int
     rule_name: str
@@ -77,6 +97,8 @@ class RuleEvaluation:
     groups: int = 0
     transitions: list[GroupTransition] = field(default_factory=list)
     notifications: int = 0
+    timed_out: bool = False
+    license_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,14 @@ class EvaluationSummary:
     @property
     def errors(self) -> list[RuleEvaluation]:
         return [rule for rule in self.rules if rule.status == "error"]
+
+    @property
+    def deferred(self) -> list[RuleEvaluation]:
+        return [rule for rule in self.rules if rule.status == "deferred"]
+
+    @property
+    def timed_out(self) -> list[RuleEvaluation]:
+        return [rule for rule in self.rules if rule.timed_out]
 
     @property
     def notifications(self) -> int:
@@ -122,6 +152,20 @@ def due_rules(
     return list(session.scalars(query.order_by(AlertRule.last_evaluated_at.asc().nulls_first(), AlertRule.rule_id)).all())
 
 
+def interleave_by_license(rules: Sequence[AlertRule]) -> list[AlertRule]:
+    """``rules`` reordered round-robin by license (one of each license in turn, licenses in the order their first
+    rule comes), each license's own rules kept in their order: no license's rules all run before another's."""
+    queues: dict[int | None, list[AlertRule]] = {}
+    for rule in rules:
+        queues.setdefault(rule.license_id, []).append(rule)
+    ordered: list[AlertRule] = []
+    depth = 0
+    while len(ordered) < len(rules):
+        ordered.extend(queue[depth] for queue in queues.values() if depth < len(queue))
+        depth += 1
+    return ordered
+
+
 def evaluate_due(
     session: Session,
     *,
@@ -129,30 +173,52 @@ def evaluate_due(
     rule_ids: Collection[int] | None = None,
     force: bool = False,
     statement_timeout_ms: int | None = None,
+    rule_timeout_ms: int | None = None,
+    license_budget_ms: int | None = None,
+    max_groups: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> EvaluationSummary:
-    """Evaluate every due rule (see ``due_rules``), each in a SAVEPOINT, then apply silences that started
-    or ended to the open alerts of every rule. ``statement_timeout_ms`` bounds each query of the pass."""
+    """Evaluate every due rule (see ``due_rules``), interleaved by license, each in a SAVEPOINT under its own
+    ``statement_timeout`` of ``rule_timeout_ms``; a license whose rules took ``license_budget_ms`` of this pass
+    (measured with ``clock``, seconds) has the rest deferred. Then apply silences that started or ended to the
+    open alerts of every rule. ``statement_timeout_ms`` bounds each query of the pass outside the rules."""
     if statement_timeout_ms is not None:
         session.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": f"{int(statement_timeout_ms)}ms"})
+    pass_timeout = session.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
     in_force = silences.in_force(session, now=now)
     results: list[RuleEvaluation] = []
-    for rule in due_rules(session, now=now, rule_ids=rule_ids, force=force):
-        rule_id, rule_name = rule.rule_id, rule.name
+    spent: dict[int | None, float] = {}
+    for rule in interleave_by_license(due_rules(session, now=now, rule_ids=rule_ids, force=force)):
+        rule_id, rule_name, license_id = rule.rule_id, rule.name, rule.license_id
+        if license_budget_ms is not None and spent.get(license_id, 0.0) * 1000 >= license_budget_ms:
+            results.append(RuleEvaluation(rule_id=rule_id, rule_name=rule_name, status="deferred", license_id=license_id))
+            continue
+        started = clock()
         savepoint = session.begin_nested()
         try:
-            result = evaluate_rule(session, rule, now=now, silences_in_force=in_force)
+            if rule_timeout_ms is not None:
+                session.execute(
+                    text("SELECT set_config('statement_timeout', :value, true)"), {"value": f"{int(rule_timeout_ms)}ms"}
+                )
+            result = evaluate_rule(session, rule, now=now, silences_in_force=in_force, max_groups=max_groups)
             savepoint.commit()
         except Exception as exc:  # one rule's failure (a bad stored condition, a query error) must not stop the others
             savepoint.rollback()
-            message = _error_text(exc)
+            timed_out = getattr(getattr(exc, "orig", None), "sqlstate", None) == _QUERY_CANCELED
+            message = _error_text(exc, rule_timeout_ms if timed_out else None)
             logger.warning("alert rule %s (%s) failed to evaluate: %s", rule_id, rule_name, message)
             session.execute(
                 update(AlertRule)
                 .where(AlertRule.rule_id == rule_id)
                 .values(last_evaluated_at=now, last_evaluation_status="error", last_error=message)
             )
-            result = RuleEvaluation(rule_id=rule_id, rule_name=rule_name, status="error", error=message)
+            result = RuleEvaluation(
+                rule_id=rule_id, rule_name=rule_name, status="error", error=message, timed_out=timed_out, license_id=license_id
+            )
+        finally:
+            spent[license_id] = spent.get(license_id, 0.0) + (clock() - started)
         results.append(result)
+    session.execute(text("SELECT set_config('statement_timeout', :value, true)"), {"value": pass_timeout})
     other: list[GroupTransition] = []
     still_open = []
     for alert in _open_alerts(session):
@@ -197,8 +263,13 @@ def evaluate_due(
     )
 
 
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, InvalidInput):
+def _error_text(exc: Exception, timeout_ms: int | None = None) -> str:
+    if timeout_ms is not None:
+        text_ = (
+            f"timed out: the rule's queries ran longer than its budget of {timeout_ms / 1000:g} s "
+            "(FERNANDO_TELEMETRY_ALERT_RULE_TIMEOUT_S): shorten its window or narrow its filters"
+        )
+    elif isinstance(exc, InvalidInput):
         text_ = f"stored condition is not valid: {exc.message}"
     else:
         original = getattr(exc, "orig", None)
@@ -234,22 +305,33 @@ def _silence_transition(change: silences.SilenceChange, now: datetime) -> GroupT
 
 
 def evaluate_rule(
-    session: Session, rule: AlertRule, *, now: datetime, silences_in_force: Sequence[ActiveSilence] | None = None
+    session: Session,
+    rule: AlertRule,
+    *,
+    now: datetime,
+    silences_in_force: Sequence[ActiveSilence] | None = None,
+    max_groups: int | None = None,
 ) -> RuleEvaluation:
     """Observe ``rule`` at ``now`` and apply what every group's state machine decides; raises on failure
-    (``evaluate_due`` turns that into the rule's error status)."""
+    (``evaluate_due`` turns that into the rule's error status). More than ``max_groups`` groups: the rule's
+    one ``too_many_groups`` alert instead (see the module's note)."""
     condition = rule_condition(rule)
     active_silences = silences.in_force(session, now=now) if silences_in_force is None else silences_in_force
-    run = _RuleRun(session, rule, condition, now, active_silences)
+    run = _RuleRun(session, rule, condition, now, active_silences, max_groups)
     run.evaluate()
     rule.last_evaluated_at = now
-    rule.last_evaluation_status = "ok"
-    rule.last_error = None
+    if run.overflow is None:
+        status, rule.last_error = "ok", None
+    else:
+        status, rule.last_error = TOO_MANY_GROUPS, _too_many_text(run.overflow, max_groups or 0)
+    rule.last_evaluation_status = status
     session.flush()
     return RuleEvaluation(
         rule_id=rule.rule_id,
         rule_name=rule.name,
-        status="ok",
+        status=status,
+        error=rule.last_error,
+        license_id=rule.license_id,
         groups=run.groups,
         transitions=run.transitions,
         notifications=run.notifications,
@@ -271,10 +353,18 @@ class _RuleRun:
     """The work of one rule at one instant; holds the locked state rows and open alerts while it applies."""
 
     def __init__(
-        self, session: Session, rule: AlertRule, condition: Condition, now: datetime, active_silences: Sequence[ActiveSilence]
+        self,
+        session: Session,
+        rule: AlertRule,
+        condition: Condition,
+        now: datetime,
+        active_silences: Sequence[ActiveSilence],
+        max_groups: int | None = None,
     ) -> None:
         self.session, self.rule, self.condition, self.now = session, rule, condition, now
         self.active_silences = active_silences
+        self.max_groups = max_groups
+        self.overflow: int | None = None
         self.transitions: list[GroupTransition] = []
         self.notifications = 0
         self.groups = 0
@@ -282,6 +372,9 @@ class _RuleRun:
     def evaluate(self) -> None:
         session, rule, now = self.session, self.rule, self.now
         observations = alert_queries.observe(session, self.condition, license_id=rule.license_id, at=[now])[now]
+        if self.max_groups is not None and len(observations) > self.max_groups:
+            self._too_many_groups(len(observations))
+            return
         # lock order (the same as a manual resolve): the rule's state rows, then its open alerts
         rows = {
             row.fingerprint: row
@@ -317,9 +410,67 @@ class _RuleRun:
             self._store_state(fp, group_keys[fp], new_state, rows.get(fp), alert, observed=fp in observed)
         # an open alert whose group the rule no longer knows (its state row was removed, e.g. by a change of
         # the rule's grouping) would stay open forever: nothing fires it any more, so it is resolved
+        overflow_fp = fingerprint(rule.rule_id, TOO_MANY_GROUPS_KEY)
         for fp, alert in open_alerts.items():
-            if fp not in results:
+            if fp == overflow_fp:
+                self._resolve(alert, None, f"back under the cap of {self.max_groups} groups")
+            elif fp not in results:
                 self._resolve(alert, None, "the rule no longer evaluates this group")
+
+    def _too_many_groups(self, count: int) -> None:
+        """One alert for the whole rule, fired once (and one notification per channel), kept while it stays
+        over the cap; the groups' own states and alerts are left as they were."""
+        session, rule, now = self.session, self.rule, self.now
+        self.overflow = self.groups = count
+        fp = fingerprint(rule.rule_id, TOO_MANY_GROUPS_KEY)
+        alert = next((alert for alert in _open_alerts(session, rule.rule_id) if alert.fingerprint == fp), None)
+        if alert is not None:
+            alert.observed_value = float(count)
+            alert.last_evaluated_at = now
+            self._reconcile_silence(alert)
+            self._maybe_repeat(alert)
+            return
+        group_key = dict(TOO_MANY_GROUPS_KEY)
+        reason = _too_many_text(count, self.max_groups or 0)
+        alert = Alert(
+            rule_id=rule.rule_id,
+            status=AlertStatus.ACTIVE,
+            severity=rule.severity,
+            title=f"{rule.name}: too many groups ({count} > {self.max_groups})"[:300],
+            message=reason,
+            fingerprint=fp,
+            group_key=group_key,
+            observed_value=float(count),
+            threshold_value=float(self.max_groups or 0),
+            triggered_at=now,
+            affected_service=None,
+            license_id=rule.license_id,
+            labels=_labels(rule, group_key),
+            annotations=dict(rule.annotations or {}),
+            last_evaluated_at=now,
+        )
+        covering = next((silence for silence in self.active_silences if silence.covers(alert)), None)
+        if covering is not None:
+            alert.status = AlertStatus.SUPPRESSED
+            alert.silenced_by = covering.silence_id
+        session.add(alert)
+        session.flush()
+        to_state = alerts.state_name(alert.status)
+        alerts.record_event(
+            session,
+            alert=alert,
+            from_state="inactive",
+            to_state=to_state,
+            actor=ACTOR,
+            now=now,
+            action="fire",
+            value=float(count),
+            details={"reason": reason, "groups": count, "cap": self.max_groups},
+        )
+        rule.last_triggered_at = now
+        self._note(fp, group_key, "fire", "inactive", to_state, float(count), alert.alert_id, reason)
+        if covering is None:
+            self.notifications += alert_notifications.enqueue(session, alert=alert, rule=rule, kind="firing", now=now)
 
     # the decisions of one group
 
@@ -556,6 +707,14 @@ class _RuleRun:
         row.last_value = state.last_value
         row.last_evaluated_at = self.now
         row.alert_id = alert.alert_id if alert is not None else None
+
+
+def _too_many_text(count: int, cap: int) -> str:
+    return (
+        f"too many groups: the condition yields {count} groups, more than the cap of {cap} "
+        "(FERNANDO_TELEMETRY_ALERT_MAX_GROUPS_PER_RULE); per-group alerts wait until it is back under the cap: "
+        "group by a field with fewer values, or add filters"
+    )
 
 
 def _group_state(row: AlertRuleState) -> GroupState:

@@ -10,7 +10,8 @@ see (None = every license, admin keys). Imports storage and core; never commits.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +26,9 @@ from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.core.names import name_problem, normalize_name
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.services import notification_channels
+from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.services.notification_channels import CHANNEL_TYPES
 from fernando_telemetry.storage import alert_queries, lookups
 from fernando_telemetry.storage.models import AlertRule, License, NotificationChannel
@@ -34,6 +37,7 @@ __all__ = [
     "BACKTEST_TIMEOUT_MS",
     "DEFAULT_LIMIT",
     "FIELDS",
+    "MAX_BACKTEST_GROUP_EVALUATIONS",
     "MAX_BACKTEST_INSTANTS",
     "MAX_LIMIT",
     "RULE_NAME_ALIAS",
@@ -58,6 +62,8 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_BACKTEST_INSTANTS = 20_000
 BACKTEST_TIMEOUT_MS = 30_000
+MAX_BACKTEST_GROUP_EVALUATIONS = 1_000_000
+"""Most evaluations x groups one backtest may step through (its CPU work); beyond it the backtest is refused."""
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 FIELDS = (
@@ -357,8 +363,11 @@ def _check_channels(session: Session, raw: Any, *, license_id: int | None, probl
 # --- CRUD ---------------------------------------------------------------------------------------
 
 
-def create(session: Session, *, license_id: int | None, fields: Mapping[str, Any], now: datetime) -> RuleView:
-    """A new rule of ``license_id`` (None: platform-wide, over every license's data)."""
+def create(
+    session: Session, *, license_id: int | None, fields: Mapping[str, Any], now: datetime, quotas: Quotas = DEFAULT_QUOTAS
+) -> RuleView:
+    """A new rule of ``license_id`` (None: platform-wide, over every license's data); at most ``quotas.rules``
+    per license (``QuotaExceeded``)."""
     if license_id is not None and session.get(License, license_id) is None:
         raise InvalidInput(f"no license {license_id}", details=[{"field": "license_id", "reason": "no such license"}])
     checked = _check(session, fields, license_id=license_id, partial=False)
@@ -374,6 +383,7 @@ def create(session: Session, *, license_id: int | None, fields: Mapping[str, Any
         updated_at=now,
     )
     _name_free(session, name=values["name"], license_id=license_id, rule_id=None)
+    quota.ensure_room(session, kind="rules", license_id=license_id, limit=quotas.rules)
     session.add(rule)
     _flush(session, values["name"])
     return _view(rule)
@@ -599,14 +609,26 @@ def backtest(
     step_seconds: int,
     rule_id: int | None = None,
     timeout_ms: int = BACKTEST_TIMEOUT_MS,
+    max_group_evaluations: int = MAX_BACKTEST_GROUP_EVALUATIONS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Backtest:
     """What ``condition`` would have done at each instant of ``backtest_instants`` over stored data.
 
     The same ``observe`` query and ``step_groups`` state machine as live evaluation, starting from no
     state; nothing is written and nobody is notified. Fingerprints use ``rule_id`` (0 for a draft).
+
+    Bounded: evaluations x groups at most ``max_group_evaluations`` (the groups at ``end`` are counted first,
+    then the groups actually seen, both before any stepping: more is a 400), its SQL by ``timeout_ms`` and its
+    stepping by the same wall time (``clock``, seconds, checked at every instant).
     """
+    deadline = clock() + timeout_ms / 1000
     ordered = backtest_instants(start=start, end=end, step_seconds=step_seconds)
+    if condition.group_by:
+        probe = _observe_bounded(session, condition, license_id=license_id, at=[ordered[-1]], timeout_ms=timeout_ms)
+        _check_work(len(ordered), len(probe[ordered[-1]]), max_group_evaluations, expected=True)
     observed_at = _observe_bounded(session, condition, license_id=license_id, at=ordered, timeout_ms=timeout_ms)
+    seen = {fingerprint(0, observation.group_key) for observations in observed_at.values() for observation in observations}
+    _check_work(len(ordered), len(seen), max_group_evaluations, expected=False)
     key_of = rule_id or 0
     states: dict[str, GroupState] = {}
     groups: dict[str, dict[str, str]] = {}
@@ -614,6 +636,11 @@ def backtest(
     open_alerts: dict[str, BacktestAlert] = {}
     alerts: list[BacktestAlert] = []
     for instant in ordered:
+        if clock() > deadline:
+            raise InvalidInput(
+                f"the backtest ran longer than {timeout_ms / 1000:g} s: use a shorter range or a larger step",
+                details=[{"field": "to", "reason": "range too large to backtest in time"}],
+            )
         observed: dict[str, tuple[float | None, int]] = {}
         for observation in observed_at[instant]:
             group_fingerprint = fingerprint(key_of, observation.group_key)
@@ -656,6 +683,25 @@ def backtest(
         transitions=transitions,
         alerts=alerts,
         groups_seen=len(groups),
+    )
+
+
+def _check_work(evaluations: int, groups: int, bound: int, *, expected: bool) -> None:
+    if evaluations * max(groups, 1) <= bound:
+        return
+    what = f"{groups} groups at its end" if expected else f"{groups} groups"
+    raise InvalidInput(
+        f"the backtest would step {evaluations} evaluations x {what} = {evaluations * groups} group evaluations; "
+        f"at most {bound}: use a larger step, a shorter range, or fewer groups (filters)",
+        details=[
+            {
+                "field": "step_seconds",
+                "reason": "too many evaluations x groups",
+                "evaluations": evaluations,
+                "groups": groups,
+                "limit": bound,
+            }
+        ],
     )
 
 

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from fernando_telemetry.core.keys import KEY_PREFIX, Principal, Scope, display_prefix, hash_key, looks_like_key, same_hash
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
+from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.storage.models import ApiKey, License
 
 __all__ = ["CreatedKey", "KeyInfo", "authenticate", "create_key", "create_license", "list_keys", "require", "revoke"]
@@ -67,8 +69,10 @@ def create_key(
     admin: bool = False,
     name: str | None = None,
     new_token: Callable[[], str],
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> CreatedKey:
-    """A new key for a license (or an admin key, which has no license); only its hash is stored."""
+    """A new key for a license (or an admin key, which has no license); only its hash is stored. At most
+    ``quotas.keys`` unrevoked keys per license (``QuotaExceeded``)."""
     chosen = _scopes(scopes, admin=admin)
     if Scope.ADMIN in chosen and license_id is not None:
         raise InvalidInput("an admin key belongs to no license: drop --license-id or --admin")
@@ -77,6 +81,7 @@ def create_key(
             raise InvalidInput("a key needs --license-id (or --admin for an admin key)")
         if session.get(License, license_id) is None:
             raise NotFound(f"license {license_id} does not exist: create it with 'fernando-telemetry licenses create'")
+    quota.ensure_room(session, kind="keys", license_id=license_id, limit=quotas.keys)
     token = new_token()
     if not looks_like_key(token):
         raise ValueError("new_token must produce a key starting with " + KEY_PREFIX)

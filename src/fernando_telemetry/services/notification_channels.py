@@ -26,12 +26,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.notify.message import channel_test_message
 from fernando_telemetry.notify.notifier import Channel, ChannelNotifier, EmailChannel, Notifier, SlackChannel, WebhookChannel
 from fernando_telemetry.notify.result import SendResult
 from fernando_telemetry.notify.smtp import SECURITY_MODES
 from fernando_telemetry.notify.targets import MASK, TargetPolicy, mask_url, target_problem
 from fernando_telemetry.notify.webhook_format import FORMATS
+from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.services.secret_box import SecretBox, SecretsUnreadable
 from fernando_telemetry.storage.models import AlertRule, NotificationChannel
 
@@ -367,9 +369,16 @@ def _require_object(spec: Any, what: str) -> Mapping[str, Any]:
 
 
 def create(
-    session: Session, *, license_id: int | None, spec: Mapping[str, Any], box: SecretBox, targets: TargetPolicy | None = None
+    session: Session,
+    *,
+    license_id: int | None,
+    spec: Mapping[str, Any],
+    box: SecretBox,
+    targets: TargetPolicy | None = None,
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> ChannelView:
-    """A new channel of ``license_id`` (None: a platform channel, for platform-wide rules)."""
+    """A new channel of ``license_id`` (None: a platform channel, for platform-wide rules); at most
+    ``quotas.channels`` per license (``QuotaExceeded``)."""
     spec = _require_object(spec, "a channel")
     problems = _Problems()
     config, secrets = _validate(spec, problems, targets)
@@ -382,6 +391,7 @@ def create(
     ).first()
     if existing is not None:
         raise Conflict(f"a notification channel named {name!r} already exists", details=[{"field": "name", "reason": "taken"}])
+    quota.ensure_room(session, kind="channels", license_id=license_id, limit=quotas.channels)
     row = NotificationChannel(
         license_id=license_id,
         name=name,

@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.enums import AlertStatus
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.core.silence_matchers import Matcher, matches_all, parse_matchers
 from fernando_telemetry.services import alert_notifications, alerts
+from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.storage.models import Alert, AlertRule, License, Silence
 
 __all__ = [
@@ -164,11 +166,14 @@ def create(
     now: datetime,
     starts_at: datetime | None = None,
     comment: str | None = None,
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> SilenceView:
-    """A new silence of ``license_id`` (None: platform-wide), applied at once to the open alerts it matches."""
+    """A new silence of ``license_id`` (None: platform-wide), applied at once to the open alerts it matches; at
+    most ``quotas.silences`` unexpired ones per license (``QuotaExceeded``)."""
     parsed, start, end = _checked(matchers=matchers, starts_at=starts_at, ends_at=ends_at, comment=comment, now=now)
     if license_id is not None and session.get(License, license_id) is None:
         raise InvalidInput(f"license_id: no license {license_id}", details=[{"field": "license_id", "reason": "unknown license"}])
+    quota.ensure_room(session, kind="silences", license_id=license_id, limit=quotas.silences, now=now)
     silence = Silence(
         license_id=license_id,
         matchers=[matcher.to_json() for matcher in parsed],

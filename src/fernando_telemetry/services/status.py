@@ -13,15 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.services import job_runs, schema
 from fernando_telemetry.storage import rollups as rollup_store
 from fernando_telemetry.storage import status_queries
+from fernando_telemetry.storage.models import AlertRule
 from fernando_telemetry.storage.status_queries import RelationFigures
 
 __all__ = [
     "EXACT_COUNT_MAX_BYTES",
+    "MAX_FAILING_RULES",
+    "FailingRule",
     "DatabaseStatus",
     "JobStatus",
     "Listeners",
@@ -134,6 +139,19 @@ class Listeners:
 
 
 @dataclass(frozen=True)
+class FailingRule:
+    """An enabled alert rule whose last evaluation did not succeed: ``status`` ``error`` (``error`` says why, a
+    timeout included) or ``too_many_groups``."""
+
+    rule_id: int
+    license_id: int | None
+    name: str
+    status: str
+    error: str | None
+    last_evaluated_at: datetime | None
+
+
+@dataclass(frozen=True)
 class StatusReport:
     generated_at: datetime
     database: DatabaseStatus
@@ -141,6 +159,11 @@ class StatusReport:
     rollups: list[RollupLag]
     jobs: list[JobStatus]
     listeners: Listeners | None = None
+    failing_rules: list[FailingRule] = field(default_factory=list)
+    """At most ``MAX_FAILING_RULES`` of them, the most recently evaluated first."""
+
+
+MAX_FAILING_RULES = 50
 
 
 def report(
@@ -171,7 +194,31 @@ def report(
         rollups=_rollups(session, now=now),
         jobs=_jobs(session, scheduled_jobs or {}),
         listeners=listeners,
+        failing_rules=[] if database.revision is None else _failing_rules(session),
     )
+
+
+def _failing_rules(session: Session) -> list[FailingRule]:
+    columns = (
+        AlertRule.rule_id,
+        AlertRule.license_id,
+        AlertRule.name,
+        AlertRule.last_evaluation_status,
+        AlertRule.last_error,
+        AlertRule.last_evaluated_at,
+    )
+    query = (
+        select(*columns)
+        .where(AlertRule.enabled, AlertRule.last_evaluation_status.is_not(None), AlertRule.last_evaluation_status != "ok")
+        .order_by(AlertRule.last_evaluated_at.desc().nulls_last(), AlertRule.rule_id)
+        .limit(MAX_FAILING_RULES)
+    )
+    try:
+        with session.begin_nested():  # a database behind head may lack these columns: the rest of the report still stands
+            rows = session.execute(query).all()
+    except DBAPIError:
+        return []
+    return [FailingRule(row[0], row[1], row[2], row[3] or "", row[4], row[5]) for row in rows]
 
 
 def _tables(session: Session, *, exact: bool, block_size: int, count_below_bytes: int) -> list[TableStatus]:

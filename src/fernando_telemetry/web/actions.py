@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS
 from fernando_telemetry.services import alert_rules, tenancy
 from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web import signin
@@ -34,7 +35,8 @@ def _run(request: Request, work: Callable[[PageRequest], T]) -> T:
     viewer = signin.viewer(request)
     tenancy.enter(viewer.principal)
     with request.app.state.sessions.begin() as session:
-        return work(PageRequest(session, viewer.principal, datetime.now(UTC), ()))
+        quotas = getattr(request.app.state, "quotas", DEFAULT_QUOTAS)
+        return work(PageRequest(session, viewer.principal, datetime.now(UTC), (), quotas=quotas))
 
 
 def _with_query(target: str, **query: str) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.keys import Principal
+from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 
 __all__ = ["Page", "PageBuilder", "PageRequest", "RANGES", "WindowChoice"]
 
@@ -50,6 +51,8 @@ class PageRequest:
     query: Sequence[tuple[str, str]] = ()
     refresh: bool = False
     """True when the browser refreshes an open page: only its charts and fragments are used."""
+    quotas: Quotas = DEFAULT_QUOTAS
+    """The per-license quotas the server was started with (forms that create rules and silences check them)."""
 
     def text(self, name: str) -> str | None:
         """The first value of a parameter, stripped; None when absent or blank."""

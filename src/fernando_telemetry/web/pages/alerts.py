@@ -171,6 +171,7 @@ def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, 
             created_by=actor,
             now=now,
             comment=(form.get("comment") or "").strip() or f"silenced from the dashboard for {form.get('duration')}",
+            quotas=request.quotas,
         )
         audit.record(
             session,

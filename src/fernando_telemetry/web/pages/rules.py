@@ -218,7 +218,7 @@ def save(request: PageRequest, form: RuleForm) -> RuleView | None:
         return None
     try:
         if form.rule_id is None:
-            view = alert_rules.create(request.session, license_id=owner, fields=fields, now=request.now)
+            view = alert_rules.create(request.session, license_id=owner, fields=fields, now=request.now, quotas=request.quotas)
             action, details = "rule.create", {"name": view.name}
         else:
             version = _whole(form, "version")
