@@ -16,7 +16,16 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["LICENSE_SETTING", "QUERY_READER_ROLE", "QUERY_ROLE", "TENANT_ROLE", "current_license", "install", "scope_connection", "scoped"]
+__all__ = [
+    "LICENSE_SETTING",
+    "QUERY_READER_ROLE",
+    "QUERY_ROLE",
+    "TENANT_ROLE",
+    "current_license",
+    "install",
+    "scope_connection",
+    "scoped",
+]
 
 TENANT_ROLE = "fernando_telemetry_tenant"
 QUERY_ROLE = "fernando_telemetry_query"

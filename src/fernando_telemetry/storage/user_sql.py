@@ -14,8 +14,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-import json
 import ipaddress
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from sqlalchemy import Engine, text
 
 from fernando_telemetry.core.errors import DatabaseUnavailable, Forbidden, InvalidInput
@@ -175,11 +176,15 @@ def _run(
                 raise InvalidInput("send exactly one SELECT statement (no semicolon-separated statements)") from exc
             raise InvalidInput(f"SQL error: {first_line(exc)}") from exc
         except psycopg.DatabaseError as exc:
+            if type(exc) is psycopg.ProgrammingError and "didn't produce a result" in str(exc):
+                # stream(): the statement was not one returning rows (a SET hidden behind a comment, ...)
+                raise InvalidInput("the statement returned no rows: only a SELECT may run here") from exc
             raise InvalidInput(f"SQL error: {first_line(exc)}") from exc
-        if cursor.description is None:
-            raise InvalidInput("the statement returned no rows: only a SELECT may run here")
-        columns = [column.name for column in cursor.description]
         elapsed_ms = (monotonic() - started) * 1000.0
+        if cursor.description is not None:
+            columns = [column.name for column in cursor.description]
+        else:  # no row came: the stream kept no description, ask the server for the statement's columns
+            columns = _describe(connection, statement)
     connection.rollback()
     return QueryResult(
         columns=columns,
@@ -189,3 +194,12 @@ def _run(
         truncated_by=truncated_by,
         result_bytes=size,
     )
+
+
+def _describe(connection: psycopg.Connection[Any], statement: str) -> list[str]:
+    pgconn = connection.pgconn
+    prepared = pgconn.prepare(b"", statement.encode(connection.info.encoding))
+    if prepared.status != pq.ExecStatus.COMMAND_OK:
+        raise InvalidInput(f"SQL error: {(prepared.error_message or b'').decode(errors='replace').splitlines()[0]}")
+    described = pgconn.describe_prepared(b"")
+    return [(described.fname(index) or b"").decode(connection.info.encoding) for index in range(described.nfields)]

@@ -6,8 +6,8 @@ role it logged in as: the reader has none of the login role's privileges (the lo
 only a member of the reader), so the reader neither reads another backend's query text in
 ``pg_stat_activity`` nor signals it (``pg_cancel_backend``/``pg_terminate_backend``), whatever license runs
 it. The grants and the ``query_isolation``/``own_backend`` policies move from the login role to the reader,
-which also reads ``rollup_state`` (read only: watermarks, no license data) so the security-invoker summary
-views answer there.
+which also reads ``rollup_state`` and ``rollup_dirty_buckets`` (read only: watermarks and hours waiting for a
+refresh, no license and no values) so the security-invoker summary views answer there.
 
 Functions user SQL must not call lose their EXECUTE grant to PUBLIC in this database and get it back for the
 migrating role (the owner the server connects as) and the tenant role:
@@ -132,7 +132,7 @@ def upgrade() -> None:
     op.execute(f"GRANT {READER_ROLE} TO {QUERY_ROLE}")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {READER_ROLE}")
     readable = ", ".join(QUERY_READABLE)
-    op.execute(f"GRANT SELECT ON {readable}, query_scopes, rollup_state TO {READER_ROLE}")
+    op.execute(f"GRANT SELECT ON {readable}, query_scopes, rollup_state, rollup_dirty_buckets TO {READER_ROLE}")
     op.execute(f"REVOKE SELECT ON {readable}, query_scopes FROM {QUERY_ROLE}")
     for table in POLICY_TABLES:
         op.execute(f"ALTER POLICY query_isolation ON {table} TO {READER_ROLE}")
@@ -210,7 +210,7 @@ $$"""
         op.execute(f"ALTER POLICY query_isolation ON {table} TO {QUERY_ROLE}")
     op.execute(f"ALTER POLICY own_backend ON query_scopes TO {QUERY_ROLE}")
     op.execute(f"GRANT SELECT ON {readable}, query_scopes TO {QUERY_ROLE}")
-    op.execute(f"REVOKE ALL ON {readable}, query_scopes, rollup_state FROM {READER_ROLE}")
+    op.execute(f"REVOKE ALL ON {readable}, query_scopes, rollup_state, rollup_dirty_buckets FROM {READER_ROLE}")
     op.execute(f"REVOKE USAGE ON SCHEMA public FROM {READER_ROLE}")
     # the roles stay (cluster-wide: other databases may use them); the login role inherits again
     op.execute(f"ALTER ROLE {QUERY_ROLE} INHERIT")
