@@ -179,16 +179,6 @@ def downgrade() -> None:
     op.execute(
         f"""
 DO $$
-BEGIN
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        ALTER ROLE {QUERY_ROLE} RESET temp_file_limit;
-    END IF;
-END
-$$"""
-    )
-    op.execute(
-        f"""
-DO $$
 DECLARE
     columns text;
 BEGIN
@@ -212,5 +202,5 @@ $$"""
     op.execute(f"GRANT SELECT ON {readable}, query_scopes TO {QUERY_ROLE}")
     op.execute(f"REVOKE ALL ON {readable}, query_scopes, rollup_state, rollup_dirty_buckets FROM {READER_ROLE}")
     op.execute(f"REVOKE USAGE ON SCHEMA public FROM {READER_ROLE}")
-    # the roles stay (cluster-wide: other databases may use them); the login role inherits again
-    op.execute(f"ALTER ROLE {QUERY_ROLE} INHERIT")
+    # the roles, their membership, NOINHERIT and temp_file_limit stay: they are cluster-wide and other databases of
+    # the cluster may be at this revision; the login role holds its grants directly again here
