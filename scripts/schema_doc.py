@@ -80,10 +80,14 @@ ROLES = {
     "fernando_telemetry_tenant": "API requests made with a license key: every transaction of such a request starts with "
     "`SET LOCAL ROLE fernando_telemetry_tenant` and sets `fernando_telemetry.license_id` (storage/tenant_scope.py). "
     "It may read and write every table; the `tenant_isolation` policies keep it to the rows of that license.",
-    "fernando_telemetry_query": "User SQL of `POST /api/v1/query`, on a connection of its own logged in as this role "
-    "(storage/user_sql.py). It can read only the telemetry tables, their rollups and the views, and its license is "
-    "not a setting (user SQL could call `set_config`) but the `query_scopes` row of its backend pid, written by the "
-    "owner before the statement runs and deleted after it.",
+    "fernando_telemetry_query": "User SQL of `POST /api/v1/query` logs in as this role on a connection of its own "
+    "(storage/user_sql.py). NOINHERIT and without privileges of its own: it only switches to "
+    "`fernando_telemetry_query_reader`.",
+    "fernando_telemetry_query_reader": "User SQL runs as this role (`SET LOCAL ROLE`, storage/user_sql.py). It can read "
+    "only the telemetry tables, their rollups, the views and the rollup bookkeeping, and its license is not a setting "
+    "(user SQL cannot call `set_config`) but the `query_scopes` row of its backend pid, written by the owner before the "
+    "statement runs and deleted after it. It holds none of the login role's privileges, so it cannot see or signal "
+    "any backend (migration 0016).",
 }
 
 FUNCTIONS = {
@@ -601,6 +605,7 @@ VIEW_QUERIES: dict[str, str] = {
 
 TENANT_ROLE = "fernando_telemetry_tenant"
 QUERY_ROLE = "fernando_telemetry_query"
+READER_ROLE = "fernando_telemetry_query_reader"
 
 
 @dataclass(frozen=True)
@@ -625,8 +630,8 @@ SCOPED_QUERIES = (
         "SELECT rule_id FROM alert_rule_states WHERE rule_id = {rule_id} AND fingerprint = '{fingerprint}' FOR UPDATE",
     ),
     ScopedQuery(
-        "User SQL counting a day's events by type (the query role)",
-        QUERY_ROLE,
+        "User SQL counting a day's events by type (the query reader role)",
+        READER_ROLE,
         "SELECT event_type, count(*) FROM telemetry_events\n"
         " WHERE event_timestamp >= '2026-11-03 00:00+00' AND event_timestamp < '2026-11-04 00:00+00'\n"
         " GROUP BY event_type",
@@ -640,7 +645,7 @@ def scope_setup(role: str) -> list[str]:
     if role == TENANT_ROLE:
         return [f"SET LOCAL ROLE {TENANT_ROLE}", f"SELECT set_config('fernando_telemetry.license_id', '{license_id}', true)"]
     return [f"INSERT INTO query_scopes (backend_pid, license_id) VALUES (pg_backend_pid(), {license_id})",
-            f"SET LOCAL ROLE {QUERY_ROLE}"]
+            f"SET LOCAL ROLE {READER_ROLE}"]
 
 
 def query_sql(index_name: str) -> str:
@@ -1463,7 +1468,7 @@ def read_security(connection: psycopg.Connection[Any]) -> Security:
         (TENANT_ROLE,))])
     query_readable = [row[0] for row in connection.execute(
         "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p', 'v')"
-        " AND has_table_privilege(%s, oid, 'SELECT') ORDER BY relkind = 'v', relname", (QUERY_ROLE,))]
+        " AND has_table_privilege(%s, oid, 'SELECT') ORDER BY relkind = 'v', relname", (READER_ROLE,))]
     partitions, with_rls, tenant_reads = connection.execute(
         "SELECT count(*), count(*) FILTER (WHERE relrowsecurity), count(*) FILTER (WHERE has_table_privilege(%s, oid, 'SELECT'))"
         "  FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relispartition AND relkind = 'r'",
@@ -1713,7 +1718,7 @@ def _render_security(add: Any, security: Security, scoped_plans: list[tuple[Scop
     forced = ("no table forces it" if not security.forced
               else "except where a table forces it: " + ", ".join(f"`{name}`" for name in security.forced))
     add("The role the server connects as owns the tables and, like superusers, bypasses row-level security "
-        f"({forced}): jobs, the ingest writer, the CLI and admin keys see every license. Two roles are limited to one:")
+        f"({forced}): jobs, the ingest writer, the CLI and admin keys see every license. Three roles are limited to one:")
     add("")
     add("| role | login | settings | used by |")
     add("|---|---|---|---|")
@@ -1729,7 +1734,7 @@ def _render_security(add: Any, security: Security, scoped_plans: list[tuple[Scop
             f"{_expression(policy.using)} | {_expression(policy.check) if policy.check != policy.using else 'the same'} | "
             + ", ".join(f"`{table}`" for table in policy.tables) + " |")
     add("")
-    add(f"`{QUERY_ROLE}` can read only " + ", ".join(f"`{name}`" for name in security.query_readable)
+    add(f"`{READER_ROLE}` can read only " + ", ".join(f"`{name}`" for name in security.query_readable)
         + "; rows of other licenses, and rows with no license (platform-wide KPIs, for one), are invisible to it.")
     add("")
     add(f"`{TENANT_ROLE}` can read and write every table but "

@@ -184,6 +184,21 @@ class Settings(BaseSettings):
     query_row_cap: int = Field(default=10_000, ge=1)
     """Most rows ``POST /api/v1/query`` returns."""
 
+    query_max_result_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Most bytes of JSON rows one ``POST /api/v1/query`` answer carries (``FERNANDO_TELEMETRY_QUERY_MAX_RESULT_BYTES``);
+    a longer result is cut there and the answer says so (``truncated``, ``truncated_by: bytes``, ``message``)."""
+
+    query_work_mem_kb: int = Field(default=16 * 1024, ge=64)
+    """``work_mem`` of user SQL in KiB (``FERNANDO_TELEMETRY_QUERY_WORK_MEM_KB``): memory per sort or hash before
+    it spills to temporary files (which ``temp_file_limit`` on the query role bounds, migration 0016)."""
+
+    query_max_concurrent_per_key: int = Field(default=4, ge=1)
+    """``POST /api/v1/query`` statements one API key may run at once in this server
+    (``FERNANDO_TELEMETRY_QUERY_MAX_CONCURRENT_PER_KEY``); one more is answered 429 with ``Retry-After``."""
+
+    query_retry_after_s: int = Field(default=1, ge=1)
+    """``Retry-After`` of that 429, in seconds (``FERNANDO_TELEMETRY_QUERY_RETRY_AFTER_S``)."""
+
     alert_evaluation_interval_s: float = Field(default=10.0, ge=0)
     """Seconds between two passes of the alert evaluation job; each rule is still evaluated only when its own
     ``evaluation_interval_seconds`` has elapsed, so this is the most a rule runs late. 0 turns alerting off."""

@@ -76,7 +76,14 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
     app = create_app(
         engine=engine,
         query_url=settings.query_database_url,
-        query_limits=QueryLimits(timeout_ms=settings.query_timeout_ms, row_cap=settings.query_row_cap),
+        query_limits=QueryLimits(
+            timeout_ms=settings.query_timeout_ms,
+            row_cap=settings.query_row_cap,
+            byte_cap=settings.query_max_result_bytes,
+            work_mem_kb=settings.query_work_mem_kb,
+            max_concurrent_per_key=settings.query_max_concurrent_per_key,
+            retry_after_s=settings.query_retry_after_s,
+        ),
         ingestor=ingestor,
         limits=ApiLimits(max_body_bytes=settings.ingest_max_body_bytes),
         secret_key=secret_key,

@@ -67,6 +67,7 @@ def create_app(
     app.state.quotas = quotas
     app.state.query_url = query_url or user_query.query_role_url(engine.url.render_as_string(hide_password=False))
     app.state.query_limits = query_limits or user_query.QueryLimits()
+    app.state.query_gate = user_query.ConcurrencyGate()
     # channel secrets are sealed with the server's key; without one (tests), with a key that lives as long as the app
     app.state.notifications = notifications or NotificationSetup.with_key(secret_key or secrets.token_urlsafe(32))
     install_error_handlers(app)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import re2
 from sqlalchemy import Engine
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, RateLimited
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.storage import user_sql
 from fernando_telemetry.storage.user_sql import QueryResult, query_role_url
 
-__all__ = ["QueryLimits", "QueryResult", "first_keyword", "query_role_url", "run"]
+__all__ = ["ConcurrencyGate", "QueryLimits", "QueryResult", "first_keyword", "query_role_url", "run"]
 
 _READING_KEYWORDS = {"select", "with", "values", "table"}
 # RE2, not re: a backtracking engine scans to the end from every unclosed "/*", quadratic in the statement
@@ -25,6 +28,41 @@ _COMMENTS = re2.compile(r"(--[^\n]*(\n|$))|(/\*(?s:.*?)\*/)")
 class QueryLimits:
     timeout_ms: int = 5000
     row_cap: int = 10_000
+    byte_cap: int = 10 * 1024 * 1024
+    """Most bytes of JSON rows one answer carries; longer results are cut and flagged."""
+    work_mem_kb: int = 16 * 1024
+    max_concurrent_per_key: int = 4
+    """Statements one API key may have running at once; one more is answered 429."""
+    retry_after_s: int = 1
+
+
+@dataclass
+class ConcurrencyGate:
+    """Counts the statements running per API key (in this process)."""
+
+    _running: dict[int, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def enter(self, key_id: int, *, limit: int, retry_after_s: int) -> Iterator[None]:
+        with self._lock:
+            running = self._running.get(key_id, 0)
+            if running >= limit:
+                raise RateLimited(
+                    f"this key already runs {running} SQL queries, the most it may run at once; retry after {retry_after_s} s",
+                    retry_after_s=retry_after_s,
+                    details=[{"field": "sql", "reason": "too many concurrent queries", "limit": limit}],
+                )
+            self._running[key_id] = running + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._running[key_id] - 1
+                if left:
+                    self._running[key_id] = left
+                else:
+                    del self._running[key_id]
 
 
 def first_keyword(statement: str) -> str:
@@ -43,6 +81,7 @@ def run(
     license_id: int | None,
     row_limit: int | None,
     limits: QueryLimits,
+    gate: ConcurrencyGate | None = None,
 ) -> QueryResult:
     """Run one read-only SELECT for the caller's license (admin keys name the license)."""
     if not statement.strip():
@@ -60,4 +99,15 @@ def run(
             details=[{"field": "license_id", "reason": "required for admin keys"}],
         )
     cap = limits.row_cap if row_limit is None else min(row_limit, limits.row_cap)
-    return user_sql.run_select(owner, query_url, statement, license_id=scope, timeout_ms=limits.timeout_ms, row_cap=cap)
+    gate = gate or ConcurrencyGate()
+    with gate.enter(principal.api_key_id, limit=limits.max_concurrent_per_key, retry_after_s=limits.retry_after_s):
+        return user_sql.run_select(
+            owner,
+            query_url,
+            statement,
+            license_id=scope,
+            timeout_ms=limits.timeout_ms,
+            row_cap=cap,
+            byte_cap=limits.byte_cap,
+            work_mem_kb=limits.work_mem_kb,
+        )

@@ -16,10 +16,21 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["LICENSE_SETTING", "QUERY_ROLE", "TENANT_ROLE", "current_license", "install", "scope_connection", "scoped"]
+__all__ = [
+    "LICENSE_SETTING",
+    "QUERY_READER_ROLE",
+    "QUERY_ROLE",
+    "TENANT_ROLE",
+    "current_license",
+    "install",
+    "scope_connection",
+    "scoped",
+]
 
 TENANT_ROLE = "fernando_telemetry_tenant"
 QUERY_ROLE = "fernando_telemetry_query"
+QUERY_READER_ROLE = "fernando_telemetry_query_reader"
+"""User SQL runs as this NOLOGIN role (``SET LOCAL ROLE``): it holds none of the login role's privileges (migration 0016)."""
 LICENSE_SETTING = "fernando_telemetry.license_id"
 
 current_license: ContextVar[int | None] = ContextVar("fernando_telemetry_current_license", default=None)

@@ -1,8 +1,10 @@
 """User SQL for ``POST /api/v1/query``: one read-only statement, as the query role, scoped to one license.
 
 The statement runs on a connection of its own, logged in as ``fernando_telemetry_query`` (migration 0005),
-in a read-only transaction with a statement timeout, sent with the extended protocol (so it can hold only
-one statement). Before it runs, the owner commits a ``query_scopes`` row naming the connection's backend pid
+in a read-only transaction with a statement timeout and a ``work_mem``, switched to the NOLOGIN role
+``fernando_telemetry_query_reader`` (migration 0016: it cannot see or signal other backends, take advisory
+locks or read statistics), sent with the extended protocol (so it can hold only one statement). Rows are
+streamed and the answer stops at a row cap and a byte cap, whichever comes first. Before it runs, the owner commits a ``query_scopes`` row naming the connection's backend pid
 and the license; the row-level security policies read that row, which user SQL can neither change nor
 fake. The row is removed afterwards.
 """
@@ -13,19 +15,21 @@ import base64
 import datetime as dt
 import decimal
 import ipaddress
+import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from sqlalchemy import Engine, text
 
 from fernando_telemetry.core.errors import DatabaseUnavailable, Forbidden, InvalidInput
 from fernando_telemetry.storage.database import first_line, sqlalchemy_url
-from fernando_telemetry.storage.tenant_scope import QUERY_ROLE
+from fernando_telemetry.storage.tenant_scope import QUERY_READER_ROLE, QUERY_ROLE
 
 __all__ = ["QueryResult", "query_role_url", "run_select"]
 
@@ -36,6 +40,10 @@ class QueryResult:
     rows: list[list[Any]]
     truncated: bool
     elapsed_ms: float
+    truncated_by: str | None = None
+    """``rows`` (the row cap) or ``bytes`` (the byte cap) when ``truncated``."""
+    result_bytes: int = 0
+    """Size of the returned rows as JSON."""
 
 
 def _json_value(value: Any) -> Any:
@@ -70,10 +78,13 @@ def run_select(
     license_id: int,
     timeout_ms: int,
     row_cap: int,
+    byte_cap: int = 10 * 1024 * 1024,
+    work_mem_kb: int = 16 * 1024,
     connect_timeout_s: int = 5,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> QueryResult:
-    """Run ``statement`` for ``license_id``; at most ``row_cap`` rows come back (``truncated`` says if more)."""
+    """Run ``statement`` for ``license_id``; at most ``row_cap`` rows and ``byte_cap`` bytes of JSON rows come
+    back (``truncated`` and ``truncated_by`` say if the result was longer)."""
     try:
         connection = psycopg.connect(query_url, connect_timeout=connect_timeout_s, autocommit=False, options="-c timezone=UTC")
     except psycopg.OperationalError as exc:
@@ -89,7 +100,15 @@ def run_select(
                 {"pid": pid, "license_id": license_id},
             )
         try:
-            return _run(connection, statement, timeout_ms=timeout_ms, row_cap=row_cap, monotonic=monotonic)
+            return _run(
+                connection,
+                statement,
+                timeout_ms=timeout_ms,
+                row_cap=row_cap,
+                byte_cap=byte_cap,
+                work_mem_kb=work_mem_kb,
+                monotonic=monotonic,
+            )
         finally:
             with owner.begin() as owner_connection:
                 owner_connection.execute(text("DELETE FROM query_scopes WHERE backend_pid = :pid"), {"pid": pid})
@@ -104,15 +123,42 @@ def query_role_url(owner_url: str) -> str:
 
 
 def _run(
-    connection: psycopg.Connection[Any], statement: str, *, timeout_ms: int, row_cap: int, monotonic: Callable[[], float]
+    connection: psycopg.Connection[Any],
+    statement: str,
+    *,
+    timeout_ms: int,
+    row_cap: int,
+    byte_cap: int,
+    work_mem_kb: int,
+    monotonic: Callable[[], float],
 ) -> QueryResult:
+    rows: list[list[Any]] = []
+    size = 2  # the brackets of the list of rows
+    truncated_by: str | None = None
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL transaction_read_only = on")
         cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        cursor.execute(f"SET LOCAL work_mem = {int(work_mem_kb)}")
+        cursor.execute(f"SET LOCAL ROLE {QUERY_READER_ROLE}")
         started = monotonic()
         try:
-            # prepare=True sends the statement with the extended protocol, which refuses more than one
-            cursor.execute(statement, prepare=True)
+            # stream() sends the statement with the extended protocol, which refuses more than one, and reads the
+            # rows one by one: leaving the loop early cancels the rest, so a huge result is never held whole
+            stream = cursor.stream(statement)
+            try:
+                for row in stream:
+                    if len(rows) >= row_cap:
+                        truncated_by = "rows"
+                        break
+                    values = [_json_value(value) for value in row]
+                    row_bytes = len(json.dumps(values, ensure_ascii=False, default=str).encode()) + 1
+                    if size + row_bytes > byte_cap:
+                        truncated_by = "bytes"
+                        break
+                    size += row_bytes
+                    rows.append(values)
+            finally:
+                stream.close()
         except pg_errors.QueryCanceled as exc:
             raise InvalidInput(
                 f"the query ran past the statement timeout of {timeout_ms} ms; narrow it (time range, LIMIT)"
@@ -123,18 +169,37 @@ def _run(
             ) from exc
         except pg_errors.ReadOnlySqlTransaction as exc:
             raise InvalidInput("only a SELECT may run here: the query tried to change data") from exc
+        except pg_errors.ConfigurationLimitExceeded as exc:
+            raise InvalidInput(f"the query needs more temporary space than user SQL may use: {first_line(exc)}") from exc
         except psycopg.errors.SyntaxError as exc:
             if "multiple commands" in str(exc):
                 raise InvalidInput("send exactly one SELECT statement (no semicolon-separated statements)") from exc
             raise InvalidInput(f"SQL error: {first_line(exc)}") from exc
         except psycopg.DatabaseError as exc:
+            if type(exc) is psycopg.ProgrammingError and "didn't produce a result" in str(exc):
+                # stream(): the statement was not one returning rows (a SET hidden behind a comment, ...)
+                raise InvalidInput("the statement returned no rows: only a SELECT may run here") from exc
             raise InvalidInput(f"SQL error: {first_line(exc)}") from exc
-        if cursor.description is None:
-            raise InvalidInput("the statement returned no rows: only a SELECT may run here")
-        columns = [column.name for column in cursor.description]
-        fetched: Sequence[Any] = cursor.fetchmany(row_cap + 1)
         elapsed_ms = (monotonic() - started) * 1000.0
+        if cursor.description is not None:
+            columns = [column.name for column in cursor.description]
+        else:  # no row came: the stream kept no description, ask the server for the statement's columns
+            columns = _describe(connection, statement)
     connection.rollback()
-    truncated = len(fetched) > row_cap
-    rows = [[_json_value(value) for value in row] for row in fetched[:row_cap]]
-    return QueryResult(columns=columns, rows=rows, truncated=truncated, elapsed_ms=elapsed_ms)
+    return QueryResult(
+        columns=columns,
+        rows=rows,
+        truncated=truncated_by is not None,
+        elapsed_ms=elapsed_ms,
+        truncated_by=truncated_by,
+        result_bytes=size,
+    )
+
+
+def _describe(connection: psycopg.Connection[Any], statement: str) -> list[str]:
+    pgconn = connection.pgconn
+    prepared = pgconn.prepare(b"", statement.encode(connection.info.encoding))
+    if prepared.status != pq.ExecStatus.COMMAND_OK:
+        raise InvalidInput(f"SQL error: {(prepared.error_message or b'').decode(errors='replace').splitlines()[0]}")
+    described = pgconn.describe_prepared(b"")
+    return [(described.fname(index) or b"").decode(connection.info.encoding) for index in range(described.nfields)]
