@@ -92,7 +92,7 @@ def test_query_cannot_escape_its_license_by_changing_the_setting(client: TestCli
         + "', true) AS v) SELECT s.v, e.event_name FROM s, telemetry_events e WHERE e.event_name = 'q-escape'"
     )
     response = client.post("/api/v1/query", headers={"Authorization": f"Bearer {a.read_key}"}, json={"sql": sql})
-    # set_config is not executable by user SQL (migration 0016); B's row never comes back
+    # set_config is not executable by user SQL (migration 0014); B's row never comes back
     assert response.status_code == 403, response.text
     assert "set_config" in response.json()["error"]["message"]
     assert "q-escape" not in response.text

@@ -190,7 +190,7 @@ class Settings(BaseSettings):
 
     query_work_mem_kb: int = Field(default=16 * 1024, ge=64)
     """``work_mem`` of user SQL in KiB (``FERNANDO_TELEMETRY_QUERY_WORK_MEM_KB``): memory per sort or hash before
-    it spills to temporary files (which ``temp_file_limit`` on the query role bounds, migration 0016)."""
+    it spills to temporary files (which ``temp_file_limit`` on the query role bounds, migration 0014)."""
 
     query_max_concurrent_per_key: int = Field(default=4, ge=1)
     """``POST /api/v1/query`` statements one API key may run at once in this server

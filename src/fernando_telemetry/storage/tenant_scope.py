@@ -30,7 +30,7 @@ __all__ = [
 TENANT_ROLE = "fernando_telemetry_tenant"
 QUERY_ROLE = "fernando_telemetry_query"
 QUERY_READER_ROLE = "fernando_telemetry_query_reader"
-"""User SQL runs as this NOLOGIN role (``SET LOCAL ROLE``): it holds none of the login role's privileges (migration 0016)."""
+"""User SQL runs as this NOLOGIN role (``SET LOCAL ROLE``): it holds none of the login role's privileges (migration 0014)."""
 LICENSE_SETTING = "fernando_telemetry.license_id"
 
 current_license: ContextVar[int | None] = ContextVar("fernando_telemetry_current_license", default=None)

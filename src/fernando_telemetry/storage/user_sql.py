@@ -2,7 +2,7 @@
 
 The statement runs on a connection of its own, logged in as ``fernando_telemetry_query`` (migration 0005),
 in a read-only transaction with a statement timeout and a ``work_mem``, switched to the NOLOGIN role
-``fernando_telemetry_query_reader`` (migration 0016: it cannot see or signal other backends, take advisory
+``fernando_telemetry_query_reader`` (migration 0014: it cannot see or signal other backends, take advisory
 locks or read statistics), sent with the extended protocol (so it can hold only one statement). Rows are
 streamed and the answer stops at a row cap and a byte cap, whichever comes first. Before it runs, the owner commits a ``query_scopes`` row naming the connection's backend pid
 and the license; the row-level security policies read that row, which user SQL can neither change nor

@@ -27,7 +27,7 @@ A superuser running the migration also sets ``temp_file_limit`` on the login rol
 
 ``licenses`` gets row-level security: the tenant role reads its own license row only.
 
-Revision ID: 0016
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-07
 """
@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0016"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
