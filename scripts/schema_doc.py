@@ -87,7 +87,7 @@ ROLES = {
     "only the telemetry tables, their rollups, the views and the rollup bookkeeping, and its license is not a setting "
     "(user SQL cannot call `set_config`) but the `query_scopes` row of its backend pid, written by the owner before the "
     "statement runs and deleted after it. It holds none of the login role's privileges, so it cannot see or signal "
-    "any backend (migration 0016).",
+    "any backend (migration 0014).",
 }
 
 FUNCTIONS = {
