@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from fernando_telemetry.services import job_runs, schema
 from fernando_telemetry.storage import rollups as rollup_store
 from fernando_telemetry.storage import status_queries
+from fernando_telemetry.storage.rollups import RollupFailure
 from fernando_telemetry.storage.status_queries import RelationFigures
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "JobStatus",
     "Listeners",
     "PartitionStatus",
+    "RollupFailure",
     "RollupLag",
     "StatusReport",
     "TableStatus",
@@ -141,6 +143,8 @@ class StatusReport:
     rollups: list[RollupLag]
     jobs: list[JobStatus]
     listeners: Listeners | None = None
+    rollup_failures: list[RollupFailure] = field(default_factory=list)
+    """Buckets whose rollup recomputation failed (error and when); every other bucket advanced."""
 
 
 def report(
@@ -171,6 +175,7 @@ def report(
         rollups=_rollups(session, now=now),
         jobs=_jobs(session, scheduled_jobs or {}),
         listeners=listeners,
+        rollup_failures=_rollup_failures(session),
     )
 
 
@@ -247,6 +252,12 @@ def _rollups(session: Session, *, now: datetime) -> list[RollupLag]:
         )
         for each in rollup_store.statuses(session)
     ]
+
+
+def _rollup_failures(session: Session) -> list[RollupFailure]:
+    if not status_queries.table_exists(session, name="rollup_failures"):
+        return []
+    return rollup_store.failures(session)
 
 
 def _jobs(session: Session, scheduled_jobs: Mapping[str, float]) -> list[JobStatus]:
