@@ -190,6 +190,8 @@ def finite_number(
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ItemError(field, f"must be a number, got {_json_type(value)}")
+    if maximum is not None and value > maximum and not math.isinf(value):
+        raise ItemError(field, f"must be at most {maximum:g}, got {value:g}")
     number = bounded(value, field)
     if minimum is not None and number < minimum:
         raise ItemError(field, f"must be at least {minimum:g}, got {number:g}")
