@@ -64,7 +64,11 @@ def _rejected(client: TestClient, route: str, key: str, kind: str, items: list[d
 class TestNativeIngest:
     def test_event_durations_out_of_range_are_refused_by_field(self, client: TestClient, tenant: Tenant) -> None:
         """1.7e308 ms, or more than 1e12 ms, is refused naming duration_ms; a normal duration lands."""
-        items = [{"event_name": "e", "duration_ms": HUGE}, {"event_name": "e", "duration_ms": 2e12}, {"event_name": "e", "duration_ms": 12.5}]
+        items = [
+            {"event_name": "e", "duration_ms": HUGE},
+            {"event_name": "e", "duration_ms": 2e12},
+            {"event_name": "e", "duration_ms": 12.5},
+        ]
         reasons = _rejected(client, "/api/v1/events", tenant.ingest_key, "events", items)
         assert sorted(reasons) == [0, 1]
         assert reasons[0][0] == "duration_ms" and "at most 1e+12" in reasons[0][1]
@@ -81,12 +85,32 @@ class TestNativeIngest:
             ({"metric_type": "histogram", "value": 3, "min_value": 5, "max_value": 1}, "min_value", "greater than max_value"),
             ({"metric_type": "histogram", "value": 3, "sample_count": 2**31}, "sample_count", "2147483647"),
             ({"metric_type": "histogram", "samples": [1, HUGE]}, "samples", "at most 1e+250"),
-            ({"metric_type": "histogram", "value": 1, "buckets": {"bounds": [1e300], "counts": [1, 1]}}, "buckets", "at most 1e+250"),
-            ({"metric_type": "histogram", "value": 1, "buckets": {"bounds": [1], "counts": [2**31, 1]}}, "buckets", "at most 2147483647"),
-            ({"metric_type": "histogram", "value": 3, "min_value": 5, "max_value": 1, "buckets": {"bounds": [1], "counts": [1, 1]}}, "min_value", "greater than max_value"),
+            (
+                {"metric_type": "histogram", "value": 1, "buckets": {"bounds": [1e300], "counts": [1, 1]}},
+                "buckets",
+                "at most 1e+250",
+            ),
+            (
+                {"metric_type": "histogram", "value": 1, "buckets": {"bounds": [1], "counts": [2**31, 1]}},
+                "buckets",
+                "at most 2147483647",
+            ),
+            (
+                {
+                    "metric_type": "histogram",
+                    "value": 3,
+                    "min_value": 5,
+                    "max_value": 1,
+                    "buckets": {"bounds": [1], "counts": [1, 1]},
+                },
+                "min_value",
+                "greater than max_value",
+            ),
         ],
     )
-    def test_metric_values_out_of_range_are_refused_by_field(self, client: TestClient, tenant: Tenant, item: dict[str, Any], field: str, words: str) -> None:
+    def test_metric_values_out_of_range_are_refused_by_field(
+        self, client: TestClient, tenant: Tenant, item: dict[str, Any], field: str, words: str
+    ) -> None:
         """Values, percentiles, extremes, samples and bucket bounds beyond 1e250, integers a double would round,
         counts past the integer column and min above max are refused, naming the field."""
         reasons = _rejected(client, "/api/v1/system-metrics", tenant.ingest_key, "metrics", [{"metric_name": "m", **item}])
@@ -107,7 +131,12 @@ class TestNativeIngest:
 
     def test_business_values_out_of_range_are_refused(self, client: TestClient, tenant: Tenant) -> None:
         """A KPI value of 1e300 does not fit numeric(24, 6): refused naming metric_value."""
-        item = {"metric_name": "mrr", "metric_category": "revenue", "period_type": "daily", "period_start": "2026-12-01T00:00:00Z"}
+        item = {
+            "metric_name": "mrr",
+            "metric_category": "revenue",
+            "period_type": "daily",
+            "period_start": "2026-12-01T00:00:00Z",
+        }
         reasons = _rejected(client, "/api/v1/business-metrics", tenant.ingest_key, "metrics", [{**item, "metric_value": 1e300}])
         assert reasons[0][0] == "metric_value" and "too large" in reasons[0][1]
 
@@ -121,7 +150,9 @@ class TestNativeIngest:
             {"event_name": marker, "payload": {"order": 2**70 + 1}},
         ]
         body = json.dumps({"events": items})
-        response = client.post("/api/v1/events", content=body, headers={**_auth(tenant.ingest_key), "Content-Type": "application/json"})
+        response = client.post(
+            "/api/v1/events", content=body, headers={**_auth(tenant.ingest_key), "Content-Type": "application/json"}
+        )
         assert response.status_code == 200, response.text
         answer = response.json()
         assert answer["accepted"] == 1 and [(r["index"], r["field"]) for r in answer["rejected"]] == [(1, "payload")], answer
@@ -131,7 +162,9 @@ class TestNativeIngest:
             ).one()
         assert (row.user_id, row.n) == (str(huge), str(big))
         metric = json.dumps({"metrics": [{"metric_name": "m", "value": 2**70 + 1}]})
-        response = client.post("/api/v1/system-metrics", content=metric, headers={**_auth(tenant.ingest_key), "Content-Type": "application/json"})
+        response = client.post(
+            "/api/v1/system-metrics", content=metric, headers={**_auth(tenant.ingest_key), "Content-Type": "application/json"}
+        )
         assert [(r["field"], "beyond 2^53" in r["reason"]) for r in response.json()["rejected"]] == [("value", True)]
 
 
@@ -140,8 +173,13 @@ def _point(**fields: Any) -> NumberDataPoint:
 
 
 def _histogram_point(**fields: Any) -> HistogramDataPoint:
-    values: dict[str, Any] = {"time_unix_nano": int(datetime.now(UTC).timestamp() * 1e9), "count": 2, "sum": 3.0,
-                              "bucket_counts": [1, 1], "explicit_bounds": [1.0]}
+    values: dict[str, Any] = {
+        "time_unix_nano": int(datetime.now(UTC).timestamp() * 1e9),
+        "count": 2,
+        "sum": 3.0,
+        "bucket_counts": [1, 1],
+        "explicit_bounds": [1.0],
+    }
     values.update(fields)
     return HistogramDataPoint(**values)
 
@@ -183,7 +221,9 @@ class TestOtlpIngest:
             else:
                 assert answer.partial_success.rejected_data_points == 1 and words in answer.partial_success.error_message
         with engine.connect() as connection:
-            stored = connection.execute(text("SELECT value FROM system_metrics WHERE metric_name = :n"), {"n": name}).scalars().all()
+            stored = (
+                connection.execute(text("SELECT value FROM system_metrics WHERE metric_name = :n"), {"n": name}).scalars().all()
+            )
         assert stored == [7.0]
 
     def test_a_span_ending_at_the_end_of_u64_is_refused(self, live_server: str, tenant: Tenant) -> None:
@@ -268,14 +308,18 @@ class TestRollupIsolation:
         assert step.done
         with engine.connect() as connection:
             hourly = connection.execute(
-                text("SELECT bucket_start, license_id, value_sum FROM system_metrics_hourly WHERE metric_name = :n ORDER BY 1, 2"),
+                text(
+                    "SELECT bucket_start, license_id, value_sum FROM system_metrics_hourly WHERE metric_name = :n ORDER BY 1, 2"
+                ),
                 {"n": name},
             ).all()
             events = connection.execute(
                 text("SELECT bucket_start, license_id, duration_sum FROM telemetry_events_hourly "
                      "WHERE license_id IN (:a, :b) ORDER BY 1, 2"), {"a": a.license_id, "b": b.license_id},
             ).all()  # fmt: skip
-            watermark = connection.execute(text("SELECT watermark FROM rollup_state WHERE source_table = 'system_metrics'")).scalar_one()
+            watermark = connection.execute(
+                text("SELECT watermark FROM rollup_state WHERE source_table = 'system_metrics'")
+            ).scalar_one()
         assert [tuple(row) for row in hourly] == [(good_hour, b.license_id, 7.0)]  # A's hour failed, B's other hour is in
         # event duration sums clamp each value to 1e250: the hour of both licenses rolls up, B's figure exact
         assert (bad_hour, b.license_id, 5.0) in [tuple(row) for row in events]
@@ -288,7 +332,8 @@ class TestRollupIsolation:
         assert "out of range" in failures[0].error
         document = _status_json(committed_url)
         assert any(
-            f["table"] == "system_metrics" and f["bucket_start"].startswith(bad_hour.isoformat()[:13]) for f in document["rollup_failures"]
+            f["table"] == "system_metrics" and f["bucket_start"].startswith(bad_hour.isoformat()[:13])
+            for f in document["rollup_failures"]
         ), document["rollup_failures"]
 
         with session_factory(engine).begin() as session:  # a second pass within the hour does not retry it
@@ -299,7 +344,9 @@ class TestRollupIsolation:
         summary = client.get("/api/v1/summaries/services", params={**window, "service_name": "svc"}, headers=_auth(b.read_key))
         assert summary.status_code == 200, summary.text
         series = client.get(
-            "/api/v1/metrics/series", params={**window, "metric_name": name, "step": "1h", "agg": "max"}, headers=_auth(b.read_key)
+            "/api/v1/metrics/series",
+            params={**window, "metric_name": name, "step": "1h", "agg": "max"},
+            headers=_auth(b.read_key),
         )
         assert series.status_code == 200, series.text
         values = [value for line in series.json()["series"] for _, value in line["points"] if value is not None]
