@@ -5,6 +5,8 @@ A refresh step, under one advisory lock: move each raw table's watermark up to a
 dirty the hours of the rows written since; recompute the oldest dirty hours from raw rows (DELETE + INSERT),
 marking their days dirty; recompute the ended dirty days from their hours. Every step is one transaction
 of the caller: killed half-way it leaves nothing behind, and the next step does the same work again.
+Buckets are recomputed under savepoints: one that fails is rolled back alone, recorded in ``rollup_failures``
+and skipped for ``FAILURE_RETRY`` (it stays dirty, so readers take it from raw rows) while the rest advance.
 Imports storage and core.
 """
 
