@@ -299,8 +299,8 @@ class TestRollupIsolation:
         self, client: TestClient, engine: Engine, committed_url: str, poisoned: tuple[Tenant, Tenant, datetime, datetime, str]
     ) -> None:
         """The refresh finishes: B's hours are rolled up, the watermark moves, A's hour is recorded with its error
-        and shown by ``status`` (service and CLI), B's summaries and series answer 200, and the bucket is not
-        retried on every pass."""
+        and shown by ``status`` (service and CLI), it is not retried on every pass, it is given up (no longer
+        dirty, so retention is not held behind it) at its third failure, and B's summaries and series answer 200."""
         a, b, bad_hour, good_hour, name = poisoned
         now = datetime.now(UTC)
         with session_factory(engine).begin() as session:
@@ -339,6 +339,17 @@ class TestRollupIsolation:
         with session_factory(engine).begin() as session:  # a second pass within the hour does not retry it
             assert rollups.refresh(session, now=now + timedelta(minutes=1), safety_lag_s=0).done
             assert [f.failures for f in rollups.failures(session) if f.bucket_start == bad_hour] == [1]
+
+        for retry in (1, 2):  # retried once an hour; given up at the third failure so retention is not held back
+            with session_factory(engine).begin() as session:
+                rollups.refresh(session, now=now + timedelta(minutes=61 * retry), safety_lag_s=0)
+        with session_factory(engine)() as session:
+            assert [f.failures for f in rollups.failures(session) if f.bucket_start == bad_hour] == [3]
+            still_dirty = session.execute(
+                text("SELECT count(*) FROM rollup_dirty_buckets WHERE source_table = 'system_metrics' AND bucket_start = :h"),
+                {"h": bad_hour},
+            ).scalar_one()
+        assert still_dirty == 0
 
         window = {"from": good_hour.isoformat(), "to": (bad_hour + timedelta(hours=1)).isoformat()}
         summary = client.get("/api/v1/summaries/services", params={**window, "service_name": "svc"}, headers=_auth(b.read_key))

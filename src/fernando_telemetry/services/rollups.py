@@ -46,6 +46,8 @@ __all__ = [
 TABLES = tuple(rollup_store.SOURCES)
 FAILURE_RETRY = timedelta(hours=1)
 """How long a bucket whose recomputation failed is left out of the refresh before it is tried again."""
+GIVE_UP_AFTER = 3
+"""Failures after which a bucket is given up (its dirty mark cleared, its failure kept) so retention moves on."""
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -96,21 +98,25 @@ def refresh_step(
         # hours whose raw rows retention has removed keep their rollups as they are
         hours = rollup_store.claim_dirty(session, table=table, grain="hour", limit=max_hours, retry_before=retry_before)
         live_hours = [hour for hour in hours if horizon is None or hour >= horizon]
-        done_hours = _isolated(
+        done_hours, dropped_hours = _isolated(
             session, table=table, grain="hour", buckets=live_hours, now=now, recompute=rollup_store.recompute_hours
         )
-        cleared = [hour for hour in hours if hour not in live_hours or hour in done_hours]
+        changed = done_hours + dropped_hours
+        cleared = [hour for hour in hours if hour not in live_hours or hour in changed]
         rollup_store.clear_dirty(session, table=table, grain="hour", buckets=cleared)
-        rollup_store.mark_dirty(session, table=table, grain="day", buckets=sorted({_day_of(hour) for hour in done_hours}))
+        rollup_store.mark_dirty(session, table=table, grain="day", buckets=sorted({_day_of(hour) for hour in changed}))
         days = rollup_store.claim_dirty(
             session, table=table, grain="day", limit=max_days, ended_by=until, retry_before=retry_before
         )
         live_days = [day for day in days if horizon is None or day >= horizon]
-        done_days = _isolated(
+        done_days, dropped_days = _isolated(
             session, table=table, grain="day", buckets=live_days, now=now, recompute=rollup_store.recompute_days
         )
         rollup_store.clear_dirty(
-            session, table=table, grain="day", buckets=[day for day in days if day not in live_days or day in done_days]
+            session,
+            table=table,
+            grain="day",
+            buckets=[day for day in days if day not in live_days or day in done_days or day in dropped_days],
         )
         recomputed[table] = (len(done_hours), len(done_days))
         hours_done += len(done_hours)
@@ -137,11 +143,14 @@ def _isolated(
     buckets: list[datetime],
     now: datetime,
     recompute: Callable[..., int],
-) -> list[datetime]:
+) -> tuple[list[datetime], list[datetime]]:
     """Recompute ``buckets`` under a savepoint; when that fails, each bucket under its own, recording the
-    ones that fail in ``rollup_failures`` (their dirty mark stays). Returns the buckets recomputed."""
+    ones that fail in ``rollup_failures`` (their dirty mark stays, for a retry after ``FAILURE_RETRY``).
+    A bucket failing for the ``GIVE_UP_AFTER``-th time is given up: its rollup rows are deleted and it is
+    returned to be cleared, so the raw tables' retention is not held behind it (readers take it from raw
+    rows while its failure is recorded). Returns the buckets recomputed and those given up."""
     if not buckets:
-        return []
+        return [], []
     argument = "hours" if grain == "hour" else "days"
     try:
         with session.begin_nested():
@@ -151,8 +160,8 @@ def _isolated(
             raise
     else:
         rollup_store.forget_failures(session, table=table, grain=grain, buckets=buckets)
-        return list(buckets)
-    done = []
+        return list(buckets), []
+    done, given_up = [], []
     for bucket in buckets:
         try:
             with session.begin_nested():
@@ -160,13 +169,16 @@ def _isolated(
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise
-            rollup_store.record_failure(
+            failures = rollup_store.record_failure(
                 session, table=table, grain=grain, bucket_start=bucket, error=str(exc.orig or exc), now=now
             )
+            if failures >= GIVE_UP_AFTER:
+                rollup_store.drop_bucket(session, table=table, grain=grain, bucket_start=bucket)
+                given_up.append(bucket)
         else:
             done.append(bucket)
     rollup_store.forget_failures(session, table=table, grain=grain, buckets=done)
-    return done
+    return done, given_up
 
 
 def refresh(session: Session, *, now: datetime, safety_lag_s: float, max_hours: int = 24, max_days: int = 7) -> RefreshStep:
@@ -198,6 +210,7 @@ def rebuild(session: Session, *, first_day: date, last_day: date) -> int:
     hours = [start + HOUR * index for index in range(((last_day - first_day).days + 1) * 24)]
     for table in TABLES:
         rollup_store.mark_dirty(session, table=table, grain="hour", buckets=hours)
+        rollup_store.forget_failures(session, table=table, grain="hour", buckets=hours)  # tried again at once
     return len(hours) * len(TABLES)
 
 

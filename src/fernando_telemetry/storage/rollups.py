@@ -28,6 +28,7 @@ __all__ = [
     "clear_dirty",
     "count_dirty",
     "dirty_days",
+    "drop_bucket",
     "failures",
     "forget_failures",
     "lock",
@@ -394,15 +395,17 @@ def count_dirty(
     )
 
 
-def record_failure(session: Session, *, table: str, grain: str, bucket_start: datetime, error: str, now: datetime) -> None:
-    """Record that recomputing one bucket failed with ``error`` (its first line, at most 500 characters)."""
-    session.execute(
+def record_failure(session: Session, *, table: str, grain: str, bucket_start: datetime, error: str, now: datetime) -> int:
+    """Record that recomputing one bucket failed with ``error`` (its first line, at most 500 characters); returns
+    how many times it has failed."""
+    return session.execute(
         text(
             """
             INSERT INTO rollup_failures (source_table, grain, bucket_start, error, failed_at)
             VALUES (:table, :grain, :bucket, :error, :now)
             ON CONFLICT (source_table, grain, bucket_start)
             DO UPDATE SET error = excluded.error, failed_at = excluded.failed_at, failures = rollup_failures.failures + 1
+            RETURNING failures
             """
         ),
         {
@@ -412,7 +415,14 @@ def record_failure(session: Session, *, table: str, grain: str, bucket_start: da
             "error": error.strip().splitlines()[0][:500] if error.strip() else "failed",
             "now": now,
         },
-    )
+    ).scalar_one()
+
+
+def drop_bucket(session: Session, *, table: str, grain: str, bucket_start: datetime) -> None:
+    """Delete the rollup rows of one bucket (given up after repeated failures: readers take it from raw rows)."""
+    source = _source(table)
+    rollup_table = source.hourly_table if grain == "hour" else source.daily_table
+    session.execute(text(f"DELETE FROM {rollup_table} WHERE bucket_start = :bucket"), {"bucket": bucket_start})  # noqa: S608
 
 
 def forget_failures(session: Session, *, table: str, grain: str, buckets: Sequence[datetime]) -> None:
@@ -511,7 +521,7 @@ def recompute_days(session: Session, *, table: str, days: Sequence[datetime]) ->
 
 
 def pending_hours(session: Session, *, table: str, start: datetime, end: datetime) -> set[datetime]:
-    """The pending hours (dirty, or holding rows written after the watermark) that meet ``[start, end)``."""
+    """The pending hours (dirty, failed, or holding rows written after the watermark) that meet ``[start, end)``."""
     source = _source(table)
     rows = session.execute(
         text(
@@ -519,6 +529,10 @@ def pending_hours(session: Session, *, table: str, start: datetime, end: datetim
             SELECT d.bucket_start FROM rollup_dirty_buckets d
              WHERE d.source_table = :table AND d.grain = 'hour'
                AND d.bucket_start > CAST(:start AS timestamptz) - interval '1 hour' AND d.bucket_start < :end
+            UNION
+            SELECT f.bucket_start FROM rollup_failures f
+             WHERE f.source_table = :table AND f.grain = 'hour'
+               AND f.bucket_start > CAST(:start AS timestamptz) - interval '1 hour' AND f.bucket_start < :end
             UNION
             SELECT date_trunc('hour', raw."{source.time_column}", 'UTC') FROM {source.table} raw
              WHERE raw."{source.time_column}" >= :start AND raw."{source.time_column}" < :end

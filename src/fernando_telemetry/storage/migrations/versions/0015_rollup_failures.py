@@ -1,5 +1,6 @@
 """Rollup buckets whose recomputation failed: one row per bucket with the error and when, so one bad
-bucket is recorded and skipped (retried later) while every other bucket and the watermark move on.
+bucket is recorded and skipped (retried later) while every other bucket and the watermark move on. The
+tenant role may read it (series take a failed hour from raw rows), as it reads ``rollup_dirty_buckets``.
 
 Revision ID: 0015
 Revises: 0013
@@ -18,6 +19,9 @@ down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+TENANT_ROLE = "fernando_telemetry_tenant"
+"""Reads it as it reads ``rollup_dirty_buckets``: a failed hour is read from raw rows."""
+
 
 def upgrade() -> None:
     op.create_table(
@@ -35,6 +39,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("source_table", "grain", "bucket_start", name=op.f("pk_rollup_failures")),
     )  # fmt: skip
+    op.execute(f"GRANT SELECT ON rollup_failures TO {TENANT_ROLE}")
 
 
 def downgrade() -> None:
