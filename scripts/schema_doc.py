@@ -529,6 +529,12 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "SELECT watermark FROM rollup_state WHERE source_table = 'traces'",
         "Three rows: a sequential scan is cheaper than the index, which exists as the primary key.",
     ),
+    "pk_rollup_failures": IndexQuery(
+        "whether a dirty bucket failed recently (refresh skips it until its retry); one row per failing bucket",
+        "SELECT 1 FROM rollup_failures WHERE source_table = 'traces' AND grain = 'hour'\n"
+        " AND bucket_start = '2026-01-01T00:00:00Z' AND failed_at > '2026-01-01T00:00:00Z'",
+        "Empty unless a bucket cannot be aggregated, so a sequential scan is what the plan takes.",
+    ),
     "pk_rollup_dirty_buckets": IndexQuery(
         "the oldest dirty hours of a raw table (refresh); one mark per bucket",
         "SELECT bucket_start FROM rollup_dirty_buckets WHERE source_table = 'traces' AND grain = 'hour'\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 from typing import Any
 
@@ -66,8 +68,24 @@ async def read_json_bytes(request: Request, *, max_bytes: int) -> bytes:
     return await read_body(request, max_bytes=max_bytes)
 
 
+_LONG_DIGITS = re.compile(rb"\d{20}")
+"""A run of 20 digits: maybe an integer past 64 bits, which orjson would turn into a rounded float."""
+
+
 def parse_json(body: bytes) -> Any:
+    """The JSON document of a body. Integers stay exact: orjson parses up to 64 bits, and a body that may hold a
+    longer integer is parsed again by the standard library (Python ints), so no integer is silently rounded."""
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Malformed(f"the body is not valid JSON: {exc}") from None
+    if _LONG_DIGITS.search(body) is None:
+        return document
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except ValueError as exc:  # past Python's digit limit for int(), say
+        raise Malformed(f"the body is not valid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

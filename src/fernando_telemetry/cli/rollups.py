@@ -66,7 +66,8 @@ def refresh(
 
 @app.command()
 def status(database_url: str | None = DatabaseUrlOption) -> None:
-    """Per raw table: the watermark, the last refresh, the raw horizon and the buckets waiting.
+    """Per raw table: the watermark, the last refresh, the raw horizon and the buckets waiting; then the
+    buckets whose recomputation failed, with the error.
 
     Example: fernando-telemetry rollups status
     """
@@ -74,6 +75,7 @@ def status(database_url: str | None = DatabaseUrlOption) -> None:
     with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine)() as session:
             found = rollups.status(session)
+            failed = rollups.failures(session)
     table = Table("table", "watermark", "refreshed", "raw horizon", "dirty hours", "dirty days", "oldest dirty")
     for each in found:
         table.add_row(
@@ -86,6 +88,18 @@ def status(database_url: str | None = DatabaseUrlOption) -> None:
             _moment(each.oldest_dirty) if each.oldest_dirty else "-",
         )
     console.print(table)
+    if failed:
+        failures = Table("table", "grain", "bucket", "failed at", "failures", "error", title="Failing buckets")
+        for failure in failed:
+            failures.add_row(
+                failure.table,
+                failure.grain,
+                _moment(failure.bucket_start),
+                _moment(failure.failed_at),
+                str(failure.failures),
+                failure.error,
+            )
+        console.print(failures)
 
 
 def _moment(value: datetime | None) -> str:

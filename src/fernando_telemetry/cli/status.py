@@ -141,6 +141,21 @@ def _print_report(found: StatusReport, *, url: str, all_partitions: bool) -> Non
             )
         console.print(rollups)
 
+    if found.rollup_failures:
+        failed = Table(
+            "raw table", "grain", "bucket", "failed at", "failures", "error", title="Rollup failures", title_justify="left"
+        )
+        for failure in found.rollup_failures:
+            failed.add_row(
+                failure.table,
+                failure.grain,
+                _moment(failure.bucket_start),
+                _moment(failure.failed_at),
+                str(failure.failures),
+                failure.error,
+            )
+        console.print(failed)
+
     scheduled = Table(
         "job",
         "every",

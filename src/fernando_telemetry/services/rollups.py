@@ -5,16 +5,19 @@ A refresh step, under one advisory lock: move each raw table's watermark up to a
 dirty the hours of the rows written since; recompute the oldest dirty hours from raw rows (DELETE + INSERT),
 marking their days dirty; recompute the ended dirty days from their hours. Every step is one transaction
 of the caller: killed half-way it leaves nothing behind, and the next step does the same work again.
+Buckets are recomputed under savepoints: one that fails is rolled back alone, recorded in ``rollup_failures``
+and skipped for ``FAILURE_RETRY`` (it stays dirty, so readers take it from raw rows) while the rest advance.
 Imports storage and core.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import InvalidInput
@@ -23,13 +26,15 @@ from fernando_telemetry.core.series import Aggregation, GroupBy, Step, align_dow
 from fernando_telemetry.storage import metric_rollups
 from fernando_telemetry.storage import rollups as rollup_store
 from fernando_telemetry.storage.metric_rollups import MetricFilter
-from fernando_telemetry.storage.rollups import RollupCleanup, SourceStatus
+from fernando_telemetry.storage.rollups import RollupCleanup, RollupFailure, SourceStatus
 
 __all__ = [
     "RefreshStep",
     "RollupCleanup",
+    "RollupFailure",
     "SourceStatus",
     "expire",
+    "failures",
     "metric_points",
     "rebuild",
     "refresh",
@@ -39,6 +44,10 @@ __all__ = [
 ]
 
 TABLES = tuple(rollup_store.SOURCES)
+FAILURE_RETRY = timedelta(hours=1)
+"""How long a bucket whose recomputation failed is left out of the refresh before it is tried again."""
+GIVE_UP_AFTER = 3
+"""Failures after which a bucket is given up (its dirty mark cleared, its failure kept) so retention moves on."""
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -80,26 +89,40 @@ def refresh_step(
     if not rollup_store.lock(session, wait=wait):
         return RefreshStep(ran=False)
     until = rollup_store.refresh_target(session, now=now, safety_lag_s=safety_lag_s)
+    retry_before = now - FAILURE_RETRY
     marked = hours_done = days_done = hours_left = days_left = 0
     recomputed: dict[str, tuple[int, int]] = {}
     for table in TABLES:
         marked += rollup_store.mark_pending(session, table=table, until=until, now=now)
         horizon = rollup_store.raw_horizon(session, table=table)
         # hours whose raw rows retention has removed keep their rollups as they are
-        hours = rollup_store.claim_dirty(session, table=table, grain="hour", limit=max_hours)
+        hours = rollup_store.claim_dirty(session, table=table, grain="hour", limit=max_hours, retry_before=retry_before)
         live_hours = [hour for hour in hours if horizon is None or hour >= horizon]
-        rollup_store.recompute_hours(session, table=table, hours=live_hours)
-        rollup_store.clear_dirty(session, table=table, grain="hour", buckets=hours)
-        rollup_store.mark_dirty(session, table=table, grain="day", buckets=sorted({_day_of(hour) for hour in live_hours}))
-        days = rollup_store.claim_dirty(session, table=table, grain="day", limit=max_days, ended_by=until)
+        done_hours, dropped_hours = _isolated(
+            session, table=table, grain="hour", buckets=live_hours, now=now, recompute=rollup_store.recompute_hours
+        )
+        changed = done_hours + dropped_hours
+        cleared = [hour for hour in hours if hour not in live_hours or hour in changed]
+        rollup_store.clear_dirty(session, table=table, grain="hour", buckets=cleared)
+        rollup_store.mark_dirty(session, table=table, grain="day", buckets=sorted({_day_of(hour) for hour in changed}))
+        days = rollup_store.claim_dirty(
+            session, table=table, grain="day", limit=max_days, ended_by=until, retry_before=retry_before
+        )
         live_days = [day for day in days if horizon is None or day >= horizon]
-        rollup_store.recompute_days(session, table=table, days=live_days)
-        rollup_store.clear_dirty(session, table=table, grain="day", buckets=days)
-        recomputed[table] = (len(live_hours), len(live_days))
-        hours_done += len(live_hours)
-        days_done += len(live_days)
-        hours_left += rollup_store.count_dirty(session, table=table, grain="hour")
-        days_left += rollup_store.count_dirty(session, table=table, grain="day", ended_by=until)
+        done_days, dropped_days = _isolated(
+            session, table=table, grain="day", buckets=live_days, now=now, recompute=rollup_store.recompute_days
+        )
+        rollup_store.clear_dirty(
+            session,
+            table=table,
+            grain="day",
+            buckets=[day for day in days if day not in live_days or day in done_days or day in dropped_days],
+        )
+        recomputed[table] = (len(done_hours), len(done_days))
+        hours_done += len(done_hours)
+        days_done += len(done_days)
+        hours_left += rollup_store.count_dirty(session, table=table, grain="hour", retry_before=retry_before)
+        days_left += rollup_store.count_dirty(session, table=table, grain="day", ended_by=until, retry_before=retry_before)
     return RefreshStep(
         ran=True,
         watermark=until,
@@ -110,6 +133,52 @@ def refresh_step(
         days_remaining=days_left,
         recomputed=recomputed,
     )
+
+
+def _isolated(
+    session: Session,
+    *,
+    table: str,
+    grain: str,
+    buckets: list[datetime],
+    now: datetime,
+    recompute: Callable[..., int],
+) -> tuple[list[datetime], list[datetime]]:
+    """Recompute ``buckets`` under a savepoint; when that fails, each bucket under its own, recording the
+    ones that fail in ``rollup_failures`` (their dirty mark stays, for a retry after ``FAILURE_RETRY``).
+    A bucket failing for the ``GIVE_UP_AFTER``-th time is given up: its rollup rows are deleted and it is
+    returned to be cleared, so the raw tables' retention is not held behind it (readers take it from raw
+    rows while its failure is recorded). Returns the buckets recomputed and those given up."""
+    if not buckets:
+        return [], []
+    argument = "hours" if grain == "hour" else "days"
+    try:
+        with session.begin_nested():
+            recompute(session, table=table, **{argument: buckets})
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+    else:
+        rollup_store.forget_failures(session, table=table, grain=grain, buckets=buckets)
+        return list(buckets), []
+    done, given_up = [], []
+    for bucket in buckets:
+        try:
+            with session.begin_nested():
+                recompute(session, table=table, **{argument: [bucket]})
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise
+            failures = rollup_store.record_failure(
+                session, table=table, grain=grain, bucket_start=bucket, error=str(exc.orig or exc), now=now
+            )
+            if failures >= GIVE_UP_AFTER:
+                rollup_store.drop_bucket(session, table=table, grain=grain, bucket_start=bucket)
+                given_up.append(bucket)
+        else:
+            done.append(bucket)
+    rollup_store.forget_failures(session, table=table, grain=grain, buckets=done)
+    return done, given_up
 
 
 def refresh(session: Session, *, now: datetime, safety_lag_s: float, max_hours: int = 24, max_days: int = 7) -> RefreshStep:
@@ -141,6 +210,7 @@ def rebuild(session: Session, *, first_day: date, last_day: date) -> int:
     hours = [start + HOUR * index for index in range(((last_day - first_day).days + 1) * 24)]
     for table in TABLES:
         rollup_store.mark_dirty(session, table=table, grain="hour", buckets=hours)
+        rollup_store.forget_failures(session, table=table, grain="hour", buckets=hours)  # tried again at once
     return len(hours) * len(TABLES)
 
 
@@ -153,6 +223,11 @@ def expire(session: Session, *, now: datetime, hourly_retention_days: int, daily
     return rollup_store.cleanup_old_rollups(
         session, hourly_retention_days=hourly_retention_days, daily_retention_days=daily_retention_days, as_of=now
     )
+
+
+def failures(session: Session) -> list[RollupFailure]:
+    """The buckets whose last recomputation failed, with the error and when (retried after ``FAILURE_RETRY``)."""
+    return rollup_store.failures(session)
 
 
 def status(session: Session) -> list[SourceStatus]:

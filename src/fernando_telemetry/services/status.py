@@ -21,6 +21,7 @@ from fernando_telemetry.services import job_runs, schema
 from fernando_telemetry.storage import rollups as rollup_store
 from fernando_telemetry.storage import status_queries
 from fernando_telemetry.storage.models import AlertRule
+from fernando_telemetry.storage.rollups import RollupFailure
 from fernando_telemetry.storage.status_queries import RelationFigures
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "JobStatus",
     "Listeners",
     "PartitionStatus",
+    "RollupFailure",
     "RollupLag",
     "StatusReport",
     "TableStatus",
@@ -161,6 +163,8 @@ class StatusReport:
     listeners: Listeners | None = None
     failing_rules: list[FailingRule] = field(default_factory=list)
     """At most ``MAX_FAILING_RULES`` of them, the most recently evaluated first."""
+    rollup_failures: list[RollupFailure] = field(default_factory=list)
+    """Buckets whose rollup recomputation failed (error and when); every other bucket advanced."""
 
 
 MAX_FAILING_RULES = 50
@@ -195,6 +199,7 @@ def report(
         jobs=_jobs(session, scheduled_jobs or {}),
         listeners=listeners,
         failing_rules=[] if database.revision is None else _failing_rules(session),
+        rollup_failures=_rollup_failures(session),
     )
 
 
@@ -294,6 +299,12 @@ def _rollups(session: Session, *, now: datetime) -> list[RollupLag]:
         )
         for each in rollup_store.statuses(session)
     ]
+
+
+def _rollup_failures(session: Session) -> list[RollupFailure]:
+    if not status_queries.table_exists(session, name="rollup_failures"):
+        return []
+    return rollup_store.failures(session)
 
 
 def _jobs(session: Session, scheduled_jobs: Mapping[str, float]) -> list[JobStatus]:

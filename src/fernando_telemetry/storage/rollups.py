@@ -20,6 +20,7 @@ from fernando_telemetry.storage.metric_aggregates import parts_query, quantiles_
 __all__ = [
     "SOURCES",
     "RollupCleanup",
+    "RollupFailure",
     "Source",
     "SourceStatus",
     "claim_dirty",
@@ -27,6 +28,9 @@ __all__ = [
     "clear_dirty",
     "count_dirty",
     "dirty_days",
+    "drop_bucket",
+    "failures",
+    "forget_failures",
     "lock",
     "mark_dirty",
     "mark_pending",
@@ -34,6 +38,7 @@ __all__ = [
     "raw_horizon",
     "recompute_days",
     "recompute_hours",
+    "record_failure",
     "refresh_target",
     "statuses",
 ]
@@ -72,6 +77,18 @@ class SourceStatus:
 
 
 @dataclass(frozen=True)
+class RollupFailure:
+    """A bucket whose last recomputation failed: retried once ``failed_at`` is older than the retry delay."""
+
+    table: str
+    grain: str
+    bucket_start: datetime
+    error: str
+    failed_at: datetime
+    failures: int
+
+
+@dataclass(frozen=True)
 class RollupCleanup:
     """What rollup retention deleted from one rollup table; no cutoff while the raw rows of its hours are all kept."""
 
@@ -97,7 +114,7 @@ SELECT g.hour, g.event_type, g.license_id, g.events, g.unique_users, g.unique_se
                count(DISTINCT e.session_id) AS unique_sessions,
                count(*) FILTER (WHERE telemetry_event_is_error(e.event_type, e.payload)) AS errors,
                count(e.duration_ms) AS duration_count,
-               sum(e.duration_ms) AS duration_sum,
+               sum(CASE WHEN e.duration_ms > 1e250 THEN 1e250 ELSE e.duration_ms END) AS duration_sum,
                min(e.duration_ms) AS duration_min,
                max(e.duration_ms) AS duration_max,
                percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY e.duration_ms) AS q,
@@ -143,7 +160,7 @@ SELECT g.hour, g.service_name, g.operation_name, g.license_id, g.spans, g.errors
                count(*) FILTER (WHERE t.status = 'error') AS errors,
                count(*) FILTER (WHERE t.span_kind = 'server') AS server_spans,
                count(*) FILTER (WHERE t.span_kind = 'server' AND t.status = 'error') AS server_errors,
-               sum(t.duration_ms) AS duration_sum,
+               sum(CASE WHEN t.duration_ms > 1e250 THEN 1e250 ELSE t.duration_ms END) AS duration_sum,
                min(t.duration_ms) AS duration_min,
                max(t.duration_ms) AS duration_max,
                percentile_cont(ARRAY[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY t.duration_ms) AS q,
@@ -322,12 +339,28 @@ def mark_pending(session: Session, *, table: str, until: datetime, now: datetime
     return int(marked or 0)
 
 
-def claim_dirty(session: Session, *, table: str, grain: str, limit: int, ended_by: datetime | None = None) -> list[datetime]:
+_NOT_FAILED = """
+               AND NOT EXISTS (SELECT 1 FROM rollup_failures f
+                                WHERE f.source_table = d.source_table AND f.grain = d.grain
+                                  AND f.bucket_start = d.bucket_start AND f.failed_at > :retry_before)"""
+"""Leaves out buckets whose recomputation failed after ``:retry_before`` (they wait for their retry)."""
+
+
+def claim_dirty(
+    session: Session,
+    *,
+    table: str,
+    grain: str,
+    limit: int,
+    ended_by: datetime | None = None,
+    retry_before: datetime | None = None,
+) -> list[datetime]:
     """The oldest ``limit`` dirty buckets of a grain, locked until the transaction ends. For days, only
-    those that ended by ``ended_by`` and have no dirty hour left (their hourly rows are current)."""
-    condition = ""
+    those that ended by ``ended_by`` and have no dirty hour left (their hourly rows are current). With
+    ``retry_before``, buckets that failed after it are left out."""
+    condition = _NOT_FAILED if retry_before is not None else ""
     if grain == "day":
-        condition = """
+        condition += """
                AND d.bucket_start + interval '1 day' <= :ended_by
                AND NOT EXISTS (SELECT 1 FROM rollup_dirty_buckets h
                                 WHERE h.source_table = d.source_table AND h.grain = 'hour'
@@ -342,19 +375,77 @@ def claim_dirty(session: Session, *, table: str, grain: str, limit: int, ended_b
                FOR UPDATE
             """
         ),
-        {"table": table, "grain": grain, "limit": limit, "ended_by": ended_by},
+        {"table": table, "grain": grain, "limit": limit, "ended_by": ended_by, "retry_before": retry_before},
     )
     return list(rows.scalars())
 
 
-def count_dirty(session: Session, *, table: str, grain: str, ended_by: datetime | None = None) -> int:
-    condition = "AND bucket_start + interval '1 day' <= :ended_by" if grain == "day" and ended_by is not None else ""
+def count_dirty(
+    session: Session, *, table: str, grain: str, ended_by: datetime | None = None, retry_before: datetime | None = None
+) -> int:
+    """Dirty buckets of a grain (days: ended by ``ended_by``), without those that failed after ``retry_before``."""
+    condition = "AND d.bucket_start + interval '1 day' <= :ended_by" if grain == "day" and ended_by is not None else ""
+    if retry_before is not None:
+        condition += _NOT_FAILED
     return int(
         session.execute(
-            text(f"SELECT count(*) FROM rollup_dirty_buckets WHERE source_table = :table AND grain = :grain {condition}"),
-            {"table": table, "grain": grain, "ended_by": ended_by},
+            text(f"SELECT count(*) FROM rollup_dirty_buckets d WHERE d.source_table = :table AND d.grain = :grain {condition}"),
+            {"table": table, "grain": grain, "ended_by": ended_by, "retry_before": retry_before},
         ).scalar_one()
     )
+
+
+def record_failure(session: Session, *, table: str, grain: str, bucket_start: datetime, error: str, now: datetime) -> int:
+    """Record that recomputing one bucket failed with ``error`` (its first line, at most 500 characters); returns
+    how many times it has failed."""
+    return session.execute(
+        text(
+            """
+            INSERT INTO rollup_failures (source_table, grain, bucket_start, error, failed_at)
+            VALUES (:table, :grain, :bucket, :error, :now)
+            ON CONFLICT (source_table, grain, bucket_start)
+            DO UPDATE SET error = excluded.error, failed_at = excluded.failed_at, failures = rollup_failures.failures + 1
+            RETURNING failures
+            """
+        ),
+        {
+            "table": table,
+            "grain": grain,
+            "bucket": bucket_start,
+            "error": error.strip().splitlines()[0][:500] if error.strip() else "failed",
+            "now": now,
+        },
+    ).scalar_one()
+
+
+def drop_bucket(session: Session, *, table: str, grain: str, bucket_start: datetime) -> None:
+    """Delete the rollup rows of one bucket (given up after repeated failures: readers take it from raw rows)."""
+    source = _source(table)
+    rollup_table = source.hourly_table if grain == "hour" else source.daily_table
+    session.execute(text(f"DELETE FROM {rollup_table} WHERE bucket_start = :bucket"), {"bucket": bucket_start})  # noqa: S608
+
+
+def forget_failures(session: Session, *, table: str, grain: str, buckets: Sequence[datetime]) -> None:
+    """Drop the failure records of buckets that have now been recomputed."""
+    if buckets:
+        session.execute(
+            text(
+                "DELETE FROM rollup_failures WHERE source_table = :table AND grain = :grain "
+                "AND bucket_start = ANY(CAST(:buckets AS timestamptz[]))"
+            ),
+            {"table": table, "grain": grain, "buckets": list(buckets)},
+        )
+
+
+def failures(session: Session) -> list[RollupFailure]:
+    """Every recorded failing bucket, oldest bucket first."""
+    rows = session.execute(
+        text(
+            "SELECT source_table, grain, bucket_start, error, failed_at, failures FROM rollup_failures "
+            "ORDER BY bucket_start, source_table, grain"
+        )
+    )
+    return [RollupFailure(*row) for row in rows]
 
 
 def mark_dirty(session: Session, *, table: str, grain: str, buckets: Sequence[datetime]) -> None:
@@ -430,7 +521,7 @@ def recompute_days(session: Session, *, table: str, days: Sequence[datetime]) ->
 
 
 def pending_hours(session: Session, *, table: str, start: datetime, end: datetime) -> set[datetime]:
-    """The pending hours (dirty, or holding rows written after the watermark) that meet ``[start, end)``."""
+    """The pending hours (dirty, failed, or holding rows written after the watermark) that meet ``[start, end)``."""
     source = _source(table)
     rows = session.execute(
         text(
@@ -438,6 +529,10 @@ def pending_hours(session: Session, *, table: str, start: datetime, end: datetim
             SELECT d.bucket_start FROM rollup_dirty_buckets d
              WHERE d.source_table = :table AND d.grain = 'hour'
                AND d.bucket_start > CAST(:start AS timestamptz) - interval '1 hour' AND d.bucket_start < :end
+            UNION
+            SELECT f.bucket_start FROM rollup_failures f
+             WHERE f.source_table = :table AND f.grain = 'hour'
+               AND f.bucket_start > CAST(:start AS timestamptz) - interval '1 hour' AND f.bucket_start < :end
             UNION
             SELECT date_trunc('hour', raw."{source.time_column}", 'UTC') FROM {source.table} raw
              WHERE raw."{source.time_column}" >= :start AND raw."{source.time_column}" < :end

@@ -275,9 +275,10 @@ class TestHistogram:
         assert found_field == field
         assert reason in found_reason
 
-    def test_a_huge_count_is_capped_to_the_column(self) -> None:
-        """A count past PostgreSQL's integer is stored as its largest value."""
-        assert one(self.histogram(count=2**40, sum=2.0**41))["sample_count"] == 2**31 - 1
+    def test_a_huge_count_is_refused(self) -> None:
+        """A count past PostgreSQL's integer is refused (clamping it would make the stored sum wrong)."""
+        field, reason = rejected(self.histogram(count=2**40, sum=2.0**41))
+        assert field == "count" and "at most 2147483647" in reason
 
 
 class TestExponentialHistogram:

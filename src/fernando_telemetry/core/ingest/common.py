@@ -14,10 +14,13 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "MAX_DURATION_MS",
+    "MAX_MAGNITUDE",
     "DecodeContext",
     "IngestBounds",
     "ItemError",
     "Rejection",
+    "bounded",
     "decode_items",
     "enum_value",
     "finite_number",
@@ -34,6 +37,13 @@ __all__ = [
     "uuid_value",
 ]
 
+MAX_MAGNITUDE = 1e250
+"""The largest absolute value a float field accepts: sums of 10^58 such values still fit in a double, so the
+rollups and every reader can add them up without overflow (PostgreSQL raises on a double overflow)."""
+MAX_DURATION_MS = 1e12
+"""The longest duration accepted (about 31.7 years), in milliseconds."""
+_EXACT_INTEGER = 2**53
+"""Beyond this a JSON integer may not have an exact double: refused rather than silently rounded."""
 _MAX_BIGINT = 2**63 - 1
 _MONEY_PLACES = Decimal("0.000001")
 _MONEY_CONTEXT = Context(prec=40)
@@ -192,7 +202,10 @@ def enum_value(item: Mapping[str, Any], field: str, enum_class: type[StrEnum], d
     raise ItemError(field, f"must be a string, got {_json_type(value)}")
 
 
-def finite_number(item: Mapping[str, Any], field: str, *, required: bool = False, minimum: float | None = None) -> float | None:
+def finite_number(
+    item: Mapping[str, Any], field: str, *, required: bool = False, minimum: float | None = None, maximum: float | None = None
+) -> float | None:
+    """A double in ``[minimum, maximum]`` with ``|x| <= MAX_MAGNITUDE`` (see ``bounded``)."""
     value = item.get(field)
     if value is None:
         if required:
@@ -200,11 +213,31 @@ def finite_number(item: Mapping[str, Any], field: str, *, required: bool = False
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ItemError(field, f"must be a number, got {_json_type(value)}")
+    if maximum is not None and value > maximum and not math.isinf(value):
+        raise ItemError(field, f"must be at most {maximum:g}, got {value:g}")
+    number = bounded(value, field)
+    if minimum is not None and number < minimum:
+        raise ItemError(field, f"must be at least {minimum:g}, got {number:g}")
+    if maximum is not None and number > maximum:
+        raise ItemError(field, f"must be at most {maximum:g}, got {number:g}")
+    return number
+
+
+def bounded(value: int | float, field: str) -> float:
+    """A JSON or protobuf number as a double the database can aggregate: finite, ``|x| <= MAX_MAGNITUDE``, and an
+    integer only when the double holds it exactly (beyond 2^53 an integer would be silently rounded)."""
+    if isinstance(value, int) and abs(value) > _EXACT_INTEGER:
+        if abs(value) > MAX_MAGNITUDE or float(value) != value:
+            raise ItemError(
+                field,
+                f"the integer {str(value)[:40]} is beyond 2^53 and has no exact double: it would be stored rounded"
+                f" (to {float(value):.17g}); send that value if rounding is acceptable",
+            )
     number = float(value)
     if not math.isfinite(number):
         raise ItemError(field, "must be a finite number (not NaN or infinity)")
-    if minimum is not None and number < minimum:
-        raise ItemError(field, f"must be at least {minimum:g}, got {number:g}")
+    if abs(number) > MAX_MAGNITUDE:
+        raise ItemError(field, f"is out of range: the absolute value must be at most {MAX_MAGNITUDE:g}, got {number:g}")
     return number
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from fernando_telemetry.core.enums import EventSource, EventType
 from fernando_telemetry.core.ingest.common import (
+    MAX_DURATION_MS,
     DecodeContext,
     check_fields,
     enum_value,
@@ -63,7 +64,7 @@ def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
         license_ref(item, context),
         optional_text(item, "session_id", 128),
         json_object(item, "payload", context),
-        finite_number(item, "duration_ms", minimum=0),
+        finite_number(item, "duration_ms", minimum=0, maximum=MAX_DURATION_MS),
         ip_address(item, "ip_address"),
         optional_text(item, "user_agent", 1024),
         hex_id(item, "trace_id", 32),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -19,6 +18,7 @@ from fernando_telemetry.core.ingest.common import (
     DecodeContext,
     IngestBounds,
     ItemError,
+    bounded,
     check_fields,
     enum_value,
     finite_number,
@@ -31,7 +31,14 @@ from fernando_telemetry.core.ingest.common import (
     timestamp,
     user_ref,
 )
-from fernando_telemetry.core.metric_points import CumulativePoint, Histogram, Increment, histogram_increment, samples_increment
+from fernando_telemetry.core.metric_points import (
+    MAX_SAMPLE_COUNT,
+    CumulativePoint,
+    Histogram,
+    Increment,
+    histogram_increment,
+    samples_increment,
+)
 
 __all__ = [
     "COLUMNS",
@@ -197,14 +204,22 @@ def _plain(item: Mapping[str, Any], start_time: datetime | None) -> Increment:
     """An item as sent: value, sample_count, percentiles and extremes."""
     value = finite_number(item, "value", required=True)
     assert value is not None
+    minimum, maximum = _extremes(item)
     return Increment(
         value,
         start_time=start_time,
-        sample_count=integer(item, "sample_count", minimum=1, maximum=2**31 - 1, default=1) or 1,
+        sample_count=integer(item, "sample_count", minimum=1, maximum=MAX_SAMPLE_COUNT, default=1) or 1,
         percentiles=tuple(finite_number(item, field) for field in ("p50", "p90", "p95", "p99")),
-        minimum=finite_number(item, "min_value"),
-        maximum=finite_number(item, "max_value"),
+        minimum=minimum,
+        maximum=maximum,
     )
+
+
+def _extremes(item: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    minimum, maximum = finite_number(item, "min_value"), finite_number(item, "max_value")
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise ItemError("min_value", f"{minimum:g} is greater than max_value {maximum:g}")
+    return minimum, maximum
 
 
 def _computed_only(item: Mapping[str, Any], source: str, fields: tuple[str, ...]) -> None:
@@ -222,9 +237,9 @@ def _samples(item: Mapping[str, Any], start_time: datetime | None, max_samples: 
         raise ItemError("samples", f"holds {len(samples)} values; at most {max_samples} (send buckets for more)")
     values = []
     for value in samples:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise ItemError("samples", f"must hold finite numbers only, got {value!r:.40}")
-        values.append(float(value))
+        values.append(bounded(value, "samples"))
     increment = samples_increment(values, start_time=start_time)
     assert increment is not None
     return increment
@@ -244,17 +259,18 @@ def _buckets(
         raise ItemError("buckets", f"has {len(bounds)} bounds; at most {max_bounds} are accepted ({max_bounds + 1} counts)")
     if len(counts) != len(bounds) + 1:
         raise ItemError("buckets", "counts must be an array one longer than the bounds array")
-    if any(isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) for b in bounds):
+    if any(isinstance(b, bool) or not isinstance(b, int | float) for b in bounds):
         raise ItemError("buckets", "bounds must be finite numbers")
+    bounds = [bounded(b, "buckets") for b in bounds]
     if any(later <= earlier for earlier, later in zip(bounds, bounds[1:], strict=False)):
         raise ItemError("buckets", "bounds must be strictly increasing")
     if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
         raise ItemError("buckets", "counts must be non-negative integers")
-    histogram = Histogram(tuple(counts), bounds=tuple(float(b) for b in bounds))
+    histogram = Histogram(tuple(counts), bounds=tuple(bounds))
     count = histogram.total
-    minimum, maximum = finite_number(item, "min_value"), finite_number(item, "max_value")
-    if minimum is not None and maximum is not None and minimum > maximum:
-        raise ItemError("min_value", "must not exceed max_value")
+    if count > MAX_SAMPLE_COUNT:
+        raise ItemError("buckets", f"counts add up to {count}; a point holds at most {MAX_SAMPLE_COUNT} values")
+    minimum, maximum = _extremes(item)
     mean = finite_number(item, "value")
     total = None if mean is None else mean * count
     if cumulative:

@@ -8,6 +8,7 @@ from typing import Any
 
 from fernando_telemetry.core.enums import SpanKind, SpanStatus
 from fernando_telemetry.core.ingest.common import (
+    MAX_DURATION_MS,
     DecodeContext,
     ItemError,
     check_fields,
@@ -61,13 +62,17 @@ TIME_COLUMN = COLUMNS.index("start_time")
 def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
     check_fields(item, FIELDS)
     start = in_window(timestamp(item, "start_time"), "start_time", context)
-    duration_ms = finite_number(item, "duration_ms", minimum=0)
+    duration_ms = finite_number(item, "duration_ms", minimum=0, maximum=MAX_DURATION_MS)
     if item.get("end_time") is not None:
         end = timestamp(item, "end_time")
         if end < start:
             raise ItemError("end_time", f"{end.isoformat()} is before start_time {start.isoformat()}")
         if duration_ms is None:
             duration_ms = (end - start) / timedelta(milliseconds=1)
+            if duration_ms > MAX_DURATION_MS:
+                raise ItemError(
+                    "end_time", f"is {duration_ms:g} ms after start_time; a span lasts at most {MAX_DURATION_MS:g} ms"
+                )
     elif duration_ms is not None:
         try:
             end = start + timedelta(milliseconds=duration_ms)

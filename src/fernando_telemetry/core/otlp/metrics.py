@@ -26,9 +26,16 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 
 from fernando_telemetry.core.enums import MetricType
-from fernando_telemetry.core.ingest.common import DecodeContext, ItemError, in_window, json_object
+from fernando_telemetry.core.ingest.common import DecodeContext, ItemError, bounded, in_window, json_object
 from fernando_telemetry.core.ingest.metrics import compose
-from fernando_telemetry.core.metric_points import PERCENTILES, CumulativePoint, Histogram, Increment, histogram_increment
+from fernando_telemetry.core.metric_points import (
+    MAX_SAMPLE_COUNT,
+    PERCENTILES,
+    CumulativePoint,
+    Histogram,
+    Increment,
+    histogram_increment,
+)
 from fernando_telemetry.core.otlp.attribution import license_of, user_of
 from fernando_telemetry.core.otlp.batch import DecodedBatch
 from fernando_telemetry.core.otlp.resources import ResourceFields, resource_fields
@@ -167,13 +174,12 @@ def _number(pb2_point: NumberDataPoint) -> float:
     kind = pb2_point.WhichOneof("value")
     if kind is None:
         raise ItemError("value", "a number data point needs as_double or as_int")
-    value = float(getattr(pb2_point, kind))
-    if not math.isfinite(value):
-        raise ItemError(kind, "must be a finite number (not NaN or infinity)")
-    return value
+    return bounded(getattr(pb2_point, kind), kind)
 
 
 def _explicit(pb2_point: HistogramDataPoint) -> Histogram:
+    for bound in pb2_point.explicit_bounds:
+        bounded(bound, "explicit_bounds")
     histogram = Histogram(tuple(pb2_point.bucket_counts), bounds=tuple(pb2_point.explicit_bounds))
     try:
         histogram.buckets()  # checks the shape
@@ -206,6 +212,9 @@ def _histogram(
     """A delta point is its own increment (its min and max are exact); a cumulative one goes to its stream."""
     total = _sum(pb2_point) if pb2_point.HasField("sum") else None
     minimum, maximum = _optional(pb2_point, "min"), _optional(pb2_point, "max")
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise ItemError("min", f"{minimum:g} is greater than max {maximum:g}")
+    _count(pb2_point)
     if not delta:
         point = CumulativePoint(
             "histogram", time, start, histogram=histogram, count=pb2_point.count, total=total, minimum=minimum, maximum=maximum
@@ -223,6 +232,10 @@ def _histogram(
 
 def _summary(pb2_point: SummaryDataPoint, time: datetime, start: datetime | None) -> _Measure | None:
     """Summaries are cumulative: their count and sum become increments; quantiles are kept as sent."""
+    _count(pb2_point)
+    for pb2_value in pb2_point.quantile_values:
+        if math.isfinite(pb2_value.value):
+            bounded(pb2_value.value, "quantile_values")
     point = CumulativePoint(
         "summary",
         time,
@@ -235,9 +248,14 @@ def _summary(pb2_point: SummaryDataPoint, time: datetime, start: datetime | None
 
 
 def _sum(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint | SummaryDataPoint) -> float:
-    if not math.isfinite(pb2_point.sum):
-        raise ItemError("sum", "must be a finite number (not NaN or infinity)")
-    return pb2_point.sum
+    return bounded(pb2_point.sum, "sum")
+
+
+def _count(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint | SummaryDataPoint) -> None:
+    """A point's count must fit ``sample_count`` (a PostgreSQL integer), so that its mean times the stored count
+    is its sum: a larger one is refused rather than clamped."""
+    if pb2_point.count > MAX_SAMPLE_COUNT:
+        raise ItemError("count", f"is {pb2_point.count}; a point may count at most {MAX_SAMPLE_COUNT} values")
 
 
 def _optional(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint, field: str) -> float | None:
@@ -245,7 +263,7 @@ def _optional(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint, fie
     if not pb2_point.HasField(field):
         return None
     value = getattr(pb2_point, field)
-    return value if math.isfinite(value) else None
+    return bounded(value, field) if math.isfinite(value) else None
 
 
 def _point_time(pb2_point: PointPb2, now: datetime) -> datetime:

@@ -11,7 +11,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from fernando_telemetry.core.enums import SpanKind, SpanStatus
-from fernando_telemetry.core.ingest.common import DecodeContext, ItemError, hex_id, in_window, json_array, json_object
+from fernando_telemetry.core.ingest.common import (
+    MAX_DURATION_MS,
+    DecodeContext,
+    ItemError,
+    hex_id,
+    in_window,
+    json_array,
+    json_object,
+)
 from fernando_telemetry.core.otlp.attribution import license_of, user_of
 from fernando_telemetry.core.otlp.batch import DecodedBatch
 from fernando_telemetry.core.otlp.resources import ResourceFields, resource_fields, stored_resource_json
@@ -78,6 +86,11 @@ def span_row(
             "end_time_unix_nano",
             f"{pb2_span.end_time_unix_nano} is before start_time_unix_nano {pb2_span.start_time_unix_nano}",
         )
+    duration_ms = (pb2_span.end_time_unix_nano - pb2_span.start_time_unix_nano) / 1e6
+    if duration_ms > MAX_DURATION_MS:
+        raise ItemError(
+            "end_time_unix_nano", f"is {duration_ms:g} ms after start_time_unix_nano; a span lasts at most {MAX_DURATION_MS:g} ms"
+        )
     end = unix_nano_datetime(pb2_span.end_time_unix_nano)
     attributes = attribute_dict(pb2_span.attributes)
     events = [_event_dict(pb2_event) for pb2_event in pb2_span.events]
@@ -96,7 +109,7 @@ def span_row(
         _SPAN_KINDS.get(pb2_span.kind, SpanKind.UNSPECIFIED.value),
         start,
         end,
-        (pb2_span.end_time_unix_nano - pb2_span.start_time_unix_nano) / 1e6,
+        duration_ms,
         _STATUSES.get(pb2_span.status.code, SpanStatus.UNSET.value),
         text(pb2_span.status.message) or None,
         _http_status_code(first_attribute(_STATUS_CODE_KEYS, attributes)),

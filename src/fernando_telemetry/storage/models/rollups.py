@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Double, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, CheckConstraint, Double, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -23,6 +23,7 @@ __all__ = [
     "MetricRollupDaily",
     "MetricRollupHourly",
     "RollupDirtyBucket",
+    "RollupFailure",
     "RollupState",
     "SpanRollupDaily",
     "SpanRollupHourly",
@@ -215,3 +216,20 @@ class RollupDirtyBucket(Base):
     )
     grain: Mapped[str] = mapped_column(String(8), primary_key=True)
     bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
+
+
+class RollupFailure(Base):
+    """A bucket whose recomputation failed: the error and when; the refresh skips it for an hour, then retries.
+    Its dirty mark stays, so readers keep taking it from raw rows."""
+
+    __tablename__ = "rollup_failures"
+    __table_args__ = (CheckConstraint("grain IN ('hour', 'day')", name="grain"),)
+
+    source_table: Mapped[str] = mapped_column(
+        String(64), ForeignKey("rollup_state.source_table", ondelete="CASCADE"), primary_key=True
+    )
+    grain: Mapped[str] = mapped_column(String(8), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
+    error: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column()
+    failures: Mapped[int] = mapped_column(Integer, server_default=text("1"))
