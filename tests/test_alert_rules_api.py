@@ -371,7 +371,7 @@ class TestBacktestApi:
             ({"rule_id": "seven"}, "rule_id"),
             ({"rule_id": 2**70}, "rule_id"),
             (
-                {"rule": {"condition_config": SEED_CONDITION}, "from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z"},
+                {"rule": {"condition_config": SEED_CONDITION}, "from": "0001-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"},
                 "from",
             ),
             ({"rule": {"condition_config": SEED_CONDITION}, "license_id": 2**70}, "license_id"),

@@ -286,7 +286,7 @@ class TestSilencesApi:
         assert fields == ["matchers[0].value", "matchers[1].name", "matchers[1].value", "ends_at"]
         both = client.post(
             "/api/v1/silences",
-            json={"matchers": [{"name": "a", "value": "1"}], "ends_at": "2999-01-01T00:00:00Z", "duration_minutes": 5},
+            json={"matchers": [{"name": "a", "value": "1"}], "ends_at": "2199-01-01T00:00:00Z", "duration_minutes": 5},
             headers=auth(token),
         )
         assert both.status_code == 400 and both.json()["error"]["details"][0]["field"] == "duration_minutes"
@@ -294,7 +294,7 @@ class TestSilencesApi:
         assert client.get("/api/v1/silences", params={"state": "sleeping"}, headers=auth(token)).status_code == 400
 
     def test_out_of_range_values_are_400_not_500(self, client: TestClient, committed_engine: Engine) -> None:
-        """An admin naming a license that does not exist, or a start plus duration past year 9999: 400 on the field."""
+        """An admin naming a license that does not exist, or a start in year 9999: 400 on the field."""
         admin = admin_key(committed_engine)
         matchers = [{"name": "a", "value": "1"}]
         unknown = client.post(
@@ -306,7 +306,7 @@ class TestSilencesApi:
             json={"matchers": matchers, "starts_at": "9999-12-31T23:00:00Z", "duration_minutes": 120},
             headers=auth(admin),
         )
-        assert late.status_code == 400 and late.json()["error"]["details"][0]["field"] == "duration_minutes"
+        assert late.status_code == 400 and late.json()["error"]["details"][0] == {"field": "starts_at", "reason": "out of range"}
 
     def test_silences_are_scoped_to_their_license(self, client: TestClient, committed_engine: Engine) -> None:
         """B's key: A's silence is 404 to get, patch, expire and delete, and absent from B's list; naming A's license is 403."""

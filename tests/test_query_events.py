@@ -33,7 +33,7 @@ def reader(license_id: int) -> Principal:
 
 
 def search(session: Session, principal: Principal = ADMIN, *, now: datetime = NOW, **filters: Any) -> EventPage:
-    return event_search.search(session, principal=principal, filters=EventFilters(**filters), now=now)
+    return event_search.search(session, principal=principal, filters=EventFilters(**filters), now=now, cursor_key=b"test cursor key")
 
 
 def names(page: EventPage) -> list[str]:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry import jobs, runtime
 from fernando_telemetry.api.otlp_grpc import OtlpGrpcReceiver
+from fernando_telemetry.http_server import uvicorn_config
 from fernando_telemetry.scheduler import Scheduler, run_and_record
 from fernando_telemetry.services import schema
 from fernando_telemetry.settings import Settings
@@ -129,8 +130,7 @@ def _serve(settings: Settings, *, note: Callable[[str], None]) -> None:
     with started(settings, note=note) as running:
         note(f"serving on http://{settings.host}:{settings.port} (API docs at /docs)")
         note(f"OTLP/gRPC: {otlp_grpc_address(settings)}")
-        config = uvicorn.Config(running.wiring.app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn_config(running.wiring.app, settings)).run()
 
 
 def utc_now() -> datetime:

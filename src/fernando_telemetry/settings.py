@@ -241,6 +241,26 @@ class Settings(BaseSettings):
     key is generated once and kept in ``<data_dir>/secret_key`` (mode 0600). Changing it signs everyone out
     and makes stored channel secrets unreadable (re-enter them)."""
 
+    dashboard_sign_in_failures_per_minute: int = Field(default=10, ge=0)
+    """Refused dashboard sign-ins one client address may have: this many at once, then this many a minute;
+    past that, its sign-ins answer 429 with ``Retry-After`` (even with a valid key). 0: no limit.
+    Environment: ``FERNANDO_TELEMETRY_DASHBOARD_SIGN_IN_FAILURES_PER_MINUTE``."""
+
+    http_body_idle_timeout_s: float = Field(default=30.0, ge=0)
+    """Seconds a request body may stall between two chunks before the request ends with 408 and its connection
+    closes; 0: no bound. Environment: ``FERNANDO_TELEMETRY_HTTP_BODY_IDLE_TIMEOUT_S``."""
+
+    http_header_timeout_s: float = Field(default=10.0, ge=0)
+    """Seconds a connection has to send a request's line and headers (from connecting, or from the previous
+    response) before it is closed; 0: no bound. Environment: ``FERNANDO_TELEMETRY_HTTP_HEADER_TIMEOUT_S``."""
+
+    http_keep_alive_timeout_s: float = Field(default=5.0, gt=0)
+    """Seconds an idle keep-alive connection stays open. Environment: ``FERNANDO_TELEMETRY_HTTP_KEEP_ALIVE_TIMEOUT_S``."""
+
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Largest request line plus headers accepted; larger is a 400 and a closed connection.
+    Environment: ``FERNANDO_TELEMETRY_HTTP_MAX_HEADER_BYTES``."""
+
     db_pool_size: int = Field(default=10, ge=1)
     """Connections the server keeps open to PostgreSQL."""
 

@@ -85,7 +85,11 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
             retry_after_s=settings.query_retry_after_s,
         ),
         ingestor=ingestor,
-        limits=ApiLimits(max_body_bytes=settings.ingest_max_body_bytes),
+        limits=ApiLimits(
+            max_body_bytes=settings.ingest_max_body_bytes,
+            body_idle_timeout_s=settings.http_body_idle_timeout_s,
+            sign_in_failures_per_minute=settings.dashboard_sign_in_failures_per_minute,
+        ),
         secret_key=secret_key,
         notifications=notification_wiring.setup(settings, secret_key=secret_key),
         quotas=quotas_of(settings),

@@ -108,7 +108,7 @@ class TestSignIn:
         assert SessionCodec(SECRET_KEY).loads(value).api_key == dashboard_world.read_a
         # what anyone holding the cookie can read: the payload, without the key
         _, payload = URLSafeTimedSerializer("any key").loads_unsafe(value)
-        assert set(payload) == {"c", "k"} and dashboard_world.read_a not in str(payload)
+        assert set(payload) == {"c", "k", "s"} and dashboard_world.read_a not in str(payload)
         assert SessionCodec("another-secret").loads(value) is None
         page = web_client.get("/ui/events")
         assert page.status_code == 200
@@ -252,7 +252,7 @@ class TestHeaders:
             assert not re.search(r"\son(click|load|submit|error)=", html), path
 
     def test_the_api_keeps_its_own_headers(self, web_client: TestClient) -> None:
-        """The dashboard's CSP is not put on the API (its /docs page loads Swagger UI)."""
+        """The dashboard's CSP is not put on the JSON API."""
         response = web_client.get("/healthz")
         assert "content-security-policy" not in response.headers
 

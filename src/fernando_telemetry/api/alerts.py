@@ -188,7 +188,7 @@ def list_alerts(
         limit=integer(limit, parameter="limit", default=alerts.DEFAULT_LIMIT, minimum=1, maximum=alerts.MAX_LIMIT),
     )
     with request.app.state.sessions() as session:
-        page = alerts.list_alerts(session, filters=filters)
+        page = alerts.list_alerts(session, filters=filters, cursor_key=request.app.state.cursor_key)
     return AlertPageOut(alerts=[_out(view) for view in page.alerts], next_cursor=page.next_cursor)
 
 

@@ -26,7 +26,9 @@ from fernando_telemetry.api import (
     summaries,
     traces,
 )
+from fernando_telemetry.api.body_deadline import BodyDeadline
 from fernando_telemetry.api.errors import install_error_handlers
+from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.services import tenancy, user_query
 from fernando_telemetry.services.ingest import Ingestor
@@ -39,6 +41,10 @@ __all__ = ["ApiLimits", "create_app"]
 @dataclass(frozen=True)
 class ApiLimits:
     max_body_bytes: int = 10 * 1024 * 1024
+    body_idle_timeout_s: float = 30.0
+    """A request body that stalls this long between chunks ends with 408 (``BodyDeadline``); 0: no bound."""
+    sign_in_failures_per_minute: int = 10
+    """Refused dashboard sign-ins per client address before 429 (a burst, then this rate); 0: no limit."""
 
 
 def create_app(
@@ -56,10 +62,14 @@ def create_app(
         title="Fernando Telemetry",
         version=__version__,
         description="Telemetry backend: events, metrics, KPIs, traces and alerts in one PostgreSQL database.",
-        docs_url="/docs",
+        docs_url=None,  # the dashboard serves /docs from local files (web.api_docs)
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+    # without a secret key (tests), one that lives as long as the app: its sessions and cursors end with it
+    secret_key = secret_key or secrets.token_urlsafe(32)
     app.state.engine = engine
+    app.state.cursor_key = cursors.derive_key(secret_key)
     # a factory of its own: requests of license keys switch its transactions to row-level security
     app.state.sessions = tenancy.scope_sessions(sessionmaker(engine, expire_on_commit=False))
     app.state.ingestor = ingestor
@@ -69,7 +79,7 @@ def create_app(
     app.state.query_limits = query_limits or user_query.QueryLimits()
     app.state.query_gate = user_query.ConcurrencyGate()
     # channel secrets are sealed with the server's key; without one (tests), with a key that lives as long as the app
-    app.state.notifications = notifications or NotificationSetup.with_key(secret_key or secrets.token_urlsafe(32))
+    app.state.notifications = notifications or NotificationSetup.with_key(secret_key)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(admin.router)
@@ -90,5 +100,6 @@ def create_app(
         app.include_router(ingest.router)
         app.include_router(otlp.router)
     # the dashboard at /; without a secret key its sign-ins last until the process ends
-    install_dashboard(app, secret_key=secret_key or secrets.token_urlsafe(32))
+    install_dashboard(app, secret_key=secret_key, sign_in_failures_per_minute=limits.sign_in_failures_per_minute)
+    app.add_middleware(BodyDeadline, idle_timeout_s=limits.body_idle_timeout_s)
     return app

@@ -138,7 +138,7 @@ def list_business_metrics(
         limit=integer(limit, parameter="limit", default=kpis.DEFAULT_LIMIT, minimum=1, maximum=kpis.MAX_LIMIT),
     )
     with request.app.state.sessions() as session:
-        page = kpis.business_metrics(session, principal=principal, filters=filters)
+        page = kpis.business_metrics(session, principal=principal, filters=filters, cursor_key=request.app.state.cursor_key)
     return BusinessMetricPageOut(
         business_metrics=[BusinessMetricOut.model_validate(asdict(row)) for row in page.business_metrics],
         next_cursor=page.next_cursor,

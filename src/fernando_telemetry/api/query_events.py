@@ -115,7 +115,9 @@ def search_events(
         limit=integer(limit, parameter="limit", default=event_search.DEFAULT_LIMIT, minimum=1, maximum=event_search.MAX_LIMIT),
     )
     with request.app.state.sessions() as session:
-        page = event_search.search(session, principal=principal, filters=filters, now=datetime.now(UTC))
+        page = event_search.search(
+            session, principal=principal, filters=filters, now=datetime.now(UTC), cursor_key=request.app.state.cursor_key
+        )
     return EventPageOut(events=[_event_out(row) for row in page.events], next_cursor=page.next_cursor)
 
 

@@ -3,6 +3,7 @@ assign and resolve them. Changes made here are recorded with the actor ``cli``."
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 import typer
@@ -11,6 +12,7 @@ from sqlalchemy import text
 
 from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
+from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core import time_range
 from fernando_telemetry.services import alert_evaluation, alerts
 from fernando_telemetry.settings import load_settings
@@ -111,7 +113,8 @@ def list_(
     )
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine)() as session:
-        page = alerts.list_alerts(session, filters=filters)
+        # the command shows one page and hands out no cursor: a key of its own serves
+        page = alerts.list_alerts(session, filters=filters, cursor_key=cursors.derive_key(secrets.token_urlsafe(32)))
     if not page.alerts:
         console.print("no alerts")
         return

@@ -3,8 +3,9 @@
 A cursor holds the last row's sort key (a timestamp and an id), the start of the time range the first
 page read (so later pages read the same range even when ``from`` was defaulted from the clock), and a
 digest of the query's filters (so a cursor handed to a different query is refused, not misapplied).
-A checksum makes a truncated or edited token a clear 400. It is not a secret: a cursor only says where
-to continue, and every page is filtered by the caller's license whatever the cursor says.
+A MAC keyed with the installation's secret (``derive_key``) makes a truncated, edited or forged token a
+clear 400, so the times inside are only ever ones this server wrote. The content is not secret: a cursor
+only says where to continue, and every page is filtered by the caller's license whatever the cursor says.
 
 Pure; imports only core.
 """
@@ -22,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 
 from fernando_telemetry.core.errors import InvalidInput
 
-__all__ = ["Cursor", "decode", "encode", "query_digest"]
+__all__ = ["Cursor", "decode", "derive_key", "encode", "query_digest"]
 
 _VERSION = 1
 _CHECKSUM_BYTES = 8
-_CHECKSUM_CONTEXT = b"fernando-telemetry keyset cursor"
+_KEY_CONTEXT = b"fernando-telemetry keyset cursor/v1"
 _MAX_TOKEN_CHARS = 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -51,19 +52,24 @@ def query_digest(filters: Mapping[str, object]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def encode(cursor: Cursor) -> str:
+def derive_key(secret_key: str) -> bytes:
+    """The key cursors are signed with, derived from the installation's secret key (one key per purpose)."""
+    return hmac.new(secret_key.encode("utf-8"), _KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def encode(cursor: Cursor, *, key: bytes) -> str:
     payload = json.dumps(
         [_VERSION, _micros(cursor.at), cursor.key, _micros(cursor.range_start), cursor.query],
         separators=(",", ":"),
     ).encode("utf-8")
-    token = base64.urlsafe_b64encode(payload + _checksum(payload)).decode("ascii")
+    token = base64.urlsafe_b64encode(payload + _checksum(payload, key)).decode("ascii")
     return token.rstrip("=")
 
 
-def decode(token: str, *, query: str, parameter: str = "cursor") -> Cursor:
+def decode(token: str, *, query: str, key: bytes, parameter: str = "cursor") -> Cursor:
     """The cursor a token holds; ``InvalidInput`` naming ``parameter`` when it is not one this API issued
     or belongs to a query with other filters (``query`` is the digest of the current request's)."""
-    cursor = _decode(token, parameter=parameter)
+    cursor = _decode(token, key=key, parameter=parameter)
     if cursor.query != query:
         raise InvalidInput(
             f"{parameter}: this cursor belongs to a query with other filters; repeat the filters of the first page, "
@@ -73,7 +79,7 @@ def decode(token: str, *, query: str, parameter: str = "cursor") -> Cursor:
     return cursor
 
 
-def _decode(token: str, *, parameter: str) -> Cursor:
+def _decode(token: str, *, key: bytes, parameter: str) -> Cursor:
     def garbage(reason: str) -> InvalidInput:
         return InvalidInput(
             f"{parameter}: not a cursor this API issued ({reason}); pass the next_cursor of the previous page "
@@ -93,8 +99,8 @@ def _decode(token: str, *, parameter: str) -> Cursor:
     if base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=") != text:
         raise garbage("not base64url")  # stray characters or altered padding bits decode to the same bytes
     payload, checksum = raw[:-_CHECKSUM_BYTES], raw[-_CHECKSUM_BYTES:]
-    if len(raw) <= _CHECKSUM_BYTES or not hmac.compare_digest(checksum, _checksum(payload)):
-        raise garbage("checksum mismatch: truncated or edited")
+    if len(raw) <= _CHECKSUM_BYTES or not hmac.compare_digest(checksum, _checksum(payload, key)):
+        raise garbage("signature mismatch: truncated, edited or not issued here")
     try:
         version, at_us, key, range_start_us, query = json.loads(payload)
     except (ValueError, TypeError):
@@ -109,8 +115,10 @@ def _decode(token: str, *, parameter: str) -> Cursor:
         raise garbage("time out of range") from None
 
 
-def _checksum(payload: bytes) -> bytes:
-    return hashlib.blake2b(payload, digest_size=_CHECKSUM_BYTES, key=_CHECKSUM_CONTEXT).digest()
+def _checksum(payload: bytes, key: bytes) -> bytes:
+    if not key:
+        raise ValueError("cursors need a non-empty key")
+    return hashlib.blake2b(payload, digest_size=_CHECKSUM_BYTES, key=key[:64]).digest()
 
 
 def _micros(moment: datetime) -> int:

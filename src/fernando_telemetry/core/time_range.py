@@ -11,7 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 from fernando_telemetry.core.errors import InvalidInput
 
-__all__ = ["TimeRange", "parse_instant", "resolve"]
+__all__ = ["EARLIEST", "LATEST", "TimeRange", "parse_instant", "resolve"]
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The first instant a query, silence or rule may name: nothing is stored before the Unix epoch."""
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""Instants from here on are refused: far enough for any plan, and far from year 9999, where adding a step
+or a default span to a date would overflow."""
 
 # "2026-11-28T09:30:00+01:00" sent unencoded in a URL arrives as "...09:30:00 01:00": '+' means space there
 _SPACE_FOR_PLUS = re.compile(r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d(?::?\d\d)?)$")
@@ -32,7 +38,8 @@ class TimeRange:
 def parse_instant(text: str | None, *, parameter: str) -> datetime | None:
     """An ISO 8601 instant as aware UTC (no offset means UTC); None when the parameter is absent.
 
-    Raises ``InvalidInput`` naming ``parameter`` for anything else.
+    Raises ``InvalidInput`` naming ``parameter`` for anything else, and for instants outside
+    ``[EARLIEST, LATEST)``.
     """
     if text is None:
         return None
@@ -44,7 +51,17 @@ def parse_instant(text: str | None, *, parameter: str) -> datetime | None:
             f"{parameter}: {text[:60]!r} is not an ISO 8601 timestamp such as 2026-11-28T09:30:00Z",
             details=[{"field": parameter, "reason": "not an ISO 8601 timestamp"}],
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" falls before year 1 in UTC
+        moment = EARLIEST - timedelta(microseconds=1)
+    if not EARLIEST <= moment < LATEST:
+        raise InvalidInput(
+            f"{parameter}: {text[:60]!r} is out of range; instants from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} "
+            "(UTC) are accepted",
+            details=[{"field": parameter, "reason": "out of range"}],
+        )
+    return moment
 
 
 def resolve(

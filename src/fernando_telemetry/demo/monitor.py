@@ -4,14 +4,19 @@ the planned error burst as it starts and ends, and a periodic line of traffic fi
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.demo.incidents import Incidents
 from fernando_telemetry.demo.traffic import Traffic, TrafficCounts
 from fernando_telemetry.services import alerts
+
+_CURSOR_KEY = cursors.derive_key(secrets.token_urlsafe(32))
+"""The monitor reads first pages only: its cursors are never handed out."""
 
 __all__ = ["Monitor"]
 
@@ -33,7 +38,9 @@ class Monitor:
 
     def _alerts(self) -> list[alerts.AlertView]:
         with self.sessions.begin() as session:
-            page = alerts.list_alerts(session, filters=alerts.AlertFilters(license_id=self.license_id, limit=50))
+            page = alerts.list_alerts(
+                session, filters=alerts.AlertFilters(license_id=self.license_id, limit=50), cursor_key=_CURSOR_KEY
+            )
         return page.alerts
 
     def check_alerts(self) -> None:

@@ -242,7 +242,7 @@ def _vocabulary(values: Sequence[str], vocabulary: type[AlertStatus] | type[Seve
     return list(dict.fromkeys(values))
 
 
-def list_alerts(session: Session, *, filters: AlertFilters) -> AlertPage:
+def list_alerts(session: Session, *, filters: AlertFilters, cursor_key: bytes) -> AlertPage:
     """One page of the alerts in ``filters.license_id`` (None: every license), newest triggered first."""
     if not 1 <= filters.limit <= MAX_LIMIT:
         raise InvalidInput(
@@ -269,7 +269,7 @@ def list_alerts(session: Session, *, filters: AlertFilters) -> AlertPage:
             "to": end,
         }
     )
-    position = None if filters.cursor is None else cursors.decode(filters.cursor, query=digest)
+    position = None if filters.cursor is None else cursors.decode(filters.cursor, query=digest, key=cursor_key)
     query = select(Alert, AlertRule.name).outerjoin(AlertRule, AlertRule.rule_id == Alert.rule_id)
     if filters.license_id is not None:
         query = query.where(Alert.license_id == filters.license_id)
@@ -303,7 +303,7 @@ def list_alerts(session: Session, *, filters: AlertFilters) -> AlertPage:
     next_position = cursors.Cursor(
         at=last.triggered_at, key=str(last.alert_id), range_start=start or last.triggered_at, query=digest
     )
-    return AlertPage(alerts=page, next_cursor=cursors.encode(next_position))
+    return AlertPage(alerts=page, next_cursor=cursors.encode(next_position, key=cursor_key))
 
 
 def _find(session: Session, *, alert_id: int, license_id: int | None, lock: bool = False) -> Alert:

@@ -1,6 +1,6 @@
 """Event search: filtered, newest-first pages of events with keyset cursors, and one event by id.
 
-Called as ``event_search.search(session, principal=..., filters=..., now=...)``. The caller's license
+Called as ``event_search.search(session, principal=..., filters=..., now=..., cursor_key=...)``. The caller's license
 comes from ``tenancy.visible_license``, so a key only ever reads its own license's events. Imports
 storage and core.
 """
@@ -67,7 +67,7 @@ class EventPage:
     next_cursor: str | None
 
 
-def search(session: Session, *, principal: Principal, filters: EventFilters, now: datetime) -> EventPage:
+def search(session: Session, *, principal: Principal, filters: EventFilters, now: datetime, cursor_key: bytes) -> EventPage:
     if not 1 <= filters.limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {filters.limit}",
@@ -87,7 +87,7 @@ def search(session: Session, *, principal: Principal, filters: EventFilters, now
     digest = cursors.query_digest(
         {"license_id": license_id, "equals": dict(filters.equals), "payload": [list(c) for c in filters.payload]}
     )
-    position = None if filters.cursor is None else cursors.decode(filters.cursor, query=digest)
+    position = None if filters.cursor is None else cursors.decode(filters.cursor, query=digest, key=cursor_key)
     start = filters.start if filters.start is not None or position is None else position.range_start
     window = time_range.resolve(
         start=start, end=filters.end, now=now, default_span=DEFAULT_RANGE, max_span=None if position else MAX_RANGE
@@ -115,8 +115,10 @@ def search(session: Session, *, principal: Principal, filters: EventFilters, now
         return EventPage(events=rows, next_cursor=None)
     page = rows[: filters.limit]
     last = page[-1]
-    next_position = cursors.Cursor(at=last["event_timestamp"], key=str(last["event_id"]), range_start=window.start, query=digest)
-    return EventPage(events=page, next_cursor=cursors.encode(next_position))
+    next_position = cursors.Cursor(
+        at=last["event_timestamp"], key=str(last["event_id"]), range_start=window.start, query=digest
+    )
+    return EventPage(events=page, next_cursor=cursors.encode(next_position, key=cursor_key))
 
 
 def get(session: Session, *, principal: Principal, event_id: uuid.UUID) -> dict[str, Any]:

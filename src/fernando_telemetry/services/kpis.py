@@ -208,7 +208,7 @@ def _vocabulary(value: str | None, vocabulary: type[PeriodType] | type[MetricCat
     )
 
 
-def business_metrics(session: Session, *, principal: Principal, filters: MetricFilters) -> BusinessMetricPage:
+def business_metrics(session: Session, *, principal: Principal, filters: MetricFilters, cursor_key: bytes) -> BusinessMetricPage:
     """One page of the stored KPI values the caller may see, newest period first, keyset-paginated.
 
     A license key sees its license's rows; an admin key sees every license and the platform-wide rows
@@ -236,7 +236,7 @@ def business_metrics(session: Session, *, principal: Principal, filters: MetricF
             "dimensions": [list(condition) for condition in filters.dimensions],
         }
     )
-    position = None if filters.cursor is None else cursors.decode(filters.cursor, query=digest)
+    position = None if filters.cursor is None else cursors.decode(filters.cursor, query=digest, key=cursor_key)
     rows = kpi_queries.business_metrics(
         session,
         license_id=license_id,
@@ -257,7 +257,7 @@ def business_metrics(session: Session, *, principal: Principal, filters: MetricF
     next_position = cursors.Cursor(
         at=last.period_start, key=str(last.business_metric_id), range_start=start or last.period_start, query=digest
     )
-    return BusinessMetricPage(business_metrics=page, next_cursor=cursors.encode(next_position))
+    return BusinessMetricPage(business_metrics=page, next_cursor=cursors.encode(next_position, key=cursor_key))
 
 
 def _cursor_id(key: str) -> int:

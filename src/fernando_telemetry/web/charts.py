@@ -50,13 +50,13 @@ def iso(moment: datetime) -> str:
 
 def _layout(title: str, *, y_title: str = "", x_time: bool = True, **extra: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {
-        "title": {"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
+        "title": {"text": plain(title), "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
         "margin": {"l": 56, "r": 16, "t": 40, "b": 40},
         "height": 300,
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
         "legend": {"orientation": "h", "y": -0.2},
-        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero", "gridcolor": "#e5e5e5"},
+        "yaxis": {"title": {"text": plain(y_title)}, "rangemode": "tozero", "gridcolor": "#e5e5e5"},
         "xaxis": {"type": "date"} if x_time else {},
         "uirevision": title,  # keep zoom and hidden legend items across refreshes
         "colorway": list(PALETTE),
@@ -113,7 +113,7 @@ def bars(
         {
             "type": "bar",
             "name": plain(name),
-            "x": [iso(x) if isinstance(x, datetime) else x for x, _ in points],
+            "x": [iso(x) if isinstance(x, datetime) else plain(x) if isinstance(x, str) else x for x, _ in points],
             "y": [value for _, value in points],
         }
         for name, points in series.items()
@@ -129,7 +129,7 @@ def heatmap(
     data = [
         {
             "type": "heatmap",
-            "x": list(x),
+            "x": [plain(label) for label in x],
             "y": [plain(label) for label in y],
             "z": [list(row) for row in z],
             "text": text,

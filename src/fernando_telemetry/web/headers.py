@@ -1,6 +1,6 @@
 """Security headers on every dashboard response: a Content-Security-Policy without inline script, no framing,
-no MIME sniffing, no referrer to other sites. A pure ASGI middleware limited to the dashboard's paths, so the API and its
-``/docs`` page are left as they are. Imports nothing of the project.
+no MIME sniffing, no referrer to other sites. A pure ASGI middleware limited to the dashboard's paths and the ``/docs`` page
+(whose swagger-ui files are the dashboard's static files); the JSON API is left as it is. Imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 
 
 def is_dashboard_path(path: str) -> bool:
-    return path == "/" or path == "/ui" or path.startswith("/ui/")
+    return path in ("/", "/ui", "/docs") or path.startswith("/ui/")
 
 
 class SecurityHeaders:

@@ -53,6 +53,8 @@ class PageRequest:
     """True when the browser refreshes an open page: only its charts and fragments are used."""
     quotas: Quotas = DEFAULT_QUOTAS
     """The per-license quotas the server was started with (forms that create rules and silences check them)."""
+    cursor_key: bytes = b""
+    """Signs the page's cursors (``core.cursor.derive_key`` of the server's secret key)."""
 
     def text(self, name: str) -> str | None:
         """The first value of a parameter, stripped; None when absent or blank."""

@@ -9,6 +9,8 @@ import functools
 import gzip
 import hashlib
 import importlib.util
+import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from fernando_telemetry.services import tenancy
 from fernando_telemetry.web import signin
 from fernando_telemetry.web.page import Page, PageRequest
 from fernando_telemetry.web.pages import alerts, events, kpis, metrics, overview, rules, services, traces
-from fernando_telemetry.web.session import SessionData, new_csrf_token
+from fernando_telemetry.web.session import SessionData, new_csrf_token, new_session_id
 from fernando_telemetry.web.signin import Viewer
 
 __all__ = [
@@ -111,7 +113,10 @@ def _build(request: Request, viewer: Viewer, builder: Callable[..., Page], *args
     _scope(viewer.principal)
     query = request.query_params.multi_items()
     with request.app.state.sessions.begin() as session:
-        return builder(PageRequest(session, viewer.principal, datetime.now(UTC), tuple(query), refresh=refresh), *args)
+        page_request = PageRequest(
+            session, viewer.principal, datetime.now(UTC), tuple(query), refresh=refresh, cursor_key=request.app.state.cursor_key
+        )
+        return builder(page_request, *args)
 
 
 def page_response(
@@ -197,30 +202,50 @@ def login_form(request: Request) -> Response:
     return response
 
 
+SIGN_IN_REFUSED = "Sign-in refused: this API key is not valid."
+"""One message for an unknown and a revoked key, so a sign-in does not tell which keys once existed."""
+
+
 @router.post("/ui/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     form, data = await signin.checked_form(request)
     token = str(form.get("api_key") or "").strip()
     target = signin.safe_next(str(form.get("next") or "/"))
+    failures = request.app.state.dashboard.sign_in_failures
+    address = request.client.host if request.client else ""
+    wait_s = failures.wait_s(address, 1, now_s=time.monotonic())
+    if wait_s > 0:
+        return _sign_in_refused(request, data, target, "Too many refused sign-ins from this address: wait a minute.", 429, wait_s)
     try:
         await run_in_threadpool(signin.check_key, request, token)
     except (Unauthorized, Forbidden) as error:
-        message = {
-            "the API key is not valid": "Sign-in refused: this API key is not valid.",
-            "the API key has been revoked": "Sign-in refused: this API key has been revoked.",
-        }.get(error.message, f"Sign-in refused: {error.message}.")
+        failures.try_take(address, 1, now_s=time.monotonic())
+        message = SIGN_IN_REFUSED if isinstance(error, Unauthorized) else f"Sign-in refused: {error.message}."
         if isinstance(error, Unauthorized) and not token:
             message = "Sign-in refused: enter an API key with the read scope."
-        context = {"csrf_token": data.csrf_token, "next": target, "notice": None, "error": message, "title": "Sign in"}
-        return _render(request, "login.html", context, status_code=403 if isinstance(error, Forbidden) else 401)
+        return _sign_in_refused(request, data, target, message, 403 if isinstance(error, Forbidden) else 401)
     response = RedirectResponse(target, status_code=303)
-    signin.set_session_cookie(request, response, SessionData(csrf_token=new_csrf_token(), api_key=token))
+    session = SessionData(csrf_token=new_csrf_token(), api_key=token, session_id=new_session_id())
+    signin.set_session_cookie(request, response, session)
+    return response
+
+
+def _sign_in_refused(
+    request: Request, data: SessionData, target: str, message: str, status_code: int, retry_after_s: float | None = None
+) -> Response:
+    context = {"csrf_token": data.csrf_token, "next": target, "notice": None, "error": message, "title": "Sign in"}
+    response = _render(request, "login.html", context, status_code=status_code)
+    if retry_after_s is not None:
+        response.headers["retry-after"] = str(max(1, math.ceil(retry_after_s)))
     return response
 
 
 @router.post("/ui/logout")
 async def logout(request: Request) -> Response:
-    await signin.checked_form(request)
+    _, data = await signin.checked_form(request)
+    if data.session_id is not None:
+        # the cookie is signed and could be replayed until it expires: remember that this session ended
+        request.app.state.dashboard.signed_out.sign_out(data.session_id, now_s=time.monotonic())
     response = RedirectResponse("/ui/login", status_code=303)
     signin.set_session_cookie(request, response, SessionData(csrf_token=new_csrf_token()))
     return response

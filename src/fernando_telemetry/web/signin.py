@@ -5,6 +5,7 @@ Imports services and core.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -73,7 +74,9 @@ def check_key(request: Request, token: str) -> Principal:
 def viewer(request: Request) -> Viewer:
     """The signed-in viewer (blocking: call from a worker thread); ``SignInRequired`` when there is none."""
     data = current_session(request)
-    if data is None or data.api_key is None:
+    if data is None or data.api_key is None or data.session_id is None:
+        raise SignInRequired("signed_out")
+    if request.app.state.dashboard.signed_out.is_signed_out(data.session_id, now_s=time.monotonic()):
         raise SignInRequired("signed_out")
     try:
         principal = check_key(request, data.api_key)

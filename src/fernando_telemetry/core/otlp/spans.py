@@ -91,7 +91,8 @@ def span_row(
         raise ItemError(
             "end_time_unix_nano", f"is {duration_ms:g} ms after start_time_unix_nano; a span lasts at most {MAX_DURATION_MS:g} ms"
         )
-    end = unix_nano_datetime(pb2_span.end_time_unix_nano)
+    # an end past the accepted future (u64 max is year 2554) is refused like a start there would be
+    end = in_window(unix_nano_datetime(pb2_span.end_time_unix_nano), "end_time_unix_nano", context, earliest=start)
     attributes = attribute_dict(pb2_span.attributes)
     events = [_event_dict(pb2_event) for pb2_event in pb2_span.events]
     exception = next((event["attributes"] for event in events if event["name"] == _EXCEPTION_EVENT), {})

@@ -64,9 +64,12 @@ def active_alerts(request: PageRequest, *, limit: int = 10) -> tuple[list[AlertV
         filters=AlertFilters(
             license_id=license_id, statuses=(AlertStatus.ACTIVE.value, AlertStatus.ACKNOWLEDGED.value), limit=limit
         ),
+        cursor_key=request.cursor_key,
     )
     counted = alerts.list_alerts(
-        request.session, filters=AlertFilters(license_id=license_id, statuses=(AlertStatus.ACTIVE.value,), limit=alerts.MAX_LIMIT)
+        request.session,
+        filters=AlertFilters(license_id=license_id, statuses=(AlertStatus.ACTIVE.value,), limit=alerts.MAX_LIMIT),
+        cursor_key=request.cursor_key,
     )
     return shown.alerts, len(counted.alerts), counted.next_cursor is not None
 
@@ -84,6 +87,7 @@ def build(request: PageRequest) -> Page:
             cursor=request.text("cursor"),
             limit=_PAGE_SIZE,
         ),
+        cursor_key=request.cursor_key,
     )
     in_force = silences.list_silences(request.session, license_id=license_id, now=request.now, state="active", limit=50)
     pending = silences.list_silences(request.session, license_id=license_id, now=request.now, state="pending", limit=50)

@@ -48,7 +48,9 @@ def build(request: PageRequest) -> Page:
         cursor=request.text("cursor"),
         limit=limit,
     )
-    page = event_search.search(request.session, principal=request.principal, filters=filters, now=request.now)
+    page = event_search.search(
+        request.session, principal=request.principal, filters=filters, now=request.now, cursor_key=request.cursor_key
+    )
     events: list[dict[str, Any]] = [
         {**event, "payload_json": json.dumps(event["payload"], indent=2, sort_keys=True, default=str)} for event in page.events
     ]

@@ -38,6 +38,7 @@ def _values(request: PageRequest, *, metric_name: str, period_type: str, since: 
                 cursor=cursor,
                 limit=kpis.MAX_LIMIT,
             ),
+            cursor_key=request.cursor_key,
         )
         rows += page.business_metrics
         cursor = page.next_cursor

@@ -112,6 +112,7 @@ def _top_events(request: PageRequest, start: datetime, end: datetime) -> list[di
         principal=request.principal,
         filters=EventFilters(start=start, end=end, limit=TOP_EVENTS_SAMPLE),
         now=request.now,
+        cursor_key=request.cursor_key,
     )
     counted = Counter((event["event_type"], event["event_name"]) for event in page.events)
     total = sum(counted.values())
