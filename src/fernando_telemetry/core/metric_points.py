@@ -9,6 +9,7 @@ Pure arithmetic; imports only the standard library and ``fernando_telemetry.core
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Sequence
@@ -341,18 +342,26 @@ def sketch_from_buckets(buckets: Sequence[Bucket]) -> tuple[list[int], list[int]
     for bucket in buckets:
         if bucket.count <= 0:
             continue
-        if bucket.count < _span(bucket.lower, bucket.upper):
-            # fewer values than sketch buckets: the values themselves, evenly placed (the same spread, rounded, in
-            # O(count) instead of O(sketch buckets))
-            step = (bucket.upper - bucket.lower) / bucket.count
-            for position in range(bucket.count):
-                key = key_of(max(-MAX_MAGNITUDE, min(bucket.lower + step * (position + 0.5), MAX_MAGNITUDE)))
-                merged[key] = merged.get(key, 0) + 1
-            continue
-        for key, count in largest_remainder(bucket.count, _shares(bucket.lower, bucket.upper)):
+        for key, count in _bucket_sketch(bucket.lower, bucket.upper, bucket.count):
             merged[key] = merged.get(key, 0) + count
     keys = sorted(merged)
     return keys, [merged[key] for key in keys]
+
+
+@functools.lru_cache(maxsize=16_384)
+def _bucket_sketch(lower: float, upper: float, count: int) -> tuple[tuple[int, int], ...]:
+    """The sketch (key, count) pairs of ``count`` values spread over ``[lower, upper]``: a pure function of its
+    arguments, cached because successive points of a stream repeat the same bounds and often the same counts."""
+    if count < _span(lower, upper):
+        # fewer values than sketch buckets: the values themselves, evenly placed (the same spread, rounded, in
+        # O(count) instead of O(sketch buckets))
+        placed: dict[int, int] = {}
+        step = (upper - lower) / count
+        for position in range(count):
+            key = key_of(max(-MAX_MAGNITUDE, min(lower + step * (position + 0.5), MAX_MAGNITUDE)))
+            placed[key] = placed.get(key, 0) + 1
+        return tuple(placed.items())
+    return tuple(largest_remainder(count, _shares(lower, upper)))
 
 
 def largest_remainder(total: int, shares: Sequence[tuple[int, float]]) -> list[tuple[int, int]]:
