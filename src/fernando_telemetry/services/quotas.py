@@ -30,9 +30,11 @@ def ensure_room(session: Session, *, kind: str, license_id: int | None, limit: i
     (``license_id`` None, admin only) are not limited."""
     if license_id is None:
         return
-    # 0x46540000 ("FT" quota) + kind: a key no job uses
+    # 0x46540000 ("FT" quota) + kind, and the license folded into 32 bits (ids may exceed int4; a shared hash only
+    # makes two licenses wait for each other): a key no job uses
     session.execute(
-        text("SELECT pg_advisory_xact_lock(:cls, :license)"), {"cls": 0x46540000 + _LOCK_CLASS[kind], "license": license_id}
+        text("SELECT pg_advisory_xact_lock(:cls, hashtextextended(CAST(:license AS text), 0)::bit(32)::integer)"),
+        {"cls": 0x46540000 + _LOCK_CLASS[kind], "license": license_id},
     )
     count = session.scalar(_count_query(kind, license_id, now)) or 0
     if count >= limit:
