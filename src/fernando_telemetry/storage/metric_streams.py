@@ -12,6 +12,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -27,23 +28,35 @@ _STATE = (
     "last_zero_count, last_negative_offset, last_negative_counts"
 )
 
+# The keys and the new states travel as one JSON document each (orjson, in C) read by ``json_to_recordset``: one
+# statement per group either way, without psycopg's per-element array adaptation (in Python, with escaping).
 _LOCK = f"""
 INSERT INTO metric_streams AS s
     (stream_key, license_id, metric_name, kind, service_name, host_name, instance_id, labels, stream_start, last_seen)
-SELECT k.*, now()
-FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-            %s::timestamptz[]) AS k
+SELECT k.stream_key, k.license_id, k.metric_name, k.kind, k.service_name, k.host_name, k.instance_id, k.labels::jsonb,
+       k.stream_start, now()
+FROM json_to_recordset(%s::json) AS k(stream_key text, license_id bigint, metric_name text, kind text, service_name text,
+                                      host_name text, instance_id text, labels text, stream_start timestamptz)
 ORDER BY 1
 ON CONFLICT (stream_key) DO UPDATE SET last_seen = now()
 RETURNING stream_key, {_STATE}
 """
 
 _SAVE = """
-UPDATE metric_streams SET last_time = %s, last_value = %s, last_count = %s, last_sum = %s, last_bounds = %s,
-    last_counts = %s, last_scale = %s, last_offset = %s, last_zero_count = %s, last_negative_offset = %s,
-    last_negative_counts = %s
-WHERE stream_key = %s
+UPDATE metric_streams AS s SET last_time = v.last_time, last_value = v.last_value, last_count = v.last_count,
+    last_sum = v.last_sum, last_bounds = v.last_bounds, last_counts = v.last_counts, last_scale = v.last_scale,
+    last_offset = v.last_offset, last_zero_count = v.last_zero_count, last_negative_offset = v.last_negative_offset,
+    last_negative_counts = v.last_negative_counts
+FROM json_to_recordset(%s::json) AS v(stream_key text, last_time timestamptz, last_value float8, last_count bigint,
+    last_sum float8, last_bounds float8[], last_counts bigint[], last_scale integer, last_offset integer,
+    last_zero_count bigint, last_negative_offset integer, last_negative_counts bigint[])
+WHERE s.stream_key = v.stream_key
 """
+
+_STATE_FIELDS = (
+    "last_time", "last_value", "last_count", "last_sum", "last_bounds", "last_counts", "last_scale", "last_offset",
+    "last_zero_count", "last_negative_offset", "last_negative_counts", "stream_key",
+)  # fmt: skip
 
 _LICENSE, _NAME, _SERVICE, _HOST, _INSTANCE, _LABELS = (
     COLUMNS.index(name) for name in ("license_id", "metric_name", "service_name", "host_name", "instance_id", "labels")
@@ -75,8 +88,7 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
         if state is not before and state is not None:
             saved.append((*_state_values(state), key))
     if saved:
-        with connection.cursor() as cursor:
-            cursor.executemany(_SAVE, saved)
+        connection.execute(_SAVE, [_document([dict(zip(_STATE_FIELDS, values, strict=True)) for values in saved])])
     return ready
 
 
@@ -92,15 +104,22 @@ def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tup
     """Create missing streams, lock all of ``keys`` in order, and return the state of those that have one."""
     points: list[CumulativePoint] = [row[STREAM] for row in firsts]
     arguments = [
-        keys,
-        [row[_LICENSE] for row in firsts],
-        [row[_NAME] for row in firsts],
-        [point.kind for point in points],
-        [row[_SERVICE] for row in firsts],
-        [row[_HOST] for row in firsts],
-        [row[_INSTANCE] for row in firsts],
-        [row[_LABELS] for row in firsts],
-        [point.start_time for point in points],
+        _document(
+            [
+                {
+                    "stream_key": key,
+                    "license_id": row[_LICENSE],
+                    "metric_name": row[_NAME],
+                    "kind": point.kind,
+                    "service_name": row[_SERVICE],
+                    "host_name": row[_HOST],
+                    "instance_id": row[_INSTANCE],
+                    "labels": row[_LABELS],
+                    "stream_start": point.start_time,
+                }
+                for key, row, point in zip(keys, firsts, points, strict=True)
+            ]
+        )
     ]
     states = {}
     for record in connection.execute(_LOCK, arguments).fetchall():
@@ -139,3 +158,9 @@ def _state_values(state: StreamState) -> tuple[Any, ...]:
         histogram.negative_offset,
         list(histogram.negative_counts),
     )
+
+
+def _document(records: list[dict[str, Any]]) -> str:
+    """``records`` as the JSON ``json_to_recordset`` reads: times in ISO 8601 with their offset, doubles exact (the
+    shortest text that reads back as the same double; the values are finite, see ``core.ingest.common.bounded``)."""
+    return orjson.dumps(records).decode()
