@@ -17,7 +17,7 @@ import psycopg
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from fernando_telemetry.core.ingest.metrics import COLUMNS, STREAM, completed, stream_key
+from fernando_telemetry.core.ingest.metrics import COLUMNS, STREAM, STREAM_KEY, completed, stream_key
 from fernando_telemetry.core.metric_points import CumulativePoint, Histogram, StreamState, advance
 from fernando_telemetry.storage.models import MetricStream
 
@@ -71,7 +71,9 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
         if row[STREAM] is None:
             ready.append(row[:STREAM])
         else:
-            streams[stream_key(row)].append(row)
+            # the key is computed at decode (``compose``); a row built otherwise gets it here
+            key = row[STREAM_KEY] if len(row) > STREAM_KEY else None
+            streams[key if key is not None else stream_key(row)].append(row)
     if not streams:
         return ready
     keys = sorted(streams)
