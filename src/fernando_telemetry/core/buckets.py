@@ -51,7 +51,12 @@ def explicit_buckets(
     first_lower = minimum if minimum is not None else min(0.0, bounds[0])
     last_upper = maximum if maximum is not None else bounds[-1]
     edges = [first_lower, *bounds, last_upper]
-    return _clamped([Bucket(edges[i], edges[i + 1], count) for i, count in enumerate(counts)], minimum, maximum)
+    if minimum is not None or maximum is not None:  # clamped edge by edge: the same buckets as ``_clamped``, in one pass
+        low = -math.inf if minimum is None else minimum
+        high = math.inf if maximum is None else maximum
+        edges = [min(max(edge, low), high) for edge in edges]
+        return [Bucket(edges[i], max(edges[i], edges[i + 1]), count) for i, count in enumerate(counts)]
+    return [Bucket(edges[i], edges[i + 1], count) for i, count in enumerate(counts)]
 
 
 def exponential_buckets(
