@@ -7,6 +7,7 @@ bound. Imports only the standard library.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,10 +41,10 @@ def explicit_buckets(
         raise ValueError(
             f"bucket_counts has {len(counts)} entries; with {len(bounds)} explicit_bounds it must have {len(bounds) + 1}"
         )
-    if any(not math.isfinite(bound) for bound in bounds):
-        raise ValueError("explicit_bounds must be finite numbers")
-    if any(later <= earlier for earlier, later in zip(bounds, bounds[1:], strict=False)):
-        raise ValueError("explicit_bounds must be strictly increasing")
+    if isinstance(bounds, tuple):
+        _check_bounds_cached(bounds)  # a stream's points repeat the same bounds
+    else:
+        _check_bounds(bounds)
     if not bounds:
         if minimum is None or maximum is None:
             return []
@@ -120,6 +121,19 @@ def bucket_mean(buckets: Sequence[Bucket]) -> float | None:
         return None
     mean = sum(bucket.count * (bucket.lower + bucket.upper) / 2 for bucket in buckets) / total
     return mean if math.isfinite(mean) else None
+
+
+def _check_bounds(bounds: Sequence[float]) -> None:
+    if any(not math.isfinite(bound) for bound in bounds):
+        raise ValueError("explicit_bounds must be finite numbers")
+    if any(later <= earlier for earlier, later in zip(bounds, bounds[1:], strict=False)):
+        raise ValueError("explicit_bounds must be strictly increasing")
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_bounds_cached(bounds: tuple[float, ...]) -> None:
+    """``_check_bounds``, remembered per bounds (raising is not cached: a bad shape is checked again)."""
+    _check_bounds(bounds)
 
 
 def _power(scale: int, index: int) -> float:

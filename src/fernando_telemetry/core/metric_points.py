@@ -71,7 +71,7 @@ class Histogram:
     def buckets(self, *, minimum: float | None = None, maximum: float | None = None) -> list[Bucket]:
         """Ascending finite buckets, bounded by ``minimum``/``maximum`` when known (see ``core.otlp.percentiles``)."""
         if self.scale is None:
-            return explicit_buckets(list(self.bounds or ()), list(self.counts), minimum=minimum, maximum=maximum)
+            return explicit_buckets(self.bounds or (), self.counts, minimum=minimum, maximum=maximum)
         return exponential_buckets(
             self.scale,
             zero_count=self.zero_count,

@@ -53,11 +53,6 @@ FROM json_to_recordset(%s::json) AS v(stream_key text, last_time timestamptz, la
 WHERE s.stream_key = v.stream_key
 """
 
-_STATE_FIELDS = (
-    "last_time", "last_value", "last_count", "last_sum", "last_bounds", "last_counts", "last_scale", "last_offset",
-    "last_zero_count", "last_negative_offset", "last_negative_counts", "stream_key",
-)  # fmt: skip
-
 _LICENSE, _NAME, _SERVICE, _HOST, _INSTANCE, _LABELS = (
     COLUMNS.index(name) for name in ("license_id", "metric_name", "service_name", "host_name", "instance_id", "labels")
 )
@@ -88,9 +83,9 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
             if increment is not None:
                 ready.append(completed(row, increment))
         if state is not before and state is not None:
-            saved.append((*_state_values(state), key))
+            saved.append(_state_record(key, state))
     if saved:
-        connection.execute(_SAVE, [_document([dict(zip(_STATE_FIELDS, values, strict=True)) for values in saved])])
+        connection.execute(_SAVE, [_document(saved)])
     return ready
 
 
@@ -143,23 +138,25 @@ def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tup
     return states
 
 
-def _state_values(state: StreamState) -> tuple[Any, ...]:
+def _state_record(key: str, state: StreamState) -> dict[str, Any]:
+    """A stream's new state as the record ``_SAVE`` reads."""
     histogram = state.histogram
-    if histogram is None:
-        return (state.last_time, state.value, state.count, state.total, None, None, None, None, None, None, None)
-    return (
-        state.last_time,
-        state.value,
-        state.count,
-        state.total,
-        list(histogram.bounds) if histogram.bounds is not None else None,
-        list(histogram.counts),
-        histogram.scale,
-        histogram.offset,
-        histogram.zero_count,
-        histogram.negative_offset,
-        list(histogram.negative_counts),
-    )
+    record: dict[str, Any] = {
+        "stream_key": key,
+        "last_time": state.last_time,
+        "last_value": state.value,
+        "last_count": state.count,
+        "last_sum": state.total,
+    }
+    if histogram is not None:  # absent fields are NULL
+        record["last_bounds"] = histogram.bounds
+        record["last_counts"] = histogram.counts
+        record["last_scale"] = histogram.scale
+        record["last_offset"] = histogram.offset
+        record["last_zero_count"] = histogram.zero_count
+        record["last_negative_offset"] = histogram.negative_offset
+        record["last_negative_counts"] = histogram.negative_counts
+    return record
 
 
 def _document(records: list[dict[str, Any]]) -> str:
