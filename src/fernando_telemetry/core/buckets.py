@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Bucket", "bucket_mean", "exponential_buckets", "explicit_buckets", "quantile"]
+__all__ = ["Bucket", "bucket_mean", "exponential_buckets", "explicit_buckets", "quantile", "quantiles"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,16 @@ def quantile(buckets: Sequence[Bucket], q: float) -> float | None:
 
     None when the buckets hold no values or the answer is not finite.
     """
+    return _quantile(buckets, q, sum(bucket.count for bucket in buckets))
+
+
+def quantiles(buckets: Sequence[Bucket], qs: Sequence[float]) -> tuple[float | None, ...]:
+    """``quantile`` of each of ``qs``, the buckets' total counted once."""
     total = sum(bucket.count for bucket in buckets)
+    return tuple(_quantile(buckets, q, total) for q in qs)
+
+
+def _quantile(buckets: Sequence[Bucket], q: float, total: int) -> float | None:
     if total <= 0:
         return None
     rank = q * total

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from fernando_telemetry.core.buckets import Bucket, bucket_mean, explicit_buckets, exponential_buckets, quantile
+from fernando_telemetry.core.buckets import Bucket, bucket_mean, explicit_buckets, exponential_buckets, quantiles
 from fernando_telemetry.core.sketch import GAMMA, KEY_OFFSET, LN_GAMMA, MAX_MAGNITUDE, MIN_MAGNITUDE, key_of
 
 __all__ = [
@@ -293,7 +293,7 @@ def histogram_increment(
         mean,
         start_time=start_time,
         sample_count=min(count, MAX_SAMPLE_COUNT),
-        percentiles=tuple(quantile(buckets, q) for q in PERCENTILES),
+        percentiles=quantiles(buckets, PERCENTILES),
         sketch_keys=keys or None,
         sketch_counts=counts or None,
         minimum=minimum if exact else None,
