@@ -30,7 +30,7 @@ _STATE = (
 
 # The keys and the new states travel as one JSON document each (orjson, in C) read by ``json_to_recordset``: one
 # statement per group either way, without psycopg's per-element array adaptation (in Python, with escaping).
-_LOCK = f"""
+_LOCK = """
 INSERT INTO metric_streams AS s
     (stream_key, license_id, metric_name, kind, service_name, host_name, instance_id, labels, stream_start, last_seen)
 SELECT k.stream_key, k.license_id, k.metric_name, k.kind, k.service_name, k.host_name, k.instance_id, k.labels::jsonb,
@@ -38,15 +38,24 @@ SELECT k.stream_key, k.license_id, k.metric_name, k.kind, k.service_name, k.host
 FROM json_to_recordset(%s::json) AS k(stream_key text, license_id bigint, metric_name text, kind text, service_name text,
                                       host_name text, instance_id text, labels text, stream_start timestamptz)
 ORDER BY 1
-ON CONFLICT (stream_key) DO UPDATE SET last_seen = now()
-RETURNING stream_key, {_STATE}
+ON CONFLICT (stream_key) DO UPDATE SET last_seen = now() WHERE false
 """
+"""Creates the missing streams and locks them all, in key order. ``WHERE false``: an existing stream is locked but not
+written here (PostgreSQL locks every conflicting row of ``DO UPDATE``, updated or not); ``_SAVE``/``_TOUCH`` write each
+stream once, ``last_seen`` with its state."""
+
+_READ = f"SELECT stream_key, {_STATE} FROM metric_streams WHERE stream_key = ANY(%s) AND last_time IS NOT NULL"
+"""The state of the locked streams: a statement of its own, so that its snapshot sees what a writer that held one
+of them before committed."""
+
+_TOUCH = "UPDATE metric_streams SET last_seen = now() WHERE stream_key = ANY(%s)"
+"""Streams whose points were all repeats: seen, state unchanged."""
 
 _SAVE = """
 UPDATE metric_streams AS s SET last_time = v.last_time, last_value = v.last_value, last_count = v.last_count,
     last_sum = v.last_sum, last_bounds = v.last_bounds, last_counts = v.last_counts, last_scale = v.last_scale,
     last_offset = v.last_offset, last_zero_count = v.last_zero_count, last_negative_offset = v.last_negative_offset,
-    last_negative_counts = v.last_negative_counts
+    last_negative_counts = v.last_negative_counts, last_seen = now()
 FROM json_to_recordset(%s::json) AS v(stream_key text, last_time timestamptz, last_value float8, last_count bigint,
     last_sum float8, last_bounds float8[], last_counts bigint[], last_scale integer, last_offset integer,
     last_zero_count bigint, last_negative_offset integer, last_negative_counts bigint[])
@@ -74,6 +83,7 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
     keys = sorted(streams)
     states = _lock(connection, keys, [streams[key][0] for key in keys])
     saved = []
+    touched = []
     for key in keys:
         state = states.get(key)
         before = state
@@ -84,8 +94,12 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
                 ready.append(completed(row, increment))
         if state is not before and state is not None:
             saved.append(_state_record(key, state))
+        else:
+            touched.append(key)
     if saved:
         connection.execute(_SAVE, [_document(saved)])
+    if touched:
+        connection.execute(_TOUCH, [touched])
     return ready
 
 
@@ -118,8 +132,9 @@ def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tup
             ]
         )
     ]
+    connection.execute(_LOCK, arguments)
     states = {}
-    for record in connection.execute(_LOCK, arguments).fetchall():
+    for record in connection.execute(_READ, [keys]).fetchall():
         key, last_time, value, count, total, bounds, counts, scale, offset, zero_count, negative_offset, negative_counts = record
         if last_time is None:
             continue
