@@ -7,11 +7,12 @@ bound. Imports only the standard library.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Bucket", "bucket_mean", "exponential_buckets", "explicit_buckets", "quantile"]
+__all__ = ["Bucket", "bucket_mean", "exponential_buckets", "explicit_buckets", "quantile", "quantiles"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +41,10 @@ def explicit_buckets(
         raise ValueError(
             f"bucket_counts has {len(counts)} entries; with {len(bounds)} explicit_bounds it must have {len(bounds) + 1}"
         )
-    if any(not math.isfinite(bound) for bound in bounds):
-        raise ValueError("explicit_bounds must be finite numbers")
-    if any(later <= earlier for earlier, later in zip(bounds, bounds[1:], strict=False)):
-        raise ValueError("explicit_bounds must be strictly increasing")
+    if isinstance(bounds, tuple):
+        _check_bounds_cached(bounds)  # a stream's points repeat the same bounds
+    else:
+        _check_bounds(bounds)
     if not bounds:
         if minimum is None or maximum is None:
             return []
@@ -51,7 +52,12 @@ def explicit_buckets(
     first_lower = minimum if minimum is not None else min(0.0, bounds[0])
     last_upper = maximum if maximum is not None else bounds[-1]
     edges = [first_lower, *bounds, last_upper]
-    return _clamped([Bucket(edges[i], edges[i + 1], count) for i, count in enumerate(counts)], minimum, maximum)
+    if minimum is not None or maximum is not None:  # clamped edge by edge: the same buckets as ``_clamped``, in one pass
+        low = -math.inf if minimum is None else minimum
+        high = math.inf if maximum is None else maximum
+        edges = [min(max(edge, low), high) for edge in edges]
+        return [Bucket(edges[i], max(edges[i], edges[i + 1]), count) for i, count in enumerate(counts)]
+    return [Bucket(edges[i], edges[i + 1], count) for i, count in enumerate(counts)]
 
 
 def exponential_buckets(
@@ -90,7 +96,16 @@ def quantile(buckets: Sequence[Bucket], q: float) -> float | None:
 
     None when the buckets hold no values or the answer is not finite.
     """
+    return _quantile(buckets, q, sum(bucket.count for bucket in buckets))
+
+
+def quantiles(buckets: Sequence[Bucket], qs: Sequence[float]) -> tuple[float | None, ...]:
+    """``quantile`` of each of ``qs``, the buckets' total counted once."""
     total = sum(bucket.count for bucket in buckets)
+    return tuple(_quantile(buckets, q, total) for q in qs)
+
+
+def _quantile(buckets: Sequence[Bucket], q: float, total: int) -> float | None:
     if total <= 0:
         return None
     rank = q * total
@@ -115,6 +130,19 @@ def bucket_mean(buckets: Sequence[Bucket]) -> float | None:
         return None
     mean = sum(bucket.count * (bucket.lower + bucket.upper) / 2 for bucket in buckets) / total
     return mean if math.isfinite(mean) else None
+
+
+def _check_bounds(bounds: Sequence[float]) -> None:
+    if any(not math.isfinite(bound) for bound in bounds):
+        raise ValueError("explicit_bounds must be finite numbers")
+    if any(later <= earlier for earlier, later in zip(bounds, bounds[1:], strict=False)):
+        raise ValueError("explicit_bounds must be strictly increasing")
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_bounds_cached(bounds: tuple[float, ...]) -> None:
+    """``_check_bounds``, remembered per bounds (raising is not cached: a bad shape is checked again)."""
+    _check_bounds(bounds)
 
 
 def _power(scale: int, index: int) -> float:

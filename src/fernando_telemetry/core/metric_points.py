@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from fernando_telemetry.core.buckets import Bucket, bucket_mean, explicit_buckets, exponential_buckets, quantile
+from fernando_telemetry.core.buckets import Bucket, bucket_mean, explicit_buckets, exponential_buckets, quantiles
 from fernando_telemetry.core.sketch import GAMMA, KEY_OFFSET, LN_GAMMA, MAX_MAGNITUDE, MIN_MAGNITUDE, key_of
 
 __all__ = [
@@ -71,7 +71,7 @@ class Histogram:
     def buckets(self, *, minimum: float | None = None, maximum: float | None = None) -> list[Bucket]:
         """Ascending finite buckets, bounded by ``minimum``/``maximum`` when known (see ``core.otlp.percentiles``)."""
         if self.scale is None:
-            return explicit_buckets(list(self.bounds or ()), list(self.counts), minimum=minimum, maximum=maximum)
+            return explicit_buckets(self.bounds or (), self.counts, minimum=minimum, maximum=maximum)
         return exponential_buckets(
             self.scale,
             zero_count=self.zero_count,
@@ -293,7 +293,7 @@ def histogram_increment(
         mean,
         start_time=start_time,
         sample_count=min(count, MAX_SAMPLE_COUNT),
-        percentiles=tuple(quantile(buckets, q) for q in PERCENTILES),
+        percentiles=quantiles(buckets, PERCENTILES),
         sketch_keys=keys or None,
         sketch_counts=counts or None,
         minimum=minimum if exact else None,

@@ -12,11 +12,12 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from fernando_telemetry.core.ingest.metrics import COLUMNS, STREAM, completed, stream_key
+from fernando_telemetry.core.ingest.metrics import COLUMNS, STREAM, STREAM_KEY, completed, stream_key
 from fernando_telemetry.core.metric_points import CumulativePoint, Histogram, StreamState, advance
 from fernando_telemetry.storage.models import MetricStream
 
@@ -27,22 +28,38 @@ _STATE = (
     "last_zero_count, last_negative_offset, last_negative_counts"
 )
 
-_LOCK = f"""
+# The keys and the new states travel as one JSON document each (orjson, in C) read by ``json_to_recordset``: one
+# statement per group either way, without psycopg's per-element array adaptation (in Python, with escaping).
+_LOCK = """
 INSERT INTO metric_streams AS s
     (stream_key, license_id, metric_name, kind, service_name, host_name, instance_id, labels, stream_start, last_seen)
-SELECT k.*, now()
-FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-            %s::timestamptz[]) AS k
+SELECT k.stream_key, k.license_id, k.metric_name, k.kind, k.service_name, k.host_name, k.instance_id, k.labels::jsonb,
+       k.stream_start, now()
+FROM json_to_recordset(%s::json) AS k(stream_key text, license_id bigint, metric_name text, kind text, service_name text,
+                                      host_name text, instance_id text, labels text, stream_start timestamptz)
 ORDER BY 1
-ON CONFLICT (stream_key) DO UPDATE SET last_seen = now()
-RETURNING stream_key, {_STATE}
+ON CONFLICT (stream_key) DO UPDATE SET last_seen = now() WHERE false
 """
+"""Creates the missing streams and locks them all, in key order. ``WHERE false``: an existing stream is locked but not
+written here (PostgreSQL locks every conflicting row of ``DO UPDATE``, updated or not); ``_SAVE``/``_TOUCH`` write each
+stream once, ``last_seen`` with its state."""
+
+_READ = f"SELECT stream_key, {_STATE} FROM metric_streams WHERE stream_key = ANY(%s) AND last_time IS NOT NULL"
+"""The state of the locked streams: a statement of its own, so that its snapshot sees what a writer that held one
+of them before committed."""
+
+_TOUCH = "UPDATE metric_streams SET last_seen = now() WHERE stream_key = ANY(%s)"
+"""Streams whose points were all repeats: seen, state unchanged."""
 
 _SAVE = """
-UPDATE metric_streams SET last_time = %s, last_value = %s, last_count = %s, last_sum = %s, last_bounds = %s,
-    last_counts = %s, last_scale = %s, last_offset = %s, last_zero_count = %s, last_negative_offset = %s,
-    last_negative_counts = %s
-WHERE stream_key = %s
+UPDATE metric_streams AS s SET last_time = v.last_time, last_value = v.last_value, last_count = v.last_count,
+    last_sum = v.last_sum, last_bounds = v.last_bounds, last_counts = v.last_counts, last_scale = v.last_scale,
+    last_offset = v.last_offset, last_zero_count = v.last_zero_count, last_negative_offset = v.last_negative_offset,
+    last_negative_counts = v.last_negative_counts, last_seen = now()
+FROM json_to_recordset(%s::json) AS v(stream_key text, last_time timestamptz, last_value float8, last_count bigint,
+    last_sum float8, last_bounds float8[], last_counts bigint[], last_scale integer, last_offset integer,
+    last_zero_count bigint, last_negative_offset integer, last_negative_counts bigint[])
+WHERE s.stream_key = v.stream_key
 """
 
 _LICENSE, _NAME, _SERVICE, _HOST, _INSTANCE, _LABELS = (
@@ -58,12 +75,15 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
         if row[STREAM] is None:
             ready.append(row[:STREAM])
         else:
-            streams[stream_key(row)].append(row)
+            # the key is computed at decode (``compose``); a row built otherwise gets it here
+            key = row[STREAM_KEY] if len(row) > STREAM_KEY else None
+            streams[key if key is not None else stream_key(row)].append(row)
     if not streams:
         return ready
     keys = sorted(streams)
     states = _lock(connection, keys, [streams[key][0] for key in keys])
     saved = []
+    touched = []
     for key in keys:
         state = states.get(key)
         before = state
@@ -73,10 +93,13 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
             if increment is not None:
                 ready.append(completed(row, increment))
         if state is not before and state is not None:
-            saved.append((*_state_values(state), key))
+            saved.append(_state_record(key, state))
+        else:
+            touched.append(key)
     if saved:
-        with connection.cursor() as cursor:
-            cursor.executemany(_SAVE, saved)
+        connection.execute(_SAVE, [_document(saved)])
+    if touched:
+        connection.execute(_TOUCH, [touched])
     return ready
 
 
@@ -92,18 +115,26 @@ def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tup
     """Create missing streams, lock all of ``keys`` in order, and return the state of those that have one."""
     points: list[CumulativePoint] = [row[STREAM] for row in firsts]
     arguments = [
-        keys,
-        [row[_LICENSE] for row in firsts],
-        [row[_NAME] for row in firsts],
-        [point.kind for point in points],
-        [row[_SERVICE] for row in firsts],
-        [row[_HOST] for row in firsts],
-        [row[_INSTANCE] for row in firsts],
-        [row[_LABELS] for row in firsts],
-        [point.start_time for point in points],
+        _document(
+            [
+                {
+                    "stream_key": key,
+                    "license_id": row[_LICENSE],
+                    "metric_name": row[_NAME],
+                    "kind": point.kind,
+                    "service_name": row[_SERVICE],
+                    "host_name": row[_HOST],
+                    "instance_id": row[_INSTANCE],
+                    "labels": row[_LABELS],
+                    "stream_start": point.start_time,
+                }
+                for key, row, point in zip(keys, firsts, points, strict=True)
+            ]
+        )
     ]
+    connection.execute(_LOCK, arguments)
     states = {}
-    for record in connection.execute(_LOCK, arguments).fetchall():
+    for record in connection.execute(_READ, [keys]).fetchall():
         key, last_time, value, count, total, bounds, counts, scale, offset, zero_count, negative_offset, negative_counts = record
         if last_time is None:
             continue
@@ -122,20 +153,28 @@ def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tup
     return states
 
 
-def _state_values(state: StreamState) -> tuple[Any, ...]:
+def _state_record(key: str, state: StreamState) -> dict[str, Any]:
+    """A stream's new state as the record ``_SAVE`` reads."""
     histogram = state.histogram
-    if histogram is None:
-        return (state.last_time, state.value, state.count, state.total, None, None, None, None, None, None, None)
-    return (
-        state.last_time,
-        state.value,
-        state.count,
-        state.total,
-        list(histogram.bounds) if histogram.bounds is not None else None,
-        list(histogram.counts),
-        histogram.scale,
-        histogram.offset,
-        histogram.zero_count,
-        histogram.negative_offset,
-        list(histogram.negative_counts),
-    )
+    record: dict[str, Any] = {
+        "stream_key": key,
+        "last_time": state.last_time,
+        "last_value": state.value,
+        "last_count": state.count,
+        "last_sum": state.total,
+    }
+    if histogram is not None:  # absent fields are NULL
+        record["last_bounds"] = histogram.bounds
+        record["last_counts"] = histogram.counts
+        record["last_scale"] = histogram.scale
+        record["last_offset"] = histogram.offset
+        record["last_zero_count"] = histogram.zero_count
+        record["last_negative_offset"] = histogram.negative_offset
+        record["last_negative_counts"] = histogram.negative_counts
+    return record
+
+
+def _document(records: list[dict[str, Any]]) -> str:
+    """``records`` as the JSON ``json_to_recordset`` reads: times in ISO 8601 with their offset, doubles exact (the
+    shortest text that reads back as the same double; the values are finite, see ``core.ingest.common.bounded``)."""
+    return orjson.dumps(records).decode()

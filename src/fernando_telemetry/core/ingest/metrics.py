@@ -1,8 +1,9 @@
 """``system_metrics`` items of ``POST /api/v1/system-metrics``, and the row shape every metric decoder builds.
 
-A decoded row is the COPY columns (``COLUMNS``) plus one transient position, ``STREAM``: None for a row
+A decoded row is the COPY columns (``COLUMNS``) plus two transient positions: ``STREAM``, None for a row
 stored as it is, or the ``CumulativePoint`` of a cumulative stream, whose increment the writer computes
-from the stream's state (``storage.metric_streams``) and puts in with ``completed``.
+from the stream's state (``storage.metric_streams``) and puts in with ``completed``; and ``STREAM_KEY``, that
+stream's ``stream_key`` (None for a plain row), hashed at decode so the writer's thread does not.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "FIELDS",
     "MAX_SAMPLES",
     "STREAM",
+    "STREAM_KEY",
     "completed",
     "compose",
     "decode",
@@ -79,6 +81,8 @@ COLUMNS = (
 """The COPY columns, in row order."""
 STREAM = len(COLUMNS)
 """The row position of its ``CumulativePoint`` (None: the row needs no stream state)."""
+STREAM_KEY = STREAM + 1
+"""The row position of its stream's ``stream_key`` (None when ``STREAM`` is None)."""
 FIELDS = frozenset(COLUMNS) - {"sketch_keys", "sketch_counts", "cumulative_value"} | {
     "temporality",
     "buckets",
@@ -115,12 +119,13 @@ def compose(
     """A decoded row: ``increment`` stored as it is, or (``point`` given) a placeholder the stream state completes."""
     measure = increment or Increment(0.0)
     p50, p90, p95, p99 = measure.percentiles
-    return (
+    row = (
         metric_name, metric_type, measure.value, unit, service_name, host_name, instance_id, labels,
         measure.sample_count, p50, p90, p95, p99, user_id, license_id, time,
         measure.start_time, measure.sketch_keys, measure.sketch_counts, measure.minimum, measure.maximum,
         measure.cumulative_value, point,
     )  # fmt: skip
+    return (*row, None if point is None else stream_key(row))
 
 
 def completed(row: tuple[Any, ...], increment: Increment) -> tuple[Any, ...]:
