@@ -73,7 +73,12 @@ def test_rule_and_channel_changes_are_audited_with_their_license(client: TestCli
     channel = client.post(
         "/api/v1/notification-channels",
         headers=headers,
-        json={"name": "audited-hook", "type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s3cret-value-0123456789abcdef"},
+        json={
+            "name": "audited-hook",
+            "type": "webhook",
+            "url": "http://127.0.0.1:9/hook",
+            "secret": "s3cret-value-0123456789abcdef",
+        },
     )
     assert channel.status_code == 201, channel.text
     rule = client.post(
@@ -107,14 +112,22 @@ def test_silence_changes_are_audited(client: TestClient, committed_engine: Engin
     created = client.post(
         "/api/v1/silences",
         headers=headers,
-        json={"matchers": [{"name": "alertname", "value": "High CPU Usage", "op": "="}], "duration_minutes": 60, "comment": "deploy"},
+        json={
+            "matchers": [{"name": "alertname", "value": "High CPU Usage", "op": "="}],
+            "duration_minutes": 60,
+            "comment": "deploy",
+        },
     )
     assert created.status_code == 201, created.text
     silence_id = created.json()["silence_id"]
     assert client.post(f"/api/v1/silences/{silence_id}/expire", headers=headers).status_code == 200
     with committed_engine.connect() as connection:
-        actions = connection.execute(
-            text("SELECT action FROM audit_log WHERE license_id = :l AND target_type = 'silence' ORDER BY entry_id"),
-            {"l": tenant.license_id},
-        ).scalars().all()
+        actions = (
+            connection.execute(
+                text("SELECT action FROM audit_log WHERE license_id = :l AND target_type = 'silence' ORDER BY entry_id"),
+                {"l": tenant.license_id},
+            )
+            .scalars()
+            .all()
+        )
     assert actions == ["silence.create", "silence.expire"]

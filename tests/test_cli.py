@@ -31,7 +31,9 @@ def _run(*args: str, database_url: str | None = None) -> subprocess.CompletedPro
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     if database_url is not None:
         env["DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "fernando_telemetry", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fernando_telemetry", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 class TestHelp:
@@ -45,7 +47,15 @@ class TestHelp:
     def test_the_command_tree_is_complete(self) -> None:
         """The foundation's commands are all there."""
         paths = {" ".join(path) for path in _all_command_paths()}
-        assert {"serve", "db upgrade", "db downgrade", "db current", "retention run", "partitions upkeep", "partitions list"} <= paths
+        assert {
+            "serve",
+            "db upgrade",
+            "db downgrade",
+            "db current",
+            "retention run",
+            "partitions upkeep",
+            "partitions list",
+        } <= paths
 
 
 class TestCommands:
@@ -84,7 +94,11 @@ class TestErrors:
             (["db", "current"], "mysql://root@localhost/x", "scheme 'mysql' is not supported"),
             (["db", "current"], "postgresql://postgres@127.0.0.1:9/x", "cannot reach the database"),
             (["db", "current"], "not a url", "is not a URL"),
-            (["partitions", "upkeep", "--from", "2026-13-01", "--to", "2026-12-01"], "postgresql://postgres@127.0.0.1:9/x", "is not a date"),
+            (
+                ["partitions", "upkeep", "--from", "2026-13-01", "--to", "2026-12-01"],
+                "postgresql://postgres@127.0.0.1:9/x",
+                "is not a date",
+            ),
         ],
     )
     def test_expected_failures_are_one_line_and_exit_1(self, args: list[str], database_url: str, message: str) -> None:

@@ -56,10 +56,13 @@ class TestForeignKeys:
         event = add_event(session, at=NOW, user_id="u-1", license_id=license_.license_id)
         found = session.scalars(select(TelemetryEvent).where(TelemetryEvent.user_id == "u-1")).one()
         assert found.event_id == event.event_id
-        assert session.execute(
-            text("SELECT u.license_id FROM telemetry_events e JOIN users u USING (user_id) WHERE e.event_id = :id"),
-            {"id": event.event_id},
-        ).scalar_one() == license_.license_id
+        assert (
+            session.execute(
+                text("SELECT u.license_id FROM telemetry_events e JOIN users u USING (user_id) WHERE e.event_id = :id"),
+                {"id": event.event_id},
+            ).scalar_one()
+            == license_.license_id
+        )
 
     def test_relationships_join_users_on_license_and_id(self, session: Session) -> None:
         """TelemetryEvent.user and User.events match license and user id: B's user of the same id is not A's."""
@@ -110,7 +113,15 @@ class TestUniqueKeys:
         first = Alert(rule_id=rule.rule_id, severity=Severity.ERROR, title="t", fingerprint="svc=a", triggered_at=NOW)
         session.add(first)
         session.flush()
-        _fails(session, lambda: (session.add(Alert(rule_id=rule.rule_id, severity=Severity.ERROR, title="t", fingerprint="svc=a", triggered_at=NOW)), session.flush()))
+        _fails(
+            session,
+            lambda: (
+                session.add(
+                    Alert(rule_id=rule.rule_id, severity=Severity.ERROR, title="t", fingerprint="svc=a", triggered_at=NOW)
+                ),
+                session.flush(),
+            ),
+        )
         first.status = AlertStatus.RESOLVED
         session.flush()
         session.add(Alert(rule_id=rule.rule_id, severity=Severity.ERROR, title="t", fingerprint="svc=a", triggered_at=NOW))
@@ -160,5 +171,7 @@ class TestUniqueKeys:
         with pytest.raises(Exception, match="ck_telemetry_events_event_type"):
             with session.begin_nested():
                 session.execute(
-                    text("INSERT INTO telemetry_events (event_id, event_type, event_name, event_timestamp) VALUES (gen_random_uuid(), 'bogus', 'x', now())")
+                    text(
+                        "INSERT INTO telemetry_events (event_id, event_type, event_name, event_timestamp) VALUES (gen_random_uuid(), 'bogus', 'x', now())"
+                    )
                 )

@@ -25,7 +25,9 @@ class TestInProcessSink:
     async def _exercise(self, app: FastAPI) -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://platform") as client:
-            assert (await client.get("/orders/17", headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})).status_code == 200
+            assert (
+                await client.get("/orders/17", headers={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+            ).status_code == 200
             assert (await client.get("/healthz")).status_code == 200
 
     def test_requests_of_the_platform_land_as_events_and_spans(self, running_wiring: Wiring, engine: Engine) -> None:
@@ -34,7 +36,9 @@ class TestInProcessSink:
 
         tenant = make_tenant(engine)
         service = "platform-" + uuid.uuid4().hex[:6]
-        client = in_process_client(running_wiring.ingestor, license_id=tenant.license_id, service_name=service, flush_interval_s=0.1)
+        client = in_process_client(
+            running_wiring.ingestor, license_id=tenant.license_id, service_name=service, flush_interval_s=0.1
+        )
         app = FastAPI()
 
         @app.get("/orders/{order_id}")
@@ -52,12 +56,22 @@ class TestInProcessSink:
         client.shutdown()
         with engine.connect() as connection:
             spans = connection.execute(text("SELECT * FROM traces WHERE service_name = :s"), {"s": service}).mappings().all()
-            events = connection.execute(
-                text("SELECT * FROM telemetry_events WHERE license_id = :l AND event_type = 'api_event'"), {"l": tenant.license_id}
-            ).mappings().all()
+            events = (
+                connection.execute(
+                    text("SELECT * FROM telemetry_events WHERE license_id = :l AND event_type = 'api_event'"),
+                    {"l": tenant.license_id},
+                )
+                .mappings()
+                .all()
+            )
         assert len(spans) == 1  # /healthz is excluded
         span = spans[0]
-        assert (span["http_route"], span["http_method"], span["status_code"], span["span_kind"]) == ("/orders/{order_id}", "GET", 200, "server")
+        assert (span["http_route"], span["http_method"], span["status_code"], span["span_kind"]) == (
+            "/orders/{order_id}",
+            "GET",
+            200,
+            "server",
+        )
         assert span["trace_id"] == "0af7651916cd43dd8448eb211c80319c" and span["parent_span_id"] == "b7ad6b7169203331"
         assert span["user_id"] == tenant.user_id and span["license_id"] == tenant.license_id
         assert len(events) == 1
@@ -80,16 +94,36 @@ class TestSdkOverHttp:
             with client.span("charge card", kind="client"):
                 client.track_event("checkout_completed", user_id=tenant.user_id, payload={"amount": 49.0})
         client.record_metric("cart.size", 3, labels={"plan": "pro"}, service_name=service)
-        client.record_business_metric("revenue_" + service, "49.00", metric_category="revenue", period_type="daily",
-                                      period_start=datetime(2026, 11, 1, tzinfo=UTC), currency="EUR")
+        client.record_business_metric(
+            "revenue_" + service,
+            "49.00",
+            metric_category="revenue",
+            period_type="daily",
+            period_start=datetime(2026, 11, 1, tzinfo=UTC),
+            currency="EUR",
+        )
         assert client.flush(timeout_s=20)
         client.shutdown()
         assert client.stats.sent == 5 and client.stats.failed == 0 and client.stats.rejected == 0
         with engine.connect() as connection:
-            spans = connection.execute(text("SELECT operation_name, trace_id, span_id, parent_span_id FROM traces WHERE service_name = :s ORDER BY start_time"), {"s": service}).all()
-            event = connection.execute(text("SELECT trace_id, span_id, license_id FROM telemetry_events WHERE event_name = 'checkout_completed' AND user_id = :u"), {"u": tenant.user_id}).one()
-            metric = connection.execute(text("SELECT value, labels FROM system_metrics WHERE service_name = :s"), {"s": service}).one()
-            kpi = connection.execute(text("SELECT metric_value, currency FROM business_metrics WHERE metric_name = :n"), {"n": "revenue_" + service}).one()
+            spans = connection.execute(
+                text(
+                    "SELECT operation_name, trace_id, span_id, parent_span_id FROM traces WHERE service_name = :s ORDER BY start_time"
+                ),
+                {"s": service},
+            ).all()
+            event = connection.execute(
+                text(
+                    "SELECT trace_id, span_id, license_id FROM telemetry_events WHERE event_name = 'checkout_completed' AND user_id = :u"
+                ),
+                {"u": tenant.user_id},
+            ).one()
+            metric = connection.execute(
+                text("SELECT value, labels FROM system_metrics WHERE service_name = :s"), {"s": service}
+            ).one()
+            kpi = connection.execute(
+                text("SELECT metric_value, currency FROM business_metrics WHERE metric_name = :n"), {"n": "revenue_" + service}
+            ).one()
         assert [s.operation_name for s in spans] == ["checkout", "charge card"]
         assert spans[1].parent_span_id == spans[0].span_id and spans[0].trace_id == spans[1].trace_id
         assert (event.trace_id, event.span_id, event.license_id) == (spans[1].trace_id, spans[1].span_id, tenant.license_id)

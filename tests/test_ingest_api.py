@@ -49,7 +49,9 @@ class TestAuth:
         assert client.post("/api/v1/events", json=body).status_code == 401
         assert client.post("/api/v1/events", json=body, headers=_auth("ft_" + "0" * 40)).status_code == 401
         with session_factory(engine).begin() as session:
-            created = keys.create_key(session, license_id=tenant.license_id, scopes=["ingest"], new_token=lambda: "ft_" + uuid.uuid4().hex * 2)
+            created = keys.create_key(
+                session, license_id=tenant.license_id, scopes=["ingest"], new_token=lambda: "ft_" + uuid.uuid4().hex * 2
+            )
         assert client.post("/api/v1/events", json=body, headers=_auth(created.token)).status_code == 200
         with session_factory(engine).begin() as session:
             keys.revoke(session, api_key_id=created.api_key_id, now=datetime.now(UTC))
@@ -71,7 +73,9 @@ class TestAuth:
 
 
 class TestPerItem:
-    def test_bad_items_are_rejected_with_index_and_reason_and_the_rest_land(self, client: TestClient, tenant: Tenant, engine: Engine) -> None:
+    def test_bad_items_are_rejected_with_index_and_reason_and_the_rest_land(
+        self, client: TestClient, tenant: Tenant, engine: Engine
+    ) -> None:
         """Each bad item is named with its index and why; the good items beside them are committed."""
         marker = uuid.uuid4().hex
         items = [
@@ -102,20 +106,36 @@ class TestPerItem:
         assert reasons[8] == (None, "an item must be a JSON object, got a string")
         assert reasons[9][0] == "colour" and "unknown field" in reasons[9][1]
         assert _count(engine, "SELECT count(*) FROM telemetry_events WHERE event_name = :m", m=marker) == 3
-        assert _count(
-            engine, "SELECT count(*) FROM telemetry_events WHERE event_name = :m AND trace_id = '4bf92f3577b34da6a3ce929d0e0e4736'", m=marker
-        ) == 1
+        assert (
+            _count(
+                engine,
+                "SELECT count(*) FROM telemetry_events WHERE event_name = :m AND trace_id = '4bf92f3577b34da6a3ce929d0e0e4736'",
+                m=marker,
+            )
+            == 1
+        )
 
-    def test_rows_belong_to_the_keys_license_whatever_the_body_says(self, client: TestClient, tenant: Tenant, engine: Engine) -> None:
+    def test_rows_belong_to_the_keys_license_whatever_the_body_says(
+        self, client: TestClient, tenant: Tenant, engine: Engine
+    ) -> None:
         """A license key's rows get its license even when the body names another; an admin key may name one."""
         marker = uuid.uuid4().hex
         other = make_tenant(engine)
-        client.post("/api/v1/events", json={"events": [{"event_name": marker, "license_id": other.license_id}]}, headers=_auth(tenant.ingest_key))
+        client.post(
+            "/api/v1/events",
+            json={"events": [{"event_name": marker, "license_id": other.license_id}]},
+            headers=_auth(tenant.ingest_key),
+        )
         assert _count(engine, "SELECT license_id FROM telemetry_events WHERE event_name = :m", m=marker) == tenant.license_id
         admin = admin_key(engine)
         answer = client.post(
             "/api/v1/events",
-            json={"events": [{"event_name": marker + "a", "license_id": other.license_id}, {"event_name": marker + "b", "license_id": 10**12}]},
+            json={
+                "events": [
+                    {"event_name": marker + "a", "license_id": other.license_id},
+                    {"event_name": marker + "b", "license_id": 10**12},
+                ]
+            },
             headers=_auth(admin),
         ).json()
         assert answer["accepted"] == 1 and answer["rejected"][0]["field"] == "license_id"
@@ -128,18 +148,46 @@ class TestWholeRequest:
         [
             (b'{"events": [', {"content-type": "application/json"}, 400, "malformed"),
             (b"\x1f\x8b\x08\x00garbage", {"content-type": "application/json", "content-encoding": "gzip"}, 400, "malformed"),
-            (gzip.compress(b'{"events": []}')[:-8], {"content-type": "application/json", "content-encoding": "gzip"}, 400, "malformed"),
+            (
+                gzip.compress(b'{"events": []}')[:-8],
+                {"content-type": "application/json", "content-encoding": "gzip"},
+                400,
+                "malformed",
+            ),
             (b"{}", {"content-type": "text/plain"}, 415, "unsupported_media_type"),
             (b"{}", {"content-type": "application/json", "content-encoding": "br"}, 415, "unsupported_media_type"),
             (b'{"evnts": []}', {"content-type": "application/json"}, 422, "schema_mismatch"),
-            (b'[1, 2]', {"content-type": "application/json"}, 422, "schema_mismatch"),
+            (b"[1, 2]", {"content-type": "application/json"}, 422, "schema_mismatch"),
             (b'{"events": {"a": 1}}', {"content-type": "application/json"}, 400, "invalid_input"),
-            (b'{"events": [' + b'{"event_name": "a"},' * 20_000 + b'{}]}', {"content-type": "application/json"}, 413, "payload_too_large"),
-            (gzip.compress(b" " * 5_000_000 + b"{}"), {"content-type": "application/json", "content-encoding": "gzip"}, 413, "payload_too_large"),
+            (
+                b'{"events": [' + b'{"event_name": "a"},' * 20_000 + b"{}]}",
+                {"content-type": "application/json"},
+                413,
+                "payload_too_large",
+            ),
+            (
+                gzip.compress(b" " * 5_000_000 + b"{}"),
+                {"content-type": "application/json", "content-encoding": "gzip"},
+                413,
+                "payload_too_large",
+            ),
         ],
-        ids=["bad-json", "bad-gzip", "truncated-gzip", "text-plain", "brotli", "no-events-key", "array-body", "events-not-array", "too-large", "gzip-bomb"],
+        ids=[
+            "bad-json",
+            "bad-gzip",
+            "truncated-gzip",
+            "text-plain",
+            "brotli",
+            "no-events-key",
+            "array-body",
+            "events-not-array",
+            "too-large",
+            "gzip-bomb",
+        ],
     )
-    def test_whole_request_problems_are_clear_4xx(self, client: TestClient, tenant: Tenant, content: bytes, headers: dict[str, str], status: int, code: str) -> None:
+    def test_whole_request_problems_are_clear_4xx(
+        self, client: TestClient, tenant: Tenant, content: bytes, headers: dict[str, str], status: int, code: str
+    ) -> None:
         """Each whole-request problem has its own status and an error body saying what was wrong."""
         response = client.post("/api/v1/events", content=content, headers={**headers, **_auth(tenant.ingest_key)})
         assert response.status_code == status, response.text
@@ -151,7 +199,9 @@ class TestWholeRequest:
         marker = uuid.uuid4().hex
         body = gzip.compress(f'{{"events": [{{"event_name": "{marker}"}}]}}'.encode())
         response = client.post(
-            "/api/v1/events", content=body, headers={"content-type": "application/json", "content-encoding": "gzip", **_auth(tenant.ingest_key)}
+            "/api/v1/events",
+            content=body,
+            headers={"content-type": "application/json", "content-encoding": "gzip", **_auth(tenant.ingest_key)},
         )
         assert response.json() == {"accepted": 1, "rejected": []}
         assert _count(engine, "SELECT count(*) FROM telemetry_events WHERE event_name = :m", m=marker) == 1
@@ -161,9 +211,24 @@ class TestNoDuplicates:
     def test_retried_events_and_spans_are_stored_once(self, client: TestClient, tenant: Tenant, engine: Engine) -> None:
         """Sending the same events (by event_id) and spans (by trace and span id) twice stores each once."""
         trace_id = uuid.uuid4().hex
-        events = {"events": [{"event_id": str(uuid.uuid4()), "event_name": "retry", "event_timestamp": NOW.isoformat()} for _ in range(3)]}
-        spans = {"spans": [{"trace_id": trace_id, "span_id": f"{i:016x}", "operation_name": "op", "service_name": "svc",
-                            "start_time": NOW.isoformat(), "duration_ms": 3} for i in range(1, 4)]}
+        events = {
+            "events": [
+                {"event_id": str(uuid.uuid4()), "event_name": "retry", "event_timestamp": NOW.isoformat()} for _ in range(3)
+            ]
+        }
+        spans = {
+            "spans": [
+                {
+                    "trace_id": trace_id,
+                    "span_id": f"{i:016x}",
+                    "operation_name": "op",
+                    "service_name": "svc",
+                    "start_time": NOW.isoformat(),
+                    "duration_ms": 3,
+                }
+                for i in range(1, 4)
+            ]
+        }
         for _ in range(2):
             assert client.post("/api/v1/events", json=events, headers=_auth(tenant.ingest_key)).json()["accepted"] == 3
             assert client.post("/api/v1/spans", json=spans, headers=_auth(tenant.ingest_key)).json()["accepted"] == 3
@@ -188,11 +253,24 @@ class TestNoDuplicates:
         """A KPI sent again for the same period replaces the value instead of adding a row."""
         name = "kpi_" + uuid.uuid4().hex[:8]
         for value in ("10", "12.50"):
-            item = {"metric_name": name, "metric_category": "revenue", "metric_value": value, "period_type": "daily",
-                    "period_start": "2026-11-01T00:00:00Z", "dimensions": {"region": "eu", "plan": "pro"}}
-            assert client.post("/api/v1/business-metrics", json={"metrics": [item]}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 1
+            item = {
+                "metric_name": name,
+                "metric_category": "revenue",
+                "metric_value": value,
+                "period_type": "daily",
+                "period_start": "2026-11-01T00:00:00Z",
+                "dimensions": {"region": "eu", "plan": "pro"},
+            }
+            assert (
+                client.post("/api/v1/business-metrics", json={"metrics": [item]}, headers=_auth(tenant.ingest_key)).json()[
+                    "accepted"
+                ]
+                == 1
+            )
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT metric_value, period_end FROM business_metrics WHERE metric_name = :n"), {"n": name}).all()
+            rows = connection.execute(
+                text("SELECT metric_value, period_end FROM business_metrics WHERE metric_name = :n"), {"n": name}
+            ).all()
         assert [(str(value), end.isoformat()) for value, end in rows] == [("12.500000", "2026-11-02T00:00:00+00:00")]
 
 
@@ -215,14 +293,29 @@ class TestMetricSemantics:
         from zero; a resent point is accepted and adds nothing."""
         name = "orders_" + uuid.uuid4().hex[:8]
         times = [(NOW - timedelta(minutes=m)).isoformat() for m in (4, 3, 2, 1)]
-        items = [{"metric_name": name, "metric_type": "counter", "value": v, "timestamp": t} for v, t in zip((10, 15, 3, 8), times, strict=True)]
-        assert client.post("/api/v1/system-metrics", json={"metrics": items[:2]}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 2
-        assert client.post("/api/v1/system-metrics", json={"metrics": items[1:]}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 3
+        items = [
+            {"metric_name": name, "metric_type": "counter", "value": v, "timestamp": t}
+            for v, t in zip((10, 15, 3, 8), times, strict=True)
+        ]
+        assert (
+            client.post("/api/v1/system-metrics", json={"metrics": items[:2]}, headers=_auth(tenant.ingest_key)).json()[
+                "accepted"
+            ]
+            == 2
+        )
+        assert (
+            client.post("/api/v1/system-metrics", json={"metrics": items[1:]}, headers=_auth(tenant.ingest_key)).json()[
+                "accepted"
+            ]
+            == 3
+        )
         rows = self._metrics(engine, name)
         assert [(r["value"], r["cumulative_value"]) for r in rows] == [(0.0, 10.0), (5.0, 15.0), (3.0, 3.0), (5.0, 8.0)]
         assert rows[0]["start_time"] is None and rows[1]["start_time"].isoformat() == times[0]
 
-    def test_a_delta_counter_and_a_known_start_are_taken_as_sent(self, client: TestClient, tenant: Tenant, engine: Engine) -> None:
+    def test_a_delta_counter_and_a_known_start_are_taken_as_sent(
+        self, client: TestClient, tenant: Tenant, engine: Engine
+    ) -> None:
         """A delta counter is its increment; a cumulative one with its start time counts its first total whole."""
         name = "jobs_" + uuid.uuid4().hex[:8]
         start = (NOW - timedelta(minutes=10)).isoformat()
@@ -232,7 +325,10 @@ class TestMetricSemantics:
             {"metric_name": name, "metric_type": "counter", "value": 7, "start_time": start, "labels": {"k": "cumulative"},
              "timestamp": (NOW - timedelta(minutes=4)).isoformat()},
         ]  # fmt: skip
-        assert client.post("/api/v1/system-metrics", json={"metrics": items}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 2
+        assert (
+            client.post("/api/v1/system-metrics", json={"metrics": items}, headers=_auth(tenant.ingest_key)).json()["accepted"]
+            == 2
+        )
         assert [(r["value"], r["start_time"].isoformat(), r["cumulative_value"]) for r in self._metrics(engine, name)] == [
             (4.0, start, None),
             (7.0, start, 7.0),
@@ -247,7 +343,10 @@ class TestMetricSemantics:
             {"metric_name": name, "metric_type": "timer", "samples": [float(v) for v in range(1, 101)],
              "timestamp": (NOW - timedelta(minutes=1)).isoformat()},
         ]  # fmt: skip
-        assert client.post("/api/v1/system-metrics", json={"metrics": items}, headers=_auth(tenant.ingest_key)).json()["accepted"] == 2
+        assert (
+            client.post("/api/v1/system-metrics", json={"metrics": items}, headers=_auth(tenant.ingest_key)).json()["accepted"]
+            == 2
+        )
         by_buckets, by_samples = self._metrics(engine, name)
         assert (by_buckets["value"], by_buckets["sample_count"], sum(by_buckets["sketch_counts"])) == (20.0, 10, 10)
         assert (by_samples["value"], by_samples["sample_count"], sum(by_samples["sketch_counts"])) == (50.5, 100, 100)
@@ -277,7 +376,9 @@ class TestMetricSemantics:
 
 
 class TestBackpressure:
-    def test_over_the_in_flight_limit_answers_503_and_nothing_acknowledged_is_lost(self, engine: Engine, committed_url: str) -> None:
+    def test_over_the_in_flight_limit_answers_503_and_nothing_acknowledged_is_lost(
+        self, engine: Engine, committed_url: str
+    ) -> None:
         """While the database stalls, requests past the in-flight limit get 503 + Retry-After; acked rows all land."""
         tenant = make_tenant(engine)
         wiring = build(Settings(ingest_max_rows_in_flight=10), engine=engine)
@@ -288,6 +389,7 @@ class TestBackpressure:
         statuses: list[int] = []
         try:
             with TestClient(wiring.app) as client:
+
                 def send() -> None:
                     body = {"metrics": [{"metric_name": name, "value": float(i)} for i in range(5)]}
                     response = client.post("/api/v1/system-metrics", json=body, headers=_auth(tenant.ingest_key))
@@ -333,9 +435,13 @@ class TestAdmin:
         """PUT creates (201) then updates (200) users and licenses; explicit license ids do not collide later."""
         admin = admin_key(engine)
         license_id = 5_000_000 + int(uuid.uuid4().int % 1_000_000)
-        first = client.put(f"/api/v1/admin/licenses/{license_id}", json={"name": "Platform Co", "plan": "pro"}, headers=_auth(admin))
+        first = client.put(
+            f"/api/v1/admin/licenses/{license_id}", json={"name": "Platform Co", "plan": "pro"}, headers=_auth(admin)
+        )
         assert first.status_code == 201 and first.json()["license_id"] == license_id
-        again = client.put(f"/api/v1/admin/licenses/{license_id}", json={"name": "Platform Co", "plan": "enterprise"}, headers=_auth(admin))
+        again = client.put(
+            f"/api/v1/admin/licenses/{license_id}", json={"name": "Platform Co", "plan": "enterprise"}, headers=_auth(admin)
+        )
         assert again.status_code == 200 and again.json()["plan"] == "enterprise"
         user = client.put("/api/v1/admin/users/pl-1", json={"email": "A@x.io", "license_id": license_id}, headers=_auth(admin))
         assert user.status_code in (200, 201) and user.json()["license_id"] == license_id

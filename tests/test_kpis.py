@@ -69,7 +69,9 @@ class Fixture:
     l2: int
 
     def at(self, days: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
-        return day_start(self.a + timedelta(days=days)) + timedelta(hours=hour, minutes=minute, seconds=second, microseconds=micro)
+        return day_start(self.a + timedelta(days=days)) + timedelta(
+            hours=hour, minutes=minute, seconds=second, microseconds=micro
+        )
 
     def daily(self, days: int) -> Period:
         return period_containing(PeriodType.DAILY, self.a + timedelta(days=days))
@@ -123,7 +125,9 @@ def fixture(session: Session) -> Fixture:
     return fx
 
 
-def stored(session: Session, period: Period, *, metric_name: str | None = None) -> dict[tuple[str, int | None, str | None], Decimal]:
+def stored(
+    session: Session, period: Period, *, metric_name: str | None = None
+) -> dict[tuple[str, int | None, str | None], Decimal]:
     """The kpi_job rows of one period: (metric_name, license_id, currency) -> value."""
     rows = session.execute(
         text(
@@ -150,13 +154,23 @@ class TestEngagementAndAcquisition:
         l1, l2 = fx.l1, fx.l2
         expected = {
             # L1: u1, u2; sessions s1, s5, s10 (anonymous); 6 events by users
-            ("active_users", l1, None): D(2), ("sessions", l1, None): D(3), ("events_per_active_user", l1, None): D(3),
+            ("active_users", l1, None): D(2),
+            ("sessions", l1, None): D(3),
+            ("events_per_active_user", l1, None): D(3),
             # L2: u4 only (its first event was on A-1, so not new)
-            ("active_users", l2, None): D(1), ("sessions", l2, None): D(1), ("events_per_active_user", l2, None): D(1),
+            ("active_users", l2, None): D(1),
+            ("sessions", l2, None): D(1),
+            ("events_per_active_user", l2, None): D(1),
             # overall adds u5 (no license): 4 users, 5 sessions, 8 events by users
-            ("active_users", None, None): D(4), ("sessions", None, None): D(5), ("events_per_active_user", None, None): D(2),
-            ("new_users", l1, None): D(2), ("new_users", l2, None): D(0), ("new_users", None, None): D(3),
-            ("revenue", l1, "EUR"): D("10.5"), ("revenue", l2, "EUR"): D("4.5"), ("revenue", None, "EUR"): D(15),
+            ("active_users", None, None): D(4),
+            ("sessions", None, None): D(5),
+            ("events_per_active_user", None, None): D(2),
+            ("new_users", l1, None): D(2),
+            ("new_users", l2, None): D(0),
+            ("new_users", None, None): D(3),
+            ("revenue", l1, "EUR"): D("10.5"),
+            ("revenue", l2, "EUR"): D("4.5"),
+            ("revenue", None, "EUR"): D(15),
         }
         assert {key: value for key, value in values.items() if not key[0].startswith("retention")} == expected
 
@@ -183,17 +197,31 @@ class TestEngagementAndAcquisition:
         values = stored(session, week)
         l1, l2 = fx.l1, fx.l2
         assert values == {
-            ("active_users", l1, None): D(3), ("sessions", l1, None): D(6), ("events_per_active_user", l1, None): D(3),
-            ("active_users", l2, None): D(2), ("sessions", l2, None): D(2), ("events_per_active_user", l2, None): D("1.5"),
+            ("active_users", l1, None): D(3),
+            ("sessions", l1, None): D(6),
+            ("events_per_active_user", l1, None): D(3),
+            ("active_users", l2, None): D(2),
+            ("sessions", l2, None): D(2),
+            ("events_per_active_user", l2, None): D("1.5"),
             # overall: six (license, user) pairs, u4 of L1 and u4 of L2 being two; 13 events by users
-            ("active_users", None, None): D(6), ("sessions", None, None): D(9), ("events_per_active_user", None, None): D("2.166667"),
-            ("new_users", l1, None): D(3), ("new_users", l2, None): D(1), ("new_users", None, None): D(5),
-            ("revenue", l1, "EUR"): D("10.5"), ("revenue", l2, "EUR"): D("4.5"), ("revenue", l2, "USD"): D(20),
-            ("revenue", None, "EUR"): D(15), ("revenue", None, "USD"): D(20),
+            ("active_users", None, None): D(6),
+            ("sessions", None, None): D(9),
+            ("events_per_active_user", None, None): D("2.166667"),
+            ("new_users", l1, None): D(3),
+            ("new_users", l2, None): D(1),
+            ("new_users", None, None): D(5),
+            ("revenue", l1, "EUR"): D("10.5"),
+            ("revenue", l2, "EUR"): D("4.5"),
+            ("revenue", l2, "USD"): D(20),
+            ("revenue", None, "EUR"): D(15),
+            ("revenue", None, "USD"): D(20),
         }
         refund_week = period_containing(PeriodType.WEEKLY, fx.a + timedelta(days=7))
         kpis.compute_period(session, period=refund_week, now=late_now(fx))
-        assert stored(session, refund_week, metric_name="revenue") == {("revenue", l1, "EUR"): D("-2.5"), ("revenue", None, "EUR"): D("-2.5")}
+        assert stored(session, refund_week, metric_name="revenue") == {
+            ("revenue", l1, "EUR"): D("-2.5"),
+            ("revenue", None, "EUR"): D("-2.5"),
+        }
 
     def test_monthly_period_runs_from_the_first_to_the_last_instant_of_the_month(self, session: Session) -> None:
         """A month counts an event at its first instant and at its last microsecond, not one at the next month's first."""
@@ -214,7 +242,11 @@ class TestEngagementAndAcquisition:
         """With no events at all, the platform-wide active users, sessions and new users are stored as 0."""
         day = period_containing(PeriodType.DAILY, datetime.now(UTC).date() - timedelta(days=100))
         kpis.compute_period(session, period=day, now=datetime.now(UTC))
-        assert stored(session, day) == {("active_users", None, None): 0, ("sessions", None, None): 0, ("new_users", None, None): 0}
+        assert stored(session, day) == {
+            ("active_users", None, None): 0,
+            ("sessions", None, None): 0,
+            ("new_users", None, None): 0,
+        }
 
     def test_a_license_with_only_anonymous_events_has_zero_new_users(self, session: Session) -> None:
         """A license whose events of a period name no user gets new_users 0 (as active_users), not no row."""
@@ -235,9 +267,18 @@ class TestRetention:
         kpis.compute_period(session, period=fx.daily(0), now=late_now(fx))
         third = D("0.333333")
         # cohort A: L1 {u1, u2}, overall {u1, u2, u5}; u1 comes back on A+1, A+7 and A+30, nobody else does
-        assert stored(session, fx.daily(0), metric_name="retention_d1") == {("retention_d1", fx.l1, None): D("0.5"), ("retention_d1", None, None): third}
-        assert stored(session, fx.daily(0), metric_name="retention_d7") == {("retention_d7", fx.l1, None): D("0.5"), ("retention_d7", None, None): third}
-        assert stored(session, fx.daily(0), metric_name="retention_d30") == {("retention_d30", fx.l1, None): D("0.5"), ("retention_d30", None, None): third}
+        assert stored(session, fx.daily(0), metric_name="retention_d1") == {
+            ("retention_d1", fx.l1, None): D("0.5"),
+            ("retention_d1", None, None): third,
+        }
+        assert stored(session, fx.daily(0), metric_name="retention_d7") == {
+            ("retention_d7", fx.l1, None): D("0.5"),
+            ("retention_d7", None, None): third,
+        }
+        assert stored(session, fx.daily(0), metric_name="retention_d30") == {
+            ("retention_d30", fx.l1, None): D("0.5"),
+            ("retention_d30", None, None): third,
+        }
         # cohort A-1: u4 in L2 (and overall), back on A in L2
         assert stored(session, fx.daily(-1)) == {("retention_d1", fx.l2, None): 1, ("retention_d1", None, None): 1}
 
@@ -248,9 +289,15 @@ class TestRetention:
         kpis.compute_period(session, period=fx.daily(1), now=late_now(fx))
         values = stored(session, fx.daily(1))
         assert {key: value for key, value in values.items() if key[0].startswith("retention")} == {
-            ("retention_d1", fx.l1, None): 0, ("retention_d7", fx.l1, None): 0, ("retention_d30", fx.l1, None): 0,
-            ("retention_d1", fx.l2, None): 0, ("retention_d7", fx.l2, None): 1, ("retention_d30", fx.l2, None): 0,
-            ("retention_d1", None, None): 0, ("retention_d7", None, None): D("0.5"), ("retention_d30", None, None): 0,
+            ("retention_d1", fx.l1, None): 0,
+            ("retention_d7", fx.l1, None): 0,
+            ("retention_d30", fx.l1, None): 0,
+            ("retention_d1", fx.l2, None): 0,
+            ("retention_d7", fx.l2, None): 1,
+            ("retention_d30", fx.l2, None): 0,
+            ("retention_d1", None, None): 0,
+            ("retention_d7", None, None): D("0.5"),
+            ("retention_d30", None, None): 0,
         }
 
     def test_a_value_is_only_stored_once_its_day_is_over(self, session: Session, fixture: Fixture) -> None:
@@ -264,7 +311,10 @@ class TestRetention:
         """Processing day A+7 alone stores cohort A's day-7 value, as the recurring job does the day after."""
         fx = fixture
         kpis.compute_period(session, period=fx.daily(7), now=fx.at(8, 0, 5))
-        assert stored(session, fx.daily(0)) == {("retention_d7", fx.l1, None): D("0.5"), ("retention_d7", None, None): D("0.333333")}
+        assert stored(session, fx.daily(0)) == {
+            ("retention_d7", fx.l1, None): D("0.5"),
+            ("retention_d7", None, None): D("0.333333"),
+        }
 
 
 class TestIdempotency:
@@ -281,7 +331,9 @@ class TestIdempotency:
         before = session.execute(query).all()
         again = [kpis.compute_period(session, period=period, now=second_now) for period in (fx.daily(0), week)]
         after = session.execute(query).all()
-        assert before == after and len(after) == sum(outcome.rows for outcome in outcomes) == sum(outcome.rows for outcome in again)
+        assert before == after and len(after) == sum(outcome.rows for outcome in outcomes) == sum(
+            outcome.rows for outcome in again
+        )
         assert session.execute(text("SELECT DISTINCT computed_at FROM business_metrics")).scalars().all() == [second_now]
 
     def test_late_data_changes_the_value_on_the_next_run(self, session: Session, fixture: Fixture) -> None:
@@ -289,7 +341,9 @@ class TestIdempotency:
         fx = fixture
         kpis.compute_period(session, period=fx.daily(2), now=late_now(fx))
         assert stored(session, fx.daily(2))[("active_users", fx.l1, None)] == 1
-        user_id = session.execute(text("SELECT user_id FROM users WHERE user_id LIKE 'u1-%' AND license_id = :l"), {"l": fx.l1}).scalar_one()
+        user_id = session.execute(
+            text("SELECT user_id FROM users WHERE user_id LIKE 'u1-%' AND license_id = :l"), {"l": fx.l1}
+        ).scalar_one()
         add_event(session, at=fx.at(2, 18), user_id=user_id, license_id=fx.l1, session_id="late")
         kpis.compute_period(session, period=fx.daily(2), now=late_now(fx))
         assert stored(session, fx.daily(2))[("active_users", fx.l1, None)] == 2
@@ -312,7 +366,9 @@ class TestPeriodsToCompute:
             kpis.backfill_periods(period_types=["daily"], first_day=date(2026, 11, 5), last_day=date(2026, 11, 6), **plan)
         with pytest.raises(InvalidInput, match="monthly period 2026-08 starts before 2026-08-07.*events retention: 90 days"):
             kpis.backfill_periods(period_types=["monthly"], first_day=date(2026, 8, 10), last_day=date(2026, 8, 11), **plan)
-        periods = kpis.backfill_periods(period_types=["weekly"], first_day=date(2026, 10, 28), last_day=date(2026, 12, 31), **plan)
+        periods = kpis.backfill_periods(
+            period_types=["weekly"], first_day=date(2026, 10, 28), last_day=date(2026, 12, 31), **plan
+        )
         assert [period.label for period in periods] == ["2026-W44", "2026-W45"]  # clipped at today
 
 
@@ -354,7 +410,9 @@ class TestJob:
 
 def _cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, "DATABASE_URL": database_url}
-    return subprocess.run([sys.executable, "-m", "fernando_telemetry", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fernando_telemetry", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 class TestBackfillCommand:
@@ -365,19 +423,35 @@ class TestBackfillCommand:
         first = today - timedelta(days=3)
         with session_factory(committed_engine).begin() as session:
             for days in range(3):
-                add_event(session, at=day_start(first + timedelta(days=days)) + timedelta(hours=12), user_id=tenant.user_id,
-                          license_id=tenant.license_id, session_id=f"s{days}")
+                add_event(
+                    session,
+                    at=day_start(first + timedelta(days=days)) + timedelta(hours=12),
+                    user_id=tenant.user_id,
+                    license_id=tenant.license_id,
+                    session_id=f"s{days}",
+                )
         query = text(
             "SELECT business_metric_id, period_start, metric_value FROM business_metrics "
             "WHERE license_id = :license AND metric_name = 'active_users' AND period_type = 'daily' ORDER BY period_start"
         )
-        args = ("kpis", "compute", "--period", "daily", "--from", first.isoformat(), "--to", (first + timedelta(days=2)).isoformat())
+        args = (
+            "kpis",
+            "compute",
+            "--period",
+            "daily",
+            "--from",
+            first.isoformat(),
+            "--to",
+            (first + timedelta(days=2)).isoformat(),
+        )
         result = _cli(*args, database_url=committed_url)
         assert result.returncode == 0, result.stderr
         assert f"computed 3 periods ({first.isoformat()}..{(first + timedelta(days=2)).isoformat()})" in result.stdout
         with committed_engine.connect() as connection:
             rows = connection.execute(query, {"license": tenant.license_id}).all()
-        assert [(row.period_start, row.metric_value) for row in rows] == [(day_start(first + timedelta(days=d)), 1) for d in range(3)]
+        assert [(row.period_start, row.metric_value) for row in rows] == [
+            (day_start(first + timedelta(days=d)), 1) for d in range(3)
+        ]
         assert _cli(*args, database_url=committed_url).returncode == 0
         with committed_engine.connect() as connection:
             assert connection.execute(query, {"license": tenant.license_id}).all() == rows
@@ -387,8 +461,20 @@ class TestBackfillCommand:
         [
             (("--from", "2026-11-05", "--to", "2026-11-01"), "error: --to 2026-11-01 is before --from 2026-11-05"),
             (("--from", "2026-02-30", "--to", "2026-03-01"), "error: --from '2026-02-30' is not a date: use YYYY-MM-DD"),
-            (("--from", "2026-11-01",), "error: give both --from and --to"),
-            (("--period", "hourly",), "error: period 'hourly' is not one of daily, weekly, monthly"),
+            (
+                (
+                    "--from",
+                    "2026-11-01",
+                ),
+                "error: give both --from and --to",
+            ),
+            (
+                (
+                    "--period",
+                    "hourly",
+                ),
+                "error: period 'hourly' is not one of daily, weekly, monthly",
+            ),
             (("--from", "2000-01-01", "--to", "2000-01-02"), "events retention: 90 days"),
         ],
     )
@@ -426,17 +512,60 @@ def stored_kpis(committed_engine: Engine) -> Stored:
     base = day_start(datetime.now(UTC).date() - timedelta(days=10))
     rows: list[dict[str, Any]] = []
     for days, value in ((0, 10), (1, 12), (2, 15)):
-        rows.append({"metric_name": f"{marker}_users", "metric_category": "user_engagement", "metric_value": value,
-                     "period_type": "daily", "period_start": base + timedelta(days=days), "license_id": mine.license_id})
-    rows.append({"metric_name": f"{marker}_users", "metric_category": "user_engagement", "metric_value": 7, "period_type": "daily",
-                 "period_start": base + timedelta(days=2), "license_id": mine.license_id, "dimensions": {"plan": "pro", "day": 7}})
-    rows.append({"metric_name": f"{marker}_users", "metric_category": "user_engagement", "metric_value": 99, "period_type": "daily",
-                 "period_start": base + timedelta(days=2), "license_id": other.license_id})
-    rows.append({"metric_name": f"{marker}_users", "metric_category": "user_engagement", "metric_value": 500, "period_type": "daily",
-                 "period_start": base + timedelta(days=2), "license_id": None})
+        rows.append(
+            {
+                "metric_name": f"{marker}_users",
+                "metric_category": "user_engagement",
+                "metric_value": value,
+                "period_type": "daily",
+                "period_start": base + timedelta(days=days),
+                "license_id": mine.license_id,
+            }
+        )
+    rows.append(
+        {
+            "metric_name": f"{marker}_users",
+            "metric_category": "user_engagement",
+            "metric_value": 7,
+            "period_type": "daily",
+            "period_start": base + timedelta(days=2),
+            "license_id": mine.license_id,
+            "dimensions": {"plan": "pro", "day": 7},
+        }
+    )
+    rows.append(
+        {
+            "metric_name": f"{marker}_users",
+            "metric_category": "user_engagement",
+            "metric_value": 99,
+            "period_type": "daily",
+            "period_start": base + timedelta(days=2),
+            "license_id": other.license_id,
+        }
+    )
+    rows.append(
+        {
+            "metric_name": f"{marker}_users",
+            "metric_category": "user_engagement",
+            "metric_value": 500,
+            "period_type": "daily",
+            "period_start": base + timedelta(days=2),
+            "license_id": None,
+        }
+    )
     for currency, value in (("EUR", "10.5"), ("USD", "20")):
-        rows.append({"metric_name": f"{marker}_revenue", "metric_category": "revenue", "metric_value": D(value), "currency": currency,
-                     "period_type": "weekly", "period_start": base, "license_id": mine.license_id, "dimensions": {"currency": currency}})
+        rows.append(
+            {
+                "metric_name": f"{marker}_revenue",
+                "metric_category": "revenue",
+                "metric_value": D(value),
+                "currency": currency,
+                "period_type": "weekly",
+                "period_start": base,
+                "license_id": mine.license_id,
+                "dimensions": {"currency": currency},
+            }
+        )
     with session_factory(committed_engine).begin() as session:
         for row in rows:
             period_start = row["period_start"]
@@ -454,14 +583,24 @@ class TestBusinessMetricsApi:
     def test_a_license_key_reads_only_its_license(self, client: TestClient, stored_kpis: Stored) -> None:
         """A license key sees its own rows, never the other license's nor the platform-wide ones."""
         s = stored_kpis
-        response = client.get("/api/v1/business-metrics", params={"metric_name": f"{s.marker}_users"}, headers=_auth(s.mine.read_key))
+        response = client.get(
+            "/api/v1/business-metrics", params={"metric_name": f"{s.marker}_users"}, headers=_auth(s.mine.read_key)
+        )
         assert sorted(_values(response), key=str) == sorted(
-            [(s.mine.license_id, 15.0, {}), (s.mine.license_id, 7.0, {"plan": "pro", "day": 7}),
-             (s.mine.license_id, 12.0, {}), (s.mine.license_id, 10.0, {})], key=str)
+            [
+                (s.mine.license_id, 15.0, {}),
+                (s.mine.license_id, 7.0, {"plan": "pro", "day": 7}),
+                (s.mine.license_id, 12.0, {}),
+                (s.mine.license_id, 10.0, {}),
+            ],
+            key=str,
+        )
         rows = response.json()["business_metrics"]
         assert all(datetime.fromisoformat(row["updated_at"]) >= datetime.fromisoformat(row["created_at"]) for row in rows)
 
-    def test_other_licenses_and_platform_totals_are_forbidden_to_license_keys(self, client: TestClient, stored_kpis: Stored) -> None:
+    def test_other_licenses_and_platform_totals_are_forbidden_to_license_keys(
+        self, client: TestClient, stored_kpis: Stored
+    ) -> None:
         """Asking for another license, or for overall=true, with a license key is a 403."""
         s = stored_kpis
         for params in ({"license_id": s.other.license_id}, {"overall": "true"}):
@@ -475,7 +614,9 @@ class TestBusinessMetricsApi:
         name = {"metric_name": f"{s.marker}_users"}
         everything = _values(client.get("/api/v1/business-metrics", params=name, headers=_auth(s.admin)))
         assert {license_id for license_id, _, _ in everything} == {s.mine.license_id, s.other.license_id, None}
-        other = _values(client.get("/api/v1/business-metrics", params={**name, "license_id": s.other.license_id}, headers=_auth(s.admin)))
+        other = _values(
+            client.get("/api/v1/business-metrics", params={**name, "license_id": s.other.license_id}, headers=_auth(s.admin))
+        )
         assert other == [(s.other.license_id, 99.0, {})]
         overall = _values(client.get("/api/v1/business-metrics", params={**name, "overall": "true"}, headers=_auth(s.admin)))
         assert overall == [(None, 500.0, {})]
@@ -490,7 +631,9 @@ class TestBusinessMetricsApi:
         revenue = get(metric_category="revenue", metric_name=f"{s.marker}_revenue")
         assert sorted(value for _, value, _ in revenue) == [10.5, 20.0]
         assert get(metric_name=f"{s.marker}_revenue", period_type="daily") == []
-        assert get(**{"metric_name": f"{s.marker}_revenue", "dimensions.currency": "EUR"}) == [(s.mine.license_id, 10.5, {"currency": "EUR"})]
+        assert get(**{"metric_name": f"{s.marker}_revenue", "dimensions.currency": "EUR"}) == [
+            (s.mine.license_id, 10.5, {"currency": "EUR"})
+        ]
         day_1 = (s.base + timedelta(days=1)).isoformat()
         day_2 = (s.base + timedelta(days=2)).isoformat()
         assert get(**{"metric_name": f"{s.marker}_users", "from": day_1, "to": day_2}) == [(s.mine.license_id, 12.0, {})]
@@ -506,7 +649,9 @@ class TestBusinessMetricsApi:
         assert len(full) == 6
         seen, cursor = [], None
         while True:
-            body = client.get("/api/v1/business-metrics", params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers).json()
+            body = client.get(
+                "/api/v1/business-metrics", params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers
+            ).json()
             seen += body["business_metrics"]
             cursor = body["next_cursor"]
             if cursor is None:
@@ -514,7 +659,9 @@ class TestBusinessMetricsApi:
         assert seen == full
         assert [row["period_start"] for row in seen] == sorted((row["period_start"] for row in seen), reverse=True)
         first = client.get("/api/v1/business-metrics", params=params, headers=headers).json()["next_cursor"]
-        response = client.get("/api/v1/business-metrics", params={**params, "cursor": first, "metric_category": "revenue"}, headers=headers)
+        response = client.get(
+            "/api/v1/business-metrics", params={**params, "cursor": first, "metric_category": "revenue"}, headers=headers
+        )
         assert response.status_code == 400 and "other filters" in response.json()["error"]["message"]
 
     @pytest.mark.parametrize(
@@ -530,7 +677,9 @@ class TestBusinessMetricsApi:
             ({"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}, "to"),
         ],
     )
-    def test_bad_parameters_are_400s_naming_the_parameter(self, client: TestClient, stored_kpis: Stored, params: dict[str, str], field: str) -> None:
+    def test_bad_parameters_are_400s_naming_the_parameter(
+        self, client: TestClient, stored_kpis: Stored, params: dict[str, str], field: str
+    ) -> None:
         """A malformed, unknown or out-of-range parameter is a 400 whose details name it."""
         response = client.get("/api/v1/business-metrics", params=params, headers=_auth(stored_kpis.mine.read_key))
         assert response.status_code == 400, response.text
@@ -558,13 +707,17 @@ class TestKpiSummaryApi:
     def test_filters_and_scopes_apply_to_the_view(self, client: TestClient, stored_kpis: Stored) -> None:
         """Category and period type filter the view; an admin reads one license, or the platform rows only."""
         s = stored_kpis
-        revenue = client.get("/api/v1/kpis", params={"metric_category": "revenue", "period_type": "weekly"}, headers=_auth(s.mine.read_key)).json()
-        assert sorted((row["currency"], row["metric_value"]) for row in revenue["kpis"] if row["metric_name"] == f"{s.marker}_revenue") == [
-            ("EUR", 10.5), ("USD", 20.0)
-        ]
+        revenue = client.get(
+            "/api/v1/kpis", params={"metric_category": "revenue", "period_type": "weekly"}, headers=_auth(s.mine.read_key)
+        ).json()
+        assert sorted(
+            (row["currency"], row["metric_value"]) for row in revenue["kpis"] if row["metric_name"] == f"{s.marker}_revenue"
+        ) == [("EUR", 10.5), ("USD", 20.0)]
         assert all(row["metric_category"] == "revenue" and row["period_type"] == "weekly" for row in revenue["kpis"])
         admin = _auth(s.admin)
-        other = client.get("/api/v1/kpis", params={"metric_name": f"{s.marker}_users", "license_id": s.other.license_id}, headers=admin).json()
+        other = client.get(
+            "/api/v1/kpis", params={"metric_name": f"{s.marker}_users", "license_id": s.other.license_id}, headers=admin
+        ).json()
         assert [(row["license_id"], row["metric_value"]) for row in other["kpis"]] == [(s.other.license_id, 99.0)]
         overall = client.get("/api/v1/kpis", params={"metric_name": f"{s.marker}_users", "overall": "true"}, headers=admin).json()
         assert [(row["license_id"], row["metric_value"]) for row in overall["kpis"]] == [(None, 500.0)]

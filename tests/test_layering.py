@@ -22,7 +22,19 @@ ALLOWED: dict[str, set[str]] = {
     "package": {"package"},
 }
 # third-party frameworks core must not touch
-FRAMEWORKS = {"sqlalchemy", "fastapi", "starlette", "httpx", "pydantic", "pydantic_settings", "alembic", "psycopg", "typer", "uvicorn", "rich"}
+FRAMEWORKS = {
+    "sqlalchemy",
+    "fastapi",
+    "starlette",
+    "httpx",
+    "pydantic",
+    "pydantic_settings",
+    "alembic",
+    "psycopg",
+    "typer",
+    "uvicorn",
+    "rich",
+}
 # modules that are entry points although they live inside a lower layer
 ENTRY_EXCEPTIONS = {"fernando_telemetry.storage.migrations.env"}
 # packages that belong to another package's layer (the dashboard is HTTP edge code, like the API)
@@ -95,8 +107,16 @@ class TestLayering:
         [
             ("core/bad.py", "import sqlalchemy\n", "core imports the framework 'sqlalchemy'"),
             ("core/bad.py", "from fernando_telemetry.storage import models\n", "(core) imports fernando_telemetry.storage"),
-            ("storage/bad.py", "from fernando_telemetry.services import schema\n", "(storage) imports fernando_telemetry.services"),
-            ("api/bad.py", "from fernando_telemetry.storage.models import User\n", "(api) imports fernando_telemetry.storage.models"),
+            (
+                "storage/bad.py",
+                "from fernando_telemetry.services import schema\n",
+                "(storage) imports fernando_telemetry.services",
+            ),
+            (
+                "api/bad.py",
+                "from fernando_telemetry.storage.models import User\n",
+                "(api) imports fernando_telemetry.storage.models",
+            ),
             ("web/bad.py", "from fernando_telemetry.storage import event_queries\n", "(api) imports fernando_telemetry.storage"),
             ("services/bad.py", "from fernando_telemetry.web import routes\n", "(services) imports fernando_telemetry.web"),
             ("services/bad.py", "from ..api import app\n", "(services) imports fernando_telemetry.api"),

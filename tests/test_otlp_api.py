@@ -46,8 +46,14 @@ def _rows(engine: Engine, sql: str, **params: object) -> list[dict]:  # type: ig
 
 
 def _resource(service: str) -> Resource:
-    return Resource.create({"service.name": service, "host.name": "otel-host-1", "service.instance.id": "i-7",
-                            "deployment.environment.name": "staging"})
+    return Resource.create(
+        {
+            "service.name": service,
+            "host.name": "otel-host-1",
+            "service.instance.id": "i-7",
+            "deployment.environment.name": "staging",
+        }
+    )
 
 
 class TestOfficialSdk:
@@ -92,7 +98,9 @@ class TestOfficialSdk:
     def test_metrics_land_as_samples(self, live_server: str, tenant: Tenant, engine: Engine) -> None:
         """Counters, gauges and histograms from the OTel SDK become system_metrics rows with percentiles."""
         service = "svc-" + uuid.uuid4().hex[:8]
-        exporter = OTLPMetricExporter(endpoint=f"{live_server}/v1/metrics", headers={"Authorization": f"Bearer {tenant.ingest_key}"})
+        exporter = OTLPMetricExporter(
+            endpoint=f"{live_server}/v1/metrics", headers={"Authorization": f"Bearer {tenant.ingest_key}"}
+        )
         reader = PeriodicExportingMetricReader(exporter, export_interval_millis=60_000)
         provider = MeterProvider(resource=_resource(service), metric_readers=[reader])
         meter = provider.get_meter("tests")
@@ -104,7 +112,11 @@ class TestOfficialSdk:
         provider.shutdown()
         rows = {r["metric_name"]: r for r in _rows(engine, "SELECT * FROM system_metrics WHERE service_name = :s", s=service)}
         assert set(rows) == {"orders.placed", "request.duration", "queue.depth"}
-        assert (rows["orders.placed"]["metric_type"], rows["orders.placed"]["value"], rows["orders.placed"]["labels"]) == ("counter", 7.0, {"region": "eu"})
+        assert (rows["orders.placed"]["metric_type"], rows["orders.placed"]["value"], rows["orders.placed"]["labels"]) == (
+            "counter",
+            7.0,
+            {"region": "eu"},
+        )
         assert (rows["queue.depth"]["metric_type"], rows["queue.depth"]["value"]) == ("gauge", 42.0)
         duration = rows["request.duration"]
         assert duration["metric_type"] == "histogram" and duration["sample_count"] == 100
@@ -129,7 +141,9 @@ class TestOfficialSdk:
         logger.info("cache warmed")
         logger.error("payment declined")
         provider.shutdown()
-        rows = _rows(engine, "SELECT * FROM telemetry_events WHERE payload->>'service_name' = :s ORDER BY event_timestamp", s=service)
+        rows = _rows(
+            engine, "SELECT * FROM telemetry_events WHERE payload->>'service_name' = :s ORDER BY event_timestamp", s=service
+        )
         assert [(r["event_name"], r["event_type"], r["source"]) for r in rows] == [
             ("cache warmed", "system_event", "otlp"),
             ("payment declined", "error_event", "otlp"),
@@ -139,9 +153,16 @@ class TestOfficialSdk:
 
 
 def _json_span(trace_id: str, span_id: str, name: str, start_ns: int) -> dict:  # type: ignore[type-arg]
-    return {"traceId": trace_id, "spanId": span_id, "name": name, "kind": 2,
-            "startTimeUnixNano": str(start_ns), "endTimeUnixNano": start_ns + 5_000_000,
-            "attributes": [{"key": "http.route", "value": {"stringValue": "/json"}}], "futureField": {"x": 1}}
+    return {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": name,
+        "kind": 2,
+        "startTimeUnixNano": str(start_ns),
+        "endTimeUnixNano": start_ns + 5_000_000,
+        "attributes": [{"key": "http.route", "value": {"stringValue": "/json"}}],
+        "futureField": {"x": 1},
+    }
 
 
 class TestHandWritten:
@@ -149,12 +170,29 @@ class TestHandWritten:
         """OTLP/JSON (hex ids, int64 as string or number, unknown fields) gzip-encoded; a bad span is reported, the rest land."""
         trace_id = uuid.uuid4().hex
         now_ns = time.time_ns()
-        body = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-svc"}}]},
-                                   "scopeSpans": [{"spans": [_json_span(trace_id, "00000000000000a1", "good", now_ns),
-                                                             _json_span(trace_id, "0000000000000000", "bad", now_ns)]}]}]}
+        body = {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-svc"}}]},
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                _json_span(trace_id, "00000000000000a1", "good", now_ns),
+                                _json_span(trace_id, "0000000000000000", "bad", now_ns),
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
         response = httpx.post(
-            f"{live_server}/v1/traces", content=gzip.compress(json.dumps(body).encode()),
-            headers={"Content-Type": "application/json", "Content-Encoding": "gzip", "Authorization": f"Bearer {tenant.ingest_key}"},
+            f"{live_server}/v1/traces",
+            content=gzip.compress(json.dumps(body).encode()),
+            headers={
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+                "Authorization": f"Bearer {tenant.ingest_key}",
+            },
         )
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/json")
@@ -171,21 +209,33 @@ class TestHandWritten:
         span.trace_id, span.span_id, span.name = uuid.uuid4().bytes, uuid.uuid4().bytes[:8], "pb"
         span.start_time_unix_nano = time.time_ns()
         span.end_time_unix_nano = span.start_time_unix_nano + 1000
-        response = httpx.post(f"{live_server}/v1/traces", content=request.SerializeToString(),
-                              headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {tenant.ingest_key}"})
+        response = httpx.post(
+            f"{live_server}/v1/traces",
+            content=request.SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {tenant.ingest_key}"},
+        )
         assert response.status_code == 200 and response.headers["content-type"] == "application/x-protobuf"
         decoded = ExportTraceServiceResponse.FromString(response.content)
         assert not decoded.HasField("partial_success")
 
     @pytest.mark.parametrize(
         ("content", "content_type", "status"),
-        [(b"\x0a\xff\xff\xff", "application/x-protobuf", 400), (b"{not json", "application/json", 400), (b"hello", "text/plain", 415)],
+        [
+            (b"\x0a\xff\xff\xff", "application/x-protobuf", 400),
+            (b"{not json", "application/json", 400),
+            (b"hello", "text/plain", 415),
+        ],
         ids=["truncated-protobuf", "bad-json", "text-plain"],
     )
-    def test_bad_requests_get_a_status_body(self, live_server: str, tenant: Tenant, content: bytes, content_type: str, status: int) -> None:
+    def test_bad_requests_get_a_status_body(
+        self, live_server: str, tenant: Tenant, content: bytes, content_type: str, status: int
+    ) -> None:
         """Undecodable bodies are 400 and unknown content types 415, with a google.rpc.Status saying why."""
-        response = httpx.post(f"{live_server}/v1/traces", content=content,
-                              headers={"Content-Type": content_type, "Authorization": f"Bearer {tenant.ingest_key}"})
+        response = httpx.post(
+            f"{live_server}/v1/traces",
+            content=content,
+            headers={"Content-Type": content_type, "Authorization": f"Bearer {tenant.ingest_key}"},
+        )
         assert response.status_code == status
         if content_type == "application/x-protobuf":
             message = status_pb2.Status.FromString(response.content).message

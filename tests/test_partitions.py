@@ -35,7 +35,12 @@ class TestPartitionArithmetic:
         [
             (datetime(2026, 3, 1, 0, 0, tzinfo=UTC), 2, 7, (date(2026, 2, 27), date(2026, 3, 8))),
             # 23:30 in New York is already the next UTC day
-            (datetime(2026, 3, 1, 23, 30, tzinfo=UTC).astimezone(__import__("zoneinfo").ZoneInfo("America/New_York")), 0, 7, (date(2026, 3, 1), date(2026, 3, 8))),
+            (
+                datetime(2026, 3, 1, 23, 30, tzinfo=UTC).astimezone(__import__("zoneinfo").ZoneInfo("America/New_York")),
+                0,
+                7,
+                (date(2026, 3, 1), date(2026, 3, 8)),
+            ),
         ],
     )
     def test_days_to_cover_counts_utc_days(self, now: datetime, back: int, ahead: int, expected: tuple[date, date]) -> None:
@@ -68,7 +73,9 @@ class TestUpkeep:
                 second = partitions.upkeep(session, now=now, days_back=1, days_ahead=7)
                 names = [p.name for p in partition_store.list_partitions(session, table="telemetry_events")]
             assert second.total_created == 0
-            assert names == [f"telemetry_events_p{day:%Y%m%d}" for day in (date(2026, 6, 14) + timedelta(days=i) for i in range(9))]
+            assert names == [
+                f"telemetry_events_p{day:%Y%m%d}" for day in (date(2026, 6, 14) + timedelta(days=i) for i in range(9))
+            ]
         finally:
             engine.dispose()
 
@@ -80,12 +87,16 @@ class TestUpkeep:
                 result = partitions.ensure_for_days(session, first_day=date(2025, 1, 10), last_day=date(2025, 1, 10))
                 assert result.created == {table: 1 for table in PARTITIONED_TABLES}
                 session.execute(
-                    text("INSERT INTO telemetry_events (event_id, event_type, event_name, event_timestamp) VALUES (:id, 'user_action', 'x', :at)"),
+                    text(
+                        "INSERT INTO telemetry_events (event_id, event_type, event_name, event_timestamp) VALUES (:id, 'user_action', 'x', :at)"
+                    ),
                     {"id": uuid.uuid4(), "at": datetime(2025, 1, 10, 23, 59, 59, 999999, tzinfo=UTC)},
                 )
             with session_factory(engine).begin() as session, pytest.raises(Exception, match="no partition"):
                 session.execute(
-                    text("INSERT INTO telemetry_events (event_id, event_type, event_name, event_timestamp) VALUES (:id, 'user_action', 'x', :at)"),
+                    text(
+                        "INSERT INTO telemetry_events (event_id, event_type, event_name, event_timestamp) VALUES (:id, 'user_action', 'x', :at)"
+                    ),
                     {"id": uuid.uuid4(), "at": datetime(2025, 1, 11, 0, 0, tzinfo=UTC)},
                 )
         finally:
@@ -111,7 +122,9 @@ class TestUpkeep:
         engine = make_engine(fresh_url, pool_size=1)
         try:
             with session_factory(engine).begin() as session, pytest.raises(ValueError, match="not partitioned"):
-                partition_store.ensure_daily_partitions(session, table="users", first_day=date(2026, 1, 1), last_day=date(2026, 1, 1))
+                partition_store.ensure_daily_partitions(
+                    session, table="users", first_day=date(2026, 1, 1), last_day=date(2026, 1, 1)
+                )
             with session_factory(engine).begin() as session, pytest.raises(Exception, match="not a partitioned table"):
                 session.execute(text("SELECT ensure_daily_partitions('users', DATE '2026-01-01', DATE '2026-01-01')"))
         finally:

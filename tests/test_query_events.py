@@ -33,7 +33,9 @@ def reader(license_id: int) -> Principal:
 
 
 def search(session: Session, principal: Principal = ADMIN, *, now: datetime = NOW, **filters: Any) -> EventPage:
-    return event_search.search(session, principal=principal, filters=EventFilters(**filters), now=now, cursor_key=b"test cursor key")
+    return event_search.search(
+        session, principal=principal, filters=EventFilters(**filters), now=now, cursor_key=b"test cursor key"
+    )
 
 
 def names(page: EventPage) -> list[str]:
@@ -60,9 +62,33 @@ class TestFilters:
         add_user(session, "u-filter-1", license_id=license_.license_id)
         add_user(session, "u-filter-2", license_id=license_.license_id)
         at = NOW - timedelta(minutes=5)
-        add_event(session, at=at, event_name="a", event_type=EventType.ERROR_EVENT, user_id="u-filter-1", session_id="s1", source=EventSource.WEB)
-        add_event(session, at=at, event_name="b", event_type=EventType.USER_ACTION, user_id="u-filter-2", session_id="s2", source=EventSource.MOBILE)
-        add_event(session, at=at, event_name="c", event_type=EventType.USER_ACTION, user_id=None, session_id="s1", source=EventSource.API)
+        add_event(
+            session,
+            at=at,
+            event_name="a",
+            event_type=EventType.ERROR_EVENT,
+            user_id="u-filter-1",
+            session_id="s1",
+            source=EventSource.WEB,
+        )
+        add_event(
+            session,
+            at=at,
+            event_name="b",
+            event_type=EventType.USER_ACTION,
+            user_id="u-filter-2",
+            session_id="s2",
+            source=EventSource.MOBILE,
+        )
+        add_event(
+            session,
+            at=at,
+            event_name="c",
+            event_type=EventType.USER_ACTION,
+            user_id=None,
+            session_id="s1",
+            source=EventSource.API,
+        )
         assert names(search(session, equals={"event_type": "error_event"})) == ["a"]
         assert names(search(session, equals={"event_name": "b"})) == ["b"]
         assert names(search(session, equals={"user_id": "u-filter-2"})) == ["b"]
@@ -125,7 +151,12 @@ class TestPayloadFilters:
         add_event(session, at=at, event_name="pro-3", payload={"plan": "pro", "seats": 3, "beta": True})
         add_event(session, at=at, event_name="pro-3s", payload={"plan": "pro", "seats": "3", "beta": "true"})
         add_event(session, at=at, event_name="free", payload={"plan": "free", "seats": 1, "coupon": None})
-        add_event(session, at=at, event_name="nested", payload={"user": {"plan": "pro", "tier": 2}, "http.route": "/pay", "tags": ["a", "b"]})
+        add_event(
+            session,
+            at=at,
+            event_name="nested",
+            payload={"user": {"plan": "pro", "tier": 2}, "http.route": "/pay", "tags": ["a", "b"]},
+        )
 
     def filtered(self, session: Session, *pairs: tuple[str, str]) -> list[str]:
         from fernando_telemetry.core import containment
@@ -152,7 +183,10 @@ class TestPayloadFilters:
     @pytest.mark.usefixtures("events")
     def test_several_keys_must_all_match(self, session: Session) -> None:
         """Filters are ANDed, whether string or JSON."""
-        assert self.filtered(session, ("payload.plan", "pro"), ("payload.beta", "true"), ("payload.seats", "3")) == ["pro-3", "pro-3s"]
+        assert self.filtered(session, ("payload.plan", "pro"), ("payload.beta", "true"), ("payload.seats", "3")) == [
+            "pro-3",
+            "pro-3s",
+        ]
         assert self.filtered(session, ("payload.plan", "free"), ("payload.seats", "3")) == []
         assert self.filtered(session, ("payload.plan", "pro"), ("payload.plan", "free")) == []
 
@@ -203,7 +237,14 @@ class TestPagination:
 
     def test_pages_spanning_hours_and_days_keep_their_order(self, session: Session) -> None:
         """Events minutes, hours and days apart (read slice by slice, newest first) come back in order, on one page or several."""
-        ages = [timedelta(minutes=10), timedelta(minutes=59), timedelta(hours=3), timedelta(hours=20), timedelta(days=2), timedelta(days=9)]
+        ages = [
+            timedelta(minutes=10),
+            timedelta(minutes=59),
+            timedelta(hours=3),
+            timedelta(hours=20),
+            timedelta(days=2),
+            timedelta(days=9),
+        ]
         for index, age in enumerate(ages):
             add_event(session, at=NOW - age, event_name=f"a{index}")
         start = NOW - timedelta(days=10)
@@ -311,7 +352,9 @@ class TestGetById:
             event_search.get(session, principal=ADMIN, event_id=uuid.uuid4())
         with pytest.raises(NotFound):
             event_search.get(session, principal=reader(mine.license_id), event_id=event.event_id)
-        assert event_search.get(session, principal=reader(theirs.license_id), event_id=event.event_id)["event_id"] == event.event_id
+        assert (
+            event_search.get(session, principal=reader(theirs.license_id), event_id=event.event_id)["event_id"] == event.event_id
+        )
 
     @pytest.mark.parametrize("text", ["", "123", "not-a-uuid", "0192f3a4-5b6c-7d8e-9f00-11223344556g"])
     def test_a_malformed_id_is_a_400(self, text: str) -> None:
@@ -341,16 +384,28 @@ class TestEventsApi:
     def test_filters_payload_and_pages_over_http(self, client: TestClient, tenant: Tenant) -> None:
         """Ingested events are found by type, user and payload, and a cursor walks the pages."""
         at = NOW - timedelta(minutes=30)
-        _ingest(client, tenant, [
-            {"event_name": f"e{index}", "event_type": "business_event", "user_id": tenant.user_id,
-             "payload": {"plan": "pro" if index % 2 else "free", "seats": index}, "event_timestamp": (at + timedelta(seconds=index)).isoformat()}
-            for index in range(5)
-        ] + [{"event_name": "other", "event_timestamp": at.isoformat()}])
+        _ingest(
+            client,
+            tenant,
+            [
+                {
+                    "event_name": f"e{index}",
+                    "event_type": "business_event",
+                    "user_id": tenant.user_id,
+                    "payload": {"plan": "pro" if index % 2 else "free", "seats": index},
+                    "event_timestamp": (at + timedelta(seconds=index)).isoformat(),
+                }
+                for index in range(5)
+            ]
+            + [{"event_name": "other", "event_timestamp": at.isoformat()}],
+        )
         params = {"event_type": "business_event", "user_id": tenant.user_id, "payload.plan": "pro", "limit": "1"}
         first = client.get("/api/v1/events", params=params, headers=_auth(tenant.read_key))
         assert first.status_code == 200, first.text
         assert [event["event_name"] for event in first.json()["events"]] == ["e3"]
-        second = client.get("/api/v1/events", params={**params, "cursor": first.json()["next_cursor"]}, headers=_auth(tenant.read_key)).json()
+        second = client.get(
+            "/api/v1/events", params={**params, "cursor": first.json()["next_cursor"]}, headers=_auth(tenant.read_key)
+        ).json()
         assert [event["event_name"] for event in second["events"]] == ["e1"] and second["next_cursor"] is None
         seats = client.get("/api/v1/events", params={"payload.seats": "4"}, headers=_auth(tenant.read_key)).json()
         assert [event["event_name"] for event in seats["events"]] == ["e4"]
@@ -358,17 +413,50 @@ class TestEventsApi:
     def test_an_event_comes_back_with_every_column_and_by_id(self, client: TestClient, tenant: Tenant) -> None:
         """The search answer carries all columns of the table, the same as GET /events/{id}."""
         event_id = str(uuid.uuid4())
-        _ingest(client, tenant, [{"event_id": event_id, "event_name": "full", "session_id": "s-1", "source": "web",
-                                  "payload": {"a": 1}, "duration_ms": 12.5, "ip_address": "10.0.0.7", "user_agent": "ua",
-                                  "environment": "prod", "app_version": "1.2.3", "category": "checkout",
-                                  "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7",
-                                  "event_timestamp": (NOW - timedelta(minutes=2)).isoformat()}])
+        _ingest(
+            client,
+            tenant,
+            [
+                {
+                    "event_id": event_id,
+                    "event_name": "full",
+                    "session_id": "s-1",
+                    "source": "web",
+                    "payload": {"a": 1},
+                    "duration_ms": 12.5,
+                    "ip_address": "10.0.0.7",
+                    "user_agent": "ua",
+                    "environment": "prod",
+                    "app_version": "1.2.3",
+                    "category": "checkout",
+                    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                    "span_id": "00f067aa0ba902b7",
+                    "event_timestamp": (NOW - timedelta(minutes=2)).isoformat(),
+                }
+            ],
+        )
         (found,) = client.get("/api/v1/events", params={"event_name": "full"}, headers=_auth(tenant.read_key)).json()["events"]
         by_id = client.get(f"/api/v1/events/{event_id}", headers=_auth(tenant.read_key))
         assert by_id.status_code == 200 and by_id.json() == found
         assert set(found) == {
-            "event_id", "event_type", "event_name", "category", "source", "user_id", "license_id", "session_id", "payload",
-            "duration_ms", "ip_address", "user_agent", "trace_id", "span_id", "environment", "app_version", "event_timestamp", "created_at",
+            "event_id",
+            "event_type",
+            "event_name",
+            "category",
+            "source",
+            "user_id",
+            "license_id",
+            "session_id",
+            "payload",
+            "duration_ms",
+            "ip_address",
+            "user_agent",
+            "trace_id",
+            "span_id",
+            "environment",
+            "app_version",
+            "event_timestamp",
+            "created_at",
         }
         assert found["event_id"] == event_id and found["ip_address"] == "10.0.0.7" and found["license_id"] == tenant.license_id
         assert datetime.fromisoformat(found["event_timestamp"]) == NOW - timedelta(minutes=2)
@@ -390,7 +478,9 @@ class TestEventsApi:
             ({"user_id": "u\x00"}, "user_id: NUL characters are not allowed"),
         ],
     )
-    def test_bad_parameters_are_400_with_a_message(self, client: TestClient, tenant: Tenant, params: dict[str, str], message: str) -> None:
+    def test_bad_parameters_are_400_with_a_message(
+        self, client: TestClient, tenant: Tenant, params: dict[str, str], message: str
+    ) -> None:
         """Each malformed or out-of-range parameter is a 400 in the error body, saying what is wrong."""
         response = client.get("/api/v1/events", params=params, headers=_auth(tenant.read_key))
         assert response.status_code == 400, response.text
@@ -437,7 +527,11 @@ class TestEventsTenantScoping:
         other = make_tenant(committed_engine)
         marker = "scoped-" + uuid.uuid4().hex[:8]
         event_id = str(uuid.uuid4())
-        _ingest(client, other, [{"event_id": event_id, "event_name": marker, "event_timestamp": (NOW - timedelta(minutes=1)).isoformat()}])
+        _ingest(
+            client,
+            other,
+            [{"event_id": event_id, "event_name": marker, "event_timestamp": (NOW - timedelta(minutes=1)).isoformat()}],
+        )
         assert client.get("/api/v1/events", params={"event_name": marker}, headers=_auth(other.read_key)).json()["events"]
         for params in ({"event_name": marker}, {}, {"license_id": str(tenant.license_id)}):
             events = client.get("/api/v1/events", params=params, headers=_auth(tenant.read_key)).json()["events"]
@@ -448,16 +542,24 @@ class TestEventsTenantScoping:
         response = client.get("/api/v1/events", params={"license_id": str(other.license_id)}, headers=_auth(tenant.read_key))
         assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
 
-    def test_an_admin_reads_any_license_and_can_narrow_to_one(self, client: TestClient, tenant: Tenant, committed_engine: Engine) -> None:
+    def test_an_admin_reads_any_license_and_can_narrow_to_one(
+        self, client: TestClient, tenant: Tenant, committed_engine: Engine
+    ) -> None:
         """The admin key sees both tenants' events, or one tenant's with license_id, and any event by id."""
         other = make_tenant(committed_engine)
         marker = "admin-" + uuid.uuid4().hex[:8]
         event_id = str(uuid.uuid4())
         _ingest(client, tenant, [{"event_name": marker, "event_timestamp": (NOW - timedelta(minutes=1)).isoformat()}])
-        _ingest(client, other, [{"event_id": event_id, "event_name": marker, "event_timestamp": (NOW - timedelta(minutes=2)).isoformat()}])
+        _ingest(
+            client,
+            other,
+            [{"event_id": event_id, "event_name": marker, "event_timestamp": (NOW - timedelta(minutes=2)).isoformat()}],
+        )
         admin = admin_key(committed_engine)
         both = client.get("/api/v1/events", params={"event_name": marker}, headers=_auth(admin)).json()["events"]
         assert [event["license_id"] for event in both] == [tenant.license_id, other.license_id]
-        one = client.get("/api/v1/events", params={"event_name": marker, "license_id": str(other.license_id)}, headers=_auth(admin)).json()
+        one = client.get(
+            "/api/v1/events", params={"event_name": marker, "license_id": str(other.license_id)}, headers=_auth(admin)
+        ).json()
         assert [event["license_id"] for event in one["events"]] == [other.license_id]
         assert client.get(f"/api/v1/events/{event_id}", headers=_auth(admin)).status_code == 200

@@ -79,12 +79,20 @@ class TestAggregations:
     @pytest.mark.parametrize(
         ("aggregation", "expected"),
         [
-            (Aggregation.AVG, 5.5), (Aggregation.MIN, 1.0), (Aggregation.MAX, 10.0), (Aggregation.SUM, 55.0),
-            (Aggregation.COUNT, 10.0), (Aggregation.P50, 5.5), (Aggregation.P90, 9.1), (Aggregation.P95, 9.55),
+            (Aggregation.AVG, 5.5),
+            (Aggregation.MIN, 1.0),
+            (Aggregation.MAX, 10.0),
+            (Aggregation.SUM, 55.0),
+            (Aggregation.COUNT, 10.0),
+            (Aggregation.P50, 5.5),
+            (Aggregation.P90, 9.1),
+            (Aggregation.P95, 9.55),
             (Aggregation.P99, 9.91),
         ],
     )
-    def test_each_aggregation_matches_its_hand_computed_value(self, session: Session, aggregation: Aggregation, expected: float) -> None:
+    def test_each_aggregation_matches_its_hand_computed_value(
+        self, session: Session, aggregation: Aggregation, expected: float
+    ) -> None:
         """Over 1..10: avg 5.5, min 1, max 10, sum 55, count 10, and interpolated percentiles (p90 = 9.1, ...)."""
         result = query(session, aggregation=aggregation, end=at(2))
         assert values(result)[0] == pytest.approx(expected) and values(result)[1] is None
@@ -94,7 +102,13 @@ class TestAggregations:
         """A row of 3 observations averaging 20 and a plain sample of 10: count 4, sum 70, avg 17.5; min/max of the values."""
         sample(session, at=at(seconds=1), metric_type=MetricType.HISTOGRAM, value=20.0, sample_count=3)
         sample(session, at=at(seconds=2), metric_type=MetricType.HISTOGRAM, value=10.0, sample_count=1)
-        expected = {Aggregation.COUNT: 4.0, Aggregation.SUM: 70.0, Aggregation.AVG: 17.5, Aggregation.MIN: 10.0, Aggregation.MAX: 20.0}
+        expected = {
+            Aggregation.COUNT: 4.0,
+            Aggregation.SUM: 70.0,
+            Aggregation.AVG: 17.5,
+            Aggregation.MIN: 10.0,
+            Aggregation.MAX: 20.0,
+        }
         for aggregation, value in expected.items():
             assert values(query(session, aggregation=aggregation, end=at(1))) == [pytest.approx(value)]
 
@@ -163,7 +177,9 @@ class TestRate:
         """Increments 60 over (0 s, 30 s], 60 over (30 s, 90 s], 30 over (90 s, 120 s]: minute 0 gets 60 + 30, minute 1
         30 + 30; spread in proportion to each interval's overlap with the minute."""
         for start, end, increment in [(0, 30, 60), (30, 90, 60), (90, 120, 30)]:
-            sample(session, at=at(seconds=end), start_time=at(seconds=start), metric_type=MetricType.COUNTER, value=float(increment))
+            sample(
+                session, at=at(seconds=end), start_time=at(seconds=start), metric_type=MetricType.COUNTER, value=float(increment)
+            )
         result = query(session, aggregation=Aggregation.RATE, end=at(3))
         assert values(result) == [pytest.approx(90 / 60), pytest.approx(60 / 60), None]
 
@@ -194,13 +210,30 @@ class TestRate:
     def test_each_series_is_its_own_and_a_group_sums_them(self, session: Session) -> None:
         """Two hosts' increments add up in one group and split by host."""
         for seconds in (20, 40, 60):
-            sample(session, at=at(seconds=seconds), start_time=at(seconds=seconds - 20), metric_type=MetricType.COUNTER, value=40.0, host_name="a", labels={"dc": "x"})
-            sample(session, at=at(seconds=seconds), start_time=at(seconds=seconds - 20), metric_type=MetricType.COUNTER, value=20.0, host_name="b", labels={"dc": "x"})
+            sample(
+                session,
+                at=at(seconds=seconds),
+                start_time=at(seconds=seconds - 20),
+                metric_type=MetricType.COUNTER,
+                value=40.0,
+                host_name="a",
+                labels={"dc": "x"},
+            )
+            sample(
+                session,
+                at=at(seconds=seconds),
+                start_time=at(seconds=seconds - 20),
+                metric_type=MetricType.COUNTER,
+                value=20.0,
+                host_name="b",
+                labels={"dc": "x"},
+            )
         together = query(session, aggregation=Aggregation.RATE, end=at(1))
         assert values(together) == [pytest.approx((120 + 60) / 60)]
         by_host = query(session, aggregation=Aggregation.RATE, end=at(1), group_by=GroupBy(column="host_name"))
         assert [(line.group, line.points[0][1]) for line in by_host.series] == [
-            ({"host_name": "a"}, pytest.approx(2.0)), ({"host_name": "b"}, pytest.approx(1.0))
+            ({"host_name": "a"}, pytest.approx(2.0)),
+            ({"host_name": "b"}, pytest.approx(1.0)),
         ]
         by_label = query(session, aggregation=Aggregation.RATE, end=at(1), group_by=GroupBy(label="dc"))
         assert [(line.group, line.points[0][1]) for line in by_label.series] == [({"labels.dc": "x"}, pytest.approx(3.0))]
@@ -217,7 +250,15 @@ class TestFiltersAndGroups:
             ("other", "api", "web-1", {"region": "eu"}, 16.0),
         ]
         for metric_name, service_name, host_name, row_labels, value in rows:
-            sample(session, at=at(seconds=5), metric_name=metric_name, service_name=service_name, host_name=host_name, labels=row_labels, value=value)
+            sample(
+                session,
+                at=at(seconds=5),
+                metric_name=metric_name,
+                service_name=service_name,
+                host_name=host_name,
+                labels=row_labels,
+                value=value,
+            )
 
     @pytest.mark.usefixtures("samples")
     @pytest.mark.parametrize(
@@ -243,34 +284,61 @@ class TestFiltersAndGroups:
         """One line per host, by name; samples without a host form the None group, last."""
         result = query(session, aggregation=Aggregation.SUM, end=at(1), group_by=GroupBy(column="host_name"))
         assert [(line.group, line.points) for line in result.series] == [
-            ({"host_name": "web-1"}, [(at(0), 5.0)]), ({"host_name": "web-2"}, [(at(0), 2.0)]), ({"host_name": None}, [(at(0), 8.0)]),
+            ({"host_name": "web-1"}, [(at(0), 5.0)]),
+            ({"host_name": "web-2"}, [(at(0), 2.0)]),
+            ({"host_name": None}, [(at(0), 8.0)]),
         ]
         assert groups(query(session, end=at(1), group_by=GroupBy(column="service_name"))) == [
-            {"service_name": "api"}, {"service_name": "worker"}, {"service_name": None}
+            {"service_name": "api"},
+            {"service_name": "worker"},
+            {"service_name": None},
         ]
 
     @pytest.mark.usefixtures("samples")
     def test_group_by_a_label_uses_its_text(self, session: Session) -> None:
         """Label values group as text (3 and "3" together); rows without the label are the None group."""
         by_shard = query(session, aggregation=Aggregation.COUNT, end=at(1), group_by=GroupBy(label="shard"))
-        assert [(line.group, line.points[0][1]) for line in by_shard.series] == [({"labels.shard": "3"}, 2.0), ({"labels.shard": None}, 2.0)]
+        assert [(line.group, line.points[0][1]) for line in by_shard.series] == [
+            ({"labels.shard": "3"}, 2.0),
+            ({"labels.shard": None}, 2.0),
+        ]
 
     def test_more_than_the_allowed_series_is_a_400(self, session: Session) -> None:
         """Grouping into 501 series is refused with advice."""
-        session.execute(insert(SystemMetric), [
-            {"metric_name": "wide", "metric_type": "gauge", "value": 1.0, "host_name": f"h{index}", "timestamp": at(seconds=1)}
-            for index in range(metric_series.MAX_SERIES + 1)
-        ])
+        session.execute(
+            insert(SystemMetric),
+            [
+                {
+                    "metric_name": "wide",
+                    "metric_type": "gauge",
+                    "value": 1.0,
+                    "host_name": f"h{index}",
+                    "timestamp": at(seconds=1),
+                }
+                for index in range(metric_series.MAX_SERIES + 1)
+            ],
+        )
         with pytest.raises(InvalidInput, match="gives 501 series, more than the 500 allowed"):
             query(session, metric_name="wide", end=at(1), group_by=GroupBy(column="host_name"))
-        assert len(query(session, metric_name="wide", end=at(1), group_by=GroupBy(column="host_name"), host_name="h1").series) == 1
+        assert (
+            len(query(session, metric_name="wide", end=at(1), group_by=GroupBy(column="host_name"), host_name="h1").series) == 1
+        )
 
     def test_more_than_the_allowed_points_over_all_series_is_a_400(self, session: Session) -> None:
         """46 series of 11,000 points (506,000) are over the 500,000 limit."""
-        session.execute(insert(SystemMetric), [
-            {"metric_name": "many", "metric_type": "gauge", "value": 1.0, "host_name": f"h{index}", "timestamp": at(seconds=1)}
-            for index in range(46)
-        ])
+        session.execute(
+            insert(SystemMetric),
+            [
+                {
+                    "metric_name": "many",
+                    "metric_type": "gauge",
+                    "value": 1.0,
+                    "host_name": f"h{index}",
+                    "timestamp": at(seconds=1),
+                }
+                for index in range(46)
+            ],
+        )
         with pytest.raises(InvalidInput, match="46 series of 11,000 points are more than the 500,000"):
             query(session, metric_name="many", start=at(), end=at(11_000), group_by=GroupBy(column="host_name"))
 
@@ -280,10 +348,27 @@ class FixedSource:
 
     name = "rollup"
 
-    def serves(self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None) -> bool:
+    def serves(
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
+    ) -> bool:
         return buckets.step is Step.ONE_HOUR
 
-    def values(self, session: Session, *, selection: MetricSelection, aggregation: Aggregation, buckets: Buckets, group_by: GroupBy | None, now: datetime) -> list[BucketValue]:
+    def values(
+        self,
+        session: Session,
+        *,
+        selection: MetricSelection,
+        aggregation: Aggregation,
+        buckets: Buckets,
+        group_by: GroupBy | None,
+        now: datetime,
+    ) -> list[BucketValue]:
         return [BucketValue(None, buckets.first, 42.0)]
 
 
@@ -303,12 +388,27 @@ class TestPointSources:
         """With a plugged-in source listed first, auto uses it where it serves (1h) and raw elsewhere (1m)."""
         sample(session, at=at(seconds=1), value=3.0)
         sources = (FixedSource(), metric_series.RAW)
-        hourly = metric_series.series(session, principal=ADMIN, request=SeriesRequest(metric_name="m", start=T0, end=at(60), step=Step.ONE_HOUR), now=NOW, sources=sources)
+        hourly = metric_series.series(
+            session,
+            principal=ADMIN,
+            request=SeriesRequest(metric_name="m", start=T0, end=at(60), step=Step.ONE_HOUR),
+            now=NOW,
+            sources=sources,
+        )
         assert hourly.source == "rollup" and values(hourly) == [42.0]
-        minutely = metric_series.series(session, principal=ADMIN, request=SeriesRequest(metric_name="m", start=T0, end=at(1)), now=NOW, sources=sources)
+        minutely = metric_series.series(
+            session, principal=ADMIN, request=SeriesRequest(metric_name="m", start=T0, end=at(1)), now=NOW, sources=sources
+        )
         assert minutely.source == "raw" and values(minutely) == [3.0]
         with pytest.raises(InvalidInput, match="source=rollup cannot serve this request"):
-            metric_series.series(session, principal=ADMIN, request=SeriesRequest(metric_name="m", start=T0, end=at(1)), now=NOW, source="rollup", sources=sources)
+            metric_series.series(
+                session,
+                principal=ADMIN,
+                request=SeriesRequest(metric_name="m", start=T0, end=at(1)),
+                now=NOW,
+                source="rollup",
+                sources=sources,
+            )
 
 
 class TestTenancy:
@@ -318,16 +418,30 @@ class TestTenancy:
         sample(session, at=at(seconds=1), value=1.0, license_id=mine.license_id, metric_name="shared")
         sample(session, at=at(seconds=2), value=10.0, license_id=theirs.license_id, metric_name="shared")
         sample(session, at=at(seconds=3), value=100.0, license_id=theirs.license_id, metric_name="theirs_only")
-        assert values(query(session, reader(mine.license_id), metric_name="shared", aggregation=Aggregation.SUM, end=at(1))) == [1.0]
+        assert values(query(session, reader(mine.license_id), metric_name="shared", aggregation=Aggregation.SUM, end=at(1))) == [
+            1.0
+        ]
         assert values(query(session, reader(mine.license_id), metric_name="theirs_only", end=at(1))) == [None]
         assert values(query(session, metric_name="shared", aggregation=Aggregation.SUM, end=at(1))) == [11.0]
-        assert values(query(session, metric_name="shared", aggregation=Aggregation.SUM, end=at(1), license_id=theirs.license_id)) == [10.0]
+        assert values(
+            query(session, metric_name="shared", aggregation=Aggregation.SUM, end=at(1), license_id=theirs.license_id)
+        ) == [10.0]
         with pytest.raises(Forbidden):
             query(session, reader(mine.license_id), license_id=theirs.license_id)
-        visible = metric_series.names(session, principal=reader(mine.license_id), start=T0, end=at(1), service_name=None, license_id=None, now=NOW)
+        visible = metric_series.names(
+            session, principal=reader(mine.license_id), start=T0, end=at(1), service_name=None, license_id=None, now=NOW
+        )
         assert [name.metric_name for name in visible] == ["shared"]
         with pytest.raises(Forbidden):
-            metric_series.names(session, principal=reader(mine.license_id), start=None, end=None, service_name=None, license_id=theirs.license_id, now=NOW)
+            metric_series.names(
+                session,
+                principal=reader(mine.license_id),
+                start=None,
+                end=None,
+                service_name=None,
+                license_id=theirs.license_id,
+                now=NOW,
+            )
 
 
 class TestNames:
@@ -355,7 +469,12 @@ class TestNames:
         """A metric last seen eight days ago is not listed by default."""
         sample(session, at=NOW - timedelta(days=6, hours=23), metric_name="recent-" + T0.isoformat())
         sample(session, at=NOW - timedelta(days=8), metric_name="stale-" + T0.isoformat())
-        found = [name.metric_name for name in metric_series.names(session, principal=ADMIN, start=None, end=None, service_name=None, license_id=None, now=NOW)]
+        found = [
+            name.metric_name
+            for name in metric_series.names(
+                session, principal=ADMIN, start=None, end=None, service_name=None, license_id=None, now=NOW
+            )
+        ]
         assert "recent-" + T0.isoformat() in found and "stale-" + T0.isoformat() not in found
 
 
@@ -383,29 +502,81 @@ class TestSeriesApi:
     def test_a_grouped_series_over_http(self, client: TestClient, tenant: Tenant) -> None:
         """Ingested samples come back as one line per host, a point per 5 minutes, gaps null, times in ISO 8601."""
         name = "cpu_" + uuid.uuid4().hex[:8]
-        _send(client, tenant, [
-            {"metric_name": name, "value": 10.0, "host_name": "web-1", "labels": {"region": "eu"}, "timestamp": (HOUR + timedelta(minutes=1)).isoformat()},
-            {"metric_name": name, "value": 30.0, "host_name": "web-1", "labels": {"region": "eu"}, "timestamp": (HOUR + timedelta(minutes=2)).isoformat()},
-            {"metric_name": name, "value": 5.0, "host_name": "web-2", "labels": {"region": "us"}, "timestamp": (HOUR + timedelta(minutes=11)).isoformat()},
-        ])
-        params = {"metric_name": name, "from": HOUR.isoformat(), "to": (HOUR + timedelta(minutes=15)).isoformat(), "step": "5m", "group_by": "host_name"}
+        _send(
+            client,
+            tenant,
+            [
+                {
+                    "metric_name": name,
+                    "value": 10.0,
+                    "host_name": "web-1",
+                    "labels": {"region": "eu"},
+                    "timestamp": (HOUR + timedelta(minutes=1)).isoformat(),
+                },
+                {
+                    "metric_name": name,
+                    "value": 30.0,
+                    "host_name": "web-1",
+                    "labels": {"region": "eu"},
+                    "timestamp": (HOUR + timedelta(minutes=2)).isoformat(),
+                },
+                {
+                    "metric_name": name,
+                    "value": 5.0,
+                    "host_name": "web-2",
+                    "labels": {"region": "us"},
+                    "timestamp": (HOUR + timedelta(minutes=11)).isoformat(),
+                },
+            ],
+        )
+        params = {
+            "metric_name": name,
+            "from": HOUR.isoformat(),
+            "to": (HOUR + timedelta(minutes=15)).isoformat(),
+            "step": "5m",
+            "group_by": "host_name",
+        }
         response = client.get("/api/v1/metrics/series", params=params, headers=_auth(tenant.read_key))
         assert response.status_code == 200, response.text
         body = response.json()
-        assert {key: body[key] for key in ("metric_name", "step", "agg", "source")} == {"metric_name": name, "step": "5m", "agg": "avg", "source": "raw"}
+        assert {key: body[key] for key in ("metric_name", "step", "agg", "source")} == {
+            "metric_name": name,
+            "step": "5m",
+            "agg": "avg",
+            "source": "raw",
+        }
         assert [line["group"] for line in body["series"]] == [{"host_name": "web-1"}, {"host_name": "web-2"}]
         assert [value for _, value in body["series"][0]["points"]] == [20.0, None, None]
         assert [value for _, value in body["series"][1]["points"]] == [None, None, 5.0]
-        assert [datetime.fromisoformat(stamp) for stamp, _ in body["series"][0]["points"]] == [HOUR + timedelta(minutes=m) for m in (0, 5, 10)]
-        eu = client.get("/api/v1/metrics/series", params={**params, "group_by": "labels.region", "labels.region": "eu", "agg": "max"},
-                        headers=_auth(tenant.read_key)).json()
-        assert [(line["group"], [value for _, value in line["points"]]) for line in eu["series"]] == [({"labels.region": "eu"}, [30.0, None, None])]
+        assert [datetime.fromisoformat(stamp) for stamp, _ in body["series"][0]["points"]] == [
+            HOUR + timedelta(minutes=m) for m in (0, 5, 10)
+        ]
+        eu = client.get(
+            "/api/v1/metrics/series",
+            params={**params, "group_by": "labels.region", "labels.region": "eu", "agg": "max"},
+            headers=_auth(tenant.read_key),
+        ).json()
+        assert [(line["group"], [value for _, value in line["points"]]) for line in eu["series"]] == [
+            ({"labels.region": "eu"}, [30.0, None, None])
+        ]
 
     def test_names_over_http(self, client: TestClient, tenant: Tenant) -> None:
         """The catalogue lists what the key's license sent, with types, units and services."""
         name = "queue_" + uuid.uuid4().hex[:8]
-        _send(client, tenant, [{"metric_name": name, "metric_type": "counter", "value": 1.0, "unit": "items", "service_name": "worker",
-                                "timestamp": HOUR.isoformat()}])
+        _send(
+            client,
+            tenant,
+            [
+                {
+                    "metric_name": name,
+                    "metric_type": "counter",
+                    "value": 1.0,
+                    "unit": "items",
+                    "service_name": "worker",
+                    "timestamp": HOUR.isoformat(),
+                }
+            ],
+        )
         response = client.get("/api/v1/metrics/names", headers=_auth(tenant.read_key))
         assert response.status_code == 200, response.text
         (entry,) = [metric for metric in response.json()["metrics"] if metric["metric_name"] == name]
@@ -421,10 +592,21 @@ class TestSeriesApi:
             ("/api/v1/metrics/series", {"metric_name": "m", "step": "2m"}, "step: '2m' is not a step; use one of 1m, 5m, 1h, 1d"),
             ("/api/v1/metrics/series", {"metric_name": "m", "agg": "median"}, "agg: 'median' is not an aggregation"),
             ("/api/v1/metrics/series", {"metric_name": "m", "group_by": "user_id"}, "group_by: 'user_id' cannot be grouped by"),
-            ("/api/v1/metrics/series", {"metric_name": "m", "from": "2026-01-01T00:00:00Z", "to": "2026-01-09T00:00:00Z", "step": "1m"},
-             "step=1m gives 11,520 points over this range, more than the 11,000 allowed; use step=5m"),
-            ("/api/v1/metrics/series", {"metric_name": "m", "from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "must be after from"),
-            ("/api/v1/metrics/series", {"metric_name": "m", "source": "rollup", "step": "1m"}, "source=rollup cannot serve this request"),
+            (
+                "/api/v1/metrics/series",
+                {"metric_name": "m", "from": "2026-01-01T00:00:00Z", "to": "2026-01-09T00:00:00Z", "step": "1m"},
+                "step=1m gives 11,520 points over this range, more than the 11,000 allowed; use step=5m",
+            ),
+            (
+                "/api/v1/metrics/series",
+                {"metric_name": "m", "from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+                "must be after from",
+            ),
+            (
+                "/api/v1/metrics/series",
+                {"metric_name": "m", "source": "rollup", "step": "1m"},
+                "source=rollup cannot serve this request",
+            ),
             ("/api/v1/metrics/series", {"metric_name": "m", "source": "cache"}, "source: 'cache' is not available"),
             ("/api/v1/metrics/series", {"metric_name": "m", "lables.region": "eu"}, "unknown query parameter lables.region"),
             ("/api/v1/metrics/series", {"metric_name": "m", "labels.": "eu"}, "name a key after 'labels.'"),
@@ -434,7 +616,9 @@ class TestSeriesApi:
             ("/api/v1/metrics/names", {"service_name": "\x00"}, "service_name: NUL characters are not allowed"),
         ],
     )
-    def test_bad_parameters_are_400_with_a_message(self, client: TestClient, tenant: Tenant, path: str, params: dict[str, str], message: str) -> None:
+    def test_bad_parameters_are_400_with_a_message(
+        self, client: TestClient, tenant: Tenant, path: str, params: dict[str, str], message: str
+    ) -> None:
         """Each malformed parameter is a 400 in the error body, saying what is wrong and what is accepted."""
         response = client.get(path, params=params, headers=_auth(tenant.read_key))
         assert response.status_code == 400, response.text
@@ -451,7 +635,11 @@ class TestMetricsTenantScoping:
         """B's samples are absent from A's series and names; asking for B's license is 403; B and an admin see them."""
         other = make_tenant(committed_engine)
         name = "secret_" + uuid.uuid4().hex[:8]
-        _send(client, other, [{"metric_name": name, "value": 9.0, "host_name": "b-host", "timestamp": (HOUR + timedelta(minutes=1)).isoformat()}])
+        _send(
+            client,
+            other,
+            [{"metric_name": name, "value": 9.0, "host_name": "b-host", "timestamp": (HOUR + timedelta(minutes=1)).isoformat()}],
+        )
         params = {"metric_name": name, "from": HOUR.isoformat(), "to": (HOUR + timedelta(hours=1)).isoformat(), "step": "1h"}
 
         def series(key: str, **extra: str) -> Any:
@@ -465,8 +653,13 @@ class TestMetricsTenantScoping:
         assert series(tenant.read_key, group_by="host_name").json()["series"] == []
         assert name not in listed(tenant.read_key)
         for path in ("/api/v1/metrics/series", "/api/v1/metrics/names"):
-            response = client.get(path, params={**params, "license_id": str(other.license_id)} if "series" in path else {"license_id": str(other.license_id)},
-                                  headers=_auth(tenant.read_key))
+            response = client.get(
+                path,
+                params={**params, "license_id": str(other.license_id)}
+                if "series" in path
+                else {"license_id": str(other.license_id)},
+                headers=_auth(tenant.read_key),
+            )
             assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
         assert [value for _, value in series(other.read_key).json()["series"][0]["points"]] == [9.0]
         assert name in listed(other.read_key)

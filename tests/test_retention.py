@@ -45,9 +45,12 @@ class TestRetention:
         add_span(session, at=now - timedelta(days=1))
         _roll_up(session)
 
-        cleanups = {c.table_name: c for c in retention.run(
-            session, now=now, events_retention_days=90, metrics_retention_days=180, traces_retention_days=30
-        )}
+        cleanups = {
+            c.table_name: c
+            for c in retention.run(
+                session, now=now, events_retention_days=90, metrics_retention_days=180, traces_retention_days=30
+            )
+        }
 
         events = cleanups["telemetry_events"]
         assert events.cutoff == events_cutoff
@@ -93,7 +96,9 @@ class TestRetention:
     def test_refuses_a_retention_under_one_day(self, session: Session) -> None:
         """Zero days would delete everything: refused by the service and by the SQL function."""
         with pytest.raises(InvalidInput, match="traces_retention_days must be at least 1"):
-            retention.run(session, now=datetime.now(UTC), events_retention_days=90, metrics_retention_days=180, traces_retention_days=0)
+            retention.run(
+                session, now=datetime.now(UTC), events_retention_days=90, metrics_retention_days=180, traces_retention_days=0
+            )
         with pytest.raises(Exception, match="at least 1 day"):
             with session.begin_nested():
                 session.execute(text("SELECT * FROM cleanup_old_telemetry_data(0)"))
@@ -108,11 +113,29 @@ class TestIdempotencyExpiry:
         license_id = keys.create_license(session, name="expiry")
         key = keys.create_key(session, license_id=license_id, scopes=["ingest"], new_token=lambda: "ft_" + "ab" * 20)
         now = datetime.now(UTC)
-        session.add_all([
-            IngestBatch(api_key_id=key.api_key_id, endpoint="events", idempotency_key="old", response={}, created_at=now - timedelta(hours=25)),
-            IngestBatch(api_key_id=key.api_key_id, endpoint="events", idempotency_key="new", response={}, created_at=now - timedelta(hours=23)),
-        ])
+        session.add_all(
+            [
+                IngestBatch(
+                    api_key_id=key.api_key_id,
+                    endpoint="events",
+                    idempotency_key="old",
+                    response={},
+                    created_at=now - timedelta(hours=25),
+                ),
+                IngestBatch(
+                    api_key_id=key.api_key_id,
+                    endpoint="events",
+                    idempotency_key="new",
+                    response={},
+                    created_at=now - timedelta(hours=23),
+                ),
+            ]
+        )
         session.flush()
         assert retention.expire_idempotency_keys(session, now=now, window_hours=24) == 1
-        left = session.execute(text("SELECT idempotency_key FROM ingest_batches WHERE api_key_id = :k"), {"k": key.api_key_id}).scalars().all()
+        left = (
+            session.execute(text("SELECT idempotency_key FROM ingest_batches WHERE api_key_id = :k"), {"k": key.api_key_id})
+            .scalars()
+            .all()
+        )
         assert left == ["new"]

@@ -105,11 +105,15 @@ def tenants(session: Session) -> Tenants:
 
 def moments(rng: random.Random, start: datetime, hours: int, count: int) -> list[datetime]:
     """Every hour's first and last instant, then uniform moments over ``hours`` hours."""
-    edges = [start + HOUR * hour for hour in range(hours)] + [start + HOUR * hour - timedelta(microseconds=1) for hour in range(1, hours + 1)]
+    edges = [start + HOUR * hour for hour in range(hours)] + [
+        start + HOUR * hour - timedelta(microseconds=1) for hour in range(1, hours + 1)
+    ]
     return edges + [start + timedelta(microseconds=rng.randrange(hours * 3600 * 10**6)) for _ in range(count - len(edges))]
 
 
-def make_events(rng: random.Random, start: datetime, tenants: Tenants, *, hours: int = 48, count: int = 500) -> list[TelemetryEvent]:
+def make_events(
+    rng: random.Random, start: datetime, tenants: Tenants, *, hours: int = 48, count: int = 500
+) -> list[TelemetryEvent]:
     return [
         TelemetryEvent(
             event_id=uuid.UUID(int=rng.getrandbits(128)),
@@ -126,7 +130,9 @@ def make_events(rng: random.Random, start: datetime, tenants: Tenants, *, hours:
     ]
 
 
-def make_metrics(rng: random.Random, start: datetime, tenants: Tenants, *, hours: int = 48, count: int = 600) -> list[SystemMetric]:
+def make_metrics(
+    rng: random.Random, start: datetime, tenants: Tenants, *, hours: int = 48, count: int = 600
+) -> list[SystemMetric]:
     metrics = []
     for moment in moments(rng, start, hours, count):
         metric_name = rng.choice(("latency_ms", "queue_delta"))
@@ -292,19 +298,27 @@ class TestSketchInSql:
         values = [0.0, -0.0, 1e-301, 1e-300, -1e-300, 1.0, -1.0, 1e300, -1e300, math.inf, -math.inf]
         values += [rng.lognormvariate(0, 8) * rng.choice((1, -1)) for _ in range(2000)]
         values += [1.0151133501259446**exponent for exponent in range(-300, 300)]  # bucket edges
-        keys = session.execute(
-            text("SELECT rollup_sketch_key(v) FROM unnest(CAST(:values AS float8[])) WITH ORDINALITY AS u(v, n) ORDER BY n"),
-            {"values": values},
-        ).scalars().all()
+        keys = (
+            session.execute(
+                text("SELECT rollup_sketch_key(v) FROM unnest(CAST(:values AS float8[])) WITH ORDINALITY AS u(v, n) ORDER BY n"),
+                {"values": values},
+            )
+            .scalars()
+            .all()
+        )
         assert keys == [key_of(value) for value in values]
 
     def test_values_match_the_core_sketch(self, session: Session) -> None:
         """rollup_sketch_value gives core's estimate for every key it is asked about."""
         keys = [0, 1, -1, 50_000, -50_000, 99_999, -99_999, *range(3_000, 97_000, 997), *range(-97_000, -3_000, 991)]
-        estimates = session.execute(
-            text("SELECT rollup_sketch_value(k) FROM unnest(CAST(:keys AS int[])) WITH ORDINALITY AS u(k, n) ORDER BY n"),
-            {"keys": keys},
-        ).scalars().all()
+        estimates = (
+            session.execute(
+                text("SELECT rollup_sketch_value(k) FROM unnest(CAST(:keys AS int[])) WITH ORDINALITY AS u(k, n) ORDER BY n"),
+                {"keys": keys},
+            )
+            .scalars()
+            .all()
+        )
         assert estimates == [value_of(key) for key in keys]
 
     @pytest.mark.parametrize("fractions", [[0.5, 0.9, 0.95, 0.99], [0.99, 0.0, 0.5, 1.0, 0.25]], ids=["ascending", "any order"])
@@ -354,7 +368,9 @@ class TestViewsOverRollups:
         """Once rolled up, an hour's numbers come from the hourly tables: a change there shows in the views."""
         roll_up(session)
         hour = loaded.start + 5 * HOUR
-        session.execute(text("UPDATE telemetry_events_hourly SET events = events + 1000 WHERE bucket_start = :hour"), {"hour": hour})
+        session.execute(
+            text("UPDATE telemetry_events_hourly SET events = events + 1000 WHERE bucket_start = :hour"), {"hour": hour}
+        )
         session.execute(text("UPDATE traces_hourly SET errors = 0 WHERE bucket_start = :hour"), {"hour": hour})
 
         events = view_rows(session, "telemetry_events_hourly_summary", hour, hour + HOUR)
@@ -397,7 +413,8 @@ class TestViewsOverRollups:
         assert daily_errors == sum(
             1
             for event in [*loaded.events, late]
-            if event.event_timestamp < loaded.start + DAY and (event.event_type == EventType.ERROR_EVENT or "error" in event.payload)
+            if event.event_timestamp < loaded.start + DAY
+            and (event.event_type == EventType.ERROR_EVENT or "error" in event.payload)
         )
 
     def test_a_second_refresh_changes_nothing(self, session: Session, loaded: Loaded) -> None:
@@ -480,7 +497,9 @@ class TestDailyRollups:
         """Per day: counts and extremes exact, users and sessions distinct over the whole day, percentiles in the bound."""
         roll_up(session)
         rows = session.execute(text("SELECT * FROM telemetry_events_daily")).mappings().all()
-        expected = grouped(loaded.events, lambda e: (align_down(e.event_timestamp, Step.ONE_DAY), str(e.event_type), e.license_id))
+        expected = grouped(
+            loaded.events, lambda e: (align_down(e.event_timestamp, Step.ONE_DAY), str(e.event_type), e.license_id)
+        )
         assert {(row["bucket_start"], row["event_type"], row["license_id"]) for row in rows} == set(expected)
         for row in rows:
             events = expected[(row["bucket_start"], row["event_type"], row["license_id"])]
@@ -499,7 +518,9 @@ class TestDailyRollups:
     def test_daily_span_and_metric_rows_match_their_days(self, session: Session, loaded: Loaded) -> None:
         """Daily spans and samples: counts, sums, extremes exact; p99 within the bound of the day's values."""
         roll_up(session)
-        spans = grouped(loaded.spans, lambda s: (align_down(s.start_time, Step.ONE_DAY), s.service_name, s.operation_name, s.license_id))
+        spans = grouped(
+            loaded.spans, lambda s: (align_down(s.start_time, Step.ONE_DAY), s.service_name, s.operation_name, s.license_id)
+        )
         for row in session.execute(text("SELECT * FROM traces_daily")).mappings():
             group = spans.pop((row["bucket_start"], row["service_name"], row["operation_name"], row["license_id"]))
             durations = [span.duration_ms for span in group]
@@ -511,7 +532,9 @@ class TestDailyRollups:
             lambda m: (align_down(m.timestamp, Step.ONE_DAY), m.service_name, m.metric_name, m.host_name, m.license_id),
         )
         for row in session.execute(text("SELECT * FROM system_metrics_daily")).mappings():
-            group = metrics.pop((row["bucket_start"], row["service_name"], row["metric_name"], row["host_name"], row["license_id"]))
+            group = metrics.pop(
+                (row["bucket_start"], row["service_name"], row["metric_name"], row["host_name"], row["license_id"])
+            )
             assert row["samples"] == len(group)
             assert row["observations"] == sum(metric.sample_count for metric in group)
             assert close(row["weighted_sum"], math.fsum(metric.value * metric.sample_count for metric in group))
@@ -591,7 +614,10 @@ class TestRetentionWithRollups:
         partitions.ensure_for_days(session, first_day=old_day.date(), last_day=old_day.date(), tables=("telemetry_events",))
         session.add(
             TelemetryEvent(
-                event_id=uuid.uuid4(), event_type=EventType.USER_ACTION, event_name="straggler", event_timestamp=old_day + HOUR,
+                event_id=uuid.uuid4(),
+                event_type=EventType.USER_ACTION,
+                event_name="straggler",
+                event_timestamp=old_day + HOUR,
                 created_at=datetime.now(UTC),
             )
         )
@@ -685,8 +711,13 @@ class TestMetricPoints:
         grouping gives raw's count, sum, average, extremes, and percentiles within the bound."""
         roll_up(session)
         late = SystemMetric(
-            metric_name="latency_ms", metric_type=MetricType.GAUGE, value=9999.0, service_name="api", host_name="web-1",
-            timestamp=loaded.start + 10 * HOUR + timedelta(minutes=5), created_at=datetime.now(UTC),
+            metric_name="latency_ms",
+            metric_type=MetricType.GAUGE,
+            value=9999.0,
+            service_name="api",
+            host_name="web-1",
+            timestamp=loaded.start + 10 * HOUR + timedelta(minutes=5),
+            created_at=datetime.now(UTC),
         )
         session.add(late)
         session.flush()
@@ -698,9 +729,16 @@ class TestMetricPoints:
         for group_column in (None, "host_name", "service_name"):
             for agg in AGGREGATIONS:
                 actual = self.points(
-                    session, start=start, end=end, step=step, agg=agg, group_by=GroupBy(column=group_column) if group_column else None
+                    session,
+                    start=start,
+                    end=end,
+                    step=step,
+                    agg=agg,
+                    group_by=GroupBy(column=group_column) if group_column else None,
                 )
-                expected = expected_points(samples, start=start, end=end, step=step, group_column=group_column, metric_name="latency_ms")
+                expected = expected_points(
+                    samples, start=start, end=end, step=step, group_column=group_column, metric_name="latency_ms"
+                )
                 assert {group: set(buckets) for group, buckets in actual.items()} == {
                     group: set(buckets) for group, buckets in expected.items()
                 }, (group_column, agg)
@@ -719,8 +757,13 @@ class TestMetricPoints:
             )
             expected = expected_points(
                 (sample for sample in loaded.metrics if sample.host_name == "web-2"),
-                start=loaded.start, end=loaded.end, step=Step.ONE_HOUR, group_column=None, metric_name="latency_ms",
-                license_id=license_id, service_name="api",
+                start=loaded.start,
+                end=loaded.end,
+                step=Step.ONE_HOUR,
+                group_column=None,
+                metric_name="latency_ms",
+                license_id=license_id,
+                service_name="api",
             )
             assert set(actual[None]) == set(expected[None])
             for bucket, bucket_samples in expected[None].items():
@@ -730,14 +773,18 @@ class TestMetricPoints:
         """A day with nothing pending is answered by its daily rows: a change there shows in the series."""
         roll_up(session)
         second_day = loaded.start + DAY
-        session.execute(text("UPDATE system_metrics_daily SET observations = observations + 1000 WHERE bucket_start = :day"), {"day": second_day})
+        session.execute(
+            text("UPDATE system_metrics_daily SET observations = observations + 1000 WHERE bucket_start = :day"),
+            {"day": second_day},
+        )
 
         actual = self.points(session, start=loaded.start, end=loaded.end, step=Step.ONE_DAY, agg=Aggregation.COUNT)
         expected = expected_points(
             loaded.metrics, start=loaded.start, end=loaded.end, step=Step.ONE_DAY, group_column=None, metric_name="latency_ms"
         )
         rows = session.execute(
-            text("SELECT count(*) FROM system_metrics_daily WHERE bucket_start = :day AND metric_name = 'latency_ms'"), {"day": second_day}
+            text("SELECT count(*) FROM system_metrics_daily WHERE bucket_start = :day AND metric_name = 'latency_ms'"),
+            {"day": second_day},
         ).scalar_one()
         assert actual[None][second_day] == sum(sample.sample_count for sample in expected[None][second_day]) + 1000 * rows
         assert actual[None][loaded.start] == sum(sample.sample_count for sample in expected[None][loaded.start])
@@ -746,9 +793,16 @@ class TestMetricPoints:
         """license_id keeps the series to that license's samples."""
         roll_up(session)
         license_id = tenants.license_ids[1]
-        actual = self.points(session, start=loaded.start, end=loaded.end, step=Step.ONE_DAY, agg=Aggregation.COUNT, license_id=license_id)
+        actual = self.points(
+            session, start=loaded.start, end=loaded.end, step=Step.ONE_DAY, agg=Aggregation.COUNT, license_id=license_id
+        )
         expected = expected_points(
-            loaded.metrics, start=loaded.start, end=loaded.end, step=Step.ONE_DAY, group_column=None, metric_name="latency_ms",
+            loaded.metrics,
+            start=loaded.start,
+            end=loaded.end,
+            step=Step.ONE_DAY,
+            group_column=None,
+            metric_name="latency_ms",
             license_id=license_id,
         )
         assert actual == {None: {day: float(sum(s.sample_count for s in rows)) for day, rows in expected[None].items()}}
@@ -807,7 +861,9 @@ def rolled_up_events(sessions: sessionmaker[Session]) -> int:
 
 
 class TestRefreshJob:
-    def test_the_job_rolls_up_committed_rows_and_skips_while_a_refresh_runs_elsewhere(self, own_database: tuple[str, Engine]) -> None:
+    def test_the_job_rolls_up_committed_rows_and_skips_while_a_refresh_runs_elsewhere(
+        self, own_database: tuple[str, Engine]
+    ) -> None:
         """The scheduler's job commits its rollups; while another session holds the rollup lock it skips its tick."""
         _, engine = own_database
         sessions = session_factory(engine)
@@ -858,7 +914,9 @@ class TestRefreshJob:
         assert refreshed.exit_code == 0, refreshed.output
         assert "recomputed 1 hourly and 1 daily buckets" in refreshed.output
         day = yesterday.date().isoformat()
-        rebuilt = runner.invoke(app, ["rollups", "refresh", "--from", day, "--to", day, "--safety-lag-s", "0", "--database-url", url])
+        rebuilt = runner.invoke(
+            app, ["rollups", "refresh", "--from", day, "--to", day, "--safety-lag-s", "0", "--database-url", url]
+        )
         assert rebuilt.exit_code == 0, rebuilt.output
         assert "recomputed 72 hourly and 3 daily buckets" in rebuilt.output
         assert rolled_up_events(sessions) == 12
@@ -874,7 +932,9 @@ class TestRefreshJob:
 
 
 class TestSeriesSource:
-    def test_the_series_service_answers_hourly_steps_from_rollups_with_raws_answer(self, session: Session, loaded: Loaded) -> None:
+    def test_the_series_service_answers_hourly_steps_from_rollups_with_raws_answer(
+        self, session: Session, loaded: Loaded
+    ) -> None:
         """source=auto takes the rollups for an hourly step and gives raw's counts, averages and extremes, and
         percentiles within the bound; a 1-minute step or a label filter falls back to raw."""
         from fernando_telemetry.core.keys import Principal
@@ -898,5 +958,7 @@ class TestSeriesSource:
                     assert from_rollup is None or abs(from_rollup - from_raw) <= 0.01 * abs(from_raw)
                 else:
                     assert close(from_rollup, from_raw), agg
-        minute = metric_series.SeriesRequest(metric_name="latency_ms", start=loaded.start, end=loaded.start + HOUR, step=Step.ONE_MINUTE)
+        minute = metric_series.SeriesRequest(
+            metric_name="latency_ms", start=loaded.start, end=loaded.start + HOUR, step=Step.ONE_MINUTE
+        )
         assert metric_series.series(session, principal=admin, request=minute, now=now).source == "raw"

@@ -83,8 +83,18 @@ class TestHostMetrics:
         outcome = jobs.host_metrics_run(Settings())(sessions, now)
         assert outcome.ran
         with sessions() as session:
-            rows = dict(session.execute(text("SELECT metric_name, value FROM system_metrics WHERE service_name = 'fernando-telemetry'")).all())
-        assert {"host.cpu.utilization", "host.memory.used", "host.disk.utilization", "host.network.sent", "process.memory.rss"} <= set(rows)
+            rows = dict(
+                session.execute(
+                    text("SELECT metric_name, value FROM system_metrics WHERE service_name = 'fernando-telemetry'")
+                ).all()
+            )
+        assert {
+            "host.cpu.utilization",
+            "host.memory.used",
+            "host.disk.utilization",
+            "host.network.sent",
+            "process.memory.rss",
+        } <= set(rows)
         assert 0 <= rows["host.cpu.utilization"] <= 100
         assert rows["host.memory.used"] > 0
         assert 0 < rows["host.disk.utilization"] <= 100

@@ -44,7 +44,9 @@ def _wait_ready(base_url: str, process: subprocess.Popen[str], timeout_s: float 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"serve exited early with {process.returncode}: {process.stdout.read() if process.stdout else ''}")
+            raise AssertionError(
+                f"serve exited early with {process.returncode}: {process.stdout.read() if process.stdout else ''}"
+            )
         try:
             if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
                 return
@@ -140,7 +142,11 @@ class TestServe:
         }
         for _ in range(2):
             result = subprocess.run(
-                [sys.executable, "-m", "fernando_telemetry", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
+                [sys.executable, "-m", "fernando_telemetry", "db", "upgrade"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
             assert result.returncode == 0, result.stderr
         assert "schema at revision" in result.stdout

@@ -57,24 +57,66 @@ def world(committed_engine: Engine) -> World:
     service, only_a = f"svc-{marker}", f"only-a-{marker}"
     with session_factory(committed_engine).begin() as session:
         for minute, duration, session_id in ((10, 10.0, "s1"), (20, 30.0, "s2")):
-            add_event(session, at=hour + timedelta(minutes=minute), user_id=a.user_id, license_id=a.license_id,
-                      session_id=session_id, duration_ms=duration)
-        add_event(session, at=hour + timedelta(minutes=30), license_id=a.license_id, event_type=EventType.ERROR_EVENT, event_name="boom")
+            add_event(
+                session,
+                at=hour + timedelta(minutes=minute),
+                user_id=a.user_id,
+                license_id=a.license_id,
+                session_id=session_id,
+                duration_ms=duration,
+            )
+        add_event(
+            session, at=hour + timedelta(minutes=30), license_id=a.license_id, event_type=EventType.ERROR_EVENT, event_name="boom"
+        )
         add_event(session, at=hour + timedelta(hours=1, minutes=5), license_id=a.license_id, payload={"error": "timeout"})
         add_event(session, at=hour + timedelta(minutes=40), user_id=b.user_id, license_id=b.license_id, session_id="sb")
         for value in (1.0, 2.0, 3.0, 4.0):
-            add_metric(session, at=hour + timedelta(minutes=value * 10), metric_name="latency", service_name=service,
-                       value=value, license_id=a.license_id)
-        add_metric(session, at=hour + timedelta(minutes=50), metric_name="latency", service_name=service, value=100.0, license_id=b.license_id)
+            add_metric(
+                session,
+                at=hour + timedelta(minutes=value * 10),
+                metric_name="latency",
+                service_name=service,
+                value=value,
+                license_id=a.license_id,
+            )
+        add_metric(
+            session,
+            at=hour + timedelta(minutes=50),
+            metric_name="latency",
+            service_name=service,
+            value=100.0,
+            license_id=b.license_id,
+        )
         for duration in (10.0, 20.0, 30.0, 40.0):
-            add_span(session, at=hour + timedelta(minutes=duration), duration_ms=duration, service_name=service, operation_name="GET /x",
-                     license_id=a.license_id, status=SpanStatus.ERROR if duration == 40.0 else SpanStatus.OK)
-        add_span(session, at=hour + timedelta(minutes=55), duration_ms=1000.0, service_name=service, operation_name="GET /x", license_id=b.license_id)
+            add_span(
+                session,
+                at=hour + timedelta(minutes=duration),
+                duration_ms=duration,
+                service_name=service,
+                operation_name="GET /x",
+                license_id=a.license_id,
+                status=SpanStatus.ERROR if duration == 40.0 else SpanStatus.OK,
+            )
+        add_span(
+            session,
+            at=hour + timedelta(minutes=55),
+            duration_ms=1000.0,
+            service_name=service,
+            operation_name="GET /x",
+            license_id=b.license_id,
+        )
         for index, value in enumerate((5.0, 7.0, 9.0, 50.0, 51.0)):
             moment = hour + timedelta(hours=index % 2, minutes=index)
             add_metric(session, at=moment, metric_name="rss", service_name=only_a, value=value, license_id=a.license_id)
-            add_span(session, at=moment, duration_ms=value, service_name=only_a, operation_name="job",
-                     license_id=a.license_id, status=SpanStatus.ERROR if index == 0 else SpanStatus.OK)
+            add_span(
+                session,
+                at=moment,
+                duration_ms=value,
+                service_name=only_a,
+                operation_name="job",
+                license_id=a.license_id,
+                status=SpanStatus.ERROR if index == 0 else SpanStatus.OK,
+            )
     return World(a, b, admin_key(committed_engine), hour, service, only_a)
 
 
@@ -92,8 +134,20 @@ class TestEventsHourly:
         """License A's two hours, by type, with counts, distinct users and sessions, mean and p95 duration, errors."""
         rows = _rows(client.get("/api/v1/summaries/events-hourly", params=_window(world), headers=_auth(world.a.read_key)))
         h0, h1 = _iso(world.hour), _iso(world.hour + timedelta(hours=1))
-        got = [(row["hour"].replace("+00:00", "Z"), row["event_type"], row["license_id"], row["events"], row["unique_users"],
-                row["unique_sessions"], row["avg_duration_ms"], row["p95_duration_ms"], row["errors"]) for row in rows]
+        got = [
+            (
+                row["hour"].replace("+00:00", "Z"),
+                row["event_type"],
+                row["license_id"],
+                row["events"],
+                row["unique_users"],
+                row["unique_sessions"],
+                row["avg_duration_ms"],
+                row["p95_duration_ms"],
+                row["errors"],
+            )
+            for row in rows
+        ]
         a = world.a.license_id
         assert got == [
             (h0, "error_event", a, 1, 0, 0, None, None, 1),
@@ -106,27 +160,45 @@ class TestEventsHourly:
         admin = _auth(world.admin)
         every = _rows(client.get("/api/v1/summaries/events-hourly", params=_window(world), headers=admin))
         assert {world.a.license_id, world.b.license_id} <= {row["license_id"] for row in every}
-        only_b = _rows(client.get("/api/v1/summaries/events-hourly", params={**_window(world), "license_id": world.b.license_id}, headers=admin))
+        only_b = _rows(
+            client.get(
+                "/api/v1/summaries/events-hourly", params={**_window(world), "license_id": world.b.license_id}, headers=admin
+            )
+        )
         assert [(row["license_id"], row["events"]) for row in only_b] == [(world.b.license_id, 1)]
 
     def test_another_license_is_forbidden(self, client: TestClient, world: World) -> None:
         """A license key naming another license gets 403 on every summary route."""
         for route in ("events-hourly", "services", "traces"):
-            response = client.get(f"/api/v1/summaries/{route}", params={"license_id": world.b.license_id}, headers=_auth(world.a.read_key))
+            response = client.get(
+                f"/api/v1/summaries/{route}", params={"license_id": world.b.license_id}, headers=_auth(world.a.read_key)
+            )
             assert response.status_code == 403, route
 
     def test_event_type_filter_and_hour_rounding(self, client: TestClient, world: World) -> None:
         """from is rounded down and to up to the hour: 0:30..1:00:01 past H reads both hours; event_type narrows."""
-        params = {"from": _iso(world.hour + timedelta(minutes=30)), "to": _iso(world.hour + timedelta(hours=1, seconds=1)), "event_type": "user_action"}
+        params = {
+            "from": _iso(world.hour + timedelta(minutes=30)),
+            "to": _iso(world.hour + timedelta(hours=1, seconds=1)),
+            "event_type": "user_action",
+        }
         response = client.get("/api/v1/summaries/events-hourly", params=params, headers=_auth(world.a.read_key))
         assert [row["events"] for row in _rows(response)] == [2, 1]
         body = response.json()
-        assert (body["from"], body["to"]) == (world.hour.isoformat().replace("+00:00", "Z"), (world.hour + timedelta(hours=2)).isoformat().replace("+00:00", "Z"))
+        assert (body["from"], body["to"]) == (
+            world.hour.isoformat().replace("+00:00", "Z"),
+            (world.hour + timedelta(hours=2)).isoformat().replace("+00:00", "Z"),
+        )
 
     def test_the_default_range_is_the_last_24_hours(self, client: TestClient, world: World, committed_engine: Engine) -> None:
         """Without from/to, an event of an hour ago is in and the events of 30 hours ago are not."""
         with session_factory(committed_engine).begin() as session:
-            add_event(session, at=datetime.now(UTC) - timedelta(hours=1), license_id=world.a.license_id, event_type=EventType.SECURITY_EVENT)
+            add_event(
+                session,
+                at=datetime.now(UTC) - timedelta(hours=1),
+                license_id=world.a.license_id,
+                event_type=EventType.SECURITY_EVENT,
+            )
         rows = _rows(client.get("/api/v1/summaries/events-hourly", headers=_auth(world.a.read_key)))
         assert [(row["event_type"], row["events"]) for row in rows] == [("security_event", 1)]
 
@@ -134,7 +206,9 @@ class TestEventsHourly:
         """limit=2 then offset=2 give the three rows once each; the last page has no next_offset."""
         params, key = _window(world), _auth(world.a.read_key)
         first = client.get("/api/v1/summaries/events-hourly", params={**params, "limit": 2}, headers=key).json()
-        second = client.get("/api/v1/summaries/events-hourly", params={**params, "limit": 2, "offset": first["next_offset"]}, headers=key).json()
+        second = client.get(
+            "/api/v1/summaries/events-hourly", params={**params, "limit": 2, "offset": first["next_offset"]}, headers=key
+        ).json()
         assert first["next_offset"] == 2 and second["next_offset"] is None
         assert first["rows"] + second["rows"] == _rows(client.get("/api/v1/summaries/events-hourly", params=params, headers=key))
 
@@ -150,7 +224,9 @@ class TestEventsHourly:
             ({"service_name": "x"}, "service_name"),
         ],
     )
-    def test_bad_parameters_are_400s_naming_the_parameter(self, client: TestClient, world: World, params: dict[str, str], field: str) -> None:
+    def test_bad_parameters_are_400s_naming_the_parameter(
+        self, client: TestClient, world: World, params: dict[str, str], field: str
+    ) -> None:
         """Unparseable or reversed times, a range over 31 days, an unknown type, a huge limit, a foreign filter: 400."""
         response = client.get("/api/v1/summaries/events-hourly", params=params, headers=_auth(world.a.read_key))
         assert response.status_code == 400, response.text
@@ -164,7 +240,13 @@ class TestServices:
         rows = _rows(client.get("/api/v1/summaries/services", params=params, headers=_auth(world.a.read_key)))
         assert len(rows) == 1
         row = rows[0]
-        assert (row["metric_name"], row["samples"], row["avg_value"], row["min_value"], row["max_value"]) == ("latency", 4, 2.5, 1.0, 4.0)
+        assert (row["metric_name"], row["samples"], row["avg_value"], row["min_value"], row["max_value"]) == (
+            "latency",
+            4,
+            2.5,
+            1.0,
+            4.0,
+        )
         assert (row["p50"], row["p90"], row["p95"], row["p99"]) == pytest.approx((2.5, 3.7, 3.85, 3.97))
 
     def test_an_admin_without_a_license_reads_the_view_over_every_license(self, client: TestClient, world: World) -> None:
@@ -172,7 +254,11 @@ class TestServices:
         params = {**_window(world), "service_name": world.service, "metric_name": "latency"}
         every = _rows(client.get("/api/v1/summaries/services", params=params, headers=_auth(world.admin)))
         assert [(row["samples"], row["max_value"]) for row in every] == [(5, 100.0)]
-        only_b = _rows(client.get("/api/v1/summaries/services", params={**params, "license_id": world.b.license_id}, headers=_auth(world.admin)))
+        only_b = _rows(
+            client.get(
+                "/api/v1/summaries/services", params={**params, "license_id": world.b.license_id}, headers=_auth(world.admin)
+            )
+        )
         assert [(row["samples"], row["max_value"]) for row in only_b] == [(1, 100.0)]
 
     def test_per_license_figures_equal_the_view_where_one_license_has_all_rows(self, client: TestClient, world: World) -> None:
@@ -185,7 +271,9 @@ class TestServices:
             {k: v for k, v in row.items() if k not in ("p50", "p90", "p95", "p99")} for row in view
         ]
         for view_row, my_row in zip(view, mine, strict=True):
-            assert [my_row[p] for p in ("p50", "p90", "p95", "p99")] == pytest.approx([view_row[p] for p in ("p50", "p90", "p95", "p99")], rel=0.01)
+            assert [my_row[p] for p in ("p50", "p90", "p95", "p99")] == pytest.approx(
+                [view_row[p] for p in ("p50", "p90", "p95", "p99")], rel=0.01
+            )
 
 
 class TestTraces:
@@ -203,7 +291,11 @@ class TestTraces:
         params = {**_window(world), "service_name": world.service}
         every = _rows(client.get("/api/v1/summaries/traces", params=params, headers=_auth(world.admin)))
         assert [(row["spans"], row["errors"]) for row in every] == [(5, 1)]
-        only_a = _rows(client.get("/api/v1/summaries/traces", params={**params, "license_id": world.a.license_id}, headers=_auth(world.admin)))
+        only_a = _rows(
+            client.get(
+                "/api/v1/summaries/traces", params={**params, "license_id": world.a.license_id}, headers=_auth(world.admin)
+            )
+        )
         assert [(row["spans"], row["errors"]) for row in only_a] == [(4, 1)]
 
     def test_per_license_figures_equal_the_view_where_one_license_has_all_rows(self, client: TestClient, world: World) -> None:

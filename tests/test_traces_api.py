@@ -88,20 +88,53 @@ class TestTraceDetail:
     def test_the_trace_comes_back_as_a_tree_with_depth_self_time_and_summary(self, client: TestClient, tenant: Tenant) -> None:
         """Children nest under their parent by start time, each with depth and self time; the summary covers the trace."""
         trace_id = _trace()
-        _send(client, tenant.ingest_key, [
-            _span(trace_id, _sid(3), _sid(1), 60, 30, service_name="payments", status="error", operation_name="charge"),
-            _span(trace_id, _sid(0), None, 0, 100, service_name="web", span_kind="server", operation_name="POST /pay",
-                  status_code=200, attributes={"http.route": "/pay"}),
-            _span(trace_id, _sid(1), _sid(0), 10, 80, service_name="web", span_kind="client"),
-            _span(trace_id, _sid(2), _sid(1), 20, 50, service_name="payments", operation_name="check"),
-        ])
+        _send(
+            client,
+            tenant.ingest_key,
+            [
+                _span(trace_id, _sid(3), _sid(1), 60, 30, service_name="payments", status="error", operation_name="charge"),
+                _span(
+                    trace_id,
+                    _sid(0),
+                    None,
+                    0,
+                    100,
+                    service_name="web",
+                    span_kind="server",
+                    operation_name="POST /pay",
+                    status_code=200,
+                    attributes={"http.route": "/pay"},
+                ),
+                _span(trace_id, _sid(1), _sid(0), 10, 80, service_name="web", span_kind="client"),
+                _span(trace_id, _sid(2), _sid(1), 20, 50, service_name="payments", operation_name="check"),
+            ],
+        )
         response = client.get(f"/api/v1/traces/{trace_id}", headers=_auth(tenant.read_key))
         assert response.status_code == 200 and response.headers["content-type"] == "application/json"
         body = response.json()
-        assert {key: body[key] for key in ("trace_id", "root_service", "root_operation", "span_count", "services", "error",
-                                            "orphan_count", "max_depth", "truncated")} == {
-            "trace_id": trace_id, "root_service": "web", "root_operation": "POST /pay", "span_count": 4,
-            "services": ["payments", "web"], "error": True, "orphan_count": 0, "max_depth": 2, "truncated": False,
+        assert {
+            key: body[key]
+            for key in (
+                "trace_id",
+                "root_service",
+                "root_operation",
+                "span_count",
+                "services",
+                "error",
+                "orphan_count",
+                "max_depth",
+                "truncated",
+            )
+        } == {
+            "trace_id": trace_id,
+            "root_service": "web",
+            "root_operation": "POST /pay",
+            "span_count": 4,
+            "services": ["payments", "web"],
+            "error": True,
+            "orphan_count": 0,
+            "max_depth": 2,
+            "truncated": False,
         }
         assert body["duration_ms"] == pytest.approx(100.0)
         assert datetime.fromisoformat(body["start_time"]) == BASE
@@ -117,15 +150,21 @@ class TestTraceDetail:
     def test_missing_parents_and_several_roots_are_at_the_top(self, client: TestClient, tenant: Tenant) -> None:
         """Spans whose parent never arrived are top-level and flagged orphan, beside every root, by start time."""
         trace_id = _trace()
-        _send(client, tenant.ingest_key, [
-            _span(trace_id, _sid(0), None, 10, 5),
-            _span(trace_id, _sid(1), "00000000000000aa", 0, 5, service_name="late"),
-            _span(trace_id, _sid(2), None, 20, 5, service_name="cron"),
-            _span(trace_id, _sid(3), _sid(1), 1, 1, service_name="late"),
-        ])
+        _send(
+            client,
+            tenant.ingest_key,
+            [
+                _span(trace_id, _sid(0), None, 10, 5),
+                _span(trace_id, _sid(1), "00000000000000aa", 0, 5, service_name="late"),
+                _span(trace_id, _sid(2), None, 20, 5, service_name="cron"),
+                _span(trace_id, _sid(3), _sid(1), 1, 1, service_name="late"),
+            ],
+        )
         body = client.get(f"/api/v1/traces/{trace_id}", headers=_auth(tenant.read_key)).json()
         assert [(node["span_id"], node["orphan"], len(node["children"])) for node in body["roots"]] == [
-            (_sid(1), True, 1), (_sid(0), False, 0), (_sid(2), False, 0),
+            (_sid(1), True, 1),
+            (_sid(0), False, 0),
+            (_sid(2), False, 0),
         ]
         assert body["orphan_count"] == 1
         assert (body["root_service"], body["root_operation"]) == ("web", "op")  # the earliest span without a parent
@@ -134,10 +173,14 @@ class TestTraceDetail:
         """A trace from five days ago is returned whole, across day partitions, with no from/to given."""
         trace_id = _trace()
         old = (NOW - timedelta(days=5)).replace(hour=23, minute=59, second=59, microsecond=900_000)
-        _send(client, tenant.ingest_key, [
-            _span(trace_id, _sid(0), None, 0, 300, base=old),
-            _span(trace_id, _sid(1), _sid(0), 200, 50, base=old),  # starts on the next day, in the next partition
-        ])
+        _send(
+            client,
+            tenant.ingest_key,
+            [
+                _span(trace_id, _sid(0), None, 0, 300, base=old),
+                _span(trace_id, _sid(1), _sid(0), 200, 50, base=old),  # starts on the next day, in the next partition
+            ],
+        )
         body = client.get(f"/api/v1/traces/{trace_id.upper()}", headers=_auth(tenant.read_key)).json()
         assert body["trace_id"] == trace_id and body["span_count"] == 2
         assert body["roots"][0]["children"][0]["span_id"] == _sid(1)
@@ -146,9 +189,11 @@ class TestTraceDetail:
         """A chain deeper than MAX_NESTING parses with any JSON reader: below the cap descendants are listed flat."""
         trace_id = _trace()
         depth = MAX_NESTING + 50
-        _send(client, tenant.ingest_key, [
-            _span(trace_id, _sid(i), None if i == 0 else _sid(i - 1), i * 0.01, 10_000 - i) for i in range(depth)
-        ])
+        _send(
+            client,
+            tenant.ingest_key,
+            [_span(trace_id, _sid(i), None if i == 0 else _sid(i - 1), i * 0.01, 10_000 - i) for i in range(depth)],
+        )
         body = client.get(f"/api/v1/traces/{trace_id}", headers=_auth(tenant.read_key)).json()
         assert body["max_depth"] == depth - 1 and body["span_count"] == depth
         node, nested = body["roots"][0], 1
@@ -160,7 +205,10 @@ class TestTraceDetail:
         assert [child["parent_span_id"] for child in flat] == [_sid(i - 1) for i in range(MAX_NESTING, depth)]
         assert all(child["children"] == [] for child in flat)
 
-    @pytest.mark.parametrize("bad_id", ["abc", "4bf92f3577b34da6a3ce929d0e0e473", "4bf92f3577b34da6a3ce929d0e0e4736ff", "zbf92f3577b34da6a3ce929d0e0e4736"])
+    @pytest.mark.parametrize(
+        "bad_id",
+        ["abc", "4bf92f3577b34da6a3ce929d0e0e473", "4bf92f3577b34da6a3ce929d0e0e4736ff", "zbf92f3577b34da6a3ce929d0e0e4736"],
+    )
     def test_an_id_that_is_not_32_hex_characters_is_400(self, client: TestClient, tenant: Tenant, bad_id: str) -> None:
         """A malformed trace id is refused with a message naming trace_id."""
         error = _error(client.get(f"/api/v1/traces/{bad_id}", headers=_auth(tenant.read_key)), 400)
@@ -170,7 +218,9 @@ class TestTraceDetail:
         """No span of that id: 404 with the error body."""
         assert _error(client.get(f"/api/v1/traces/{_trace()}", headers=_auth(tenant.read_key)), 404)["code"] == "not_found"
 
-    def test_another_licenses_trace_is_404_and_admin_sees_it(self, client: TestClient, tenant: Tenant, other: Tenant, admin: str) -> None:
+    def test_another_licenses_trace_is_404_and_admin_sees_it(
+        self, client: TestClient, tenant: Tenant, other: Tenant, admin: str
+    ) -> None:
         """B's key cannot tell A's trace from a missing one; an admin reads it, or not when filtering by B."""
         trace_id = _trace()
         _send(client, tenant.ingest_key, [_span(trace_id, _sid(0), None, 0, 5)])
@@ -182,7 +232,9 @@ class TestTraceDetail:
         assert client.get(url, params={"license_id": tenant.license_id}, headers=_auth(admin)).status_code == 200
         assert client.get(url, params={"license_id": tenant.license_id}, headers=_auth(other.read_key)).status_code == 403
 
-    def test_a_trace_spanning_two_licenses_shows_each_only_its_spans(self, client: TestClient, tenant: Tenant, other: Tenant) -> None:
+    def test_a_trace_spanning_two_licenses_shows_each_only_its_spans(
+        self, client: TestClient, tenant: Tenant, other: Tenant
+    ) -> None:
         """Where a trace crosses tenants, each key sees its own spans; a child whose parent it cannot see is an orphan."""
         trace_id = _trace()
         _send(client, tenant.ingest_key, [_span(trace_id, _sid(0), None, 0, 100, service_name="a-front")])
@@ -217,16 +269,39 @@ class TestTraceSearch:
         - headless: payments charge whose parent never arrived (attr card.brand=amex)
         """
         ids = {name: _trace() for name in ("slow", "failing", "fast", "headless")}
-        _send(client, tenant.ingest_key, [
-            _span(ids["slow"], _sid(0), None, 0, 900, operation_name="GET /cart", span_kind="server", status_code=200),
-            _span(ids["slow"], _sid(1), _sid(0), 100, 700, service_name="cart-db", operation_name="query"),
-            _span(ids["failing"], _sid(0), None, 600_000, 120, operation_name="POST /pay", span_kind="server", status_code=502),
-            _span(ids["failing"], _sid(1), _sid(0), 600_010, 100, service_name="payments", operation_name="charge",
-                  status="error", attributes={"card.brand": "visa", "retries": 2}),
-            _span(ids["fast"], _sid(0), None, 1_200_000, 5, operation_name="GET /cart", span_kind="server", status_code=200),
-            _span(ids["headless"], _sid(1), "00000000000000bb", 1_500_000, 40, service_name="payments", operation_name="charge",
-                  attributes={"card.brand": "amex"}),
-        ])
+        _send(
+            client,
+            tenant.ingest_key,
+            [
+                _span(ids["slow"], _sid(0), None, 0, 900, operation_name="GET /cart", span_kind="server", status_code=200),
+                _span(ids["slow"], _sid(1), _sid(0), 100, 700, service_name="cart-db", operation_name="query"),
+                _span(
+                    ids["failing"], _sid(0), None, 600_000, 120, operation_name="POST /pay", span_kind="server", status_code=502
+                ),
+                _span(
+                    ids["failing"],
+                    _sid(1),
+                    _sid(0),
+                    600_010,
+                    100,
+                    service_name="payments",
+                    operation_name="charge",
+                    status="error",
+                    attributes={"card.brand": "visa", "retries": 2},
+                ),
+                _span(ids["fast"], _sid(0), None, 1_200_000, 5, operation_name="GET /cart", span_kind="server", status_code=200),
+                _span(
+                    ids["headless"],
+                    _sid(1),
+                    "00000000000000bb",
+                    1_500_000,
+                    40,
+                    service_name="payments",
+                    operation_name="charge",
+                    attributes={"card.brand": "amex"},
+                ),
+            ],
+        )
         return ids
 
     def _search(self, client: TestClient, key: str, **params: Any) -> list[str]:
@@ -239,17 +314,26 @@ class TestTraceSearch:
     ) -> None:
         """Without filters: the last hour's traces, newest first, each summarised over all its spans."""
         body = client.get("/api/v1/traces", headers=_auth(tenant.read_key)).json()
-        assert [found["trace_id"] for found in body["traces"]] == [seeded[name] for name in ("headless", "fast", "failing", "slow")]
+        assert [found["trace_id"] for found in body["traces"]] == [
+            seeded[name] for name in ("headless", "fast", "failing", "slow")
+        ]
         assert body["limit"] == 20 and body["partial"] is False
         assert datetime.fromisoformat(body["to"]) - datetime.fromisoformat(body["from"]) == timedelta(hours=1)
         slow = body["traces"][3]
         assert {key: slow[key] for key in ("root_service", "root_operation", "span_count", "services", "error")} == {
-            "root_service": "web", "root_operation": "GET /cart", "span_count": 2, "services": ["cart-db", "web"], "error": False,
+            "root_service": "web",
+            "root_operation": "GET /cart",
+            "span_count": 2,
+            "services": ["cart-db", "web"],
+            "error": False,
         }
         assert slow["duration_ms"] == pytest.approx(900.0) and datetime.fromisoformat(slow["start_time"]) == BASE
         assert body["traces"][2]["error"] is True
         headless = body["traces"][0]
-        assert (headless["root_service"], headless["root_operation"]) == ("payments", "charge")  # no parentless span: the earliest
+        assert (headless["root_service"], headless["root_operation"]) == (
+            "payments",
+            "charge",
+        )  # no parentless span: the earliest
 
     @pytest.mark.parametrize(
         ("params", "expected"),
@@ -277,7 +361,9 @@ class TestTraceSearch:
             ({"service": "nope"}, []),
         ],
     )
-    def test_filters(self, client: TestClient, tenant: Tenant, seeded: dict[str, str], params: dict[str, str], expected: list[str]) -> None:
+    def test_filters(
+        self, client: TestClient, tenant: Tenant, seeded: dict[str, str], params: dict[str, str], expected: list[str]
+    ) -> None:
         """Each filter, alone or combined, finds exactly the traces it should, newest first."""
         assert self._search(client, tenant.read_key, **params) == [seeded[name] for name in expected]
 
@@ -292,17 +378,24 @@ class TestTraceSearch:
         old_trace = _trace()
         _send(client, tenant.ingest_key, [_span(old_trace, _sid(0), None, 0, 5, base=NOW - timedelta(hours=3))])
         assert old_trace not in self._search(client, key)
-        assert self._search(client, key, **{"from": _z(NOW - timedelta(hours=4)), "to": _z(NOW - timedelta(hours=2))}) == [old_trace]
+        assert self._search(client, key, **{"from": _z(NOW - timedelta(hours=4)), "to": _z(NOW - timedelta(hours=2))}) == [
+            old_trace
+        ]
 
     def test_a_result_covers_spans_outside_the_window(self, client: TestClient, tenant: Tenant) -> None:
         """A trace found by one span in the window is summarised with all of its spans, before and after."""
         trace_id = _trace()
-        _send(client, tenant.ingest_key, [
-            _span(trace_id, _sid(0), None, -120_000, 300_000, service_name="batch"),
-            _span(trace_id, _sid(1), _sid(0), 0, 10, service_name="found-me"),
-        ])
+        _send(
+            client,
+            tenant.ingest_key,
+            [
+                _span(trace_id, _sid(0), None, -120_000, 300_000, service_name="batch"),
+                _span(trace_id, _sid(1), _sid(0), 0, 10, service_name="found-me"),
+            ],
+        )
         [found] = client.get(
-            "/api/v1/traces", params={"service": "found-me", "from": _z(BASE), "to": _z(BASE + timedelta(seconds=1))},
+            "/api/v1/traces",
+            params={"service": "found-me", "from": _z(BASE), "to": _z(BASE + timedelta(seconds=1))},
             headers=_auth(tenant.read_key),
         ).json()["traces"]
         assert (found["span_count"], found["root_service"], found["duration_ms"]) == (2, "batch", pytest.approx(300_000.0))
@@ -352,7 +445,9 @@ class TestTraceSearch:
             ({"license_id": "x"}, "license_id"),
         ],
     )
-    def test_bad_parameters_are_400_naming_the_parameter(self, client: TestClient, tenant: Tenant, params: dict[str, str], field: str) -> None:
+    def test_bad_parameters_are_400_naming_the_parameter(
+        self, client: TestClient, tenant: Tenant, params: dict[str, str], field: str
+    ) -> None:
         """Malformed, out-of-range and unknown parameters are refused with a 400 whose message names them."""
         error = _error(client.get("/api/v1/traces", params=params, headers=_auth(tenant.read_key)), 400)
         assert field in error["message"]
@@ -372,43 +467,64 @@ class TestServices:
         trace_id = _trace()
         spans = [
             _span(trace_id, _sid(i), None, i * 1000, duration, service_name="api", span_kind=kind, status=status)
-            for i, (duration, kind, status) in enumerate([
-                (10, "server", "ok"), (20, "server", "error"), (30, "consumer", "ok"), (40, "server", "ok"), (50, "server", "unset"),
-                (5000, "client", "error"), (7000, "internal", "ok"),  # not requests of api: not counted
-            ])
+            for i, (duration, kind, status) in enumerate(
+                [
+                    (10, "server", "ok"),
+                    (20, "server", "error"),
+                    (30, "consumer", "ok"),
+                    (40, "server", "ok"),
+                    (50, "server", "unset"),
+                    (5000, "client", "error"),
+                    (7000, "internal", "ok"),  # not requests of api: not counted
+                ]
+            )
         ]
-        spans.append(_span(trace_id, _sid(20), None, 0, 99, service_name="api", span_kind="server",
-                           base=BASE - timedelta(minutes=2)))  # before the window
+        spans.append(
+            _span(trace_id, _sid(20), None, 0, 99, service_name="api", span_kind="server", base=BASE - timedelta(minutes=2))
+        )  # before the window
         _send(client, tenant.ingest_key, spans)
         body = client.get("/api/v1/services", params=self._window(), headers=_auth(tenant.read_key)).json()
         assert datetime.fromisoformat(body["from"]) == BASE - timedelta(minutes=1)
         [api] = body["services"]
         assert {key: api[key] for key in ("service_name", "basis", "requests", "errors")} == {
-            "service_name": "api", "basis": "entry", "requests": 5, "errors": 1,
+            "service_name": "api",
+            "basis": "entry",
+            "requests": 5,
+            "errors": 1,
         }
         assert api["request_rate_per_s"] == pytest.approx(5 / 600)
         assert api["error_rate"] == pytest.approx(0.2)
         # percentile_cont over 10, 20, 30, 40, 50: linear interpolation at rank q * (n - 1)
         assert (api["p50_duration_ms"], api["p95_duration_ms"], api["p99_duration_ms"]) == (
-            pytest.approx(30.0), pytest.approx(48.0), pytest.approx(49.6),
+            pytest.approx(30.0),
+            pytest.approx(48.0),
+            pytest.approx(49.6),
         )
 
     def test_a_service_without_server_spans_counts_all_its_spans(self, client: TestClient, tenant: Tenant) -> None:
         """A batch job that only has internal and client spans gets figures over all of them, basis 'all'."""
         trace_id = _trace()
-        _send(client, tenant.ingest_key, [
-            _span(trace_id, _sid(0), None, 0, 100, service_name="nightly", span_kind="internal"),
-            _span(trace_id, _sid(1), _sid(0), 10, 50, service_name="nightly", span_kind="client", status="error"),
-            _span(trace_id, _sid(2), _sid(1), 20, 10, service_name="store", span_kind="server"),
-        ])
-        services = {s["service_name"]: s for s in client.get(
-            "/api/v1/services", params=self._window(), headers=_auth(tenant.read_key)).json()["services"]}
+        _send(
+            client,
+            tenant.ingest_key,
+            [
+                _span(trace_id, _sid(0), None, 0, 100, service_name="nightly", span_kind="internal"),
+                _span(trace_id, _sid(1), _sid(0), 10, 50, service_name="nightly", span_kind="client", status="error"),
+                _span(trace_id, _sid(2), _sid(1), 20, 10, service_name="store", span_kind="server"),
+            ],
+        )
+        services = {
+            s["service_name"]: s
+            for s in client.get("/api/v1/services", params=self._window(), headers=_auth(tenant.read_key)).json()["services"]
+        }
         assert sorted(services) == ["nightly", "store"]
         nightly = services["nightly"]
         assert (nightly["basis"], nightly["requests"], nightly["errors"], nightly["error_rate"]) == ("all", 2, 1, 0.5)
         assert (nightly["p50_duration_ms"], nightly["p99_duration_ms"]) == (pytest.approx(75.0), pytest.approx(99.5))
         assert (services["store"]["basis"], services["store"]["requests"]) == ("entry", 1)
-        only = client.get("/api/v1/services", params={**self._window(), "service": "store"}, headers=_auth(tenant.read_key)).json()
+        only = client.get(
+            "/api/v1/services", params={**self._window(), "service": "store"}, headers=_auth(tenant.read_key)
+        ).json()
         assert [s["service_name"] for s in only["services"]] == ["store"]
 
     def test_a_license_sees_only_its_services(self, client: TestClient, tenant: Tenant, other: Tenant, admin: str) -> None:
@@ -416,7 +532,8 @@ class TestServices:
         _send(client, tenant.ingest_key, [_span(_trace(), _sid(0), None, 0, 10, service_name="mine", span_kind="server")])
         _send(client, other.ingest_key, [_span(_trace(), _sid(0), None, 0, 10, service_name="theirs", span_kind="server")])
         names = lambda key, **extra: [  # noqa: E731
-            s["service_name"] for s in client.get("/api/v1/services", params={**self._window(), **extra}, headers=_auth(key)).json()["services"]
+            s["service_name"]
+            for s in client.get("/api/v1/services", params={**self._window(), **extra}, headers=_auth(key)).json()["services"]
         ]
         assert names(tenant.read_key) == ["mine"]
         assert names(other.read_key) == ["theirs"]
@@ -425,8 +542,11 @@ class TestServices:
 
     def test_bad_windows_are_400(self, client: TestClient, tenant: Tenant) -> None:
         """A range over seven days, a reversed one and an unknown parameter are refused."""
-        for params in ({"from": "2026-11-01T00:00:00Z", "to": "2026-11-09T00:00:00Z"}, {"from": _z(NOW), "to": _z(NOW - timedelta(1))},
-                       {"window": "1h"}):
+        for params in (
+            {"from": "2026-11-01T00:00:00Z", "to": "2026-11-09T00:00:00Z"},
+            {"from": _z(NOW), "to": _z(NOW - timedelta(1))},
+            {"window": "1h"},
+        ):
             _error(client.get("/api/v1/services", params=params, headers=_auth(tenant.read_key)), 400)
             _error(client.get("/api/v1/services/dependencies", params=params, headers=_auth(tenant.read_key)), 400)
 
@@ -447,8 +567,17 @@ class TestDependencies:
             _span(trace_id, _sid(1), _sid(0), 5, 400, service_name="frontend", span_kind="client", base=base),
             _span(trace_id, _sid(2), _sid(1), 10, 300, service_name="checkout", span_kind="server", base=base),
             _span(trace_id, _sid(3), _sid(2), 20, 200, service_name="checkout", span_kind="client", base=base),
-            _span(trace_id, _sid(4), _sid(3), 30, duration_ms, service_name="payments", span_kind="server",
-                  status="error" if failing else "ok", base=base),
+            _span(
+                trace_id,
+                _sid(4),
+                _sid(3),
+                30,
+                duration_ms,
+                service_name="payments",
+                span_kind="server",
+                status="error" if failing else "ok",
+                base=base,
+            ),
         ]
 
     def test_edges_join_each_span_to_its_parent_in_another_service(self, client: TestClient, tenant: Tenant) -> None:
@@ -471,10 +600,14 @@ class TestDependencies:
         """The child's start decides; its parent may have started hours earlier (a long job calling a service)."""
         trace_id = _trace()
         long_ago = BASE - timedelta(hours=5)
-        _send(client, tenant.ingest_key, [
-            _span(trace_id, _sid(0), None, 0, 6 * 3600 * 1000, service_name="importer", base=long_ago),
-            _span(trace_id, _sid(1), _sid(0), 0, 12, service_name="search", base=BASE),
-        ])
+        _send(
+            client,
+            tenant.ingest_key,
+            [
+                _span(trace_id, _sid(0), None, 0, 6 * 3600 * 1000, service_name="importer", base=long_ago),
+                _span(trace_id, _sid(1), _sid(0), 0, 12, service_name="search", base=BASE),
+            ],
+        )
         assert self._edges(client, tenant.read_key)[("importer", "search")]["calls"] == 1
 
     def test_a_license_sees_only_its_edges(self, client: TestClient, tenant: Tenant, other: Tenant, admin: str) -> None:
@@ -495,5 +628,7 @@ class TestDependencies:
     def test_openapi_documents_the_trace_endpoints(self, client: TestClient) -> None:
         """The four routes are in the OpenAPI document, the tree with its recursive node schema."""
         document = client.get("/openapi.json").json()
-        assert {"/api/v1/traces", "/api/v1/traces/{trace_id}", "/api/v1/services", "/api/v1/services/dependencies"} <= set(document["paths"])
+        assert {"/api/v1/traces", "/api/v1/traces/{trace_id}", "/api/v1/services", "/api/v1/services/dependencies"} <= set(
+            document["paths"]
+        )
         assert "children" in json.dumps(document["components"]["schemas"]["SpanNodeOut"])

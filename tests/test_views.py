@@ -157,7 +157,7 @@ def hourly_view(session: Session, view: str, day_start: datetime) -> list[dict[s
 
 def naive_hour_buckets(session: Session, table: str, column: str) -> set[datetime]:
     """Buckets a view would get by truncating in the session zone (what the views must not do)."""
-    statement = text(f'SELECT DISTINCT date_trunc(\'hour\', "{column}") FROM {table}')  # noqa: S608 - fixed names
+    statement = text(f"SELECT DISTINCT date_trunc('hour', \"{column}\") FROM {table}")  # noqa: S608 - fixed names
     return set(session.execute(statement).scalars())
 
 
@@ -258,7 +258,9 @@ def event_view_groups(session: Session, day_start: datetime) -> Groups:
 
 
 class TestTelemetryEventsHourlySummary:
-    def test_matches_an_independent_computation_for_every_group(self, session: Session, day_start: datetime, tenants: Tenants) -> None:
+    def test_matches_an_independent_computation_for_every_group(
+        self, session: Session, day_start: datetime, tenants: Tenants
+    ) -> None:
         """Counts, distinct users and sessions, average and p95 duration and errors agree with Python, group by group."""
         events = random_events(random.Random(SEED), day_start, tenants)
         session.add_all(events)
@@ -277,7 +279,9 @@ class TestTelemetryEventsHourlySummary:
         session.add_all(
             [
                 make_event(hour, EventType.USER_ACTION, license_id=license_a, user_id="user-0", duration_ms=10.0),
-                make_event(hour, EventType.USER_ACTION, license_id=license_a, user_id="user-0", session_id="s-1", duration_ms=20.0),
+                make_event(
+                    hour, EventType.USER_ACTION, license_id=license_a, user_id="user-0", session_id="s-1", duration_ms=20.0
+                ),
                 make_event(hour, EventType.USER_ACTION, license_id=license_a),
                 make_event(hour, EventType.USER_ACTION, license_id=license_b),
                 make_event(hour, EventType.USER_ACTION, license_id=license_b),
@@ -337,7 +341,9 @@ class TestTelemetryEventsHourlySummary:
         assert groups[(hour, "api_event", license_a)]["errors"] == 5
         assert groups[(hour, "api_event", license_a)]["events"] == 12
 
-    def test_failed_server_spans_count_on_the_api_event_row(self, session: Session, day_start: datetime, tenants: Tenants) -> None:
+    def test_failed_server_spans_count_on_the_api_event_row(
+        self, session: Session, day_start: datetime, tenants: Tenants
+    ) -> None:
         """server_span_errors counts spans of kind server with status error, per hour and license, beside the api_event
         row; an hour with failed server spans and no api event gets a row of its own with no events."""
         hour = day_start + timedelta(hours=21)
@@ -457,7 +463,9 @@ def random_metrics(rng: random.Random, day_start: datetime, tenants: Tenants, co
         make_metric(start + timedelta(hours=2, seconds=second), rng.gauss(250, 40), metric_name="latency_ms", service_name="api")
         for second in range(0, 3600, 45)
     ]
-    metrics.append(make_metric(day_start + timedelta(days=1) - timedelta(milliseconds=1), 7.25, metric_name="runs", service_name="cron"))
+    metrics.append(
+        make_metric(day_start + timedelta(days=1) - timedelta(milliseconds=1), 7.25, metric_name="runs", service_name="cron")
+    )
     return metrics
 
 
@@ -490,7 +498,9 @@ def metric_view_groups(session: Session, day_start: datetime) -> Groups:
 
 
 class TestSystemMetricsServiceSummary:
-    def test_matches_an_independent_computation_for_every_group(self, session: Session, day_start: datetime, tenants: Tenants) -> None:
+    def test_matches_an_independent_computation_for_every_group(
+        self, session: Session, day_start: datetime, tenants: Tenants
+    ) -> None:
         """Samples, average, min, max and the four interpolated percentiles agree with Python, group by group."""
         metrics = random_metrics(random.Random(SEED), day_start, tenants)
         session.add_all(metrics)
@@ -602,7 +612,9 @@ def random_spans(rng: random.Random, day_start: datetime, tenants: Tenants, coun
         for second in range(0, 3600, 30)
     ]
     spans.append(
-        make_span(rng, day_start + timedelta(days=1) - timedelta(milliseconds=1), 42.0, operation_name="refund", status=SpanStatus.ERROR)
+        make_span(
+            rng, day_start + timedelta(days=1) - timedelta(milliseconds=1), 42.0, operation_name="refund", status=SpanStatus.ERROR
+        )
     )
     return spans
 
@@ -634,7 +646,9 @@ def span_view_groups(session: Session, day_start: datetime) -> Groups:
 
 
 class TestTracesServiceSummary:
-    def test_matches_an_independent_computation_for_every_group(self, session: Session, day_start: datetime, tenants: Tenants) -> None:
+    def test_matches_an_independent_computation_for_every_group(
+        self, session: Session, day_start: datetime, tenants: Tenants
+    ) -> None:
         """Spans, errors, error rate and p50/p95/p99 durations agree with Python, group by group."""
         spans = random_spans(random.Random(SEED), day_start, tenants)
         session.add_all(spans)
@@ -702,7 +716,16 @@ class TestTracesServiceSummary:
 
 # --- business_metrics_kpi_summary -----------------------------------------------------------------
 
-KPI_FIELDS = ("metric_category", "currency", "period_start", "period_end", "metric_value", "previous_value", "change", "change_pct")
+KPI_FIELDS = (
+    "metric_category",
+    "currency",
+    "period_start",
+    "period_end",
+    "metric_value",
+    "previous_value",
+    "change",
+    "change_pct",
+)
 
 
 def month_start(day: datetime, months_back: int) -> datetime:
@@ -729,7 +752,9 @@ def expected_kpis(metrics: Sequence[BusinessMetric]) -> Groups:
         change = None if previous is None else latest.metric_value - previous
         change_pct = None
         if previous is not None and previous != 0:
-            change_pct = ((latest.metric_value - previous) / abs(previous) * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+            change_pct = ((latest.metric_value - previous) / abs(previous) * 100).quantize(
+                Decimal("0.01"), rounding=ROUND_HALF_UP
+            )
         expected[key] = {
             "metric_category": str(latest.metric_category),
             "currency": latest.currency,
@@ -854,7 +879,9 @@ def edge_kpis(rng: random.Random, day_start: datetime, tenants: Tenants) -> tupl
     add("seats", PeriodType.DAILY, [1], [Decimal(10)], license_id=license_a, dimensions={"plan": "pro", "region": "eu"})
     add("seats", PeriodType.DAILY, [0], [Decimal(15)], license_id=license_a, dimensions={"region": "eu", "plan": "pro"})
 
-    def hand(period_start: datetime, value: str, previous: str | None, change: str | None, change_pct: str | None) -> dict[str, Any]:
+    def hand(
+        period_start: datetime, value: str, previous: str | None, change: str | None, change_pct: str | None
+    ) -> dict[str, Any]:
         return {
             "period_start": period_start,
             "metric_value": Decimal(value),
@@ -905,7 +932,9 @@ class TestBusinessMetricsKpiSummary:
             assert {field: view[key][field] for field in expected_fields} == expected_fields, key
         assert view == expected_kpis(metrics)
 
-    def test_a_kpi_with_one_period_takes_its_previous_value_from_its_own_column(self, session: Session, day_start: datetime) -> None:
+    def test_a_kpi_with_one_period_takes_its_previous_value_from_its_own_column(
+        self, session: Session, day_start: datetime
+    ) -> None:
         """With no earlier stored period, previous_value, change and change_pct come from the row's previous_value column."""
         session.add(
             BusinessMetric(
@@ -952,7 +981,9 @@ class TestPercentileCont:
     def test_agrees_with_postgresql_on_random_samples(self, session: Session) -> None:
         """On seeded random samples the oracle matches PostgreSQL's own percentile_cont at every fraction the views use."""
         rng = random.Random(SEED)
-        statement = text("SELECT percentile_cont(:fraction) WITHIN GROUP (ORDER BY v) FROM unnest(CAST(:values AS float8[])) AS v")
+        statement = text(
+            "SELECT percentile_cont(:fraction) WITHIN GROUP (ORDER BY v) FROM unnest(CAST(:values AS float8[])) AS v"
+        )
         for size in (1, 2, 3, 7, 20, 101):
             values = [rng.choice((None, rng.uniform(-100, 100), float(rng.randint(0, 3)))) for _ in range(size)]
             for fraction in (0.5, 0.9, 0.95, 0.99):

@@ -34,7 +34,9 @@ class TestValueAlternatives:
             ('{"a": "x\\u0000"}', ['{"a": "x\\u0000"}']),
         ],
     )
-    def test_non_string_json_matches_the_value_or_the_text_anything_else_the_text(self, text: str, alternatives: list[Any]) -> None:
+    def test_non_string_json_matches_the_value_or_the_text_anything_else_the_text(
+        self, text: str, alternatives: list[Any]
+    ) -> None:
         """Numbers, booleans, null, objects and arrays give two alternatives; other text (and what PostgreSQL
         cannot store as JSON, like NaN, 1e400 or an escaped NUL) only itself."""
         assert containment.value_alternatives(text) == alternatives

@@ -17,8 +17,10 @@ def utc(*parts: int) -> datetime:
 
 
 class TestParsing:
-    @pytest.mark.parametrize(("text", "step", "seconds"), [("1m", Step.ONE_MINUTE, 60), ("5m", Step.FIVE_MINUTES, 300),
-                                                           ("1h", Step.ONE_HOUR, 3600), (" 1d ", Step.ONE_DAY, 86400)])
+    @pytest.mark.parametrize(
+        ("text", "step", "seconds"),
+        [("1m", Step.ONE_MINUTE, 60), ("5m", Step.FIVE_MINUTES, 300), ("1h", Step.ONE_HOUR, 3600), (" 1d ", Step.ONE_DAY, 86400)],
+    )
     def test_the_four_steps_parse_with_their_seconds(self, text: str, step: Step, seconds: int) -> None:
         """1m, 5m, 1h and 1d are the steps; surrounding spaces are ignored."""
         assert series.parse_step(text) is step
@@ -36,8 +38,15 @@ class TestParsing:
 
     @pytest.mark.parametrize(
         ("text", "aggregation", "quantile"),
-        [(None, Aggregation.AVG, None), ("max", Aggregation.MAX, None), ("RATE", Aggregation.RATE, None),
-         ("p50", Aggregation.P50, 0.5), ("p90", Aggregation.P90, 0.9), ("p95", Aggregation.P95, 0.95), ("p99", Aggregation.P99, 0.99)],
+        [
+            (None, Aggregation.AVG, None),
+            ("max", Aggregation.MAX, None),
+            ("RATE", Aggregation.RATE, None),
+            ("p50", Aggregation.P50, 0.5),
+            ("p90", Aggregation.P90, 0.9),
+            ("p95", Aggregation.P95, 0.95),
+            ("p99", Aggregation.P99, 0.99),
+        ],
     )
     def test_aggregations_parse_case_insensitively_with_avg_by_default(
         self, text: str | None, aggregation: Aggregation, quantile: float | None
@@ -54,10 +63,12 @@ class TestParsing:
 
     @pytest.mark.parametrize(
         ("text", "group_by", "name"),
-        [("host_name", GroupBy(column="host_name"), "host_name"),
-         ("service_name", GroupBy(column="service_name"), "service_name"),
-         ("labels.region", GroupBy(label="region"), "labels.region"),
-         ("labels.http.route", GroupBy(label="http.route"), "labels.http.route")],
+        [
+            ("host_name", GroupBy(column="host_name"), "host_name"),
+            ("service_name", GroupBy(column="service_name"), "service_name"),
+            ("labels.region", GroupBy(label="region"), "labels.region"),
+            ("labels.http.route", GroupBy(label="http.route"), "labels.http.route"),
+        ],
     )
     def test_group_by_a_column_or_a_label(self, text: str, group_by: GroupBy, name: str) -> None:
         """host_name, service_name and labels.<key> (the key taken literally, dots included) are groupings."""
@@ -121,7 +132,9 @@ class TestBuckets:
         start = utc(2026, 1, 1)
         exact = TimeRange(start, start + timedelta(minutes=series.MAX_POINTS))
         assert series.buckets_for(exact, Step.ONE_MINUTE).count == series.MAX_POINTS
-        with pytest.raises(InvalidInput, match=r"step=1m gives 11,001 points over this range, more than the 11,000 allowed; use step=5m"):
+        with pytest.raises(
+            InvalidInput, match=r"step=1m gives 11,001 points over this range, more than the 11,000 allowed; use step=5m"
+        ):
             series.buckets_for(TimeRange(start, exact.end + timedelta(seconds=1)), Step.ONE_MINUTE)
 
     def test_a_range_too_long_for_every_step_says_to_shorten_it(self) -> None:
@@ -131,8 +144,14 @@ class TestBuckets:
 
     @pytest.mark.parametrize(
         ("span", "step"),
-        [(timedelta(hours=1), Step.ONE_MINUTE), (timedelta(hours=24), Step.ONE_MINUTE), (timedelta(hours=25), Step.FIVE_MINUTES),
-         (timedelta(days=5), Step.FIVE_MINUTES), (timedelta(days=6), Step.ONE_HOUR), (timedelta(days=61), Step.ONE_DAY)],
+        [
+            (timedelta(hours=1), Step.ONE_MINUTE),
+            (timedelta(hours=24), Step.ONE_MINUTE),
+            (timedelta(hours=25), Step.FIVE_MINUTES),
+            (timedelta(days=5), Step.FIVE_MINUTES),
+            (timedelta(days=6), Step.ONE_HOUR),
+            (timedelta(days=61), Step.ONE_DAY),
+        ],
     )
     def test_auto_step_is_the_smallest_within_the_auto_point_count(self, span: timedelta, step: Step) -> None:
         """Without a step, the finest one giving at most 1,440 points is taken."""

@@ -74,9 +74,15 @@ class TestResolve:
         assert time_range.resolve(start=start, end=NOW, now=NOW, default_span=timedelta(hours=1), max_span=timedelta(days=31))
         with pytest.raises(InvalidInput, match="longer than the 31 days one query may read; narrow from/to"):
             time_range.resolve(
-                start=start - timedelta(microseconds=1), end=NOW, now=NOW, default_span=timedelta(hours=1), max_span=timedelta(days=31)
+                start=start - timedelta(microseconds=1),
+                end=NOW,
+                now=NOW,
+                default_span=timedelta(hours=1),
+                max_span=timedelta(days=31),
             )
 
     def test_without_a_maximum_any_length_passes(self) -> None:
         """max_span None means no length limit."""
-        assert time_range.resolve(start=NOW - timedelta(days=3650), end=NOW, now=NOW, default_span=timedelta(hours=1)).span == timedelta(days=3650)
+        assert time_range.resolve(
+            start=NOW - timedelta(days=3650), end=NOW, now=NOW, default_span=timedelta(hours=1)
+        ).span == timedelta(days=3650)

@@ -74,7 +74,13 @@ class TestNesting:
 
     def test_walk_visits_every_node_once_parents_first(self) -> None:
         """walk() is the display order: depth first, each parent before its children, siblings by start."""
-        spans = [span("a", None, 0, 100), span("b", "a", 10, 50), span("c", "b", 20, 5), span("d", "a", 70, 5), span("e", None, 200, 5)]
+        spans = [
+            span("a", None, 0, 100),
+            span("b", "a", 10, 50),
+            span("c", "b", 20, 5),
+            span("d", "a", 70, 5),
+            span("e", None, 200, 5),
+        ]
         assert [node.span.span_id for node in build_tree(TRACE, spans).walk()] == ["a", "b", "c", "d", "e"]
 
     def test_a_trace_needs_a_span(self) -> None:

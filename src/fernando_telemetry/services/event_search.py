@@ -115,9 +115,7 @@ def search(session: Session, *, principal: Principal, filters: EventFilters, now
         return EventPage(events=rows, next_cursor=None)
     page = rows[: filters.limit]
     last = page[-1]
-    next_position = cursors.Cursor(
-        at=last["event_timestamp"], key=str(last["event_id"]), range_start=window.start, query=digest
-    )
+    next_position = cursors.Cursor(at=last["event_timestamp"], key=str(last["event_id"]), range_start=window.start, query=digest)
     return EventPage(events=page, next_cursor=cursors.encode(next_position, key=cursor_key))
 
 
