@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from fernando_telemetry.api.deps import AdminKey
+from fernando_telemetry.api.deps import AdminCaller
 from fernando_telemetry.api.schemas import LicenseIn, LicenseOut, UserIn, UserOut
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.services import audit, platform
@@ -40,7 +40,7 @@ async def put_user(
     request: Request,
     response: Response,
     body: UserIn,
-    principal: AdminKey,
+    caller: AdminCaller,
     user_id: str = Path(min_length=1, max_length=128),
     license_id: int | None = Query(default=None, ge=1, le=2**62, description="The user's license (or body license_id)"),
 ) -> UserOut:
@@ -50,22 +50,15 @@ async def put_user(
                 f"license_id {license_id} in the query and {body.license_id} in the body differ",
                 details=[{"field": "license_id", "reason": "conflicting values"}],
             )
-        with request.app.state.sessions.begin() as session:
-            now = datetime.now(UTC)
-            user, created = platform.upsert_user(
-                session, license_id=license_id or body.license_id, user_id=user_id, fields=body.model_dump(), now=now
-            )
-            audit.record(
-                session,
-                actor=audit.actor_of(principal),
-                action="user.create" if created else "user.update",
-                target_type="user",
-                target_id=user_id,
-                license_id=user.license_id,
-                now=now,
-                details={"fields": sorted(body.model_dump(exclude_unset=True))},
-            )
-            return UserOut.model_validate(user, from_attributes=True), created
+        user, created = platform.put_user(
+            request.app.state.sessions,
+            caller=caller,
+            license_id=license_id or body.license_id,
+            user_id=user_id,
+            fields=body.model_dump(),
+            sent_fields=body.model_dump(exclude_unset=True),
+        )
+        return UserOut.model_validate(user, from_attributes=True), created
 
     user, created = await run_in_threadpool(work)
     response.status_code = 201 if created else 200
@@ -77,24 +70,18 @@ async def put_license(
     request: Request,
     response: Response,
     body: LicenseIn,
-    principal: AdminKey,
+    caller: AdminCaller,
     license_id: int = Path(ge=1, le=2**62),
 ) -> LicenseOut:
     def work() -> tuple[LicenseOut, bool]:
-        with request.app.state.sessions.begin() as session:
-            now = datetime.now(UTC)
-            license_, created = platform.upsert_license(session, license_id=license_id, fields=body.model_dump(), now=now)
-            audit.record(
-                session,
-                actor=audit.actor_of(principal),
-                action="license.create" if created else "license.update",
-                target_type="license",
-                target_id=license_id,
-                license_id=license_id,
-                now=now,
-                details={"fields": sorted(body.model_dump(exclude_unset=True))},
-            )
-            return LicenseOut.model_validate(license_, from_attributes=True), created
+        license_, created = platform.put_license(
+            request.app.state.sessions,
+            caller=caller,
+            license_id=license_id,
+            fields=body.model_dump(),
+            sent_fields=body.model_dump(exclude_unset=True),
+        )
+        return LicenseOut.model_validate(license_, from_attributes=True), created
 
     license_, created = await run_in_threadpool(work)
     response.status_code = 201 if created else 200
@@ -117,14 +104,13 @@ class AuditEntryOut(BaseModel):
 )
 async def get_audit(
     request: Request,
-    principal: AdminKey,
+    caller: AdminCaller,
     license_id: int | None = Query(default=None, ge=1, le=2**62, description="Only this license's entries"),
     action: str | None = Query(default=None, max_length=64, description="Only this action, e.g. key.revoke"),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[AuditEntryOut]:
     def work() -> list[AuditEntryOut]:
-        with request.app.state.sessions() as session:
-            found = audit.entries(session, license_id=license_id, action=action, limit=limit)
+        found = audit.list_entries(request.app.state.sessions, caller=caller, license_id=license_id, action=action, limit=limit)
         return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in found]
 
     return await run_in_threadpool(work)

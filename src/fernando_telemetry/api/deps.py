@@ -1,7 +1,12 @@
-"""Request dependencies: the caller's key, checked for a scope, and the app's services."""
+"""Request dependencies: the caller's key, checked for a scope, and the ``Caller`` built from it once per request.
+
+Imports FastAPI, core and services (keys, tenancy).
+"""
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -10,10 +15,28 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from fernando_telemetry.core.caller import Caller, utc_now
 from fernando_telemetry.core.keys import Principal, Scope
 from fernando_telemetry.services import keys, tenancy
 
-__all__ = ["AdminKey", "IngestKey", "ReadKey", "authenticate", "authenticate_key", "key_from", "presented_key", "requires"]
+__all__ = [
+    "AdminCaller",
+    "AdminKey",
+    "IngestKey",
+    "ReadCaller",
+    "ReadKey",
+    "authenticate",
+    "authenticate_key",
+    "caller_of",
+    "key_from",
+    "presented_key",
+    "request_id_of",
+    "requires",
+    "requires_caller",
+]
+
+# a request id a client sends is echoed into logs and audit details: only short tokens of safe characters are kept
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def presented_key(request: Request) -> str | None:
@@ -57,3 +80,35 @@ def requires(scope: Scope) -> Callable[..., object]:
 IngestKey = Annotated[Principal, requires(Scope.INGEST)]
 ReadKey = Annotated[Principal, requires(Scope.READ)]
 AdminKey = Annotated[Principal, requires(Scope.ADMIN)]
+
+
+def request_id_of(header: str | None, *, new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> str:
+    """The ``X-Request-ID`` a client sent when it is a short safe token (letters, digits, ``._:-``, at most 64), else a new id."""
+    if header is not None and _SAFE_REQUEST_ID.fullmatch(header):
+        return header
+    return new_id()
+
+
+def caller_of(request: Request, principal: Principal) -> Caller:
+    """The request as the services see it: its key, the app's clock (``app.state.clock`` when one is injected, as
+    tests do) and its request id."""
+    clock = getattr(request.app.state, "clock", None) or utc_now
+    return Caller.for_key(principal, clock=clock, request_id=request_id_of(request.headers.get("x-request-id")))
+
+
+def requires_caller(scope: Scope) -> Callable[..., object]:
+    """A dependency giving the request's ``Caller``, built once from its key (401 without one, 403 without ``scope``)."""
+
+    async def dependency(request: Request) -> Caller:
+        principal = await run_in_threadpool(authenticate, request, scope)
+        request.state.principal = principal
+        tenancy.enter(principal)  # the route's transactions now run under row-level security for its license
+        caller = caller_of(request, principal)
+        request.state.caller = caller
+        return caller
+
+    return Depends(dependency)
+
+
+ReadCaller = Annotated[Caller, requires_caller(Scope.READ)]
+AdminCaller = Annotated[Caller, requires_caller(Scope.ADMIN)]

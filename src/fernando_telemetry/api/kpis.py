@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import check_names, integer, prefixed
 from fernando_telemetry.core import containment, time_range
 from fernando_telemetry.core.errors import InvalidInput
@@ -113,7 +113,7 @@ def _flag(text: str | None, *, parameter: str) -> bool:
 )
 def list_business_metrics(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     metric_name: str | None = Query(None, examples=["active_users"]),
     metric_category: str | None = Query(None, examples=["user_engagement"]),
     period_type: str | None = Query(None, examples=["daily"]),
@@ -137,8 +137,9 @@ def list_business_metrics(
         cursor=cursor,
         limit=integer(limit, parameter="limit", default=kpis.DEFAULT_LIMIT, minimum=1, maximum=kpis.MAX_LIMIT),
     )
-    with request.app.state.sessions() as session:
-        page = kpis.business_metrics(session, principal=principal, filters=filters, cursor_key=request.app.state.cursor_key)
+    page = kpis.list_business_metrics(
+        request.app.state.sessions, caller=caller, filters=filters, cursor_key=request.app.state.cursor_key
+    )
     return BusinessMetricPageOut(
         business_metrics=[BusinessMetricOut.model_validate(asdict(row)) for row in page.business_metrics],
         next_cursor=page.next_cursor,
@@ -158,7 +159,7 @@ def list_business_metrics(
 )
 def list_kpis(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     metric_name: str | None = Query(None, examples=["active_users"]),
     metric_category: str | None = Query(None, examples=["retention"]),
     period_type: str | None = Query(None, examples=["weekly"]),
@@ -174,13 +175,12 @@ def list_kpis(
         "limit": integer(limit, parameter="limit", default=kpis.MAX_LIMIT, minimum=1, maximum=kpis.MAX_LIMIT),
         "offset": integer(offset, parameter="offset", default=0, minimum=0),
     }
-    with request.app.state.sessions() as session:
-        page = kpis.kpi_summary(
-            session,
-            principal=principal,
-            metric_name=metric_name,
-            metric_category=metric_category,
-            period_type=period_type,
-            **arguments,
-        )
+    page = kpis.list_kpis(
+        request.app.state.sessions,
+        caller=caller,
+        metric_name=metric_name,
+        metric_category=metric_category,
+        period_type=period_type,
+        **arguments,
+    )
     return KpiPageOut(kpis=[KpiOut.model_validate(asdict(row)) for row in page.kpis], next_offset=page.next_offset)

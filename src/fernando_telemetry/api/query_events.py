@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import check_names, integer, prefixed
 from fernando_telemetry.core import containment, time_range
 from fernando_telemetry.services import event_search
@@ -79,7 +79,7 @@ def _event_out(row: dict[str, Any]) -> EventOut:
 )
 def search_events(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     from_: str | None = Query(None, alias="from", description="ISO 8601 instant, inclusive", examples=["2026-11-28T00:00:00Z"]),
     to: str | None = Query(None, description="ISO 8601 instant, exclusive"),
     event_type: str | None = Query(None, examples=["error_event"]),
@@ -114,10 +114,9 @@ def search_events(
         cursor=cursor,
         limit=integer(limit, parameter="limit", default=event_search.DEFAULT_LIMIT, minimum=1, maximum=event_search.MAX_LIMIT),
     )
-    with request.app.state.sessions() as session:
-        page = event_search.search(
-            session, principal=principal, filters=filters, now=datetime.now(UTC), cursor_key=request.app.state.cursor_key
-        )
+    page = event_search.search_events(
+        request.app.state.sessions, caller=caller, filters=filters, cursor_key=request.app.state.cursor_key
+    )
     return EventPageOut(events=[_event_out(row) for row in page.events], next_cursor=page.next_cursor)
 
 
@@ -127,8 +126,7 @@ def search_events(
     responses={**_ERRORS, 404: {"description": "No such event, or it belongs to another license"}},
     summary="One event by id",
 )
-def get_event(request: Request, principal: ReadKey, event_id: str) -> EventOut:
+def get_event(request: Request, caller: ReadCaller, event_id: str) -> EventOut:
     parsed_id = event_search.parse_event_id(event_id)
-    with request.app.state.sessions() as session:
-        row = event_search.get(session, principal=principal, event_id=parsed_id)
+    row = event_search.get_event(request.app.state.sessions, caller=caller, event_id=parsed_id)
     return _event_out(row)

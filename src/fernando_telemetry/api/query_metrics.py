@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import check_names, integer, prefixed
 from fernando_telemetry.core import containment, time_range
 from fernando_telemetry.core import series as series_math
@@ -96,7 +96,7 @@ class MetricNamesAnswer(BaseModel):
 )
 def get_series(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     metric_name: str | None = Query(None, description="Required: the metric to read", examples=["cpu_usage"]),
     service_name: str | None = Query(None),
     host_name: str | None = Query(None),
@@ -121,8 +121,7 @@ def get_series(
         group_by=series_math.parse_group_by(group_by),
         license_id=integer(license_id, parameter="license_id", minimum=1),
     )
-    with request.app.state.sessions() as session:
-        result = metric_series.series(session, principal=principal, request=series_request, now=datetime.now(UTC), source=source)
+    result = metric_series.read_series(request.app.state.sessions, caller=caller, request=series_request, source=source)
     return SeriesAnswer(
         metric_name=result.metric_name,
         step=result.step.value,
@@ -143,7 +142,7 @@ def get_series(
 )
 def get_metric_names(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     from_: str | None = Query(None, alias="from", description="ISO 8601 instant (default: 7 days before `to`)"),
     to: str | None = Query(None, description="ISO 8601 instant, exclusive (default: now)"),
     service_name: str | None = Query(None),
@@ -153,14 +152,7 @@ def get_metric_names(
     start = time_range.parse_instant(from_, parameter="from")
     end = time_range.parse_instant(to, parameter="to")
     parsed_license = integer(license_id, parameter="license_id", minimum=1)
-    with request.app.state.sessions() as session:
-        found = metric_series.names(
-            session,
-            principal=principal,
-            start=start,
-            end=end,
-            service_name=service_name,
-            license_id=parsed_license,
-            now=datetime.now(UTC),
-        )
+    found = metric_series.list_names(
+        request.app.state.sessions, caller=caller, start=start, end=end, service_name=service_name, license_id=parsed_license
+    )
     return MetricNamesAnswer(metrics=[MetricNameOut.model_validate(name, from_attributes=True) for name in found])

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.services import user_query
 
 __all__ = ["router"]
@@ -48,7 +48,7 @@ class QueryOut(BaseModel):
         503: {"description": "The query role cannot connect"},
     },
 )
-def run_query(body: QueryIn, request: Request, principal: ReadKey) -> QueryOut:
+def run_query(body: QueryIn, request: Request, caller: ReadCaller) -> QueryOut:
     """Run one SELECT as the read-only query role: row-level security limits it to the caller's license,
     it can read only the telemetry tables, their rollups and the views, in a read-only transaction with a
     statement timeout, a row cap, a byte cap and a limit of concurrent queries per key."""
@@ -56,7 +56,7 @@ def run_query(body: QueryIn, request: Request, principal: ReadKey) -> QueryOut:
     result = user_query.run(
         state.engine,
         state.query_url,
-        principal,
+        caller,
         body.sql,
         license_id=body.license_id,
         row_limit=body.row_limit,

@@ -3,12 +3,12 @@ and ``/summaries/traces``, each filtered, paged by offset, and scoped to the key
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
 from fernando_telemetry.services import summaries
@@ -145,7 +145,7 @@ def _filters(
 )
 def events_hourly(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     from_: str | None = _FROM,
     to: str | None = _TO,
     event_type: str | None = Query(None, examples=["error_event"]),
@@ -156,8 +156,7 @@ def events_hourly(
     filters = _filters(
         request, equals={"event_type": event_type}, from_=from_, to=to, license_id=license_id, limit=limit, offset=offset
     )
-    with request.app.state.sessions() as session:
-        page = summaries.events_hourly(session, principal=principal, filters=filters, now=datetime.now(UTC))
+    page = summaries.read_events_hourly(request.app.state.sessions, caller=caller, filters=filters)
     return EventHoursOut(
         from_=page.start, to=page.end, rows=[EventHourOut(**row) for row in page.rows], next_offset=page.next_offset
     )
@@ -177,7 +176,7 @@ def events_hourly(
 )
 def services_hourly(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     from_: str | None = _FROM,
     to: str | None = _TO,
     service_name: str | None = Query(None, examples=["checkout"]),
@@ -195,8 +194,7 @@ def services_hourly(
         limit=limit,
         offset=offset,
     )
-    with request.app.state.sessions() as session:
-        page = summaries.services(session, principal=principal, filters=filters, now=datetime.now(UTC))
+    page = summaries.read_services(request.app.state.sessions, caller=caller, filters=filters)
     return ServiceHoursOut(
         from_=page.start, to=page.end, rows=[ServiceHourOut(**row) for row in page.rows], next_offset=page.next_offset
     )
@@ -216,7 +214,7 @@ def services_hourly(
 )
 def traces_hourly(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     from_: str | None = _FROM,
     to: str | None = _TO,
     service_name: str | None = Query(None, examples=["orders"]),
@@ -234,8 +232,7 @@ def traces_hourly(
         limit=limit,
         offset=offset,
     )
-    with request.app.state.sessions() as session:
-        page = summaries.traces(session, principal=principal, filters=filters, now=datetime.now(UTC))
+    page = summaries.read_traces(request.app.state.sessions, caller=caller, filters=filters)
     return TraceHoursOut(
         from_=page.start, to=page.end, rows=[TraceHourOut(**row) for row in page.rows], next_offset=page.next_offset
     )

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pydantic_core
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import check_names, integer, prefixed
 from fernando_telemetry.core import containment, time_range
 from fernando_telemetry.core.errors import InvalidInput
@@ -285,7 +285,7 @@ def render_detail(detail: traces.TraceDetail) -> bytes:
 )
 def search_traces(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     from_: str | None = _FROM,
     to: str | None = _TO,
     service: str | None = Query(None, description="A span of this service", examples=["checkout"]),
@@ -311,8 +311,7 @@ def search_traces(
         license_id=integer(license_id, parameter="license_id", minimum=1),
         limit=integer(limit, parameter="limit", default=traces.DEFAULT_LIMIT, minimum=1, maximum=traces.MAX_LIMIT),  # type: ignore[arg-type]
     )
-    with request.app.state.sessions() as session:
-        found = traces.search(session, principal=principal, filters=filters, now=datetime.now(UTC))
+    found = traces.search_traces(request.app.state.sessions, caller=caller, filters=filters)
     return TraceSearchOut.model_validate(
         {
             "from": found.window.start,
@@ -339,11 +338,10 @@ def search_traces(
         "are nested by start time, each with its `depth` and `self_time_ms`."
     ),
 )
-def get_trace(request: Request, principal: ReadKey, trace_id: str, license_id: str | None = _LICENSE) -> Response:
+def get_trace(request: Request, caller: ReadCaller, trace_id: str, license_id: str | None = _LICENSE) -> Response:
     check_names(request, allowed={"license_id"})
     wanted_license = integer(license_id, parameter="license_id", minimum=1)
-    with request.app.state.sessions() as session:
-        found = traces.detail(session, principal=principal, trace_id=trace_id, license_id=wanted_license)
+    found = traces.get_trace(request.app.state.sessions, caller=caller, trace_id=trace_id, license_id=wanted_license)
     return Response(content=render_detail(found), media_type="application/json")
 
 
@@ -361,7 +359,7 @@ def get_trace(request: Request, principal: ReadKey, trace_id: str, license_id: s
 )
 def list_services(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     from_: str | None = _FROM,
     to: str | None = _TO,
     service: str | None = Query(None, description="Only this service"),
@@ -371,16 +369,9 @@ def list_services(
     start = time_range.parse_instant(from_, parameter="from")
     end = time_range.parse_instant(to, parameter="to")
     wanted_license = integer(license_id, parameter="license_id", minimum=1)
-    with request.app.state.sessions() as session:
-        health = traces.services_health(
-            session,
-            principal=principal,
-            now=datetime.now(UTC),
-            start=start,
-            end=end,
-            service_name=service,
-            license_id=wanted_license,
-        )
+    health = traces.read_services_health(
+        request.app.state.sessions, caller=caller, start=start, end=end, service_name=service, license_id=wanted_license
+    )
     return ServicesOut.model_validate(
         {
             "from": health.window.start,
@@ -404,7 +395,7 @@ def list_services(
 )
 def list_dependencies(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     from_: str | None = _FROM,
     to: str | None = _TO,
     license_id: str | None = _LICENSE,
@@ -413,10 +404,7 @@ def list_dependencies(
     start = time_range.parse_instant(from_, parameter="from")
     end = time_range.parse_instant(to, parameter="to")
     wanted_license = integer(license_id, parameter="license_id", minimum=1)
-    with request.app.state.sessions() as session:
-        found = traces.dependencies(
-            session, principal=principal, now=datetime.now(UTC), start=start, end=end, license_id=wanted_license
-        )
+    found = traces.read_dependencies(request.app.state.sessions, caller=caller, start=start, end=end, license_id=wanted_license)
     return DependenciesOut.model_validate(
         {
             "from": found.window.start,

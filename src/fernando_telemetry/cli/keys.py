@@ -1,17 +1,18 @@
-"""``fernando-telemetry licenses`` and ``keys``: tenants and the API keys that act for them."""
+"""``fernando-telemetry licenses`` and ``keys``: tenants and the API keys that act for them.
+
+Each command parses its options, makes the operator's ``Caller`` and calls one ``services.keys`` use case, which
+owns the transaction and the audit entry."""
 
 from __future__ import annotations
-
-import secrets
-from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
 
 from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
-from fernando_telemetry.core.keys import KEY_PREFIX
-from fernando_telemetry.services import audit, keys
+from fernando_telemetry.core.caller import Caller
+from fernando_telemetry.core.keys import new_token
+from fernando_telemetry.services import keys
 from fernando_telemetry.settings import load_settings, quotas_of
 from fernando_telemetry.storage.database import session_factory
 
@@ -22,9 +23,7 @@ keys_app = typer.Typer(
     help="API keys. Example: fernando-telemetry keys create --license-id 1 --scope ingest", no_args_is_help=True
 )
 
-
-def new_token() -> str:
-    return KEY_PREFIX + secrets.token_hex(24)
+__all__ = ["keys_app", "licenses_app", "new_token"]  # new_token now lives in core.keys; importable here as before
 
 
 @licenses_app.command("create")
@@ -38,18 +37,7 @@ def create_license(
     Example: fernando-telemetry licenses create --name "Acme Corp" --plan pro
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
-        with session_factory(engine).begin() as session:
-            license_id = keys.create_license(session, name=name, plan=plan)
-            audit.record(
-                session,
-                actor="cli",
-                action="license.create",
-                target_type="license",
-                target_id=license_id,
-                license_id=license_id,
-                now=datetime.now(UTC),
-                details={"name": name, "plan": plan},
-            )
+        license_id = keys.open_license(session_factory(engine), caller=Caller.for_cli(), name=name, plan=plan)
     note(f"created license {name!r}")
     print(license_id)
 
@@ -68,26 +56,16 @@ def create_key(
     """
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine:
-        with session_factory(engine).begin() as session:
-            created = keys.create_key(
-                session,
-                license_id=license_id,
-                scopes=scope,
-                admin=admin,
-                name=name,
-                new_token=new_token,
-                quotas=quotas_of(settings),
-            )
-            audit.record(
-                session,
-                actor="cli",
-                action="key.create",
-                target_type="api_key",
-                target_id=created.api_key_id,
-                license_id=license_id,
-                now=datetime.now(UTC),
-                details={"name": name, "scopes": sorted(scope), "admin": admin},
-            )
+        created = keys.issue_key(
+            session_factory(engine),
+            caller=Caller.for_cli(),
+            license_id=license_id,
+            scopes=scope,
+            admin=admin,
+            name=name,
+            new_token=new_token,
+            quotas=quotas_of(settings),
+        )
     note(f"created API key {created.api_key_id}; store it now, it cannot be shown again")
     print(created.token)
 
@@ -102,8 +80,7 @@ def list_keys(
     Example: fernando-telemetry keys list --license-id 1
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
-        with session_factory(engine)() as session:
-            found = keys.list_keys(session, license_id=license_id)
+        found = keys.read_keys(session_factory(engine), caller=Caller.for_cli(), license_id=license_id)
     table = Table("id", "name", "prefix", "license", "scopes", "created", "last used", "revoked")
     for key in found:
         table.add_row(
@@ -129,16 +106,5 @@ def revoke_key(
     Example: fernando-telemetry keys revoke 3
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
-        with session_factory(engine).begin() as session:
-            now = datetime.now(UTC)
-            revoked = keys.revoke(session, api_key_id=api_key_id, now=now)
-            audit.record(
-                session,
-                actor="cli",
-                action="key.revoke",
-                target_type="api_key",
-                target_id=api_key_id,
-                license_id=revoked.license_id,
-                now=now,
-            )
+        keys.revoke_key(session_factory(engine), caller=Caller.for_cli(), api_key_id=api_key_id)
     console.print(f"revoked API key {api_key_id}")

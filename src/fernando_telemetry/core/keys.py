@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["KEY_PREFIX", "Principal", "Scope", "display_prefix", "hash_key", "looks_like_key", "same_hash"]
+__all__ = ["KEY_PREFIX", "Principal", "Scope", "display_prefix", "hash_key", "looks_like_key", "new_token", "same_hash"]
 
 KEY_PREFIX = "ft_"
 
@@ -46,3 +47,8 @@ def display_prefix(token: str) -> str:
 
 def looks_like_key(token: str) -> bool:
     return token.startswith(KEY_PREFIX) and 20 <= len(token) <= 100 and token.isascii()
+
+
+def new_token() -> str:
+    """A fresh API key: the prefix and 48 random hex digits (the default id source of key creation)."""
+    return KEY_PREFIX + secrets.token_hex(24)

@@ -14,8 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fernando_telemetry.cli.keys import new_token
-from fernando_telemetry.core.keys import Scope
+from fernando_telemetry.core.keys import Scope, new_token
 from fernando_telemetry.services import keys, platform
 from fernando_telemetry.services.synthetic import prepare_users
 from fernando_telemetry.storage.models import ApiKey, License, User

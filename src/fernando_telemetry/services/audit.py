@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.storage.models import AuditEntry
 
-__all__ = ["AuditRecord", "actor_of", "entries", "record"]
+__all__ = ["AuditRecord", "actor_of", "entries", "list_entries", "record"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,11 @@ def entries(session: Session, *, license_id: int | None = None, action: str | No
         AuditRecord(e.entry_id, e.occurred_at, e.actor, e.action, e.target_type, e.target_id, e.license_id, dict(e.details))
         for e in session.scalars(query)
     ]
+
+
+def list_entries(
+    sessions: sessionmaker[Session], *, caller: Caller, license_id: int | None = None, action: str | None = None, limit: int = 100
+) -> list[AuditRecord]:
+    """The use case behind ``GET /api/v1/admin/audit`` (an admin's read; the route demands the admin scope)."""
+    with sessions() as session:
+        return entries(session, license_id=caller.visible_license(license_id), action=action, limit=limit)

@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core import time_range
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.containment import Condition
 from fernando_telemetry.core.enums import EventSource, EventType
 from fernando_telemetry.core.errors import InvalidInput, NotFound
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services.tenancy import visible_license
+from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import event_queries
 from fernando_telemetry.storage.event_queries import EQUALITY_FILTERS, EventPageQuery
 
@@ -34,8 +35,10 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_RANGE",
     "get",
+    "get_event",
     "parse_event_id",
     "search",
+    "search_events",
 ]
 
 DEFAULT_RANGE = timedelta(hours=24)
@@ -144,3 +147,15 @@ def _cursor_id(key: str) -> uuid.UUID:
         raise InvalidInput(
             "cursor: not a cursor of an events search", details=[{"field": "cursor", "reason": "bad key"}]
         ) from None
+
+
+def search_events(sessions: sessionmaker[Session], *, caller: Caller, filters: EventFilters, cursor_key: bytes) -> EventPage:
+    """The use case behind ``GET /api/v1/events``: one read transaction, the caller's license and clock."""
+    with sessions() as session:
+        return search(session, principal=principal_of(caller), filters=filters, now=caller.now(), cursor_key=cursor_key)
+
+
+def get_event(sessions: sessionmaker[Session], *, caller: Caller, event_id: uuid.UUID) -> dict[str, Any]:
+    """The use case behind ``GET /api/v1/events/{event_id}``."""
+    with sessions() as session:
+        return get(session, principal=principal_of(caller), event_id=event_id)

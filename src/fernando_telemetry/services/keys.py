@@ -7,15 +7,30 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from fernando_telemetry.core.keys import KEY_PREFIX, Principal, Scope, display_prefix, hash_key, looks_like_key, same_hash
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
+from fernando_telemetry.services import audit
 from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.storage.models import ApiKey, License
 
-__all__ = ["CreatedKey", "KeyInfo", "authenticate", "create_key", "create_license", "list_keys", "require", "revoke"]
+__all__ = [
+    "CreatedKey",
+    "KeyInfo",
+    "authenticate",
+    "create_key",
+    "create_license",
+    "issue_key",
+    "list_keys",
+    "open_license",
+    "read_keys",
+    "require",
+    "revoke",
+    "revoke_key",
+]
 
 # last_used_at is refreshed at most this often per key, so authentication stays a read
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -142,3 +157,73 @@ def require(principal: Principal, scope: Scope) -> None:
     """``Forbidden`` unless the key carries ``scope`` (admin keys carry all)."""
     if scope not in principal.scopes and not principal.is_admin:
         raise Forbidden(f"this API key lacks the '{scope.value}' scope")
+
+
+def open_license(sessions: sessionmaker[Session], *, caller: Caller, name: str, plan: str | None = None) -> int:
+    """The use case behind ``licenses create``: the license and its audit entry in one transaction."""
+    with sessions.begin() as session:
+        license_id = create_license(session, name=name, plan=plan)
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="license.create",
+            target_type="license",
+            target_id=license_id,
+            license_id=license_id,
+            now=caller.now(),
+            details={"name": name, "plan": plan},
+        )
+    return license_id
+
+
+def issue_key(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    license_id: int | None,
+    scopes: Iterable[str],
+    admin: bool = False,
+    name: str | None = None,
+    new_token: Callable[[], str],
+    quotas: Quotas = DEFAULT_QUOTAS,
+) -> CreatedKey:
+    """The use case behind ``keys create``: the key and its audit entry (never the key itself) in one transaction."""
+    scopes = list(scopes)
+    with sessions.begin() as session:
+        created = create_key(
+            session, license_id=license_id, scopes=scopes, admin=admin, name=name, new_token=new_token, quotas=quotas
+        )
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="key.create",
+            target_type="api_key",
+            target_id=created.api_key_id,
+            license_id=license_id,
+            now=caller.now(),
+            details={"name": name, "scopes": sorted(scopes), "admin": admin},
+        )
+    return created
+
+
+def read_keys(sessions: sessionmaker[Session], *, caller: Caller, license_id: int | None = None) -> list[KeyInfo]:
+    """The use case behind ``keys list``: a license key's caller sees only its own license's keys."""
+    with sessions() as session:
+        return list_keys(session, license_id=caller.visible_license(license_id))
+
+
+def revoke_key(sessions: sessionmaker[Session], *, caller: Caller, api_key_id: int) -> KeyInfo:
+    """The use case behind ``keys revoke``: the revocation and its audit entry in one transaction."""
+    with sessions.begin() as session:
+        now = caller.now()
+        revoked = revoke(session, api_key_id=api_key_id, now=now)
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="key.revoke",
+            target_type="api_key",
+            target_id=api_key_id,
+            license_id=revoked.license_id,
+            now=now,
+        )
+    return revoked

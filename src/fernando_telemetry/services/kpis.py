@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core import cursor as cursors
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.containment import Condition
 from fernando_telemetry.core.enums import MetricCategory, PeriodType
 from fernando_telemetry.core.errors import Forbidden, InvalidInput
@@ -31,12 +32,12 @@ from fernando_telemetry.storage import kpi_queries
 from fernando_telemetry.storage.kpi_queries import BusinessMetricRow, KpiSummaryRow
 
 __all__ = [
-    "DEFAULT_LIMIT",
-    "MAX_LIMIT",
     "BusinessMetricPage",
     "BusinessMetricRow",
+    "DEFAULT_LIMIT",
     "KpiSummaryPage",
     "KpiSummaryRow",
+    "MAX_LIMIT",
     "MetricFilters",
     "PeriodOutcome",
     "backfill_periods",
@@ -44,6 +45,8 @@ __all__ = [
     "compute_period",
     "compute_recent",
     "kpi_summary",
+    "list_business_metrics",
+    "list_kpis",
     "oldest_computable_day",
     "recent_periods_due",
 ]
@@ -295,3 +298,38 @@ def kpi_summary(
     if len(rows) <= limit:
         return KpiSummaryPage(kpis=rows, next_offset=None)
     return KpiSummaryPage(kpis=rows[:limit], next_offset=offset + limit)
+
+
+def list_business_metrics(
+    sessions: sessionmaker[Session], *, caller: Caller, filters: MetricFilters, cursor_key: bytes
+) -> BusinessMetricPage:
+    """The use case behind ``GET /api/v1/business-metrics``: one read transaction, the caller's license scope."""
+    with sessions() as session:
+        return business_metrics(session, principal=tenancy.principal_of(caller), filters=filters, cursor_key=cursor_key)
+
+
+def list_kpis(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    license_id: int | None = None,
+    overall: bool = False,
+    metric_name: str | None = None,
+    metric_category: str | None = None,
+    period_type: str | None = None,
+    limit: int = MAX_LIMIT,
+    offset: int = 0,
+) -> KpiSummaryPage:
+    """The use case behind ``GET /api/v1/kpis``."""
+    with sessions() as session:
+        return kpi_summary(
+            session,
+            principal=tenancy.principal_of(caller),
+            license_id=license_id,
+            overall=overall,
+            metric_name=metric_name,
+            metric_category=metric_category,
+            period_type=period_type,
+            limit=limit,
+            offset=offset,
+        )

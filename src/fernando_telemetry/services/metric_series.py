@@ -16,39 +16,42 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core import series as series_math
 from fernando_telemetry.core import time_range
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.containment import Condition
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.series import Aggregation, Buckets, GroupBy, Step
 from fernando_telemetry.services import rollups
-from fernando_telemetry.services.tenancy import visible_license
+from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import metric_queries
 from fernando_telemetry.storage.metric_queries import BucketValue, MetricName, MetricSelection
 
 __all__ = [
+    "CurrentBucket",
     "DEFAULT_NAMES_RANGE",
     "DEFAULT_RANGE",
     "MAX_SERIES",
     "MAX_TOTAL_POINTS",
-    "RAW",
-    "ROLLUP",
-    "SOURCES",
     "MetricName",
     "MetricSelection",
     "PointSource",
+    "RAW",
+    "ROLLUP",
     "RawPoints",
-    "CurrentBucket",
     "RollupPoints",
+    "SOURCES",
     "Series",
     "SeriesRequest",
     "SeriesResult",
     "bucket_seconds",
     "current_bucket",
+    "list_names",
     "names",
+    "read_series",
     "series",
 ]
 
@@ -350,3 +353,31 @@ def _choose_source(session: Session, *, source: str, sources: Sequence[PointSour
             details=[{"field": "source", "reason": "cannot serve"}],
         )
     return named
+
+
+def read_series(sessions: sessionmaker[Session], *, caller: Caller, request: SeriesRequest, source: str = "auto") -> SeriesResult:
+    """The use case behind ``GET /api/v1/metrics/series``: one read transaction, the caller's license and clock."""
+    with sessions() as session:
+        return series(session, principal=principal_of(caller), request=request, now=caller.now(), source=source)
+
+
+def list_names(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    start: datetime | None,
+    end: datetime | None,
+    service_name: str | None,
+    license_id: int | None,
+) -> list[MetricName]:
+    """The use case behind ``GET /api/v1/metrics/names``."""
+    with sessions() as session:
+        return names(
+            session,
+            principal=principal_of(caller),
+            start=start,
+            end=end,
+            service_name=service_name,
+            license_id=license_id,
+            now=caller.now(),
+        )

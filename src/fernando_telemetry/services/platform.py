@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, NotFound
+from fernando_telemetry.services import audit
 from fernando_telemetry.storage.models import License, User
 
-__all__ = ["upsert_license", "upsert_user"]
+__all__ = ["put_license", "put_user", "upsert_license", "upsert_user"]
 
 
 def upsert_user(
@@ -67,3 +70,51 @@ def upsert_license(session: Session, *, license_id: int, fields: dict[str, Any],
     )
     session.expire_all()
     return session.get(License, license_id), not existed  # type: ignore[return-value]
+
+
+def put_user(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    license_id: int | None,
+    user_id: str,
+    fields: dict[str, Any],
+    sent_fields: Iterable[str],
+) -> tuple[User, bool]:
+    """The use case behind ``PUT /api/v1/admin/users/{user_id}``: the upsert and its audit entry in one transaction.
+
+    ``sent_fields`` are the fields the request named (the audit entry lists them, never their values)."""
+    with sessions.begin() as session:
+        now = caller.now()
+        user, created = upsert_user(session, license_id=license_id, user_id=user_id, fields=fields, now=now)
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="user.create" if created else "user.update",
+            target_type="user",
+            target_id=user_id,
+            license_id=user.license_id,
+            now=now,
+            details={"fields": sorted(sent_fields)},
+        )
+    return user, created
+
+
+def put_license(
+    sessions: sessionmaker[Session], *, caller: Caller, license_id: int, fields: dict[str, Any], sent_fields: Iterable[str]
+) -> tuple[License, bool]:
+    """The use case behind ``PUT /api/v1/admin/licenses/{license_id}``: the upsert and its audit entry in one transaction."""
+    with sessions.begin() as session:
+        now = caller.now()
+        license_, created = upsert_license(session, license_id=license_id, fields=fields, now=now)
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="license.create" if created else "license.update",
+            target_type="license",
+            target_id=license_id,
+            license_id=license_id,
+            now=now,
+            details={"fields": sorted(sent_fields)},
+        )
+    return license_, created

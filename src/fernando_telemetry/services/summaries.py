@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core import time_range
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import EventType
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services.tenancy import visible_license
+from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import summary_queries
 from fernando_telemetry.storage.summary_queries import SummaryQuery
 
@@ -34,6 +35,9 @@ __all__ = [
     "SummaryPage",
     "elapsed_s",
     "events_hourly",
+    "read_events_hourly",
+    "read_services",
+    "read_traces",
     "services",
     "traces",
 ]
@@ -154,3 +158,21 @@ def traces(session: Session, *, principal: Principal, filters: SummaryFilters, n
     else:
         rows = summary_queries.traces_for_license(session, query, license_id=license_id)
     return _page(query, _with_rate(rows, count="spans", rate="spans_per_s", now=now))
+
+
+def read_events_hourly(sessions: sessionmaker[Session], *, caller: Caller, filters: SummaryFilters) -> SummaryPage:
+    """The use case behind ``GET /api/v1/summaries/events-hourly``: one read transaction, the caller's license and clock."""
+    with sessions() as session:
+        return events_hourly(session, principal=principal_of(caller), filters=filters, now=caller.now())
+
+
+def read_services(sessions: sessionmaker[Session], *, caller: Caller, filters: SummaryFilters) -> SummaryPage:
+    """The use case behind ``GET /api/v1/summaries/services``."""
+    with sessions() as session:
+        return services(session, principal=principal_of(caller), filters=filters, now=caller.now())
+
+
+def read_traces(sessions: sessionmaker[Session], *, caller: Caller, filters: SummaryFilters) -> SummaryPage:
+    """The use case behind ``GET /api/v1/summaries/traces``."""
+    with sessions() as session:
+        return traces(session, principal=principal_of(caller), filters=filters, now=caller.now())

@@ -11,11 +11,12 @@ from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Forbidden
-from fernando_telemetry.core.keys import Principal
+from fernando_telemetry.core.keys import Principal, Scope
 from fernando_telemetry.storage import tenant_scope
 
-__all__ = ["enter", "scope_sessions", "unscoped", "visible_license"]
+__all__ = ["OPERATOR", "enter", "principal_of", "scope_sessions", "unscoped", "visible_license"]
 
 
 def scope_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
@@ -45,3 +46,12 @@ def visible_license(principal: Principal, requested: int | None = None) -> int |
     if requested is not None and requested != principal.license_id:
         raise Forbidden(f"this key belongs to license {principal.license_id} and cannot read license {requested}")
     return principal.license_id
+
+
+OPERATOR = Principal(api_key_id=0, license_id=None, scopes=frozenset({Scope.ADMIN.value}))
+"""The principal of the CLI and jobs: the operator sees every license, like an admin key."""
+
+
+def principal_of(caller: Caller) -> Principal:
+    """The key a caller acts with, for the helpers that take a principal (``OPERATOR`` for the CLI and jobs)."""
+    return OPERATOR if caller.principal is None else caller.principal

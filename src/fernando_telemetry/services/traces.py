@@ -12,15 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core import time_range
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.containment import Condition
 from fernando_telemetry.core.errors import InvalidInput, NotFound
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.time_range import TimeRange
 from fernando_telemetry.core.trace_tree import TraceSummary, TraceTree, build_tree
-from fernando_telemetry.services.tenancy import visible_license
+from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import trace_queries
 from fernando_telemetry.storage.trace_queries import SpanMatch
 
@@ -28,13 +29,13 @@ __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_RANGE",
     "DURATION_SCAN_TRACES",
+    "Dependencies",
+    "DependencyEdge",
     "MAX_LIMIT",
     "MAX_RANGE",
     "MAX_TRACE_SPANS",
     "PARENT_LAG",
     "PARENT_LEAD",
-    "Dependencies",
-    "DependencyEdge",
     "ServiceHealth",
     "ServicesHealth",
     "TraceDetail",
@@ -42,8 +43,12 @@ __all__ = [
     "TraceSearch",
     "dependencies",
     "detail",
+    "get_trace",
     "parse_trace_id",
+    "read_dependencies",
+    "read_services_health",
     "search",
+    "search_traces",
     "services_health",
 ]
 
@@ -321,3 +326,52 @@ def dependencies(
             for edge in edges
         ],
     )
+
+
+def search_traces(sessions: sessionmaker[Session], *, caller: Caller, filters: TraceFilters) -> TraceSearch:
+    """The use case behind ``GET /api/v1/traces``: one read transaction, the caller's license and clock."""
+    with sessions() as session:
+        return search(session, principal=principal_of(caller), filters=filters, now=caller.now())
+
+
+def get_trace(sessions: sessionmaker[Session], *, caller: Caller, trace_id: str, license_id: int | None = None) -> TraceDetail:
+    """The use case behind ``GET /api/v1/traces/{trace_id}``."""
+    with sessions() as session:
+        return detail(session, principal=principal_of(caller), trace_id=trace_id, license_id=license_id)
+
+
+def read_services_health(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    service_name: str | None = None,
+    license_id: int | None = None,
+) -> ServicesHealth:
+    """The use case behind ``GET /api/v1/services``."""
+    with sessions() as session:
+        return services_health(
+            session,
+            principal=principal_of(caller),
+            now=caller.now(),
+            start=start,
+            end=end,
+            service_name=service_name,
+            license_id=license_id,
+        )
+
+
+def read_dependencies(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    license_id: int | None = None,
+) -> Dependencies:
+    """The use case behind ``GET /api/v1/services/dependencies``."""
+    with sessions() as session:
+        return dependencies(
+            session, principal=principal_of(caller), now=caller.now(), start=start, end=end, license_id=license_id
+        )

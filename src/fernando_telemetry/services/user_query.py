@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import re2
 from sqlalchemy import Engine
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, RateLimited
-from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services.tenancy import visible_license
+from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import user_sql
 from fernando_telemetry.storage.user_sql import QueryResult, query_role_url
 
@@ -75,7 +75,7 @@ def first_keyword(statement: str) -> str:
 def run(
     owner: Engine,
     query_url: str,
-    principal: Principal,
+    caller: Caller,
     statement: str,
     *,
     license_id: int | None,
@@ -83,7 +83,8 @@ def run(
     limits: QueryLimits,
     gate: ConcurrencyGate | None = None,
 ) -> QueryResult:
-    """Run one read-only SELECT for the caller's license (admin keys name the license)."""
+    """The use case behind ``POST /api/v1/query``: one read-only SELECT for the caller's license (admin keys name the
+    license), counted against the caller's key in ``gate``."""
     if not statement.strip():
         raise InvalidInput("sql is empty: send one SELECT statement", details=[{"field": "sql", "reason": "empty"}])
     keyword = first_keyword(statement)
@@ -92,6 +93,7 @@ def run(
             f"only a single SELECT statement may run here, not {keyword.upper() or 'this text'}",
             details=[{"field": "sql", "reason": f"starts with {keyword.upper() or 'nothing'}", "allowed": ["SELECT", "WITH"]}],
         )
+    principal = principal_of(caller)
     scope = visible_license(principal, license_id)
     if scope is None:
         raise InvalidInput(
