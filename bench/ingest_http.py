@@ -88,6 +88,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.core.enums import EventSource, EventType
 from fernando_telemetry.core.ids import uuid7_factory
 from fernando_telemetry.core.ingest import events
@@ -96,7 +97,6 @@ from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
 from fernando_telemetry.storage.models import TelemetryEvent
-from fernando_telemetry.wiring import dump_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -1015,7 +1015,7 @@ def _frame(frame: str) -> str:
 
 
 # the server's own frames that only say "the server is running"
-_SCAFFOLDING = ("fernando_telemetry/cli/", "fernando_telemetry/console.py", "fernando_telemetry/server.py",
+_SCAFFOLDING = ("fernando_telemetry/cli/", "fernando_telemetry/console.py", "fernando_telemetry/composition/server.py",
                 "fernando_telemetry/__main__.py")
 PROFILE_RATE_HZ = 250
 

@@ -44,6 +44,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.core import containment
 from fernando_telemetry.core.ingest import events as event_columns
 from fernando_telemetry.core.keys import Principal
@@ -54,7 +55,6 @@ from fernando_telemetry.storage import rollups as rollup_store
 from fernando_telemetry.storage.bulk import copy_rows
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
-from fernando_telemetry.wiring import dump_json
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -345,7 +345,7 @@ def summarise(
     second_half_growth = rss_end - rss_half
     limit = max(args.growth_limit_mb * MB, 0.05 * rss_half)
     jobs = {
-        name: log.count(f"fernando_telemetry.scheduler: {name}")
+        name: log.count(f"fernando_telemetry.composition.scheduler: {name}")
         for name in ("rollups", "kpis", "retention", "partition upkeep", "host metrics")
     }
     return {

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import event
 
-from fernando_telemetry import jobs
+from fernando_telemetry.composition import jobs
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory
 

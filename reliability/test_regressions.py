@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 
+from fernando_telemetry.composition.wiring import build
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import make_engine
-from fernando_telemetry.wiring import build
 from reliability.harness import free_port
 
 

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from fernando_telemetry import jobs
+from fernando_telemetry.composition import jobs
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.services import schema, synthetic
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory, sqlalchemy_url
-from fernando_telemetry.wiring import dump_json
 from reliability.harness import LONG, Figures, wait_for
 from reliability.jobrunner import APPLICATION_NAME, FAILED, KILLED, run_in_process
 from tests.ingest_fixtures import make_tenant

@@ -21,11 +21,11 @@ from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.composition.wiring import Wiring, build
 from fernando_telemetry.services import partitions, schema
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory, sqlalchemy_url
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
-from fernando_telemetry.wiring import Wiring, build
 
 # Servers the tests start (``serve``, ``demo`` subprocesses inherit this) keep the OTLP/gRPC receiver off unless a
 # test names a port: two of them must never race for the fixed default 4317.

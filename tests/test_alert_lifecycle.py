@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
-from fernando_telemetry import jobs
+from fernando_telemetry.composition import jobs
 from fernando_telemetry.core.errors import Conflict
 from fernando_telemetry.notify.notifier import ChannelNotifier
 from fernando_telemetry.notify.targets import TargetPolicy, parse_networks

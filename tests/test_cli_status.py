@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import text
 
 from fernando_telemetry.cli import main
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.services import partitions, rollups, schema, synthetic
 from fernando_telemetry.services import status as status_service
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory
-from fernando_telemetry.wiring import dump_json
 
 EVENTS, SPANS, METRICS = 3_000, 2_000, 1_500
 

@@ -9,9 +9,9 @@ import pytest
 from fastapi import FastAPI, Request
 from sqlalchemy import Engine, text
 
+from fernando_telemetry.composition.wiring import Wiring
 from fernando_telemetry.embedding import in_process_client
 from fernando_telemetry.sdk import TelemetryMiddleware
-from fernando_telemetry.wiring import Wiring
 from tests.ingest_fixtures import make_tenant
 
 

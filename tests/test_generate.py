@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.services import schema, synthetic
 from fernando_telemetry.storage.database import make_engine, session_factory
-from fernando_telemetry.wiring import dump_json
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -20,9 +20,9 @@ import psycopg
 import pytest
 import yaml
 
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.services import kpis, partitions, rollups, schema, synthetic
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory
-from fernando_telemetry.wiring import dump_json
 
 GRAFANA = Path(__file__).resolve().parents[1] / "grafana"
 DASHBOARD_FILE = GRAFANA / "dashboards" / "fernando-telemetry.json"

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from fernando_telemetry.composition.wiring import build
 from fernando_telemetry.services import keys
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
-from fernando_telemetry.wiring import build
 from tests.ingest_fixtures import Tenant, admin_key, make_tenant
 
 NOW = datetime.now(UTC)

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.composition.jobs import Job, JobOutcome
+from fernando_telemetry.composition.scheduler import Scheduler, run_and_record
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.jobs import Job, JobOutcome
-from fernando_telemetry.scheduler import Scheduler, run_and_record
 from fernando_telemetry.services import job_runs, schema
 from fernando_telemetry.services.job_runs import JobRunOutcome
 from fernando_telemetry.storage.database import make_engine, session_factory

@@ -42,7 +42,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from fernando_telemetry import jobs
+from fernando_telemetry.composition import jobs
 from fernando_telemetry.core.enums import EventType, PeriodType
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.kpi_periods import Period, day_start, period_containing

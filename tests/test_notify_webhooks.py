@@ -14,7 +14,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
-from fernando_telemetry import jobs
+from fernando_telemetry.composition import jobs
 from fernando_telemetry.notify.message import AlertMessage, Links, condition_text, format_value, links_for
 from fernando_telemetry.notify.notifier import ChannelNotifier, RecordingNotifier, WebhookChannel
 from fernando_telemetry.notify.result import SendResult

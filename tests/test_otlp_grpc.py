@@ -49,11 +49,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import sessionmaker
 
 from fernando_telemetry.api.otlp_grpc import RETRY_INFO_METADATA, STATUS_DETAILS_METADATA, OtlpGrpcReceiver
+from fernando_telemetry.composition.wiring import Wiring, build
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.services import keys
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory
-from fernando_telemetry.wiring import Wiring, build
 from tests.ingest_fixtures import Tenant, make_tenant, new_token
 
 WORKTREE = Path(__file__).resolve().parents[1]

@@ -14,9 +14,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from sqlalchemy import Engine
 
+from fernando_telemetry.composition.wiring import build
 from fernando_telemetry.core.otlp import item_count
 from fernando_telemetry.settings import Settings
-from fernando_telemetry.wiring import build
 from tests.ingest_fixtures import make_tenant
 
 LIMIT = 20

@@ -23,8 +23,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from fernando_telemetry import jobs
 from fernando_telemetry.cli import app
+from fernando_telemetry.composition import jobs
 from fernando_telemetry.core.enums import EventType, MetricType, SpanStatus
 from fernando_telemetry.core.series import Aggregation, GroupBy, Step, align_down
 from fernando_telemetry.core.sketch import Sketch, key_of, value_of

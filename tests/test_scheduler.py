@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry import jobs
-from fernando_telemetry.jobs import Job, JobOutcome
-from fernando_telemetry.scheduler import Scheduler
+from fernando_telemetry.composition import jobs
+from fernando_telemetry.composition.jobs import Job, JobOutcome
+from fernando_telemetry.composition.scheduler import Scheduler
 from fernando_telemetry.services import schema
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import make_engine, session_factory

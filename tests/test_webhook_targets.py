@@ -7,10 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from fernando_telemetry.composition.wiring import build
 from fernando_telemetry.notify.http_post import post_json
 from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
 from fernando_telemetry.settings import Settings
-from fernando_telemetry.wiring import build
 from tests.ingest_fixtures import make_tenant
 
 DENY = TargetPolicy()

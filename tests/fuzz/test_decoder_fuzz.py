@@ -16,11 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.core import otlp
 from fernando_telemetry.core.errors import Malformed, SchemaMismatch
 from fernando_telemetry.core.ingest import DecodeContext, Rejection, decode_items
 from fernando_telemetry.services.ingest import KINDS
-from fernando_telemetry.wiring import dump_json
 from tests.fuzz import strategies
 from tests.fuzz.budget import fuzz_settings
 from tests.fuzz.storable import copy_row, problems

@@ -28,11 +28,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import StatementError
 
 from fernando_telemetry.api.errors import install_error_handlers
+from fernando_telemetry.composition.wiring import Wiring, build
 from fernando_telemetry.services import partitions
 from fernando_telemetry.services import schema as migrations
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import make_engine, session_factory
-from fernando_telemetry.wiring import Wiring, build
 from tests.fuzz.budget import fuzz_settings
 from tests.ingest_fixtures import admin_key, make_tenant
 

@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
-from fernando_telemetry import jobs
+from fernando_telemetry.composition import jobs
+from fernando_telemetry.composition.wiring import build
 from fernando_telemetry.core.errors import QuotaExceeded
 from fernando_telemetry.core.quotas import Quotas
 from fernando_telemetry.services import alert_evaluation, alert_rules, keys
@@ -32,7 +33,6 @@ from fernando_telemetry.services import status as status_service
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.storage.models import Alert, AlertNotification, AlertRule, NotificationChannel
-from fernando_telemetry.wiring import build
 from tests.ingest_fixtures import Tenant, make_tenant, new_token
 
 HEAVY_RULES = 150

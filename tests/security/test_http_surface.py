@@ -24,13 +24,13 @@ from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from sqlalchemy import Engine, text
 
-from fernando_telemetry.http_server import uvicorn_config
+from fernando_telemetry.composition.http_server import uvicorn_config
+from fernando_telemetry.composition.wiring import Wiring, build
 from fernando_telemetry.services import keys
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.web.headers import SECURITY_HEADERS
 from fernando_telemetry.web.routes import PAGES
-from fernando_telemetry.wiring import Wiring, build
 from tests.helpers import add_metric
 from tests.ingest_fixtures import Tenant, make_tenant
 

@@ -28,10 +28,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, N
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from sqlalchemy import Engine, text
 
+from fernando_telemetry.composition.wiring import build
 from fernando_telemetry.core.ingest.common import IngestBounds
 from fernando_telemetry.services.ingest import RESOURCE_BUDGET_FACTOR
 from fernando_telemetry.settings import Settings
-from fernando_telemetry.wiring import build
 from tests.ingest_fixtures import make_tenant
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}

@@ -18,6 +18,7 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
+from fernando_telemetry.composition.wiring import build
 from fernando_telemetry.notify.http_post import post_json
 from fernando_telemetry.notify.notifier import ChannelNotifier
 from fernando_telemetry.notify.smtp import SmtpServer, deliver
@@ -26,7 +27,6 @@ from fernando_telemetry.services import alert_notifications, notification_channe
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.storage.models import AlertNotification
-from fernando_telemetry.wiring import build
 from tests.ingest_fixtures import make_tenant
 from tests.notify_fixtures import (
     BOX,

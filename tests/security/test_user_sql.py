@@ -17,11 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
-from fernando_telemetry.jobs import _with_job_lock
+from fernando_telemetry.composition.jobs import _with_job_lock
+from fernando_telemetry.composition.wiring import Wiring
 from fernando_telemetry.services import tenancy
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.storage.tenant_scope import QUERY_ROLE, scoped
-from fernando_telemetry.wiring import Wiring
 from tests.ingest_fixtures import Tenant, make_tenant
 
 

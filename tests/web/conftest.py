@@ -20,12 +20,12 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from fernando_telemetry.composition.wiring import Wiring, build, dump_json
 from fernando_telemetry.core.enums import EventType, SpanStatus
 from fernando_telemetry.services import alert_evaluation, alert_rules, keys, kpis, partitions, schema, synthetic
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import make_engine, session_factory
 from fernando_telemetry.storage.models import AlertDelivery
-from fernando_telemetry.wiring import Wiring, build, dump_json
 from tests.helpers import add_event, add_metric, add_span
 from tests.ingest_fixtures import make_tenant, new_token
 

@@ -16,10 +16,10 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 
 from fernando_telemetry.api import create_app
+from fernando_telemetry.composition.wiring import Wiring
 from fernando_telemetry.services import keys, schema
 from fernando_telemetry.storage.database import make_engine, session_factory
 from fernando_telemetry.web.session import COOKIE_NAME, SessionCodec, SessionData
-from fernando_telemetry.wiring import Wiring
 from tests.ingest_fixtures import new_token
 from tests.web.conftest import B_EVENT, B_METRIC, B_RULE, B_SERVICE, SECRET_KEY, DashboardWorld
 

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import text
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core import time_range
 from fernando_telemetry.services import alert_evaluation, alerts

@@ -10,8 +10,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.services import archives
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.archive import read_manifest

@@ -14,8 +14,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from fernando_telemetry import notification_wiring, runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
+from fernando_telemetry.composition import notification_wiring, runtime
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.services import notification_channels
 from fernando_telemetry.settings import load_settings, quotas_of

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import typer
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.services import partitions, schema
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory

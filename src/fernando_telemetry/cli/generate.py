@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
+from fernando_telemetry.composition import runtime
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.services import synthetic
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
-from fernando_telemetry.wiring import dump_json
 
 
 def generate(

@@ -9,10 +9,10 @@ import typer
 from rich.table import Table
 from sqlalchemy import Engine
 
-from fernando_telemetry import jobs, runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
+from fernando_telemetry.composition import jobs, runtime
+from fernando_telemetry.composition.scheduler import run_and_record
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.scheduler import run_and_record
 from fernando_telemetry.services import job_runs, schema
 from fernando_telemetry.settings import Settings, load_settings
 from fernando_telemetry.storage.database import session_factory

@@ -8,8 +8,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.keys import new_token
 from fernando_telemetry.services import keys

@@ -8,8 +8,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import text
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, err_console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.core.kpi_periods import KPI_PERIOD_TYPES, kpi_period_type
 from fernando_telemetry.services import kpis
 from fernando_telemetry.settings import load_settings

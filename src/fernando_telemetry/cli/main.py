@@ -65,7 +65,7 @@ def serve(
 
     Example: fernando-telemetry serve --host 0.0.0.0 --port 8000 --otlp-grpc-port 4317
     """
-    from fernando_telemetry.server import serve as run_server
+    from fernando_telemetry.composition.server import serve as run_server
 
     settings = load_settings(host=host, port=port, database_url=database_url, otlp_grpc_port=otlp_grpc_port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

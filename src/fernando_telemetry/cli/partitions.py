@@ -8,8 +8,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, err_console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.core.partitioning import PARTITIONED_TABLES, days_to_cover
 from fernando_telemetry.services import partitions
 from fernando_telemetry.settings import load_settings

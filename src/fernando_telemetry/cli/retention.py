@@ -9,8 +9,8 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.services import audit, retention, rollups
 from fernando_telemetry.services.retention import ArchivedPartition
 from fernando_telemetry.settings import load_settings

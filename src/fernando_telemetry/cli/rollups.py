@@ -9,8 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, err_console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.services import rollups
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory

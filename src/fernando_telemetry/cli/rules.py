@@ -11,8 +11,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.alert_condition import parse_condition
 from fernando_telemetry.core.errors import InvalidInput

@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 
-from fernando_telemetry import jobs, runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
+from fernando_telemetry.composition import jobs, runtime
 from fernando_telemetry.services import status as status_service
 from fernando_telemetry.services.status import Listeners, StatusReport, TableStatus
 from fernando_telemetry.settings import load_settings

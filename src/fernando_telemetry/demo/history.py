@@ -16,11 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.composition.wiring import dump_json
 from fernando_telemetry.core.kpi_periods import KPI_PERIOD_TYPES
 from fernando_telemetry.demo import tenant
 from fernando_telemetry.services import kpis, synthetic
 from fernando_telemetry.services.synthetic import GenerateResult
-from fernando_telemetry.wiring import dump_json
 
 __all__ = ["HistorySize", "load"]
 

@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from fernando_telemetry import server
+from fernando_telemetry.composition import server
 from fernando_telemetry.demo import history, hosting, rules, tenant
 from fernando_telemetry.demo.history import HistorySize
 from fernando_telemetry.demo.incidents import Incidents

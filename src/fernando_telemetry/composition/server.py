@@ -18,14 +18,14 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry import jobs, runtime
 from fernando_telemetry.api.otlp_grpc import OtlpGrpcReceiver
-from fernando_telemetry.http_server import uvicorn_config
-from fernando_telemetry.scheduler import Scheduler, run_and_record
+from fernando_telemetry.composition import jobs, runtime
+from fernando_telemetry.composition.http_server import uvicorn_config
+from fernando_telemetry.composition.scheduler import Scheduler, run_and_record
+from fernando_telemetry.composition.wiring import Wiring, build
 from fernando_telemetry.services import schema
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
-from fernando_telemetry.wiring import Wiring, build
 
 __all__ = ["OTLP_GRPC_GRACE_S", "RunningServer", "StopRequested", "otlp_grpc_address", "serve", "started"]
 

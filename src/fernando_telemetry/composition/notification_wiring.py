@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry import runtime
+from fernando_telemetry.composition import runtime
 from fernando_telemetry.notify.notifier import ChannelNotifier, SmtpDefaults
 from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
 from fernando_telemetry.services import alert_notifications

@@ -9,9 +9,9 @@ import orjson
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from fernando_telemetry import notification_wiring
 from fernando_telemetry.api import create_app
 from fernando_telemetry.api.app import ApiLimits
+from fernando_telemetry.composition import notification_wiring
 from fernando_telemetry.core.ids import uuid7_factory
 from fernando_telemetry.core.ingest.common import IngestBounds
 from fernando_telemetry.services.ingest import IngestLimits, Ingestor

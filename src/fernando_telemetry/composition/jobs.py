@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry import notification_wiring
+from fernando_telemetry.composition import notification_wiring
 from fernando_telemetry.services import alert_evaluation, host_metrics, kpis, partitions, retention, rollups
 from fernando_telemetry.settings import Settings
 

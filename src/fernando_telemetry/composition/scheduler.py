@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.jobs import Job, JobOutcome
+from fernando_telemetry.composition.jobs import Job, JobOutcome
 from fernando_telemetry.services import job_runs
 from fernando_telemetry.services.job_runs import JobRunOutcome
 
