@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.composition import runtime
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.services import archives
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.archive import read_manifest
@@ -73,16 +73,14 @@ def restore(
             transient=True,
         ) as progress:
             task = progress.add_task(str(manifest["partition"]), total=int(manifest["rows"]))
-            with session_factory(engine).begin() as session:
-                restored = archives.restore(
-                    session,
-                    path,
-                    into=into,
-                    now=datetime.now(UTC),
-                    actor="cli",
-                    operator=_operator(),
-                    on_rows=lambda rows: progress.advance(task, rows),
-                )
+            restored = archives.restore_archive(
+                session_factory(engine),
+                path,
+                caller=Caller.for_cli(),
+                into=into,
+                operator=_operator(),
+                on_rows=lambda rows: progress.advance(task, rows),
+            )
     console.print(f"restored {restored.rows_inserted} of {restored.rows_in_file} rows into {restored.table_name}")
 
 

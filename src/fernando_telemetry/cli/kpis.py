@@ -6,16 +6,14 @@ from datetime import UTC, datetime
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import text
 
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, day_range, err_console, note
 from fernando_telemetry.composition import runtime
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.kpi_periods import KPI_PERIOD_TYPES, kpi_period_type
 from fernando_telemetry.services import kpis
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
-
-_JOB_LOCK = "fernando_telemetry.job:kpis"  # the key jobs.kpi_run locks
 
 app = typer.Typer(
     help="Business KPIs from the events. Example: fernando-telemetry kpis compute --period daily --from 2026-11-01 --to 2026-11-30",
@@ -39,7 +37,9 @@ def compute(
     period_types = [kpi_period_type(period)] if period is not None else list(KPI_PERIOD_TYPES)
     start, end = day_range(first_day, last_day, without="the previous and current period") or (None, None)
     settings = load_settings(database_url=database_url)
+    # one clock for the whole backfill: every period's values carry the same computed_at, as before
     now = datetime.now(UTC)
+    caller = Caller.for_cli(clock=lambda: now)
     if start is not None and end is not None:
         periods = kpis.backfill_periods(
             period_types=period_types,
@@ -62,11 +62,7 @@ def compute(
             task = progress_bar.add_task("kpis", total=len(periods))
             for each in periods:
                 progress_bar.update(task, description=f"{each.period_type} {each.label}")
-                with sessions.begin() as session:
-                    # the KPI job's lock: a running job finishes first, and skips its ticks while this holds it,
-                    # so the two never upsert the same rows in different orders (a deadlock)
-                    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": _JOB_LOCK})
-                    rows += kpis.compute_period(session, period=each, now=now, oldest_day=oldest_day).rows
+                rows += kpis.recompute_period(sessions, caller=caller, period=each, oldest_day=oldest_day)
                 progress_bar.advance(task)
     span = f"{periods[0].label}..{periods[-1].label}" if periods else "nothing to do"
     console.print(f"computed {len(periods)} period{'s' if len(periods) != 1 else ''} ({span}): {rows} KPI values written")

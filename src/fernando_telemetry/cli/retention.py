@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -11,7 +10,8 @@ from rich.table import Table
 
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
 from fernando_telemetry.composition import runtime
-from fernando_telemetry.services import audit, retention, rollups
+from fernando_telemetry.core.caller import Caller
+from fernando_telemetry.services import retention, rollups
 from fernando_telemetry.services.retention import ArchivedPartition
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
@@ -48,6 +48,7 @@ def run_retention(
         archive_dir=archive_dir,
     )
     archived_count = 0
+    now = Caller.for_cli().now()
     with runtime.database_engine(settings, note=note) as engine:
         with (
             Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console) as progress_bar,
@@ -64,7 +65,7 @@ def run_retention(
 
             cleanups = retention.run(
                 session,
-                now=datetime.now(UTC),
+                now=now,
                 events_retention_days=settings.events_retention_days,
                 metrics_retention_days=settings.metrics_retention_days,
                 traces_retention_days=settings.traces_retention_days,
@@ -74,7 +75,7 @@ def run_retention(
             progress_bar.update(task, description="deleting expired rollup rows")
             rollup_cleanups = rollups.expire(
                 session,
-                now=datetime.now(UTC),
+                now=now,
                 hourly_retention_days=settings.rollup_hourly_retention_days,
                 daily_retention_days=settings.rollup_daily_retention_days,
             )
@@ -114,19 +115,9 @@ def set_override(
     Example: fernando-telemetry retention overrides set --license-id 3 --kind traces --days 90
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
-        with session_factory(engine).begin() as session:
-            now = datetime.now(UTC)
-            retention.set_override(session, license_id=license_id, data_kind=kind, retention_days=days, now=now)
-            audit.record(
-                session,
-                actor="cli",
-                action="retention.override",
-                target_type="license",
-                target_id=license_id,
-                license_id=license_id,
-                now=now,
-                details={"data_kind": kind, "retention_days": days},
-            )
+        retention.put_override(
+            session_factory(engine), caller=Caller.for_cli(), license_id=license_id, data_kind=kind, retention_days=days
+        )
     console.print(f"license {license_id}: {kind} kept {days} days")
 
 
@@ -140,8 +131,7 @@ def list_overrides(
     Example: fernando-telemetry retention overrides list
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
-        with session_factory(engine)() as session:
-            found = retention.list_overrides(session, license_id=license_id)
+        found = retention.read_overrides(session_factory(engine), caller=Caller.for_cli(), license_id=license_id)
     table = Table("license", "kind", "days")
     for license_, kind, days in found:
         table.add_row(str(license_), kind, str(days))
@@ -159,16 +149,7 @@ def clear_override(
     Example: fernando-telemetry retention overrides clear --license-id 3 --kind traces
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
-        with session_factory(engine).begin() as session:
-            removed = retention.clear_override(session, license_id=license_id, data_kind=kind)
-            audit.record(
-                session,
-                actor="cli",
-                action="retention.override_clear",
-                target_type="license",
-                target_id=license_id,
-                license_id=license_id,
-                now=datetime.now(UTC),
-                details={"data_kind": kind},
-            )
+        removed = retention.remove_override(
+            session_factory(engine), caller=Caller.for_cli(), license_id=license_id, data_kind=kind
+        )
     console.print(f"removed {removed} override(s) of license {license_id}")

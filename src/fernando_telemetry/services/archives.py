@@ -15,15 +15,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.services import audit, partitions
 from fernando_telemetry.storage import archive as archive_store
 from fernando_telemetry.storage.archive import RestoredArchive
 from fernando_telemetry.storage.models import PartitionArchive, metadata
 
-__all__ = ["RestoredArchive", "list_archives", "restore"]
+__all__ = ["RestoredArchive", "list_archives", "restore", "restore_archive"]
 
 _IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 _RESERVED_PREFIXES = ("pg_", "sql_", "archive_restore_stage")
@@ -116,3 +117,18 @@ def restore(
         },
     )
     return restored
+
+
+def restore_archive(
+    sessions: sessionmaker[Session],
+    path: Path,
+    *,
+    caller: Caller,
+    into: str | None,
+    operator: str | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> RestoredArchive:
+    """The use case behind ``archive restore``: the rows and the audit entry (the caller's actor, the ``operator``
+    account) in one transaction."""
+    with sessions.begin() as session:
+        return restore(session, path, into=into, now=caller.now(), actor=caller.actor, operator=operator, on_rows=on_rows)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core import cursor as cursors
@@ -35,6 +36,7 @@ __all__ = [
     "BusinessMetricPage",
     "BusinessMetricRow",
     "DEFAULT_LIMIT",
+    "KPI_JOB_LOCK",
     "KpiSummaryPage",
     "KpiSummaryRow",
     "MAX_LIMIT",
@@ -49,6 +51,7 @@ __all__ = [
     "list_kpis",
     "oldest_computable_day",
     "recent_periods_due",
+    "recompute_period",
 ]
 
 DEFAULT_LIMIT = 100
@@ -333,3 +336,17 @@ def list_kpis(
             limit=limit,
             offset=offset,
         )
+
+
+KPI_JOB_LOCK = "fernando_telemetry.job:kpis"
+"""The advisory lock the scheduled KPI job takes (``composition.jobs``: ``fernando_telemetry.job:<name>``)."""
+
+
+def recompute_period(sessions: sessionmaker[Session], *, caller: Caller, period: Period, oldest_day: date | None) -> int:
+    """The use case behind ``kpis compute``, one period: its own transaction, after the KPI job's lock; the rows written.
+
+    Waiting for the job's lock means a running job finishes first, and skips its ticks while this holds it, so the two
+    never upsert the same rows in different orders (a deadlock)."""
+    with sessions.begin() as session:
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": KPI_JOB_LOCK})
+        return compute_period(session, period=period, now=caller.now(), oldest_day=oldest_day).rows

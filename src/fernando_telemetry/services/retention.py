@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, NotFound
+from fernando_telemetry.services import audit
 from fernando_telemetry.storage import archive as archive_store
 from fernando_telemetry.storage import metric_streams
 from fernando_telemetry.storage import retention as retention_store
@@ -26,12 +28,15 @@ from fernando_telemetry.storage.models import IngestBatch, License, PartitionArc
 from fernando_telemetry.storage.retention import TableCleanup
 
 __all__ = [
-    "DATA_KINDS",
     "ArchivedPartition",
+    "DATA_KINDS",
     "TableCleanup",
     "clear_override",
     "expire_idempotency_keys",
     "list_overrides",
+    "put_override",
+    "read_overrides",
+    "remove_override",
     "run",
     "set_override",
 ]
@@ -167,3 +172,47 @@ def expire_metric_streams(session: Session, *, now: datetime, metrics_retention_
 
     Their rows are past retention by then; a stream that sends again starts over from its next point."""
     return metric_streams.expire(session, cutoff=now - timedelta(days=metrics_retention_days))
+
+
+def put_override(
+    sessions: sessionmaker[Session], *, caller: Caller, license_id: int, data_kind: str, retention_days: int
+) -> None:
+    """The use case behind ``retention overrides set``: the override and its audit entry in one transaction."""
+    with sessions.begin() as session:
+        now = caller.now()
+        set_override(session, license_id=license_id, data_kind=data_kind, retention_days=retention_days, now=now)
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="retention.override",
+            target_type="license",
+            target_id=license_id,
+            license_id=license_id,
+            now=now,
+            details={"data_kind": data_kind, "retention_days": retention_days},
+        )
+
+
+def remove_override(sessions: sessionmaker[Session], *, caller: Caller, license_id: int, data_kind: str | None = None) -> int:
+    """The use case behind ``retention overrides clear``: how many overrides went, audited in the same transaction."""
+    with sessions.begin() as session:
+        removed = clear_override(session, license_id=license_id, data_kind=data_kind)
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="retention.override_clear",
+            target_type="license",
+            target_id=license_id,
+            license_id=license_id,
+            now=caller.now(),
+            details={"data_kind": data_kind},
+        )
+    return removed
+
+
+def read_overrides(
+    sessions: sessionmaker[Session], *, caller: Caller, license_id: int | None = None
+) -> list[tuple[int, str, int]]:
+    """The use case behind ``retention overrides list``."""
+    with sessions() as session:
+        return list_overrides(session, license_id=caller.visible_license(license_id))
