@@ -1,6 +1,7 @@
 """Event search: filtered, newest-first pages of events with keyset cursors, and one event by id.
 
-Called as ``event_search.search(session, principal=..., filters=..., now=..., cursor_key=...)``. The caller's license
+Routes call the use cases ``search_events`` / ``get_event`` with the request's ``Caller``; they open the read
+session and call ``search(session, principal=..., filters=..., now=..., cursor_key=...)`` / ``get``, which share a session. The caller's license
 comes from ``tenancy.visible_license``, so a key only ever reads its own license's events. Imports
 storage and core.
 """

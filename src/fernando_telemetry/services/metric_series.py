@@ -1,6 +1,7 @@
 """Metric series and the metric catalogue: one aggregated point per step bucket, gaps as None.
 
-Called as ``metric_series.series(session, principal=..., request=..., now=...)``. Points come from a
+Routes call the use cases ``read_series`` / ``list_names`` with the request's ``Caller``; they open the read session
+and call ``series(session, principal=..., request=..., now=...)`` / ``names``. Points come from a
 ``PointSource``: the rollups (``RollupPoints``: hourly and daily steps without labels or rate) and raw
 rows (``RawPoints``: everything). ``source="auto"`` takes the first source in ``SOURCES`` that ``serves``
 the request, ``"raw"``/``"rollup"`` force one by name. ``rate`` divides each bucket's increase by its seconds,

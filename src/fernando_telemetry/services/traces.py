@@ -1,6 +1,7 @@
 """Trace use cases: search traces, read one as a span tree, per-service RED figures, service dependencies.
 
-Called as ``traces.search(session, principal=..., filters=..., now=...)``. The license read comes from
+Routes call the use cases (``search_traces``, ``get_trace``, ``read_services_health``, ``read_dependencies``) with the
+request's ``Caller``; they open the read session and call ``search(session, principal=..., filters=..., now=...)`` and its siblings. The license read comes from
 ``tenancy.visible_license``, so a key only ever sees its own license's spans. Validates what the caller
 asks and raises ``InvalidInput`` naming the parameter. Imports storage and core; never commits.
 """
