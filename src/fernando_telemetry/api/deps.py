@@ -69,12 +69,17 @@ def requires(scope: Scope) -> Callable[..., object]:
     """A dependency giving the caller's principal: 401 without a valid key, 403 without ``scope``."""
 
     async def dependency(request: Request) -> Principal:
-        principal = await run_in_threadpool(authenticate, request, scope)
-        request.state.principal = principal
-        tenancy.enter(principal)  # the route's transactions now run under row-level security for its license
-        return principal
+        return await _enter(request, scope)
 
     return Depends(dependency)
+
+
+async def _enter(request: Request, scope: Scope) -> Principal:
+    """Authenticate the request and scope the rest of it to the key's license."""
+    principal = await run_in_threadpool(authenticate, request, scope)
+    request.state.principal = principal
+    tenancy.enter(principal)  # the route's transactions now run under row-level security for its license
+    return principal
 
 
 IngestKey = Annotated[Principal, requires(Scope.INGEST)]
@@ -100,10 +105,7 @@ def requires_caller(scope: Scope) -> Callable[..., object]:
     """A dependency giving the request's ``Caller``, built once from its key (401 without one, 403 without ``scope``)."""
 
     async def dependency(request: Request) -> Caller:
-        principal = await run_in_threadpool(authenticate, request, scope)
-        request.state.principal = principal
-        tenancy.enter(principal)  # the route's transactions now run under row-level security for its license
-        caller = caller_of(request, principal)
+        caller = caller_of(request, await _enter(request, scope))
         request.state.caller = caller
         return caller
 
