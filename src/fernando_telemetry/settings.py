@@ -262,6 +262,13 @@ class Settings(BaseSettings):
     """Seconds a request body may stall between two chunks before the request ends with 408 and its connection
     closes; 0: no bound. Environment: ``FERNANDO_TELEMETRY_HTTP_BODY_IDLE_TIMEOUT_S``."""
 
+    http_response_timeout_s: float = Field(default=8.0, ge=0)
+    """Seconds the server may take to start a response (counted from the request, or from the last chunk of its body)
+    before it answers 503 with ``Retry-After`` itself; the route finishes on its own and its late answer is dropped.
+    It bounds the wait on a database that hangs (no keepalive or statement timeout can end that wait) below the
+    usual 10 s client timeouts; ``POST /api/v1/query`` gets at least its statement timeout plus 2 s. 0: no bound.
+    Environment: ``FERNANDO_TELEMETRY_HTTP_RESPONSE_TIMEOUT_S``."""
+
     http_header_timeout_s: float = Field(default=10.0, ge=0)
     """Seconds a connection has to send a request's line and headers (from connecting, or from the previous
     response) before it is closed; 0: no bound. Environment: ``FERNANDO_TELEMETRY_HTTP_HEADER_TIMEOUT_S``."""

@@ -90,6 +90,7 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
         limits=ApiLimits(
             max_body_bytes=settings.ingest_max_body_bytes,
             body_idle_timeout_s=settings.http_body_idle_timeout_s,
+            response_timeout_s=settings.http_response_timeout_s,
             sign_in_failures_per_minute=settings.dashboard_sign_in_failures_per_minute,
         ),
         secret_key=secret_key,
