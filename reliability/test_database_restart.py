@@ -120,7 +120,7 @@ class TestPostgresRestart:
 
         figures.line("database: embedded PostgreSQL 18 of this test (durable); server: fernando-telemetry serve on it")
         figures.line(
-            "load: 3 SDK TelemetryClients, 300 events/s each; prober: ingest 1 event, GET /api/v1/events, /readyz, OTLP/JSON 1 span, every 50 ms"
+            "load: 3 SDK TelemetryClients, 300 events/s each; prober: one thread per route (ingest 1 event, GET /api/v1/events, /readyz, OTLP/JSON 1 span), every 50 ms"
         )
         figures.table(
             [
