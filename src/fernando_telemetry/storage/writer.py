@@ -174,6 +174,8 @@ class GroupCommitWriter:
     def _refuse_if_full(self, rows: int, owner: Hashable) -> None:
         if self._stopping or self._thread is None:
             raise DatabaseUnavailable("the writer is shutting down; retry shortly", retry_after_s=self._retry_after_s)
+        # a full queue is the server's state and answered as such (503/UNAVAILABLE) to everyone; below it, a license
+        # over its share is told that it is the one to slow down (429/RESOURCE_EXHAUSTED)
         queued = self._shares.queued
         if queued and queued + rows > self._shares.capacity:
             raise Overloaded(
