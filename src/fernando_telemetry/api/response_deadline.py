@@ -1,5 +1,7 @@
 """A bound on the wait for a response: a pure ASGI middleware that answers ``503`` with ``Retry-After`` when a route
-has not started its response within ``timeout_s``, whatever it waits for (in practice a database that hangs).
+has not started its response within ``timeout_s`` of the request (or of the last chunk of its body), whatever the
+server waits for (in practice a database that hangs); time the route spends waiting for the client's body is not
+counted (``BodyDeadline`` bounds that with a 408).
 
 A frozen PostgreSQL keeps its connections open and its kernel still acknowledges TCP: keepalives never fire, and
 ``statement_timeout``/``lock_timeout`` are enforced by the server that is frozen, so a query on such a connection
@@ -50,14 +52,26 @@ class ResponseDeadline:
             await self.app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
-        # the bound runs from the request's arrival, or from the last chunk of its body while one streams in (a slow
-        # upload is BodyDeadline's business), so it measures the server's wait, not the client's
-        state: dict[str, Any] = {"started": False, "answered": False, "last_input_at": loop.time()}
+        # the bound runs from the request's arrival or from the last chunk of its body, and never while the route
+        # waits for more of a body (a slow or stalled upload is the client's wait, bounded by BodyDeadline's 408):
+        # it measures the server's wait only
+        state: dict[str, Any] = {
+            "started": False,
+            "answered": False,
+            "last_input_at": loop.time(),
+            "awaiting_body": False,
+            "body_complete": False,
+        }
 
         async def noted_receive() -> Message:
-            message = await receive()
+            state["awaiting_body"] = not state["body_complete"]
+            try:
+                message = await receive()
+            finally:
+                state["awaiting_body"] = False
             if message["type"] == "http.request":
                 state["last_input_at"] = loop.time()
+                state["body_complete"] = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -75,7 +89,9 @@ class ResponseDeadline:
             if route.done() or state["started"]:
                 await route  # finished, or streaming its response already: the bound is on the wait, not the transfer
                 return
-            if state["last_input_at"] + timeout_s <= loop.time():
+            if state["awaiting_body"]:
+                state["last_input_at"] = loop.time()  # the client owes the next chunk: the bound starts again after it
+            elif state["last_input_at"] + timeout_s <= loop.time():
                 break
         state["answered"] = True
         self._late.add(route)
