@@ -263,8 +263,8 @@ class Settings(BaseSettings):
     closes; 0: no bound. Environment: ``FERNANDO_TELEMETRY_HTTP_BODY_IDLE_TIMEOUT_S``."""
 
     http_response_timeout_s: float = Field(default=8.0, ge=0)
-    """Seconds the server may take to start a response (counted from the request, or from the last chunk of its body)
-    before it answers 503 with ``Retry-After`` itself; the route finishes on its own and its late answer is dropped.
+    """Seconds the server may take to start a response (counted from the request, or from the last chunk of its body;
+    time waiting for the client's body is not counted) before it answers 503 with ``Retry-After`` itself; the route finishes on its own and its late answer is dropped.
     It bounds the wait on a database that hangs (no keepalive or statement timeout can end that wait) below the
     usual 10 s client timeouts; ``POST /api/v1/query`` gets at least its statement timeout plus 2 s. 0: no bound.
     Environment: ``FERNANDO_TELEMETRY_HTTP_RESPONSE_TIMEOUT_S``."""
