@@ -1,17 +1,22 @@
 """Fixtures of the fault tests: the test suite's PostgreSQL (``TEST_DATABASE_URL`` or a throwaway embedded 18) and
-its fresh databases, migrated databases with a tenant, and ``figures``: what a test prints, shown in the terminal
+its fresh databases, migrated databases with a tenant, an embedded PostgreSQL of a test's own (``own_cluster``), and
+``figures``: what a test prints, shown in the terminal
 summary and kept in ``reliability/results/``."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from fernando_telemetry.services import schema
 from fernando_telemetry.storage.database import make_engine
-from reliability.harness import LONG, REPORTED, Figures
+from fernando_telemetry.storage.embedded import EmbeddedPostgres
+from reliability.harness import LONG, REPORTED, Figures, free_port
 from tests.conftest import database_factory, server_url, server_version  # noqa: F401  (fixtures, shared)
 from tests.ingest_fixtures import Tenant, make_tenant
 
@@ -33,6 +38,21 @@ def tenant_database(database_factory: Callable[[], str]) -> TenantDatabase:  # n
     finally:
         engine.dispose()
     return TenantDatabase(url, tenant)
+
+
+@pytest.fixture()
+def own_cluster() -> Iterator[EmbeddedPostgres]:
+    """A durable embedded PostgreSQL 18 of this test alone, on a fixed port, so it can be stopped and started."""
+    root = Path(tempfile.mkdtemp(prefix="ft-reliability-pg-"))
+    cluster = EmbeddedPostgres(root, port=free_port(), database="reliability", durable=True)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture()

@@ -4,122 +4,20 @@ back by itself; the clients retry; nothing acknowledged is lost."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import psutil
-import pytest
 
 from fernando_telemetry.services import schema
 from fernando_telemetry.storage.database import make_engine
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
-from reliability.harness import Figures, IngestLoad, ServeProcess, free_port, median, stored_event_ids, wait_for
-from tests.ingest_fixtures import Tenant, make_tenant
+from reliability.harness import Figures, IngestLoad, ServeProcess, median, stored_event_ids, wait_for
+from reliability.prober import PROBE_ENVIRONMENT, Answer, Prober
+from tests.ingest_fixtures import make_tenant
 
-PROBE_ENVIRONMENT = "reliability-probe"
 ROUTES = ("ingest", "read", "readyz", "otlp")
-
-
-def otlp_span() -> dict[str, object]:
-    """One OTLP/JSON span of a fresh trace, as an OpenTelemetry exporter sends it."""
-    now_ns = time.time_ns()
-    return {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "reliability-probe"}}]},
-        "scopeSpans": [{"spans": [{
-            "traceId": uuid.uuid4().hex, "spanId": uuid.uuid4().hex[:16], "name": "probe", "kind": 2,
-            "startTimeUnixNano": str(now_ns - 1_000_000), "endTimeUnixNano": str(now_ns),
-        }]}],
-    }]}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Answer:
-    at: float
-    route: str
-    status: int | None
-    """None: no HTTP answer at all (connection refused or reset, timeout)."""
-    retry_after: str | None
-    code: str | None
-    event_id: str | None = None
-
-
-class Prober:
-    """Every 50 ms, one request of each kind (ingest one event, read events, ``/readyz``, one OTLP span), every
-    answer kept."""
-
-    def __init__(self, base_url: str, tenant: Tenant) -> None:
-        self._base_url = base_url
-        self._tenant = tenant
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.answers: list[Answer] = []
-        self._thread = threading.Thread(target=self._run, name="prober", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        ingest = {"Authorization": f"Bearer {self._tenant.ingest_key}"}
-        read = {"Authorization": f"Bearer {self._tenant.read_key}"}
-        with httpx.Client(base_url=self._base_url, timeout=10.0) as http:
-            while not self._stop.is_set():
-                event_id = str(uuid.uuid4())
-                body = {
-                    "events": [
-                        {
-                            "event_id": event_id,
-                            "event_type": "system_event",
-                            "event_name": "probe",
-                            "environment": PROBE_ENVIRONMENT,
-                            "event_timestamp": datetime.now(UTC).isoformat(),
-                        }
-                    ]
-                }
-                self._ask(http, "ingest", "POST", "/api/v1/events", headers=ingest, json=body, event_id=event_id)
-                self._ask(http, "read", "GET", "/api/v1/events", headers=read, params={"limit": 1})
-                self._ask(http, "readyz", "GET", "/readyz")
-                self._ask(http, "otlp", "POST", "/v1/traces", headers=ingest, json=otlp_span())
-                self._stop.wait(0.05)
-
-    def _ask(
-        self, http: httpx.Client, route: str, method: str, path: str, *, event_id: str | None = None, **kwargs: object
-    ) -> None:
-        at = time.monotonic()
-        try:
-            response = http.request(method, path, **kwargs)  # type: ignore[arg-type]
-        except httpx.HTTPError as exc:
-            answer = Answer(at, route, None, None, type(exc).__name__, event_id)
-        else:
-            code = None
-            if response.status_code >= 400:
-                try:
-                    body = response.json()
-                    code = body["error"]["code"] if "error" in body else f"google.rpc.Code {body['code']}"
-                except (ValueError, KeyError, TypeError):
-                    code = response.text[:80]
-            answer = Answer(at, route, response.status_code, response.headers.get("retry-after"), code, event_id)
-        with self._lock:
-            self.answers.append(answer)
-
-    def between(self, start: float, end: float) -> list[Answer]:
-        with self._lock:
-            return [a for a in self.answers if start <= a.at <= end]
-
-    def first_ok_after(self, moment: float, route: str) -> float | None:
-        with self._lock:
-            return next((a.at for a in self.answers if a.at >= moment and a.route == route and a.status == 200), None)
 
 
 @dataclass
@@ -130,21 +28,6 @@ class Outage:
     start_s: float
     api_recovery_s: float
     sdk_recovery_s: float
-
-
-@pytest.fixture()
-def own_cluster() -> Iterator[EmbeddedPostgres]:
-    """A durable embedded PostgreSQL 18 of this test alone, on a fixed port, so it can be stopped and started."""
-    root = Path(tempfile.mkdtemp(prefix="ft-reliability-pg-"))
-    cluster = EmbeddedPostgres(root, port=free_port(), database="reliability", durable=True)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        try:
-            cluster.stop()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def take_down(cluster: EmbeddedPostgres, mode: str) -> None:
@@ -237,7 +120,7 @@ class TestPostgresRestart:
 
         figures.line("database: embedded PostgreSQL 18 of this test (durable); server: fernando-telemetry serve on it")
         figures.line(
-            "load: 3 SDK TelemetryClients, 300 events/s each; prober: ingest 1 event, GET /api/v1/events, /readyz, OTLP/JSON 1 span, every 50 ms"
+            "load: 3 SDK TelemetryClients, 300 events/s each; prober: one thread per route (ingest 1 event, GET /api/v1/events, /readyz, OTLP/JSON 1 span), every 50 ms"
         )
         figures.table(
             [

@@ -127,11 +127,23 @@ class Settings(BaseSettings):
     ingest_max_rows_in_flight: int = Field(default=200_000, ge=1)
     """Rows accepted but not yet committed; past it ingest answers 503 with Retry-After."""
 
+    ingest_fair_admission: bool = True
+    """Share the write queue fairly among licenses: once more than half of ``ingest_max_rows_in_flight`` rows are
+    waiting, a license already holding more than its fair share of them (the waiting rows divided by the licenses
+    with rows waiting, at least two) is answered 429 with Retry-After while the others are still admitted.
+    Environment: ``FERNANDO_TELEMETRY_INGEST_FAIR_ADMISSION``."""
+
     ingest_max_future_s: float = Field(default=3600.0, ge=0)
     """How far in the future a timestamp may be (client clock skew) before the item is rejected."""
 
     ingest_rate_limit_items_per_s: float = Field(default=0.0, ge=0)
     """Items per second one key may send (bursts up to 10 s worth); 0 turns the limit off. Over it: 429."""
+
+    ingest_rate_limit_items_per_s_per_license: float = Field(default=0.0, ge=0)
+    """Items per second all the keys of one license may send together (bursts up to 10 s worth), over native batches,
+    OTLP/HTTP and OTLP/gRPC alike; 0 (the default) is unlimited. Over it: 429 with Retry-After (gRPC:
+    RESOURCE_EXHAUSTED with RetryInfo). Admin keys belong to no license and have only the per-key rate.
+    Environment: ``FERNANDO_TELEMETRY_INGEST_RATE_LIMIT_ITEMS_PER_S_PER_LICENSE``."""
 
     idempotency_window_hours: int = Field(default=24, ge=1)
     """How long the answer of a batch sent with an Idempotency-Key is kept for retries."""
@@ -249,6 +261,13 @@ class Settings(BaseSettings):
     http_body_idle_timeout_s: float = Field(default=30.0, ge=0)
     """Seconds a request body may stall between two chunks before the request ends with 408 and its connection
     closes; 0: no bound. Environment: ``FERNANDO_TELEMETRY_HTTP_BODY_IDLE_TIMEOUT_S``."""
+
+    http_response_timeout_s: float = Field(default=8.0, ge=0)
+    """Seconds the server may take to start a response (counted from the request, or from the last chunk of its body;
+    time waiting for the client's body is not counted) before it answers 503 with ``Retry-After`` itself; the route finishes on its own and its late answer is dropped.
+    It bounds the wait on a database that hangs (no keepalive or statement timeout can end that wait) below the
+    usual 10 s client timeouts; ``POST /api/v1/query`` gets at least its statement timeout plus 2 s. 0: no bound.
+    Environment: ``FERNANDO_TELEMETRY_HTTP_RESPONSE_TIMEOUT_S``."""
 
     http_header_timeout_s: float = Field(default=10.0, ge=0)
     """Seconds a connection has to send a request's line and headers (from connecting, or from the previous

@@ -245,8 +245,9 @@ class TestDocs:
 
 @pytest.fixture()
 def bounded_server(running_wiring: Wiring) -> Iterator[tuple[str, int]]:
-    """The app under uvicorn configured as ``serve`` does, with short body and header deadlines."""
-    settings = Settings(http_body_idle_timeout_s=1.5, http_header_timeout_s=1.5)
+    """The app under uvicorn configured as ``serve`` does, with short body, header and response deadlines (the
+    response deadline shorter than the body's, so a stalled body shows it is not counted against the server)."""
+    settings = Settings(http_body_idle_timeout_s=1.5, http_header_timeout_s=1.5, http_response_timeout_s=1.0)
     wiring = build(settings, engine=running_wiring.app.state.engine)
     wiring.start()
     with socket.socket() as probe:
@@ -300,6 +301,33 @@ class TestSlowClients:
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert not answer.endswith(b"<still open>")
         assert b"request_timeout" in answer
+
+    def test_a_body_trickling_past_the_response_deadline_is_answered_by_the_route(
+        self, bounded_server: tuple[str, int], committed_engine: Engine
+    ) -> None:
+        """A body sent in chunks 0.6 s apart for about 3 s (three times the 1 s response deadline, each gap under the
+        1.5 s body deadline): the wait for the client is not the server's, so the route answers 200 and stores it."""
+        host, port = bounded_server
+        tenant: Tenant = make_tenant(committed_engine)
+        name = "trickle-" + uuid.uuid4().hex[:8]
+        body = json.dumps({"events": [{"event_type": "user_action", "event_name": name}] * 20}).encode()
+        chunks = [body[i : i + len(body) // 5 + 1] for i in range(0, len(body), len(body) // 5 + 1)]
+        slow = socket.create_connection((host, port))
+        started = time.monotonic()
+        slow.sendall(
+            b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Authorization: Bearer {tenant.ingest_key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for chunk in chunks:
+            time.sleep(0.6)
+            slow.sendall(chunk)
+        answer = _read_until_closed(slow, 30)
+        print(f"trickled body ({len(chunks)} chunks) answered after {time.monotonic() - started:.1f}s")
+        slow.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+        with committed_engine.connect() as connection:
+            stored = connection.execute(text("SELECT count(*) FROM telemetry_events WHERE event_name = :n"), {"n": name})
+            assert stored.scalar_one() == 20
 
     def test_partial_headers_are_cut_off(self, bounded_server: tuple[str, int]) -> None:
         """A request line and half a header, then silence: the connection is closed; a probe is answered meanwhile."""

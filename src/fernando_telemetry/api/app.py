@@ -28,9 +28,11 @@ from fernando_telemetry.api import (
 )
 from fernando_telemetry.api.body_deadline import BodyDeadline
 from fernando_telemetry.api.errors import install_error_handlers
+from fernando_telemetry.api.response_deadline import ResponseDeadline
 from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.services import tenancy, user_query
+from fernando_telemetry.services.health import ReadinessCheck
 from fernando_telemetry.services.ingest import Ingestor
 from fernando_telemetry.services.notification_channels import NotificationSetup
 from fernando_telemetry.web import install_dashboard
@@ -45,6 +47,9 @@ class ApiLimits:
     """A request body that stalls this long between chunks ends with 408 (``BodyDeadline``); 0: no bound."""
     sign_in_failures_per_minute: int = 10
     """Refused dashboard sign-ins per client address before 429 (a burst, then this rate); 0: no limit."""
+    response_timeout_s: float = 8.0
+    """A request whose response has not started this long after it came is answered 503 with Retry-After
+    (``ResponseDeadline``), so a hung database never leaves clients without an answer; 0: no bound."""
 
 
 def create_app(
@@ -69,6 +74,7 @@ def create_app(
     # without a secret key (tests), one that lives as long as the app: its sessions and cursors end with it
     secret_key = secret_key or secrets.token_urlsafe(32)
     app.state.engine = engine
+    app.state.readiness = ReadinessCheck(engine)
     app.state.cursor_key = cursors.derive_key(secret_key)
     # a factory of its own: requests of license keys switch its transactions to row-level security
     app.state.sessions = tenancy.scope_sessions(sessionmaker(engine, expire_on_commit=False))
@@ -102,4 +108,13 @@ def create_app(
     # the dashboard at /; without a secret key its sign-ins last until the process ends
     install_dashboard(app, secret_key=secret_key, sign_in_failures_per_minute=limits.sign_in_failures_per_minute)
     app.add_middleware(BodyDeadline, idle_timeout_s=limits.body_idle_timeout_s)
+    # outermost: it bounds the whole wait, body and route; the user SQL route may run its own statement timeout first
+    query_timeout_s = app.state.query_limits.timeout_ms / 1000.0 + 2.0
+    app.add_middleware(
+        ResponseDeadline,
+        timeout_s=limits.response_timeout_s,
+        timeouts_by_path={"/api/v1/query": max(limits.response_timeout_s, query_timeout_s)}
+        if limits.response_timeout_s > 0
+        else {},
+    )
     return app

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.rpc import code_pb2
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fernando_telemetry.core.errors import (
@@ -60,8 +61,9 @@ _STATUS_BY_ERROR: list[tuple[type[FernandoTelemetryError], int]] = [
 
 DATABASE_RETRY_AFTER_S = 2
 """``Retry-After`` of a 503 answered because the database could not be reached."""
-DATABASE_ERRORS = (OperationalError, InterfaceError)
-"""What SQLAlchemy raises when the database is down, restarting or dropped the connection."""
+DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
+"""What SQLAlchemy raises when the database is down, restarting or dropped the connection, or when every pooled
+connection is held by a query the database does not answer (a hung database): the pool's checkout times out."""
 
 
 # the google.rpc.Code of each status, for OTLP answers (a google.rpc.Status body over HTTP, the status over gRPC):
@@ -81,14 +83,15 @@ _RPC_CODE_BY_STATUS = {
 }
 
 
-def database_unavailable(exc: OperationalError | InterfaceError, request: Request) -> DatabaseUnavailable:
+def database_unavailable(exc: OperationalError | InterfaceError | PoolTimeout, request: Request) -> DatabaseUnavailable:
     """The domain error of a database that cannot be reached (the reason is logged, not told to the caller)."""
     return database_unavailable_on(exc, f"{request.method} {request.url.path}")
 
 
-def database_unavailable_on(exc: OperationalError | InterfaceError, where: str) -> DatabaseUnavailable:
+def database_unavailable_on(exc: OperationalError | InterfaceError | PoolTimeout, where: str) -> DatabaseUnavailable:
     """``database_unavailable`` for a call named ``where`` (a gRPC method, say) rather than an HTTP request."""
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else type(exc).__name__
+    origin = getattr(exc, "orig", None) or exc  # a pool timeout has no DBAPI error beneath it
+    reason = str(origin).strip().splitlines()[0] if str(origin).strip() else type(exc).__name__
     logger.warning("database unreachable on %s: %s", where, reason)
     return DatabaseUnavailable("the database is unavailable; retry shortly", retry_after_s=DATABASE_RETRY_AFTER_S)
 
@@ -127,7 +130,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
-    async def _database_unreachable(request: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
+    @app.exception_handler(PoolTimeout)
+    async def _database_unreachable(request: Request, exc: OperationalError | InterfaceError | PoolTimeout) -> JSONResponse:
         # The database is down, restarting or dropped the connection (a session's query, the key lookup): the
         # caller should come back, as after an overload, rather than see a 500.
         return await _domain_error(request, database_unavailable(exc, request))

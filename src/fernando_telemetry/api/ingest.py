@@ -28,7 +28,10 @@ _ERRORS = {
     413: {"description": "Body over the size limit once decompressed"},
     415: {"description": "Content-Type other than application/json, or an unknown Content-Encoding"},
     422: {"description": "The body is not an object with the expected array"},
-    429: {"description": "The key is over its rate; retry after Retry-After seconds"},
+    429: {
+        "description": "The key or its license is over its rate, or the license holds more than its fair share of a "
+        "filling write queue; retry after Retry-After seconds"
+    },
     503: {"description": "Too much in flight or the database is down; retry after Retry-After seconds"},
 }
 
@@ -103,7 +106,9 @@ async def _ingest(request: Request, principal: Principal, kind_name: str, endpoi
                 f"the body must be a JSON object with an array '{kind.body_key}': {{\"{kind.body_key}\": [...]}}"
             )
         items = document[kind.body_key]
-        ingestor.check_rate(principal, len(items) if isinstance(items, list) else 1, now_s=time.monotonic())
+        count = len(items) if isinstance(items, list) else 1
+        ingestor.check_rate(principal, count, now_s=time.monotonic())
+        ingestor.check_admission(principal, count)
         batch = ingestor.decode(kind, items, principal=principal, now=datetime.now(UTC))
         return ingestor.store(kind, batch, principal=principal, endpoint=endpoint, idempotency_key=idempotency_key)
 

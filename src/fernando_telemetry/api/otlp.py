@@ -45,7 +45,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Undecodable body (google.rpc.Status)"},
     401: {"description": "Missing or unknown API key"},
     415: {"description": "Content type other than application/x-protobuf or application/json"},
-    429: {"description": "Over the key's rate; retry after Retry-After"},
+    429: {"description": "Over the key's or the license's rate, or over the license's share of the write queue"},
     503: {"description": "Overloaded or database down; retry after Retry-After"},
 }
 

@@ -49,6 +49,7 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
         max_rows_in_flight=settings.ingest_max_rows_in_flight,
         max_batch_rows=settings.writer_max_batch_rows,
         linger_s=settings.writer_linger_ms / 1000.0,
+        fair_admission=settings.ingest_fair_admission,
     )
     ingestor = Ingestor(
         sessions,
@@ -61,6 +62,7 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
             max_items_per_request=settings.ingest_max_items_per_request,
             otlp_max_items_per_request=settings.otlp_max_items_per_request,
             rate_limit_items_per_s=settings.ingest_rate_limit_items_per_s,
+            rate_limit_items_per_s_per_license=settings.ingest_rate_limit_items_per_s_per_license,
             bounds=IngestBounds(
                 max_histogram_bounds=settings.ingest_max_histogram_bounds,
                 max_exponential_buckets=settings.ingest_max_exponential_buckets,
@@ -88,6 +90,7 @@ def build(settings: Settings, *, engine: Engine, secret_key: str | None = None) 
         limits=ApiLimits(
             max_body_bytes=settings.ingest_max_body_bytes,
             body_idle_timeout_s=settings.http_body_idle_timeout_s,
+            response_timeout_s=settings.http_response_timeout_s,
             sign_in_failures_per_minute=settings.dashboard_sign_in_failures_per_minute,
         ),
         secret_key=secret_key,

@@ -21,6 +21,7 @@ __all__ = [
     "Forbidden",
     "InvalidInput",
     "NotFound",
+    "OverFairShare",
     "Overloaded",
     "QuotaExceeded",
     "Unauthorized",
@@ -112,6 +113,13 @@ class RateLimited(Overloaded):
     """This key sends faster than its rate; the caller should slow down and retry after ``retry_after_s``."""
 
     code = "rate_limited"
+
+
+class OverFairShare(RateLimited):
+    """The write queue is filling and this license already holds more than its fair share of it: the license, not
+    the server, must slow down (429), while other licenses are still admitted."""
+
+    code = "over_fair_share"
 
 
 class DatabaseUnavailable(FernandoTelemetryError):

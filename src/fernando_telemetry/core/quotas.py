@@ -1,5 +1,9 @@
 """Per-license quotas on the small tables a tenant writes (rules, channels, silences, API keys), and the
-bounds of alerting work. Plain values: settings build one ``Quotas`` at an entry point and pass it down."""
+bounds of alerting work. Plain values: settings build one ``Quotas`` at an entry point and pass it down.
+
+The per-license ingest rate is not a count of stored objects and lives with the ingest path: the setting
+``ingest_rate_limit_items_per_s_per_license`` becomes ``IngestLimits.rate_limit_items_per_s_per_license``, checked by
+``services.ingest.Ingestor.check_rate``; fair shares of the write queue are ``core.fair_share``."""
 
 from __future__ import annotations
 

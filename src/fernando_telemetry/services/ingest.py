@@ -123,6 +123,8 @@ class IngestLimits:
     commit_timeout_s: float = 60.0
     cache_ttl_s: float = 60.0
     rate_limit_items_per_s: float = 0.0
+    rate_limit_items_per_s_per_license: float = 0.0
+    """Items per second all keys of one license may send together (bursts up to 10 s worth); 0: unlimited."""
     bounds: IngestBounds = field(default_factory=IngestBounds)
     otlp_resource_budget_chars: int = 4 * 1024 * 1024
 
@@ -183,15 +185,53 @@ class Ingestor:
         self._rates = KeyedRateLimiter(
             rate_per_s=limits.rate_limit_items_per_s, burst=max(1.0, limits.rate_limit_items_per_s * 10)
         )
+        self._license_rates = KeyedRateLimiter(
+            rate_per_s=limits.rate_limit_items_per_s_per_license,
+            burst=max(1.0, limits.rate_limit_items_per_s_per_license * 10),
+        )
 
     def check_rate(self, principal: Principal, items: int, *, now_s: float) -> None:
-        """``RateLimited`` (429) when the key is over its rate of items per second."""
+        """``RateLimited`` (429) when the key is over its rate of items per second, or its license is over the rate
+        all the license's keys share (admin keys have no license and only the per-key rate)."""
+        license_id = principal.license_id
+        # the license's bucket is looked at before the key's is drawn from, so a batch the license refuses does
+        # not cost the key its tokens too
+        if license_id is not None:
+            self._refuse_license(license_id, self._license_rates.wait_s(license_id, items, now_s=now_s))
         wait_s = self._rates.try_take(principal.api_key_id, items, now_s=now_s)
         if wait_s > 0:
             raise RateLimited(
                 f"this key is over its rate of {self._limits.rate_limit_items_per_s:g} items/s; slow down",
                 retry_after_s=max(1, int(wait_s + 0.999)),
             )
+        if license_id is not None:
+            self._refuse_license(license_id, self._license_rates.try_take(license_id, items, now_s=now_s))
+
+    def check_admission(self, principal: Principal, items: int) -> None:
+        """``Overloaded`` (503) when the write queue is full, ``OverFairShare`` (429) when it is over half full and the
+        key's license already holds more than its share: asked before a body is decoded, so a refused flood costs
+        the server little (``store`` asks again, and ``submit`` decides under the queue's lock)."""
+        if items:
+            self._writer.check_admission(items, owner=principal.license_id)
+
+    def _refuse_license(self, license_id: int, wait_s: float) -> None:
+        if wait_s <= 0:
+            return
+        rate = self._limits.rate_limit_items_per_s_per_license
+        raise RateLimited(
+            f"license {license_id} is over its ingest rate of {rate:g} items/s (shared by all its keys, bursts up to "
+            f"{rate * 10:g} items; setting FERNANDO_TELEMETRY_INGEST_RATE_LIMIT_ITEMS_PER_S_PER_LICENSE); slow down",
+            retry_after_s=max(1, int(wait_s + 0.999)),
+            details=[
+                {
+                    "field": "license_id",
+                    "license_id": license_id,
+                    "reason": "over the license's ingest rate",
+                    "limit_items_per_s": rate,
+                    "setting": "FERNANDO_TELEMETRY_INGEST_RATE_LIMIT_ITEMS_PER_S_PER_LICENSE",
+                }
+            ],
+        )
 
     def context(self, kind: Kind, principal: Principal, now: datetime) -> DecodeContext:
         retention_days = getattr(self._limits, kind.retention_setting) if kind.retention_setting else 3650
@@ -243,7 +283,10 @@ class Ingestor:
     ) -> dict[str, Any]:
         """Reject rows naming unknown licenses, register the users they name, make their partitions, write,
         and answer after commit. Rows refused by the writer (a key of another license) join
-        ``batch.rejections``, as the answer does."""
+        ``batch.rejections``, as the answer does. A batch the write queue cannot take now (``Overloaded``, or
+        ``OverFairShare`` for a license holding more than its share) is refused whole, before anything is written."""
+        if batch.rows:
+            self._writer.check_admission(len(batch.rows), owner=principal.license_id)
         self._reject_unknown_licenses(kind, batch)
         self._register_users(kind, batch)
         self._ensure_partitions(kind, batch.rows)
@@ -266,7 +309,7 @@ class Ingestor:
             if idempotency_key is not None
             else None
         )
-        future = self._writer.submit(kind.spec, batch.rows, claim=claim)
+        future = self._writer.submit(kind.spec, batch.rows, claim=claim, owner=principal.license_id)
         try:
             result = future.result(timeout=self._limits.commit_timeout_s)
         except TimeoutError:

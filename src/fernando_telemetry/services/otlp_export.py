@@ -77,13 +77,15 @@ def export(
 
     ``body`` is the serialized ``Export*ServiceRequest`` (protobuf, or OTLP/JSON when ``content_type`` says so).
     Raises ``Malformed``/``SchemaMismatch`` for a body that does not decode, ``PayloadTooLarge`` past the item
-    limit, ``RateLimited`` over the key's rate, ``Overloaded``/``DatabaseUnavailable`` when the writer cannot
+    limit, ``RateLimited`` over the key's or the license's rate, ``OverFairShare`` for a license holding more than
+    its share of a filling write queue, ``Overloaded``/``DatabaseUnavailable`` when the writer cannot
     take the rows; items refused one by one are the answer's partial success. ``now_s`` is a monotonic clock
     reading for the rate limiter.
     """
     pb2_request = signal.parse(body, content_type)
     items = otlp.item_count(pb2_request)
     ingestor.check_otlp_size(items)
+    ingestor.check_admission(principal, items)
     context = ingestor.otlp_context(signal.kind, principal, now, body_bytes=len(body), items=items)
     decoded = signal.decode(pb2_request, context)
     ingestor.check_rate(principal, max(1, decoded.received), now_s=now_s)

@@ -7,7 +7,8 @@ batch) are detected by the unique keys: the group is then rewritten through a st
 ``ON CONFLICT DO NOTHING``, and a row whose key is stored under another license (or under none when it has
 one) is reported back as refused: its position in its submission is in ``WriteResult.refused_positions``,
 and its batch's stored idempotency answer is revised in the same transaction. Past ``max_rows_in_flight``
-rows queued, ``submit()`` raises ``Overloaded``. A table's ``prepare`` hook runs inside the transaction before
+rows queued, ``submit()`` raises ``Overloaded``; above half of it, a license already holding more than its fair
+share of the queued rows gets ``OverFairShare`` (429) while the others are still admitted. A table's ``prepare`` hook runs inside the transaction before
 the COPY (and again on every retry of the group), so state it reads and writes commits with the rows.
 Imports only core.
 """
@@ -19,7 +20,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,15 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from fernando_telemetry.core.errors import Conflict, DatabaseUnavailable, FernandoTelemetryError, InvalidInput, Overloaded
+from fernando_telemetry.core.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    FernandoTelemetryError,
+    InvalidInput,
+    OverFairShare,
+    Overloaded,
+)
+from fernando_telemetry.core.fair_share import FairShareRefusal, QueueShares
 from fernando_telemetry.storage.database import KEEPALIVE
 
 __all__ = ["GroupCommitWriter", "IdempotencyClaim", "TableSpec", "WriteResult"]
@@ -82,6 +91,8 @@ class _Submission:
     spec: TableSpec
     rows: Sequence[tuple[Any, ...]]
     claim: IdempotencyClaim | None
+    owner: Hashable = None
+    """The license whose queued rows these are (None: an admin key), for the fair shares of the queue."""
     future: Future[WriteResult] = field(default_factory=Future)
 
 
@@ -94,15 +105,15 @@ class GroupCommitWriter:
         max_batch_rows: int = 20_000,
         linger_s: float = 0.002,
         retry_after_s: int = 1,
+        fair_admission: bool = True,
     ) -> None:
         self._conninfo = conninfo
-        self._max_rows_in_flight = max_rows_in_flight
         self._max_batch_rows = max_batch_rows
         self._linger_s = linger_s
         self._retry_after_s = retry_after_s
         self._queue: queue.SimpleQueue[_Submission | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._in_flight = 0
+        self._shares = QueueShares(max_rows_in_flight, fair=fair_admission)
         self._connection: psycopg.Connection[Any] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -112,7 +123,12 @@ class GroupCommitWriter:
 
     @property
     def rows_in_flight(self) -> int:
-        return self._in_flight
+        return self._shares.queued
+
+    def rows_in_flight_of(self, owner: Hashable) -> int:
+        """Rows of license ``owner`` (None: admin keys) accepted but not yet committed."""
+        with self._lock:
+            return self._shares.held(owner)
 
     def start(self) -> None:
         if self._thread is None:
@@ -132,22 +148,43 @@ class GroupCommitWriter:
             self._connection.close()
             self._connection = None
 
-    def submit(
-        self, spec: TableSpec, rows: Sequence[tuple[Any, ...]], *, claim: IdempotencyClaim | None = None
-    ) -> Future[WriteResult]:
-        """Queue rows; the future resolves once they are committed (or fails with a domain error)."""
+    def check_admission(self, rows: int, *, owner: Hashable = None) -> None:
+        """Raise what ``submit`` would raise for ``rows`` rows of ``owner`` now, queuing nothing: the ingest path asks
+        before it registers users or makes partitions, so a refused batch has no side effect at all."""
         with self._lock:
-            if self._stopping or self._thread is None:
-                raise DatabaseUnavailable("the writer is shutting down; retry shortly", retry_after_s=self._retry_after_s)
-            if self._in_flight and self._in_flight + len(rows) > self._max_rows_in_flight:
-                raise Overloaded(
-                    f"{self._in_flight} rows are waiting to be written (limit {self._max_rows_in_flight}); retry shortly",
-                    retry_after_s=self._retry_after_s,
-                )
-            self._in_flight += len(rows)
-        submission = _Submission(spec, rows, claim)
+            self._refuse_if_full(rows, owner)
+
+    def submit(
+        self,
+        spec: TableSpec,
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        claim: IdempotencyClaim | None = None,
+        owner: Hashable = None,
+    ) -> Future[WriteResult]:
+        """Queue rows of license ``owner``; the future resolves once they are committed (or fails with a domain
+        error). A refused batch (``Overloaded``, ``OverFairShare``) is refused whole: nothing of it is queued."""
+        with self._lock:
+            self._refuse_if_full(len(rows), owner)
+            self._shares.add(owner, len(rows))
+        submission = _Submission(spec, rows, claim, owner)
         self._queue.put(submission)
         return submission.future
+
+    def _refuse_if_full(self, rows: int, owner: Hashable) -> None:
+        if self._stopping or self._thread is None:
+            raise DatabaseUnavailable("the writer is shutting down; retry shortly", retry_after_s=self._retry_after_s)
+        # a full queue is the server's state and answered as such (503/UNAVAILABLE) to everyone; below it, a license
+        # over its share is told that it is the one to slow down (429/RESOURCE_EXHAUSTED)
+        queued = self._shares.queued
+        if queued and queued + rows > self._shares.capacity:
+            raise Overloaded(
+                f"{queued} rows are waiting to be written (limit {self._shares.capacity}); retry shortly",
+                retry_after_s=self._retry_after_s,
+            )
+        refusal = self._shares.refusal(owner)
+        if refusal is not None:
+            raise _over_fair_share(refusal, retry_after_s=self._retry_after_s)
 
     # -- the writer thread ----------------------------------------------------------------------
 
@@ -178,7 +215,8 @@ class GroupCommitWriter:
 
     def _release(self, submissions: list[_Submission]) -> None:
         with self._lock:
-            self._in_flight -= sum(len(s.rows) for s in submissions)
+            for submission in submissions:
+                self._shares.remove(submission.owner, len(submission.rows))
 
     def _write_group(self, group: list[_Submission], *, careful: bool = False) -> None:
         """Write and answer a group; a retry's unique-key clash rewrites it carefully, any other failure
@@ -383,6 +421,27 @@ class GroupCommitWriter:
         for submission in group:
             if not submission.future.done():
                 submission.future.set_exception(error)
+
+
+def _over_fair_share(refusal: FairShareRefusal, *, retry_after_s: int) -> OverFairShare:
+    who = "admin keys" if refusal.owner is None else f"license {refusal.owner}"
+    return OverFairShare(
+        f"the write queue is over half full ({refusal.queued} of {refusal.capacity} rows) and {who} already holds "
+        f"{refusal.held} of them, more than its fair share of {refusal.share} (the queued rows divided among "
+        f"{refusal.sharers} licenses); other licenses are still admitted: slow down and retry after Retry-After",
+        retry_after_s=retry_after_s,
+        details=[
+            {
+                "field": "license_id",
+                "license_id": refusal.owner,
+                "reason": "over its fair share of the write queue",
+                "held_rows": refusal.held,
+                "fair_share_rows": refusal.share,
+                "queued_rows": refusal.queued,
+                "setting": "FERNANDO_TELEMETRY_INGEST_FAIR_ADMISSION",
+            }
+        ],
+    )
 
 
 def _first_line(exc: BaseException) -> str:
