@@ -37,7 +37,8 @@ _OTLP_PREFIX = "/v1/"
 
 class ResponseDeadline:
     """Answers 503 + Retry-After when a request's response has not started within ``timeout_s`` (0: no bound);
-    ``timeouts_by_path`` gives routes of their own bound (the user SQL route, bounded by its statement timeout)."""
+    ``timeouts_by_path`` gives routes, and the paths under them, a bound of their own (user SQL and backtests, bounded
+    by their own statement and wall-time limits)."""
 
     def __init__(self, app: ASGIApp, *, timeout_s: float = 8.0, timeouts_by_path: Mapping[str, float] | None = None) -> None:
         self.app = app
@@ -46,8 +47,15 @@ class ResponseDeadline:
         # the routes still running after their answer was given: kept so the event loop does not lose them
         self._late: set[asyncio.Task[None]] = set()
 
+    def _timeout_for(self, path: str) -> float:
+        # a route's own bound applies to the path and everything under it (``/ui/rules`` covers ``/ui/rules/7``)
+        for prefix, timeout_s in self.timeouts_by_path.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return timeout_s
+        return self.timeout_s
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        timeout_s = self.timeouts_by_path.get(scope.get("path", ""), self.timeout_s) if scope["type"] == "http" else 0
+        timeout_s = self._timeout_for(scope.get("path", "")) if scope["type"] == "http" else 0
         if timeout_s <= 0:
             await self.app(scope, receive, send)
             return
