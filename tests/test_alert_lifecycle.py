@@ -14,6 +14,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from fernando_telemetry import jobs
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Conflict
 from fernando_telemetry.notify.notifier import ChannelNotifier
 from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
@@ -611,7 +612,11 @@ class TestWithTheDispatcher:
                 with sessions.begin() as session:
                     license_id = add_license(session)
                     notification_channels.create(
-                        session, license_id=license_id, spec={"name": "ops", "type": "webhook", "url": receiver.url}, box=BOX
+                        session,
+                        caller=Caller.for_cli(),
+                        license_id=license_id,
+                        spec={"name": "ops", "type": "webhook", "url": receiver.url},
+                        box=BOX,
                     )
                     rule = cpu_rule(session, license_id, metric, channels=["ops"], repeat_minutes=10, interval_s=60)
                     for minute in range(0, 13):

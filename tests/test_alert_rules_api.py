@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.alert_condition import fingerprint, parse_condition
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.services import alert_evaluation, alert_rules, keys
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.storage.models import (
@@ -393,9 +394,9 @@ def _live_and_backtest(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     rule_view = alert_rules.create(
         session,
+        caller=Caller.for_cli(clock=lambda: start),
         license_id=license_id,
         fields={"name": f"r-{uuid.uuid4().hex[:6]}", "condition_config": condition_config},
-        now=start,
     )
     rule = alert_rules.get_rule(session, rule_id=rule_view.rule_id, scope=license_id)
     live: list[tuple[Any, ...]] = []

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from fernando_telemetry import jobs
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import QuotaExceeded
 from fernando_telemetry.core.quotas import Quotas
 from fernando_telemetry.services import alert_evaluation, alert_rules, keys
@@ -112,6 +113,7 @@ class TestFairEvaluation:
             for index in range(HEAVY_RULES):
                 alert_rules.create(
                     session,
+                    caller=Caller.for_cli(clock=lambda: NOW),
                     license_id=a.license_id,
                     fields={
                         "name": f"heavy p99 {index}",
@@ -125,7 +127,6 @@ class TestFairEvaluation:
                         },
                         "evaluation_interval_seconds": 10,
                     },
-                    now=NOW,
                 )
             session.execute(
                 text(

@@ -17,9 +17,10 @@ from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.alert_condition import parse_condition
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Forbidden, InvalidInput
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alert_rules, audit, tenancy
+from fernando_telemetry.services import alert_rules, tenancy
 
 __all__ = ["router"]
 
@@ -204,18 +205,10 @@ def _out(view: alert_rules.RuleView) -> RuleOut:
 )
 def create_rule(request: Request, principal: ReadKey, body: _RuleBody) -> RuleOut:
     license_id = _owner_license(principal, body)
-    now = datetime.now(UTC)
+    caller = Caller.for_key(principal)
     with request.app.state.sessions.begin() as session:
-        view = alert_rules.create(session, license_id=license_id, fields=_fields(body), now=now, quotas=request.app.state.quotas)
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="rule.create",
-            target_type="alert_rule",
-            target_id=view.rule_id,
-            license_id=view.license_id,
-            now=now,
-            details={"name": view.name},
+        view = alert_rules.create(
+            session, caller=caller, license_id=license_id, fields=_fields(body), quotas=request.app.state.quotas
         )
         return _out(view)
 
@@ -354,18 +347,9 @@ def get_rule(request: Request, principal: ReadKey, rule_id: int = _RULE_ID, lice
 
 def _change(request: Request, principal: ReadKey, rule_id: int, body: dict[str, Any], *, replace: bool) -> RuleOut:
     scope = tenancy.visible_license(principal, None)
-    now = datetime.now(UTC)
     with request.app.state.sessions.begin() as session:
-        view = alert_rules.update(session, rule_id=rule_id, scope=scope, fields=body, replace=replace, now=now)
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="rule.update",
-            target_type="alert_rule",
-            target_id=rule_id,
-            license_id=view.license_id,
-            now=now,
-            details={"fields": sorted(body)},
+        view = alert_rules.update(
+            session, caller=Caller.for_key(principal), rule_id=rule_id, scope=scope, fields=body, replace=replace
         )
         return _out(view)
 
@@ -405,16 +389,5 @@ def patch_rule(request: Request, principal: ReadKey, body: _JsonObject, rule_id:
 def delete_rule(request: Request, principal: ReadKey, rule_id: int = _RULE_ID) -> Response:
     scope = tenancy.visible_license(principal, None)
     with request.app.state.sessions.begin() as session:
-        view = alert_rules.get(session, rule_id=rule_id, scope=scope)
-        alert_rules.delete(session, rule_id=rule_id, scope=scope)
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="rule.delete",
-            target_type="alert_rule",
-            target_id=rule_id,
-            license_id=view.license_id,
-            now=datetime.now(UTC),
-            details={"name": view.name},
-        )
+        alert_rules.delete(session, caller=Caller.for_key(principal), rule_id=rule_id, scope=scope)
     return Response(status_code=204)

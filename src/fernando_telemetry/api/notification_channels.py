@@ -18,9 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import integer
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import audit, notification_channels, tenancy
+from fernando_telemetry.services import notification_channels, tenancy
 from fernando_telemetry.services.notification_channels import NotificationSetup
 
 __all__ = ["router"]
@@ -171,21 +172,12 @@ def create_channel(
     with request.app.state.sessions.begin() as session:
         view = notification_channels.create(
             session,
+            caller=Caller.for_key(principal),
             license_id=scope,
             spec=spec,
             box=_setup(request).box,
             targets=_setup(request).targets,
             quotas=request.app.state.quotas,
-        )
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="channel.create",
-            target_type="notification_channel",
-            target_id=view.name,
-            license_id=view.license_id,
-            now=datetime.now(UTC),
-            details={"type": view.type},
         )
     return _out(view)
 
@@ -221,17 +213,13 @@ def update_channel(
     changes = {key: value for key, value in body.items() if key not in ("channel_id", "license_id", "created_at", "updated_at")}
     with request.app.state.sessions.begin() as session:
         view = notification_channels.update(
-            session, license_id=scope, name=name, changes=changes, box=_setup(request).box, targets=_setup(request).targets
-        )
-        audit.record(
             session,
-            actor=audit.actor_of(principal),
-            action="channel.update",
-            target_type="notification_channel",
-            target_id=view.name,
-            license_id=view.license_id,
-            now=datetime.now(UTC),
-            details={"fields": sorted(changes)},
+            caller=Caller.for_key(principal),
+            license_id=scope,
+            name=name,
+            changes=changes,
+            box=_setup(request).box,
+            targets=_setup(request).targets,
         )
     return _out(view)
 
@@ -248,16 +236,7 @@ def delete_channel(
 ) -> Response:
     scope = _license(principal, license_id)
     with request.app.state.sessions.begin() as session:
-        notification_channels.delete(session, license_id=scope, name=name)
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="channel.delete",
-            target_type="notification_channel",
-            target_id=name,
-            license_id=scope,
-            now=datetime.now(UTC),
-        )
+        notification_channels.delete(session, caller=Caller.for_key(principal), license_id=scope, name=name)
     return Response(status_code=204)
 
 

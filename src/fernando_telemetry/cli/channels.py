@@ -16,6 +16,7 @@ from rich.table import Table
 
 from fernando_telemetry import notification_wiring, runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.services import notification_channels
 from fernando_telemetry.settings import load_settings, quotas_of
@@ -157,6 +158,7 @@ def create_channel(
         with session_factory(engine).begin() as session:
             view = notification_channels.create(
                 session,
+                caller=Caller.for_cli(),
                 license_id=license_id,
                 spec=spec,
                 box=box,
@@ -179,7 +181,7 @@ def delete_channel(
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
         with session_factory(engine).begin() as session:
-            notification_channels.delete(session, license_id=license_id, name=name)
+            notification_channels.delete(session, caller=Caller.for_cli(), license_id=license_id, name=name)
     console.print(f"deleted channel {name!r}")
 
 

@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.alert_condition import Condition, fingerprint, parse_condition
 from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.core.names import name_problem, normalize_name
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
-from fernando_telemetry.services import notification_channels
+from fernando_telemetry.services import audit, notification_channels
 from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.services.notification_channels import CHANNEL_TYPES
 from fernando_telemetry.storage import alert_queries, lookups
@@ -364,10 +365,11 @@ def _check_channels(session: Session, raw: Any, *, license_id: int | None, probl
 
 
 def create(
-    session: Session, *, license_id: int | None, fields: Mapping[str, Any], now: datetime, quotas: Quotas = DEFAULT_QUOTAS
+    session: Session, *, caller: Caller, license_id: int | None, fields: Mapping[str, Any], quotas: Quotas = DEFAULT_QUOTAS
 ) -> RuleView:
     """A new rule of ``license_id`` (None: platform-wide, over every license's data); at most ``quotas.rules``
-    per license (``QuotaExceeded``)."""
+    per license (``QuotaExceeded``). Audited as ``rule.create`` by ``caller``."""
+    now = caller.now()
     if license_id is not None and session.get(License, license_id) is None:
         raise InvalidInput(f"no license {license_id}", details=[{"field": "license_id", "reason": "no such license"}])
     checked = _check(session, fields, license_id=license_id, partial=False)
@@ -386,7 +388,23 @@ def create(
     quota.ensure_room(session, kind="rules", license_id=license_id, limit=quotas.rules)
     session.add(rule)
     _flush(session, values["name"])
-    return _view(rule)
+    view = _view(rule)
+    _audit(session, caller, "rule.create", view, now=now, details={"name": view.name})
+    return view
+
+
+def _audit(session: Session, caller: Caller, action: str, view: RuleView, *, now: datetime, details: Mapping[str, Any]) -> None:
+    # inside the change's transaction, so the API, the dashboard and the CLI all leave the same entry
+    audit.record(
+        session,
+        actor=caller.actor,
+        action=action,
+        target_type="alert_rule",
+        target_id=view.rule_id,
+        license_id=view.license_id,
+        now=now,
+        details=details,
+    )
 
 
 def _name_free(session: Session, *, name: str, license_id: int | None, rule_id: int | None) -> None:
@@ -462,10 +480,12 @@ def list_rules(
 
 
 def update(
-    session: Session, *, rule_id: int, scope: int | None, fields: Mapping[str, Any], replace: bool, now: datetime
+    session: Session, *, caller: Caller, rule_id: int, scope: int | None, fields: Mapping[str, Any], replace: bool
 ) -> RuleView:
     """Change a rule: ``replace`` (PUT) sets every field (missing ones to their defaults), otherwise (PATCH)
-    only the fields given. A ``version`` field must equal the stored one (else ``Conflict``)."""
+    only the fields given. A ``version`` field must equal the stored one (else ``Conflict``). Audited as
+    ``rule.update`` (with the names of the fields given) by ``caller``."""
+    now = caller.now()
     rule = _find(session, rule_id=rule_id, scope=scope, lock=True)
     if "license_id" in fields and fields["license_id"] != rule.license_id:
         raise InvalidInput(
@@ -494,18 +514,24 @@ def update(
     rule.version = rule.version + 1
     rule.updated_at = now
     _flush(session, rule.name)
-    return _view(rule)
+    view = _view(rule)
+    _audit(session, caller, "rule.update", view, now=now, details={"fields": sorted(fields)})
+    return view
 
 
-def set_enabled(session: Session, *, rule_id: int, scope: int | None, enabled: bool, now: datetime) -> RuleView:
-    return update(session, rule_id=rule_id, scope=scope, fields={"enabled": enabled}, replace=False, now=now)
+def set_enabled(session: Session, *, caller: Caller, rule_id: int, scope: int | None, enabled: bool) -> RuleView:
+    """Switch a rule on or off: an update of ``enabled`` alone (audited as such)."""
+    return update(session, caller=caller, rule_id=rule_id, scope=scope, fields={"enabled": enabled}, replace=False)
 
 
-def delete(session: Session, *, rule_id: int, scope: int | None) -> None:
-    """Delete a rule; its group states go with it, its alerts and their history stay (rule_id set to null)."""
+def delete(session: Session, *, caller: Caller, rule_id: int, scope: int | None) -> None:
+    """Delete a rule; its group states go with it, its alerts and their history stay (rule_id set to null).
+    Audited as ``rule.delete`` by ``caller``."""
     rule = _find(session, rule_id=rule_id, scope=scope, lock=True)
+    view = _view(rule)
     session.delete(rule)
     session.flush()
+    _audit(session, caller, "rule.delete", view, now=caller.now(), details={"name": view.name})
 
 
 # --- backtest -----------------------------------------------------------------------------------

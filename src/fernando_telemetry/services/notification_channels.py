@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.notify.message import channel_test_message
@@ -33,6 +34,7 @@ from fernando_telemetry.notify.result import SendResult
 from fernando_telemetry.notify.smtp import SECURITY_MODES
 from fernando_telemetry.notify.targets import MASK, TargetPolicy, mask_url, target_problem
 from fernando_telemetry.notify.webhook_format import FORMATS
+from fernando_telemetry.services import audit
 from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.services.secret_box import SecretBox, SecretsUnreadable
 from fernando_telemetry.storage.models import AlertRule, NotificationChannel
@@ -371,6 +373,7 @@ def _require_object(spec: Any, what: str) -> Mapping[str, Any]:
 def create(
     session: Session,
     *,
+    caller: Caller,
     license_id: int | None,
     spec: Mapping[str, Any],
     box: SecretBox,
@@ -378,7 +381,7 @@ def create(
     quotas: Quotas = DEFAULT_QUOTAS,
 ) -> ChannelView:
     """A new channel of ``license_id`` (None: a platform channel, for platform-wide rules); at most
-    ``quotas.channels`` per license (``QuotaExceeded``)."""
+    ``quotas.channels`` per license (``QuotaExceeded``). Audited as ``channel.create`` by ``caller``."""
     spec = _require_object(spec, "a channel")
     problems = _Problems()
     config, secrets = _validate(spec, problems, targets)
@@ -404,12 +407,31 @@ def create(
     session.add(row)
     session.flush()
     session.refresh(row)
-    return _view(row)
+    view = _view(row)
+    _audit(session, caller, "channel.create", name=view.name, license_id=view.license_id, details={"type": view.type})
+    return view
+
+
+def _audit(
+    session: Session, caller: Caller, action: str, *, name: str, license_id: int | None, details: Mapping[str, Any] | None = None
+) -> None:
+    # inside the change's transaction, so the API and the CLI leave the same entry
+    audit.record(
+        session,
+        actor=caller.actor,
+        action=action,
+        target_type="notification_channel",
+        target_id=name,
+        license_id=license_id,
+        now=caller.now(),
+        details=details,
+    )
 
 
 def update(
     session: Session,
     *,
+    caller: Caller,
     license_id: int | None,
     name: str,
     changes: Mapping[str, Any],
@@ -417,7 +439,7 @@ def update(
     targets: TargetPolicy | None = None,
 ) -> ChannelView:
     """Change some fields; ``null`` removes an optional field; a masked secret sent back keeps the stored one.
-    The name and the type cannot change (rules refer to the name)."""
+    The name and the type cannot change (rules refer to the name). Audited as ``channel.update`` by ``caller``."""
     changes = _require_object(changes, "the changes")
     row = _find(session, license_id=license_id, name=name, lock=True)
     problems = _Problems()
@@ -452,7 +474,9 @@ def update(
     row.enabled = current.get("enabled", True)
     session.flush()
     session.refresh(row)
-    return _view(row)
+    view = _view(row)
+    _audit(session, caller, "channel.update", name=view.name, license_id=view.license_id, details={"fields": sorted(changes)})
+    return view
 
 
 def get(session: Session, *, license_id: int | None, name: str) -> ChannelView:
@@ -545,10 +569,11 @@ def _last_enabled_of_type(session: Session, row: NotificationChannel) -> bool:
     return others is None
 
 
-def delete(session: Session, *, license_id: int | None, name: str) -> None:
+def delete(session: Session, *, caller: Caller, license_id: int | None, name: str) -> None:
     """Remove a channel; refused (``Conflict``) while a rule of the same license still names it, or names its
     type and it is the license's last enabled channel of that type. Queued
-    notifications to it are abandoned by the dispatcher; the delivery log keeps its name."""
+    notifications to it are abandoned by the dispatcher; the delivery log keeps its name. Audited as
+    ``channel.delete`` by ``caller``."""
     row = _find(session, license_id=license_id, name=name, lock=True)
     names_it = AlertRule.notification_channels.contains([name])
     if row.type != name and row.enabled and _last_enabled_of_type(session, row):
@@ -564,6 +589,8 @@ def delete(session: Session, *, license_id: int | None, name: str) -> None:
         )
     session.delete(row)
     session.flush()
+    # the entry names the scope asked for, as the API always wrote it
+    _audit(session, caller, "channel.delete", name=name, license_id=license_id)
 
 
 def sendable(row: NotificationChannel, *, box: SecretBox) -> Channel:
