@@ -6,7 +6,7 @@ A silence in force (``starts_at <= now < ends_at``, not expired) makes every ope
 alerts; a platform-wide silence (``license_id`` NULL, admin keys only) matches every alert. Creating,
 changing or expiring a silence applies it at once; the evaluator applies silences that start or end by
 the clock on its next pass. ``license_id`` arguments are the license the caller may see (None = all).
-Imports storage, core, ``services.alerts`` and ``services.alert_notifications``; never commits.
+Imports storage, core, ``services.alerts`` and ``services.alert_lifecycle`` (every status change); never commits.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.core.alert_lifecycle import Action
 from fernando_telemetry.core.enums import AlertStatus
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.core.silence_matchers import Matcher, matches_all, parse_matchers
-from fernando_telemetry.services import alert_notifications, alerts
+from fernando_telemetry.services import alert_lifecycle, alerts
 from fernando_telemetry.services import quotas as quota
-from fernando_telemetry.storage.models import Alert, AlertRule, License, Silence
+from fernando_telemetry.storage.models import Alert, License, Silence
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -335,54 +336,33 @@ def reconcile(
         covering = next((silence for silence in active if silence.covers(alert)), None)
         before = alerts.state_name(alert.status)
         if covering is not None and alert.status != AlertStatus.SUPPRESSED:
-            alert.status = AlertStatus.SUPPRESSED
-            alert.silenced_by = covering.silence_id
-            alerts.record_event(
+            alert_lifecycle.apply(
                 session,
-                alert=alert,
-                from_state=before,
-                to_state="suppressed",
+                alert,
+                Action.SILENCE,
                 actor=actor,
                 now=now,
-                action="suppress",
-                value=alert.observed_value,
+                silence_id=covering.silence_id,
                 details={"silence_id": covering.silence_id},
             )
             changes.append(SilenceChange(alert, before, "suppressed", covering.silence_id))
         elif covering is not None and alert.silenced_by != covering.silence_id:
             previous = alert.silenced_by
-            alert.silenced_by = covering.silence_id
-            alerts.record_event(
+            alert_lifecycle.apply(
                 session,
-                alert=alert,
-                from_state=before,
-                to_state=before,
+                alert,
+                Action.RESILENCE,
                 actor=actor,
                 now=now,
-                action="resilence",
-                value=alert.observed_value,
+                silence_id=covering.silence_id,
                 details={"silence_id": covering.silence_id, "previous_silence_id": previous},
             )
         elif covering is None and alert.status == AlertStatus.SUPPRESSED:
             previous = alert.silenced_by
-            alert.status = AlertStatus.ACKNOWLEDGED if alert.acknowledged_at is not None else AlertStatus.ACTIVE
-            alert.silenced_by = None
-            after = alerts.state_name(alert.status)
-            alerts.record_event(
-                session,
-                alert=alert,
-                from_state=before,
-                to_state=after,
-                actor=actor,
-                now=now,
-                action="unsuppress",
-                value=alert.observed_value,
-                details={"silence_id": previous},
-            )
-            changes.append(SilenceChange(alert, before, after, previous))
-            if alert.status == AlertStatus.ACTIVE and not alerts.announced(session, alert.alert_id):
-                # it fired while silenced: its channels hear of it now
-                rule = None if alert.rule_id is None else session.get(AlertRule, alert.rule_id)
-                alert_notifications.enqueue(session, alert=alert, rule=rule, kind="firing", now=now)
+            # an alert acknowledged while silenced comes back acknowledged; one nobody saw comes back active,
+            # and is announced then if it fired while silenced
+            action = Action.UNSILENCE_ACKNOWLEDGED if alert.acknowledged_at is not None else Action.UNSILENCE
+            applied = alert_lifecycle.apply(session, alert, action, actor=actor, now=now, details={"silence_id": previous})
+            changes.append(SilenceChange(alert, before, applied.step.to_state.value, previous))
     session.flush()
     return changes
