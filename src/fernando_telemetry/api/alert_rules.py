@@ -18,7 +18,7 @@ from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.alert_condition import parse_condition
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import Forbidden, InvalidInput
+from fernando_telemetry.core.errors import Forbidden, InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services import alert_rules, tenancy
 
@@ -167,7 +167,7 @@ def _id(body: dict[str, Any], name: str) -> int | None:
     """An id field of a body: absent, or a whole number a bigint holds."""
     value = body.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_ID):
-        raise InvalidInput(f"{name} must be a positive whole number", details=[{"field": name, "reason": "not an id"}])
+        raise InvalidInput(f"{name} must be a positive whole number", details=[field_problem(name, "not an id")])
     return value
 
 
@@ -255,9 +255,7 @@ def _flag(text: str | None, *, parameter: str) -> bool | None:
         return True
     if value in ("false", "0", "no"):
         return False
-    raise InvalidInput(
-        f"{parameter}: {text[:40]!r} is not true or false", details=[{"field": parameter, "reason": "not a boolean"}]
-    )
+    raise InvalidInput(f"{parameter}: {text[:40]!r} is not true or false", details=[field_problem(parameter, "not a boolean")])
 
 
 @router.post(
@@ -280,18 +278,18 @@ def backtest_rule(request: Request, principal: ReadKey, body: _JsonObject) -> Ba
     if unknown:
         raise InvalidInput(
             f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
-            details=[{"field": name, "reason": "not a field of a backtest", "allowed": sorted(known)} for name in unknown],
+            details=[field_problem(name, "not a field of a backtest", allowed=sorted(known)) for name in unknown],
         )
     if (body.get("rule_id") is None) == (body.get("rule") is None):
         raise InvalidInput(
             "give either rule_id (a saved rule) or rule (a draft)",
-            details=[{"field": "rule_id", "reason": "exactly one of rule_id and rule is required"}],
+            details=[field_problem("rule_id", "exactly one of rule_id and rule is required")],
         )
     now = datetime.now(UTC)
     end = _instant(body.get("to"), "to") or now
     start = _instant(body.get("from"), "from") or end - _DEFAULT_BACKTEST_SPAN
     if end - start > _MAX_BACKTEST_SPAN:
-        raise InvalidInput("a backtest covers at most 31 days", details=[{"field": "from", "reason": "range over 31 days"}])
+        raise InvalidInput("a backtest covers at most 31 days", details=[field_problem("from", "range over 31 days")])
     step = body.get("step_seconds")
     with request.app.state.sessions() as session:
         if body.get("rule_id") is not None:
@@ -334,7 +332,7 @@ def _instant(value: Any, name: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be an ISO 8601 string", details=[{"field": name, "reason": "not a string"}])
+        raise InvalidInput(f"{name} must be an ISO 8601 string", details=[field_problem(name, "not a string")])
     return time_range.parse_instant(value, parameter=name)
 
 

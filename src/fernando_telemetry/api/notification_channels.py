@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import integer
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services import notification_channels, tenancy
 from fernando_telemetry.services.notification_channels import NotificationSetup
@@ -162,10 +162,10 @@ def create_channel(
     if "license_id" in spec:
         in_body = spec.pop("license_id")
         if in_body is not None and (isinstance(in_body, bool) or not isinstance(in_body, int)):
-            raise InvalidInput("license_id must be an integer", details=[{"field": "license_id", "reason": "not an integer"}])
+            raise InvalidInput("license_id must be an integer", details=[field_problem("license_id", "not an integer")])
         if requested is not None and in_body is not None and in_body != requested:
             raise InvalidInput(
-                "license_id differs between the query and the body", details=[{"field": "license_id", "reason": "conflicting"}]
+                "license_id differs between the query and the body", details=[field_problem("license_id", "conflicting")]
             )
         requested = in_body if in_body is not None else requested
     scope = tenancy.visible_license(principal, requested)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.services import audit, silences, tenancy
 
 __all__ = ["router"]
@@ -97,14 +97,14 @@ def _ends_at(
         return ends_at
     if ends_at is not None:
         raise InvalidInput(
-            "give ends_at or duration_minutes, not both", details=[{"field": "duration_minutes", "reason": "with ends_at"}]
+            "give ends_at or duration_minutes, not both", details=[field_problem("duration_minutes", "with ends_at")]
         )
     try:
         return (starts_at or now) + timedelta(minutes=duration_minutes)
     except OverflowError:
         raise InvalidInput(
             "starts_at plus duration_minutes is past the year 9999",
-            details=[{"field": "duration_minutes", "reason": "out of range"}],
+            details=[field_problem("duration_minutes", "out of range")],
         ) from None
 
 

@@ -25,7 +25,7 @@ from fernando_telemetry.core.alert_condition import Condition, fingerprint, pars
 from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import Severity
-from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.errors import Conflict, FieldProblems, InvalidInput, NotFound, field_problem
 from fernando_telemetry.core.names import name_problem, normalize_name
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.services import audit, notification_channels
@@ -170,30 +170,13 @@ def _view(rule: AlertRule) -> RuleView:
 # --- validation ---------------------------------------------------------------------------------
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.details: list[dict[str, Any]] = []
-
-    def add(self, field: str, reason: str, **extra: Any) -> None:
-        self.details.append({"field": field, "reason": reason, **extra})
-
-    def raise_if_any(self, what: str = "the rule") -> None:
-        if self.details:
-            count = len(self.details)
-            raise InvalidInput(
-                f"{what} has {count} problem{'s' if count > 1 else ''}: "
-                + "; ".join(f"{detail['field']} {detail['reason']}" for detail in self.details),
-                details=self.details,
-            )
-
-
 @dataclass(frozen=True)
 class _Checked:
     values: dict[str, Any]
     condition: Condition | None
 
 
-def _named(fields: Mapping[str, Any], problems: _Problems) -> Mapping[str, Any]:
+def _named(fields: Mapping[str, Any], problems: FieldProblems) -> Mapping[str, Any]:
     """``fields`` with the seed's ``rule_name`` read as ``name`` (both given: they must agree)."""
     if RULE_NAME_ALIAS not in fields:
         return fields
@@ -208,7 +191,7 @@ def _named(fields: Mapping[str, Any], problems: _Problems) -> Mapping[str, Any]:
 
 def _check(session: Session, fields: Mapping[str, Any], *, license_id: int | None, partial: bool) -> _Checked:
     """Every problem of ``fields`` at once; the values normalised (the condition with its defaults filled)."""
-    problems = _Problems()
+    problems = FieldProblems()
     values: dict[str, Any] = {}
     fields = _named(fields, problems)
     for name in fields:
@@ -276,18 +259,18 @@ def _check(session: Session, fields: Mapping[str, Any], *, license_id: int | Non
                     values[name] = raw
     if "version" in fields and (isinstance(fields["version"], bool) or not isinstance(fields["version"], int)):
         problems.add("version", "must be the whole number the rule was read with")
-    problems.raise_if_any()
+    problems.raise_if_any("the rule")
     return _Checked(values, condition)
 
 
-def _integer(values: dict[str, Any], problems: _Problems, name: str, raw: Any, low: int, high: int) -> None:
+def _integer(values: dict[str, Any], problems: FieldProblems, name: str, raw: Any, low: int, high: int) -> None:
     if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
         problems.add(name, f"must be a whole number from {low} to {high}")
     else:
         values[name] = raw
 
 
-def _check_strings(name: str, raw: Any, problems: _Problems) -> dict[str, str] | None:
+def _check_strings(name: str, raw: Any, problems: FieldProblems) -> dict[str, str] | None:
     if not isinstance(raw, Mapping):
         problems.add(name, "must be an object of string values", example={"team": "payments"})
         return None
@@ -313,7 +296,7 @@ def _is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def _check_channels(session: Session, raw: Any, *, license_id: int | None, problems: _Problems) -> list[str] | None:
+def _check_channels(session: Session, raw: Any, *, license_id: int | None, problems: FieldProblems) -> list[str] | None:
     if not isinstance(raw, list):
         problems.add("notification_channels", "must be a list of channel names", example=["ops-email"])
         return None
@@ -371,7 +354,7 @@ def create(
     per license (``QuotaExceeded``). Audited as ``rule.create`` by ``caller``."""
     now = caller.now()
     if license_id is not None and session.get(License, license_id) is None:
-        raise InvalidInput(f"no license {license_id}", details=[{"field": "license_id", "reason": "no such license"}])
+        raise InvalidInput(f"no license {license_id}", details=[field_problem("license_id", "no such license")])
     checked = _check(session, fields, license_id=license_id, partial=False)
     values = {**_DEFAULTS, **checked.values}
     assert checked.condition is not None
@@ -415,7 +398,7 @@ def _name_free(session: Session, *, name: str, license_id: int | None, rule_id: 
     if session.scalars(query).first() is not None:
         raise Conflict(
             f"a rule named {name!r} already exists" + ("" if license_id is None else f" in license {license_id}"),
-            details=[{"field": "name", "reason": "already used by another rule of this license"}],
+            details=[field_problem("name", "already used by another rule of this license")],
         )
 
 
@@ -427,7 +410,7 @@ def _flush(session: Session, name: str) -> None:
         if "uq_alert_rules_license_id_name" not in str(exc.orig):
             raise
         # a concurrent create took the name between the check and the insert
-        raise Conflict(f"a rule named {name!r} already exists", details=[{"field": "name", "reason": "already used"}]) from None
+        raise Conflict(f"a rule named {name!r} already exists", details=[field_problem("name", "already used")]) from None
 
 
 def _find(session: Session, *, rule_id: int, scope: int | None, lock: bool = False) -> AlertRule:
@@ -488,15 +471,13 @@ def update(
     now = caller.now()
     rule = _find(session, rule_id=rule_id, scope=scope, lock=True)
     if "license_id" in fields and fields["license_id"] != rule.license_id:
-        raise InvalidInput(
-            "a rule cannot move to another license", details=[{"field": "license_id", "reason": "cannot be changed"}]
-        )
+        raise InvalidInput("a rule cannot move to another license", details=[field_problem("license_id", "cannot be changed")])
     checked = _check(session, fields, license_id=rule.license_id, partial=not replace)
     expected = fields.get("version")
     if expected is not None and expected != rule.version:
         raise Conflict(
             f"rule {rule_id} changed since it was read (version {rule.version}, not {expected}); read it again",
-            details=[{"field": "version", "reason": f"stale: the rule is at version {rule.version}"}],
+            details=[field_problem("version", f"stale: the rule is at version {rule.version}")],
         )
     values = {**_DEFAULTS, **checked.values} if replace else checked.values
     if "name" in values:
@@ -576,7 +557,7 @@ class Backtest:
 def backtest_instants(*, start: datetime, end: datetime, step_seconds: int) -> list[datetime]:
     """The evaluation instants of a backtest: ``start + k * step`` for k >= 1 up to ``end`` inclusive
     (the first evaluation is one step after ``start``, as a rule created at ``start`` would run)."""
-    problems = _Problems()
+    problems = FieldProblems()
     for name, moment in (("from", start), ("to", end)):
         if moment.tzinfo is None:
             problems.add(name, "has no time zone; send UTC (Z) or an offset")
@@ -586,16 +567,16 @@ def backtest_instants(*, start: datetime, end: datetime, step_seconds: int) -> l
         problems.add("step_seconds", "must be a whole number from 10 to 86400")
     problems.raise_if_any("the backtest")
     if end <= start:
-        raise InvalidInput("the backtest's to must be after from", details=[{"field": "to", "reason": "not after from"}])
+        raise InvalidInput("the backtest's to must be after from", details=[field_problem("to", "not after from")])
     count = int((end - start).total_seconds() // step_seconds)
     if count > MAX_BACKTEST_INSTANTS:
         raise InvalidInput(
             f"the backtest would evaluate {count} instants; at most {MAX_BACKTEST_INSTANTS}: use a larger step or a shorter range",
-            details=[{"field": "step_seconds", "reason": f"{count} evaluations, at most {MAX_BACKTEST_INSTANTS}"}],
+            details=[field_problem("step_seconds", f"{count} evaluations, at most {MAX_BACKTEST_INSTANTS}")],
         )
     if count == 0:
         raise InvalidInput(
-            "the backtest range is shorter than one step", details=[{"field": "to", "reason": "less than one step after from"}]
+            "the backtest range is shorter than one step", details=[field_problem("to", "less than one step after from")]
         )
     step = timedelta(seconds=step_seconds)
     return [start + step * k for k in range(1, count + 1)]
@@ -604,8 +585,8 @@ def backtest_instants(*, start: datetime, end: datetime, step_seconds: int) -> l
 def draft_condition(draft: Any) -> tuple[Condition, int | None]:
     """A draft rule's condition and its evaluation interval (if it names one); nothing else of it matters."""
     if not isinstance(draft, Mapping):
-        raise InvalidInput("the draft rule must be a JSON object", details=[{"field": "rule", "reason": "not an object"}])
-    problems = _Problems()
+        raise InvalidInput("the draft rule must be a JSON object", details=[field_problem("rule", "not an object")])
+    problems = FieldProblems()
     for name in draft:
         if name not in FIELDS and name not in ("version", "license_id", "rule_id", RULE_NAME_ALIAS):
             problems.add(f"rule.{name}", "is not a field of a rule", allowed=list(FIELDS))
@@ -665,7 +646,7 @@ def backtest(
         if clock() > deadline:
             raise InvalidInput(
                 f"the backtest ran longer than {timeout_ms / 1000:g} s: use a shorter range or a larger step",
-                details=[{"field": "to", "reason": "range too large to backtest in time"}],
+                details=[field_problem("to", "range too large to backtest in time")],
             )
         observed: dict[str, tuple[float | None, int]] = {}
         for observation in observed_at[instant]:
@@ -720,13 +701,7 @@ def _check_work(evaluations: int, groups: int, bound: int, *, expected: bool) ->
         f"the backtest would step {evaluations} evaluations x {what} = {evaluations * groups} group evaluations; "
         f"at most {bound}: use a larger step, a shorter range, or fewer groups (filters)",
         details=[
-            {
-                "field": "step_seconds",
-                "reason": "too many evaluations x groups",
-                "evaluations": evaluations,
-                "groups": groups,
-                "limit": bound,
-            }
+            field_problem("step_seconds", "too many evaluations x groups", evaluations=evaluations, groups=groups, limit=bound)
         ],
     )
 
@@ -743,7 +718,7 @@ def _observe_bounded(
         if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled: the statement timeout
             raise InvalidInput(
                 f"the backtest ran longer than {timeout_ms / 1000:g} s: use a shorter range or a larger step",
-                details=[{"field": "to", "reason": "range too large to backtest in time"}],
+                details=[field_problem("to", "range too large to backtest in time")],
             ) from None
         raise
     session.execute(text("SELECT set_config('statement_timeout', :timeout, true)"), {"timeout": previous})

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core.alert_lifecycle import Action
 from fernando_telemetry.core.enums import AlertStatus, Severity
-from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound, field_problem
 from fernando_telemetry.services import alert_lifecycle
 from fernando_telemetry.services.alert_lifecycle import announced, record_event, state_name
 from fernando_telemetry.storage import lookups
@@ -191,7 +191,7 @@ def _vocabulary(values: Sequence[str], vocabulary: type[AlertStatus] | type[Seve
     if wrong:
         raise InvalidInput(
             f"{parameter}: {', '.join(repr(value[:40]) for value in wrong)} not one of {', '.join(allowed)}",
-            details=[{"field": parameter, "reason": "unknown value", "allowed": allowed}],
+            details=[field_problem(parameter, "unknown value", allowed=allowed)],
         )
     return list(dict.fromkeys(values))
 
@@ -201,13 +201,13 @@ def list_alerts(session: Session, *, filters: AlertFilters, cursor_key: bytes) -
     if not 1 <= filters.limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {filters.limit}",
-            details=[{"field": "limit", "reason": f"not in 1..{MAX_LIMIT}"}],
+            details=[field_problem("limit", f"not in 1..{MAX_LIMIT}")],
         )
     start, end = filters.triggered_from, filters.triggered_before
     if start is not None and end is not None and end <= start:
         raise InvalidInput(
             f"to ({end.isoformat()}) must be after from ({start.isoformat()})",
-            details=[{"field": "to", "reason": "not after from"}],
+            details=[field_problem("to", "not after from")],
         )
     statuses = _vocabulary(filters.statuses, AlertStatus, "status")
     severities = _vocabulary(filters.severities, Severity, "severity")
@@ -243,7 +243,7 @@ def list_alerts(session: Session, *, filters: AlertFilters, cursor_key: bytes) -
         query = query.where(Alert.triggered_at < end)
     if position is not None:
         if not position.key.isdigit():
-            raise InvalidInput("cursor: not a cursor of an alerts list", details=[{"field": "cursor", "reason": "bad key"}])
+            raise InvalidInput("cursor: not a cursor of an alerts list", details=[field_problem("cursor", "bad key")])
         after_id = int(position.key)
         query = query.where(
             or_(Alert.triggered_at < position.at, and_(Alert.triggered_at == position.at, Alert.alert_id < after_id))
@@ -335,7 +335,7 @@ def _check_note(note: str | None) -> str | None:
     if len(note) > MAX_NOTE_CHARS or "\x00" in note:
         raise InvalidInput(
             f"note: at most {MAX_NOTE_CHARS} characters and no NUL",
-            details=[{"field": "note", "reason": f"longer than {MAX_NOTE_CHARS} characters or holds NUL"}],
+            details=[field_problem("note", f"longer than {MAX_NOTE_CHARS} characters or holds NUL")],
         )
     return note.strip() or None
 
@@ -346,9 +346,7 @@ def _check_user(session: Session, user_id: str | None, alert: Alert, *, field_na
         return None
     if not lookups.known_user(session, user_id, license_id=alert.license_id):
         where = "" if alert.license_id is None else f" of license {alert.license_id}"
-        raise InvalidInput(
-            f"{field_name}: no user {user_id[:60]!r}{where}", details=[{"field": field_name, "reason": "unknown user"}]
-        )
+        raise InvalidInput(f"{field_name}: no user {user_id[:60]!r}{where}", details=[field_problem(field_name, "unknown user")])
     return user_id
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.errors import Conflict, FieldProblems, InvalidInput, NotFound, field_problem
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.notify.message import channel_test_message
 from fernando_telemetry.notify.notifier import Channel, ChannelNotifier, EmailChannel, Notifier, SlackChannel, WebhookChannel
@@ -131,26 +131,6 @@ class NotificationSetup:
         return cls(box=SecretBox(secret_key), notifier=ChannelNotifier(), external_url=external_url)
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.details: list[dict[str, Any]] = []
-
-    def add(self, field: str, reason: str, *, allowed: Iterable[Any] | None = None) -> None:
-        entry: dict[str, Any] = {"field": field, "reason": reason}
-        if allowed is not None:
-            entry["allowed"] = list(allowed)
-        self.details.append(entry)
-
-    def raise_any(self, what: str) -> None:
-        if self.details:
-            reasons = "; ".join(
-                f"{detail['field']} {detail['reason']}"
-                + (f" ({', '.join(map(str, detail['allowed']))})" if 0 < len(detail.get("allowed", ())) <= 6 else "")
-                for detail in self.details
-            )
-            raise InvalidInput(f"{what}: {reasons}", details=self.details)
-
-
 def _address_problem(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return "must be an email address"
@@ -179,7 +159,7 @@ def _url_problem(url: Any, targets: TargetPolicy | None) -> str | None:
 
 
 def _validate(
-    spec: Mapping[str, Any], problems: _Problems, targets: TargetPolicy | None
+    spec: Mapping[str, Any], problems: FieldProblems, targets: TargetPolicy | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check a full channel spec; returns (public config, secrets) of the type's fields."""
     nul_fields = [key for key, value in spec.items() if _has_nul(key) or _has_nul(value)]
@@ -231,7 +211,11 @@ def _validate(
 
 
 def _validate_email(
-    present: dict[str, Any], problems: _Problems, config: dict[str, Any], secrets: dict[str, Any], targets: TargetPolicy | None
+    present: dict[str, Any],
+    problems: FieldProblems,
+    config: dict[str, Any],
+    secrets: dict[str, Any],
+    targets: TargetPolicy | None,
 ) -> None:
     to = present.get("to")
     if to is not None:
@@ -300,7 +284,11 @@ def _validate_email(
 
 
 def _validate_webhook(
-    present: dict[str, Any], problems: _Problems, config: dict[str, Any], secrets: dict[str, Any], targets: TargetPolicy | None
+    present: dict[str, Any],
+    problems: FieldProblems,
+    config: dict[str, Any],
+    secrets: dict[str, Any],
+    targets: TargetPolicy | None,
 ) -> None:
     url = present.get("url")
     if url is not None:
@@ -366,7 +354,7 @@ def _find(session: Session, *, license_id: int | None, name: str, lock: bool = F
 
 def _require_object(spec: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(spec, Mapping):
-        raise InvalidInput(f"{what} must be a JSON object", details=[{"field": "(body)", "reason": "not an object"}])
+        raise InvalidInput(f"{what} must be a JSON object", details=[field_problem("(body)", "not an object")])
     return spec
 
 
@@ -383,9 +371,9 @@ def create(
     """A new channel of ``license_id`` (None: a platform channel, for platform-wide rules); at most
     ``quotas.channels`` per license (``QuotaExceeded``). Audited as ``channel.create`` by ``caller``."""
     spec = _require_object(spec, "a channel")
-    problems = _Problems()
+    problems = FieldProblems()
     config, secrets = _validate(spec, problems, targets)
-    problems.raise_any("the channel is not valid")
+    problems.raise_if_any("the channel is not valid", counted=False)
     name = spec["name"]
     existing = session.scalars(
         select(NotificationChannel.channel_id).where(
@@ -393,7 +381,7 @@ def create(
         )
     ).first()
     if existing is not None:
-        raise Conflict(f"a notification channel named {name!r} already exists", details=[{"field": "name", "reason": "taken"}])
+        raise Conflict(f"a notification channel named {name!r} already exists", details=[field_problem("name", "taken")])
     quota.ensure_room(session, kind="channels", license_id=license_id, limit=quotas.channels)
     row = NotificationChannel(
         license_id=license_id,
@@ -442,11 +430,11 @@ def update(
     The name and the type cannot change (rules refer to the name). Audited as ``channel.update`` by ``caller``."""
     changes = _require_object(changes, "the changes")
     row = _find(session, license_id=license_id, name=name, lock=True)
-    problems = _Problems()
+    problems = FieldProblems()
     for fixed in ("name", "type"):
         if fixed in changes and changes[fixed] != getattr(row, fixed):
             problems.add(fixed, "cannot be changed (create a new channel and point the rules at it)")
-    problems.raise_any("the changes are not valid")
+    problems.raise_if_any("the changes are not valid", counted=False)
     try:
         stored_secrets = box.open(row.secrets)
     except SecretsUnreadable:
@@ -467,7 +455,7 @@ def update(
         else:
             current[key] = value
     config, secrets = _validate(current, problems, targets)
-    problems.raise_any("the channel is not valid")
+    problems.raise_if_any("the channel is not valid", counted=False)
     row.config = config
     row.secrets = box.seal(secrets) if secrets else None
     row.send_resolved = current.get("send_resolved", True)
@@ -585,7 +573,7 @@ def delete(session: Session, *, caller: Caller, license_id: int | None, name: st
     if rules:
         raise Conflict(
             f"channel {name!r} is used by rules {', '.join(repr(rule) for rule in rules)}: remove it from them first",
-            details=[{"field": "name", "reason": "in use", "rules": list(rules)}],
+            details=[field_problem("name", "in use", rules=list(rules))],
         )
     session.delete(row)
     session.flush()

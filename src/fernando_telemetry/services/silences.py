@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.alert_lifecycle import Action
 from fernando_telemetry.core.enums import AlertStatus
-from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound, field_problem
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.core.silence_matchers import Matcher, matches_all, parse_matchers
 from fernando_telemetry.services import alert_lifecycle, alerts
@@ -139,16 +139,16 @@ def _checked(
     start = now if starts_at is None else starts_at
     for name, moment in (("starts_at", starts_at), ("ends_at", ends_at)):
         if moment is not None and moment.tzinfo is None:
-            problems.append({"field": name, "reason": "has no time zone; send UTC (Z) or an offset"})
+            problems.append(field_problem(name, "has no time zone; send UTC (Z) or an offset"))
     if ends_at is None:
-        problems.append({"field": "ends_at", "reason": "missing"})
+        problems.append(field_problem("ends_at", "missing"))
     elif ends_at.tzinfo is not None and start.tzinfo is not None:
         if ends_at <= start:
-            problems.append({"field": "ends_at", "reason": "not after starts_at"})
+            problems.append(field_problem("ends_at", "not after starts_at"))
         elif ends_at <= now:
-            problems.append({"field": "ends_at", "reason": "in the past: the silence would never be in force"})
+            problems.append(field_problem("ends_at", "in the past: the silence would never be in force"))
     if comment is not None and (len(comment) > MAX_COMMENT_CHARS or "\x00" in comment):
-        problems.append({"field": "comment", "reason": f"longer than {MAX_COMMENT_CHARS} characters or holds NUL"})
+        problems.append(field_problem("comment", f"longer than {MAX_COMMENT_CHARS} characters or holds NUL"))
     if problems:
         raise InvalidInput(
             "the silence is not valid: " + "; ".join(f"{p['field']}: {p['reason']}" for p in problems), details=problems
@@ -173,7 +173,7 @@ def create(
     most ``quotas.silences`` unexpired ones per license (``QuotaExceeded``)."""
     parsed, start, end = _checked(matchers=matchers, starts_at=starts_at, ends_at=ends_at, comment=comment, now=now)
     if license_id is not None and session.get(License, license_id) is None:
-        raise InvalidInput(f"license_id: no license {license_id}", details=[{"field": "license_id", "reason": "unknown license"}])
+        raise InvalidInput(f"license_id: no license {license_id}", details=[field_problem("license_id", "unknown license")])
     quota.ensure_room(session, kind="silences", license_id=license_id, limit=quotas.silences, now=now)
     silence = Silence(
         license_id=license_id,
@@ -219,15 +219,15 @@ def list_silences(
     if state is not None and state not in STATES:
         raise InvalidInput(
             f"state: {state[:40]!r} is not one of {', '.join(STATES)}",
-            details=[{"field": "state", "reason": "unknown value", "allowed": list(STATES)}],
+            details=[field_problem("state", "unknown value", allowed=list(STATES))],
         )
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {limit}",
-            details=[{"field": "limit", "reason": f"not in 1..{MAX_LIMIT}"}],
+            details=[field_problem("limit", f"not in 1..{MAX_LIMIT}")],
         )
     if offset < 0:
-        raise InvalidInput(f"offset must be 0 or more, got {offset}", details=[{"field": "offset", "reason": "negative"}])
+        raise InvalidInput(f"offset must be 0 or more, got {offset}", details=[field_problem("offset", "negative")])
     query = select(Silence)
     if license_id is not None:
         query = query.where(Silence.license_id == license_id)

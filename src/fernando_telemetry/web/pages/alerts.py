@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fernando_telemetry.core.enums import AlertStatus, Severity
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.services import alerts, audit, silences
 from fernando_telemetry.services.alerts import AlertFilters, AlertView
 from fernando_telemetry.services.tenancy import visible_license
@@ -164,7 +164,7 @@ def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, 
         if duration is None:
             raise InvalidInput(
                 f"duration: choose one of {', '.join(SILENCE_DURATIONS)}",
-                details=[{"field": "duration", "reason": "unknown value"}],
+                details=[field_problem("duration", "unknown value")],
             )
         alert = alerts.get(session, alert_id=alert_id, license_id=license_id)
         view = silences.create(
@@ -188,7 +188,7 @@ def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, 
             details={"matchers": view.matchers, "ends_at": view.ends_at.isoformat()},
         )
         return view
-    raise InvalidInput(f"unknown action {action[:40]!r}", details=[{"field": "action", "reason": "unknown"}])
+    raise InvalidInput(f"unknown action {action[:40]!r}", details=[field_problem("action", "unknown")])
 
 
 def expire_silence(request: PageRequest, *, silence_id: int) -> Any:
