@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field
 
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
-from fernando_telemetry.core import time_range
+from fernando_telemetry.core import rule_validation, time_range
 from fernando_telemetry.core.alert_condition import parse_condition
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Forbidden, InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alert_rules, tenancy
+from fernando_telemetry.services import alert_rules, rule_backtest, tenancy
 
 __all__ = ["router"]
 
@@ -300,10 +300,10 @@ def backtest_rule(request: Request, principal: ReadKey, body: _JsonObject) -> Ba
             license_id, interval = rule.license_id, rule.evaluation_interval_seconds
         else:
             rule_id = None
-            condition, draft_interval = alert_rules.draft_condition(body["rule"])
+            condition, draft_interval = rule_validation.draft_condition(body["rule"])
             license_id = tenancy.visible_license(principal, _id(body, "license_id"))
             interval = draft_interval or 60
-        result = alert_rules.backtest(
+        result = rule_backtest.backtest(
             session,
             condition=condition,
             license_id=license_id,

@@ -13,11 +13,11 @@ from rich.table import Table
 
 from fernando_telemetry import runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
-from fernando_telemetry.core import time_range
+from fernando_telemetry.core import rule_validation, time_range
 from fernando_telemetry.core.alert_condition import parse_condition
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import alert_rules
+from fernando_telemetry.services import alert_rules, rule_backtest
 from fernando_telemetry.settings import load_settings, quotas_of
 from fernando_telemetry.storage.database import session_factory
 
@@ -331,9 +331,9 @@ def backtest(
             rule = alert_rules.get_rule(session, rule_id=rule_id, scope=None)
             parsed, owner, interval = parse_condition(rule.condition_config), rule.license_id, rule.evaluation_interval_seconds
         else:
-            parsed, draft_interval = alert_rules.draft_condition(draft)
+            parsed, draft_interval = rule_validation.draft_condition(draft)
             owner, interval = license_id if license_id is not None else draft.get("license_id"), draft_interval or 60
-        result = alert_rules.backtest(
+        result = rule_backtest.backtest(
             session,
             condition=parsed,
             license_id=owner,

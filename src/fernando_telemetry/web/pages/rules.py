@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from fernando_telemetry.core import rule_validation
 from fernando_telemetry.core.alert_condition import Source
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, FernandoTelemetryError, InvalidInput
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alert_rules
-from fernando_telemetry.services.alert_rules import Backtest, RuleView
+from fernando_telemetry.services import alert_rules, rule_backtest
+from fernando_telemetry.services.alert_rules import RuleView
+from fernando_telemetry.services.rule_backtest import Backtest
 from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web import charts
 from fernando_telemetry.web.page import Page, PageRequest
@@ -252,10 +254,10 @@ def run_backtest(request: PageRequest, form: RuleForm) -> Backtest | None:
         license_id = _owner(request.principal, form)
     span = BACKTEST_RANGES[form.backtest_range]
     interval = fields.get("evaluation_interval_seconds") or 60
-    step = max(10, min(86_400, interval), math.ceil(span.total_seconds() / alert_rules.MAX_BACKTEST_INSTANTS))
+    step = max(10, min(86_400, interval), math.ceil(span.total_seconds() / rule_backtest.MAX_BACKTEST_INSTANTS))
     try:
-        condition, _ = alert_rules.draft_condition({"condition_config": fields.get("condition_config")})
-        return alert_rules.backtest(
+        condition, _ = rule_validation.draft_condition({"condition_config": fields.get("condition_config")})
+        return rule_backtest.backtest(
             request.session,
             condition=condition,
             license_id=license_id,
