@@ -21,7 +21,7 @@ from fernando_telemetry.api.query_params import integer
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import notification_channels, tenancy
+from fernando_telemetry.services import channel_tests, notification_channels, tenancy
 from fernando_telemetry.services.notification_channels import NotificationSetup
 
 __all__ = ["router"]
@@ -261,9 +261,7 @@ async def test_channel(
         with request.app.state.sessions.begin() as session:
             channel = notification_channels.sendable_by_name(session, license_id=scope, name=name, box=setup.box)
         # the transaction is closed: a slow receiver holds no database connection
-        result = notification_channels.send_test(
-            channel, notifier=setup.notifier, now=datetime.now(UTC), external_url=setup.external_url
-        )
+        result = channel_tests.send_test(channel, notifier=setup.notifier, now=datetime.now(UTC), external_url=setup.external_url)
         fields = asdict(result)
         fields.pop("retryable", None)
         return TestResultOut(**fields)

@@ -18,7 +18,7 @@ from fernando_telemetry import notification_wiring, runtime
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import notification_channels
+from fernando_telemetry.services import channel_tests, notification_channels
 from fernando_telemetry.settings import load_settings, quotas_of
 from fernando_telemetry.storage.database import session_factory
 
@@ -200,7 +200,7 @@ def test_channel(
     with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine).begin() as session:
             channel = notification_channels.sendable_by_name(session, license_id=license_id, name=name, box=box)
-    result = notification_channels.send_test(
+    result = channel_tests.send_test(
         channel,
         notifier=notification_wiring.notifier(settings),
         now=datetime.now(UTC),

@@ -26,7 +26,7 @@ from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.core.rule_validation import CheckedRule
 from fernando_telemetry.services import audit, notification_channels
 from fernando_telemetry.services import quotas as quota
-from fernando_telemetry.services.notification_channels import CHANNEL_TYPES
+from fernando_telemetry.services.channel_validation import CHANNEL_TYPES
 from fernando_telemetry.storage import lookups
 from fernando_telemetry.storage.models import AlertRule, License, NotificationChannel
 
