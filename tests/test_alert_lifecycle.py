@@ -365,7 +365,9 @@ class TestSilences:
             created_by="key:1",
             now=T0,
         )
-        alerts.acknowledge(session, alert_id=alert.alert_id, license_id=tenant, actor="key:1", now=T0 + MINUTE)
+        alerts.acknowledge(
+            session, caller=Caller(actor="key:1", clock=lambda: T0 + MINUTE), alert_id=alert.alert_id, license_id=tenant
+        )
         assert alerts_of(session, rule)[0].status == "suppressed"
         silences.expire(session, silence_id=made.silence_id, license_id=tenant, actor="key:1", now=T0 + 2 * MINUTE)
         assert alerts_of(session, rule)[0].status == "acknowledged"
@@ -397,11 +399,17 @@ class TestPeople:
         evaluate(session, rule, T0)
         [alert] = alerts_of(session, rule)
         view = alerts.acknowledge(
-            session, alert_id=alert.alert_id, license_id=tenant, actor="key:3", now=T0 + MINUTE, note="on it"
+            session,
+            caller=Caller(actor="key:3", clock=lambda: T0 + MINUTE),
+            alert_id=alert.alert_id,
+            license_id=tenant,
+            note="on it",
         )
         assert (view.status, view.acknowledged_at) == ("acknowledged", T0 + MINUTE)
         with pytest.raises(Conflict, match="already acknowledged"):
-            alerts.acknowledge(session, alert_id=alert.alert_id, license_id=tenant, actor="key:3", now=T0 + MINUTE)
+            alerts.acknowledge(
+                session, caller=Caller(actor="key:3", clock=lambda: T0 + MINUTE), alert_id=alert.alert_id, license_id=tenant
+            )
         assert actions(evaluate(session, rule, T0 + 2 * MINUTE)) == [("resolve", "acknowledged", "resolved")]
         history = alerts.history(session, alert_id=alert.alert_id, license_id=tenant)
         assert [(e.details["action"], e.from_state, e.to_state, e.actor, e.note) for e in history.events] == [
@@ -420,7 +428,11 @@ class TestPeople:
         evaluate(session, rule, T0 + MINUTE)
         [first] = alerts_of(session, rule)
         alerts.resolve(
-            session, alert_id=first.alert_id, license_id=None, actor="cli", now=T0 + 90 * timedelta(seconds=1), note="rebooted"
+            session,
+            caller=Caller(actor="cli", clock=lambda: T0 + 90 * timedelta(seconds=1)),
+            alert_id=first.alert_id,
+            license_id=None,
+            note="rebooted",
         )
         assert actions(evaluate(session, rule, T0 + 2 * MINUTE)) == [("pending", "inactive", "pending")]
         assert actions(evaluate(session, rule, T0 + 3 * MINUTE)) == [("fire", "pending", "active")]
@@ -459,7 +471,13 @@ class TestNotifications:
         for rule in (announced_rule, silenced_rule):
             evaluate(session, rule, T0)
             [alert] = alerts_of(session, rule)
-            alerts.resolve(session, alert_id=alert.alert_id, license_id=tenant, actor="key:4", now=T0 + MINUTE, note="done")
+            alerts.resolve(
+                session,
+                caller=Caller(actor="key:4", clock=lambda: T0 + MINUTE),
+                alert_id=alert.alert_id,
+                license_id=tenant,
+                note="done",
+            )
         assert [kind for kind, _ in outbox_of(session, alerts_of(session, announced_rule)[0].alert_id)] == ["firing", "resolved"]
         silenced = alerts_of(session, silenced_rule)[0]
         assert silenced.status == "resolved" and outbox_of(session, silenced.alert_id) == []
@@ -486,7 +504,9 @@ class TestNotifications:
         assert evaluate(session, rule, T0 + 15 * MINUTE).notifications == 0  # 10 min count from the repeat
         assert evaluate(session, rule, T0 + 21 * MINUTE).notifications == 1
         session.execute(update(AlertNotification).where(AlertNotification.alert_id == alert.alert_id).values(status="sent"))
-        alerts.acknowledge(session, alert_id=alert.alert_id, license_id=tenant, actor="key:1", now=T0 + 22 * MINUTE)
+        alerts.acknowledge(
+            session, caller=Caller(actor="key:1", clock=lambda: T0 + 22 * MINUTE), alert_id=alert.alert_id, license_id=tenant
+        )
         assert evaluate(session, rule, T0 + 30 * MINUTE).notifications == 0
         assert [kind for kind, _ in outbox_of(session, alert.alert_id)] == ["firing", "repeat", "repeat"]
 

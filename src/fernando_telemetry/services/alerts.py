@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core.alert_lifecycle import Action
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound, field_problem
 from fernando_telemetry.services import alert_lifecycle
@@ -360,8 +361,7 @@ def acknowledge(
     *,
     alert_id: int,
     license_id: int | None,
-    actor: str,
-    now: datetime,
+    caller: Caller,
     user_id: str | None = None,
     note: str | None = None,
 ) -> AlertView:
@@ -369,6 +369,7 @@ def acknowledge(
 
     A suppressed alert keeps its status (the silence decides it) and comes back acknowledged when the silence
     ends. ``Conflict`` when the alert is resolved or already acknowledged."""
+    actor, now = caller.actor, caller.now()
     note = _check_note(note)
     alert = _find(session, alert_id=alert_id, license_id=license_id, lock=True)
     _open(alert, "acknowledged")
@@ -397,11 +398,11 @@ def assign(
     alert_id: int,
     license_id: int | None,
     assignee: str | None,
-    actor: str,
-    now: datetime,
+    caller: Caller,
     note: str | None = None,
 ) -> AlertView:
     """Give the alert to a user (``assignee`` None takes it back); recorded as an event that keeps the state."""
+    actor, now = caller.actor, caller.now()
     note = _check_note(note)
     alert = _find(session, alert_id=alert_id, license_id=license_id, lock=True)
     _open(alert, "assigned")
@@ -425,13 +426,13 @@ def resolve(
     *,
     alert_id: int,
     license_id: int | None,
-    actor: str,
-    now: datetime,
+    caller: Caller,
     user_id: str | None = None,
     note: str | None = None,
 ) -> AlertView:
     """Close the alert by hand with a note. The rule's group starts over (inactive): if the condition still
     holds, a new alert fires after the rule's ``for``. Channels that heard it fire hear it resolve."""
+    actor, now = caller.actor, caller.now()
     note = _check_note(note)
     alert = _find(session, alert_id=alert_id, license_id=license_id)
     if alert.rule_id is not None:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.services import alerts, audit, silences
@@ -148,17 +149,17 @@ def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, 
     """Apply one action of the alert page's forms with the signed-in key; the caller commits."""
     license_id = visible_license(request.principal)
     actor = audit.actor_of(request.principal)
+    # the page's clock, so the change and its history carry the moment the page was asked for
+    caller = Caller.for_key(request.principal, clock=lambda: request.now)
     note = (form.get("note") or "").strip() or None
     session, now = request.session, request.now
     if action == "acknowledge":
-        return alerts.acknowledge(session, alert_id=alert_id, license_id=license_id, actor=actor, now=now, note=note)
+        return alerts.acknowledge(session, caller=caller, alert_id=alert_id, license_id=license_id, note=note)
     if action == "assign":
         assignee = (form.get("user_id") or "").strip() or None
-        return alerts.assign(
-            session, alert_id=alert_id, license_id=license_id, assignee=assignee, actor=actor, now=now, note=note
-        )
+        return alerts.assign(session, caller=caller, alert_id=alert_id, license_id=license_id, assignee=assignee, note=note)
     if action == "resolve":
-        return alerts.resolve(session, alert_id=alert_id, license_id=license_id, actor=actor, now=now, note=note)
+        return alerts.resolve(session, caller=caller, alert_id=alert_id, license_id=license_id, note=note)
     if action == "silence":
         duration = SILENCE_DURATIONS.get(form.get("duration") or "")
         if duration is None:
