@@ -284,11 +284,10 @@ class TestSilences:
         rule = cpu_rule(session, tenant, metric, channels=[channel.name])
         silence = silences.create(
             session,
+            caller=Caller(actor="key:1", clock=lambda: T0 - MINUTE),
             license_id=tenant,
             matchers=[{"name": "alertname", "op": "=", "value": rule.name}],
             ends_at=T0 + 10 * MINUTE,
-            created_by="key:1",
-            now=T0 - MINUTE,
         )
         sample(session, metric, tenant, T0, 99.0)
         assert actions(evaluate(session, rule, T0)) == [("fire", "inactive", "suppressed")]
@@ -309,11 +308,10 @@ class TestSilences:
         rule = cpu_rule(session, tenant, metric, channels=[channel.name])
         silences.create(
             session,
+            caller=Caller(actor="key:1", clock=lambda: T0 - MINUTE),
             license_id=tenant,
             matchers=[{"name": "rule_id", "value": str(rule.rule_id)}],
             ends_at=T0 + 2 * MINUTE,
-            created_by="key:1",
-            now=T0 - MINUTE,
         )
         for minute in range(4):
             sample(session, metric, tenant, T0 + minute * MINUTE, 99.0)
@@ -332,16 +330,17 @@ class TestSilences:
         evaluate(session, rule, T0)
         made = silences.create(
             session,
+            caller=Caller(actor="key:7", clock=lambda: T0 + MINUTE),
             license_id=tenant,
             matchers=[{"name": "team", "op": "=~", "value": "infra|ops"}],
             ends_at=T0 + 60 * MINUTE,
-            created_by="key:7",
-            now=T0 + MINUTE,
         )
         assert made.alerts_changed == 1
         [alert] = alerts_of(session, rule)
         assert alert.status == "suppressed"
-        silences.expire(session, silence_id=made.silence_id, license_id=tenant, actor="key:7", now=T0 + 2 * MINUTE)
+        silences.expire(
+            session, caller=Caller(actor="key:7", clock=lambda: T0 + 2 * MINUTE), silence_id=made.silence_id, license_id=tenant
+        )
         [alert] = alerts_of(session, rule)
         assert alert.status == "active"
         assert [event for event in events_of(session, alert.alert_id)] == [
@@ -359,17 +358,18 @@ class TestSilences:
         [alert] = alerts_of(session, rule)
         made = silences.create(
             session,
+            caller=Caller(actor="key:1", clock=lambda: T0),
             license_id=tenant,
             matchers=[{"name": "severity", "value": "warning"}, {"name": "rule_id", "value": str(rule.rule_id)}],
             ends_at=T0 + 60 * MINUTE,
-            created_by="key:1",
-            now=T0,
         )
         alerts.acknowledge(
             session, caller=Caller(actor="key:1", clock=lambda: T0 + MINUTE), alert_id=alert.alert_id, license_id=tenant
         )
         assert alerts_of(session, rule)[0].status == "suppressed"
-        silences.expire(session, silence_id=made.silence_id, license_id=tenant, actor="key:1", now=T0 + 2 * MINUTE)
+        silences.expire(
+            session, caller=Caller(actor="key:1", clock=lambda: T0 + 2 * MINUTE), silence_id=made.silence_id, license_id=tenant
+        )
         assert alerts_of(session, rule)[0].status == "acknowledged"
 
     def test_another_license_s_silence_does_not_touch_the_alert(self, session: Session, tenant: int) -> None:
@@ -379,11 +379,10 @@ class TestSilences:
         other = add_license(session)
         silences.create(
             session,
+            caller=Caller(actor="key:2", clock=lambda: T0 - MINUTE),
             license_id=other,
             matchers=[{"name": "alertname", "value": rule.name}],
             ends_at=T0 + 60 * MINUTE,
-            created_by="key:2",
-            now=T0 - MINUTE,
         )
         sample(session, metric, tenant, T0, 99.0)
         assert actions(evaluate(session, rule, T0)) == [("fire", "inactive", "active")]
@@ -463,10 +462,7 @@ class TestNotifications:
         channel = add_channel(session, license_id=tenant)
         announced_rule = cpu_rule(session, tenant, metric, channels=[channel.name])
         silenced_rule = cpu_rule(session, tenant, metric, channels=[channel.name])
-        silences.create(
-            session, license_id=tenant, matchers=[{"name": "alertname", "value": silenced_rule.name}],
-            ends_at=T0 + 60 * MINUTE, created_by="key:4", now=T0 - MINUTE,
-        )  # fmt: skip
+        silences.create(session, caller=Caller(actor="key:4", clock=lambda: T0 - MINUTE), license_id=tenant, matchers=[{"name": "alertname", "value": silenced_rule.name}], ends_at=T0 + 60 * MINUTE)  # fmt: skip
         sample(session, metric, tenant, T0, 99.0)
         for rule in (announced_rule, silenced_rule):
             evaluate(session, rule, T0)

@@ -11,7 +11,7 @@ Imports storage, core, ``services.alerts`` and ``services.alert_lifecycle`` (eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,11 +20,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.alert_lifecycle import Action
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound, field_problem
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.core.silence_matchers import Matcher, matches_all, parse_matchers
-from fernando_telemetry.services import alert_lifecycle, alerts
+from fernando_telemetry.services import alert_lifecycle, alerts, audit
 from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.storage.models import Alert, License, Silence
 
@@ -160,17 +161,18 @@ def _checked(
 def create(
     session: Session,
     *,
+    caller: Caller,
     license_id: int | None,
     matchers: Any,
     ends_at: datetime | None,
-    created_by: str,
-    now: datetime,
     starts_at: datetime | None = None,
     comment: str | None = None,
     quotas: Quotas = DEFAULT_QUOTAS,
 ) -> SilenceView:
     """A new silence of ``license_id`` (None: platform-wide), applied at once to the open alerts it matches; at
-    most ``quotas.silences`` unexpired ones per license (``QuotaExceeded``)."""
+    most ``quotas.silences`` unexpired ones per license (``QuotaExceeded``). Audited as ``silence.create``
+    by ``caller``, who is its ``created_by``."""
+    created_by, now = caller.actor, caller.now()
     parsed, start, end = _checked(matchers=matchers, starts_at=starts_at, ends_at=ends_at, comment=comment, now=now)
     if license_id is not None and session.get(License, license_id) is None:
         raise InvalidInput(f"license_id: no license {license_id}", details=[field_problem("license_id", "unknown license")])
@@ -187,7 +189,32 @@ def create(
     session.add(silence)
     session.flush()
     changes = reconcile(session, _open_alerts(session, license_id), now=now, actor=created_by)
-    return _view(silence, now, len(changes))
+    view = _view(silence, now, len(changes))
+    _audit(
+        session,
+        caller,
+        "silence.create",
+        view,
+        now=now,
+        details={"matchers": view.matchers, "ends_at": view.ends_at.isoformat()},
+    )
+    return view
+
+
+def _audit(
+    session: Session, caller: Caller, action: str, view: SilenceView, *, now: datetime, details: Mapping[str, Any] | None = None
+) -> None:
+    # inside the change's transaction, so the API and the dashboard leave the same entry
+    audit.record(
+        session,
+        actor=caller.actor,
+        action=action,
+        target_type="silence",
+        target_id=view.silence_id,
+        license_id=view.license_id,
+        now=now,
+        details=details,
+    )
 
 
 def _find(session: Session, *, silence_id: int, license_id: int | None, lock: bool = False) -> Silence:
@@ -246,16 +273,18 @@ def list_silences(
 def update(
     session: Session,
     *,
+    caller: Caller,
     silence_id: int,
     license_id: int | None,
-    actor: str,
-    now: datetime,
     matchers: Any = _UNSET,
     starts_at: datetime | None = _UNSET,
     ends_at: datetime | None = _UNSET,
     comment: str | None = _UNSET,
 ) -> SilenceView:
-    """Change a silence that has not ended; fields not given keep their value. Applied at once."""
+    """Change a silence that has not ended; fields not given keep their value. Applied at once. Audited as
+    ``silence.update`` (with the names of the fields given) by ``caller``."""
+    actor, now = caller.actor, caller.now()
+    given = {"matchers": matchers, "starts_at": starts_at, "ends_at": ends_at, "comment": comment}
     silence = _find(session, silence_id=silence_id, license_id=license_id, lock=True)
     if _state(silence, now) == "expired":
         raise Conflict(f"silence {silence_id} has ended; create a new one")
@@ -272,11 +301,22 @@ def update(
         silence.comment = comment
     session.flush()
     changes = reconcile(session, _open_alerts(session, silence.license_id), now=now, actor=actor)
-    return _view(silence, now, len(changes))
+    view = _view(silence, now, len(changes))
+    _audit(
+        session,
+        caller,
+        "silence.update",
+        view,
+        now=now,
+        details={"fields": sorted(name for name, value in given.items() if value is not _UNSET)},
+    )
+    return view
 
 
-def expire(session: Session, *, silence_id: int, license_id: int | None, actor: str, now: datetime) -> SilenceView:
-    """End a silence now; the alerts it suppressed come back (unless another silence still matches them)."""
+def expire(session: Session, *, caller: Caller, silence_id: int, license_id: int | None) -> SilenceView:
+    """End a silence now; the alerts it suppressed come back (unless another silence still matches them).
+    Audited as ``silence.expire`` by ``caller``."""
+    actor, now = caller.actor, caller.now()
     silence = _find(session, silence_id=silence_id, license_id=license_id, lock=True)
     if _state(silence, now) == "expired":
         raise Conflict(f"silence {silence_id} has already ended")
@@ -286,7 +326,9 @@ def expire(session: Session, *, silence_id: int, license_id: int | None, actor: 
     silence.ends_at = now
     session.flush()
     changes = reconcile(session, _open_alerts(session, silence.license_id), now=now, actor=actor)
-    return _view(silence, now, len(changes))
+    view = _view(silence, now, len(changes))
+    _audit(session, caller, "silence.expire", view, now=now)
+    return view
 
 
 def in_force(session: Session, *, now: datetime) -> list[ActiveSilence]:

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.core.errors import InvalidInput, field_problem
-from fernando_telemetry.services import alerts, audit, silences
+from fernando_telemetry.services import alerts, silences
 from fernando_telemetry.services.alerts import AlertFilters, AlertView
 from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web.page import Page, PageRequest
@@ -148,7 +148,6 @@ def silence_matchers(alert: AlertView) -> list[dict[str, str]]:
 def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, str]) -> Any:
     """Apply one action of the alert page's forms with the signed-in key; the caller commits."""
     license_id = visible_license(request.principal)
-    actor = audit.actor_of(request.principal)
     # the page's clock, so the change and its history carry the moment the page was asked for
     caller = Caller.for_key(request.principal, clock=lambda: request.now)
     note = (form.get("note") or "").strip() or None
@@ -170,43 +169,18 @@ def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, 
         alert = alerts.get(session, alert_id=alert_id, license_id=license_id)
         view = silences.create(
             session,
+            caller=caller,
             license_id=alert.license_id,
             matchers=silence_matchers(alert),
             ends_at=now + duration,
-            created_by=actor,
-            now=now,
             comment=(form.get("comment") or "").strip() or f"silenced from the dashboard for {form.get('duration')}",
             quotas=request.quotas,
-        )
-        audit.record(
-            session,
-            actor=actor,
-            action="silence.create",
-            target_type="silence",
-            target_id=view.silence_id,
-            license_id=view.license_id,
-            now=now,
-            details={"matchers": view.matchers, "ends_at": view.ends_at.isoformat()},
         )
         return view
     raise InvalidInput(f"unknown action {action[:40]!r}", details=[field_problem("action", "unknown")])
 
 
 def expire_silence(request: PageRequest, *, silence_id: int) -> Any:
-    view = silences.expire(
-        request.session,
-        silence_id=silence_id,
-        license_id=visible_license(request.principal),
-        actor=audit.actor_of(request.principal),
-        now=request.now,
-    )
-    audit.record(
-        request.session,
-        actor=audit.actor_of(request.principal),
-        action="silence.expire",
-        target_type="silence",
-        target_id=silence_id,
-        license_id=view.license_id,
-        now=request.now,
-    )
+    caller = Caller.for_key(request.principal, clock=lambda: request.now)
+    view = silences.expire(request.session, caller=caller, silence_id=silence_id, license_id=visible_license(request.principal))
     return view
