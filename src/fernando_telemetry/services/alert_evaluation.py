@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.core import alert_lifecycle as lifecycle
 from fernando_telemetry.core.alert_condition import Condition, fingerprint, parse_condition
 from fernando_telemetry.core.alert_lifecycle import Action, State
 from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
@@ -470,9 +471,9 @@ class _RuleRun:
         reason = steps[-1].reason if steps else ""
         for transition in steps:
             if transition.to_phase == Phase.PENDING:
-                self._group_event(fp, group_key, "inactive", "pending", "pending", transition.value, transition.reason)
+                self._group_event(fp, group_key, State.INACTIVE, Action.PEND, transition.value, transition.reason)
             elif transition.from_phase == Phase.PENDING and transition.to_phase == Phase.INACTIVE:
-                self._group_event(fp, group_key, "pending", "inactive", "clear", transition.value, transition.reason)
+                self._group_event(fp, group_key, State.PENDING, Action.CLEAR, transition.value, transition.reason)
         firing = new_state.phase == Phase.FIRING
         if firing and alert is None:
             came_from = steps[-1].from_phase.value if steps else "inactive"
@@ -489,8 +490,10 @@ class _RuleRun:
         return alert
 
     def _group_event(
-        self, fp: str, group_key: dict[str, str], from_state: str, to_state: str, action: str, value: float | None, reason: str
+        self, fp: str, group_key: dict[str, str], before: State, action: Action, value: float | None, reason: str
     ) -> None:
+        """A step of a group that has no alert (pending, clear): only its history row, as the lifecycle table says."""
+        step = lifecycle.transition(before, action)
         alert_lifecycle.record_event(
             self.session,
             alert=None,
@@ -498,15 +501,15 @@ class _RuleRun:
             license_id=self.rule.license_id,
             fingerprint=fp,
             group_key=group_key,
-            from_state=from_state,
-            to_state=to_state,
+            from_state=before.value,
+            to_state=step.to_state.value,
             actor=ACTOR,
             now=self.now,
-            action=action,
+            action=step.event,
             value=value,
             details={"reason": reason},
         )
-        self._note(fp, group_key, action, from_state, to_state, value, None, reason)
+        self._note(fp, group_key, step.event, before.value, step.to_state.value, value, None, reason)
 
     def _note(
         self,
