@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.services import alert_notifications, keys, notification_channels
 from fernando_telemetry.services.secret_box import SecretBox
@@ -128,7 +129,7 @@ def tenant_seed(engine: Engine) -> Iterator[TenantSeed]:
 
 def add_channel(seed: TenantSeed, spec: dict[str, Any], *, box: SecretBox = BOX) -> notification_channels.ChannelView:
     with session_factory(seed.engine).begin() as session:
-        return notification_channels.create(session, license_id=seed.license_id, spec=spec, box=box)
+        return notification_channels.create(session, caller=Caller.for_cli(), license_id=seed.license_id, spec=spec, box=box)
 
 
 def add_rule(seed: TenantSeed, *, channels: list[str], name: str = "High CPU Usage", **fields: Any) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.composition import jobs
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Conflict
 from fernando_telemetry.notify.notifier import ChannelNotifier
 from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
@@ -283,11 +284,10 @@ class TestSilences:
         rule = cpu_rule(session, tenant, metric, channels=[channel.name])
         silence = silences.create(
             session,
+            caller=Caller(actor="key:1", clock=lambda: T0 - MINUTE),
             license_id=tenant,
             matchers=[{"name": "alertname", "op": "=", "value": rule.name}],
             ends_at=T0 + 10 * MINUTE,
-            created_by="key:1",
-            now=T0 - MINUTE,
         )
         sample(session, metric, tenant, T0, 99.0)
         assert actions(evaluate(session, rule, T0)) == [("fire", "inactive", "suppressed")]
@@ -308,11 +308,10 @@ class TestSilences:
         rule = cpu_rule(session, tenant, metric, channels=[channel.name])
         silences.create(
             session,
+            caller=Caller(actor="key:1", clock=lambda: T0 - MINUTE),
             license_id=tenant,
             matchers=[{"name": "rule_id", "value": str(rule.rule_id)}],
             ends_at=T0 + 2 * MINUTE,
-            created_by="key:1",
-            now=T0 - MINUTE,
         )
         for minute in range(4):
             sample(session, metric, tenant, T0 + minute * MINUTE, 99.0)
@@ -331,16 +330,17 @@ class TestSilences:
         evaluate(session, rule, T0)
         made = silences.create(
             session,
+            caller=Caller(actor="key:7", clock=lambda: T0 + MINUTE),
             license_id=tenant,
             matchers=[{"name": "team", "op": "=~", "value": "infra|ops"}],
             ends_at=T0 + 60 * MINUTE,
-            created_by="key:7",
-            now=T0 + MINUTE,
         )
         assert made.alerts_changed == 1
         [alert] = alerts_of(session, rule)
         assert alert.status == "suppressed"
-        silences.expire(session, silence_id=made.silence_id, license_id=tenant, actor="key:7", now=T0 + 2 * MINUTE)
+        silences.expire(
+            session, caller=Caller(actor="key:7", clock=lambda: T0 + 2 * MINUTE), silence_id=made.silence_id, license_id=tenant
+        )
         [alert] = alerts_of(session, rule)
         assert alert.status == "active"
         assert [event for event in events_of(session, alert.alert_id)] == [
@@ -358,15 +358,18 @@ class TestSilences:
         [alert] = alerts_of(session, rule)
         made = silences.create(
             session,
+            caller=Caller(actor="key:1", clock=lambda: T0),
             license_id=tenant,
             matchers=[{"name": "severity", "value": "warning"}, {"name": "rule_id", "value": str(rule.rule_id)}],
             ends_at=T0 + 60 * MINUTE,
-            created_by="key:1",
-            now=T0,
         )
-        alerts.acknowledge(session, alert_id=alert.alert_id, license_id=tenant, actor="key:1", now=T0 + MINUTE)
+        alerts.acknowledge(
+            session, caller=Caller(actor="key:1", clock=lambda: T0 + MINUTE), alert_id=alert.alert_id, license_id=tenant
+        )
         assert alerts_of(session, rule)[0].status == "suppressed"
-        silences.expire(session, silence_id=made.silence_id, license_id=tenant, actor="key:1", now=T0 + 2 * MINUTE)
+        silences.expire(
+            session, caller=Caller(actor="key:1", clock=lambda: T0 + 2 * MINUTE), silence_id=made.silence_id, license_id=tenant
+        )
         assert alerts_of(session, rule)[0].status == "acknowledged"
 
     def test_another_license_s_silence_does_not_touch_the_alert(self, session: Session, tenant: int) -> None:
@@ -376,11 +379,10 @@ class TestSilences:
         other = add_license(session)
         silences.create(
             session,
+            caller=Caller(actor="key:2", clock=lambda: T0 - MINUTE),
             license_id=other,
             matchers=[{"name": "alertname", "value": rule.name}],
             ends_at=T0 + 60 * MINUTE,
-            created_by="key:2",
-            now=T0 - MINUTE,
         )
         sample(session, metric, tenant, T0, 99.0)
         assert actions(evaluate(session, rule, T0)) == [("fire", "inactive", "active")]
@@ -396,11 +398,17 @@ class TestPeople:
         evaluate(session, rule, T0)
         [alert] = alerts_of(session, rule)
         view = alerts.acknowledge(
-            session, alert_id=alert.alert_id, license_id=tenant, actor="key:3", now=T0 + MINUTE, note="on it"
+            session,
+            caller=Caller(actor="key:3", clock=lambda: T0 + MINUTE),
+            alert_id=alert.alert_id,
+            license_id=tenant,
+            note="on it",
         )
         assert (view.status, view.acknowledged_at) == ("acknowledged", T0 + MINUTE)
         with pytest.raises(Conflict, match="already acknowledged"):
-            alerts.acknowledge(session, alert_id=alert.alert_id, license_id=tenant, actor="key:3", now=T0 + MINUTE)
+            alerts.acknowledge(
+                session, caller=Caller(actor="key:3", clock=lambda: T0 + MINUTE), alert_id=alert.alert_id, license_id=tenant
+            )
         assert actions(evaluate(session, rule, T0 + 2 * MINUTE)) == [("resolve", "acknowledged", "resolved")]
         history = alerts.history(session, alert_id=alert.alert_id, license_id=tenant)
         assert [(e.details["action"], e.from_state, e.to_state, e.actor, e.note) for e in history.events] == [
@@ -419,7 +427,11 @@ class TestPeople:
         evaluate(session, rule, T0 + MINUTE)
         [first] = alerts_of(session, rule)
         alerts.resolve(
-            session, alert_id=first.alert_id, license_id=None, actor="cli", now=T0 + 90 * timedelta(seconds=1), note="rebooted"
+            session,
+            caller=Caller(actor="cli", clock=lambda: T0 + 90 * timedelta(seconds=1)),
+            alert_id=first.alert_id,
+            license_id=None,
+            note="rebooted",
         )
         assert actions(evaluate(session, rule, T0 + 2 * MINUTE)) == [("pending", "inactive", "pending")]
         assert actions(evaluate(session, rule, T0 + 3 * MINUTE)) == [("fire", "pending", "active")]
@@ -450,15 +462,18 @@ class TestNotifications:
         channel = add_channel(session, license_id=tenant)
         announced_rule = cpu_rule(session, tenant, metric, channels=[channel.name])
         silenced_rule = cpu_rule(session, tenant, metric, channels=[channel.name])
-        silences.create(
-            session, license_id=tenant, matchers=[{"name": "alertname", "value": silenced_rule.name}],
-            ends_at=T0 + 60 * MINUTE, created_by="key:4", now=T0 - MINUTE,
-        )  # fmt: skip
+        silences.create(session, caller=Caller(actor="key:4", clock=lambda: T0 - MINUTE), license_id=tenant, matchers=[{"name": "alertname", "value": silenced_rule.name}], ends_at=T0 + 60 * MINUTE)  # fmt: skip
         sample(session, metric, tenant, T0, 99.0)
         for rule in (announced_rule, silenced_rule):
             evaluate(session, rule, T0)
             [alert] = alerts_of(session, rule)
-            alerts.resolve(session, alert_id=alert.alert_id, license_id=tenant, actor="key:4", now=T0 + MINUTE, note="done")
+            alerts.resolve(
+                session,
+                caller=Caller(actor="key:4", clock=lambda: T0 + MINUTE),
+                alert_id=alert.alert_id,
+                license_id=tenant,
+                note="done",
+            )
         assert [kind for kind, _ in outbox_of(session, alerts_of(session, announced_rule)[0].alert_id)] == ["firing", "resolved"]
         silenced = alerts_of(session, silenced_rule)[0]
         assert silenced.status == "resolved" and outbox_of(session, silenced.alert_id) == []
@@ -485,7 +500,9 @@ class TestNotifications:
         assert evaluate(session, rule, T0 + 15 * MINUTE).notifications == 0  # 10 min count from the repeat
         assert evaluate(session, rule, T0 + 21 * MINUTE).notifications == 1
         session.execute(update(AlertNotification).where(AlertNotification.alert_id == alert.alert_id).values(status="sent"))
-        alerts.acknowledge(session, alert_id=alert.alert_id, license_id=tenant, actor="key:1", now=T0 + 22 * MINUTE)
+        alerts.acknowledge(
+            session, caller=Caller(actor="key:1", clock=lambda: T0 + 22 * MINUTE), alert_id=alert.alert_id, license_id=tenant
+        )
         assert evaluate(session, rule, T0 + 30 * MINUTE).notifications == 0
         assert [kind for kind, _ in outbox_of(session, alert.alert_id)] == ["firing", "repeat", "repeat"]
 
@@ -611,7 +628,11 @@ class TestWithTheDispatcher:
                 with sessions.begin() as session:
                     license_id = add_license(session)
                     notification_channels.create(
-                        session, license_id=license_id, spec={"name": "ops", "type": "webhook", "url": receiver.url}, box=BOX
+                        session,
+                        caller=Caller.for_cli(),
+                        license_id=license_id,
+                        spec={"name": "ops", "type": "webhook", "url": receiver.url},
+                        box=BOX,
                     )
                     rule = cpu_rule(session, license_id, metric, channels=["ops"], repeat_minutes=10, interval_s=60)
                     for minute in range(0, 13):

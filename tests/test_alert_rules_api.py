@@ -14,7 +14,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.alert_condition import fingerprint, parse_condition
-from fernando_telemetry.services import alert_evaluation, alert_rules, keys
+from fernando_telemetry.core.caller import Caller
+from fernando_telemetry.services import alert_evaluation, alert_rules, keys, rule_backtest
 from fernando_telemetry.storage.database import session_factory
 from fernando_telemetry.storage.models import (
     Alert,
@@ -393,20 +394,20 @@ def _live_and_backtest(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     rule_view = alert_rules.create(
         session,
+        caller=Caller.for_cli(clock=lambda: start),
         license_id=license_id,
         fields={"name": f"r-{uuid.uuid4().hex[:6]}", "condition_config": condition_config},
-        now=start,
     )
     rule = alert_rules.get_rule(session, rule_id=rule_view.rule_id, scope=license_id)
     live: list[tuple[Any, ...]] = []
-    for instant in alert_rules.backtest_instants(start=start, end=start + timedelta(minutes=minutes), step_seconds=60):
+    for instant in rule_backtest.backtest_instants(start=start, end=start + timedelta(minutes=minutes), step_seconds=60):
         evaluation = alert_evaluation.evaluate_rule(session, rule, now=instant, silences_in_force=[])
         live.extend(
             (t.at, t.fingerprint, t.action, t.value)
             for t in evaluation.transitions
             if t.action in ("pending", "clear", "fire", "resolve")
         )
-    result = alert_rules.backtest(
+    result = rule_backtest.backtest(
         session,
         condition=parse_condition(rule.condition_config),
         license_id=license_id,

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.notify.notifier import ChannelNotifier
 from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
@@ -276,7 +277,7 @@ class TestAlertRuleSnippet:
                      "smtp_port": smtp_port, "smtp_security": "none"},
                     {"name": "later-slack", "type": "slack", "webhook_url": other_slack.url + "/services/T/B/Y"},
                 ):  # fmt: skip
-                    notification_channels.create(session, license_id=None, spec=spec, box=BOX)
+                    notification_channels.create(session, caller=Caller.for_cli(), license_id=None, spec=spec, box=BOX)
             with sessions.begin() as session:
                 _cpu_samples(session, now, [91.0, 95.0, 93.0])
             with sessions.begin() as session:
@@ -321,7 +322,11 @@ class TestAlertRuleSnippet:
         with Receiver() as slack:
             with sessions.begin() as session:
                 notification_channels.create(
-                    session, license_id=None, spec={"name": "team-slack", "type": "slack", "webhook_url": slack.url}, box=BOX
+                    session,
+                    caller=Caller.for_cli(),
+                    license_id=None,
+                    spec={"name": "team-slack", "type": "slack", "webhook_url": slack.url},
+                    box=BOX,
                 )
                 _cpu_samples(session, now, [85.0])
                 session.add(
@@ -365,6 +370,7 @@ class TestAlertRuleApi:
         with session_factory(committed_engine).begin() as session:
             notification_channels.create(
                 session,
+                caller=Caller.for_cli(),
                 license_id=tenant.license_id,
                 spec={"name": "ops-mail", "type": "email", "to": ["ops@example.com"]},
                 box=BOX,

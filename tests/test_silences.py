@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.core.silence_matchers import matches_all, parse_matchers
 from fernando_telemetry.services import silences
@@ -76,13 +77,12 @@ class TestMatchers:
 def _silence(session: Session, license_id: int | None, matchers: list[dict[str, Any]], **times: Any) -> silences.SilenceView:
     return silences.create(
         session,
+        caller=Caller(actor="key:1", clock=lambda: times.get("now", T0)),
         license_id=license_id,
         matchers=matchers,
         starts_at=times.get("starts_at"),
         ends_at=times.get("ends_at", T0 + 60 * MINUTE),
-        created_by="key:1",
         comment=times.get("comment"),
-        now=times.get("now", T0),
     )
 
 
@@ -91,15 +91,19 @@ class TestService:
         """Bad matchers and bad times are reported in one error, each with its field."""
         with pytest.raises(InvalidInput) as caught:
             silences.create(
-                session, license_id=None, matchers=[{"name": "a", "op": "?", "value": "x"}], starts_at=T0,
-                ends_at=T0 - MINUTE, created_by="key:1", now=T0,
+                session, caller=Caller(actor="key:1", clock=lambda: T0), license_id=None,
+                matchers=[{"name": "a", "op": "?", "value": "x"}], starts_at=T0, ends_at=T0 - MINUTE,
             )  # fmt: skip
         assert [detail["field"] for detail in caught.value.details] == ["matchers[0].op", "ends_at"]
         with pytest.raises(InvalidInput, match="in the past"):
             _silence(session, None, [{"name": "a", "value": "x"}], starts_at=T0 - 10 * MINUTE, ends_at=T0 - MINUTE)
         with pytest.raises(InvalidInput, match="ends_at: missing"):
             silences.create(
-                session, license_id=None, matchers=[{"name": "a", "value": "x"}], ends_at=None, created_by="x", now=T0
+                session,
+                caller=Caller(actor="x", clock=lambda: T0),
+                license_id=None,
+                matchers=[{"name": "a", "value": "x"}],
+                ends_at=None,
             )
 
     def test_states_and_listing(self, session: Session) -> None:
@@ -108,7 +112,9 @@ class TestService:
         later = _silence(session, license_id, [{"name": "a", "value": "1"}], starts_at=T0 + MINUTE)
         now_on = _silence(session, license_id, [{"name": "a", "value": "2"}])
         ended = _silence(session, license_id, [{"name": "a", "value": "3"}])
-        silences.expire(session, silence_id=ended.silence_id, license_id=license_id, actor="key:1", now=T0)
+        silences.expire(
+            session, caller=Caller(actor="key:1", clock=lambda: T0), silence_id=ended.silence_id, license_id=license_id
+        )
         assert (later.state, now_on.state) == ("pending", "active")
 
         def listed(state: str | None) -> list[int]:
@@ -125,12 +131,22 @@ class TestService:
     def test_expire_twice_and_update_after_the_end_are_conflicts(self, session: Session) -> None:
         """An ended silence cannot be expired again or changed."""
         made = _silence(session, None, [{"name": "a", "value": "1"}])
-        view = silences.expire(session, silence_id=made.silence_id, license_id=None, actor="cli", now=T0 + MINUTE)
+        view = silences.expire(
+            session, caller=Caller(actor="cli", clock=lambda: T0 + MINUTE), silence_id=made.silence_id, license_id=None
+        )
         assert (view.state, view.expired_at, view.ends_at) == ("expired", T0 + MINUTE, T0 + MINUTE)
         with pytest.raises(Conflict):
-            silences.expire(session, silence_id=made.silence_id, license_id=None, actor="cli", now=T0 + MINUTE)
+            silences.expire(
+                session, caller=Caller(actor="cli", clock=lambda: T0 + MINUTE), silence_id=made.silence_id, license_id=None
+            )
         with pytest.raises(Conflict):
-            silences.update(session, silence_id=made.silence_id, license_id=None, actor="cli", now=T0 + MINUTE, comment="x")
+            silences.update(
+                session,
+                caller=Caller(actor="cli", clock=lambda: T0 + MINUTE),
+                silence_id=made.silence_id,
+                license_id=None,
+                comment="x",
+            )
 
     def test_another_license_cannot_see_or_expire_it(self, session: Session) -> None:
         """Scoped to license B, license A's silence is NotFound for get, update and expire."""
@@ -138,8 +154,16 @@ class TestService:
         made = _silence(session, mine, [{"name": "a", "value": "1"}])
         for call in (
             lambda: silences.get(session, silence_id=made.silence_id, license_id=theirs, now=T0),
-            lambda: silences.expire(session, silence_id=made.silence_id, license_id=theirs, actor="key:2", now=T0),
-            lambda: silences.update(session, silence_id=made.silence_id, license_id=theirs, actor="key:2", now=T0, comment="x"),
+            lambda: silences.expire(
+                session, caller=Caller(actor="key:2", clock=lambda: T0), silence_id=made.silence_id, license_id=theirs
+            ),
+            lambda: silences.update(
+                session,
+                caller=Caller(actor="key:2", clock=lambda: T0),
+                silence_id=made.silence_id,
+                license_id=theirs,
+                comment="x",
+            ),
         ):
             with pytest.raises(NotFound):
                 call()
@@ -153,10 +177,7 @@ class TestService:
         db = add_alert(session, rule=rule, group_key={"host_name": "db-1"})
         made = _silence(session, license_id, [{"name": "host_name", "value": "web-1"}])
         assert made.alerts_changed == 1
-        widened = silences.update(
-            session, silence_id=made.silence_id, license_id=license_id, actor="key:9", now=T0 + MINUTE,
-            matchers=[{"name": "host_name", "op": "=~", "value": "(web|db)-1"}],
-        )  # fmt: skip
+        widened = silences.update(session, caller=Caller(actor="key:9", clock=lambda: T0 + MINUTE), silence_id=made.silence_id, license_id=license_id, matchers=[{"name": "host_name", "op": "=~", "value": "(web|db)-1"}])  # fmt: skip
         assert widened.alerts_changed == 1
         statuses = {alert.alert_id: alert.status for alert in alerts_of(session, rule)}
         assert statuses == {web.alert_id: "suppressed", db.alert_id: "suppressed"}

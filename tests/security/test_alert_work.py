@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.composition import jobs
 from fernando_telemetry.composition.wiring import build
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import QuotaExceeded
 from fernando_telemetry.core.quotas import Quotas
-from fernando_telemetry.services import alert_evaluation, alert_rules, keys
+from fernando_telemetry.services import alert_evaluation, alert_rules, keys, rule_backtest
 from fernando_telemetry.services import status as status_service
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
@@ -112,6 +113,7 @@ class TestFairEvaluation:
             for index in range(HEAVY_RULES):
                 alert_rules.create(
                     session,
+                    caller=Caller.for_cli(clock=lambda: NOW),
                     license_id=a.license_id,
                     fields={
                         "name": f"heavy p99 {index}",
@@ -125,7 +127,6 @@ class TestFairEvaluation:
                         },
                         "evaluation_interval_seconds": 10,
                     },
-                    now=NOW,
                 )
             session.execute(
                 text(
@@ -322,7 +323,7 @@ class TestBacktestBounds:
         print(f"oversized backtest refused in {time.monotonic() - started:.2f} s")
         assert response.status_code == 400, response.text
         detail = response.json()["error"]["details"][0]
-        assert detail["field"] == "step_seconds" and detail["limit"] == alert_rules.MAX_BACKTEST_GROUP_EVALUATIONS
+        assert detail["field"] == "step_seconds" and detail["limit"] == rule_backtest.MAX_BACKTEST_GROUP_EVALUATIONS
         assert detail["groups"] == GROUPS
         small = client.post(
             "/api/v1/alert-rules/backtest",
@@ -340,7 +341,7 @@ class TestBacktestBounds:
         ticks = iter([0.0, 0.0] + [100.0] * 1000)
         condition = parse_condition({"metric": "cpu_usage", "operator": ">", "threshold": 80})
         with pytest.raises(InvalidInput, match="ran longer than 30 s"):
-            alert_rules.backtest(
+            rule_backtest.backtest(
                 session,
                 condition=condition,
                 license_id=None,

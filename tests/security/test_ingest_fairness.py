@@ -29,10 +29,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from sqlalchemy import Engine, text
 
 from fernando_telemetry.api.otlp_grpc import STATUS_DETAILS_METADATA, OtlpGrpcReceiver
+from fernando_telemetry.composition.wiring import Wiring, build
 from fernando_telemetry.services import keys
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
-from fernando_telemetry.wiring import Wiring, build
 from tests.ingest_fixtures import Tenant, make_tenant, new_token
 
 LICENSE_SETTING = "FERNANDO_TELEMETRY_INGEST_RATE_LIMIT_ITEMS_PER_S_PER_LICENSE"

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select
 
 from fernando_telemetry.composition.wiring import build
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.notify.http_post import post_json
 from fernando_telemetry.notify.notifier import ChannelNotifier
 from fernando_telemetry.notify.smtp import SmtpServer, deliver
@@ -160,7 +161,7 @@ def test_a_stored_loopback_smtp_channel_is_refused_at_test_send_and_never_contac
         with session_factory(committed_engine).begin() as session:
             spec = {"name": "scan", "type": "email", "to": ["ops@example.com"], "smtp_host": "127.0.0.1"}
             spec |= {"smtp_port": service.port, "smtp_security": "none"}
-            notification_channels.create(session, license_id=tenant.license_id, spec=spec, box=BOX)
+            notification_channels.create(session, caller=Caller.for_cli(), license_id=tenant.license_id, spec=spec, box=BOX)
         strict = build(Settings(), engine=committed_engine)
         with TestClient(strict.app) as client:
             response = client.post(

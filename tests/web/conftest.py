@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from fernando_telemetry.composition.wiring import Wiring, build, dump_json
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import EventType, SpanStatus
 from fernando_telemetry.services import alert_evaluation, alert_rules, keys, kpis, partitions, schema, synthetic
 from fernando_telemetry.settings import Settings
@@ -179,6 +180,7 @@ def seed(engine: Engine, now: datetime) -> DashboardWorld:
             )
         cpu = alert_rules.create(
             session,
+            caller=Caller.for_cli(clock=lambda: now),
             license_id=a.license_id,
             fields={
                 "name": "High CPU Usage",
@@ -193,16 +195,15 @@ def seed(engine: Engine, now: datetime) -> DashboardWorld:
                 },
                 "labels": {"team": "platform"},
             },
-            now=now,
         )
         alert_rules.create(
             session,
+            caller=Caller.for_cli(clock=lambda: now),
             license_id=b.license_id,
             fields={
                 "name": B_RULE,
                 "condition_config": {"metric": B_METRIC, "operator": ">=", "threshold": 0, "window_minutes": 60},
             },
-            now=now,
         )
         alert_evaluation.evaluate_due(session, now=now, force=True)
         alert_ids = tuple(

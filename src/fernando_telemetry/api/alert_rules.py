@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field
 
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
-from fernando_telemetry.core import time_range
+from fernando_telemetry.core import rule_validation, time_range
 from fernando_telemetry.core.alert_condition import parse_condition
-from fernando_telemetry.core.errors import Forbidden, InvalidInput
+from fernando_telemetry.core.caller import Caller
+from fernando_telemetry.core.errors import Forbidden, InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alert_rules, audit, tenancy
+from fernando_telemetry.services import alert_rules, rule_backtest, tenancy
 
 __all__ = ["router"]
 
@@ -166,7 +167,7 @@ def _id(body: dict[str, Any], name: str) -> int | None:
     """An id field of a body: absent, or a whole number a bigint holds."""
     value = body.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_ID):
-        raise InvalidInput(f"{name} must be a positive whole number", details=[{"field": name, "reason": "not an id"}])
+        raise InvalidInput(f"{name} must be a positive whole number", details=[field_problem(name, "not an id")])
     return value
 
 
@@ -204,18 +205,10 @@ def _out(view: alert_rules.RuleView) -> RuleOut:
 )
 def create_rule(request: Request, principal: ReadKey, body: _RuleBody) -> RuleOut:
     license_id = _owner_license(principal, body)
-    now = datetime.now(UTC)
+    caller = Caller.for_key(principal)
     with request.app.state.sessions.begin() as session:
-        view = alert_rules.create(session, license_id=license_id, fields=_fields(body), now=now, quotas=request.app.state.quotas)
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="rule.create",
-            target_type="alert_rule",
-            target_id=view.rule_id,
-            license_id=view.license_id,
-            now=now,
-            details={"name": view.name},
+        view = alert_rules.create(
+            session, caller=caller, license_id=license_id, fields=_fields(body), quotas=request.app.state.quotas
         )
         return _out(view)
 
@@ -262,9 +255,7 @@ def _flag(text: str | None, *, parameter: str) -> bool | None:
         return True
     if value in ("false", "0", "no"):
         return False
-    raise InvalidInput(
-        f"{parameter}: {text[:40]!r} is not true or false", details=[{"field": parameter, "reason": "not a boolean"}]
-    )
+    raise InvalidInput(f"{parameter}: {text[:40]!r} is not true or false", details=[field_problem(parameter, "not a boolean")])
 
 
 @router.post(
@@ -287,18 +278,18 @@ def backtest_rule(request: Request, principal: ReadKey, body: _JsonObject) -> Ba
     if unknown:
         raise InvalidInput(
             f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
-            details=[{"field": name, "reason": "not a field of a backtest", "allowed": sorted(known)} for name in unknown],
+            details=[field_problem(name, "not a field of a backtest", allowed=sorted(known)) for name in unknown],
         )
     if (body.get("rule_id") is None) == (body.get("rule") is None):
         raise InvalidInput(
             "give either rule_id (a saved rule) or rule (a draft)",
-            details=[{"field": "rule_id", "reason": "exactly one of rule_id and rule is required"}],
+            details=[field_problem("rule_id", "exactly one of rule_id and rule is required")],
         )
     now = datetime.now(UTC)
     end = _instant(body.get("to"), "to") or now
     start = _instant(body.get("from"), "from") or end - _DEFAULT_BACKTEST_SPAN
     if end - start > _MAX_BACKTEST_SPAN:
-        raise InvalidInput("a backtest covers at most 31 days", details=[{"field": "from", "reason": "range over 31 days"}])
+        raise InvalidInput("a backtest covers at most 31 days", details=[field_problem("from", "range over 31 days")])
     step = body.get("step_seconds")
     with request.app.state.sessions() as session:
         if body.get("rule_id") is not None:
@@ -309,10 +300,10 @@ def backtest_rule(request: Request, principal: ReadKey, body: _JsonObject) -> Ba
             license_id, interval = rule.license_id, rule.evaluation_interval_seconds
         else:
             rule_id = None
-            condition, draft_interval = alert_rules.draft_condition(body["rule"])
+            condition, draft_interval = rule_validation.draft_condition(body["rule"])
             license_id = tenancy.visible_license(principal, _id(body, "license_id"))
             interval = draft_interval or 60
-        result = alert_rules.backtest(
+        result = rule_backtest.backtest(
             session,
             condition=condition,
             license_id=license_id,
@@ -341,7 +332,7 @@ def _instant(value: Any, name: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be an ISO 8601 string", details=[{"field": name, "reason": "not a string"}])
+        raise InvalidInput(f"{name} must be an ISO 8601 string", details=[field_problem(name, "not a string")])
     return time_range.parse_instant(value, parameter=name)
 
 
@@ -354,18 +345,9 @@ def get_rule(request: Request, principal: ReadKey, rule_id: int = _RULE_ID, lice
 
 def _change(request: Request, principal: ReadKey, rule_id: int, body: dict[str, Any], *, replace: bool) -> RuleOut:
     scope = tenancy.visible_license(principal, None)
-    now = datetime.now(UTC)
     with request.app.state.sessions.begin() as session:
-        view = alert_rules.update(session, rule_id=rule_id, scope=scope, fields=body, replace=replace, now=now)
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="rule.update",
-            target_type="alert_rule",
-            target_id=rule_id,
-            license_id=view.license_id,
-            now=now,
-            details={"fields": sorted(body)},
+        view = alert_rules.update(
+            session, caller=Caller.for_key(principal), rule_id=rule_id, scope=scope, fields=body, replace=replace
         )
         return _out(view)
 
@@ -405,16 +387,5 @@ def patch_rule(request: Request, principal: ReadKey, body: _JsonObject, rule_id:
 def delete_rule(request: Request, principal: ReadKey, rule_id: int = _RULE_ID) -> Response:
     scope = tenancy.visible_license(principal, None)
     with request.app.state.sessions.begin() as session:
-        view = alert_rules.get(session, rule_id=rule_id, scope=scope)
-        alert_rules.delete(session, rule_id=rule_id, scope=scope)
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="rule.delete",
-            target_type="alert_rule",
-            target_id=rule_id,
-            license_id=view.license_id,
-            now=datetime.now(UTC),
-            details={"name": view.name},
-        )
+        alert_rules.delete(session, caller=Caller.for_key(principal), rule_id=rule_id, scope=scope)
     return Response(status_code=204)

@@ -8,7 +8,7 @@ key sees every license, or one with ``license_id``. Imports services and core.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
-from fernando_telemetry.services import alerts, audit, tenancy
+from fernando_telemetry.core.caller import Caller
+from fernando_telemetry.services import alerts, tenancy
 
 __all__ = ["router"]
 
@@ -237,10 +238,9 @@ def acknowledge_alert(
     with request.app.state.sessions.begin() as session:
         view = alerts.acknowledge(
             session,
+            caller=Caller.for_key(principal),
             alert_id=alert_id,
             license_id=tenancy.visible_license(principal),
-            actor=audit.actor_of(principal),
-            now=datetime.now(UTC),
             user_id=body.user_id,
             note=body.note,
         )
@@ -257,11 +257,10 @@ def assign_alert(request: Request, principal: ReadKey, body: AssignIn, alert_id:
     with request.app.state.sessions.begin() as session:
         view = alerts.assign(
             session,
+            caller=Caller.for_key(principal),
             alert_id=alert_id,
             license_id=tenancy.visible_license(principal),
             assignee=body.user_id,
-            actor=audit.actor_of(principal),
-            now=datetime.now(UTC),
             note=body.note,
         )
     return _out(view)
@@ -282,10 +281,9 @@ def resolve_alert(request: Request, principal: ReadKey, body: ResolveIn | None =
     with request.app.state.sessions.begin() as session:
         view = alerts.resolve(
             session,
+            caller=Caller.for_key(principal),
             alert_id=alert_id,
             license_id=tenancy.visible_license(principal),
-            actor=audit.actor_of(principal),
-            now=datetime.now(UTC),
             user_id=body.user_id,
             note=body.note,
         )

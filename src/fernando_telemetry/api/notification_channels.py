@@ -18,9 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import integer
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.caller import Caller
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import audit, notification_channels, tenancy
+from fernando_telemetry.services import channel_tests, notification_channels, tenancy
 from fernando_telemetry.services.notification_channels import NotificationSetup
 
 __all__ = ["router"]
@@ -161,31 +162,22 @@ def create_channel(
     if "license_id" in spec:
         in_body = spec.pop("license_id")
         if in_body is not None and (isinstance(in_body, bool) or not isinstance(in_body, int)):
-            raise InvalidInput("license_id must be an integer", details=[{"field": "license_id", "reason": "not an integer"}])
+            raise InvalidInput("license_id must be an integer", details=[field_problem("license_id", "not an integer")])
         if requested is not None and in_body is not None and in_body != requested:
             raise InvalidInput(
-                "license_id differs between the query and the body", details=[{"field": "license_id", "reason": "conflicting"}]
+                "license_id differs between the query and the body", details=[field_problem("license_id", "conflicting")]
             )
         requested = in_body if in_body is not None else requested
     scope = tenancy.visible_license(principal, requested)
     with request.app.state.sessions.begin() as session:
         view = notification_channels.create(
             session,
+            caller=Caller.for_key(principal),
             license_id=scope,
             spec=spec,
             box=_setup(request).box,
             targets=_setup(request).targets,
             quotas=request.app.state.quotas,
-        )
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="channel.create",
-            target_type="notification_channel",
-            target_id=view.name,
-            license_id=view.license_id,
-            now=datetime.now(UTC),
-            details={"type": view.type},
         )
     return _out(view)
 
@@ -221,17 +213,13 @@ def update_channel(
     changes = {key: value for key, value in body.items() if key not in ("channel_id", "license_id", "created_at", "updated_at")}
     with request.app.state.sessions.begin() as session:
         view = notification_channels.update(
-            session, license_id=scope, name=name, changes=changes, box=_setup(request).box, targets=_setup(request).targets
-        )
-        audit.record(
             session,
-            actor=audit.actor_of(principal),
-            action="channel.update",
-            target_type="notification_channel",
-            target_id=view.name,
-            license_id=view.license_id,
-            now=datetime.now(UTC),
-            details={"fields": sorted(changes)},
+            caller=Caller.for_key(principal),
+            license_id=scope,
+            name=name,
+            changes=changes,
+            box=_setup(request).box,
+            targets=_setup(request).targets,
         )
     return _out(view)
 
@@ -248,16 +236,7 @@ def delete_channel(
 ) -> Response:
     scope = _license(principal, license_id)
     with request.app.state.sessions.begin() as session:
-        notification_channels.delete(session, license_id=scope, name=name)
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="channel.delete",
-            target_type="notification_channel",
-            target_id=name,
-            license_id=scope,
-            now=datetime.now(UTC),
-        )
+        notification_channels.delete(session, caller=Caller.for_key(principal), license_id=scope, name=name)
     return Response(status_code=204)
 
 
@@ -282,9 +261,7 @@ async def test_channel(
         with request.app.state.sessions.begin() as session:
             channel = notification_channels.sendable_by_name(session, license_id=scope, name=name, box=setup.box)
         # the transaction is closed: a slow receiver holds no database connection
-        result = notification_channels.send_test(
-            channel, notifier=setup.notifier, now=datetime.now(UTC), external_url=setup.external_url
-        )
+        result = channel_tests.send_test(channel, notifier=setup.notifier, now=datetime.now(UTC), external_url=setup.external_url)
         fields = asdict(result)
         fields.pop("retryable", None)
         return TestResultOut(**fields)

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from fernando_telemetry.api.deps import ReadKey
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
-from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import audit, silences, tenancy
+from fernando_telemetry.core.caller import Caller
+from fernando_telemetry.core.errors import InvalidInput, field_problem
+from fernando_telemetry.services import silences, tenancy
 
 __all__ = ["router"]
 
@@ -97,14 +98,14 @@ def _ends_at(
         return ends_at
     if ends_at is not None:
         raise InvalidInput(
-            "give ends_at or duration_minutes, not both", details=[{"field": "duration_minutes", "reason": "with ends_at"}]
+            "give ends_at or duration_minutes, not both", details=[field_problem("duration_minutes", "with ends_at")]
         )
     try:
         return (starts_at or now) + timedelta(minutes=duration_minutes)
     except OverflowError:
         raise InvalidInput(
             "starts_at plus duration_minutes is past the year 9999",
-            details=[{"field": "duration_minutes", "reason": "out of range"}],
+            details=[field_problem("duration_minutes", "out of range")],
         ) from None
 
 
@@ -128,24 +129,13 @@ def create_silence(request: Request, principal: ReadKey, body: SilenceIn) -> Sil
     with request.app.state.sessions.begin() as session:
         view = silences.create(
             session,
+            caller=Caller.for_key(principal, clock=lambda: now),
             license_id=license_id,
             matchers=body.matchers,
             starts_at=starts_at,
             ends_at=ends_at,
-            created_by=audit.actor_of(principal),
             comment=body.comment,
-            now=now,
             quotas=request.app.state.quotas,
-        )
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="silence.create",
-            target_type="silence",
-            target_id=view.silence_id,
-            license_id=view.license_id,
-            now=now,
-            details={"matchers": view.matchers, "ends_at": view.ends_at.isoformat()},
         )
     return _out(view)
 
@@ -206,21 +196,10 @@ def update_silence(request: Request, principal: ReadKey, body: SilencePatch, sil
     with request.app.state.sessions.begin() as session:
         view = silences.update(
             session,
+            caller=Caller.for_key(principal),
             silence_id=silence_id,
             license_id=tenancy.visible_license(principal),
-            actor=audit.actor_of(principal),
-            now=datetime.now(UTC),
             **changes,
-        )
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="silence.update",
-            target_type="silence",
-            target_id=silence_id,
-            license_id=view.license_id,
-            now=datetime.now(UTC),
-            details={"fields": sorted(changes)},
         )
     return _out(view)
 
@@ -228,20 +207,7 @@ def update_silence(request: Request, principal: ReadKey, body: SilencePatch, sil
 def _expire(request: Request, principal: ReadKey, silence_id: int) -> SilenceOut:
     with request.app.state.sessions.begin() as session:
         view = silences.expire(
-            session,
-            silence_id=silence_id,
-            license_id=tenancy.visible_license(principal),
-            actor=audit.actor_of(principal),
-            now=datetime.now(UTC),
-        )
-        audit.record(
-            session,
-            actor=audit.actor_of(principal),
-            action="silence.expire",
-            target_type="silence",
-            target_id=silence_id,
-            license_id=view.license_id,
-            now=datetime.now(UTC),
+            session, caller=Caller.for_key(principal), silence_id=silence_id, license_id=tenancy.visible_license(principal)
         )
     return _out(view)
 

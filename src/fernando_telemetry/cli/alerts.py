@@ -14,6 +14,7 @@ from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_consol
 from fernando_telemetry.composition import runtime
 from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core import time_range
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.services import alert_evaluation, alerts
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
@@ -188,7 +189,7 @@ def ack(
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
         view = alerts.acknowledge(
-            session, alert_id=alert_id, license_id=None, actor=ACTOR, now=datetime.now(UTC), user_id=user, note=note_text
+            session, caller=Caller.for_cli(), alert_id=alert_id, license_id=None, user_id=user, note=note_text
         )
     console.print(f"alert {view.alert_id} {view.status}" + (f" by {view.acknowledged_by}" if view.acknowledged_by else ""))
 
@@ -206,9 +207,7 @@ def assign(
     """
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
-        view = alerts.assign(
-            session, alert_id=alert_id, license_id=None, assignee=user, actor=ACTOR, now=datetime.now(UTC), note=note_text
-        )
+        view = alerts.assign(session, caller=Caller.for_cli(), alert_id=alert_id, license_id=None, assignee=user, note=note_text)
     console.print(f"alert {view.alert_id} " + (f"assigned to {view.assigned_to}" if view.assigned_to else "unassigned"))
 
 
@@ -225,7 +224,5 @@ def resolve(
     """
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
-        view = alerts.resolve(
-            session, alert_id=alert_id, license_id=None, actor=ACTOR, now=datetime.now(UTC), user_id=user, note=note_text
-        )
+        view = alerts.resolve(session, caller=Caller.for_cli(), alert_id=alert_id, license_id=None, user_id=user, note=note_text)
     console.print(f"alert {view.alert_id} resolved")

@@ -16,8 +16,9 @@ from rich.table import Table
 
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, err_console, note
 from fernando_telemetry.composition import notification_wiring, runtime
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import notification_channels
+from fernando_telemetry.services import channel_tests, notification_channels
 from fernando_telemetry.settings import load_settings, quotas_of
 from fernando_telemetry.storage.database import session_factory
 
@@ -157,6 +158,7 @@ def create_channel(
         with session_factory(engine).begin() as session:
             view = notification_channels.create(
                 session,
+                caller=Caller.for_cli(),
                 license_id=license_id,
                 spec=spec,
                 box=box,
@@ -179,7 +181,7 @@ def delete_channel(
     """
     with runtime.database_engine(load_settings(database_url=database_url), note=note) as engine:
         with session_factory(engine).begin() as session:
-            notification_channels.delete(session, license_id=license_id, name=name)
+            notification_channels.delete(session, caller=Caller.for_cli(), license_id=license_id, name=name)
     console.print(f"deleted channel {name!r}")
 
 
@@ -198,7 +200,7 @@ def test_channel(
     with runtime.database_engine(settings, note=note) as engine:
         with session_factory(engine).begin() as session:
             channel = notification_channels.sendable_by_name(session, license_id=license_id, name=name, box=box)
-    result = notification_channels.send_test(
+    result = channel_tests.send_test(
         channel,
         notifier=notification_wiring.notifier(settings),
         now=datetime.now(UTC),

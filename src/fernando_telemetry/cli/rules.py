@@ -13,10 +13,11 @@ from rich.table import Table
 
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.composition import runtime
-from fernando_telemetry.core import time_range
+from fernando_telemetry.core import rule_validation, time_range
 from fernando_telemetry.core.alert_condition import parse_condition
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import alert_rules
+from fernando_telemetry.services import alert_rules, rule_backtest
 from fernando_telemetry.settings import load_settings, quotas_of
 from fernando_telemetry.storage.database import session_factory
 
@@ -188,7 +189,7 @@ def create(
     owner = license_id if license_id is not None else fields.pop("license_id", None)
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
-        view = alert_rules.create(session, license_id=owner, fields=fields, now=datetime.now(UTC), quotas=quotas_of(settings))
+        view = alert_rules.create(session, caller=Caller.for_cli(), license_id=owner, fields=fields, quotas=quotas_of(settings))
     note(f"created rule {view.rule_id}")
     _show(view, as_json=as_json)
 
@@ -243,7 +244,7 @@ def update(
         raise InvalidInput("nothing to change: give --name, --condition, --file, --severity, ...")
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
-        view = alert_rules.update(session, rule_id=rule_id, scope=None, fields=fields, replace=False, now=datetime.now(UTC))
+        view = alert_rules.update(session, caller=Caller.for_cli(), rule_id=rule_id, scope=None, fields=fields, replace=False)
     note(f"rule {rule_id} is at version {view.version}")
     _show(view, as_json=as_json)
 
@@ -251,7 +252,7 @@ def update(
 def _set_enabled(rule_id: int, enabled: bool, database_url: str | None) -> None:
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
-        view = alert_rules.set_enabled(session, rule_id=rule_id, scope=None, enabled=enabled, now=datetime.now(UTC))
+        view = alert_rules.set_enabled(session, caller=Caller.for_cli(), rule_id=rule_id, scope=None, enabled=enabled)
     console.print(f"rule {view.rule_id} ({view.name}) {'enabled' if view.enabled else 'disabled'}")
 
 
@@ -287,7 +288,7 @@ def delete(
         raise typer.Abort()
     settings = load_settings(database_url=database_url)
     with runtime.database_engine(settings, note=note) as engine, session_factory(engine).begin() as session:
-        alert_rules.delete(session, rule_id=rule_id, scope=None)
+        alert_rules.delete(session, caller=Caller.for_cli(), rule_id=rule_id, scope=None)
     console.print(f"deleted rule {rule_id}")
 
 
@@ -330,9 +331,9 @@ def backtest(
             rule = alert_rules.get_rule(session, rule_id=rule_id, scope=None)
             parsed, owner, interval = parse_condition(rule.condition_config), rule.license_id, rule.evaluation_interval_seconds
         else:
-            parsed, draft_interval = alert_rules.draft_condition(draft)
+            parsed, draft_interval = rule_validation.draft_condition(draft)
             owner, interval = license_id if license_id is not None else draft.get("license_id"), draft_interval or 60
-        result = alert_rules.backtest(
+        result = rule_backtest.backtest(
             session,
             condition=parsed,
             license_id=owner,

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from fernando_telemetry.core.enums import EventSource, EventType, MetricCategory, MetricType, PeriodType, SpanKind, SpanStatus
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import FieldProblems
 
 __all__ = [
     "AGGREGATIONS",
@@ -287,10 +287,10 @@ def fingerprint(rule_id: int, group_key: Mapping[str, str]) -> str:
 
 def parse_condition(config: Any, *, field: str = "condition_config") -> Condition:
     """Parse and validate a condition document; raise ``InvalidInput`` listing every problem found."""
-    problems = _Problems(field)
+    problems = FieldProblems(field)
     if not isinstance(config, Mapping):
         problems.add("", "must be a JSON object", example={"metric": "cpu_usage", "operator": ">", "threshold": 80})
-        problems.raise_if_any()
+        problems.raise_if_any("the condition")
     for key in config:
         if key not in _KEYS:
             problems.add(str(key), "is not a field of the condition language", allowed=list(_KEYS))
@@ -308,7 +308,7 @@ def parse_condition(config: Any, *, field: str = "condition_config") -> Conditio
     no_data = _choice(config, "no_data", NO_DATA_POLICIES, "ok", problems)
     filters = _parse_filters(config, spec, problems)
     group_by = _parse_group_by(config, spec, problems)
-    problems.raise_if_any()
+    problems.raise_if_any("the condition")
     assert source is not None and aggregation is not None and operator is not None and threshold is not None
     assert no_data is not None and filters is not None and group_by is not None
     return Condition(
@@ -327,30 +327,7 @@ def parse_condition(config: Any, *, field: str = "condition_config") -> Conditio
     )
 
 
-class _Problems:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.details: list[dict[str, Any]] = []
-
-    def add(self, name: str, reason: str, *, allowed: list[Any] | None = None, example: Any = None) -> None:
-        detail: dict[str, Any] = {"field": f"{self.prefix}.{name}" if name else self.prefix, "reason": reason}
-        if allowed is not None:
-            detail["allowed"] = allowed
-        if example is not None:
-            detail["example"] = example
-        self.details.append(detail)
-
-    def raise_if_any(self) -> None:
-        if self.details:
-            count = len(self.details)
-            raise InvalidInput(
-                f"the condition has {count} problem{'s' if count > 1 else ''}: "
-                + "; ".join(f"{detail['field']} {detail['reason']}" for detail in self.details),
-                details=self.details,
-            )
-
-
-def _parse_source(config: Mapping[str, Any], problems: _Problems) -> Source | None:
+def _parse_source(config: Mapping[str, Any], problems: FieldProblems) -> Source | None:
     raw = config.get("source", Source.SYSTEM_METRICS.value)
     if raw is None:
         raw = Source.SYSTEM_METRICS.value
@@ -365,7 +342,7 @@ def _raise() -> Any:
     raise ValueError
 
 
-def _parse_metric(config: Mapping[str, Any], spec: SourceSpec | None, problems: _Problems) -> str | None:
+def _parse_metric(config: Mapping[str, Any], spec: SourceSpec | None, problems: FieldProblems) -> str | None:
     raw = config.get("metric")
     if spec is None:
         return None
@@ -397,7 +374,9 @@ def _parse_metric(config: Mapping[str, Any], spec: SourceSpec | None, problems: 
     return raw  # pragma: no cover
 
 
-def _parse_aggregation(config: Mapping[str, Any], spec: SourceSpec | None, metric: str | None, problems: _Problems) -> str | None:
+def _parse_aggregation(
+    config: Mapping[str, Any], spec: SourceSpec | None, metric: str | None, problems: FieldProblems
+) -> str | None:
     if spec is None:
         return None
     default = "count" if spec.source is Source.TELEMETRY_EVENTS and metric is None else "avg"
@@ -428,7 +407,7 @@ def _parse_aggregation(config: Mapping[str, Any], spec: SourceSpec | None, metri
     return raw
 
 
-def _choice(config: Mapping[str, Any], name: str, allowed: tuple[str, ...], default: str, problems: _Problems) -> str | None:
+def _choice(config: Mapping[str, Any], name: str, allowed: tuple[str, ...], default: str, problems: FieldProblems) -> str | None:
     raw = config.get(name, default)
     if raw is None:
         raw = default
@@ -438,7 +417,7 @@ def _choice(config: Mapping[str, Any], name: str, allowed: tuple[str, ...], defa
     return raw
 
 
-def _parse_threshold(config: Mapping[str, Any], problems: _Problems) -> float | None:
+def _parse_threshold(config: Mapping[str, Any], problems: FieldProblems) -> float | None:
     if "threshold" not in config or config["threshold"] is None:
         problems.add("threshold", "is required: the number the aggregate is compared with", example=80)
         return None
@@ -449,7 +428,7 @@ def _parse_threshold(config: Mapping[str, Any], problems: _Problems) -> float | 
     return float(raw)
 
 
-def _integer(config: Mapping[str, Any], name: str, default: int, low: int, high: int, problems: _Problems) -> int:
+def _integer(config: Mapping[str, Any], name: str, default: int, low: int, high: int, problems: FieldProblems) -> int:
     raw = config.get(name, default)
     if raw is None:
         return default
@@ -473,7 +452,7 @@ def _json_key(name: Any, json_column: str) -> str | None:
     return key
 
 
-def _parse_group_by(config: Mapping[str, Any], spec: SourceSpec | None, problems: _Problems) -> tuple[str, ...] | None:
+def _parse_group_by(config: Mapping[str, Any], spec: SourceSpec | None, problems: FieldProblems) -> tuple[str, ...] | None:
     raw = config.get("group_by", [])
     if raw is None:
         raw = []
@@ -499,7 +478,7 @@ def _parse_group_by(config: Mapping[str, Any], spec: SourceSpec | None, problems
     return tuple(names)
 
 
-def _parse_filters(config: Mapping[str, Any], spec: SourceSpec | None, problems: _Problems) -> dict[str, Any] | None:
+def _parse_filters(config: Mapping[str, Any], spec: SourceSpec | None, problems: FieldProblems) -> dict[str, Any] | None:
     raw = config.get("filters", {})
     if raw is None:
         raw = {}
@@ -529,7 +508,7 @@ def _parse_filters(config: Mapping[str, Any], spec: SourceSpec | None, problems:
 
 
 def _parse_filter_value(
-    where: str, value: Any, kind: str, allowed: tuple[str, ...], problems: _Problems
+    where: str, value: Any, kind: str, allowed: tuple[str, ...], problems: FieldProblems
 ) -> dict[str, Any] | None:
     """Normalise a filter to ``{op: operand}``: a scalar is ``eq``, a list is ``in``, an object names its ops."""
     if isinstance(value, list):
@@ -571,7 +550,7 @@ def _parse_filter_value(
 _BAD = object()
 
 
-def _scalar(where: str, value: Any, kind: str, allowed: tuple[str, ...], problems: _Problems, *, nullable: bool) -> Any:
+def _scalar(where: str, value: Any, kind: str, allowed: tuple[str, ...], problems: FieldProblems, *, nullable: bool) -> Any:
     if value is None:
         if nullable:
             return None

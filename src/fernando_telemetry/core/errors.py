@@ -1,14 +1,19 @@
 """The one error hierarchy of Fernando Telemetry; the API maps it to HTTP in one place.
 
 Every expected failure is a ``FernandoTelemetryError`` with a stable ``code``, a message a person
-can act on, and optional ``details`` (for example one entry per rejected field or item).
+can act on, and optional ``details`` (for example one entry per rejected field or item). Field problems are
+``{"field": ..., "reason": ..., **extra}``, built by ``field_problem`` or collected by ``FieldProblems``.
+Imports only the standard library.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "FieldProblems",
+    "field_problem",
     "Conflict",
     "Malformed",
     "PayloadTooLarge",
@@ -136,3 +141,57 @@ class EmbeddedDatabaseError(FernandoTelemetryError):
     """The private embedded PostgreSQL could not be set up, started or stopped."""
 
     code = "embedded_database_error"
+
+
+def field_problem(field: str, reason: str, **extra: Any) -> dict[str, Any]:
+    """One entry of ``details``: the field at fault, why, and any hints (``allowed``, ``example``, ...).
+
+    Hints given as None are left out; ``allowed`` is always a list."""
+    problem: dict[str, Any] = {"field": field, "reason": reason}
+    for key, value in extra.items():
+        if value is not None:
+            problem[key] = list(value) if key == "allowed" else value
+    return problem
+
+
+class FieldProblems:
+    """Every problem of one input, collected field by field, then raised at once as one ``InvalidInput``.
+
+    ``prefix`` names the part of a larger document being checked (``condition_config``): fields are reported
+    as ``<prefix>.<field>``, and an empty field as the prefix itself.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.details: list[dict[str, Any]] = []
+
+    def add(self, field: str, reason: str, **extra: Any) -> None:
+        name = f"{self.prefix}.{field}" if self.prefix and field else (field or self.prefix)
+        self.details.append(field_problem(name, reason, **extra))
+
+    def __bool__(self) -> bool:
+        return bool(self.details)
+
+    def __len__(self) -> int:
+        return len(self.details)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.details)
+
+    def raise_if_any(self, subject: str, *, counted: bool = True) -> None:
+        """Raise ``InvalidInput`` listing every problem, if there is one.
+
+        ``counted``: "<subject> has 2 problems: a is wrong; b is missing"; otherwise "<subject>: a is wrong
+        (x, y); b is missing", naming the allowed values where there are at most six."""
+        if not self.details:
+            return
+        if counted:
+            count = len(self.details)
+            reasons = "; ".join(f"{detail['field']} {detail['reason']}" for detail in self.details)
+            raise InvalidInput(f"{subject} has {count} problem{'s' if count > 1 else ''}: {reasons}", details=self.details)
+        reasons = "; ".join(
+            f"{detail['field']} {detail['reason']}"
+            + (f" ({', '.join(map(str, detail['allowed']))})" if 0 < len(detail.get("allowed", ())) <= 6 else "")
+            for detail in self.details
+        )
+        raise InvalidInput(f"{subject}: {reasons}", details=self.details)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.patterns import MAX_PATTERN_CHARS, Pattern, PatternError, compile_pattern
 
 __all__ = ["MAX_MATCHERS", "OPERATORS", "SPECIAL_NAMES", "Matcher", "matches_all", "parse_matchers"]
@@ -63,11 +63,11 @@ def parse_matchers(raw: Any, *, field: str = "matchers") -> tuple[Matcher, ...]:
     if not isinstance(raw, list) or not raw:
         raise InvalidInput(
             f"{field} must be a non-empty list of {{name, op, value}} objects",
-            details=[{"field": field, "reason": "not a non-empty list"}],
+            details=[field_problem(field, "not a non-empty list")],
         )
     if len(raw) > MAX_MATCHERS:
         raise InvalidInput(
-            f"{field}: at most {MAX_MATCHERS} matchers", details=[{"field": field, "reason": f"more than {MAX_MATCHERS}"}]
+            f"{field}: at most {MAX_MATCHERS} matchers", details=[field_problem(field, f"more than {MAX_MATCHERS}")]
         )
     problems: list[dict[str, Any]] = []
     parsed: list[Matcher] = []
@@ -77,11 +77,11 @@ def parse_matchers(raw: Any, *, field: str = "matchers") -> tuple[Matcher, ...]:
             parsed.append(matcher)
     if not problems and all(matcher.matches({}) for matcher in parsed):
         problems.append(
-            {
-                "field": field,
-                "reason": "every matcher matches an empty value, so the silence would mute every alert; "
+            field_problem(
+                field,
+                "every matcher matches an empty value, so the silence would mute every alert; "
                 "add one that names something (for example alertname=...)",
-            }
+            )
         )
     if problems:
         raise InvalidInput(f"{field}: " + "; ".join(f"{p['field']}: {p['reason']}" for p in problems), details=problems)
@@ -90,35 +90,33 @@ def parse_matchers(raw: Any, *, field: str = "matchers") -> tuple[Matcher, ...]:
 
 def _parse_one(item: Any, field: str, problems: list[dict[str, Any]]) -> Matcher | None:
     if not isinstance(item, dict):
-        problems.append({"field": field, "reason": "not an object with name, op and value"})
+        problems.append(field_problem(field, "not an object with name, op and value"))
         return None
     before = len(problems)
     unknown = sorted(str(key) for key in item if key not in ("name", "op", "value", "isRegex", "isEqual"))
     for key in unknown:
-        problems.append({"field": f"{field}.{key[:40]}", "reason": "unknown field", "allowed": ["name", "op", "value"]})
+        problems.append(field_problem(f"{field}.{key[:40]}", "unknown field", allowed=["name", "op", "value"]))
     name = item.get("name")
     if not isinstance(name, str) or not name:
-        problems.append({"field": f"{field}.name", "reason": "missing or not a string"})
+        problems.append(field_problem(f"{field}.name", "missing or not a string"))
     elif len(name) > _MAX_NAME_CHARS or not _NAME.fullmatch(name):
-        problems.append(
-            {"field": f"{field}.name", "reason": f"not a label name (letters, digits, _ . : -, at most {_MAX_NAME_CHARS})"}
-        )
+        problems.append(field_problem(f"{field}.name", f"not a label name (letters, digits, _ . : -, at most {_MAX_NAME_CHARS})"))
     op = item.get("op", _alertmanager_op(item))
     if op not in OPERATORS:
-        problems.append({"field": f"{field}.op", "reason": "unknown operator", "allowed": list(OPERATORS)})
+        problems.append(field_problem(f"{field}.op", "unknown operator", allowed=list(OPERATORS)))
     value = item.get("value")
     if isinstance(value, bool) or isinstance(value, int | float):
         value = str(value).lower() if isinstance(value, bool) else str(value)
     if not isinstance(value, str):
-        problems.append({"field": f"{field}.value", "reason": "missing or not a string"})
+        problems.append(field_problem(f"{field}.value", "missing or not a string"))
     elif len(value) > _MAX_VALUE_CHARS or "\x00" in value:
-        problems.append({"field": f"{field}.value", "reason": f"longer than {_MAX_VALUE_CHARS} characters or holds NUL"})
+        problems.append(field_problem(f"{field}.value", f"longer than {_MAX_VALUE_CHARS} characters or holds NUL"))
     pattern = None
     if len(problems) == before and op in ("=~", "!~"):
         try:
             pattern = compile_pattern(value)
         except PatternError as exc:
-            problems.append({"field": f"{field}.value", "reason": exc.reason})
+            problems.append(field_problem(f"{field}.value", exc.reason))
     if len(problems) != before:
         return None
     value = unicodedata.normalize("NFC", value)

@@ -31,11 +31,13 @@ from typing import Any
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.core import alert_lifecycle as lifecycle
 from fernando_telemetry.core.alert_condition import Condition, fingerprint, parse_condition
+from fernando_telemetry.core.alert_lifecycle import Action, State
 from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import alert_notifications, alerts, silences
+from fernando_telemetry.services import alert_lifecycle, alert_notifications, silences
 from fernando_telemetry.services.silences import ActiveSilence
 from fernando_telemetry.storage import alert_queries
 from fernando_telemetry.storage.models import Alert, AlertEvent, AlertNotification, AlertRule, AlertRuleState
@@ -225,21 +227,12 @@ def evaluate_due(
         if alert.rule_id is not None:
             still_open.append(alert)
             continue
-        # its rule was deleted: nothing would ever clear it
-        before = alerts.state_name(alert.status)
-        alert.status, alert.resolved_at = AlertStatus.RESOLVED, now
+        # its rule was deleted: nothing would ever clear it, and no rule names channels to tell
         reason = "its rule was deleted"
-        alerts.record_event(
-            session,
-            alert=alert,
-            from_state=before,
-            to_state="resolved",
-            actor=ACTOR,
-            now=now,
-            action="resolve",
-            value=alert.observed_value,
-            details={"reason": reason},
+        applied = alert_lifecycle.apply(
+            session, alert, Action.RESOLVE, actor=ACTOR, now=now, details={"reason": reason}, rule=None
         )
+        before = applied.from_state
         other.append(
             GroupTransition(
                 rule_id=None,
@@ -434,7 +427,6 @@ class _RuleRun:
         reason = _too_many_text(count, self.max_groups or 0)
         alert = Alert(
             rule_id=rule.rule_id,
-            status=AlertStatus.ACTIVE,
             severity=rule.severity,
             title=f"{rule.name}: too many groups ({count} > {self.max_groups})"[:300],
             message=reason,
@@ -450,27 +442,20 @@ class _RuleRun:
             last_evaluated_at=now,
         )
         covering = next((silence for silence in self.active_silences if silence.covers(alert)), None)
-        if covering is not None:
-            alert.status = AlertStatus.SUPPRESSED
-            alert.silenced_by = covering.silence_id
-        session.add(alert)
-        session.flush()
-        to_state = alerts.state_name(alert.status)
-        alerts.record_event(
+        applied = alert_lifecycle.apply(
             session,
-            alert=alert,
-            from_state="inactive",
-            to_state=to_state,
+            alert,
+            Action.FIRE if covering is None else Action.FIRE_SILENCED,
             actor=ACTOR,
             now=now,
-            action="fire",
             value=float(count),
+            silence_id=None if covering is None else covering.silence_id,
             details={"reason": reason, "groups": count, "cap": self.max_groups},
+            rule=rule,
         )
         rule.last_triggered_at = now
-        self._note(fp, group_key, "fire", "inactive", to_state, float(count), alert.alert_id, reason)
-        if covering is None:
-            self.notifications += alert_notifications.enqueue(session, alert=alert, rule=rule, kind="firing", now=now)
+        self._note(fp, group_key, "fire", "inactive", applied.step.to_state.value, float(count), alert.alert_id, reason)
+        self.notifications += applied.queued
 
     # the decisions of one group
 
@@ -486,9 +471,9 @@ class _RuleRun:
         reason = steps[-1].reason if steps else ""
         for transition in steps:
             if transition.to_phase == Phase.PENDING:
-                self._group_event(fp, group_key, "inactive", "pending", "pending", transition.value, transition.reason)
+                self._group_event(fp, group_key, State.INACTIVE, Action.PEND, transition.value, transition.reason)
             elif transition.from_phase == Phase.PENDING and transition.to_phase == Phase.INACTIVE:
-                self._group_event(fp, group_key, "pending", "inactive", "clear", transition.value, transition.reason)
+                self._group_event(fp, group_key, State.PENDING, Action.CLEAR, transition.value, transition.reason)
         firing = new_state.phase == Phase.FIRING
         if firing and alert is None:
             came_from = steps[-1].from_phase.value if steps else "inactive"
@@ -505,24 +490,26 @@ class _RuleRun:
         return alert
 
     def _group_event(
-        self, fp: str, group_key: dict[str, str], from_state: str, to_state: str, action: str, value: float | None, reason: str
+        self, fp: str, group_key: dict[str, str], before: State, action: Action, value: float | None, reason: str
     ) -> None:
-        alerts.record_event(
+        """A step of a group that has no alert (pending, clear): only its history row, as the lifecycle table says."""
+        step = lifecycle.transition(before, action)
+        alert_lifecycle.record_event(
             self.session,
             alert=None,
             rule_id=self.rule.rule_id,
             license_id=self.rule.license_id,
             fingerprint=fp,
             group_key=group_key,
-            from_state=from_state,
-            to_state=to_state,
+            from_state=before.value,
+            to_state=step.to_state.value,
             actor=ACTOR,
             now=self.now,
-            action=action,
+            action=step.event,
             value=value,
             details={"reason": reason},
         )
-        self._note(fp, group_key, action, from_state, to_state, value, None, reason)
+        self._note(fp, group_key, step.event, before.value, step.to_state.value, value, None, reason)
 
     def _note(
         self,
@@ -556,7 +543,6 @@ class _RuleRun:
         value = state.last_value
         alert = Alert(
             rule_id=rule.rule_id,
-            status=AlertStatus.ACTIVE,
             severity=rule.severity,
             title=_title(rule.name, group_key),
             message=_message(rule, self.condition, value),
@@ -572,11 +558,21 @@ class _RuleRun:
             last_evaluated_at=now,
         )
         covering = next((silence for silence in self.active_silences if silence.covers(alert)), None)
+        details: dict[str, Any] = {"reason": reason, "threshold": self.condition.threshold}
         if covering is not None:
-            alert.status = AlertStatus.SUPPRESSED
-            alert.silenced_by = covering.silence_id
-        session.add(alert)
-        session.flush()
+            details["silence_id"] = covering.silence_id
+        applied = alert_lifecycle.apply(
+            session,
+            alert,
+            Action.FIRE if covering is None else Action.FIRE_SILENCED,
+            actor=ACTOR,
+            now=now,
+            group_state=State(came_from),
+            value=value,
+            silence_id=None if covering is None else covering.silence_id,
+            details=details,
+            rule=rule,
+        )
         # the pending steps of this episode belong to the alert's history too
         if state.active_since is not None:
             session.execute(
@@ -589,50 +585,23 @@ class _RuleRun:
                 )
                 .values(alert_id=alert.alert_id)
             )
-        to_state = alerts.state_name(alert.status)
-        details: dict[str, Any] = {"reason": reason, "threshold": self.condition.threshold}
-        if covering is not None:
-            details["silence_id"] = covering.silence_id
-        alerts.record_event(
-            session,
-            alert=alert,
-            from_state=came_from,
-            to_state=to_state,
-            actor=ACTOR,
-            now=now,
-            action="fire",
-            value=value,
-            details=details,
-        )
         rule.last_triggered_at = now
-        self._note(fp, group_key, "fire", came_from, to_state, value, alert.alert_id, reason)
-        if covering is None:
-            self.notifications += alert_notifications.enqueue(session, alert=alert, rule=rule, kind="firing", now=now)
+        self._note(fp, group_key, "fire", came_from, applied.step.to_state.value, value, alert.alert_id, reason)
+        self.notifications += applied.queued
         return alert
 
     def _resolve(self, alert: Alert, value: float | None, reason: str) -> None:
         session, now = self.session, self.now
-        before = alerts.state_name(alert.status)
-        alert.status = AlertStatus.RESOLVED
-        alert.resolved_at = now
         alert.last_evaluated_at = now
         if value is not None:
             alert.observed_value = value
-        alerts.record_event(
-            session,
-            alert=alert,
-            from_state=before,
-            to_state="resolved",
-            actor=ACTOR,
-            now=now,
-            action="resolve",
-            value=value,
-            details={"reason": reason},
+        applied = alert_lifecycle.apply(
+            session, alert, Action.RESOLVE, actor=ACTOR, now=now, value=value, details={"reason": reason}, rule=self.rule
         )
-        session.flush()
-        self._note(alert.fingerprint, dict(alert.group_key), "resolve", before, "resolved", value, alert.alert_id, reason)
-        if alerts.announced(session, alert.alert_id):
-            self.notifications += alert_notifications.enqueue(session, alert=alert, rule=self.rule, kind="resolved", now=now)
+        self._note(
+            alert.fingerprint, dict(alert.group_key), "resolve", applied.from_state, "resolved", value, alert.alert_id, reason
+        )
+        self.notifications += applied.queued
 
     def _reconcile_silence(self, alert: Alert) -> None:
         for change in silences.reconcile(self.session, [alert], now=self.now, actor=ACTOR, silences=self.active_silences):
@@ -659,8 +628,8 @@ class _RuleRun:
             return  # the channels have not had the last one yet
         queued = alert_notifications.enqueue(session, alert=alert, rule=self.rule, kind="repeat", now=now)
         if queued:
-            state = alerts.state_name(alert.status)
-            alerts.record_event(
+            state = alert_lifecycle.state_name(alert.status)
+            alert_lifecycle.record_event(
                 session,
                 alert=alert,
                 from_state=state,

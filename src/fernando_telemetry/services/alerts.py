@@ -3,25 +3,30 @@
 Every change writes an ``alert_events`` row (who, from, to, when, the value seen). ``license_id`` arguments
 are the license the caller may see (``services.tenancy.visible_license``; None = every license): an alert
 outside it is ``NotFound``, never ``Forbidden``, so ids of other licenses are not confirmed.
-Imports storage, core and ``services.alert_notifications``; never commits.
+Status changes go through ``services.alert_lifecycle.apply`` (which also writes the history and queues
+notifications); ``record_event``, ``state_name`` and ``announced`` live there and are re-exported here.
+Imports storage, core and ``services.alert_lifecycle``; never commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core import cursor as cursors
+from fernando_telemetry.core.alert_lifecycle import Action
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus, Severity
-from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
-from fernando_telemetry.services import alert_notifications
+from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound, field_problem
+from fernando_telemetry.services import alert_lifecycle
+from fernando_telemetry.services.alert_lifecycle import announced, record_event, state_name
 from fernando_telemetry.storage import lookups
-from fernando_telemetry.storage.models import Alert, AlertDelivery, AlertEvent, AlertNotification, AlertRule, AlertRuleState
+from fernando_telemetry.storage.models import Alert, AlertDelivery, AlertEvent, AlertRule, AlertRuleState
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -152,47 +157,6 @@ class AlertHistory:
 # --- shared with the evaluator and silences --------------------------------------------------------------
 
 
-def state_name(status: AlertStatus | str) -> str:
-    """The ``alert_events`` state of an alert status (the same words)."""
-    return str(AlertStatus(status).value)
-
-
-def record_event(
-    session: Session,
-    *,
-    alert: Alert | None,
-    from_state: str,
-    to_state: str,
-    actor: str,
-    now: datetime,
-    action: str,
-    rule_id: int | None = None,
-    license_id: int | None = None,
-    fingerprint: str | None = None,
-    group_key: Mapping[str, Any] | None = None,
-    value: float | None = None,
-    note: str | None = None,
-    details: Mapping[str, Any] | None = None,
-) -> AlertEvent:
-    """Write one ``alert_events`` row; ``action`` (fire, acknowledge, assign, ...) goes into ``details``."""
-    event = AlertEvent(
-        alert_id=alert.alert_id if alert is not None else None,
-        rule_id=alert.rule_id if alert is not None else rule_id,
-        license_id=alert.license_id if alert is not None else license_id,
-        fingerprint=alert.fingerprint if alert is not None else fingerprint,
-        group_key=dict(alert.group_key if alert is not None else (group_key or {})),
-        from_state=from_state,
-        to_state=to_state,
-        actor=actor,
-        note=note,
-        observed_value=value,
-        details={"action": action, **(details or {})},
-        occurred_at=now,
-    )
-    session.add(event)
-    return event
-
-
 def labels_of(alert: Alert) -> dict[str, str]:
     """The labels silences match: the alert's labels and group key, plus ``alertname``, ``rule_id``, ``severity``."""
     labels = {str(key): _text(value) for key, value in (alert.labels or {}).items()}
@@ -201,15 +165,6 @@ def labels_of(alert: Alert) -> dict[str, str]:
     labels["rule_id"] = "" if alert.rule_id is None else str(alert.rule_id)
     labels["severity"] = str(Severity(alert.severity).value)
     return labels
-
-
-def announced(session: Session, alert_id: int) -> bool:
-    """Whether a firing (or repeat) notification was ever queued for the alert: only then is a resolve announced."""
-    return bool(
-        session.scalar(
-            select(exists().where(AlertNotification.alert_id == alert_id, AlertNotification.kind.in_(("firing", "repeat"))))
-        )
-    )
 
 
 def lock_open(session: Session, *, rule_id: int, fingerprint: str) -> Alert | None:
@@ -237,7 +192,7 @@ def _vocabulary(values: Sequence[str], vocabulary: type[AlertStatus] | type[Seve
     if wrong:
         raise InvalidInput(
             f"{parameter}: {', '.join(repr(value[:40]) for value in wrong)} not one of {', '.join(allowed)}",
-            details=[{"field": parameter, "reason": "unknown value", "allowed": allowed}],
+            details=[field_problem(parameter, "unknown value", allowed=allowed)],
         )
     return list(dict.fromkeys(values))
 
@@ -247,13 +202,13 @@ def list_alerts(session: Session, *, filters: AlertFilters, cursor_key: bytes) -
     if not 1 <= filters.limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {filters.limit}",
-            details=[{"field": "limit", "reason": f"not in 1..{MAX_LIMIT}"}],
+            details=[field_problem("limit", f"not in 1..{MAX_LIMIT}")],
         )
     start, end = filters.triggered_from, filters.triggered_before
     if start is not None and end is not None and end <= start:
         raise InvalidInput(
             f"to ({end.isoformat()}) must be after from ({start.isoformat()})",
-            details=[{"field": "to", "reason": "not after from"}],
+            details=[field_problem("to", "not after from")],
         )
     statuses = _vocabulary(filters.statuses, AlertStatus, "status")
     severities = _vocabulary(filters.severities, Severity, "severity")
@@ -289,7 +244,7 @@ def list_alerts(session: Session, *, filters: AlertFilters, cursor_key: bytes) -
         query = query.where(Alert.triggered_at < end)
     if position is not None:
         if not position.key.isdigit():
-            raise InvalidInput("cursor: not a cursor of an alerts list", details=[{"field": "cursor", "reason": "bad key"}])
+            raise InvalidInput("cursor: not a cursor of an alerts list", details=[field_problem("cursor", "bad key")])
         after_id = int(position.key)
         query = query.where(
             or_(Alert.triggered_at < position.at, and_(Alert.triggered_at == position.at, Alert.alert_id < after_id))
@@ -381,7 +336,7 @@ def _check_note(note: str | None) -> str | None:
     if len(note) > MAX_NOTE_CHARS or "\x00" in note:
         raise InvalidInput(
             f"note: at most {MAX_NOTE_CHARS} characters and no NUL",
-            details=[{"field": "note", "reason": f"longer than {MAX_NOTE_CHARS} characters or holds NUL"}],
+            details=[field_problem("note", f"longer than {MAX_NOTE_CHARS} characters or holds NUL")],
         )
     return note.strip() or None
 
@@ -392,9 +347,7 @@ def _check_user(session: Session, user_id: str | None, alert: Alert, *, field_na
         return None
     if not lookups.known_user(session, user_id, license_id=alert.license_id):
         where = "" if alert.license_id is None else f" of license {alert.license_id}"
-        raise InvalidInput(
-            f"{field_name}: no user {user_id[:60]!r}{where}", details=[{"field": field_name, "reason": "unknown user"}]
-        )
+        raise InvalidInput(f"{field_name}: no user {user_id[:60]!r}{where}", details=[field_problem(field_name, "unknown user")])
     return user_id
 
 
@@ -408,8 +361,7 @@ def acknowledge(
     *,
     alert_id: int,
     license_id: int | None,
-    actor: str,
-    now: datetime,
+    caller: Caller,
     user_id: str | None = None,
     note: str | None = None,
 ) -> AlertView:
@@ -417,6 +369,7 @@ def acknowledge(
 
     A suppressed alert keeps its status (the silence decides it) and comes back acknowledged when the silence
     ends. ``Conflict`` when the alert is resolved or already acknowledged."""
+    actor, now = caller.actor, caller.now()
     note = _check_note(note)
     alert = _find(session, alert_id=alert_id, license_id=license_id, lock=True)
     _open(alert, "acknowledged")
@@ -426,20 +379,13 @@ def acknowledge(
             + (f" by {alert.acknowledged_by}" if alert.acknowledged_by else "")
         )
     alert.acknowledged_by = _check_user(session, user_id, alert)
-    alert.acknowledged_at = now
-    before = state_name(alert.status)
-    if alert.status == AlertStatus.ACTIVE:
-        alert.status = AlertStatus.ACKNOWLEDGED
-    record_event(
+    alert_lifecycle.apply(
         session,
-        alert=alert,
-        from_state=before,
-        to_state=state_name(alert.status),
+        alert,
+        Action.ACKNOWLEDGE,
         actor=actor,
         now=now,
-        action="acknowledge",
         note=note,
-        value=alert.observed_value,
         details={"user_id": alert.acknowledged_by} if alert.acknowledged_by else None,
     )
     session.flush()
@@ -452,27 +398,23 @@ def assign(
     alert_id: int,
     license_id: int | None,
     assignee: str | None,
-    actor: str,
-    now: datetime,
+    caller: Caller,
     note: str | None = None,
 ) -> AlertView:
     """Give the alert to a user (``assignee`` None takes it back); recorded as an event that keeps the state."""
+    actor, now = caller.actor, caller.now()
     note = _check_note(note)
     alert = _find(session, alert_id=alert_id, license_id=license_id, lock=True)
     _open(alert, "assigned")
     previous = alert.assigned_to
     alert.assigned_to = _check_user(session, assignee, alert, field_name="user_id")
-    state = state_name(alert.status)
-    record_event(
+    alert_lifecycle.apply(
         session,
-        alert=alert,
-        from_state=state,
-        to_state=state,
+        alert,
+        Action.ASSIGN,
         actor=actor,
         now=now,
-        action="assign",
         note=note,
-        value=alert.observed_value,
         details={"assigned_to": alert.assigned_to, "previous": previous},
     )
     session.flush()
@@ -484,13 +426,13 @@ def resolve(
     *,
     alert_id: int,
     license_id: int | None,
-    actor: str,
-    now: datetime,
+    caller: Caller,
     user_id: str | None = None,
     note: str | None = None,
 ) -> AlertView:
     """Close the alert by hand with a note. The rule's group starts over (inactive): if the condition still
     holds, a new alert fires after the rule's ``for``. Channels that heard it fire hear it resolve."""
+    actor, now = caller.actor, caller.now()
     note = _check_note(note)
     alert = _find(session, alert_id=alert_id, license_id=license_id)
     if alert.rule_id is not None:
@@ -503,32 +445,22 @@ def resolve(
     alert = _find(session, alert_id=alert_id, license_id=license_id, lock=True)
     _open(alert, "resolved again")
     alert.resolved_by = _check_user(session, user_id, alert)
-    before = state_name(alert.status)
-    alert.status = AlertStatus.RESOLVED
-    alert.resolved_at = now
     alert.resolution_notes = note
-    record_event(
+    alert_lifecycle.apply(
         session,
-        alert=alert,
-        from_state=before,
-        to_state=state_name(AlertStatus.RESOLVED),
+        alert,
+        Action.RESOLVE_BY_HAND,
         actor=actor,
         now=now,
-        action="resolve",
         note=note,
-        value=alert.observed_value,
         details={"user_id": alert.resolved_by} if alert.resolved_by else None,
     )
-    session.flush()
     if alert.rule_id is not None:
         session.execute(
             update(AlertRuleState)
             .where(AlertRuleState.rule_id == alert.rule_id, AlertRuleState.fingerprint == alert.fingerprint)
             .values(state="inactive", active_since=None, alert_id=None)
         )
-    if announced(session, alert.alert_id):
-        rule = None if alert.rule_id is None else session.get(AlertRule, alert.rule_id)
-        alert_notifications.enqueue(session, alert=alert, rule=rule, kind="resolved", now=now)
     session.flush()
     return _view(alert, _rule_name(session, alert.rule_id))
 

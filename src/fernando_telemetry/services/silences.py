@@ -6,12 +6,12 @@ A silence in force (``starts_at <= now < ends_at``, not expired) makes every ope
 alerts; a platform-wide silence (``license_id`` NULL, admin keys only) matches every alert. Creating,
 changing or expiring a silence applies it at once; the evaluator applies silences that start or end by
 the clock on its next pass. ``license_id`` arguments are the license the caller may see (None = all).
-Imports storage, core, ``services.alerts`` and ``services.alert_notifications``; never commits.
+Imports storage, core, ``services.alerts`` and ``services.alert_lifecycle`` (every status change); never commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,13 +19,15 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.core.alert_lifecycle import Action
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus
-from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
+from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound, field_problem
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.core.silence_matchers import Matcher, matches_all, parse_matchers
-from fernando_telemetry.services import alert_notifications, alerts
+from fernando_telemetry.services import alert_lifecycle, alerts, audit
 from fernando_telemetry.services import quotas as quota
-from fernando_telemetry.storage.models import Alert, AlertRule, License, Silence
+from fernando_telemetry.storage.models import Alert, License, Silence
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -138,16 +140,16 @@ def _checked(
     start = now if starts_at is None else starts_at
     for name, moment in (("starts_at", starts_at), ("ends_at", ends_at)):
         if moment is not None and moment.tzinfo is None:
-            problems.append({"field": name, "reason": "has no time zone; send UTC (Z) or an offset"})
+            problems.append(field_problem(name, "has no time zone; send UTC (Z) or an offset"))
     if ends_at is None:
-        problems.append({"field": "ends_at", "reason": "missing"})
+        problems.append(field_problem("ends_at", "missing"))
     elif ends_at.tzinfo is not None and start.tzinfo is not None:
         if ends_at <= start:
-            problems.append({"field": "ends_at", "reason": "not after starts_at"})
+            problems.append(field_problem("ends_at", "not after starts_at"))
         elif ends_at <= now:
-            problems.append({"field": "ends_at", "reason": "in the past: the silence would never be in force"})
+            problems.append(field_problem("ends_at", "in the past: the silence would never be in force"))
     if comment is not None and (len(comment) > MAX_COMMENT_CHARS or "\x00" in comment):
-        problems.append({"field": "comment", "reason": f"longer than {MAX_COMMENT_CHARS} characters or holds NUL"})
+        problems.append(field_problem("comment", f"longer than {MAX_COMMENT_CHARS} characters or holds NUL"))
     if problems:
         raise InvalidInput(
             "the silence is not valid: " + "; ".join(f"{p['field']}: {p['reason']}" for p in problems), details=problems
@@ -159,20 +161,21 @@ def _checked(
 def create(
     session: Session,
     *,
+    caller: Caller,
     license_id: int | None,
     matchers: Any,
     ends_at: datetime | None,
-    created_by: str,
-    now: datetime,
     starts_at: datetime | None = None,
     comment: str | None = None,
     quotas: Quotas = DEFAULT_QUOTAS,
 ) -> SilenceView:
     """A new silence of ``license_id`` (None: platform-wide), applied at once to the open alerts it matches; at
-    most ``quotas.silences`` unexpired ones per license (``QuotaExceeded``)."""
+    most ``quotas.silences`` unexpired ones per license (``QuotaExceeded``). Audited as ``silence.create``
+    by ``caller``, who is its ``created_by``."""
+    created_by, now = caller.actor, caller.now()
     parsed, start, end = _checked(matchers=matchers, starts_at=starts_at, ends_at=ends_at, comment=comment, now=now)
     if license_id is not None and session.get(License, license_id) is None:
-        raise InvalidInput(f"license_id: no license {license_id}", details=[{"field": "license_id", "reason": "unknown license"}])
+        raise InvalidInput(f"license_id: no license {license_id}", details=[field_problem("license_id", "unknown license")])
     quota.ensure_room(session, kind="silences", license_id=license_id, limit=quotas.silences, now=now)
     silence = Silence(
         license_id=license_id,
@@ -186,7 +189,32 @@ def create(
     session.add(silence)
     session.flush()
     changes = reconcile(session, _open_alerts(session, license_id), now=now, actor=created_by)
-    return _view(silence, now, len(changes))
+    view = _view(silence, now, len(changes))
+    _audit(
+        session,
+        caller,
+        "silence.create",
+        view,
+        now=now,
+        details={"matchers": view.matchers, "ends_at": view.ends_at.isoformat()},
+    )
+    return view
+
+
+def _audit(
+    session: Session, caller: Caller, action: str, view: SilenceView, *, now: datetime, details: Mapping[str, Any] | None = None
+) -> None:
+    # inside the change's transaction, so the API and the dashboard leave the same entry
+    audit.record(
+        session,
+        actor=caller.actor,
+        action=action,
+        target_type="silence",
+        target_id=view.silence_id,
+        license_id=view.license_id,
+        now=now,
+        details=details,
+    )
 
 
 def _find(session: Session, *, silence_id: int, license_id: int | None, lock: bool = False) -> Silence:
@@ -218,15 +246,15 @@ def list_silences(
     if state is not None and state not in STATES:
         raise InvalidInput(
             f"state: {state[:40]!r} is not one of {', '.join(STATES)}",
-            details=[{"field": "state", "reason": "unknown value", "allowed": list(STATES)}],
+            details=[field_problem("state", "unknown value", allowed=list(STATES))],
         )
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {limit}",
-            details=[{"field": "limit", "reason": f"not in 1..{MAX_LIMIT}"}],
+            details=[field_problem("limit", f"not in 1..{MAX_LIMIT}")],
         )
     if offset < 0:
-        raise InvalidInput(f"offset must be 0 or more, got {offset}", details=[{"field": "offset", "reason": "negative"}])
+        raise InvalidInput(f"offset must be 0 or more, got {offset}", details=[field_problem("offset", "negative")])
     query = select(Silence)
     if license_id is not None:
         query = query.where(Silence.license_id == license_id)
@@ -245,16 +273,18 @@ def list_silences(
 def update(
     session: Session,
     *,
+    caller: Caller,
     silence_id: int,
     license_id: int | None,
-    actor: str,
-    now: datetime,
     matchers: Any = _UNSET,
     starts_at: datetime | None = _UNSET,
     ends_at: datetime | None = _UNSET,
     comment: str | None = _UNSET,
 ) -> SilenceView:
-    """Change a silence that has not ended; fields not given keep their value. Applied at once."""
+    """Change a silence that has not ended; fields not given keep their value. Applied at once. Audited as
+    ``silence.update`` (with the names of the fields given) by ``caller``."""
+    actor, now = caller.actor, caller.now()
+    given = {"matchers": matchers, "starts_at": starts_at, "ends_at": ends_at, "comment": comment}
     silence = _find(session, silence_id=silence_id, license_id=license_id, lock=True)
     if _state(silence, now) == "expired":
         raise Conflict(f"silence {silence_id} has ended; create a new one")
@@ -271,11 +301,22 @@ def update(
         silence.comment = comment
     session.flush()
     changes = reconcile(session, _open_alerts(session, silence.license_id), now=now, actor=actor)
-    return _view(silence, now, len(changes))
+    view = _view(silence, now, len(changes))
+    _audit(
+        session,
+        caller,
+        "silence.update",
+        view,
+        now=now,
+        details={"fields": sorted(name for name, value in given.items() if value is not _UNSET)},
+    )
+    return view
 
 
-def expire(session: Session, *, silence_id: int, license_id: int | None, actor: str, now: datetime) -> SilenceView:
-    """End a silence now; the alerts it suppressed come back (unless another silence still matches them)."""
+def expire(session: Session, *, caller: Caller, silence_id: int, license_id: int | None) -> SilenceView:
+    """End a silence now; the alerts it suppressed come back (unless another silence still matches them).
+    Audited as ``silence.expire`` by ``caller``."""
+    actor, now = caller.actor, caller.now()
     silence = _find(session, silence_id=silence_id, license_id=license_id, lock=True)
     if _state(silence, now) == "expired":
         raise Conflict(f"silence {silence_id} has already ended")
@@ -285,7 +326,9 @@ def expire(session: Session, *, silence_id: int, license_id: int | None, actor: 
     silence.ends_at = now
     session.flush()
     changes = reconcile(session, _open_alerts(session, silence.license_id), now=now, actor=actor)
-    return _view(silence, now, len(changes))
+    view = _view(silence, now, len(changes))
+    _audit(session, caller, "silence.expire", view, now=now)
+    return view
 
 
 def in_force(session: Session, *, now: datetime) -> list[ActiveSilence]:
@@ -335,54 +378,33 @@ def reconcile(
         covering = next((silence for silence in active if silence.covers(alert)), None)
         before = alerts.state_name(alert.status)
         if covering is not None and alert.status != AlertStatus.SUPPRESSED:
-            alert.status = AlertStatus.SUPPRESSED
-            alert.silenced_by = covering.silence_id
-            alerts.record_event(
+            alert_lifecycle.apply(
                 session,
-                alert=alert,
-                from_state=before,
-                to_state="suppressed",
+                alert,
+                Action.SILENCE,
                 actor=actor,
                 now=now,
-                action="suppress",
-                value=alert.observed_value,
+                silence_id=covering.silence_id,
                 details={"silence_id": covering.silence_id},
             )
             changes.append(SilenceChange(alert, before, "suppressed", covering.silence_id))
         elif covering is not None and alert.silenced_by != covering.silence_id:
             previous = alert.silenced_by
-            alert.silenced_by = covering.silence_id
-            alerts.record_event(
+            alert_lifecycle.apply(
                 session,
-                alert=alert,
-                from_state=before,
-                to_state=before,
+                alert,
+                Action.RESILENCE,
                 actor=actor,
                 now=now,
-                action="resilence",
-                value=alert.observed_value,
+                silence_id=covering.silence_id,
                 details={"silence_id": covering.silence_id, "previous_silence_id": previous},
             )
         elif covering is None and alert.status == AlertStatus.SUPPRESSED:
             previous = alert.silenced_by
-            alert.status = AlertStatus.ACKNOWLEDGED if alert.acknowledged_at is not None else AlertStatus.ACTIVE
-            alert.silenced_by = None
-            after = alerts.state_name(alert.status)
-            alerts.record_event(
-                session,
-                alert=alert,
-                from_state=before,
-                to_state=after,
-                actor=actor,
-                now=now,
-                action="unsuppress",
-                value=alert.observed_value,
-                details={"silence_id": previous},
-            )
-            changes.append(SilenceChange(alert, before, after, previous))
-            if alert.status == AlertStatus.ACTIVE and not alerts.announced(session, alert.alert_id):
-                # it fired while silenced: its channels hear of it now
-                rule = None if alert.rule_id is None else session.get(AlertRule, alert.rule_id)
-                alert_notifications.enqueue(session, alert=alert, rule=rule, kind="firing", now=now)
+            # an alert acknowledged while silenced comes back acknowledged; one nobody saw comes back active,
+            # and is announced then if it fired while silenced
+            action = Action.UNSILENCE_ACKNOWLEDGED if alert.acknowledged_at is not None else Action.UNSILENCE
+            applied = alert_lifecycle.apply(session, alert, action, actor=actor, now=now, details={"silence_id": previous})
+            changes.append(SilenceChange(alert, before, applied.step.to_state.value, previous))
     session.flush()
     return changes

@@ -10,9 +10,10 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus, Severity
-from fernando_telemetry.core.errors import InvalidInput
-from fernando_telemetry.services import alerts, audit, silences
+from fernando_telemetry.core.errors import InvalidInput, field_problem
+from fernando_telemetry.services import alerts, silences
 from fernando_telemetry.services.alerts import AlertFilters, AlertView
 from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web.page import Page, PageRequest
@@ -147,65 +148,39 @@ def silence_matchers(alert: AlertView) -> list[dict[str, str]]:
 def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, str]) -> Any:
     """Apply one action of the alert page's forms with the signed-in key; the caller commits."""
     license_id = visible_license(request.principal)
-    actor = audit.actor_of(request.principal)
+    # the page's clock, so the change and its history carry the moment the page was asked for
+    caller = Caller.for_key(request.principal, clock=lambda: request.now)
     note = (form.get("note") or "").strip() or None
     session, now = request.session, request.now
     if action == "acknowledge":
-        return alerts.acknowledge(session, alert_id=alert_id, license_id=license_id, actor=actor, now=now, note=note)
+        return alerts.acknowledge(session, caller=caller, alert_id=alert_id, license_id=license_id, note=note)
     if action == "assign":
         assignee = (form.get("user_id") or "").strip() or None
-        return alerts.assign(
-            session, alert_id=alert_id, license_id=license_id, assignee=assignee, actor=actor, now=now, note=note
-        )
+        return alerts.assign(session, caller=caller, alert_id=alert_id, license_id=license_id, assignee=assignee, note=note)
     if action == "resolve":
-        return alerts.resolve(session, alert_id=alert_id, license_id=license_id, actor=actor, now=now, note=note)
+        return alerts.resolve(session, caller=caller, alert_id=alert_id, license_id=license_id, note=note)
     if action == "silence":
         duration = SILENCE_DURATIONS.get(form.get("duration") or "")
         if duration is None:
             raise InvalidInput(
                 f"duration: choose one of {', '.join(SILENCE_DURATIONS)}",
-                details=[{"field": "duration", "reason": "unknown value"}],
+                details=[field_problem("duration", "unknown value")],
             )
         alert = alerts.get(session, alert_id=alert_id, license_id=license_id)
         view = silences.create(
             session,
+            caller=caller,
             license_id=alert.license_id,
             matchers=silence_matchers(alert),
             ends_at=now + duration,
-            created_by=actor,
-            now=now,
             comment=(form.get("comment") or "").strip() or f"silenced from the dashboard for {form.get('duration')}",
             quotas=request.quotas,
         )
-        audit.record(
-            session,
-            actor=actor,
-            action="silence.create",
-            target_type="silence",
-            target_id=view.silence_id,
-            license_id=view.license_id,
-            now=now,
-            details={"matchers": view.matchers, "ends_at": view.ends_at.isoformat()},
-        )
         return view
-    raise InvalidInput(f"unknown action {action[:40]!r}", details=[{"field": "action", "reason": "unknown"}])
+    raise InvalidInput(f"unknown action {action[:40]!r}", details=[field_problem("action", "unknown")])
 
 
 def expire_silence(request: PageRequest, *, silence_id: int) -> Any:
-    view = silences.expire(
-        request.session,
-        silence_id=silence_id,
-        license_id=visible_license(request.principal),
-        actor=audit.actor_of(request.principal),
-        now=request.now,
-    )
-    audit.record(
-        request.session,
-        actor=audit.actor_of(request.principal),
-        action="silence.expire",
-        target_type="silence",
-        target_id=silence_id,
-        license_id=view.license_id,
-        now=request.now,
-    )
+    caller = Caller.for_key(request.principal, clock=lambda: request.now)
+    view = silences.expire(request.session, caller=caller, silence_id=silence_id, license_id=visible_license(request.principal))
     return view

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from fernando_telemetry.core import rule_validation
 from fernando_telemetry.core.alert_condition import Source
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, FernandoTelemetryError, InvalidInput
 from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alert_rules, audit
-from fernando_telemetry.services.alert_rules import Backtest, RuleView
+from fernando_telemetry.services import alert_rules, rule_backtest
+from fernando_telemetry.services.alert_rules import RuleView
+from fernando_telemetry.services.rule_backtest import Backtest
 from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web import charts
 from fernando_telemetry.web.page import Page, PageRequest
@@ -216,37 +219,26 @@ def save(request: PageRequest, form: RuleForm) -> RuleView | None:
     if fields is None:
         form.message = "the rule was not saved: correct the fields marked below"
         return None
+    # the page's clock, so the rule and its audit entry carry the moment the page was asked for
+    caller = Caller.for_key(request.principal, clock=lambda: request.now)
     try:
         if form.rule_id is None:
-            view = alert_rules.create(request.session, license_id=owner, fields=fields, now=request.now, quotas=request.quotas)
-            action, details = "rule.create", {"name": view.name}
+            view = alert_rules.create(request.session, caller=caller, license_id=owner, fields=fields, quotas=request.quotas)
         else:
             version = _whole(form, "version")
             if version is not None:
                 fields["version"] = version
             view = alert_rules.update(
                 request.session,
+                caller=caller,
                 rule_id=form.rule_id,
                 scope=visible_license(request.principal),
                 fields=fields,
                 replace=True,
-                now=request.now,
             )
-            action, details = "rule.update", {"fields": sorted(fields)}
     except (InvalidInput, Conflict) as error:
         record_problems(form, error)
         return None
-    # the same entry the API writes for the same change
-    audit.record(
-        request.session,
-        actor=audit.actor_of(request.principal),
-        action=action,
-        target_type="alert_rule",
-        target_id=view.rule_id,
-        license_id=view.license_id,
-        now=request.now,
-        details=details,
-    )
     return view
 
 
@@ -262,10 +254,10 @@ def run_backtest(request: PageRequest, form: RuleForm) -> Backtest | None:
         license_id = _owner(request.principal, form)
     span = BACKTEST_RANGES[form.backtest_range]
     interval = fields.get("evaluation_interval_seconds") or 60
-    step = max(10, min(86_400, interval), math.ceil(span.total_seconds() / alert_rules.MAX_BACKTEST_INSTANTS))
+    step = max(10, min(86_400, interval), math.ceil(span.total_seconds() / rule_backtest.MAX_BACKTEST_INSTANTS))
     try:
-        condition, _ = alert_rules.draft_condition({"condition_config": fields.get("condition_config")})
-        return alert_rules.backtest(
+        condition, _ = rule_validation.draft_condition({"condition_config": fields.get("condition_config")})
+        return rule_backtest.backtest(
             request.session,
             condition=condition,
             license_id=license_id,
