@@ -8,7 +8,7 @@ conventional ``DATABASE_URL``) > the default written here. Settings are built at
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field
@@ -320,5 +320,5 @@ def quotas_of(settings: Settings) -> Quotas:
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings at an entry point; ``overrides`` are explicit arguments and win over the environment."""
-    explicit = {key: value for key, value in overrides.items() if value is not None}
+    explicit: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
     return Settings(**explicit)

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1", tags=["query"])
 _DIMENSIONS_PREFIX = "dimensions."
 _SCOPE = {"license_id", "overall"}
 _FILTERS = {"metric_name", "metric_category", "period_type"}
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed or out-of-range parameter, an unknown parameter, or a cursor of another query"},
     401: {"description": "Missing or unknown API key"},
     403: {
@@ -168,12 +168,10 @@ def list_kpis(
     offset: str | None = Query(None, description="Rows to skip: next_offset of the previous page"),
 ) -> KpiPageOut:
     check_names(request, allowed={"limit", "offset", *_SCOPE, *_FILTERS})
-    arguments = {
-        "license_id": integer(license_id, parameter="license_id", minimum=1),
-        "overall": _flag(overall, parameter="overall"),
-        "limit": integer(limit, parameter="limit", default=kpis.MAX_LIMIT, minimum=1, maximum=kpis.MAX_LIMIT),
-        "offset": integer(offset, parameter="offset", default=0, minimum=0),
-    }
+    wanted_license = integer(license_id, parameter="license_id", minimum=1)
+    wanted_overall = _flag(overall, parameter="overall")
+    page_limit = integer(limit, parameter="limit", default=kpis.MAX_LIMIT, minimum=1, maximum=kpis.MAX_LIMIT)
+    page_offset = integer(offset, parameter="offset", default=0, minimum=0)
     with request.app.state.sessions() as session:
         page = kpis.kpi_summary(
             session,
@@ -181,6 +179,9 @@ def list_kpis(
             metric_name=metric_name,
             metric_category=metric_category,
             period_type=period_type,
-            **arguments,
+            license_id=wanted_license,
+            overall=wanted_overall,
+            limit=page_limit,
+            offset=page_offset,
         )
     return KpiPageOut(kpis=[KpiOut.model_validate(asdict(row)) for row in page.kpis], next_offset=page.next_offset)

@@ -113,16 +113,17 @@ def _parse_one(item: Any, field: str, problems: list[dict[str, Any]]) -> Matcher
         problems.append({"field": f"{field}.value", "reason": "missing or not a string"})
     elif len(value) > _MAX_VALUE_CHARS or "\x00" in value:
         problems.append({"field": f"{field}.value", "reason": f"longer than {_MAX_VALUE_CHARS} characters or holds NUL"})
+    # the isinstance checks repeat what the problems above say, so the types below are proven, not assumed
+    if len(problems) != before or not isinstance(name, str) or not isinstance(value, str):
+        return None
     pattern = None
-    if len(problems) == before and op in ("=~", "!~"):
+    if op in ("=~", "!~"):
         try:
             pattern = compile_pattern(value)
         except PatternError as exc:
             problems.append({"field": f"{field}.value", "reason": exc.reason})
-    if len(problems) != before:
-        return None
-    value = unicodedata.normalize("NFC", value)
-    return Matcher(name=name, op=op, value=value, pattern=pattern)
+            return None
+    return Matcher(name=name, op=op, value=unicodedata.normalize("NFC", value), pattern=pattern)
 
 
 def _alertmanager_op(item: dict[str, Any]) -> Any:

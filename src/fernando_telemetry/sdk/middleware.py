@@ -181,7 +181,7 @@ class TelemetryMiddleware:
             if client is not None:
                 # Only what must be read now: the span as it ended, the user the app set, where the route lives.
                 user = self._raw_user(scope)
-                request = (
+                request: tuple[Any, ...] = (
                     span.snapshot(),
                     status_code,
                     user_agent,

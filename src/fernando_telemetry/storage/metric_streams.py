@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from fernando_telemetry.core.ingest.metrics import COLUMNS, STREAM, STREAM_KEY, completed, stream_key
 from fernando_telemetry.core.metric_points import CumulativePoint, Histogram, StreamState, advance
 from fernando_telemetry.storage.models import MetricStream
+from fernando_telemetry.storage.results import rows_affected
 
 __all__ = ["expire", "prepare"]
 
@@ -108,7 +109,7 @@ def expire(session: Session, *, cutoff: datetime) -> int:
 
     A stream that sends again after this starts over: its next point is its first (see ``advance``)."""
     result = session.execute(delete(MetricStream).where(MetricStream.last_seen < cutoff))
-    return int(result.rowcount or 0)
+    return rows_affected(result)
 
 
 def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tuple[Any, ...]]) -> dict[str, StreamState]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from fernando_telemetry.core.errors import Conflict, DatabaseUnavailable, FernandoTelemetryError, InvalidInput, Overloaded
@@ -354,12 +355,16 @@ class GroupCommitWriter:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed or self._connection.broken:
             try:
+                # merged into one conninfo string first: the keyword dict holds libpq parameters only, and
+                # connect() would also match it against its own keywords (autocommit, row_factory, ...)
                 self._connection = psycopg.connect(
-                    self._conninfo,
-                    connect_timeout=5,
-                    options="-c timezone=UTC",
-                    application_name="fernando-telemetry-writer",
-                    **KEEPALIVE,
+                    make_conninfo(
+                        self._conninfo,
+                        connect_timeout=5,
+                        options="-c timezone=UTC",
+                        application_name="fernando-telemetry-writer",
+                        **KEEPALIVE,
+                    )
                 )
             except psycopg.OperationalError:
                 self._connection = None

@@ -216,6 +216,7 @@ def save(request: PageRequest, form: RuleForm) -> RuleView | None:
     if fields is None:
         form.message = "the rule was not saved: correct the fields marked below"
         return None
+    details: dict[str, Any]
     try:
         if form.rule_id is None:
             view = alert_rules.create(request.session, license_id=owner, fields=fields, now=request.now, quotas=request.quotas)
