@@ -294,7 +294,10 @@ class Ingestor:
         )
 
     def _reject_unknown_licenses(self, kind: Kind, batch: RowBatch) -> None:
-        license_ids = {row[kind.license_column] for row in batch.rows} - {None} if kind.license_column is not None else set()
+        license_column = kind.license_column
+        if license_column is None:
+            return
+        license_ids = {row[license_column] for row in batch.rows} - {None}
         unknown_licenses = self._licenses.missing(license_ids)
         if not unknown_licenses:
             return
@@ -306,8 +309,8 @@ class Ingestor:
             return
         kept_rows, kept_indexes = [], []
         for row, index in zip(batch.rows, batch.indexes, strict=True):
-            if row[kind.license_column] in unknown_licenses:  # type: ignore[index]
-                batch.rejections.append(Rejection(index, "license_id", f"unknown license {row[kind.license_column]}"))  # type: ignore[index]
+            if row[license_column] in unknown_licenses:
+                batch.rejections.append(Rejection(index, "license_id", f"unknown license {row[license_column]}"))
             else:
                 kept_rows.append(row)
                 kept_indexes.append(index)
