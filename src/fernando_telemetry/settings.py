@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     """Daily partitions ensured behind today, for late data that is still accepted."""
 
     scheduler_enabled: bool = True
-    """Run background jobs (partition upkeep, retention) inside the server process."""
+    """Run the background jobs inside the server process: partition upkeep, retention, host metrics, KPIs,
+    rollup refresh, alert evaluation and notification dispatch (each of the last five only while its
+    ``*_interval_s`` setting is above 0)."""
 
     partition_upkeep_interval_s: float = Field(default=3600.0, gt=0)
     """Seconds between two partition upkeep runs of the scheduler."""

@@ -5,7 +5,7 @@
 key, propagates the W3C ``traceparent`` on its outgoing calls (inside a client span), times its simulated
 database work as ``postgres`` client spans, records request counters, latency histograms and host gauges,
 and ``api`` records purchases (business events with amount and currency) and hourly business metrics.
-Imports the SDK, FastAPI and httpx only.
+Imports the SDK, the demo's own ``hosting`` and ``incidents``, FastAPI and httpx only.
 """
 
 from __future__ import annotations

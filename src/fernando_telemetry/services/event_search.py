@@ -2,7 +2,7 @@
 
 Called as ``event_search.search(session, principal=..., filters=..., now=..., cursor_key=...)``. The caller's license
 comes from ``tenancy.visible_license``, so a key only ever reads its own license's events. Imports
-storage and core.
+storage, core and ``services.tenancy``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Ingest: decoded rows are checked against licenses, their users registered, partitions made, then handed to
 the group-commit writer.
 
-An ``Ingestor`` lives as long as the server. ``ingest()`` answers only after the accepted rows are
-committed: ``{"accepted": n, "rejected": [{"index", "field", "reason"}, ...]}``. A batch sent again
+An ``Ingestor`` lives as long as the server. A native batch passes ``replayed``, ``check_rate``, ``decode``
+and ``store`` (``services.otlp_export`` decodes OTLP with ``otlp_context`` instead of ``decode``); ``store``
+answers only after the accepted rows are committed: ``{"accepted": n, "rejected": [{"index", "field", "reason"}, ...]}``. A batch sent again
 with the same Idempotency-Key gets its first answer and writes nothing. A user id a row of a license names
 is registered for that license on first sight (never a reason to refuse the row); an item whose key is
 already stored under another license is rejected, one of the same license is an idempotent duplicate.
+Imports core, services.partitions and storage.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every KPI of a period is recomputed whole by one set-based statement per family (engagement,
 acquisition, revenue, and retention per cohort), upserted on the natural key, so reruns replace values.
-Imports storage and core; never commits.
+Imports storage, core and ``services.tenancy``; never commits.
 """
 
 from __future__ import annotations

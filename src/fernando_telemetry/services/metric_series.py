@@ -4,8 +4,8 @@ Called as ``metric_series.series(session, principal=..., request=..., now=...)``
 ``PointSource``: the rollups (``RollupPoints``: hourly and daily steps without labels or rate) and raw
 rows (``RawPoints``: everything). ``source="auto"`` takes the first source in ``SOURCES`` that ``serves``
 the request, ``"raw"``/``"rollup"`` force one by name. ``rate`` divides each bucket's increase by its seconds,
-those elapsed by ``now`` for the bucket that has not ended (``SeriesResult.current_bucket``). Imports storage
-and core.
+those elapsed by ``now`` for the bucket that has not ended (``SeriesResult.current_bucket``). Imports storage,
+core, ``services.rollups`` and ``services.tenancy``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Called as ``traces.search(session, principal=..., filters=..., now=...)``. The license read comes from
 ``tenancy.visible_license``, so a key only ever sees its own license's spans. Validates what the caller
-asks and raises ``InvalidInput`` naming the parameter. Imports storage and core; never commits.
+asks and raises ``InvalidInput`` naming the parameter. Imports storage, core and
+``services.tenancy``; never commits.
 """
 
 from __future__ import annotations

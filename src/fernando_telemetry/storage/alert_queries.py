@@ -3,7 +3,7 @@ instants, in ONE parameterised query, so live evaluation (one instant) and backt
 same SQL. Identifiers come only from the whitelists in core.alert_condition (checked against the
 tables here too); every user string (metric names, filter values, JSON keys) is a bind parameter.
 
-Imports only core and the models.
+Imports only core, the models and ``metric_aggregates``.
 """
 
 from __future__ import annotations

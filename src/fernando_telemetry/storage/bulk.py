@@ -1,4 +1,4 @@
-"""Bulk loading by COPY inside the caller's transaction (generators, backfills). Imports only core."""
+"""Bulk loading by COPY inside the caller's transaction (generators, backfills). Imports only ``storage.database``."""
 
 from __future__ import annotations
 

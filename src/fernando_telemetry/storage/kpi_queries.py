@@ -3,7 +3,7 @@
 Each upsert is one ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE``
 for one KPI family and one period (or one retention cohort), per license and overall (``license_id`` NULL)
 in the same statement through ``GROUPING SETS``; a rerun replaces the values, never doubles them.
-Imports only core.
+Imports only the models and ``storage.results``.
 """
 
 from __future__ import annotations

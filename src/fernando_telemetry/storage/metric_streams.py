@@ -3,7 +3,7 @@
 ``prepare`` is the ``system_metrics`` ``TableSpec.prepare`` hook: rows without a cumulative point pass as they
 are (no lookup); the others lock their streams' rows (in key order, so writers sharing the database never
 deadlock and see each other's last point), get their increments from ``core.metric_points.advance``, and
-update the state in the same transaction as the rows. Imports only core.
+update the state in the same transaction as the rows. Imports only core, the models and ``storage.results``.
 """
 
 from __future__ import annotations

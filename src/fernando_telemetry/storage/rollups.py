@@ -3,7 +3,7 @@ recomputation of hourly rows from raw rows and daily rows from hourly rows. Retu
 
 An hour is *pending* while it is marked in ``rollup_dirty_buckets`` or holds a raw row written after the
 watermark (``created_at > rollup_state.watermark``, found through the BRIN index on ``created_at``);
-readers take pending hours from raw rows. Imports only core, the models and ``metric_aggregates``.
+readers take pending hours from raw rows. Imports only ``metric_aggregates`` and ``storage.results``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ one) is reported back as refused: its position in its submission is in ``WriteRe
 and its batch's stored idempotency answer is revised in the same transaction. Past ``max_rows_in_flight``
 rows queued, ``submit()`` raises ``Overloaded``. A table's ``prepare`` hook runs inside the transaction before
 the COPY (and again on every retry of the group), so state it reads and writes commits with the rows.
-Imports only core.
+Imports only core and ``storage.database``.
 """
 
 from __future__ import annotations
