@@ -1376,7 +1376,7 @@ def read_functions(connection: psycopg.Connection[Any]) -> list[tuple[str, str, 
     missing = set(FUNCTIONS) - {row[0] for row in rows}
     if missing:
         raise SystemExit(f"schema_doc: SQL functions missing from the migrated database: {sorted(missing)}")
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    return [tuple(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -1494,7 +1494,7 @@ def explain(
         if without:
             connection.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(without)))
         for statement in setup or []:
-            connection.execute(statement)  # type: ignore[arg-type]
+            connection.execute(statement)
         text = "\n".join(row[0] for row in connection.execute("EXPLAIN (COSTS OFF) " + query))
         document = connection.execute("EXPLAIN (COSTS OFF, FORMAT JSON) " + query).fetchone()[0]  # type: ignore[index]
     indexes: list[str] = []

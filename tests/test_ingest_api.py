@@ -275,7 +275,7 @@ class TestNoDuplicates:
 
 
 class TestMetricSemantics:
-    def _metrics(self, engine: Engine, name: str) -> list[dict]:  # type: ignore[type-arg]
+    def _metrics(self, engine: Engine, name: str) -> list[dict]:
         with engine.connect() as connection:
             return [
                 dict(row._mapping)
@@ -367,7 +367,7 @@ class TestMetricSemantics:
             ({"metric_type": "counter", "value": 1, "start_time": "2999-01-01T00:00:00Z"}, "start_time"),
         ],
     )
-    def test_bad_metric_fields_are_rejected_by_name(self, client: TestClient, tenant: Tenant, item: dict, field: str) -> None:  # type: ignore[type-arg]
+    def test_bad_metric_fields_are_rejected_by_name(self, client: TestClient, tenant: Tenant, item: dict, field: str) -> None:
         """A wrong temporality, buckets, samples or start time rejects the item, naming the field."""
         body = {"metrics": [{"metric_name": "m", **item}]}
         answer = client.post("/api/v1/system-metrics", json=body, headers=_auth(tenant.ingest_key)).json()

@@ -40,7 +40,7 @@ def tenant(engine: Engine) -> Tenant:
     return make_tenant(engine)
 
 
-def _rows(engine: Engine, sql: str, **params: object) -> list[dict]:  # type: ignore[type-arg]
+def _rows(engine: Engine, sql: str, **params: object) -> list[dict]:
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(text(sql), params)]
 
@@ -152,7 +152,7 @@ class TestOfficialSdk:
         assert rows[0]["license_id"] == tenant.license_id and rows[0]["environment"] == "staging"
 
 
-def _json_span(trace_id: str, span_id: str, name: str, start_ns: int) -> dict:  # type: ignore[type-arg]
+def _json_span(trace_id: str, span_id: str, name: str, start_ns: int) -> dict:
     return {
         "traceId": trace_id,
         "spanId": span_id,

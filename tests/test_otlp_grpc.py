@@ -77,7 +77,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _receiver(wiring: Wiring, *, sessions: sessionmaker | None = None) -> OtlpGrpcReceiver:  # type: ignore[type-arg]
+def _receiver(wiring: Wiring, *, sessions: sessionmaker | None = None) -> OtlpGrpcReceiver:
     receiver = OtlpGrpcReceiver(host="127.0.0.1", port=0, workers=4, max_concurrent_rpcs=16, max_message_bytes=MAX_MESSAGE_BYTES)
     return receiver.start(sessions=sessions or wiring.app.state.sessions, ingestor=wiring.ingestor)
 
@@ -105,7 +105,7 @@ def _served(engine: Engine, **settings: object) -> Iterator[tuple[Wiring, int]]:
         wiring.stop()
 
 
-def _rows(engine: Engine, sql: str, **params: object) -> list[dict]:  # type: ignore[type-arg]
+def _rows(engine: Engine, sql: str, **params: object) -> list[dict]:
     with engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(text(sql), params)]
 
@@ -143,7 +143,7 @@ def _failure(call: Callable[[], object]) -> grpc.RpcError:
 
 def _details(error: grpc.RpcError) -> tuple[status_pb2.Status, error_details_pb2.RetryInfo | None]:
     """The google.rpc.Status of grpc-status-details-bin and the RetryInfo among its details, if any."""
-    trailing = dict(error.trailing_metadata() or ())  # type: ignore[attr-defined]
+    trailing = dict(error.trailing_metadata() or ())
     pb2_status = status_pb2.Status.FromString(trailing[STATUS_DETAILS_METADATA])
     for detail in pb2_status.details:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):

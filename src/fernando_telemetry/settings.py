@@ -8,7 +8,7 @@ conventional ``DATABASE_URL``) > the default written here. Settings are built at
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field
@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     """Daily partitions ensured behind today, for late data that is still accepted."""
 
     scheduler_enabled: bool = True
-    """Run background jobs (partition upkeep, retention) inside the server process."""
+    """Run the background jobs inside the server process: partition upkeep, retention, host metrics, KPIs,
+    rollup refresh, alert evaluation and notification dispatch (each of the last five only while its
+    ``*_interval_s`` setting is above 0)."""
 
     partition_upkeep_interval_s: float = Field(default=3600.0, gt=0)
     """Seconds between two partition upkeep runs of the scheduler."""
@@ -339,5 +341,5 @@ def quotas_of(settings: Settings) -> Quotas:
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings at an entry point; ``overrides`` are explicit arguments and win over the environment."""
-    explicit = {key: value for key, value in overrides.items() if value is not None}
+    explicit: dict[str, Any] = {key: value for key, value in overrides.items() if value is not None}
     return Settings(**explicit)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-SDK_ROOT = Path(__file__).resolve().parents[2] / "src" / "fernando_telemetry" / "sdk"
+REPOSITORY = Path(__file__).resolve().parents[2]
+SDK_ROOT = REPOSITORY / "src" / "fernando_telemetry" / "sdk"
 ALLOWED_THIRD_PARTY = {"httpx"}
 
 
@@ -60,3 +62,9 @@ class TestPackaging:
         for name in ("EventType", "EventSource"):
             sdk_enum, server_enum = getattr(sdk_enums, name), getattr(server_enums, name)
             assert {m.name: m.value for m in sdk_enum} == {m.name: m.value for m in server_enum}, name
+
+    def test_the_package_ships_its_py_typed_marker(self) -> None:
+        """``py.typed`` sits in the package and is package data, so type checkers read the SDK's annotations."""
+        assert (SDK_ROOT.parent / "py.typed").is_file()
+        pyproject = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())
+        assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["fernando_telemetry"]

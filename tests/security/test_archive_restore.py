@@ -157,7 +157,7 @@ def test_a_crafted_archive_cannot_write_api_keys_or_users(archived: Archived, tm
     manifest["table"] = "telemetry_events"
     manifest_path.write_text(json.dumps(manifest))
     for table in ("api_keys", "users", "licenses"):
-        _refused(_restore(archived, parquet, "--into", table), f"--into {table!r} is a table of Fernando Telemetry")
+        _refused(_restore(archived, parquet, "--into", table), f"into: {table!r} is a table of Fernando Telemetry")
     _refused(_restore(archived, parquet), "no archive of telemetry_events partition mint is recorded")
     assert _state(archived) == before  # no key minted, nothing written
 

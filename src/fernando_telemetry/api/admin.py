@@ -18,7 +18,10 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
-_ERRORS = {401: {"description": "Missing or unknown API key"}, 403: {"description": "Not an admin key"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or unknown API key"},
+    403: {"description": "Not an admin key"},
+}
 
 
 @router.put(

@@ -241,8 +241,8 @@ def list_rules(
             severity=severity,
             source=source,
             name_contains=name,
-            limit=integer(limit, parameter="limit", default=alert_rules.DEFAULT_LIMIT, minimum=1, maximum=alert_rules.MAX_LIMIT),  # type: ignore[arg-type]
-            offset=integer(offset, parameter="offset", default=0, minimum=0, maximum=10_000_000),  # type: ignore[arg-type]
+            limit=integer(limit, parameter="limit", default=alert_rules.DEFAULT_LIMIT, minimum=1, maximum=alert_rules.MAX_LIMIT),
+            offset=integer(offset, parameter="offset", default=0, minimum=0, maximum=10_000_000),
         )
     return RulePageOut(rules=[_out(view) for view in page.rules], next_offset=page.next_offset)
 

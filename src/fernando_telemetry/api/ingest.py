@@ -21,7 +21,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed body (invalid JSON or gzip)"},
     401: {"description": "Missing or unknown API key"},
     403: {"description": "The key lacks the ingest scope"},

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1", tags=["query"])
 _DIMENSIONS_PREFIX = "dimensions."
 _SCOPE = {"license_id", "overall"}
 _FILTERS = {"metric_name", "metric_category", "period_type"}
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed or out-of-range parameter, an unknown parameter, or a cursor of another query"},
     401: {"description": "Missing or unknown API key"},
     403: {

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1", tags=["query"])
 
 _PAYLOAD_PREFIX = "payload."
 _ALLOWED = {"from", "to", "cursor", "limit", "license_id", *event_search.EQUALITY_FILTERS}
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed or out-of-range parameter, an unknown parameter, or a cursor of another query"},
     401: {"description": "Missing or unknown API key"},
     403: {"description": "The key lacks the read scope, or asks for another license"},

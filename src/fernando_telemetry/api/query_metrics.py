@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -31,7 +32,7 @@ _SERIES_PARAMETERS = {
     "source",
 }
 _NAMES_PARAMETERS = {"from", "to", "service_name", "license_id"}
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed or out-of-range parameter, an unknown parameter, or too many points or series"},
     401: {"description": "Missing or unknown API key"},
     403: {"description": "The key lacks the read scope, or asks for another license"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
+from typing import overload
 
 from starlette.requests import Request
 
@@ -44,6 +45,10 @@ def check_names(request: Request, *, allowed: Collection[str], prefixes: Collect
         )
 
 
+@overload
+def integer(text: str | None, *, parameter: str, default: int, minimum: int = ..., maximum: int = ...) -> int: ...
+@overload
+def integer(text: str | None, *, parameter: str, default: None = None, minimum: int = ..., maximum: int = ...) -> int | None: ...
 def integer(
     text: str | None, *, parameter: str, default: int | None = None, minimum: int = -(2**63), maximum: int = 2**63 - 1
 ) -> int | None:

@@ -36,7 +36,7 @@ class UserIn(BaseModel):
 
 class UserOut(UserIn):
     user_id: str
-    license_id: int  # type: ignore[assignment]
+    license_id: int
     first_seen_at: datetime | None = Field(description="When ingest first received a row of the license naming the user")
     last_seen_at: datetime | None = Field(description="When ingest last did (at most the ingest cache's TTL behind)")
     origin: str = Field(description="platform (put here), ingest (registered on first sight) or migration")

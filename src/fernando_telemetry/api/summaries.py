@@ -4,6 +4,7 @@ and ``/summaries/traces``, each filtered, paged by offset, and scoped to the key
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -18,7 +19,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1/summaries", tags=["query"])
 
 _COMMON = {"from", "to", "license_id", "limit", "offset"}
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A malformed or out-of-range parameter, an unknown parameter, or a range over 31 days"},
     401: {"description": "Missing or unknown API key"},
     403: {"description": "The key lacks the read scope, or asks for another license"},

@@ -309,7 +309,7 @@ def search_traces(
         max_duration_ms=_number(max_duration_ms, parameter="max_duration_ms"),
         attributes=containment.conditions(_ATTR_PREFIX, prefixed(request, _ATTR_PREFIX)),
         license_id=integer(license_id, parameter="license_id", minimum=1),
-        limit=integer(limit, parameter="limit", default=traces.DEFAULT_LIMIT, minimum=1, maximum=traces.MAX_LIMIT),  # type: ignore[arg-type]
+        limit=integer(limit, parameter="limit", default=traces.DEFAULT_LIMIT, minimum=1, maximum=traces.MAX_LIMIT),
     )
     found = traces.search_traces(request.app.state.sessions, caller=caller, filters=filters)
     return TraceSearchOut.model_validate(

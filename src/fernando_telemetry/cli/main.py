@@ -113,7 +113,10 @@ def main() -> None:
 
 
 # older typer releases raise click's exceptions, newer ones those of the click they vendor: catch both
-_USAGE_ERRORS: tuple[type[Exception], ...] = tuple({click.ClickException, getattr(typer, "TyperException", click.ClickException)})
+# (both kinds have format_message; the annotation is a string, so an older typer without the class imports fine)
+_USAGE_ERRORS: tuple[type[click.ClickException | typer.exceptions.TyperException], ...] = tuple(
+    {click.ClickException, getattr(typer, "TyperException", click.ClickException)}
+)
 _ABORTS: tuple[type[BaseException], ...] = tuple({click.exceptions.Abort, typer.Abort})
 
 _SCHEMA_MISSING = {"42P01", "42883", "42703", "42704"}

@@ -31,6 +31,7 @@ class HeaderDeadlineH11Protocol(H11Protocol):
 
     header_timeout_s: float = 10.0
 
+    # the narrowing uvicorn's H11Protocol makes too (the event loop hands a stream protocol a Transport)
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)

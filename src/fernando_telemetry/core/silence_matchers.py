@@ -112,15 +112,15 @@ def _parse_one(item: Any, field: str, problems: list[dict[str, Any]]) -> Matcher
     elif len(value) > _MAX_VALUE_CHARS or "\x00" in value:
         problems.append(field_problem(f"{field}.value", f"longer than {_MAX_VALUE_CHARS} characters or holds NUL"))
     pattern = None
-    if len(problems) == before and op in ("=~", "!~"):
+    if len(problems) == before and isinstance(value, str) and op in ("=~", "!~"):
         try:
             pattern = compile_pattern(value)
         except PatternError as exc:
             problems.append(field_problem(f"{field}.value", exc.reason))
-    if len(problems) != before:
+    # the isinstance checks repeat what the problems above say, so the types below are proven, not assumed
+    if len(problems) != before or not isinstance(name, str) or not isinstance(value, str):
         return None
-    value = unicodedata.normalize("NFC", value)
-    return Matcher(name=name, op=op, value=value, pattern=pattern)
+    return Matcher(name=name, op=op, value=unicodedata.normalize("NFC", value), pattern=pattern)
 
 
 def _alertmanager_op(item: dict[str, Any]) -> Any:

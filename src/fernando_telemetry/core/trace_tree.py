@@ -216,15 +216,15 @@ def build_tree(trace_id: str, spans: Sequence[SpanRecord]) -> TraceTree:
             visit_from(cut)
     top.sort()
 
-    nodes: list[TraceNode | None] = [None] * len(ordered)
+    nodes: dict[int, TraceNode] = {}
     for index in reversed(preorder):  # children before their parents
-        kids = [child for child in child_indexes[index] if depth[child] == depth[index] + 1 and nodes[child] is not None]
+        kids = [child for child in child_indexes[index] if depth[child] == depth[index] + 1 and child in nodes]
         nodes[index] = TraceNode(
             span=ordered[index],
             depth=depth[index],
             self_time_ms=self_time_ms(ordered[index], [ordered[child] for child in kids]),
             orphan=orphan[index],
-            children=tuple(nodes[child] for child in kids),  # type: ignore[misc]
+            children=tuple(nodes[child] for child in kids),
         )
 
     root = root_span(ordered)
@@ -243,7 +243,7 @@ def build_tree(trace_id: str, spans: Sequence[SpanRecord]) -> TraceTree:
     )
     return TraceTree(
         summary=summary,
-        roots=tuple(nodes[index] for index in top),  # type: ignore[misc]
+        roots=tuple(nodes[index] for index in top),  # every top index was visited, so it has its node
         orphan_count=sum(orphan),
         max_depth=max(depth),
     )

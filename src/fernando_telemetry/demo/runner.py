@@ -192,7 +192,8 @@ def _set_up_rules(url: str, keys: tenant.DemoKeys, license_id: int, shop: Shop, 
 
 def _webhook_note(note: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
     def received(payload: dict[str, Any]) -> None:
-        alert = payload.get("alert") if isinstance(payload.get("alert"), dict) else payload
+        nested = payload.get("alert")
+        alert: dict[str, Any] = nested if isinstance(nested, dict) else payload
         title = alert.get("title") or alert.get("rule_name") or alert.get("name") or "an alert"
         status = payload.get("kind") or payload.get("status") or alert.get("status") or "an update"
         note(escape(f"the shop's webhook received a notification: {title} ({status})"))

@@ -5,7 +5,7 @@
 key, propagates the W3C ``traceparent`` on its outgoing calls (inside a client span), times its simulated
 database work as ``postgres`` client spans, records request counters, latency histograms and host gauges,
 and ``api`` records purchases (business events with amount and currency) and hourly business metrics.
-Imports the SDK, FastAPI and httpx only.
+Imports the SDK, the demo's own ``hosting`` and ``incidents``, FastAPI and httpx only.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class ShopService:
         durations = sorted(self.window.durations_ms)
         self.window.durations_ms = []
         labels = {"region": "eu-west-1", "demo": "shop"}
-        common = {
+        common: dict[str, Any] = {
             "service_name": self.name,
             "host_name": self.host_name,
             "instance_id": f"{self.host_name}:8000",
@@ -379,7 +379,7 @@ class _Orders:
         if self.hour is not None and hour != self.hour:
             self.attempts, self.count, self.revenue, self.per_currency = 0, 0, {}, {}
         self.hour = hour
-        common = {"period_type": "hourly", "period_start": hour, "dimensions": {"shop": "demo"}}
+        common: dict[str, Any] = {"period_type": "hourly", "period_start": hour, "dimensions": {"shop": "demo"}}
         telemetry.record_business_metric("orders", self.count, metric_category="conversion", **common)
         if self.attempts:
             telemetry.record_business_metric(

@@ -76,6 +76,7 @@ class _Pinned(smtplib.SMTP):
     """Connects to ``address`` (the checked one) whatever ``host`` resolves to now; ``host`` stays the TLS name."""
 
     address: str | None = None
+    _host: str  # smtplib.SMTP.__init__ sets it; typeshed leaves it out
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return socket.create_connection((self.address or host, port), timeout, self.source_address)
@@ -91,6 +92,7 @@ class _Pinned(smtplib.SMTP):
 
 class _PinnedTls(smtplib.SMTP_SSL):
     address: str | None = None
+    _host: str  # smtplib.SMTP.__init__ sets it; typeshed leaves it out
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         raw = socket.create_connection((self.address or host, port), timeout, self.source_address)
@@ -141,12 +143,12 @@ def deliver(
             return SendResult.failure(f"SMTP server refused: {exc.reason}", retryable=exc.retryable)
     try:
         context = tls_context(server) if server.security in ("starttls", "tls") else None
-        client: smtplib.SMTP
+        client: _Pinned | _PinnedTls
         if server.security == "tls":
             client = _PinnedTls(local_hostname=server.local_hostname, timeout=server.timeout_s, context=context)
         else:
             client = _Pinned(local_hostname=server.local_hostname, timeout=server.timeout_s)
-        client.address = address  # type: ignore[attr-defined]
+        client.address = address
         client._host = server.host.strip("[]")  # the TLS server name (smtplib sets it only when given a host at once)
         try:
             client.connect(server.host, server.effective_port)

@@ -112,22 +112,25 @@ async def track_telemetry_event(
     client; ``await track_telemetry_event(client, "job_started", ...)`` uses ``client``. The other keywords
     are ``TelemetryClient.track_event``'s.
     """
+    sink: TelemetrySink | None = None
     try:
         if isinstance(client, str):  # the event name, given first
-            client, event_name = None, client
-        if client is None:
-            client = fields.pop("client", None)
+            event_name = client
+        else:
+            sink = client
+        if sink is None:
+            sink = fields.pop("client", None)
         if event_name is None:
             event_name = fields.pop("event_name", None)
-        if client is None:
-            client = get_default_client()
-        if client is None:
+        if sink is None:
+            sink = get_default_client()
+        if sink is None:
             _drop_unconfigured()
             return
-        client.track_event(event_name, **fields)  # type: ignore[arg-type]  (a bad name is the worker's to refuse)
+        sink.track_event(event_name, **fields)  # a missing name is the worker's to refuse
     except Exception:  # e.g. an unknown keyword: the item is lost, the caller is not
-        if isinstance(client, TelemetryClient):
-            client._drop()
+        if isinstance(sink, TelemetryClient):
+            sink._drop()
 
 
 def _drop_unconfigured() -> None:

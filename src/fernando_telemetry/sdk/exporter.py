@@ -83,5 +83,12 @@ class InMemoryExporter:
 
 
 _instances: weakref.WeakSet[InMemoryExporter] = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    for exporter in list(_instances):
+        exporter._after_fork_in_child()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: [exporter._after_fork_in_child() for exporter in list(_instances)])
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)

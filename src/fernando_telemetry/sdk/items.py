@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, overload
 
 from fernando_telemetry.sdk.ids import since_epoch, uuid7
 from fernando_telemetry.sdk.tracecontext import is_span_id, is_trace_id
@@ -309,7 +309,7 @@ def _samples(value: Any) -> list[float | int] | None:
     numbers = [_number(sample, "samples", required=True) for sample in value]
     if not numbers:
         raise InvalidItem("samples", "must not be empty")
-    return numbers  # type: ignore[return-value]
+    return numbers
 
 
 def _put(item: dict[str, Any], field: str, value: Any) -> None:
@@ -355,6 +355,10 @@ def _positive_int(value: Any, field: str) -> int | None:
     return value
 
 
+@overload
+def _number(value: Any, field: str, *, required: Literal[True], minimum: float | None = None) -> float | int: ...
+@overload
+def _number(value: Any, field: str, *, required: bool = False, minimum: float | None = None) -> float | int | None: ...
 def _number(value: Any, field: str, *, required: bool = False, minimum: float | None = None) -> float | int | None:
     if value is None:
         if required:

@@ -96,12 +96,13 @@ class TelemetryMiddleware:
         capture_user: bool | UserCapture = True,
         environment: str | None = None,
     ) -> None:
-        if (client is None) == (sink is None):
+        chosen_sink = client if client is not None else sink
+        if chosen_sink is None or (client is not None and sink is not None):
             raise TypeError("TelemetryMiddleware needs exactly one of client= or sink=")
         if not isinstance(service_name, str) or not service_name:
             raise ValueError("service_name must be a non-empty string")
         self.app = app
-        self._sink: TelemetrySink = client if client is not None else sink  # type: ignore[assignment]
+        self._sink: TelemetrySink = chosen_sink
         # A TelemetryClient takes the request's snapshot and builds the items on its worker; any other sink is
         # handed the finished items through the TelemetrySink protocol.
         self._client = self._sink if isinstance(self._sink, TelemetryClient) else None
@@ -181,7 +182,7 @@ class TelemetryMiddleware:
             if client is not None:
                 # Only what must be read now: the span as it ended, the user the app set, where the route lives.
                 user = self._raw_user(scope)
-                request = (
+                request: tuple[Any, ...] = (
                     span.snapshot(),
                     status_code,
                     user_agent,

@@ -73,6 +73,8 @@ class Span:
         "status_message",
         "user_id",
     )
+    # declared once here: __init__ knows the context, _setup (the fast path of start_span) makes it lazily
+    _context: SpanContext | None
 
     def __init__(
         self,
@@ -120,7 +122,7 @@ class Span:
         self.operation_name = operation_name
         self._trace_id = trace_id
         self._span_id = span_id
-        self._context: SpanContext | None = None  # made when asked for: most spans never are
+        self._context = None  # made when asked for: most spans never are
         self.parent_span_id = parent_span_id
         self.kind = kind
         self.service_name = service_name

@@ -4,7 +4,8 @@ Validation is ``core.rule_validation``; backtests are ``services.rule_backtest``
 Rules hold no secrets: ``notification_channels`` names channels of the rule's license, whose secrets
 live encrypted with the channel, or channel types (``"email"``: the license's default email channel).
 ``rule_name`` is accepted beside ``name`` (the seed's name for it). ``license_id`` arguments named ``scope`` are the license the caller may
-see (None = every license, admin keys). Imports storage and core; never commits.
+see (None = every license, admin keys). Imports storage, core,
+``services.notification_channels`` and ``services.quotas``; never commits.
 """
 
 from __future__ import annotations

@@ -39,11 +39,20 @@ def list_archives(session: Session, *, table: str | None = None) -> list[Partiti
 
 def _check_into(session: Session, into: str) -> None:
     if not re.match(_IDENTIFIER, into):
-        raise InvalidInput(f"--into {into!r} is not a plain table name (lower-case letters, digits, underscores)")
+        raise InvalidInput(
+            f"into: {into!r} is not a plain table name (lower-case letters, digits, underscores)",
+            details=[{"field": "into", "reason": "not a plain table name"}],
+        )
     if into in metadata.tables or into.startswith(_RESERVED_PREFIXES):
-        raise InvalidInput(f"--into {into!r} is a table of Fernando Telemetry: restore into a new table of your own")
+        raise InvalidInput(
+            f"into: {into!r} is a table of Fernando Telemetry: restore into a new table of your own",
+            details=[{"field": "into", "reason": "a table of Fernando Telemetry"}],
+        )
     if archive_store.relation_exists(session, into):
-        raise InvalidInput(f"--into {into!r} exists already: --into creates a new table, name one that does not exist")
+        raise InvalidInput(
+            f"into: {into!r} exists already: the restore creates a new table, name one that does not exist",
+            details=[{"field": "into", "reason": "exists already"}],
+        )
 
 
 def restore(

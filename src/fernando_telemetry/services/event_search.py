@@ -3,7 +3,7 @@
 Routes call the use cases ``search_events`` / ``get_event`` with the request's ``Caller``; they open the read
 session and call ``search(session, principal=..., filters=..., now=..., cursor_key=...)`` / ``get``, which share a session. The caller's license
 comes from ``tenancy.visible_license``, so a key only ever reads its own license's events. Imports
-storage and core.
+storage, core and ``services.tenancy``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from fernando_telemetry.core.enums import MetricType
 from fernando_telemetry.core.ingest import metrics
 from fernando_telemetry.core.metric_points import CumulativePoint, Increment
 from fernando_telemetry.storage import metric_streams
+from fernando_telemetry.storage.database import driver_connection
 from fernando_telemetry.storage.models import SystemMetric
 
 __all__ = ["HostSample", "collect", "record"]
@@ -86,8 +87,7 @@ def record(session: Session, samples: list[HostSample], *, now: datetime, servic
         )
         for sample in samples
     ]
-    driver_connection = session.connection().connection.driver_connection
-    rows = metric_streams.prepare(driver_connection, decoded)
+    rows = metric_streams.prepare(driver_connection(session), decoded)
     if rows:
         session.execute(insert(SystemMetric), [_values(row) for row in rows])
     return len(rows)

@@ -1,11 +1,13 @@
 """Ingest: decoded rows are checked against licenses, their users registered, partitions made, then handed to
 the group-commit writer.
 
-An ``Ingestor`` lives as long as the server. ``ingest()`` answers only after the accepted rows are
-committed: ``{"accepted": n, "rejected": [{"index", "field", "reason"}, ...]}``. A batch sent again
+An ``Ingestor`` lives as long as the server. A native batch passes ``replayed``, ``check_rate``, ``decode``
+and ``store`` (``services.otlp_export`` decodes OTLP with ``otlp_context`` instead of ``decode``); ``store``
+answers only after the accepted rows are committed: ``{"accepted": n, "rejected": [{"index", "field", "reason"}, ...]}``. A batch sent again
 with the same Idempotency-Key gets its first answer and writes nothing. A user id a row of a license names
 is registered for that license on first sight (never a reason to refuse the row); an item whose key is
 already stored under another license is rejected, one of the same license is an idempotent duplicate.
+Imports core, services.partitions and storage.
 """
 
 from __future__ import annotations
@@ -337,7 +339,10 @@ class Ingestor:
         )
 
     def _reject_unknown_licenses(self, kind: Kind, batch: RowBatch) -> None:
-        license_ids = {row[kind.license_column] for row in batch.rows} - {None} if kind.license_column is not None else set()
+        license_column = kind.license_column
+        if license_column is None:
+            return
+        license_ids = {row[license_column] for row in batch.rows} - {None}
         unknown_licenses = self._licenses.missing(license_ids)
         if not unknown_licenses:
             return
@@ -349,8 +354,8 @@ class Ingestor:
             return
         kept_rows, kept_indexes = [], []
         for row, index in zip(batch.rows, batch.indexes, strict=True):
-            if row[kind.license_column] in unknown_licenses:  # type: ignore[index]
-                batch.rejections.append(Rejection(index, "license_id", f"unknown license {row[kind.license_column]}"))  # type: ignore[index]
+            if row[license_column] in unknown_licenses:
+                batch.rejections.append(Rejection(index, "license_id", f"unknown license {row[license_column]}"))
             else:
                 kept_rows.append(row)
                 kept_indexes.append(index)

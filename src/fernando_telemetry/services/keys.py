@@ -72,7 +72,10 @@ def _scopes(scopes: Iterable[str], *, admin: bool) -> list[str]:
         except ValueError:
             raise InvalidInput(f"unknown scope {scope!r}: use {', '.join(s.value for s in Scope)}") from None
     if not chosen:
-        raise InvalidInput("a key needs at least one scope (--scope ingest, --scope read) or --admin")
+        raise InvalidInput(
+            "a key needs at least one scope (ingest, read) unless it is an admin key",
+            details=[{"field": "scopes", "reason": "missing"}],
+        )
     return sorted(chosen)
 
 
@@ -90,12 +93,17 @@ def create_key(
     ``quotas.keys`` unrevoked keys per license (``QuotaExceeded``)."""
     chosen = _scopes(scopes, admin=admin)
     if Scope.ADMIN in chosen and license_id is not None:
-        raise InvalidInput("an admin key belongs to no license: drop --license-id or --admin")
+        raise InvalidInput(
+            "an admin key belongs to no license: ask for a key of the license or for an admin key, not both",
+            details=[{"field": "license_id", "reason": "not allowed for an admin key"}],
+        )
     if Scope.ADMIN not in chosen:
         if license_id is None:
-            raise InvalidInput("a key needs --license-id (or --admin for an admin key)")
+            raise InvalidInput(
+                "a key needs a license unless it is an admin key", details=[{"field": "license_id", "reason": "missing"}]
+            )
         if session.get(License, license_id) is None:
-            raise NotFound(f"license {license_id} does not exist: create it with 'fernando-telemetry licenses create'")
+            raise NotFound(f"license {license_id} does not exist: create the license first")
     quota.ensure_room(session, kind="keys", license_id=license_id, limit=quotas.keys)
     token = new_token()
     if not looks_like_key(token):

@@ -2,7 +2,7 @@
 
 Every KPI of a period is recomputed whole by one set-based statement per family (engagement,
 acquisition, revenue, and retention per cohort), upserted on the natural key, so reruns replace values.
-Imports storage and core; never commits.
+Imports storage, core and ``services.tenancy``; never commits.
 """
 
 from __future__ import annotations
@@ -77,10 +77,9 @@ def compute_period(session: Session, *, period: Period, now: datetime, oldest_da
     A daily period also recomputes the retention values it decides (see ``retention_checks``), for
     cohorts on or after ``oldest_day`` (the raw events of older cohorts may be partly gone).
     """
-    bounds = {"period_type": period.period_type, "start": period.start, "end": period.end, "computed_at": now}
-    rows = kpi_queries.upsert_engagement(session, **bounds)
-    rows += kpi_queries.upsert_acquisition(session, **bounds)
-    rows += kpi_queries.upsert_revenue(session, **bounds)
+    rows = 0
+    for upsert in (kpi_queries.upsert_engagement, kpi_queries.upsert_acquisition, kpi_queries.upsert_revenue):
+        rows += upsert(session, period_type=period.period_type, start=period.start, end=period.end, computed_at=now)
     if period.period_type == PeriodType.DAILY:
         for check in retention_checks(period.first_day, now=now):
             if oldest_day is not None and check.cohort_day < oldest_day:

@@ -5,8 +5,8 @@ and call ``series(session, principal=..., request=..., now=...)`` / ``names``. P
 ``PointSource``: the rollups (``RollupPoints``: hourly and daily steps without labels or rate) and raw
 rows (``RawPoints``: everything). ``source="auto"`` takes the first source in ``SOURCES`` that ``serves``
 the request, ``"raw"``/``"rollup"`` force one by name. ``rate`` divides each bucket's increase by its seconds,
-those elapsed by ``now`` for the bucket that has not ended (``SeriesResult.current_bucket``). Imports storage
-and core.
+those elapsed by ``now`` for the bucket that has not ended (``SeriesResult.current_bucket``). Imports storage,
+core, ``services.rollups`` and ``services.tenancy``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -64,6 +64,15 @@ MAX_SERIES = 500
 """Most series one request may return (``group_by`` on a label with more values is a 400)."""
 MAX_TOTAL_POINTS = 500_000
 """Most points one request may return over all its series."""
+
+
+class _SourceArguments(TypedDict):
+    """The keywords every ``PointSource`` method takes, built once per request and given to each source tried."""
+
+    selection: MetricSelection
+    aggregation: Aggregation
+    buckets: Buckets
+    group_by: GroupBy | None
 
 
 class PointSource(Protocol):
@@ -277,10 +286,10 @@ def series(
         labels=request.labels,
         license_id=visible_license(principal, request.license_id),
     )
-    arguments = {"selection": selection, "aggregation": request.aggregation, "buckets": buckets, "group_by": request.group_by}
+    arguments = _SourceArguments(selection=selection, aggregation=request.aggregation, buckets=buckets, group_by=request.group_by)
     chosen = _choose_source(session, source=source, sources=sources, arguments=arguments)
     by_group: dict[str | None, dict[datetime, float | None]] = defaultdict(dict)
-    for bucket_value in chosen.values(session, **arguments, now=now):  # type: ignore[arg-type]
+    for bucket_value in chosen.values(session, **arguments, now=now):
         by_group[bucket_value.group][bucket_value.bucket_start] = bucket_value.value
     if len(by_group) > MAX_SERIES:
         raise InvalidInput(
@@ -335,10 +344,10 @@ def names(
     )
 
 
-def _choose_source(session: Session, *, source: str, sources: Sequence[PointSource], arguments: dict[str, object]) -> PointSource:
+def _choose_source(session: Session, *, source: str, sources: Sequence[PointSource], arguments: _SourceArguments) -> PointSource:
     if source == "auto":
         for candidate in sources:
-            if candidate.serves(session, **arguments):  # type: ignore[arg-type]
+            if candidate.serves(session, **arguments):
                 return candidate
         raise InvalidInput("no point source serves this request")
     named = next((candidate for candidate in sources if candidate.name == source), None)
@@ -348,7 +357,7 @@ def _choose_source(session: Session, *, source: str, sources: Sequence[PointSour
             f"source: {source[:20]!r} is not available; use one of {available}",
             details=[{"field": "source", "reason": "unknown source"}],
         )
-    if not named.serves(session, **arguments):  # type: ignore[arg-type]
+    if not named.serves(session, **arguments):
         raise InvalidInput(
             f"source={source} cannot serve this request (step, aggregation or range); use source=auto",
             details=[{"field": "source", "reason": "cannot serve"}],

@@ -44,7 +44,7 @@ def upsert_user(
     )
     session.execute(statement)
     session.expire_all()
-    return session.get(User, (license_id, user_id)), not existed  # type: ignore[return-value]
+    return session.get_one(User, (license_id, user_id)), not existed
 
 
 def upsert_license(session: Session, *, license_id: int, fields: dict[str, Any], now: datetime) -> tuple[License, bool]:
@@ -69,7 +69,7 @@ def upsert_license(session: Session, *, license_id: int, fields: dict[str, Any],
         {"highest": highest},
     )
     session.expire_all()
-    return session.get(License, license_id), not existed  # type: ignore[return-value]
+    return session.get_one(License, license_id), not existed
 
 
 def put_user(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import QuotaExceeded
@@ -45,7 +45,7 @@ def ensure_room(session: Session, *, kind: str, license_id: int | None, limit: i
         )
 
 
-def _count_query(kind: str, license_id: int, now: datetime | None):  # noqa: ANN202
+def _count_query(kind: str, license_id: int, now: datetime | None) -> Select[int]:
     match kind:
         case "rules":
             return select(func.count()).select_from(AlertRule).where(AlertRule.license_id == license_id)

@@ -25,6 +25,7 @@ from fernando_telemetry.storage import retention as retention_store
 from fernando_telemetry.storage import retention_overrides as overrides_store
 from fernando_telemetry.storage.archive import ArchivedPartition
 from fernando_telemetry.storage.models import IngestBatch, License, PartitionArchive
+from fernando_telemetry.storage.results import rows_affected
 from fernando_telemetry.storage.retention import TableCleanup
 
 __all__ = [
@@ -164,7 +165,7 @@ def _apply_overrides(
 def expire_idempotency_keys(session: Session, *, now: datetime, window_hours: int) -> int:
     """Forget the stored answers of batches older than the deduplication window; returns how many."""
     result = session.execute(delete(IngestBatch).where(IngestBatch.created_at < now - timedelta(hours=window_hours)))
-    return int(result.rowcount or 0)
+    return rows_affected(result)
 
 
 def expire_metric_streams(session: Session, *, now: datetime, metrics_retention_days: int) -> int:

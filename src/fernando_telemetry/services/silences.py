@@ -6,7 +6,8 @@ A silence in force (``starts_at <= now < ends_at``, not expired) makes every ope
 alerts; a platform-wide silence (``license_id`` NULL, admin keys only) matches every alert. Creating,
 changing or expiring a silence applies it at once; the evaluator applies silences that start or end by
 the clock on its next pass. ``license_id`` arguments are the license the caller may see (None = all).
-Imports storage, core, ``services.alerts`` and ``services.alert_lifecycle`` (every status change); never commits.
+Imports storage, core, ``services.alerts``, ``services.alert_lifecycle`` (every status change) and
+``services.quotas``; never commits.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ every table and partition, the rollups' lag and the last run of each scheduled j
 
 Row counts are the planner's estimates (``pg_class.reltuples``, scaled to the heap's current size as the
 planner does), so the report is fast at any size; a relation never analyzed is counted exactly while
-small and sampled otherwise; ``exact=True`` counts every relation. Imports other
-services (job runs, schema), storage and core.
+small and sampled otherwise; ``exact=True`` counts every relation. Imports
+``services.job_runs``, ``services.schema`` and storage.
 """
 
 from __future__ import annotations

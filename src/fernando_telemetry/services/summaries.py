@@ -5,7 +5,8 @@ the hour. The events summary is the ``telemetry_events_hourly_summary`` view fil
 service-metric and span views have no license column: an admin key reading every license gets the views;
 a license key (or an admin naming a license) gets the same columns computed from the raw rows of that
 license. Event and span rows carry a rate per second over the time elapsed in their hour (``elapsed_s``:
-the whole hour once it has ended, ``now - hour`` for the current one). Imports storage and core; never commits.
+the whole hour once it has ended, ``now - hour`` for the current one). Imports storage, core and
+``services.tenancy``; never commits.
 """
 
 from __future__ import annotations

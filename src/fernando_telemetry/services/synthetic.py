@@ -76,7 +76,7 @@ def generate(
 ) -> GenerateResult:
     """Load ``days`` days up to ``now`` of consistent telemetry; the caller commits."""
     if days < 1 or days > 365:
-        raise InvalidInput(f"--days must be between 1 and 365, got {days}")
+        raise InvalidInput(f"days must be between 1 and 365, got {days}", details=[{"field": "days", "reason": "out of range"}])
     if min(events_count, spans_count, metrics_count) < 0 or users < 1:
         raise InvalidInput("counts must not be negative and at least one user is needed")
     rng = random.Random(seed)

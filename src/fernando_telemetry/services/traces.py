@@ -3,7 +3,8 @@
 Routes call the use cases (``search_traces``, ``get_trace``, ``read_services_health``, ``read_dependencies``) with the
 request's ``Caller``; they open the read session and call ``search(session, principal=..., filters=..., now=...)`` and its siblings. The license read comes from
 ``tenancy.visible_license``, so a key only ever sees its own license's spans. Validates what the caller
-asks and raises ``InvalidInput`` naming the parameter. Imports storage and core; never commits.
+asks and raises ``InvalidInput`` naming the parameter. Imports storage, core and
+``services.tenancy``; never commits.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ instants, in ONE parameterised query, so live evaluation (one instant) and backt
 same SQL. Identifiers come only from the whitelists in core.alert_condition (checked against the
 tables here too); every user string (metric names, filter values, JSON keys) is a bind parameter.
 
-Imports only core and the models.
+Imports only core, the models and ``metric_aggregates``.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from fernando_telemetry.core.alert_condition import Condition, Source, source_sp
 from fernando_telemetry.core.metric_aggregation import combine
 from fernando_telemetry.core.series import Aggregation
 from fernando_telemetry.storage.metric_aggregates import RATE_LOOKBACK, increments_query, part_of, parts_query, row_terms
-from fernando_telemetry.storage.models import BusinessMetric, SystemMetric, TelemetryEvent, Trace
+from fernando_telemetry.storage.models import BusinessMetric, SystemMetric, TelemetryEvent, Trace, metadata
 
 __all__ = ["Observation", "compile_observation", "observe"]
 
+# looked up in the metadata, which holds Tables: a model's __table__ is typed as the wider FromClause
 _TABLES: dict[Source, Table] = {
-    Source.SYSTEM_METRICS: SystemMetric.__table__,  # type: ignore[dict-item]
-    Source.TELEMETRY_EVENTS: TelemetryEvent.__table__,  # type: ignore[dict-item]
-    Source.TRACES: Trace.__table__,  # type: ignore[dict-item]
-    Source.BUSINESS_METRICS: BusinessMetric.__table__,  # type: ignore[dict-item]
+    Source.SYSTEM_METRICS: metadata.tables[SystemMetric.__tablename__],
+    Source.TELEMETRY_EVENTS: metadata.tables[TelemetryEvent.__tablename__],
+    Source.TRACES: metadata.tables[Trace.__tablename__],
+    Source.BUSINESS_METRICS: metadata.tables[BusinessMetric.__tablename__],
 }
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 

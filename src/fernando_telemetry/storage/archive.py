@@ -437,7 +437,9 @@ def _check_staged(session: Session, stage: str, *, recorded: RecordedArchive, ti
         count, first, last, undated = cursor.fetchone() or (0, None, None, 0)
         if count != recorded.row_count:
             raise InvalidInput(f"{parquet_path} holds {count} rows, not the {recorded.row_count} recorded when it was archived")
-        if undated or (count and not (recorded.range_start <= first and last < recorded.range_end)):
+        # with count > 0 and no undated row, min and max are set; the None checks only say so to the type checker
+        in_range = first is not None and last is not None and recorded.range_start <= first and last < recorded.range_end
+        if undated or (count and not in_range):
             raise InvalidInput(
                 f"{parquet_path} holds rows outside its partition's recorded range "
                 f"[{recorded.range_start.isoformat()}, {recorded.range_end.isoformat()})"

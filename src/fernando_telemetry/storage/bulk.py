@@ -1,4 +1,4 @@
-"""Bulk loading by COPY inside the caller's transaction (generators, backfills). Imports only core."""
+"""Bulk loading by COPY inside the caller's transaction (generators, backfills). Imports only ``storage.database``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 from psycopg import sql
 from sqlalchemy.orm import Session
+
+from fernando_telemetry.storage.database import driver_connection
 
 __all__ = ["copy_rows"]
 
@@ -21,12 +23,12 @@ def copy_rows(
     report_every: int = 10_000,
 ) -> int:
     """COPY ``rows`` into ``table`` on the session's connection; returns how many rows were written."""
-    connection = session.connection().connection.driver_connection
+    connection = driver_connection(session)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(column) for column in columns)
     )
     written = 0
-    with connection.cursor().copy(statement) as copy:  # type: ignore[union-attr]
+    with connection.cursor().copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
             written += 1

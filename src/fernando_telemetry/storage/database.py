@@ -6,6 +6,9 @@ entry point (request, job tick, CLI command) commits.
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -13,7 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.errors import DatabaseUnavailable, InvalidInput
 
-__all__ = ["KEEPALIVE", "first_line", "libpq_url", "make_engine", "ping", "session_factory", "sqlalchemy_url"]
+__all__ = [
+    "KEEPALIVE",
+    "driver_connection",
+    "first_line",
+    "libpq_url",
+    "make_engine",
+    "ping",
+    "session_factory",
+    "sqlalchemy_url",
+]
 
 KEEPALIVE: dict[str, int] = {
     "keepalives": 1,
@@ -90,3 +102,12 @@ def _redact(raw_url: str) -> str:
         return make_url(raw_url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return raw_url.split("@")[-1]
+
+
+def driver_connection(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection under ``session``'s transaction, for COPY and psycopg's own SQL composition."""
+    connection = session.connection().connection.driver_connection
+    # SQLAlchemy types it as Any | None (None once the pool has invalidated it); every URL here uses psycopg 3
+    if not isinstance(connection, psycopg.Connection):
+        raise TypeError(f"expected a psycopg connection under the session, got {type(connection).__name__}")
+    return connection

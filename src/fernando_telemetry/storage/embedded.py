@@ -254,11 +254,8 @@ class EmbeddedPostgres:
     def _run_tool(self, argv: list[str], *, new_session: bool = False) -> str:
         executable = bundled_bin_dir() / argv[0]
         command = [str(executable), *argv[1:]]
-        kwargs: dict[str, object] = {}
-        if _running_as_root():
-            kwargs["user"] = SYSTEM_USER
-            kwargs["group"] = SYSTEM_USER
-            kwargs["extra_groups"] = []
+        # as root, the server runs as SYSTEM_USER (PostgreSQL refuses root); None keeps the caller's identity
+        as_root = _running_as_root()
         # pg_ctl leaves the server running with our stdout open unless output goes to a file
         with open(os.devnull, "rb") as stdin:
             result = subprocess.run(
@@ -270,7 +267,9 @@ class EmbeddedPostgres:
                 start_new_session=new_session,
                 check=False,
                 timeout=self.startup_timeout_s + 30,
-                **kwargs,  # type: ignore[arg-type]
+                user=SYSTEM_USER if as_root else None,
+                group=SYSTEM_USER if as_root else None,
+                extra_groups=[] if as_root else None,
             )
         if result.returncode != 0:
             output = (result.stderr or result.stdout).strip()

@@ -1,7 +1,7 @@
 """Event reads: one keyset page of ``telemetry_events`` newest first, and one event by id.
 
 Returns rows as plain dicts of the table's columns. ``license_id=None`` reads every license: the
-caller (``services.tenancy.visible_license``) decides who may. Imports only core.
+caller (``services.tenancy.visible_license``) decides who may. Imports only core and the models.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``job_runs`` in SQL: one row per scheduled job with its last start, last end, outcome and counters.
 
 Each write is a single upsert, so the caller can record a run in a transaction of its own that is as
-short as one statement. Imports only core and the models' table names.
+short as one statement. Imports nothing of the project (its SQL names the
+``job_runs`` table).
 """
 
 from __future__ import annotations

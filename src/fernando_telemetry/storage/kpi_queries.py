@@ -3,7 +3,7 @@
 Each upsert is one ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE``
 for one KPI family and one period (or one retention cohort), per license and overall (``license_id`` NULL)
 in the same statement through ``GROUPING SETS``; a rerun replaces the values, never doubles them.
-Imports only core.
+Imports only the models and ``storage.results``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from fernando_telemetry.storage.models import BusinessMetric
+from fernando_telemetry.storage.results import rows_affected
 
 __all__ = [
     "KPI_SOURCE",
@@ -173,7 +174,7 @@ HAVING grouping(cohort.license_id) = 1 OR cohort.license_id IS NOT NULL
 
 def _upsert(session: Session, statement: str, params: Mapping[str, Any]) -> int:
     result = session.execute(text(statement), {"source": KPI_SOURCE, **params})
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return rows_affected(result)
 
 
 def _period_params(period_type: str, start: datetime, end: datetime, computed_at: datetime) -> dict[str, Any]:

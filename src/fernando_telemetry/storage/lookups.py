@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -59,6 +60,6 @@ def existing_license_ids(session: Session, license_ids: Iterable[int]) -> set[in
     return set(session.scalars(select(License.license_id).where(License.license_id.in_(wanted))))
 
 
-def stored_response(session: Session, *, api_key_id: int, endpoint: str, key: str) -> dict | None:  # type: ignore[type-arg]
+def stored_response(session: Session, *, api_key_id: int, endpoint: str, key: str) -> dict[str, Any] | None:
     batch = session.get(IngestBatch, (api_key_id, endpoint, key))
     return None if batch is None else batch.response

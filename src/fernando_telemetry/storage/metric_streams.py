@@ -3,7 +3,7 @@
 ``prepare`` is the ``system_metrics`` ``TableSpec.prepare`` hook: rows without a cumulative point pass as they
 are (no lookup); the others lock their streams' rows (in key order, so writers sharing the database never
 deadlock and see each other's last point), get their increments from ``core.metric_points.advance``, and
-update the state in the same transaction as the rows. Imports only core.
+update the state in the same transaction as the rows. Imports only core, the models and ``storage.results``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from fernando_telemetry.core.ingest.metrics import COLUMNS, STREAM, STREAM_KEY, completed, stream_key
 from fernando_telemetry.core.metric_points import CumulativePoint, Histogram, StreamState, advance
 from fernando_telemetry.storage.models import MetricStream
+from fernando_telemetry.storage.results import rows_affected
 
 __all__ = ["expire", "prepare"]
 
@@ -108,7 +109,7 @@ def expire(session: Session, *, cutoff: datetime) -> int:
 
     A stream that sends again after this starts over: its next point is its first (see ``advance``)."""
     result = session.execute(delete(MetricStream).where(MetricStream.last_seen < cutoff))
-    return int(result.rowcount or 0)
+    return rows_affected(result)
 
 
 def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tuple[Any, ...]]) -> dict[str, StreamState]:

@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from fernando_telemetry.storage.results import rows_affected
+
 __all__ = ["KIND_TABLES", "clear", "delete_expired", "list_all", "not_rolled_up_since", "upsert"]
 
 KIND_TABLES: dict[str, tuple[str, str]] = {
@@ -45,7 +47,7 @@ def clear(session: Session, *, license_id: int, data_kind: str | None) -> int:
     if data_kind is not None:
         query += " AND data_kind = :kind"
         params["kind"] = data_kind
-    return int(session.execute(text(query), params).rowcount or 0)
+    return rows_affected(session.execute(text(query), params))
 
 
 def not_rolled_up_since(session: Session, *, table: str) -> datetime | None:
@@ -71,6 +73,7 @@ def delete_expired(
     """Delete raw rows of ``data_kind`` older than ``cutoff``: of one license, or (``license_id`` None) of every
     license not in ``except_licenses`` and of rows without a license."""
     table, time_column = KIND_TABLES[data_kind]
+    params: dict[str, object]
     if license_id is not None:
         where, params = "license_id = :license_id", {"license_id": license_id}
     else:
@@ -79,4 +82,4 @@ def delete_expired(
         text(f"DELETE FROM {table} WHERE {time_column} < :cutoff AND {where}"),  # noqa: S608 fixed names
         {"cutoff": cutoff, **params},
     )
-    return int(result.rowcount or 0)
+    return rows_affected(result)

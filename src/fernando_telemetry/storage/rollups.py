@@ -3,7 +3,7 @@ recomputation of hourly rows from raw rows and daily rows from hourly rows. Retu
 
 An hour is *pending* while it is marked in ``rollup_dirty_buckets`` or holds a raw row written after the
 watermark (``created_at > rollup_state.watermark``, found through the BRIN index on ``created_at``);
-readers take pending hours from raw rows. Imports only core, the models and ``metric_aggregates``.
+readers take pending hours from raw rows. Imports only ``metric_aggregates`` and ``storage.results``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.storage.metric_aggregates import parts_query, quantiles_sql, row_terms
+from fernando_telemetry.storage.results import rows_affected
 
 __all__ = [
     "SOURCES",
@@ -319,9 +320,10 @@ def mark_pending(session: Session, *, table: str, until: datetime, now: datetime
     """Mark dirty the hours of rows written after the watermark and up to ``until``, then move the
     watermark to ``until``; returns how many hours were newly marked."""
     source = _source(table)
-    marked = session.execute(
-        text(
-            f"""
+    marked = rows_affected(
+        session.execute(
+            text(
+                f"""
             WITH state AS (SELECT watermark FROM rollup_state WHERE source_table = :table FOR UPDATE)
             INSERT INTO rollup_dirty_buckets (source_table, grain, bucket_start)
             SELECT DISTINCT :table, 'hour', date_trunc('hour', raw."{source.time_column}", 'UTC')
@@ -329,14 +331,15 @@ def mark_pending(session: Session, *, table: str, until: datetime, now: datetime
              WHERE raw.created_at > state.watermark AND raw.created_at <= :until
             ON CONFLICT DO NOTHING
             """  # noqa: S608 - table and column names come from SOURCES
-        ),
-        {"table": table, "until": until},
-    ).rowcount
+            ),
+            {"table": table, "until": until},
+        )
+    )
     session.execute(
         text("UPDATE rollup_state SET watermark = greatest(watermark, :until), refreshed_at = :now WHERE source_table = :table"),
         {"table": table, "until": until, "now": now},
     )
-    return int(marked or 0)
+    return marked
 
 
 _NOT_FAILED = """
@@ -493,7 +496,7 @@ def recompute_hours(session: Session, *, table: str, hours: Sequence[datetime]) 
             text(f"DELETE FROM {source.hourly_table} WHERE bucket_start >= :start AND bucket_start < :end"),  # noqa: S608
             range_params,
         )
-        written += int(session.execute(text(source.hourly_insert), range_params).rowcount or 0)
+        written += rows_affected(session.execute(text(source.hourly_insert), range_params))
     return written
 
 
@@ -517,7 +520,7 @@ def recompute_days(session: Session, *, table: str, days: Sequence[datetime]) ->
         text(f"DELETE FROM {source.daily_table} WHERE bucket_start = ANY(CAST(:days AS timestamptz[]))"),  # noqa: S608
         {"days": list(days)},
     )
-    return int(session.execute(text(source.daily_insert), {"days": list(days)}).rowcount or 0)
+    return rows_affected(session.execute(text(source.daily_insert), {"days": list(days)}))
 
 
 def pending_hours(session: Session, *, table: str, start: datetime, end: datetime) -> set[datetime]:

@@ -78,7 +78,7 @@ class SummaryQuery:
 
     start: datetime
     end: datetime
-    equals: Mapping[str, str]
+    equals: Mapping[str, str | int]
     limit: int
     offset: int = 0
 
@@ -106,7 +106,7 @@ SELECT {", ".join(EVENT_COLUMNS)}
 
 def events_hourly(session: Session, query: SummaryQuery, *, license_id: int | None) -> list[dict[str, Any]]:
     """Rows of ``telemetry_events_hourly_summary``; ``license_id`` None reads every license (and unattributed events)."""
-    equals = dict(query.equals)
+    equals: dict[str, str | int] = dict(query.equals)
     if license_id is not None:
         equals["license_id"] = license_id
     return _run(

@@ -236,10 +236,10 @@ def service_figures(
             service_name=row.service_name,
             entry_spans=row.entry_spans,
             entry_errors=row.entry_errors,
-            entry_percentiles_ms=tuple(row.entry_percentiles) if row.entry_percentiles is not None else None,  # type: ignore[arg-type]
+            entry_percentiles_ms=tuple(row.entry_percentiles) if row.entry_percentiles is not None else None,
             all_spans=row.all_spans,
             all_errors=row.all_errors,
-            all_percentiles_ms=tuple(row.all_percentiles),  # type: ignore[arg-type]
+            all_percentiles_ms=tuple(row.all_percentiles),
         )
         for row in session.execute(text(statement), params)
     ]

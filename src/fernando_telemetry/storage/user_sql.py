@@ -18,9 +18,9 @@ import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -144,7 +144,8 @@ def _run(
         try:
             # stream() sends the statement with the extended protocol, which refuses more than one, and reads the
             # rows one by one: leaving the loop early cancels the rest, so a huge result is never held whole
-            stream = cursor.stream(statement)
+            # psycopg declares an Iterator; it is a generator, whose close() runs its cleanup now
+            stream = cast("Generator[Any, None, None]", cursor.stream(statement))
             try:
                 for row in stream:
                     if len(rows) >= row_cap:

@@ -10,7 +10,7 @@ and its batch's stored idempotency answer is revised in the same transaction. Pa
 rows queued, ``submit()`` raises ``Overloaded``; above half of it, a license already holding more than its fair
 share of the queued rows gets ``OverFairShare`` (429) while the others are still admitted. A table's ``prepare`` hook runs inside the transaction before
 the COPY (and again on every retry of the group), so state it reads and writes commits with the rows.
-Imports only core.
+Imports only core and ``storage.database``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from fernando_telemetry.core.errors import (
@@ -392,12 +393,16 @@ class GroupCommitWriter:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed or self._connection.broken:
             try:
+                # merged into one conninfo string first: the keyword dict holds libpq parameters only, and
+                # connect() would also match it against its own keywords (autocommit, row_factory, ...)
                 self._connection = psycopg.connect(
-                    self._conninfo,
-                    connect_timeout=5,
-                    options="-c timezone=UTC",
-                    application_name="fernando-telemetry-writer",
-                    **KEEPALIVE,
+                    make_conninfo(
+                        self._conninfo,
+                        connect_timeout=5,
+                        options="-c timezone=UTC",
+                        application_name="fernando-telemetry-writer",
+                        **KEEPALIVE,
+                    )
                 )
             except psycopg.OperationalError:
                 self._connection = None

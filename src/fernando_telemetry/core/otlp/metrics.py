@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
@@ -106,9 +106,9 @@ def _check_bucket_counts(pb2_metric: Metric, pb2_point: PointPb2, context: Decod
     The work of a point (its buckets, their sketch, the stream state kept for it) grows with its bucket count,
     which a few bytes of gzip can make millions: it is bounded here, not by the body size.
     """
-    kind = pb2_metric.WhichOneof("data")
     bounds = context.bounds
-    if kind == "histogram":
+    # the point's class follows the metric's kind (a histogram's points are HistogramDataPoints, ...)
+    if isinstance(pb2_point, HistogramDataPoint):
         sent = len(pb2_point.explicit_bounds)
         if sent > bounds.max_histogram_bounds:
             raise ItemError(
@@ -120,7 +120,7 @@ def _check_bucket_counts(pb2_metric: Metric, pb2_point: PointPb2, context: Decod
                 "bucket_counts",
                 f"has {len(pb2_point.bucket_counts)} counts; at most {bounds.max_histogram_bounds + 1} are accepted",
             )
-    elif kind == "exponential_histogram":
+    elif isinstance(pb2_point, ExponentialHistogramDataPoint):
         for side in ("positive", "negative"):
             sent = len(getattr(pb2_point, side).bucket_counts)
             if sent > bounds.max_exponential_buckets:
@@ -153,21 +153,24 @@ def _measure(pb2_metric: Metric, pb2_point: PointPb2, time: datetime) -> _Measur
     """The row's type and either its increment (stored as is) or its cumulative point (None: nothing to store)."""
     kind = pb2_metric.WhichOneof("data")
     start = _start_time(pb2_point)
-    if kind == "gauge":
-        return MetricType.GAUGE.value, Increment(_number(pb2_point)), None
-    if kind == "sum":
+    # the point's class follows the metric's kind: gauges and sums carry NumberDataPoints, and so on
+    if isinstance(pb2_point, NumberDataPoint):
         value = _number(pb2_point)
+        if kind == "gauge":
+            return MetricType.GAUGE.value, Increment(value), None
         delta = pb2_metric.sum.aggregation_temporality == _DELTA
         if delta:  # an increment (signed when the sum is not monotonic)
             return MetricType.COUNTER.value, Increment(value, start_time=start), None
         if not pb2_metric.sum.is_monotonic:  # a cumulative up-down sum is a level
             return MetricType.GAUGE.value, Increment(value), None
         return MetricType.COUNTER.value, None, CumulativePoint("number", time, start, value=value)
-    if kind == "summary":
+    if isinstance(pb2_point, SummaryDataPoint):
         return _summary(pb2_point, time, start)
-    histogram = _explicit(pb2_point) if kind == "histogram" else _exponential(pb2_point)
-    delta = getattr(pb2_metric, kind).aggregation_temporality == _DELTA
-    return _histogram(pb2_point, histogram, time, start, delta=delta)
+    if isinstance(pb2_point, HistogramDataPoint):
+        histogram, temporality = _explicit(pb2_point), pb2_metric.histogram.aggregation_temporality
+    else:
+        histogram, temporality = _exponential(pb2_point), pb2_metric.exponential_histogram.aggregation_temporality
+    return _histogram(pb2_point, histogram, time, start, delta=temporality == _DELTA)
 
 
 def _number(pb2_point: NumberDataPoint) -> float:
@@ -258,7 +261,7 @@ def _count(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint | Summa
         raise ItemError("count", f"is {pb2_point.count}; a point may count at most {MAX_SAMPLE_COUNT} values")
 
 
-def _optional(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint, field: str) -> float | None:
+def _optional(pb2_point: HistogramDataPoint | ExponentialHistogramDataPoint, field: Literal["min", "max"]) -> float | None:
     """An optional double (min, max) when present and finite."""
     if not pb2_point.HasField(field):
         return None

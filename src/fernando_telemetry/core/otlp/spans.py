@@ -95,7 +95,7 @@ def span_row(
     end = in_window(unix_nano_datetime(pb2_span.end_time_unix_nano), "end_time_unix_nano", context, earliest=start)
     attributes = attribute_dict(pb2_span.attributes)
     events = [_event_dict(pb2_event) for pb2_event in pb2_span.events]
-    exception = next((event["attributes"] for event in events if event["name"] == _EXCEPTION_EVENT), {})
+    exception: dict[str, Any] = next((event["attributes"] for event in events if event["name"] == _EXCEPTION_EVENT), {})
     method = first_attribute(_METHOD_KEYS, attributes)
     user_id = user_of(attributes, resource.attributes)
     license_id = license_of(context, attributes, resource.attributes)
