@@ -169,18 +169,15 @@ def list_kpis(
     offset: str | None = Query(None, description="Rows to skip: next_offset of the previous page"),
 ) -> KpiPageOut:
     check_names(request, allowed={"limit", "offset", *_SCOPE, *_FILTERS})
-    arguments = {
-        "license_id": integer(license_id, parameter="license_id", minimum=1),
-        "overall": _flag(overall, parameter="overall"),
-        "limit": integer(limit, parameter="limit", default=kpis.MAX_LIMIT, minimum=1, maximum=kpis.MAX_LIMIT),
-        "offset": integer(offset, parameter="offset", default=0, minimum=0),
-    }
     page = kpis.list_kpis(
         request.app.state.sessions,
         caller=caller,
         metric_name=metric_name,
         metric_category=metric_category,
         period_type=period_type,
-        **arguments,
+        license_id=integer(license_id, parameter="license_id", minimum=1),
+        overall=_flag(overall, parameter="overall"),
+        limit=integer(limit, parameter="limit", default=kpis.MAX_LIMIT, minimum=1, maximum=kpis.MAX_LIMIT),
+        offset=integer(offset, parameter="offset", default=0, minimum=0),
     )
     return KpiPageOut(kpis=[KpiOut.model_validate(asdict(row)) for row in page.kpis], next_offset=page.next_offset)
