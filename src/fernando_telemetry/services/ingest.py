@@ -31,9 +31,9 @@ from fernando_telemetry.storage.writer import GroupCommitWriter, IdempotencyClai
 __all__ = ["KINDS", "RESOURCE_BUDGET_FACTOR", "IngestLimits", "Ingestor", "Kind", "RowBatch"]
 
 RESOURCE_BUDGET_FACTOR = 4
-"""An OTLP request whose rows carry their resource's attributes (metric points, log records) may store them up to
-this many times its own size (or ``otlp_resource_budget_chars``, whichever is larger). Spans store each resource
-once (``storage.resources``): only the per-resource limit ``max_resource_chars`` applies to them."""
+"""An OTLP request whose rows carry a copy of their resource's attributes may store them up to this many times its own
+size (or ``otlp_resource_budget_chars``, whichever is larger). Spans, the only rows that stored a resource, now store
+each once (``storage.resources``): only the per-resource limit ``max_resource_chars`` applies to them."""
 _MIN_RESOURCE_CHARS = 64
 
 
