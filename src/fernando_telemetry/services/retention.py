@@ -116,9 +116,11 @@ def run(
     extra_deleted = {kind: _apply_overrides(session, kind, now, defaults[kind], longest[kind], overrides) for kind in defaults}
     table_kind = {table: kind for kind, (table, _) in overrides_store.KIND_TABLES.items()}
     resource_cutoff = now - timedelta(days=longest["traces"]) - RESOURCE_GRACE
-    remaining = archive_store.expired_partitions(session, table="traces", cutoff=now)
-    if remaining:  # a partition kept past its time (not archived yet) keeps the resources its spans may point at
-        resource_cutoff = min(resource_cutoff, remaining[0].range_start - RESOURCE_GRACE)
+    # never past the oldest partition still there: one kept past its time (not archived, not rolled up) keeps the
+    # resources its spans point at
+    oldest = archive_store.expired_partitions(session, table="traces", cutoff=now)[:1]
+    if oldest:
+        resource_cutoff = min(resource_cutoff, oldest[0].range_start - RESOURCE_GRACE)
     resources_deleted = resources.expire(session, cutoff=resource_cutoff)
     return [
         TableCleanup(

@@ -1,7 +1,7 @@
 """Shared OTLP resources in SQL: the ``traces`` writer hook that stores each distinct resource of a group once in
 ``telemetry_resources`` and points the span rows at it, and the retention delete of resources no longer seen.
 
-Imports only core (and the models' table name through plain SQL).
+Imports only core.
 """
 
 from __future__ import annotations
