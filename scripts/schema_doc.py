@@ -60,6 +60,7 @@ TABLE_ORDER = (
     "alert_deliveries",
     "silences",
     "traces",
+    "telemetry_resources",
     "rollup_dirty_buckets",
     "rollup_state",
     "system_metrics_daily",
@@ -458,6 +459,12 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "one span by span and trace id (parent lookups, deduplication on retry); span_id leads so "
         "trace_id lookups go to the hash index",
         "SELECT * FROM traces WHERE span_id = '{span_id}' AND trace_id = '{trace_id}'",
+    ),
+    "pk_telemetry_resources": IndexQuery(
+        "a span's shared resource by its key (trace detail, the traces page, archives: the join on "
+        "traces.resource_id); the ingest upsert's conflict target",
+        "SELECT attributes FROM telemetry_resources WHERE resource_id = '00000000-0000-0000-0000-000000000000'",
+        "One row per distinct resource and license: a handful per service.",
     ),
     "ix_traces_trace_id_hash": IndexQuery(
         "a whole trace by its id, no time range, across all partitions",

@@ -76,7 +76,16 @@ class TestOfficialSdk:
                     child.record_exception(exc)
                     child.set_status(trace_api.Status(trace_api.StatusCode.ERROR, "query failed"))
         provider.shutdown()
-        rows = {r["operation_name"]: r for r in _rows(engine, "SELECT * FROM traces WHERE service_name = :s", s=service)}
+        rows = {
+            r["operation_name"]: r
+            for r in _rows(
+                engine,
+                # the resource is stored once in telemetry_resources; the span keeps {} in its own column
+                "SELECT t.*, COALESCE(r.attributes, t.resource) AS shared_resource FROM traces t "
+                "LEFT JOIN telemetry_resources r ON r.resource_id = t.resource_id WHERE t.service_name = :s",
+                s=service,
+            )
+        }
         assert set(rows) == {"GET /cart/{id}", "db.query"}
         root_row, child_row = rows["GET /cart/{id}"], rows["db.query"]
         root_context = root.get_span_context()
@@ -88,7 +97,8 @@ class TestOfficialSdk:
         assert (root_row["http_method"], root_row["http_route"], root_row["status_code"]) == ("GET", "/cart/{id}", 500)
         assert root_row["user_id"] == tenant.user_id and root_row["license_id"] == tenant.license_id
         assert root_row["host_name"] == "otel-host-1" and root_row["environment"] == "staging"
-        assert root_row["resource"]["service.name"] == service
+        assert root_row["shared_resource"]["service.name"] == service and root_row["resource"] == {}
+        assert child_row["resource_id"] == root_row["resource_id"] is not None
         assert child_row["status"] == "error" and child_row["status_message"] == "query failed"
         assert (child_row["error_type"], child_row["error_message"]) == ("ValueError", "connection reset")
         assert child_row["span_events"][0]["name"] == "exception"

@@ -117,14 +117,16 @@ class Settings(BaseSettings):
     dimensions); an item over it is rejected naming the field. Environment: ``FERNANDO_TELEMETRY_INGEST_MAX_JSON_CHARS``."""
 
     otlp_max_resource_chars: int = Field(default=8 * 1024, ge=64)
-    """Most characters of an OTLP resource's attributes stored with each span row (as JSON); attributes past it are
-    dropped (service, host and environment keys kept first) and counted in ``fernando.dropped_attributes_count``.
+    """Most characters of an OTLP resource's attributes stored (as JSON, once per license in ``telemetry_resources``);
+    attributes past it are dropped (service, host and environment keys kept first) and counted in
+    ``fernando.dropped_attributes_count``.
     Environment: ``FERNANDO_TELEMETRY_OTLP_MAX_RESOURCE_CHARS``."""
 
     otlp_resource_budget_chars: int = Field(default=4 * 1024 * 1024, ge=0)
-    """Resource characters one OTLP request may store over all its rows, at least: the budget is the larger of
-    this and 4 x the request's size, shared evenly by its spans (the per-row limit shrinks for large batches).
-    Environment: ``FERNANDO_TELEMETRY_OTLP_RESOURCE_BUDGET_CHARS``."""
+    """Resource characters one OTLP request may store over the rows that carry a copy of their resource, at least: the
+    budget is the larger of this and 4 x the request's size, shared evenly by those rows. Spans carry no copy (each
+    resource is stored once, ``storage.resources``), so no signal uses it now; it is still read so configurations
+    that set it keep loading. Environment: ``FERNANDO_TELEMETRY_OTLP_RESOURCE_BUDGET_CHARS``."""
 
     ingest_max_rows_in_flight: int = Field(default=200_000, ge=1)
     """Rows accepted but not yet committed; past it ingest answers 503 with Retry-After."""

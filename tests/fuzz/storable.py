@@ -36,7 +36,9 @@ _INTEGER_RANGES = {SmallInteger: 2**15, Integer: 2**31, BigInteger: 2**63}
 
 def copy_row(kind: str, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """The row the writer copies: a metric row's cumulative point completed as its new stream's first point (None:
-    it stores nothing), without the transient position."""
+    it stores nothing), without the transient position; a span row with its resource key."""
+    if kind == "spans":
+        return (*row, None)  # the writer's hook adds the resource key (a uuid it computes, never from input)
     if kind != "system_metrics":
         return row
     point = row[metrics.STREAM]

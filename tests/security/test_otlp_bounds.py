@@ -1,5 +1,5 @@
 """Work bounded by what is stored, not by what is sent: tiny OTLP bodies that decompress into millions of histogram
-buckets, resources copied into every span row, oversize native ``buckets``/``samples``.
+buckets, one resource sent over thousands of spans, oversize native ``buckets``/``samples``.
 
 Each test performs the attack against the real app and real PostgreSQL and checks the outcome (timings printed).
 """
@@ -30,7 +30,6 @@ from sqlalchemy import Engine, text
 
 from fernando_telemetry.composition.wiring import build
 from fernando_telemetry.core.ingest.common import IngestBounds
-from fernando_telemetry.services.ingest import RESOURCE_BUDGET_FACTOR
 from fernando_telemetry.settings import Settings
 from tests.ingest_fixtures import make_tenant
 
@@ -169,7 +168,8 @@ def _resource_request(spans: int, resource_bytes: int, service: str) -> ExportTr
     attributes = resource_spans.resource.attributes
     attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service)))
     for i in range(resource_bytes // 1000):
-        attributes.append(KeyValue(key=f"padding.{i}", value=AnyValue(string_value="x" * 1000)))
+        # random text: PostgreSQL's compression must not hide what a copy per span would cost
+        attributes.append(KeyValue(key=f"padding.{i}", value=AnyValue(string_value=os.urandom(500).hex())))
     scope = resource_spans.scope_spans.add()
     scope.scope.name = "s" * 5000  # clipped: copied into every span's attributes
     start = _now_ns()
@@ -186,39 +186,55 @@ def _resource_request(spans: int, resource_bytes: int, service: str) -> ExportTr
     return request
 
 
-def test_a_large_resource_over_many_spans_stores_a_bounded_copy_per_row(client: TestClient, committed_engine: Engine) -> None:
+def test_a_large_resource_over_many_spans_is_stored_once(default_server: str, committed_engine: Engine) -> None:
+    """One 60 KB resource over 2,000 spans through real OTLP/HTTP protobuf: one shared row (cut to
+    ``max_resource_chars`` once), ``{}`` in each span's own column, and the trace API returns it whole for each span."""
     tenant = make_tenant(committed_engine)
     service = f"svc-{uuid.uuid4().hex[:8]}"
     spans = 2_000
     body = _resource_request(spans, 60_000, service).SerializeToString()
     started = time.monotonic()
-    answer = client.post("/v1/traces", content=body, headers={**_auth(tenant.ingest_key), **PROTOBUF})
+    answer = httpx.post(
+        f"{default_server}/v1/traces", content=body, headers={**_auth(tenant.ingest_key), **PROTOBUF}, timeout=120
+    )
     print(f"\n{spans} spans under a 60 KB resource ({len(body)} bytes) answered in {time.monotonic() - started:.3f} s")
     assert answer.status_code == 200, answer.content
     assert ExportTraceServiceResponse.FromString(answer.content).partial_success.rejected_spans == 0
-    settings = Settings()
-    budget = max(RESOURCE_BUDGET_FACTOR * len(body), settings.otlp_resource_budget_chars)
-    per_row = min(settings.otlp_max_resource_chars, budget // spans)
+    max_chars = Settings().otlp_max_resource_chars
     with committed_engine.connect() as connection:
-        rows = connection.execute(
+        spans_side = connection.execute(
             text(
-                "SELECT count(*) AS n, "
-                # jsonb prints ': ' and ', ': the compact JSON is 2 characters per key shorter, less one
-                " max(length(resource::text) - 2 * (SELECT count(*) FROM jsonb_object_keys(resource)) + 1) AS widest,"
-                " sum(length(resource::text)) AS stored,"
-                " bool_and(resource->>'service.name' = :s) AS named,"
-                " min((resource->>'fernando.dropped_attributes_count')::int) AS dropped,"
-                " max(length(attributes->>'otel.scope.name')) AS scope_chars"
+                "SELECT count(*) AS n, count(DISTINCT resource_id) AS keys, bool_and(resource = '{}') AS empty,"
+                " sum(pg_column_size(resource)) AS inline_bytes,"
+                " max(length(attributes->>'otel.scope.name')) AS scope_chars,"
+                " (array_agg(trace_id))[1:3] AS some_traces"
                 " FROM traces WHERE service_name = :s"
             ),
             {"s": service},
         ).one()
-    print(f"stored resource: {rows.stored} characters over {rows.n} rows (widest {rows.widest}, limit {per_row} per row)")
-    assert rows.n == spans
-    assert rows.widest <= per_row
-    assert rows.stored <= budget * 1.2  # jsonb's own spacing only
-    assert rows.named and rows.dropped > 0
-    assert rows.scope_chars == IngestBounds().max_scope_chars  # the 5,000-character scope name clipped
+        shared = connection.execute(
+            text(
+                "SELECT count(*) AS n, sum(pg_column_size(attributes)) AS bytes, max(length(attributes::text)) AS chars,"
+                " (array_agg(attributes))[1] AS attributes FROM telemetry_resources WHERE license_id = :l"
+            ),
+            {"l": tenant.license_id},
+        ).one()
+    stored = spans_side.inline_bytes + shared.bytes
+    print(
+        f"stored resource: {stored} bytes ({spans_side.inline_bytes} in {spans_side.n} span rows + {shared.bytes} in "
+        f"{shared.n} shared row); a copy per span would be {shared.bytes * spans} bytes"
+    )
+    assert spans_side.n == spans and spans_side.keys == 1 and spans_side.empty
+    assert shared.n == 1
+    # about one resource: the shared row (cut to the per-resource limit) and a few bytes of '{}' per span
+    assert shared.chars <= max_chars * 1.2  # jsonb's own spacing only
+    assert stored <= shared.bytes + spans * 8
+    assert shared.attributes["service.name"] == service and shared.attributes["fernando.dropped_attributes_count"] > 0
+    assert spans_side.scope_chars == IngestBounds().max_scope_chars  # the 5,000-character scope name clipped
+    for trace_id in spans_side.some_traces:
+        read = httpx.get(f"{default_server}/api/v1/traces/{trace_id}", headers=_auth(tenant.read_key), timeout=30)
+        assert read.status_code == 200, read.content
+        assert [root["resource"] for root in read.json()["roots"]] == [shared.attributes]
 
 
 def test_native_samples_and_buckets_over_their_limits_are_rejected_naming_the_field(

@@ -13,7 +13,7 @@ from fernando_telemetry.api.body import parse_json, read_json_bytes
 from fernando_telemetry.api.deps import IngestKey
 from fernando_telemetry.api.schemas import IngestAnswer, ingest_body_schema
 from fernando_telemetry.core.errors import InvalidInput, SchemaMismatch
-from fernando_telemetry.core.ingest import metrics
+from fernando_telemetry.core.ingest import metrics, spans
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services.ingest import KINDS, Ingestor
 
@@ -75,8 +75,9 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-_ITEM_FIELDS = {"system_metrics": metrics.FIELDS}
-"""Item fields where they differ from the stored columns (metric items: temporality, buckets, samples)."""
+_ITEM_FIELDS = {"system_metrics": metrics.FIELDS, "spans": spans.FIELDS}
+"""Item fields where they differ from the stored columns (metric items: temporality, buckets, samples; spans: no
+``resource_id``, the writer sets it)."""
 
 
 def _docs(kind_name: str) -> dict[str, Any]:

@@ -27,14 +27,15 @@ from fernando_telemetry.core.ingest.common import DecodeContext, IngestBounds, R
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.ratelimit import KeyedRateLimiter
 from fernando_telemetry.services import partitions
-from fernando_telemetry.storage import lookups, metric_streams
+from fernando_telemetry.storage import lookups, metric_streams, resources
 from fernando_telemetry.storage.writer import GroupCommitWriter, IdempotencyClaim, TableSpec
 
 __all__ = ["KINDS", "RESOURCE_BUDGET_FACTOR", "IngestLimits", "Ingestor", "Kind", "RowBatch"]
 
 RESOURCE_BUDGET_FACTOR = 4
-"""An OTLP request may store its resources' attributes (copied into each span row) up to this many times its own
-size (or ``otlp_resource_budget_chars``, whichever is larger)."""
+"""An OTLP request whose rows carry a copy of their resource's attributes may store them up to this many times its own
+size (or ``otlp_resource_budget_chars``, whichever is larger). Spans, the only rows that stored a resource, now store
+each once (``storage.resources``): only the per-resource limit ``max_resource_chars`` applies to them."""
 _MIN_RESOURCE_CHARS = 64
 
 
@@ -50,6 +51,8 @@ class Kind:
     license_column: int | None
     time_column: int | None
     retention_setting: str | None
+    shares_resources: bool = False
+    """Rows point at one stored copy of their resource (``storage.resources``) instead of carrying it."""
 
 
 KINDS: dict[str, Kind] = {
@@ -101,15 +104,17 @@ KINDS: dict[str, Kind] = {
         spans.decode,
         TableSpec(
             "traces",
-            spans.COLUMNS,
+            resources.COPY_COLUMNS,
             on_conflict="ignore",
             key_columns=("span_id", "trace_id", "start_time"),
             license_column="license_id",
+            prepare=resources.prepare,
         ),
         spans.USER_COLUMN,
         spans.LICENSE_COLUMN,
         spans.TIME_COLUMN,
         "traces_retention_days",
+        shares_resources=True,
     ),
 }
 
@@ -250,8 +255,11 @@ class Ingestor:
 
     def otlp_context(self, kind: Kind, principal: Principal, now: datetime, *, body_bytes: int, items: int) -> DecodeContext:
         """The decode context of one OTLP request: the resource stored per row is cut so the request's rows hold at
-        most ``max(RESOURCE_BUDGET_FACTOR x body_bytes, otlp_resource_budget_chars)`` characters of resource in all."""
+        most ``max(RESOURCE_BUDGET_FACTOR x body_bytes, otlp_resource_budget_chars)`` characters of resource in all.
+        A kind sharing its resources stores each once, so only ``max_resource_chars`` bounds it."""
         context = self.context(kind, principal, now)
+        if kind.shares_resources:
+            return context
         budget = max(RESOURCE_BUDGET_FACTOR * body_bytes, self._limits.otlp_resource_budget_chars)
         per_row = min(context.bounds.max_resource_chars, max(_MIN_RESOURCE_CHARS, budget // max(1, items)))
         return replace(context, bounds=replace(context.bounds, max_resource_chars=per_row))

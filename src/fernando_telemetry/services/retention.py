@@ -1,7 +1,8 @@
 """Retention: archive expired partitions (optional), drop them and trim the boundary, per table, then apply
 per-license overrides.
 
-Partitions hold every license's rows of a day, so they are dropped at the LONGEST retention any license
+Shared span resources (``telemetry_resources``) not seen for the longest span retention (and a day) are deleted
+with them. Partitions hold every license's rows of a day, so they are dropped at the LONGEST retention any license
 has for that kind (the global default or an override); the rows of licenses whose own retention is shorter
 are then deleted row by row, never before the rollups hold them. Before a partition is dropped it can be
 written to Parquet (``storage.archive``) in ``archive_dir``.
@@ -20,7 +21,7 @@ from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, NotFound
 from fernando_telemetry.services import audit
 from fernando_telemetry.storage import archive as archive_store
-from fernando_telemetry.storage import metric_streams
+from fernando_telemetry.storage import metric_streams, resources
 from fernando_telemetry.storage import retention as retention_store
 from fernando_telemetry.storage import retention_overrides as overrides_store
 from fernando_telemetry.storage.archive import ArchivedPartition
@@ -43,6 +44,10 @@ __all__ = [
 ]
 
 DATA_KINDS = tuple(overrides_store.KIND_TABLES)
+
+RESOURCE_GRACE = timedelta(days=1)
+"""How long past the longest span retention a resource is kept after it was last seen: its ``last_seen_at`` moves at
+most hourly, and a span may start up to ``max_future_s`` after it arrived, so its last spans outlive it a little."""
 
 
 def _hour(moment: datetime) -> datetime:
@@ -116,6 +121,13 @@ def run(
     )
     extra_deleted = {kind: _apply_overrides(session, kind, now, defaults[kind], longest[kind], overrides) for kind in defaults}
     table_kind = {table: kind for kind, (table, _) in overrides_store.KIND_TABLES.items()}
+    resource_cutoff = now - timedelta(days=longest["traces"]) - RESOURCE_GRACE
+    # never past the oldest partition still there: one kept past its time (not archived, not rolled up) keeps the
+    # resources its spans point at
+    oldest = archive_store.expired_partitions(session, table="traces", cutoff=now)[:1]
+    if oldest:
+        resource_cutoff = min(resource_cutoff, oldest[0].range_start - RESOURCE_GRACE)
+    resources_deleted = resources.expire(session, cutoff=resource_cutoff)
     return [
         TableCleanup(
             c.table_name,
@@ -126,7 +138,7 @@ def run(
             c.partitions_kept,
         )
         for c in cleanups
-    ]
+    ] + [TableCleanup("telemetry_resources", resource_cutoff, 0, 0, resources_deleted)]
 
 
 def _already_archived(session: Session, partition: archive_store.ExpiredPartition) -> bool:

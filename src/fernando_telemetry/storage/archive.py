@@ -144,6 +144,18 @@ def _batches(session: Session, select: str, size: int) -> Iterator[list[tuple[An
             yield rows
 
 
+def _archived_value(partition: ExpiredPartition, name: str) -> sql.Composable:
+    """What the archive holds of a column: its value, but a span's resource resolved from ``telemetry_resources``, so
+    the file stands alone (restored anywhere, its spans carry their resource inline in ``resource``)."""
+    if partition.table_name == "traces" and name == "resource":
+        row = sql.Identifier(partition.partition_name)
+        return sql.SQL(
+            "COALESCE((SELECT r.attributes FROM telemetry_resources AS r WHERE r.resource_id = {row}.resource_id "
+            "AND r.license_id IS NOT DISTINCT FROM {row}.license_id), {row}.resource)"
+        ).format(row=row)
+    return sql.Identifier(name)
+
+
 def archive_partition(
     session: Session, partition: ExpiredPartition, *, directory: Path, now: datetime, on_rows: Callable[[int], None] | None = None
 ) -> ArchivedPartition:
@@ -151,7 +163,9 @@ def archive_partition(
     columns = _columns(session, partition.table_name)
     schema = pa.schema([(name, _arrow_type(pg_type)) for name, pg_type in columns])
     select_list = sql.SQL(", ").join(
-        sql.Identifier(name) if _arrow_type(pg_type) != pa.string() else sql.SQL("{}::text").format(sql.Identifier(name))
+        _archived_value(partition, name)
+        if _arrow_type(pg_type) != pa.string()
+        else sql.SQL("{}::text").format(_archived_value(partition, name))
         for name, pg_type in columns
     )
     raw = session.connection().connection.driver_connection

@@ -28,12 +28,22 @@ __all__ = [
     "service_figures",
     "trace_spans",
     "trace_summaries",
+    "RESOURCE_EXPRESSION",
 ]
 
+RESOURCE_EXPRESSION = "COALESCE(r.attributes, t.resource)"
+"""A span's resource: its shared row (``telemetry_resources`` as ``r``, joined on ``resource_id``) or, for rows
+written before revision 0017 (or restored from their archives), the copy in ``traces.resource`` (as ``t``)."""
 _SPAN_COLUMNS = (
-    "span_id, parent_span_id, service_name, operation_name, start_time, end_time, duration_ms, status, "
-    "span_kind, status_message, status_code, http_method, http_route, error_type, error_message, host_name, "
-    "user_id, license_id, environment, attributes, span_events, resource"
+    "t.span_id, t.parent_span_id, t.service_name, t.operation_name, t.start_time, t.end_time, t.duration_ms, t.status, "
+    "t.span_kind, t.status_message, t.status_code, t.http_method, t.http_route, t.error_type, t.error_message, "
+    "t.host_name, t.user_id, t.license_id, t.environment, t.attributes, t.span_events, "
+    f"{RESOURCE_EXPRESSION} AS resource"
+)
+# the license condition is implied by the key (it hashes the license) and kept as a guard against a hand-written key
+_WITH_RESOURCES = (
+    "traces AS t LEFT JOIN telemetry_resources AS r "
+    "ON r.resource_id = t.resource_id AND r.license_id IS NOT DISTINCT FROM t.license_id"
 )
 
 
@@ -195,9 +205,11 @@ def trace_summaries(
 def trace_spans(session: Session, *, trace_id: str, license_id: int | None, limit: int) -> list[SpanRecord]:
     """The visible spans of one trace, earliest first, at most ``limit``; no time range (hash index)."""
     params: dict[str, Any] = {"trace_id": trace_id, "limit": limit}
-    clauses = ["trace_id = :trace_id"] + _license_clause(license_id, params)
+    clauses = ["t.trace_id = :trace_id"] + _license_clause(license_id, params, alias="t.")
     statement = (
-        f"SELECT {_SPAN_COLUMNS} FROM traces WHERE " + " AND ".join(clauses) + " ORDER BY start_time, span_id LIMIT :limit"
+        f"SELECT {_SPAN_COLUMNS} FROM {_WITH_RESOURCES} WHERE "
+        + " AND ".join(clauses)
+        + " ORDER BY t.start_time, t.span_id LIMIT :limit"
     )
     return [SpanRecord(**row._mapping) for row in session.execute(text(statement), params)]
 

@@ -129,10 +129,11 @@ def span_row(
 
 
 def _resource_json(resource: ResourceFields, context: DecodeContext) -> str | ItemError:
-    """The resource attributes as JSON once per resource, cut to what each span row may store of them.
+    """The resource attributes as JSON once per resource, cut to ``bounds.max_resource_chars``.
 
-    Every span row carries its resource, so what is stored is bounded per row (``bounds.max_resource_chars``,
-    which the export lowers for requests of many spans): the attributes past it are dropped, and counted.
+    Every span of the resource shares this one string; the writer stores it once per license in
+    ``telemetry_resources`` and gives the span rows its key (``storage.resources``). The attributes past the
+    limit are dropped, and counted.
     """
     try:
         return stored_resource_json(resource.attributes, context.bounds.max_resource_chars, context.dump_json)

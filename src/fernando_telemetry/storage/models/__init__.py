@@ -22,6 +22,7 @@ from fernando_telemetry.storage.models.jobs import JobRun
 from fernando_telemetry.storage.models.lifecycle import PartitionArchive, RetentionOverride, RetentionSetting
 from fernando_telemetry.storage.models.platform import ApiKey, License, User
 from fernando_telemetry.storage.models.query import QueryScope
+from fernando_telemetry.storage.models.resources import TelemetryResource
 from fernando_telemetry.storage.models.rollups import (
     EventRollupDaily,
     EventRollupHourly,
@@ -68,6 +69,7 @@ __all__ = [
     "SpanRollupDaily",
     "SpanRollupHourly",
     "SystemMetric",
+    "TelemetryResource",
     "TelemetryEvent",
     "Trace",
     "User",

@@ -250,8 +250,13 @@ class Trace(Base):
         server_default=text("'[]'::jsonb"),
     )
     resource: Mapped[dict[str, Any]] = jsonb_column()
+    """The resource inline: rows written before revision 0017, restored from older archives, or written by plain SQL.
+    Rows of the ingest paths hold ``{}`` here and point at ``telemetry_resources`` by ``resource_id``."""
     environment: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = created_at_column()
+    # no foreign key: each span insert would probe and share-lock its resource row, and deleting a resource
+    # would scan every partition (no index on this column); reads join with COALESCE, so a missing row reads as {}
+    resource_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
     user: Mapped[User | None] = _user_relationship("spans", "Trace")
     license: Mapped[License | None] = relationship(back_populates="spans", lazy="raise")
