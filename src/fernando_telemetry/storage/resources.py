@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.ingest.spans import COLUMNS
 from fernando_telemetry.core.resource_keys import EMPTY_RESOURCE, resource_key
+from fernando_telemetry.storage.results import rows_affected
 
 __all__ = ["COPY_COLUMNS", "expire", "prepare"]
 
@@ -82,4 +83,4 @@ def expire(session: Session, *, cutoff: datetime) -> int:
     retention and a margin): a span whose resource is gone would still read, with ``{}`` as its resource.
     """
     result = session.execute(text("DELETE FROM telemetry_resources WHERE last_seen_at < :cutoff"), {"cutoff": cutoff})
-    return int(result.rowcount or 0)
+    return rows_affected(result)
