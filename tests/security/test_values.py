@@ -190,7 +190,7 @@ DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 class TestOtlpIngest:
     def test_metric_points_out_of_range_are_refused_per_point(self, live_server: str, tenant: Tenant, engine: Engine) -> None:
         """Over OTLP/HTTP: a 1.7e308 gauge, an int64 counter a double would round, a histogram with min above max,
-        a count past 2^31-1, a sum or a bound beyond 1e250 are each refused naming the field; a good point lands."""
+        a count past 2^31-1, bucket counts adding up past it (beyond a bigint), a sum or a bound beyond 1e250 are each refused naming the field; a good point lands."""
         name = "otlp_" + uuid.uuid4().hex[:8]
         cases = [
             (Metric(name=name, gauge=Gauge(data_points=[_point(as_double=HUGE)])), "as_double: is out of range"),
@@ -199,7 +199,9 @@ class TestOtlpIngest:
             (Metric(name=name, histogram=Histogram(aggregation_temporality=DELTA, data_points=[_histogram_point(min=5.0, max=1.0)])),
              "min: 5 is greater than max 1"),
             (Metric(name=name, histogram=Histogram(aggregation_temporality=DELTA, data_points=[
-                _histogram_point(count=2**40, bucket_counts=[2**39, 2**39])])), "count: is 1099511627776"),
+                _histogram_point(count=2**40, bucket_counts=[1, 1])])), "count: is 1099511627776"),
+            (Metric(name=name, histogram=Histogram(aggregation_temporality=DELTA, data_points=[
+                _histogram_point(count=1, bucket_counts=[2**63, 0])])), "bucket_counts: add up to 9223372036854775808"),
             (Metric(name=name, histogram=Histogram(aggregation_temporality=DELTA, data_points=[_histogram_point(sum=1e300)])),
              "sum: is out of range"),
             (Metric(name=name, histogram=Histogram(aggregation_temporality=DELTA, data_points=[_histogram_point(explicit_bounds=[1e300])])),

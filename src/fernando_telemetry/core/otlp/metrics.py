@@ -188,13 +188,13 @@ def _explicit(pb2_point: HistogramDataPoint) -> Histogram:
         histogram.buckets()  # checks the shape
     except ValueError as exc:
         raise ItemError("bucket_counts", str(exc)) from None
-    return histogram
+    return _bounded_total(histogram, "bucket_counts")
 
 
 def _exponential(pb2_point: ExponentialHistogramDataPoint) -> Histogram:
     if not -10 <= pb2_point.scale <= 20:
         raise ItemError("scale", f"must be between -10 and 20, got {pb2_point.scale}")
-    return Histogram(
+    histogram = Histogram(
         tuple(pb2_point.positive.bucket_counts),
         scale=pb2_point.scale,
         offset=pb2_point.positive.offset,
@@ -202,6 +202,16 @@ def _exponential(pb2_point: ExponentialHistogramDataPoint) -> Histogram:
         negative_offset=pb2_point.negative.offset,
         negative_counts=tuple(pb2_point.negative.bucket_counts),
     )
+    return _bounded_total(histogram, "positive.bucket_counts")
+
+
+def _bounded_total(histogram: Histogram, field: str) -> Histogram:
+    """Bucket counts are uint64 on the wire and need not agree with ``count``: their sum is held to what
+    ``count`` may be, so that no stored bucket count (a bigint) or running stream state can overflow."""
+    total = histogram.total
+    if total > MAX_SAMPLE_COUNT:
+        raise ItemError(field, f"add up to {total}; a point may count at most {MAX_SAMPLE_COUNT} values")
+    return histogram
 
 
 def _histogram(
