@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
 MODULE_LAYERS = {
     "fernando_telemetry.storage.migrations.env": "composition",  # alembic's entry: settings -> engine
     "fernando_telemetry.embedding": "composition",  # the public re-export of composition.embedding
+    "fernando_telemetry.wiring": "composition",  # the public re-export of composition.wiring
     "fernando_telemetry.console": "console",
     "fernando_telemetry.__main__": "console",
     "fernando_telemetry.settings": "settings",
