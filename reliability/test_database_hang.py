@@ -43,11 +43,16 @@ def cluster_processes(cluster: EmbeddedPostgres) -> list[psutil.Process]:
     return [postmaster, *postmaster.children(recursive=True)]
 
 
-def freeze(cluster: EmbeddedPostgres, seconds: float) -> int:
-    """SIGSTOP every process of the cluster for ``seconds``, then SIGCONT them (always, even when interrupted);
-    the number of processes frozen. Children forked meanwhile cannot exist: the postmaster is stopped first."""
+def freeze(cluster: EmbeddedPostgres, seconds: float) -> tuple[int, float, float]:
+    """SIGSTOP every process of the cluster for ``seconds``, then SIGCONT them (always, even when interrupted).
+
+    Returns the number of processes frozen, the monotonic time when the last of them was stopped and the time just
+    before the first was continued: the window in which the whole cluster was frozen (listing and signalling the
+    processes takes a while on a busy machine, and a probe answered before the last SIGSTOP is no evidence).
+    Children forked meanwhile cannot exist: the postmaster is stopped first."""
     processes = cluster_processes(cluster)
     stopped: list[psutil.Process] = []
+    frozen_at = thawed_at = time.monotonic()
     try:
         for process in processes:
             try:
@@ -55,14 +60,16 @@ def freeze(cluster: EmbeddedPostgres, seconds: float) -> int:
                 stopped.append(process)
             except psutil.NoSuchProcess:
                 pass
+        frozen_at = time.monotonic()
         time.sleep(seconds)
     finally:
+        thawed_at = time.monotonic()
         for process in stopped:
             try:
                 process.send_signal(signal.SIGCONT)
             except psutil.NoSuchProcess:
                 pass
-    return len(stopped)
+    return len(stopped), frozen_at, thawed_at
 
 
 def _latency_cell(answers: list[Answer]) -> str:
@@ -104,9 +111,7 @@ class TestPostgresHang:
             wait_for(lambda: load.acked_count > 0, timeout_s=30, what="a first acknowledgement")
             for hang_s in hangs_s:
                 time.sleep(2.0)
-                frozen_at = time.monotonic()
-                processes = freeze(own_cluster, hang_s)
-                thawed_at = time.monotonic()
+                processes, frozen_at, thawed_at = freeze(own_cluster, hang_s)
                 for route in ROUTES:
                     wait_for(
                         lambda moment=thawed_at, route=route: prober.first_ok_after(moment, route) is not None,
