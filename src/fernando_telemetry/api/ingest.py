@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.body import parse_json, read_json_bytes
-from fernando_telemetry.api.deps import IngestKey
+from fernando_telemetry.api.deps import IngestKey, caller_of
 from fernando_telemetry.api.schemas import IngestAnswer, ingest_body_schema
 from fernando_telemetry.core.errors import InvalidInput, SchemaMismatch
 from fernando_telemetry.core.ingest import metrics, spans
 from fernando_telemetry.core.keys import Principal
+from fernando_telemetry.services import ingestion
 from fernando_telemetry.services.ingest import KINDS, Ingestor
 
 __all__ = ["router"]
@@ -94,9 +94,7 @@ async def _ingest(request: Request, principal: Principal, kind_name: str, endpoi
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
         raise InvalidInput("the Idempotency-Key header must be 1 to 200 characters")
-    replay = await run_in_threadpool(ingestor.replayed, principal=principal, endpoint=endpoint, idempotency_key=idempotency_key)
-    if replay is not None:
-        return replay
+    caller = caller_of(request, principal)
     body = await read_json_bytes(request, max_bytes=request.app.state.limits.max_body_bytes)
 
     def work() -> dict[str, Any]:
@@ -106,12 +104,16 @@ async def _ingest(request: Request, principal: Principal, kind_name: str, endpoi
             raise SchemaMismatch(
                 f"the body must be a JSON object with an array '{kind.body_key}': {{\"{kind.body_key}\": [...]}}"
             )
-        items = document[kind.body_key]
-        count = len(items) if isinstance(items, list) else 1
-        ingestor.check_rate(principal, count, now_s=time.monotonic())
-        ingestor.check_admission(principal, count)
-        batch = ingestor.decode(kind, items, principal=principal, now=datetime.now(UTC))
-        return ingestor.store(kind, batch, principal=principal, endpoint=endpoint, idempotency_key=idempotency_key)
+        ingested = ingestion.ingest(
+            ingestor,
+            kind=kind,
+            items=document[kind.body_key],
+            caller=caller,
+            endpoint=endpoint,
+            now_s=time.monotonic(),
+            idempotency_key=idempotency_key,
+        )
+        return ingested.answer
 
     return await run_in_threadpool(work)
 

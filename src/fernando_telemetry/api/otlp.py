@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -18,7 +17,7 @@ from google.rpc import status_pb2
 from starlette.concurrency import run_in_threadpool
 
 from fernando_telemetry.api.body import read_body
-from fernando_telemetry.api.deps import authenticate
+from fernando_telemetry.api.deps import authenticate, caller_of
 from fernando_telemetry.api.errors import DATABASE_ERRORS, database_unavailable, rpc_code_for, status_for
 from fernando_telemetry.core import otlp
 from fernando_telemetry.core.errors import FernandoTelemetryError
@@ -61,8 +60,8 @@ async def _receive(request: Request, name: str) -> Response:
         # decoding happens off the event loop, so it keeps reading other requests meanwhile
         exported = await run_in_threadpool(
             functools.partial(
-                otlp_export.export, ingestor, signal=signal, body=body, content_type=content_type, principal=principal,
-                now=datetime.now(UTC), now_s=time.monotonic(),
+                otlp_export.export, ingestor, signal=signal, body=body, content_type=content_type,
+                caller=caller_of(request, principal), now_s=time.monotonic(),
             )
         )  # fmt: skip
     except FernandoTelemetryError as exc:

@@ -13,7 +13,6 @@ import logging
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import grpc
@@ -26,9 +25,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.api.deps import authenticate_key, key_from
+from fernando_telemetry.api.deps import authenticate_key, key_from, request_id_of
 from fernando_telemetry.api.errors import DATABASE_ERRORS, database_unavailable_on, rpc_code_for, status_for
 from fernando_telemetry.core import otlp
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import FernandoTelemetryError, InvalidInput
 from fernando_telemetry.core.keys import Scope
 from fernando_telemetry.services import otlp_export
@@ -145,8 +145,9 @@ def _export_handler(signal: otlp_export.Signal, sessions: sessionmaker[Session],
                 sessions, key_from(metadata.get("authorization"), metadata.get("x-api-key")), Scope.INGEST
             )
             exported = otlp_export.export(
-                ingestor, signal=signal, body=body, content_type=otlp.PROTOBUF, principal=principal,
-                now=datetime.now(UTC), now_s=time.monotonic(),
+                ingestor, signal=signal, body=body, content_type=otlp.PROTOBUF,
+                caller=Caller.for_key(principal, request_id=request_id_of(metadata.get("x-request-id"))),
+                now_s=time.monotonic(),
             )  # fmt: skip
             return exported.response
         except FernandoTelemetryError as exc:

@@ -12,13 +12,16 @@ bounded queueing are the SDK's.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import FernandoTelemetryError, InvalidInput
 from fernando_telemetry.core.keys import Principal, Scope
 from fernando_telemetry.sdk import ExportResult, TelemetryClient
+from fernando_telemetry.services import ingestion
 from fernando_telemetry.services.ingest import KINDS, Ingestor
 
 __all__ = ["DatabaseExporter", "in_process_client"]
@@ -38,28 +41,30 @@ class DatabaseExporter:
 
     def __init__(self, ingestor: Ingestor, *, license_id: int | None, clock: Callable[[], datetime] = _utc_now) -> None:
         scopes = frozenset({Scope.INGEST.value}) if license_id is not None else frozenset({Scope.INGEST.value, Scope.ADMIN.value})
-        self._principal = Principal(api_key_id=_IN_PROCESS_KEY_ID, license_id=license_id, scopes=scopes)
+        principal = Principal(api_key_id=_IN_PROCESS_KEY_ID, license_id=license_id, scopes=scopes)
+        self._caller = Caller(actor="in-process", principal=principal, clock=clock)
         self._ingestor = ingestor
-        self._clock = clock
         self.is_shut_down = False
 
     def export(self, kind: str, items: Sequence[Mapping[str, Any]]) -> ExportResult:
         if self.is_shut_down:
             return ExportResult(failed=len(items))
         try:
-            ingest_kind = KINDS[str(kind)]
-            batch = self._ingestor.decode(
-                ingest_kind, [dict(item) for item in items], principal=self._principal, now=self._clock()
-            )
-            self._ingestor.store(
-                ingest_kind, batch, principal=self._principal, endpoint=f"in-process-{kind}", idempotency_key=None
+            ingested = ingestion.ingest(
+                self._ingestor,
+                kind=KINDS[str(kind)],
+                items=[dict(item) for item in items],
+                caller=self._caller,
+                endpoint=f"in-process-{kind}",
+                now_s=time.monotonic(),
+                metered=False,  # the platform's own telemetry: bounded by the SDK's queue, not by a key's rate
             )
         except InvalidInput:
             return ExportResult(failed=len(items))
         except (FernandoTelemetryError, KeyError) as exc:
             logger.warning("in-process telemetry batch of %d %s dropped: %s", len(items), kind, exc)
             return ExportResult(failed=len(items))
-        return ExportResult(sent=len(batch.rows), rejected=len(batch.rejections))
+        return ExportResult(sent=ingested.accepted, rejected=len(ingested.rejections))
 
     def shutdown(self) -> None:
         self.is_shut_down = True

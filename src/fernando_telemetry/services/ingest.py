@@ -1,10 +1,11 @@
 """Ingest: decoded rows are checked against licenses, their users registered, partitions made, then handed to
 the group-commit writer.
 
-An ``Ingestor`` lives as long as the server. A native batch passes ``replayed``, ``check_rate``, ``decode``
-and ``store`` (``services.otlp_export`` decodes OTLP with ``otlp_context`` instead of ``decode``); ``store``
-answers only after the accepted rows are committed: ``{"accepted": n, "rejected": [{"index", "field", "reason"}, ...]}``. A batch sent again
-with the same Idempotency-Key gets its first answer and writes nothing. A user id a row of a license names
+An ``Ingestor`` lives as long as the server and holds the steps of one batch (its rate buckets, caches and writer);
+``services.ingestion.ingest`` runs them in order for every path. ``store`` answers only after the accepted rows are
+committed, with a ``Stored`` (``{"accepted": n, "rejected": [{"index", "field", "reason"}, ...]}`` as its answer) and
+leaves the batch it was given as it was. A batch sent again with the same Idempotency-Key gets its first answer and
+writes nothing. A user id a row of a license names
 is registered for that license on first sight (never a reason to refuse the row); an item whose key is
 already stored under another license is rejected, one of the same license is an idempotent duplicate.
 Imports core, services.partitions and storage.
@@ -30,7 +31,7 @@ from fernando_telemetry.services import partitions
 from fernando_telemetry.storage import lookups, metric_streams, resources
 from fernando_telemetry.storage.writer import GroupCommitWriter, IdempotencyClaim, TableSpec
 
-__all__ = ["KINDS", "RESOURCE_BUDGET_FACTOR", "IngestLimits", "Ingestor", "Kind", "RowBatch"]
+__all__ = ["KINDS", "RESOURCE_BUDGET_FACTOR", "IngestLimits", "Ingestor", "Kind", "RowBatch", "Stored"]
 
 RESOURCE_BUDGET_FACTOR = 4
 """An OTLP request whose rows carry a copy of their resource's attributes may store them up to this many times its own
@@ -136,9 +137,10 @@ class IngestLimits:
     otlp_resource_budget_chars: int = 4 * 1024 * 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class RowBatch:
-    """Rows ready to store, with each row's index in the request and the items already rejected."""
+    """Rows ready to store, with each row's index in the request and the items already rejected (never rewritten:
+    ``Ingestor.store`` returns what it kept in a ``Stored``)."""
 
     rows: list[tuple[Any, ...]]
     indexes: list[int]
@@ -146,6 +148,24 @@ class RowBatch:
     received: int
     received_at: datetime | None = None
     """When the request arrived: the users it names are seen then (None: the database's clock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What ``Ingestor.store`` did: the rows committed, every rejection ordered by index, and the native answer
+    (``{"accepted": n, "rejected": [...]}``), which a batch sent again with its Idempotency-Key gets back."""
+
+    accepted: int
+    rejections: tuple[Rejection, ...]
+    answer: dict[str, Any]
+    replayed: bool = False
+    """True when ``answer`` is the stored answer of a batch committed before (nothing was written this time)."""
+
+    @classmethod
+    def replay_of(cls, answer: dict[str, Any]) -> Stored:
+        """The outcome of a batch already committed under its Idempotency-Key: its first answer, as it was stored."""
+        rejections = tuple(Rejection(r["index"], r.get("field"), r["reason"]) for r in answer.get("rejected", []))
+        return cls(int(answer.get("accepted", 0)), rejections, answer, replayed=True)
 
 
 class _TtlSet:
@@ -272,12 +292,17 @@ class Ingestor:
                 "(lower the exporter's batch size)"
             )
 
-    def decode(self, kind: Kind, items: Any, *, principal: Principal, now: datetime) -> RowBatch:
-        """Decode a request body's items; whole-request problems raise ``InvalidInput``."""
+    def check_items(self, kind: Kind, items: Any) -> int:
+        """How many items a native body holds; ``InvalidInput`` when they are not an array or more than the limit."""
         if not isinstance(items, list):
             raise InvalidInput(f"'{kind.body_key}' must be a JSON array of items")
         if len(items) > self._limits.max_items_per_request:
             raise InvalidInput(f"{len(items)} items in one request; at most {self._limits.max_items_per_request} are accepted")
+        return len(items)
+
+    def decode(self, kind: Kind, items: Any, *, principal: Principal, now: datetime) -> RowBatch:
+        """Decode a request body's items; whole-request problems raise ``InvalidInput``."""
+        self.check_items(kind, items)
         rows, indexes, rejections = decode_items(items, kind.decode, self.context(kind, principal, now))
         return RowBatch(rows, indexes, rejections, received=len(items), received_at=now)
 
@@ -288,51 +313,46 @@ class Ingestor:
         with self._sessions() as session:
             return lookups.stored_response(session, api_key_id=principal.api_key_id, endpoint=endpoint, key=idempotency_key)
 
-    def store(
-        self, kind: Kind, batch: RowBatch, *, principal: Principal, endpoint: str, idempotency_key: str | None
-    ) -> dict[str, Any]:
+    def store(self, kind: Kind, batch: RowBatch, *, principal: Principal, endpoint: str, idempotency_key: str | None) -> Stored:
         """Reject rows naming unknown licenses, register the users they name, make their partitions, write,
-        and answer after commit. Rows refused by the writer (a key of another license) join
-        ``batch.rejections``, as the answer does. A batch the write queue cannot take now (``Overloaded``, or
-        ``OverFairShare`` for a license holding more than its share) is refused whole, before anything is written."""
+        and answer after commit. ``batch`` is left as it came: the rows written and every rejection (decode's,
+        unknown licenses', the writer's refusals of a key of another license) are in the returned ``Stored``.
+        A batch the write queue cannot take now (``Overloaded``, or ``OverFairShare`` for a license holding more
+        than its share) is refused whole, before anything is written."""
         if batch.rows:
             self._writer.check_admission(len(batch.rows), owner=principal.license_id)
-        self._reject_unknown_licenses(kind, batch)
-        self._register_users(kind, batch)
-        self._ensure_partitions(kind, batch.rows)
-        decoded_rejections = list(batch.rejections)
-        indexes = list(batch.indexes)
-        rows = batch.rows
+        rows, indexes, license_rejections = self._known_license_rows(kind, batch.rows, batch.indexes)
+        self._register_users(kind, rows, seen_at=batch.received_at)
+        self._ensure_partitions(kind, rows)
+        kept_rejections = [*batch.rejections, *license_rejections]
+
+        def stored(refused: Sequence[int]) -> Stored:
+            rejections = kept_rejections + [self._refusal(kind, rows[position], indexes[position]) for position in refused]
+            ordered = tuple(sorted(rejections, key=lambda r: r.index))
+            accepted = len(rows) - len(refused)
+            return Stored(accepted, ordered, {"accepted": accepted, "rejected": [r.as_dict() for r in ordered]})
 
         def answer(refused: Sequence[int]) -> dict[str, Any]:
-            rejections = decoded_rejections + [self._refusal(kind, rows[position], indexes[position]) for position in refused]
-            return {
-                "accepted": len(rows) - len(refused),
-                "rejected": [r.as_dict() for r in sorted(rejections, key=lambda r: r.index)],
-            }
+            return stored(refused).answer
 
-        response = answer(())
-        if not batch.rows and idempotency_key is None:
-            return response
+        first = stored(())
+        if not rows and idempotency_key is None:
+            return first
         claim = (
-            IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, response, revise=answer)
+            IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, first.answer, revise=answer)
             if idempotency_key is not None
             else None
         )
-        future = self._writer.submit(kind.spec, batch.rows, claim=claim, owner=principal.license_id)
+        future = self._writer.submit(kind.spec, rows, claim=claim, owner=principal.license_id)
         try:
             result = future.result(timeout=self._limits.commit_timeout_s)
         except TimeoutError:
             raise DatabaseUnavailable("the database did not commit the batch in time; retry it", retry_after_s=5) from None
         if result.replayed_response is not None:
-            return result.replayed_response
+            return Stored.replay_of(result.replayed_response)
         if result.refused_positions:
-            refused = set(result.refused_positions)
-            batch.rejections.extend(self._refusal(kind, rows[p], indexes[p]) for p in sorted(refused))
-            batch.rows = [row for p, row in enumerate(rows) if p not in refused]
-            batch.indexes = [index for p, index in enumerate(indexes) if p not in refused]
-            return answer(sorted(refused))
-        return response
+            return stored(sorted(set(result.refused_positions)))
+        return first
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -346,30 +366,33 @@ class Ingestor:
             index, first, f"{first} {value} ({rest}) is already stored under another license; send the item with a new {first}"
         )
 
-    def _reject_unknown_licenses(self, kind: Kind, batch: RowBatch) -> None:
+    def _known_license_rows(
+        self, kind: Kind, rows: list[tuple[Any, ...]], indexes: list[int]
+    ) -> tuple[list[tuple[Any, ...]], list[int], list[Rejection]]:
+        """The rows whose license exists (with their indexes), and a rejection for each of the others."""
         license_column = kind.license_column
         if license_column is None:
-            return
-        license_ids = {row[license_column] for row in batch.rows} - {None}
+            return rows, indexes, []
+        license_ids = {row[license_column] for row in rows} - {None}
         unknown_licenses = self._licenses.missing(license_ids)
         if not unknown_licenses:
-            return
+            return rows, indexes, []
         with self._sessions() as session:
             found_licenses = lookups.existing_license_ids(session, unknown_licenses)
         self._licenses.add(found_licenses)
         unknown_licenses -= found_licenses
         if not unknown_licenses:
-            return
-        kept_rows, kept_indexes = [], []
-        for row, index in zip(batch.rows, batch.indexes, strict=True):
+            return rows, indexes, []
+        kept_rows, kept_indexes, rejections = [], [], []
+        for row, index in zip(rows, indexes, strict=True):
             if row[license_column] in unknown_licenses:
-                batch.rejections.append(Rejection(index, "license_id", f"unknown license {row[license_column]}"))
+                rejections.append(Rejection(index, "license_id", f"unknown license {row[license_column]}"))
             else:
                 kept_rows.append(row)
                 kept_indexes.append(index)
-        batch.rows, batch.indexes = kept_rows, kept_indexes
+        return kept_rows, kept_indexes, rejections
 
-    def _register_users(self, kind: Kind, batch: RowBatch) -> None:
+    def _register_users(self, kind: Kind, rows: Sequence[tuple[Any, ...]], *, seen_at: datetime | None) -> None:
         """Register the (license, user) pairs the rows name, committed before the rows are written.
 
         A pair is written at most once per cache TTL per server: a first sighting inserts it, a later one
@@ -380,14 +403,14 @@ class Ingestor:
         user_column, license_column = kind.user_column, kind.license_column
         named = {
             (row[license_column], row[user_column])
-            for row in batch.rows
+            for row in rows
             if row[user_column] is not None and row[license_column] is not None
         }
         unseen = self._users.missing(named)
         if not unseen:
             return
         with self._sessions.begin() as session:
-            lookups.register_users(session, unseen, seen_at=batch.received_at)
+            lookups.register_users(session, unseen, seen_at=seen_at)
         self._users.add(unseen)
 
     def _ensure_partitions(self, kind: Kind, rows: Sequence[tuple[Any, ...]]) -> None:
