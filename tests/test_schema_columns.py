@@ -17,6 +17,7 @@ from fernando_telemetry.core.ingest import business, events, metrics, spans
 from fernando_telemetry.core.ingest.rows import EventRow, KpiRow, MetricRow, SpanRow
 from fernando_telemetry.storage import resources
 from fernando_telemetry.storage.models import Base
+from fernando_telemetry.storage.writer import TableSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,3 +128,8 @@ class TestRowTypes:
             SpanRow._fields,
         )
         assert resources.COPY_COLUMNS == SpanRow._fields
+
+    def test_a_table_spec_made_from_a_row_type_copies_its_fields(self) -> None:
+        """``TableSpec.for_rows`` takes the COPY columns from the row type and keeps the type."""
+        spec = TableSpec.for_rows("traces", SpanRow, on_conflict="ignore", license_column="license_id")
+        assert (spec.columns, spec.row_type, spec.on_conflict) == (SpanRow._fields, SpanRow, "ignore")
