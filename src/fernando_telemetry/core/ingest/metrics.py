@@ -7,8 +7,6 @@ whose increment the writer computes from the stream's state (``storage.metric_st
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -32,6 +30,7 @@ from fernando_telemetry.core.ingest.common import (
     user_ref,
 )
 from fernando_telemetry.core.ingest.rows import CumulativeMetricRow, MetricRow
+from fernando_telemetry.core.ingest.rows import metric_stream_key as stream_key
 from fernando_telemetry.core.metric_points import (
     MAX_SAMPLE_COUNT,
     CumulativePoint,
@@ -87,8 +86,7 @@ def compose(
     """A decoded row: ``increment`` stored as it is, or (``point`` given) a placeholder the stream state completes."""
     measure = increment or Increment(0.0)
     p50, p90, p95, p99 = measure.percentiles
-    row_type = MetricRow if point is None else CumulativeMetricRow
-    row = row_type(
+    row = MetricRow(
         metric_name=metric_name,
         metric_type=metric_type,
         value=measure.value,
@@ -112,11 +110,7 @@ def compose(
         max_value=measure.maximum,
         cumulative_value=measure.cumulative_value,
     )
-    if isinstance(row, CumulativeMetricRow):
-        assert point is not None
-        row.point = point
-        row.stream_key = stream_key(row, point)
-    return row
+    return row if point is None else CumulativeMetricRow.of(row, point)
 
 
 def completed(row: MetricRow, increment: Increment) -> MetricRow:
@@ -137,23 +131,6 @@ def completed(row: MetricRow, increment: Increment) -> MetricRow:
         max_value=increment.maximum,
         cumulative_value=increment.cumulative_value,
     )
-
-
-def stream_key(row: MetricRow, point: CumulativePoint) -> str:
-    """The identity of a row's cumulative stream, as a stable hash: license, metric, kind, service, host, instance,
-    labels, and the stream's start time when the sender gave one."""
-    identity = [
-        row.license_id,
-        row.metric_name,
-        row.metric_type,
-        row.service_name,
-        row.host_name,
-        row.instance_id,
-        row.labels,
-        point.kind,
-        point.start_time.isoformat() if point.start_time is not None else None,
-    ]
-    return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()
 
 
 def decode(item: Mapping[str, Any], context: DecodeContext) -> MetricRow:

@@ -7,14 +7,16 @@ Decoders build these by keyword, the writer COPYs them as the tuples they are. P
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from fernando_telemetry.core.metric_points import CumulativePoint
 
-__all__ = ["CumulativeMetricRow", "EventRow", "KpiRow", "MetricRow", "SpanRow"]
+__all__ = ["CumulativeMetricRow", "EventRow", "KpiRow", "MetricRow", "SpanRow", "metric_stream_key"]
 
 
 class EventRow(NamedTuple):
@@ -74,10 +76,39 @@ class CumulativeMetricRow(MetricRow):
     computes the increment from the stream's state and stores ``MetricRow`` values in its place.
 
     The two are attributes, not fields, so the row stays the COPY columns for every code that takes it as a tuple.
+    Made with ``of``, which hashes the key at decode so the writer's thread does not.
     """
 
     point: CumulativePoint
     stream_key: str
+
+    @classmethod
+    def of(cls, row: MetricRow, point: CumulativePoint) -> CumulativeMetricRow:
+        cumulative = cls._make(row)
+        cumulative.point = point
+        cumulative.stream_key = metric_stream_key(row, point)
+        return cumulative
+
+    def _replace(self, **changes: Any) -> CumulativeMetricRow:
+        """The row with ``changes``, still carrying its point (and the key of its stream as changed)."""
+        return CumulativeMetricRow.of(MetricRow._make(self)._replace(**changes), self.point)
+
+
+def metric_stream_key(row: MetricRow, point: CumulativePoint) -> str:
+    """The identity of a row's cumulative stream, as a stable hash: license, metric, kind, service, host, instance,
+    labels, and the stream's start time when the sender gave one."""
+    identity = [
+        row.license_id,
+        row.metric_name,
+        row.metric_type,
+        row.service_name,
+        row.host_name,
+        row.instance_id,
+        row.labels,
+        point.kind,
+        point.start_time.isoformat() if point.start_time is not None else None,
+    ]
+    return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()
 
 
 class SpanRow(NamedTuple):
