@@ -429,9 +429,8 @@ def summary_bench(conn: psycopg.Connection, engine: Engine, data: Dataset, args:
     users = [SyntheticUser(user_id, license_id) for user_id, license_id in conn.execute(
         "SELECT user_id, license_id FROM users WHERE user_id LIKE 'synthetic-u%' ORDER BY user_id"
     ).fetchall()]
-    environment = event_columns.COLUMNS.index("environment")
     rows = (
-        row[:environment] + (TAIL_ENVIRONMENT,) + row[environment + 1 :]
+        row._replace(environment=TAIL_ENVIRONMENT)
         for row in event_rows(random.Random(args.seed), args.tail_events, window=Window(data.last_hour, data.end),
                               users=users, dump_json=dump_json)
     )

@@ -36,15 +36,11 @@ _INTEGER_RANGES = {SmallInteger: 2**15, Integer: 2**31, BigInteger: 2**63}
 
 def copy_row(kind: str, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """The row the writer copies: a metric row's cumulative point completed as its new stream's first point (None:
-    it stores nothing), without the transient position; a span row with its resource key."""
-    if kind == "spans":
-        return (*row, None)  # the writer's hook adds the resource key (a uuid it computes, never from input)
-    if kind != "system_metrics":
+    it stores nothing); a span row as decoded (the writer's hook puts a uuid it computes, never from input, in
+    ``resource_id``)."""
+    if not isinstance(row, metrics.CumulativeMetricRow):
         return row
-    point = row[metrics.STREAM]
-    if point is None:
-        return row[: metrics.STREAM]
-    increment, _ = advance(None, point)
+    increment, _ = advance(None, row.point)
     return None if increment is None else metrics.completed(row, increment)
 
 

@@ -1,4 +1,4 @@
-"""Realistic, internally consistent synthetic telemetry, as row tuples in the ingest COPY column order.
+"""Realistic, internally consistent synthetic telemetry, as the ingest rows (``core.ingest.rows``).
 
 Pure: a seeded ``random.Random``, the time window and the platform's users are passed in; JSON is
 serialised by the caller's ``dump_json``. Traffic follows a daily curve (quiet nights, busy afternoons);
@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fernando_telemetry.core.ids import uuid7
+from fernando_telemetry.core.ingest.rows import EventRow, MetricRow, SpanRow
 
 __all__ = ["SyntheticUser", "Window", "event_rows", "metric_rows", "span_rows"]
 
@@ -71,8 +72,8 @@ def _hex(rng: random.Random, chars: int) -> str:
 
 def event_rows(
     rng: random.Random, count: int, *, window: Window, users: Sequence[SyntheticUser], dump_json: Callable[[Any], str]
-) -> Iterator[tuple[Any, ...]]:
-    """``count`` events in ``core.ingest.events.COLUMNS`` order, about 90% attributed to a user."""
+) -> Iterator[EventRow]:
+    """``count`` events as ``EventRow``s, about 90% attributed to a user."""
     sessions: dict[str, str] = {}
     for _ in range(count):
         at = window.moment(rng)
@@ -114,31 +115,31 @@ def event_rows(
         else:
             event_type, name = "security_event", rng.choice(("login_failed", "password_reset"))
             payload = {"reason": "bad_password"}
-        yield (
-            uuid7(int(at.timestamp() * 1000), rng.getrandbits(80).to_bytes(10, "big")),
-            event_type,
-            name,
-            None,
-            _weighted(rng, SOURCES),
-            user_id,
-            license_id,
-            session_id,
-            dump_json(payload),
-            duration,
-            f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}" if user_id else None,
-            "Mozilla/5.0 (X11; Linux x86_64)" if user_id else None,
-            None,
-            None,
-            "production",
-            "2.4.1",
-            at,
+        yield EventRow(
+            event_id=uuid7(int(at.timestamp() * 1000), rng.getrandbits(80).to_bytes(10, "big")),
+            event_type=event_type,
+            event_name=name,
+            category=None,
+            source=_weighted(rng, SOURCES),
+            user_id=user_id,
+            license_id=license_id,
+            session_id=session_id,
+            payload=dump_json(payload),
+            duration_ms=duration,
+            ip_address=f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}" if user_id else None,
+            user_agent="Mozilla/5.0 (X11; Linux x86_64)" if user_id else None,
+            trace_id=None,
+            span_id=None,
+            environment="production",
+            app_version="2.4.1",
+            event_timestamp=at,
         )
 
 
 def span_rows(
     rng: random.Random, count: int, *, window: Window, users: Sequence[SyntheticUser], dump_json: Callable[[Any], str]
-) -> Iterator[tuple[Any, ...]]:
-    """About ``count`` spans in ``core.ingest.spans.COLUMNS`` order, grouped in traces across services."""
+) -> Iterator[SpanRow]:
+    """About ``count`` spans as ``SpanRow``s, grouped in traces across services."""
     produced = 0
     while produced < count:
         start = window.moment(rng)
@@ -147,7 +148,7 @@ def span_rows(
         method, route = rng.choice(ROUTES)
         slow = rng.random() < 0.03
         failing = rng.random() < 0.03
-        spans: list[tuple[Any, ...]] = []
+        spans: list[SpanRow] = []
 
         def span(
             parent: str | None,
@@ -161,7 +162,7 @@ def span_rows(
         ) -> str:
             row = _span_row(rng, trace_id, user, parent, service, operation, kind, begin, duration_ms, error, dump_json, extra)  # noqa: B023
             spans.append(row)  # noqa: B023
-            return str(row[1])
+            return row.span_id
 
         db_ms = rng.lognormvariate(1.5, 0.6) * (20 if slow else 1)
         downstream = "payments" if route.endswith("checkout") else "inventory"
@@ -203,36 +204,36 @@ def _span_row(
     error: bool,
     dump_json: Callable[[Any], str],
     extra: dict[str, Any],
-) -> tuple[Any, ...]:
-    return (
-        trace_id,
-        _hex(rng, 16),
-        parent,
-        operation,
-        service,
-        kind,
-        begin,
-        begin + timedelta(milliseconds=duration_ms),
-        round(duration_ms, 3),
-        "error" if error else "ok",
-        "internal error" if error else None,
-        extra.get("status_code"),
-        extra.get("method"),
-        extra.get("route"),
-        "GatewayTimeout" if error else None,
-        "upstream timed out" if error else None,
-        rng.choice(HOSTS),
-        user.user_id if user else None,
-        user.license_id if user else None,
-        dump_json({"http.route": extra["route"]} if "route" in extra else {"peer.service": service}),
-        "[]",
-        dump_json({"service.name": service}),
-        "production",
+) -> SpanRow:
+    return SpanRow(
+        trace_id=trace_id,
+        span_id=_hex(rng, 16),
+        parent_span_id=parent,
+        operation_name=operation,
+        service_name=service,
+        span_kind=kind,
+        start_time=begin,
+        end_time=begin + timedelta(milliseconds=duration_ms),
+        duration_ms=round(duration_ms, 3),
+        status="error" if error else "ok",
+        status_message="internal error" if error else None,
+        status_code=extra.get("status_code"),
+        http_method=extra.get("method"),
+        http_route=extra.get("route"),
+        error_type="GatewayTimeout" if error else None,
+        error_message="upstream timed out" if error else None,
+        host_name=rng.choice(HOSTS),
+        user_id=user.user_id if user else None,
+        license_id=user.license_id if user else None,
+        attributes=dump_json({"http.route": extra["route"]} if "route" in extra else {"peer.service": service}),
+        span_events="[]",
+        resource=dump_json({"service.name": service}),
+        environment="production",
     )
 
 
-def metric_rows(rng: random.Random, count: int, *, window: Window, dump_json: Callable[[Any], str]) -> Iterator[tuple[Any, ...]]:
-    """``count`` samples in ``core.ingest.metrics.COLUMNS`` order: host gauges, request counters and latency histograms."""
+def metric_rows(rng: random.Random, count: int, *, window: Window, dump_json: Callable[[Any], str]) -> Iterator[MetricRow]:
+    """``count`` samples as ``MetricRow``s: host gauges, request counters and latency histograms."""
     series = [(host, name) for host in HOSTS for name in ("cpu_usage", "memory_usage", "http.requests", "http.latency")]
     total_s = max(1.0, (window.end - window.start).total_seconds())
     step_s = total_s * len(series) / max(1, count)
@@ -265,29 +266,29 @@ def metric_rows(rng: random.Random, count: int, *, window: Window, dump_json: Ca
                 p50 = rng.lognormvariate(3.0, 0.2) * (1 + load)
                 p90, p95, p99 = p50 * 2.1, p50 * 2.8, p50 * 5.5
                 metric_type, unit, value, samples = "histogram", "ms", p50 * 1.3, int(load * 300) + 1
-            yield (
-                name,
-                metric_type,
-                round(value, 3),
-                unit,
-                service,
-                host,
-                f"{host}:8000",
-                labels,
-                samples,
-                p50,
-                p90,
-                p95,
-                p99,
-                None,
-                None,
-                at,
-                start_time,
-                None,
-                None,
-                None,
-                None,
-                total,
+            yield MetricRow(
+                metric_name=name,
+                metric_type=metric_type,
+                value=round(value, 3),
+                unit=unit,
+                service_name=service,
+                host_name=host,
+                instance_id=f"{host}:8000",
+                labels=labels,
+                sample_count=samples,
+                p50=p50,
+                p90=p90,
+                p95=p95,
+                p99=p99,
+                user_id=None,
+                license_id=None,
+                timestamp=at,
+                start_time=start_time,
+                sketch_keys=None,
+                sketch_counts=None,
+                min_value=None,
+                max_value=None,
+                cumulative_value=total,
             )
             produced += 1
         tick += 1

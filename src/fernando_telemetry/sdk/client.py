@@ -1,8 +1,8 @@
 """``TelemetryClient``: the SDK's facade. Records events, metrics, KPIs and spans without ever hurting the host.
 
 Imports the standard library and ``fernando_telemetry.sdk`` only. Every recording method takes the moment,
-copies the caller's mappings and queues its arguments; the background worker checks them and builds the wire
-item (see ``processor``), so a request pays for neither. A bad argument becomes a dropped, counted item, never
+copies the caller's mappings and queues its arguments (a ``sdk.recordings`` tuple); the background worker checks
+them and builds the wire item (see ``processor``), so a request pays for neither. A bad argument becomes a dropped, counted item, never
 an exception. The worker sends the queue in batches; ``atexit`` flushes live clients.
 """
 
@@ -19,15 +19,19 @@ from typing import Any
 from fernando_telemetry.sdk.exporter import Exporter, ItemKind
 from fernando_telemetry.sdk.http_exporter import HttpExporter
 from fernando_telemetry.sdk.ids import new_span_id, new_trace_id
-from fernando_telemetry.sdk.items import (
-    SPAN_KINDS,
-    InvalidItem,
-    business_metric_item,
-    event_item,
-    metric_item,
-    span_item,
-)
+from fernando_telemetry.sdk.items import SPAN_KINDS, InvalidItem
 from fernando_telemetry.sdk.processor import BatchProcessor, Build
+from fernando_telemetry.sdk.recordings import (
+    BusinessMetricRecording,
+    EventRecording,
+    MetricRecording,
+    RequestRecording,
+    SpanRecording,
+    business_metric_wire_item,
+    event_wire_item,
+    metric_wire_item,
+    span_recording_wire_item,
+)
 from fernando_telemetry.sdk.span import Span, SpanScope, current_span, span_wire_item, start_span
 from fernando_telemetry.sdk.stats import ClientStats
 from fernando_telemetry.sdk.tracecontext import SpanContext
@@ -131,27 +135,27 @@ class TelemetryClient:
                 span = current_span()
                 if span is not None:
                     trace_id, span_id = span.trace_id, span.span_id
-            arguments = (
-                event_name,
-                self._clock() if timestamp is None else None,
-                event_type,
-                user_id,
-                session_id,
-                _copied(payload),
-                duration_ms,
-                category,
-                source,
-                license_id,
-                trace_id,
-                span_id,
-                ip_address,
-                user_agent,
-                app_version,
-                self._environment,
-                event_id,
-                timestamp,
+            recording = EventRecording(
+                event_name=event_name,
+                now=self._clock() if timestamp is None else None,
+                event_type=event_type,
+                user_id=user_id,
+                session_id=session_id,
+                payload=_copied(payload),
+                duration_ms=duration_ms,
+                category=category,
+                source=source,
+                license_id=license_id,
+                trace_id=trace_id,
+                span_id=span_id,
+                ip_address=ip_address,
+                user_agent=user_agent,
+                app_version=app_version,
+                environment=self._environment,
+                event_id=event_id,
+                timestamp=timestamp,
             )
-            self._processor.enqueue(ItemKind.EVENTS, arguments, _event)
+            self._processor.enqueue(ItemKind.EVENTS, recording, event_wire_item)
         except Exception:
             self._drop()
 
@@ -185,29 +189,29 @@ class TelemetryClient:
         (``{"bounds": [...], "counts": [...]}``) or the raw ``samples`` instead of a mean ``value``.
         """
         try:
-            arguments = (
-                metric_name,
-                value,
-                self._clock() if timestamp is None else None,
-                metric_type,
-                unit,
-                _copied(labels),
-                self._service_name if service_name is None else service_name,
-                host_name,
-                instance_id,
-                sample_count,
-                p50,
-                p90,
-                p95,
-                p99,
-                user_id,
-                timestamp,
-                temporality,
-                start_time,
-                _copied(buckets),
-                None if samples is None else list(samples),
+            recording = MetricRecording(
+                metric_name=metric_name,
+                value=value,
+                now=self._clock() if timestamp is None else None,
+                metric_type=metric_type,
+                unit=unit,
+                labels=_copied(labels),
+                service_name=self._service_name if service_name is None else service_name,
+                host_name=host_name,
+                instance_id=instance_id,
+                sample_count=sample_count,
+                p50=p50,
+                p90=p90,
+                p95=p95,
+                p99=p99,
+                user_id=user_id,
+                timestamp=timestamp,
+                temporality=temporality,
+                start_time=start_time,
+                buckets=_copied(buckets),
+                samples=None if samples is None else list(samples),
             )
-            self._processor.enqueue(ItemKind.SYSTEM_METRICS, arguments, _metric)
+            self._processor.enqueue(ItemKind.SYSTEM_METRICS, recording, metric_wire_item)
         except Exception:
             self._drop()
 
@@ -227,19 +231,19 @@ class TelemetryClient:
     ) -> None:
         """Record one KPI value for a period. The server keeps one value per metric, period and dimensions."""
         try:
-            arguments = (
-                metric_name,
-                metric_value,
-                metric_category,
-                period_type,
-                period_start,
-                period_end,
-                currency,
-                _copied(dimensions),
-                target_value,
-                previous_value,
+            recording = BusinessMetricRecording(
+                metric_name=metric_name,
+                metric_value=metric_value,
+                metric_category=metric_category,
+                period_type=period_type,
+                period_start=period_start,
+                period_end=period_end,
+                currency=currency,
+                dimensions=_copied(dimensions),
+                target_value=target_value,
+                previous_value=previous_value,
             )
-            self._processor.enqueue(ItemKind.BUSINESS_METRICS, arguments, _business_metric)
+            self._processor.enqueue(ItemKind.BUSINESS_METRICS, recording, business_metric_wire_item)
         except Exception:
             self._drop()
 
@@ -293,8 +297,8 @@ class TelemetryClient:
         The mapping is copied now; the worker checks it and fills the client's service name and environment.
         """
         try:
-            arguments = (_copied(span), self._service_name or DEFAULT_SERVICE_NAME, self._environment)
-            self._processor.enqueue(ItemKind.SPANS, arguments, _span)
+            recording = SpanRecording(_copied(span), self._service_name or DEFAULT_SERVICE_NAME, self._environment)
+            self._processor.enqueue(ItemKind.SPANS, recording, span_recording_wire_item)
         except Exception:
             self._drop()
 
@@ -331,14 +335,14 @@ class TelemetryClient:
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
 
-    def _record_request(self, request: tuple[Any, ...], build_span: Build, build_event: Build) -> None:
+    def _record_request(self, request: Any, build_span: Build, build_event: Build) -> None:
         """``TelemetryMiddleware``'s way in: one finished request, queued as its span and its event (two items).
 
-        ``request`` is what the middleware took on the request path; the worker builds each item from
-        ``(request, now, environment)`` with the middleware's ``build_span`` and ``build_event``.
+        ``request`` is what the middleware took on the request path; the worker builds each item from its
+        ``RequestRecording`` with the middleware's ``build_span`` and ``build_event``.
         """
         try:
-            entry = (request, self._clock(), self._environment)
+            entry = RequestRecording(request, self._clock(), self._environment)
             self._processor.enqueue_pair((ItemKind.SPANS, entry, build_span), (ItemKind.EVENTS, entry, build_event))
         except Exception:
             self._drop()
@@ -363,90 +367,6 @@ def _copied(value: Any) -> Any:
     if type(value) is dict:
         return value.copy()
     return dict(value) if isinstance(value, Mapping) else value
-
-
-# The worker's side of each recording method: the queued arguments, in the order above, to a checked wire item.
-# Module functions, not methods: a queued item must never keep its client alive.
-
-
-def _event(arguments: tuple[Any, ...]) -> dict[str, Any]:
-    (
-        event_name, now, event_type, user_id, session_id, payload, duration_ms, category, source, license_id, trace_id,
-        span_id, ip_address, user_agent, app_version, environment, event_id, timestamp,
-    ) = arguments  # fmt: skip
-    return event_item(
-        event_name,
-        now=now,
-        event_type=event_type,
-        user_id=user_id,
-        session_id=session_id,
-        payload=payload,
-        duration_ms=duration_ms,
-        category=category,
-        source=source,
-        license_id=license_id,
-        trace_id=trace_id,
-        span_id=span_id,
-        ip_address=ip_address,
-        user_agent=user_agent,
-        app_version=app_version,
-        environment=environment,
-        event_id=event_id,
-        timestamp=timestamp,
-    )
-
-
-def _metric(arguments: tuple[Any, ...]) -> dict[str, Any]:
-    (
-        metric_name, value, now, metric_type, unit, labels, service_name, host_name, instance_id, sample_count, p50, p90,
-        p95, p99, user_id, timestamp, temporality, start_time, buckets, samples,
-    ) = arguments  # fmt: skip
-    return metric_item(
-        metric_name,
-        value,
-        now=now,
-        metric_type=metric_type,
-        unit=unit,
-        labels=labels,
-        service_name=service_name,
-        host_name=host_name,
-        instance_id=instance_id,
-        sample_count=sample_count,
-        p50=p50,
-        p90=p90,
-        p95=p95,
-        p99=p99,
-        user_id=user_id,
-        timestamp=timestamp,
-        temporality=temporality,
-        start_time=start_time,
-        buckets=buckets,
-        samples=samples,
-    )
-
-
-def _business_metric(arguments: tuple[Any, ...]) -> dict[str, Any]:
-    (
-        metric_name, metric_value, metric_category, period_type, period_start, period_end, currency, dimensions,
-        target_value, previous_value,
-    ) = arguments  # fmt: skip
-    return business_metric_item(
-        metric_name,
-        metric_value,
-        metric_category=metric_category,
-        period_type=period_type,
-        period_start=period_start,
-        period_end=period_end,
-        currency=currency,
-        dimensions=dimensions,
-        target_value=target_value,
-        previous_value=previous_value,
-    )
-
-
-def _span(arguments: tuple[Any, ...]) -> dict[str, Any]:
-    span, service_name, environment = arguments
-    return span_item(span, service_name=service_name, environment=environment)
 
 
 def _require(condition: bool, message: str) -> None:

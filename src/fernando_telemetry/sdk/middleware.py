@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fernando_telemetry.sdk.client import TelemetryClient
 from fernando_telemetry.sdk.ids import uuid7
 from fernando_telemetry.sdk.items import iso_timestamp
+from fernando_telemetry.sdk.recordings import RequestRecording
 from fernando_telemetry.sdk.sink import TelemetrySink
-from fernando_telemetry.sdk.span import Span, span_wire_item, start_span, use_span
+from fernando_telemetry.sdk.span import Span, SpanSnapshot, span_wire_item, start_span, use_span
 from fernando_telemetry.sdk.tracecontext import parse_traceparent
 
 __all__ = ["DEFAULT_EXCLUDED_PATHS", "EVENT_NAME", "TelemetryMiddleware", "route_template", "user_from_state"]
@@ -182,16 +183,16 @@ class TelemetryMiddleware:
             if client is not None:
                 # Only what must be read now: the span as it ended, the user the app set, where the route lives.
                 user = self._raw_user(scope)
-                request: tuple[Any, ...] = (
-                    span.snapshot(),
-                    status_code,
-                    user_agent,
-                    user,
-                    scope.get("route"),
-                    scope.get("root_path") or "",
-                    scope.get("path_params"),
-                    entry_root_path,
-                    [],  # the worker's: the route template and user, worked out once for the span and the event
+                request = RequestSnapshot(
+                    span=span.snapshot(),
+                    status_code=status_code,
+                    user_agent=user_agent,
+                    user=user,
+                    route=scope.get("route"),
+                    root_path=scope.get("root_path") or "",
+                    path_params=scope.get("path_params"),
+                    entry_root_path=entry_root_path,
+                    known=[],
                 )
                 client._record_request(request, _request_span_item, _request_event_item)
                 return
@@ -264,42 +265,58 @@ def _is_server_error(status_code: Any) -> bool:
 
 
 # -- the client's worker: a request snapshot to its span and its event --------------------------------------
-# ``entry`` is ``(request, now, environment)``: the tuple ``_finish`` takes, the client's clock when it was
-# recorded and the client's environment. Both functions give what the sink path above records.
+# Both functions take the client's ``RequestRecording`` of a ``RequestSnapshot`` and give what the sink path above
+# records.
 
 
-def _route_and_user(request: tuple[Any, ...]) -> tuple[str | None, str | None, int | None]:
+class RequestSnapshot(NamedTuple):
+    """What ``_finish`` takes on the request path, for the client's worker to build the span and event from."""
+
+    span: SpanSnapshot
+    """The span as it ended."""
+    status_code: Any
+    user_agent: str | None
+    user: Any
+    """What the user capture returned, not yet checked."""
+    route: Any
+    root_path: str
+    path_params: Any
+    entry_root_path: str
+    known: list[tuple[str | None, str | None, int | None]]
+    """The worker's: the route template and user, worked out once for the span and the event."""
+
+
+def _route_and_user(request: RequestSnapshot) -> tuple[str | None, str | None, int | None]:
     """The route template, user_id and license_id of a request snapshot; worked out by the first builder to ask."""
-    known = request[8]
+    known = request.known
     if not known:
-        _snapshot, _status_code, _user_agent, user, route, root_path, path_params, entry_root_path, _known = request
-        known.append((_template(route, root_path, path_params, entry_root_path), *_normalized_user(user)))
+        template = _template(request.route, request.root_path, request.path_params, request.entry_root_path)
+        known.append((template, *_normalized_user(request.user)))
     return known[0]
 
 
-def _request_span_item(entry: tuple[Any, ...]) -> dict[str, Any]:
-    request, _now, environment = entry
+def _request_span_item(entry: RequestRecording) -> dict[str, Any]:
+    request = entry.request
     template, user_id, license_id = _route_and_user(request)
-    status_code = request[1]
-    (
-        trace_id, span_id, _operation_name, service_name, kind, start_time, duration_ms, status, parent_span_id,
-        status_message, _status_code, http_method, _http_route, error_type, error_message, _user_id, _license_id,
-        span_environment, attributes, events,
-    ) = request[0]  # fmt: skip
+    status_code = request.status_code
+    snapshot: SpanSnapshot = request.span
     return span_wire_item(
-        (
-            trace_id, span_id, f"{http_method or 'GET'} {template or 'unmatched'}", service_name, kind, start_time,
-            duration_ms, "error" if _is_server_error(status_code) else status, parent_span_id, status_message,
-            _valid_status(status_code), http_method, template, error_type, error_message, user_id, license_id,
-            span_environment if span_environment is not None else environment, attributes, events,
+        snapshot._replace(
+            operation_name=f"{snapshot.http_method or 'GET'} {template or 'unmatched'}",
+            status="error" if _is_server_error(status_code) else snapshot.status,
+            status_code=_valid_status(status_code),
+            http_route=template,
+            user_id=user_id,
+            license_id=license_id,
+            environment=snapshot.environment if snapshot.environment is not None else entry.environment,
         )
-    )  # fmt: skip
+    )
 
 
-def _request_event_item(entry: tuple[Any, ...]) -> dict[str, Any]:
-    request, now, environment = entry
+def _request_event_item(entry: RequestRecording) -> dict[str, Any]:
+    request, now, environment = entry.request, entry.now, entry.environment
     template, user_id, license_id = _route_and_user(request)
-    snapshot, status_code, user_agent = request[0], request[1], request[2]
+    snapshot: SpanSnapshot = request.span
     item: dict[str, Any] = {
         "event_id": uuid7(now),
         "event_type": "api_event",
@@ -311,12 +328,12 @@ def _request_event_item(entry: tuple[Any, ...]) -> dict[str, Any]:
         item["user_id"] = user_id
     if license_id is not None:
         item["license_id"] = license_id
-    item["payload"] = _request_payload(snapshot[11] or "GET", template, status_code, snapshot[13])
-    item["duration_ms"] = snapshot[6]
-    if user_agent is not None:
-        item["user_agent"] = user_agent
-    item["trace_id"] = snapshot[0]
-    item["span_id"] = snapshot[1]
+    item["payload"] = _request_payload(snapshot.http_method or "GET", template, request.status_code, snapshot.error_type)
+    item["duration_ms"] = snapshot.duration_ms
+    if request.user_agent is not None:
+        item["user_agent"] = request.user_agent
+    item["trace_id"] = snapshot.trace_id
+    item["span_id"] = snapshot.span_id
     if environment is not None:
         item["environment"] = environment
     return item

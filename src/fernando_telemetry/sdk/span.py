@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from fernando_telemetry.sdk.ids import new_span_id, new_trace_and_span_id
 from fernando_telemetry.sdk.items import iso_timestamp, iso_timestamp_after
@@ -226,82 +226,99 @@ class Span:
         return span_wire_item(self.snapshot())
 
     def snapshot(self) -> SpanSnapshot:
-        """The span's fields now, as a tuple for ``span_wire_item`` (which can then run later, on another thread).
+        """The span's fields now, for ``span_wire_item`` (which can then run later, on another thread).
 
         Cheap on purpose: the recording thread takes it and the export worker formats it. Attributes and events
         are the span's own dict and list, as ``to_item`` has always shared them.
         """
-        return (
-            self._trace_id,
-            self._span_id,
-            self.operation_name,
-            self.service_name,
-            self.kind,
-            self.start_time,
-            self.duration_ms,
-            self.status,
-            self.parent_span_id,
-            self.status_message,
-            self.status_code,
-            self.http_method,
-            self.http_route,
-            self.error_type,
-            self.error_message,
-            self.user_id,
-            self.license_id,
-            self.environment,
-            self.attributes or None,
-            self.events or None,
+        return SpanSnapshot(
+            trace_id=self._trace_id,
+            span_id=self._span_id,
+            operation_name=self.operation_name,
+            service_name=self.service_name,
+            kind=self.kind,
+            start_time=self.start_time,
+            duration_ms=self.duration_ms,
+            status=self.status,
+            parent_span_id=self.parent_span_id,
+            status_message=self.status_message,
+            status_code=self.status_code,
+            http_method=self.http_method,
+            http_route=self.http_route,
+            error_type=self.error_type,
+            error_message=self.error_message,
+            user_id=self.user_id,
+            license_id=self.license_id,
+            environment=self.environment,
+            attributes=self.attributes or None,
+            events=self.events or None,
         )
 
 
-SpanSnapshot = tuple[Any, ...]
-"""What ``Span.snapshot`` returns; only ``span_wire_item`` reads it."""
+class SpanSnapshot(NamedTuple):
+    """What ``Span.snapshot`` returns: the span's fields when it was taken, for ``span_wire_item``."""
+
+    trace_id: str
+    span_id: str
+    operation_name: str
+    service_name: str
+    kind: str
+    start_time: datetime
+    duration_ms: float
+    status: str
+    parent_span_id: str | None
+    status_message: str | None
+    status_code: int | None
+    http_method: str | None
+    http_route: str | None
+    error_type: str | None
+    error_message: str | None
+    user_id: str | None
+    license_id: int | None
+    environment: str | None
+    attributes: dict[str, Any] | None
+    events: list[dict[str, Any]] | None
 
 
 def span_wire_item(snapshot: SpanSnapshot) -> dict[str, Any]:
     """A ``Span.snapshot`` as a ``POST /api/v1/spans`` item; the optional fields only when set."""
-    (
-        trace_id, span_id, operation_name, service_name, kind, start_time, duration_ms, status, parent_span_id,
-        status_message, status_code, http_method, http_route, error_type, error_message, user_id, license_id,
-        environment, attributes, events,
-    ) = snapshot  # fmt: skip
+    start_time, duration_ms = snapshot.start_time, snapshot.duration_ms
     item: dict[str, Any] = {
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "operation_name": operation_name,
-        "service_name": service_name,
-        "span_kind": kind,
+        "trace_id": snapshot.trace_id,
+        "span_id": snapshot.span_id,
+        "operation_name": snapshot.operation_name,
+        "service_name": snapshot.service_name,
+        "span_kind": snapshot.kind,
         "start_time": iso_timestamp(start_time),
         "end_time": iso_timestamp_after(start_time, duration_ms),
         "duration_ms": duration_ms,
-        "status": status,
+        "status": snapshot.status,
     }
     # Written out rather than looped: this runs for every span the worker sends.
-    if parent_span_id is not None:
-        item["parent_span_id"] = parent_span_id
-    if status_message is not None:
-        item["status_message"] = status_message
-    if status_code is not None:
-        item["status_code"] = status_code
-    if http_method is not None:
-        item["http_method"] = http_method
-    if http_route is not None:
-        item["http_route"] = http_route
-    if error_type is not None:
-        item["error_type"] = error_type
-    if error_message is not None:
-        item["error_message"] = error_message
-    if user_id is not None:
-        item["user_id"] = user_id
-    if license_id is not None:
-        item["license_id"] = license_id
-    if environment is not None:
-        item["environment"] = environment
-    if attributes is not None:
-        item["attributes"] = attributes
-    if events is not None:
-        item["span_events"] = events
+    if snapshot.parent_span_id is not None:
+        item["parent_span_id"] = snapshot.parent_span_id
+    if snapshot.status_message is not None:
+        item["status_message"] = snapshot.status_message
+    if snapshot.status_code is not None:
+        item["status_code"] = snapshot.status_code
+    if snapshot.http_method is not None:
+        item["http_method"] = snapshot.http_method
+    if snapshot.http_route is not None:
+        item["http_route"] = snapshot.http_route
+    if snapshot.error_type is not None:
+        item["error_type"] = snapshot.error_type
+    if snapshot.error_message is not None:
+        item["error_message"] = snapshot.error_message
+    if snapshot.user_id is not None:
+        item["user_id"] = snapshot.user_id
+    if snapshot.license_id is not None:
+        item["license_id"] = snapshot.license_id
+    if snapshot.environment is not None:
+        item["environment"] = snapshot.environment
+    if snapshot.attributes is not None:
+        item["attributes"] = snapshot.attributes
+    if snapshot.events is not None:
+        item["span_events"] = snapshot.events
     return item
 
 

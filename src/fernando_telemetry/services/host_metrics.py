@@ -97,8 +97,8 @@ def _labels(labels: dict[str, str]) -> str:
     return json.dumps(labels, sort_keys=True, separators=(",", ":"))
 
 
-def _values(row: tuple[object, ...]) -> dict[str, object]:
-    values = dict(zip(metrics.COLUMNS, row, strict=True))
+def _values(row: metrics.MetricRow) -> dict[str, object]:
+    values: dict[str, object] = row._asdict()
     values["labels"] = json.loads(str(values["labels"]))
     values["metric_type"] = MetricType(str(values["metric_type"]))
     return values

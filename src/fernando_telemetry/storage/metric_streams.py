@@ -17,8 +17,8 @@ import psycopg
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from fernando_telemetry.core.ingest.metrics import COLUMNS, STREAM, STREAM_KEY, completed, stream_key
-from fernando_telemetry.core.metric_points import CumulativePoint, Histogram, StreamState, advance
+from fernando_telemetry.core.ingest.metrics import CumulativeMetricRow, MetricRow, completed
+from fernando_telemetry.core.metric_points import Histogram, StreamState, advance
 from fernando_telemetry.storage.models import MetricStream
 from fernando_telemetry.storage.results import rows_affected
 
@@ -63,22 +63,17 @@ FROM json_to_recordset(%s::json) AS v(stream_key text, last_time timestamptz, la
 WHERE s.stream_key = v.stream_key
 """
 
-_LICENSE, _NAME, _SERVICE, _HOST, _INSTANCE, _LABELS = (
-    COLUMNS.index(name) for name in ("license_id", "metric_name", "service_name", "host_name", "instance_id", "labels")
-)
 
-
-def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def prepare(connection: psycopg.Connection[Any], rows: list[MetricRow]) -> list[MetricRow]:
     """The rows to COPY: plain rows as they are, cumulative points as their increments (repeats dropped)."""
-    ready: list[tuple[Any, ...]] = []
-    streams: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    ready: list[MetricRow] = []
+    streams: dict[str, list[CumulativeMetricRow]] = defaultdict(list)
     for row in rows:
-        if row[STREAM] is None:
-            ready.append(row[:STREAM])
+        if isinstance(row, CumulativeMetricRow):
+            # the key is computed at decode (``compose``), off the writer's thread
+            streams[row.stream_key].append(row)
         else:
-            # the key is computed at decode (``compose``); a row built otherwise gets it here
-            key = row[STREAM_KEY] if len(row) > STREAM_KEY else None
-            streams[key if key is not None else stream_key(row)].append(row)
+            ready.append(row)
     if not streams:
         return ready
     keys = sorted(streams)
@@ -89,8 +84,8 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
         state = states.get(key)
         before = state
         # points of one stream in time order: a batch may carry several exports of it
-        for row in sorted(streams[key], key=lambda r: r[STREAM].time):
-            increment, state = advance(state, row[STREAM])
+        for row in sorted(streams[key], key=lambda r: r.point.time):
+            increment, state = advance(state, row.point)
             if increment is not None:
                 ready.append(completed(row, increment))
         if state is not before and state is not None:
@@ -112,24 +107,23 @@ def expire(session: Session, *, cutoff: datetime) -> int:
     return rows_affected(result)
 
 
-def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[tuple[Any, ...]]) -> dict[str, StreamState]:
+def _lock(connection: psycopg.Connection[Any], keys: list[str], firsts: list[CumulativeMetricRow]) -> dict[str, StreamState]:
     """Create missing streams, lock all of ``keys`` in order, and return the state of those that have one."""
-    points: list[CumulativePoint] = [row[STREAM] for row in firsts]
     arguments = [
         _document(
             [
                 {
                     "stream_key": key,
-                    "license_id": row[_LICENSE],
-                    "metric_name": row[_NAME],
-                    "kind": point.kind,
-                    "service_name": row[_SERVICE],
-                    "host_name": row[_HOST],
-                    "instance_id": row[_INSTANCE],
-                    "labels": row[_LABELS],
-                    "stream_start": point.start_time,
+                    "license_id": row.license_id,
+                    "metric_name": row.metric_name,
+                    "kind": row.point.kind,
+                    "service_name": row.service_name,
+                    "host_name": row.host_name,
+                    "instance_id": row.instance_id,
+                    "labels": row.labels,
+                    "stream_start": row.point.start_time,
                 }
-                for key, row, point in zip(keys, firsts, points, strict=True)
+                for key, row in zip(keys, firsts, strict=True)
             ]
         )
     ]

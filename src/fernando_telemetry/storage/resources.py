@@ -14,17 +14,14 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from fernando_telemetry.core.ingest.spans import COLUMNS
+from fernando_telemetry.core.ingest.rows import SpanRow
 from fernando_telemetry.core.resource_keys import EMPTY_RESOURCE, resource_key
 from fernando_telemetry.storage.results import rows_affected
 
 __all__ = ["COPY_COLUMNS", "expire", "prepare"]
 
-COPY_COLUMNS = (*COLUMNS, "resource_id")
-"""The ``traces`` columns the writer copies: the decoded span columns, then the key of the span's resource."""
-
-_RESOURCE = COLUMNS.index("resource")
-_LICENSE = COLUMNS.index("license_id")
+COPY_COLUMNS = SpanRow._fields
+"""The ``traces`` columns the writer copies: the decoded span columns, the last one the key of the span's resource."""
 
 # Keys in order, so two writers upserting the same resources wait on each other instead of deadlocking. A row seen
 # again moves last_seen_at at most once an hour: spans of a busy service do not rewrite their resource row per batch.
@@ -38,7 +35,7 @@ WHERE r.last_seen_at < EXCLUDED.last_seen_at - interval '1 hour'
 """
 
 
-def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def prepare(connection: psycopg.Connection[Any], rows: list[SpanRow]) -> list[SpanRow]:
     """The ``traces`` ``TableSpec.prepare`` hook: upsert each distinct (license, resource) of the group once and
     return the rows in ``COPY_COLUMNS`` order, each with ``resource`` ``{}`` and its ``resource_id``.
 
@@ -47,18 +44,17 @@ def prepare(connection: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
     their spans, or neither does.
     """
     keys: dict[tuple[int | None, str], UUID] = {}
-    prepared: list[tuple[Any, ...]] = []
+    prepared: list[SpanRow] = []
     for row in rows:
-        resource_json = row[_RESOURCE]
-        if resource_json == EMPTY_RESOURCE:
-            prepared.append((*row, None))
+        if row.resource == EMPTY_RESOURCE:
+            prepared.append(row)
             continue
         # one decoded resource is one str object shared by its spans: the dict hashes it once
-        found = (row[_LICENSE], resource_json)
+        found = (row.license_id, row.resource)
         key = keys.get(found)
         if key is None:
             key = keys[found] = resource_key(*found)
-        prepared.append((*row[:_RESOURCE], EMPTY_RESOURCE, *row[_RESOURCE + 1 :], key))
+        prepared.append(row._replace(resource=EMPTY_RESOURCE, resource_id=key))
     if keys:
         connection.execute(_UPSERT, (_recordset(keys),))
     return prepared

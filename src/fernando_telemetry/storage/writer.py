@@ -61,9 +61,18 @@ class TableSpec:
     For ``ignore``: the unique key, compared with the stored row's ``license_column`` when a row is skipped."""
     license_column: str | None = None
     """For ``ignore``: a skipped row is a retry only when the stored row has the same value here."""
-    prepare: Callable[[psycopg.Connection[Any], list[tuple[Any, ...]]], list[tuple[Any, ...]]] | None = None
+    # Any: each table's hook takes and returns its own row type (``core.ingest.rows``), all of them tuples
+    prepare: Callable[[psycopg.Connection[Any], list[Any]], list[Any]] | None = None
     """Run in the group's transaction before the COPY: takes the submitted rows, returns the rows to COPY (in
     ``columns`` order). It may read and write other tables; a failed group rolls that back with the rows."""
+    row_type: type[tuple[Any, ...]] | None = None
+    """The rows' ``NamedTuple`` (``core.ingest.rows``), when the spec was made from it with ``for_rows``."""
+
+    @classmethod
+    def for_rows(cls, table: str, row_type: type[tuple[Any, ...]], **options: Any) -> TableSpec:
+        """The spec of ``table`` whose COPY columns are the fields of ``row_type``, a ``NamedTuple`` in column order."""
+        columns: tuple[str, ...] = row_type._fields  # type: ignore[attr-defined]
+        return cls(table, columns, row_type=row_type, **options)
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,13 @@ CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
 def stored(row: tuple[Any, ...]) -> dict[str, Any] | None:
     """The row as stored: a cumulative point completed as its new stream's first point (None: nothing stored)."""
-    point = row[native_metrics.STREAM]
-    if point is not None:
-        increment, _ = advance(None, point)
+    if isinstance(row, native_metrics.CumulativeMetricRow):
+        increment, _ = advance(None, row.point)
         if increment is None:
             return None
         row = native_metrics.completed(row, increment)
-    return dict(zip(native_metrics.COLUMNS, row[: native_metrics.STREAM], strict=True))
+    assert isinstance(row, native_metrics.MetricRow)
+    return row._asdict()
 
 
 def rows(*pb2_metrics: Metric, resource: dict[str, Any] | None = None, **context_options: Any) -> list[dict[str, Any]]:

@@ -19,30 +19,18 @@ from fernando_telemetry.core.ingest.common import (
     required_text,
     timestamp,
 )
+from fernando_telemetry.core.ingest.rows import KpiRow
 
-__all__ = ["COLUMNS", "FIELDS", "decode"]
+__all__ = ["COLUMNS", "FIELDS", "KpiRow", "decode"]
 
-COLUMNS = (
-    "metric_name",
-    "metric_category",
-    "metric_value",
-    "currency",
-    "period_start",
-    "period_end",
-    "period_type",
-    "license_id",
-    "dimensions",
-    "target_value",
-    "previous_value",
-    "source",
-)
+COLUMNS = KpiRow._fields
 FIELDS = frozenset(COLUMNS)
 USER_COLUMN = None
 LICENSE_COLUMN = COLUMNS.index("license_id")
 TIME_COLUMN = None
 
 
-def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
+def decode(item: Mapping[str, Any], context: DecodeContext) -> KpiRow:
     check_fields(item, FIELDS)
     period_type = enum_value(item, "period_type", PeriodType)
     start = timestamp(item, "period_start")
@@ -54,17 +42,17 @@ def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
     currency = optional_text(item, "currency", 3)
     if currency is not None and not (len(currency) == 3 and currency.isalpha()):
         raise ItemError("currency", f"{currency!r} is not an ISO 4217 code such as EUR or USD")
-    return (
-        required_text(item, "metric_name", 200),
-        enum_value(item, "metric_category", MetricCategory),
-        numeric(item, "metric_value", required=True),
-        currency.upper() if currency else None,
-        start,
-        end,
-        period_type,
-        license_ref(item, context),
-        json_object(item, "dimensions", context),
-        numeric(item, "target_value"),
-        numeric(item, "previous_value"),
-        optional_text(item, "source", 64) or "api",
+    return KpiRow(
+        metric_name=required_text(item, "metric_name", 200),
+        metric_category=enum_value(item, "metric_category", MetricCategory),
+        metric_value=numeric(item, "metric_value", required=True),
+        currency=currency.upper() if currency else None,
+        period_start=start,
+        period_end=end,
+        period_type=period_type,
+        license_id=license_ref(item, context),
+        dimensions=json_object(item, "dimensions", context),
+        target_value=numeric(item, "target_value"),
+        previous_value=numeric(item, "previous_value"),
+        source=optional_text(item, "source", 64) or "api",
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, overload
 
 __all__ = [
     "MAX_DURATION_MS",
@@ -254,6 +254,10 @@ def integer(item: Mapping[str, Any], field: str, *, minimum: int, maximum: int, 
     return value
 
 
+@overload
+def numeric(item: Mapping[str, Any], field: str, *, required: Literal[True]) -> Decimal: ...
+@overload
+def numeric(item: Mapping[str, Any], field: str, *, required: bool = False) -> Decimal | None: ...
 def numeric(item: Mapping[str, Any], field: str, *, required: bool = False) -> Decimal | None:
     """An exact decimal (money): a JSON number or a numeric string such as "19.99"."""
     value = item.get(field)
@@ -334,6 +338,10 @@ def uuid_value(item: Mapping[str, Any], field: str) -> uuid.UUID | None:
         raise ItemError(field, f"{value[:40]!r} is not a UUID") from None
 
 
+@overload
+def hex_id(item: Mapping[str, Any], field: str, length: int, *, required: Literal[True]) -> str: ...
+@overload
+def hex_id(item: Mapping[str, Any], field: str, length: int, *, required: bool = False) -> str | None: ...
 def hex_id(item: Mapping[str, Any], field: str, length: int, *, required: bool = False) -> str | None:
     """A W3C trace (32) or span (16) id: lowercase hex, not all zeros."""
     value = item.get(field)

@@ -23,53 +23,36 @@ from fernando_telemetry.core.ingest.common import (
     user_ref,
     uuid_value,
 )
+from fernando_telemetry.core.ingest.rows import EventRow
 
-__all__ = ["COLUMNS", "FIELDS", "decode"]
+__all__ = ["COLUMNS", "FIELDS", "EventRow", "decode"]
 
-COLUMNS = (
-    "event_id",
-    "event_type",
-    "event_name",
-    "category",
-    "source",
-    "user_id",
-    "license_id",
-    "session_id",
-    "payload",
-    "duration_ms",
-    "ip_address",
-    "user_agent",
-    "trace_id",
-    "span_id",
-    "environment",
-    "app_version",
-    "event_timestamp",
-)
+COLUMNS = EventRow._fields
 FIELDS = frozenset(COLUMNS)
 USER_COLUMN = COLUMNS.index("user_id")
 LICENSE_COLUMN = COLUMNS.index("license_id")
 TIME_COLUMN = COLUMNS.index("event_timestamp")
 
 
-def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
+def decode(item: Mapping[str, Any], context: DecodeContext) -> EventRow:
     check_fields(item, FIELDS)
     event_id = uuid_value(item, "event_id") or context.new_id()
-    return (
-        event_id,
-        enum_value(item, "event_type", EventType, EventType.USER_ACTION),
-        required_text(item, "event_name", 200),
-        optional_text(item, "category", 100),
-        enum_value(item, "source", EventSource, EventSource.API),
-        user_ref(item),
-        license_ref(item, context),
-        optional_text(item, "session_id", 128),
-        json_object(item, "payload", context),
-        finite_number(item, "duration_ms", minimum=0, maximum=MAX_DURATION_MS),
-        ip_address(item, "ip_address"),
-        optional_text(item, "user_agent", 1024),
-        hex_id(item, "trace_id", 32),
-        hex_id(item, "span_id", 16),
-        optional_text(item, "environment", 32),
-        optional_text(item, "app_version", 64),
-        in_window(timestamp(item, "event_timestamp", default=context.now), "event_timestamp", context),
+    return EventRow(
+        event_id=event_id,
+        event_type=enum_value(item, "event_type", EventType, EventType.USER_ACTION),
+        event_name=required_text(item, "event_name", 200),
+        category=optional_text(item, "category", 100),
+        source=enum_value(item, "source", EventSource, EventSource.API),
+        user_id=user_ref(item),
+        license_id=license_ref(item, context),
+        session_id=optional_text(item, "session_id", 128),
+        payload=json_object(item, "payload", context),
+        duration_ms=finite_number(item, "duration_ms", minimum=0, maximum=MAX_DURATION_MS),
+        ip_address=ip_address(item, "ip_address"),
+        user_agent=optional_text(item, "user_agent", 1024),
+        trace_id=hex_id(item, "trace_id", 32),
+        span_id=hex_id(item, "span_id", 16),
+        environment=optional_text(item, "environment", 32),
+        app_version=optional_text(item, "app_version", 64),
+        event_timestamp=in_window(timestamp(item, "event_timestamp", default=context.now), "event_timestamp", context),
     )

@@ -1,15 +1,12 @@
-"""``system_metrics`` items of ``POST /api/v1/system-metrics``, and the row shape every metric decoder builds.
+"""``system_metrics`` items of ``POST /api/v1/system-metrics``, and the row every metric decoder builds.
 
-A decoded row is the COPY columns (``COLUMNS``) plus two transient positions: ``STREAM``, None for a row
-stored as it is, or the ``CumulativePoint`` of a cumulative stream, whose increment the writer computes
-from the stream's state (``storage.metric_streams``) and puts in with ``completed``; and ``STREAM_KEY``, that
-stream's ``stream_key`` (None for a plain row), hashed at decode so the writer's thread does not.
+A decoded row is a ``MetricRow`` stored as it is, or a ``CumulativeMetricRow``: a point of a cumulative stream,
+whose increment the writer computes from the stream's state (``storage.metric_streams``) and puts in with
+``completed``; its ``stream_key`` is hashed at decode so the writer's thread does not.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -32,6 +29,8 @@ from fernando_telemetry.core.ingest.common import (
     timestamp,
     user_ref,
 )
+from fernando_telemetry.core.ingest.rows import CumulativeMetricRow, MetricRow
+from fernando_telemetry.core.ingest.rows import metric_stream_key as stream_key
 from fernando_telemetry.core.metric_points import (
     MAX_SAMPLE_COUNT,
     CumulativePoint,
@@ -46,43 +45,16 @@ __all__ = [
     "DISTRIBUTION_TYPES",
     "FIELDS",
     "MAX_SAMPLES",
-    "STREAM",
-    "STREAM_KEY",
+    "CumulativeMetricRow",
+    "MetricRow",
     "completed",
     "compose",
     "decode",
     "stream_key",
 ]
 
-COLUMNS = (
-    "metric_name",
-    "metric_type",
-    "value",
-    "unit",
-    "service_name",
-    "host_name",
-    "instance_id",
-    "labels",
-    "sample_count",
-    "p50",
-    "p90",
-    "p95",
-    "p99",
-    "user_id",
-    "license_id",
-    "timestamp",
-    "start_time",
-    "sketch_keys",
-    "sketch_counts",
-    "min_value",
-    "max_value",
-    "cumulative_value",
-)
+COLUMNS = MetricRow._fields
 """The COPY columns, in row order."""
-STREAM = len(COLUMNS)
-"""The row position of its ``CumulativePoint`` (None: the row needs no stream state)."""
-STREAM_KEY = STREAM + 1
-"""The row position of its stream's ``stream_key`` (None when ``STREAM`` is None)."""
 FIELDS = frozenset(COLUMNS) - {"sketch_keys", "sketch_counts", "cumulative_value"} | {
     "temporality",
     "buckets",
@@ -94,11 +66,6 @@ TIME_COLUMN = COLUMNS.index("timestamp")
 DISTRIBUTION_TYPES = frozenset({MetricType.HISTOGRAM.value, MetricType.TIMER.value, MetricType.DISTRIBUTION.value})
 MAX_SAMPLES = IngestBounds().max_samples
 """Raw values one item may carry in ``samples`` by default (setting ``ingest_max_samples``)."""
-_IDENTITY = tuple(
-    COLUMNS.index(c) for c in ("license_id", "metric_name", "metric_type", "service_name", "host_name", "instance_id", "labels")
-)
-_VALUE, _SAMPLE_COUNT = COLUMNS.index("value"), COLUMNS.index("sample_count")
-_P50, _START = COLUMNS.index("p50"), COLUMNS.index("start_time")
 
 
 def compose(
@@ -115,40 +82,58 @@ def compose(
     time: datetime,
     increment: Increment | None,
     point: CumulativePoint | None = None,
-) -> tuple[Any, ...]:
+) -> MetricRow:
     """A decoded row: ``increment`` stored as it is, or (``point`` given) a placeholder the stream state completes."""
     measure = increment or Increment(0.0)
     p50, p90, p95, p99 = measure.percentiles
-    row = (
-        metric_name, metric_type, measure.value, unit, service_name, host_name, instance_id, labels,
-        measure.sample_count, p50, p90, p95, p99, user_id, license_id, time,
-        measure.start_time, measure.sketch_keys, measure.sketch_counts, measure.minimum, measure.maximum,
-        measure.cumulative_value, point,
-    )  # fmt: skip
-    return (*row, None if point is None else stream_key(row))
+    row = MetricRow(
+        metric_name=metric_name,
+        metric_type=metric_type,
+        value=measure.value,
+        unit=unit,
+        service_name=service_name,
+        host_name=host_name,
+        instance_id=instance_id,
+        labels=labels,
+        sample_count=measure.sample_count,
+        p50=p50,
+        p90=p90,
+        p95=p95,
+        p99=p99,
+        user_id=user_id,
+        license_id=license_id,
+        timestamp=time,
+        start_time=measure.start_time,
+        sketch_keys=measure.sketch_keys,
+        sketch_counts=measure.sketch_counts,
+        min_value=measure.minimum,
+        max_value=measure.maximum,
+        cumulative_value=measure.cumulative_value,
+    )
+    return row if point is None else CumulativeMetricRow.of(row, point)
 
 
-def completed(row: tuple[Any, ...], increment: Increment) -> tuple[Any, ...]:
+def completed(row: MetricRow, increment: Increment) -> MetricRow:
     """The COPY row of a cumulative point with its increment filled in."""
     p50, p90, p95, p99 = increment.percentiles
-    return (
-        *row[:_VALUE], increment.value, *row[_VALUE + 1 : _SAMPLE_COUNT], increment.sample_count, p50, p90, p95, p99,
-        *row[_P50 + 4 : _START], increment.start_time, increment.sketch_keys, increment.sketch_counts,
-        increment.minimum, increment.maximum, increment.cumulative_value,
-    )  # fmt: skip
+    # MetricRow._make: the stored row is a plain MetricRow (``_replace`` on the subclass would keep its type)
+    return MetricRow._make(row)._replace(
+        value=increment.value,
+        sample_count=increment.sample_count,
+        p50=p50,
+        p90=p90,
+        p95=p95,
+        p99=p99,
+        start_time=increment.start_time,
+        sketch_keys=increment.sketch_keys,
+        sketch_counts=increment.sketch_counts,
+        min_value=increment.minimum,
+        max_value=increment.maximum,
+        cumulative_value=increment.cumulative_value,
+    )
 
 
-def stream_key(row: tuple[Any, ...]) -> str:
-    """The identity of a row's cumulative stream, as a stable hash: license, metric, kind, service, host, instance,
-    labels, and the stream's start time when the sender gave one."""
-    point: CumulativePoint = row[STREAM]
-    identity = [row[i] for i in _IDENTITY]
-    identity.append(point.kind)
-    identity.append(point.start_time.isoformat() if point.start_time is not None else None)
-    return hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()
-
-
-def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
+def decode(item: Mapping[str, Any], context: DecodeContext) -> MetricRow:
     check_fields(item, FIELDS)
     metric_type = enum_value(item, "metric_type", MetricType, MetricType.GAUGE)
     time = in_window(timestamp(item, "timestamp", default=context.now), "timestamp", context)

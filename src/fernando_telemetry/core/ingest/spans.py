@@ -25,41 +25,19 @@ from fernando_telemetry.core.ingest.common import (
     timestamp,
     user_ref,
 )
+from fernando_telemetry.core.ingest.rows import SpanRow
 
-__all__ = ["COLUMNS", "FIELDS", "decode"]
+__all__ = ["COLUMNS", "FIELDS", "SpanRow", "decode"]
 
-COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "operation_name",
-    "service_name",
-    "span_kind",
-    "start_time",
-    "end_time",
-    "duration_ms",
-    "status",
-    "status_message",
-    "status_code",
-    "http_method",
-    "http_route",
-    "error_type",
-    "error_message",
-    "host_name",
-    "user_id",
-    "license_id",
-    "attributes",
-    "span_events",
-    "resource",
-    "environment",
-)
-FIELDS = frozenset(COLUMNS)
+COLUMNS = SpanRow._fields
+"""The COPY columns: the decoded ones, then ``resource_id`` (filled by the writer, ``storage.resources``)."""
+FIELDS = frozenset(COLUMNS) - {"resource_id"}
 USER_COLUMN = COLUMNS.index("user_id")
 LICENSE_COLUMN = COLUMNS.index("license_id")
 TIME_COLUMN = COLUMNS.index("start_time")
 
 
-def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
+def decode(item: Mapping[str, Any], context: DecodeContext) -> SpanRow:
     check_fields(item, FIELDS)
     start = in_window(timestamp(item, "start_time"), "start_time", context)
     duration_ms = finite_number(item, "duration_ms", minimum=0, maximum=MAX_DURATION_MS)
@@ -81,28 +59,28 @@ def decode(item: Mapping[str, Any], context: DecodeContext) -> tuple[Any, ...]:
     else:
         raise ItemError("end_time", "give end_time or duration_ms")
     method = optional_text(item, "http_method", 16)
-    return (
-        hex_id(item, "trace_id", 32, required=True),
-        hex_id(item, "span_id", 16, required=True),
-        hex_id(item, "parent_span_id", 16),
-        required_text(item, "operation_name", 255),
-        required_text(item, "service_name", 100),
-        enum_value(item, "span_kind", SpanKind, SpanKind.INTERNAL),
-        start,
-        end,
-        duration_ms,
-        enum_value(item, "status", SpanStatus, SpanStatus.UNSET),
-        optional_text(item, "status_message", 10_000),
-        integer(item, "status_code", minimum=100, maximum=599),
-        method.upper() if method else None,
-        optional_text(item, "http_route", 255),
-        optional_text(item, "error_type", 255),
-        optional_text(item, "error_message", 10_000),
-        optional_text(item, "host_name", 255),
-        user_ref(item),
-        license_ref(item, context),
-        json_object(item, "attributes", context),
-        json_array(item, "span_events", context),
-        json_object(item, "resource", context),
-        optional_text(item, "environment", 32),
+    return SpanRow(
+        trace_id=hex_id(item, "trace_id", 32, required=True),
+        span_id=hex_id(item, "span_id", 16, required=True),
+        parent_span_id=hex_id(item, "parent_span_id", 16),
+        operation_name=required_text(item, "operation_name", 255),
+        service_name=required_text(item, "service_name", 100),
+        span_kind=enum_value(item, "span_kind", SpanKind, SpanKind.INTERNAL),
+        start_time=start,
+        end_time=end,
+        duration_ms=duration_ms,
+        status=enum_value(item, "status", SpanStatus, SpanStatus.UNSET),
+        status_message=optional_text(item, "status_message", 10_000),
+        status_code=integer(item, "status_code", minimum=100, maximum=599),
+        http_method=method.upper() if method else None,
+        http_route=optional_text(item, "http_route", 255),
+        error_type=optional_text(item, "error_type", 255),
+        error_message=optional_text(item, "error_message", 10_000),
+        host_name=optional_text(item, "host_name", 255),
+        user_id=user_ref(item),
+        license_id=license_ref(item, context),
+        attributes=json_object(item, "attributes", context),
+        span_events=json_array(item, "span_events", context),
+        resource=json_object(item, "resource", context),
+        environment=optional_text(item, "environment", 32),
     )

@@ -1,4 +1,4 @@
-"""OTLP log records to ``telemetry_events`` rows, in the column order of ``core.ingest.events.COLUMNS``.
+"""OTLP log records to ``telemetry_events`` rows (``core.ingest.rows.EventRow``).
 
 Imports only the standard library, ``opentelemetry.proto`` and ``fernando_telemetry.core``.
 """
@@ -12,6 +12,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, SeverityNumber
 
 from fernando_telemetry.core.enums import EventSource, EventType
 from fernando_telemetry.core.ingest.common import DecodeContext, hex_id, in_window, json_object
+from fernando_telemetry.core.ingest.rows import EventRow
 from fernando_telemetry.core.otlp.attribution import license_of, user_of
 from fernando_telemetry.core.otlp.batch import DecodedBatch
 from fernando_telemetry.core.otlp.resources import ResourceFields, resource_fields
@@ -44,7 +45,7 @@ def event_rows_from_logs_request(pb2_request: ExportLogsServiceRequest, context:
 
 def log_event_row(
     pb2_log_record: LogRecord, resource: ResourceFields, scope_name: str | None, context: DecodeContext
-) -> tuple[Any, ...]:
+) -> EventRow:
     """One log record as an event row; raises ``ItemError`` naming the OTLP field at fault."""
     attributes = attribute_dict(pb2_log_record.attributes)
     body = python_value(pb2_log_record.body)
@@ -58,24 +59,24 @@ def log_event_row(
     if scope_name:
         payload["scope"] = scope_name
     unix_nano = pb2_log_record.time_unix_nano or pb2_log_record.observed_time_unix_nano
-    return (
-        context.new_id(),
-        _event_type(pb2_log_record),
-        _event_name(pb2_log_record, attributes, body),
-        CATEGORY,
-        EventSource.OTLP.value,
-        user_of(attributes, resource.attributes),
-        license_of(context, attributes, resource.attributes),
-        _string(attributes.get("session.id"), 128),
-        json_object({"payload": payload}, "payload", context),
-        None,
-        None,
-        _string(attributes.get("user_agent.original"), 1024),
-        _context_id(pb2_log_record.trace_id, "trace_id", 32),
-        _context_id(pb2_log_record.span_id, "span_id", 16),
-        resource.environment,
-        resource.app_version,
-        in_window(unix_nano_datetime(unix_nano) if unix_nano else context.now, "time_unix_nano", context),
+    return EventRow(
+        event_id=context.new_id(),
+        event_type=_event_type(pb2_log_record),
+        event_name=_event_name(pb2_log_record, attributes, body),
+        category=CATEGORY,
+        source=EventSource.OTLP.value,
+        user_id=user_of(attributes, resource.attributes),
+        license_id=license_of(context, attributes, resource.attributes),
+        session_id=_string(attributes.get("session.id"), 128),
+        payload=json_object({"payload": payload}, "payload", context),
+        duration_ms=None,
+        ip_address=None,
+        user_agent=_string(attributes.get("user_agent.original"), 1024),
+        trace_id=_context_id(pb2_log_record.trace_id, "trace_id", 32),
+        span_id=_context_id(pb2_log_record.span_id, "span_id", 16),
+        environment=resource.environment,
+        app_version=resource.app_version,
+        event_timestamp=in_window(unix_nano_datetime(unix_nano) if unix_nano else context.now, "time_unix_nano", context),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
@@ -28,6 +28,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from fernando_telemetry.core.enums import MetricType
 from fernando_telemetry.core.ingest.common import DecodeContext, ItemError, bounded, in_window, json_object
 from fernando_telemetry.core.ingest.metrics import compose
+from fernando_telemetry.core.ingest.rows import MetricRow
 from fernando_telemetry.core.metric_points import (
     MAX_SAMPLE_COUNT,
     PERCENTILES,
@@ -68,9 +69,7 @@ def metric_rows_from_request(pb2_request: ExportMetricsServiceRequest, context: 
     return batch
 
 
-def metric_row(
-    pb2_metric: Metric, pb2_point: PointPb2, resource: ResourceFields, context: DecodeContext
-) -> tuple[Any, ...] | None:
+def metric_row(pb2_metric: Metric, pb2_point: PointPb2, resource: ResourceFields, context: DecodeContext) -> MetricRow | None:
     """One data point as a row, None when it has nothing to store; raises ``ItemError`` naming the field at fault."""
     metric_name = clipped(pb2_metric.name.strip(), 200)
     if metric_name is None:

@@ -1,4 +1,4 @@
-"""OTLP spans to ``traces`` rows, in the column order of ``core.ingest.spans.COLUMNS``.
+"""OTLP spans to ``traces`` rows (``core.ingest.rows.SpanRow``).
 
 Imports only the standard library, ``opentelemetry.proto`` and ``fernando_telemetry.core``.
 """
@@ -20,6 +20,7 @@ from fernando_telemetry.core.ingest.common import (
     json_array,
     json_object,
 )
+from fernando_telemetry.core.ingest.rows import SpanRow
 from fernando_telemetry.core.otlp.attribution import license_of, user_of
 from fernando_telemetry.core.otlp.batch import DecodedBatch
 from fernando_telemetry.core.otlp.resources import ResourceFields, resource_fields, stored_resource_json
@@ -68,7 +69,7 @@ def span_row(
     resource_json: str | ItemError,
     scope: dict[str, str],
     context: DecodeContext,
-) -> tuple[Any, ...]:
+) -> SpanRow:
     """One span as a row; raises ``ItemError`` naming the OTLP field at fault."""
     if isinstance(resource_json, ItemError):
         raise resource_json
@@ -101,30 +102,30 @@ def span_row(
     license_id = license_of(context, attributes, resource.attributes)
     for key, value in scope.items():
         attributes.setdefault(key, value)
-    return (
-        trace_id,
-        span_id,
-        parent_span_id,
-        operation_name,
-        resource.service_name,
-        _SPAN_KINDS.get(pb2_span.kind, SpanKind.UNSPECIFIED.value),
-        start,
-        end,
-        duration_ms,
-        _STATUSES.get(pb2_span.status.code, SpanStatus.UNSET.value),
-        text(pb2_span.status.message) or None,
-        _http_status_code(first_attribute(_STATUS_CODE_KEYS, attributes)),
-        clipped(method[1].upper(), 16) if method and isinstance(method[1], str) else None,
-        _string_attribute(attributes, "http.route", 255),
-        _string_attribute(exception, "exception.type", 255),
-        _string_attribute(exception, "exception.message", None),
-        resource.host_name,
-        user_id,
-        license_id,
-        json_object({"attributes": attributes}, "attributes", context),
-        json_array({"span_events": events}, "span_events", context),
-        resource_json,
-        resource.environment,
+    return SpanRow(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        operation_name=operation_name,
+        service_name=resource.service_name,
+        span_kind=_SPAN_KINDS.get(pb2_span.kind, SpanKind.UNSPECIFIED.value),
+        start_time=start,
+        end_time=end,
+        duration_ms=duration_ms,
+        status=_STATUSES.get(pb2_span.status.code, SpanStatus.UNSET.value),
+        status_message=text(pb2_span.status.message) or None,
+        status_code=_http_status_code(first_attribute(_STATUS_CODE_KEYS, attributes)),
+        http_method=clipped(method[1].upper(), 16) if method and isinstance(method[1], str) else None,
+        http_route=_string_attribute(attributes, "http.route", 255),
+        error_type=_string_attribute(exception, "exception.type", 255),
+        error_message=_string_attribute(exception, "exception.message", None),
+        host_name=resource.host_name,
+        user_id=user_id,
+        license_id=license_id,
+        attributes=json_object({"attributes": attributes}, "attributes", context),
+        span_events=json_array({"span_events": events}, "span_events", context),
+        resource=resource_json,
+        environment=resource.environment,
     )
 
 
