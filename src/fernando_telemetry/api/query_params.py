@@ -12,7 +12,7 @@ from typing import overload
 
 from starlette.requests import Request
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 
 __all__ = ["check_names", "integer", "prefixed"]
 
@@ -26,7 +26,7 @@ def check_names(request: Request, *, allowed: Collection[str], prefixes: Collect
         # PostgreSQL text cannot hold NUL: refuse here rather than fail in the database
         raise InvalidInput(
             f"{', '.join(with_nul)}: NUL characters are not allowed in query parameters",
-            details=[{"field": name, "reason": "NUL character"} for name in with_nul],
+            details=[field_problem(name, "NUL character") for name in with_nul],
         )
     names = Counter(name for name, _ in pairs)
     unknown = sorted(name for name in names if name not in allowed and not name.startswith(tuple(prefixes)))
@@ -35,13 +35,13 @@ def check_names(request: Request, *, allowed: Collection[str], prefixes: Collect
         raise InvalidInput(
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(name[:60] for name in unknown)}; "
             f"accepted: {', '.join(accepted)}",
-            details=[{"field": name[:60], "reason": "unknown parameter"} for name in unknown],
+            details=[field_problem(name[:60], "unknown parameter") for name in unknown],
         )
     repeated = sorted(name for name, count in names.items() if count > 1 and name in allowed)
     if repeated:
         raise InvalidInput(
             f"{', '.join(repeated)} may be given once",
-            details=[{"field": name, "reason": "given more than once"} for name in repeated],
+            details=[field_problem(name, "given more than once") for name in repeated],
         )
 
 
@@ -57,14 +57,12 @@ def integer(
         return default
     stripped = text.strip()
     if not stripped.lstrip("+-").isdigit() or not stripped.isascii():
-        raise InvalidInput(
-            f"{parameter}: {text[:40]!r} is not an integer", details=[{"field": parameter, "reason": "not an integer"}]
-        )
+        raise InvalidInput(f"{parameter}: {text[:40]!r} is not an integer", details=[field_problem(parameter, "not an integer")])
     value = int(stripped)
     if not minimum <= value <= maximum:
         raise InvalidInput(
             f"{parameter} must be between {minimum} and {maximum}, got {value}",
-            details=[{"field": parameter, "reason": "out of range"}],
+            details=[field_problem(parameter, "out of range")],
         )
     return value
 

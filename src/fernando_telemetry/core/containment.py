@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 
 __all__ = ["Condition", "MAX_CONDITIONS", "conditions", "value_alternatives"]
 
@@ -75,12 +75,12 @@ def conditions(prefix: str, pairs: Iterable[tuple[str, str]]) -> list[Condition]
         if not key or len(key) > _MAX_KEY_CHARS:
             raise InvalidInput(
                 f"{name[:60]}: name a key after {prefix!r} (1 to {_MAX_KEY_CHARS} characters), e.g. {prefix}plan=pro",
-                details=[{"field": name[:60], "reason": "missing or too long key"}],
+                details=[field_problem(name[:60], "missing or too long key")],
             )
         if len(value) > _MAX_VALUE_CHARS:
             raise InvalidInput(
                 f"{name}: the value is over {_MAX_VALUE_CHARS} characters",
-                details=[{"field": name, "reason": "value too long"}],
+                details=[field_problem(name, "value too long")],
             )
         alternatives = value_alternatives(value)
         if len(alternatives) == 1 and key not in merged:
@@ -90,7 +90,7 @@ def conditions(prefix: str, pairs: Iterable[tuple[str, str]]) -> list[Condition]
     if count > MAX_CONDITIONS:
         raise InvalidInput(
             f"at most {MAX_CONDITIONS} {prefix}<key> filters may be given, got {count}",
-            details=[{"field": prefix + "*", "reason": "too many filters"}],
+            details=[field_problem(prefix + "*", "too many filters")],
         )
     if merged:
         result.insert(0, (merged,))

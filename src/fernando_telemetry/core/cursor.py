@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 
 __all__ = ["Cursor", "decode", "derive_key", "encode", "query_digest"]
 
@@ -74,7 +74,7 @@ def decode(token: str, *, query: str, key: bytes, parameter: str = "cursor") -> 
         raise InvalidInput(
             f"{parameter}: this cursor belongs to a query with other filters; repeat the filters of the first page, "
             "or omit the cursor to start again from the newest",
-            details=[{"field": parameter, "reason": "issued for other filters"}],
+            details=[field_problem(parameter, "issued for other filters")],
         )
     return cursor
 
@@ -84,7 +84,7 @@ def _decode(token: str, *, key: bytes, parameter: str) -> Cursor:
         return InvalidInput(
             f"{parameter}: not a cursor this API issued ({reason}); pass the next_cursor of the previous page "
             "unchanged, or omit it to start from the newest",
-            details=[{"field": parameter, "reason": reason}],
+            details=[field_problem(parameter, reason)],
         )
 
     text = token.strip()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.time_range import TimeRange
 
 __all__ = [
@@ -128,7 +128,7 @@ def parse_step(text: str | None, *, parameter: str = "step") -> Step | None:
     except ValueError:
         raise InvalidInput(
             f"{parameter}: {text[:20]!r} is not a step; use one of {', '.join(step.value for step in Step)}",
-            details=[{"field": parameter, "reason": "unknown step"}],
+            details=[field_problem(parameter, "unknown step")],
         ) from None
 
 
@@ -140,7 +140,7 @@ def parse_aggregation(text: str | None, *, parameter: str = "agg") -> Aggregatio
     except ValueError:
         raise InvalidInput(
             f"{parameter}: {text[:20]!r} is not an aggregation; use one of {', '.join(agg.value for agg in Aggregation)}",
-            details=[{"field": parameter, "reason": "unknown aggregation"}],
+            details=[field_problem(parameter, "unknown aggregation")],
         ) from None
 
 
@@ -154,7 +154,7 @@ def parse_group_by(text: str | None, *, parameter: str = "group_by") -> GroupBy 
         return GroupBy(label=name[len(_LABEL_PREFIX) :])
     raise InvalidInput(
         f"{parameter}: {name[:40]!r} cannot be grouped by; use host_name, service_name or labels.<key>",
-        details=[{"field": parameter, "reason": "unknown grouping"}],
+        details=[field_problem(parameter, "unknown grouping")],
     )
 
 
@@ -181,7 +181,7 @@ def buckets_for(time_range: TimeRange, step: Step, *, max_points: int = MAX_POIN
         hint = f"use step={fitting} or a shorter range" if fitting else "use a shorter range"
         raise InvalidInput(
             f"step={step.value} gives {count:,} points over this range, more than the {max_points:,} allowed; {hint}",
-            details=[{"field": "step", "reason": f"{count} points > {max_points}"}],
+            details=[field_problem("step", f"{count} points > {max_points}")],
         )
     return Buckets(first=align_down(time_range.start, step), step=step, count=count)
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 
 __all__ = ["EARLIEST", "LATEST", "TimeRange", "parse_instant", "resolve"]
 
@@ -49,7 +49,7 @@ def parse_instant(text: str | None, *, parameter: str) -> datetime | None:
     except ValueError:
         raise InvalidInput(
             f"{parameter}: {text[:60]!r} is not an ISO 8601 timestamp such as 2026-11-28T09:30:00Z",
-            details=[{"field": parameter, "reason": "not an ISO 8601 timestamp"}],
+            details=[field_problem(parameter, "not an ISO 8601 timestamp")],
         ) from None
     try:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -59,7 +59,7 @@ def parse_instant(text: str | None, *, parameter: str) -> datetime | None:
         raise InvalidInput(
             f"{parameter}: {text[:60]!r} is out of range; instants from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} "
             "(UTC) are accepted",
-            details=[{"field": parameter, "reason": "out of range"}],
+            details=[field_problem(parameter, "out of range")],
         )
     return moment
 
@@ -81,13 +81,13 @@ def resolve(
     if resolved_end <= resolved_start:
         raise InvalidInput(
             f"to ({resolved_end.isoformat()}) must be after from ({resolved_start.isoformat()})",
-            details=[{"field": "to", "reason": "not after from"}],
+            details=[field_problem("to", "not after from")],
         )
     if max_span is not None and resolved_end - resolved_start > max_span:
         raise InvalidInput(
             f"the range from {resolved_start.isoformat()} to {resolved_end.isoformat()} is longer than the "
             f"{_describe(max_span)} one query may read; narrow from/to",
-            details=[{"field": "from", "reason": f"range over {_describe(max_span)}"}],
+            details=[field_problem("from", f"range over {_describe(max_span)}")],
         )
     return TimeRange(resolved_start, resolved_end)
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.services import audit, partitions
 from fernando_telemetry.storage import archive as archive_store
 from fernando_telemetry.storage.archive import RestoredArchive
@@ -41,17 +41,17 @@ def _check_into(session: Session, into: str) -> None:
     if not re.match(_IDENTIFIER, into):
         raise InvalidInput(
             f"into: {into!r} is not a plain table name (lower-case letters, digits, underscores)",
-            details=[{"field": "into", "reason": "not a plain table name"}],
+            details=[field_problem("into", "not a plain table name")],
         )
     if into in metadata.tables or into.startswith(_RESERVED_PREFIXES):
         raise InvalidInput(
             f"into: {into!r} is a table of Fernando Telemetry: restore into a new table of your own",
-            details=[{"field": "into", "reason": "a table of Fernando Telemetry"}],
+            details=[field_problem("into", "a table of Fernando Telemetry")],
         )
     if archive_store.relation_exists(session, into):
         raise InvalidInput(
             f"into: {into!r} exists already: the restore creates a new table, name one that does not exist",
-            details=[{"field": "into", "reason": "exists already"}],
+            details=[field_problem("into", "exists already")],
         )
 
 

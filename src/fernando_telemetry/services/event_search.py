@@ -21,7 +21,7 @@ from fernando_telemetry.core import time_range
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.containment import Condition
 from fernando_telemetry.core.enums import EventSource, EventType
-from fernando_telemetry.core.errors import InvalidInput, NotFound
+from fernando_telemetry.core.errors import InvalidInput, NotFound, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import event_queries
@@ -75,7 +75,7 @@ def search(session: Session, *, principal: Principal, filters: EventFilters, now
     if not 1 <= filters.limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {filters.limit}",
-            details=[{"field": "limit", "reason": f"not in 1..{MAX_LIMIT}"}],
+            details=[field_problem("limit", f"not in 1..{MAX_LIMIT}")],
         )
     unknown = sorted(set(filters.equals) - set(EQUALITY_FILTERS))
     if unknown:
@@ -85,7 +85,7 @@ def search(session: Session, *, principal: Principal, filters: EventFilters, now
         if value is not None and value not in vocabulary.__members__.values():
             raise InvalidInput(
                 f"{name}: {value[:40]!r} is not one of {', '.join(member.value for member in vocabulary)}",
-                details=[{"field": name, "reason": "unknown value"}],
+                details=[field_problem(name, "unknown value")],
             )
     license_id = visible_license(principal, filters.license_id)
     digest = cursors.query_digest(
@@ -137,7 +137,7 @@ def parse_event_id(text: str) -> uuid.UUID:
     except ValueError:
         raise InvalidInput(
             f"event_id: {text[:60]!r} is not a UUID such as 0192f3a4-5b6c-7d8e-9f00-112233445566",
-            details=[{"field": "event_id", "reason": "not a UUID"}],
+            details=[field_problem("event_id", "not a UUID")],
         ) from None
 
 
@@ -145,9 +145,7 @@ def _cursor_id(key: str) -> uuid.UUID:
     try:
         return uuid.UUID(key)
     except ValueError:
-        raise InvalidInput(
-            "cursor: not a cursor of an events search", details=[{"field": "cursor", "reason": "bad key"}]
-        ) from None
+        raise InvalidInput("cursor: not a cursor of an events search", details=[field_problem("cursor", "bad key")]) from None
 
 
 def search_events(sessions: sessionmaker[Session], *, caller: Caller, filters: EventFilters, cursor_key: bytes) -> EventPage:

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from fernando_telemetry.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, field_problem
 from fernando_telemetry.core.keys import KEY_PREFIX, Principal, Scope, display_prefix, hash_key, looks_like_key, same_hash
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.services import audit
@@ -74,7 +74,7 @@ def _scopes(scopes: Iterable[str], *, admin: bool) -> list[str]:
     if not chosen:
         raise InvalidInput(
             "a key needs at least one scope (ingest, read) unless it is an admin key",
-            details=[{"field": "scopes", "reason": "missing"}],
+            details=[field_problem("scopes", "missing")],
         )
     return sorted(chosen)
 
@@ -95,12 +95,12 @@ def create_key(
     if Scope.ADMIN in chosen and license_id is not None:
         raise InvalidInput(
             "an admin key belongs to no license: ask for a key of the license or for an admin key, not both",
-            details=[{"field": "license_id", "reason": "not allowed for an admin key"}],
+            details=[field_problem("license_id", "not allowed for an admin key")],
         )
     if Scope.ADMIN not in chosen:
         if license_id is None:
             raise InvalidInput(
-                "a key needs a license unless it is an admin key", details=[{"field": "license_id", "reason": "missing"}]
+                "a key needs a license unless it is an admin key", details=[field_problem("license_id", "missing")]
             )
         if session.get(License, license_id) is None:
             raise NotFound(f"license {license_id} does not exist: create the license first")

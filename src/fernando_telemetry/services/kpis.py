@@ -18,7 +18,7 @@ from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.containment import Condition
 from fernando_telemetry.core.enums import MetricCategory, PeriodType
-from fernando_telemetry.core.errors import Forbidden, InvalidInput
+from fernando_telemetry.core.errors import Forbidden, InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.kpi_periods import (
     KPI_PERIOD_TYPES,
@@ -189,7 +189,7 @@ def _check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {limit}",
-            details=[{"field": "limit", "reason": f"not in 1..{MAX_LIMIT}"}],
+            details=[field_problem("limit", f"not in 1..{MAX_LIMIT}")],
         )
 
 
@@ -198,9 +198,7 @@ def _license_scope(principal: Principal, license_id: int | None, overall: bool) 
     if overall and not principal.is_admin:
         raise Forbidden("overall=true reads the platform-wide KPIs of every license: it needs an admin key")
     if overall and license_id is not None:
-        raise InvalidInput(
-            "give license_id or overall=true, not both", details=[{"field": "overall", "reason": "with license_id"}]
-        )
+        raise InvalidInput("give license_id or overall=true, not both", details=[field_problem("overall", "with license_id")])
     return visible
 
 
@@ -209,7 +207,7 @@ def _vocabulary(value: str | None, vocabulary: type[PeriodType] | type[MetricCat
         return value
     raise InvalidInput(
         f"{parameter}: {value[:40]!r} is not one of {', '.join(member.value for member in vocabulary)}",
-        details=[{"field": parameter, "reason": "unknown value"}],
+        details=[field_problem(parameter, "unknown value")],
     )
 
 
@@ -224,7 +222,7 @@ def business_metrics(session: Session, *, principal: Principal, filters: MetricF
     if start is not None and end is not None and end <= start:
         raise InvalidInput(
             f"to ({end.isoformat()}) must be after from ({start.isoformat()})",
-            details=[{"field": "to", "reason": "not after from"}],
+            details=[field_problem("to", "not after from")],
         )
     license_id = _license_scope(principal, filters.license_id, filters.overall)
     metric_category = _vocabulary(filters.metric_category, MetricCategory, "metric_category")
@@ -267,7 +265,7 @@ def business_metrics(session: Session, *, principal: Principal, filters: MetricF
 
 def _cursor_id(key: str) -> int:
     if not key.isdigit():
-        raise InvalidInput("cursor: not a cursor of a business-metrics read", details=[{"field": "cursor", "reason": "bad key"}])
+        raise InvalidInput("cursor: not a cursor of a business-metrics read", details=[field_problem("cursor", "bad key")])
     return int(key)
 
 
@@ -286,7 +284,7 @@ def kpi_summary(
     """The newest value of each KPI series the caller may see, with the previous period's and the change."""
     _check_limit(limit)
     if offset < 0:
-        raise InvalidInput(f"offset must be 0 or more, got {offset}", details=[{"field": "offset", "reason": "negative"}])
+        raise InvalidInput(f"offset must be 0 or more, got {offset}", details=[field_problem("offset", "negative")])
     rows = kpi_queries.kpi_summary(
         session,
         license_id=_license_scope(principal, license_id, overall),

@@ -23,7 +23,7 @@ from fernando_telemetry.core import series as series_math
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.containment import Condition
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.series import Aggregation, Buckets, GroupBy, Step
 from fernando_telemetry.services import rollups
@@ -275,7 +275,7 @@ def series(
     sources: Sequence[PointSource] = SOURCES,
 ) -> SeriesResult:
     if not request.metric_name.strip():
-        raise InvalidInput("metric_name is required", details=[{"field": "metric_name", "reason": "missing"}])
+        raise InvalidInput("metric_name is required", details=[field_problem("metric_name", "missing")])
     window = time_range.resolve(start=request.start, end=request.end, now=now, default_span=DEFAULT_RANGE)
     step = request.step if request.step is not None else series_math.auto_step(window)
     buckets = series_math.buckets_for(window, step)
@@ -295,13 +295,13 @@ def series(
         raise InvalidInput(
             f"group_by={request.group_by.name if request.group_by else ''} gives {len(by_group):,} series, more than the "
             f"{MAX_SERIES} allowed; narrow the filters or group by something with fewer values",
-            details=[{"field": "group_by", "reason": f"{len(by_group)} series > {MAX_SERIES}"}],
+            details=[field_problem("group_by", f"{len(by_group)} series > {MAX_SERIES}")],
         )
     if len(by_group) * buckets.count > MAX_TOTAL_POINTS:
         raise InvalidInput(
             f"{len(by_group):,} series of {buckets.count:,} points are more than the {MAX_TOTAL_POINTS:,} points one "
             "request may return; use a wider step, a shorter range or fewer groups",
-            details=[{"field": "step", "reason": f"{len(by_group) * buckets.count} points > {MAX_TOTAL_POINTS}"}],
+            details=[field_problem("step", f"{len(by_group) * buckets.count} points > {MAX_TOTAL_POINTS}")],
         )
     if request.group_by is None:
         lines = [Series(group={}, points=series_math.fill_gaps(buckets, by_group.get(None, {})))]
@@ -355,12 +355,12 @@ def _choose_source(session: Session, *, source: str, sources: Sequence[PointSour
         available = ", ".join(["auto", *(candidate.name for candidate in sources)])
         raise InvalidInput(
             f"source: {source[:20]!r} is not available; use one of {available}",
-            details=[{"field": "source", "reason": "unknown source"}],
+            details=[field_problem("source", "unknown source")],
         )
     if not named.serves(session, **arguments):
         raise InvalidInput(
             f"source={source} cannot serve this request (step, aggregation or range); use source=auto",
-            details=[{"field": "source", "reason": "cannot serve"}],
+            details=[field_problem("source", "cannot serve")],
         )
     return named
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import InvalidInput, NotFound
+from fernando_telemetry.core.errors import InvalidInput, NotFound, field_problem
 from fernando_telemetry.services import audit
 from fernando_telemetry.storage.models import License, User
 
@@ -32,7 +32,7 @@ def upsert_user(
     if license_id is None:
         raise InvalidInput(
             "license_id is required: a user belongs to one license (send it in the body or as ?license_id=)",
-            details=[{"field": "license_id", "reason": "missing"}],
+            details=[field_problem("license_id", "missing")],
         )
     if session.get(License, license_id) is None:
         raise NotFound(f"license {license_id} does not exist: PUT /api/v1/admin/licenses/{license_id} first")

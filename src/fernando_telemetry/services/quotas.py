@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
-from fernando_telemetry.core.errors import QuotaExceeded
+from fernando_telemetry.core.errors import QuotaExceeded, field_problem
 from fernando_telemetry.storage.models import AlertRule, ApiKey, NotificationChannel, Silence
 
 __all__ = ["ensure_room"]
@@ -41,7 +41,7 @@ def ensure_room(session: Session, *, kind: str, license_id: int | None, limit: i
         raise QuotaExceeded(
             f"license {license_id} already has {count} {_WHAT[kind]}; its quota is {limit} ({_SETTING[kind]}): "
             f"delete some before creating more",
-            details=[{"field": kind, "reason": "quota exceeded", "limit": limit, "current": count, "setting": _SETTING[kind]}],
+            details=[field_problem(kind, "quota exceeded", limit=limit, current=count, setting=_SETTING[kind])],
         )
 
 

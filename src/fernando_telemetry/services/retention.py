@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import InvalidInput, NotFound
+from fernando_telemetry.core.errors import InvalidInput, NotFound, field_problem
 from fernando_telemetry.services import audit
 from fernando_telemetry.storage import archive as archive_store
 from fernando_telemetry.storage import metric_streams, resources
@@ -58,7 +58,7 @@ def _check_kind(data_kind: str) -> None:
     if data_kind not in DATA_KINDS:
         raise InvalidInput(
             f"unknown data kind {data_kind!r}: use {', '.join(DATA_KINDS)}",
-            details=[{"field": "data_kind", "reason": "unknown", "allowed": list(DATA_KINDS)}],
+            details=[field_problem("data_kind", "unknown", allowed=list(DATA_KINDS))],
         )
 
 
@@ -67,7 +67,7 @@ def set_override(session: Session, *, license_id: int, data_kind: str, retention
     _check_kind(data_kind)
     if retention_days < 1:
         raise InvalidInput(
-            f"retention_days must be at least 1, got {retention_days}", details=[{"field": "retention_days", "reason": "below 1"}]
+            f"retention_days must be at least 1, got {retention_days}", details=[field_problem("retention_days", "below 1")]
         )
     if session.get(License, license_id) is None:
         raise NotFound(f"license {license_id} does not exist")

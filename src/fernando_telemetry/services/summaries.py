@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import EventType
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import summary_queries
@@ -89,10 +89,10 @@ def _query(filters: SummaryFilters, *, now: datetime, allowed: tuple[str, ...]) 
     if not 1 <= filters.limit <= MAX_LIMIT:
         raise InvalidInput(
             f"limit must be between 1 and {MAX_LIMIT}, got {filters.limit}",
-            details=[{"field": "limit", "reason": f"not in 1..{MAX_LIMIT}"}],
+            details=[field_problem("limit", f"not in 1..{MAX_LIMIT}")],
         )
     if filters.offset < 0:
-        raise InvalidInput(f"offset must be 0 or more, got {filters.offset}", details=[{"field": "offset", "reason": "negative"}])
+        raise InvalidInput(f"offset must be 0 or more, got {filters.offset}", details=[field_problem("offset", "negative")])
     unknown = sorted(set(filters.equals) - set(allowed))
     if unknown:
         raise InvalidInput(f"cannot filter this summary by {', '.join(unknown)}")
@@ -133,7 +133,7 @@ def events_hourly(session: Session, *, principal: Principal, filters: SummaryFil
     if event_type is not None and event_type not in EventType.__members__.values():
         raise InvalidInput(
             f"event_type: {event_type[:40]!r} is not one of {', '.join(member.value for member in EventType)}",
-            details=[{"field": "event_type", "reason": "unknown value"}],
+            details=[field_problem("event_type", "unknown value")],
         )
     query = _query(filters, now=now, allowed=("event_type",))
     license_id = visible_license(principal, filters.license_id)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.ingest import events, metrics, spans
 from fernando_telemetry.core.synthetic import SyntheticUser, Window, event_rows, metric_rows, span_rows
 from fernando_telemetry.services import partitions
@@ -76,7 +76,7 @@ def generate(
 ) -> GenerateResult:
     """Load ``days`` days up to ``now`` of consistent telemetry; the caller commits."""
     if days < 1 or days > 365:
-        raise InvalidInput(f"days must be between 1 and 365, got {days}", details=[{"field": "days", "reason": "out of range"}])
+        raise InvalidInput(f"days must be between 1 and 365, got {days}", details=[field_problem("days", "out of range")])
     if min(events_count, spans_count, metrics_count) < 0 or users < 1:
         raise InvalidInput("counts must not be negative and at least one user is needed")
     rng = random.Random(seed)

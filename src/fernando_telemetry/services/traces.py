@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.containment import Condition
-from fernando_telemetry.core.errors import InvalidInput, NotFound
+from fernando_telemetry.core.errors import InvalidInput, NotFound, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.time_range import TimeRange
 from fernando_telemetry.core.trace_tree import TraceSummary, TraceTree, build_tree
@@ -169,13 +169,13 @@ def parse_trace_id(text: str) -> str:
     if len(lowered) != 32 or not set(lowered) <= _HEX:
         raise InvalidInput(
             f"trace_id: {text[:60]!r} is not 32 hexadecimal characters such as 4bf92f3577b34da6a3ce929d0e0e4736",
-            details=[{"field": "trace_id", "reason": "not 32 hexadecimal characters"}],
+            details=[field_problem("trace_id", "not 32 hexadecimal characters")],
         )
     return lowered
 
 
 def _invalid(parameter: str, message: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{parameter} {message}", details=[{"field": parameter, "reason": reason}])
+    return InvalidInput(f"{parameter} {message}", details=[field_problem(parameter, reason)])
 
 
 def _check(filters: TraceFilters) -> None:

@@ -12,7 +12,7 @@ import re2
 from sqlalchemy import Engine
 
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import InvalidInput, RateLimited
+from fernando_telemetry.core.errors import InvalidInput, RateLimited, field_problem
 from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import user_sql
 from fernando_telemetry.storage.user_sql import QueryResult, query_role_url
@@ -51,7 +51,7 @@ class ConcurrencyGate:
                 raise RateLimited(
                     f"this key already runs {running} SQL queries, the most it may run at once; retry after {retry_after_s} s",
                     retry_after_s=retry_after_s,
-                    details=[{"field": "sql", "reason": "too many concurrent queries", "limit": limit}],
+                    details=[field_problem("sql", "too many concurrent queries", limit=limit)],
                 )
             self._running[key_id] = running + 1
         try:
@@ -86,19 +86,19 @@ def run(
     """The use case behind ``POST /api/v1/query``: one read-only SELECT for the caller's license (admin keys name the
     license), counted against the caller's key in ``gate``."""
     if not statement.strip():
-        raise InvalidInput("sql is empty: send one SELECT statement", details=[{"field": "sql", "reason": "empty"}])
+        raise InvalidInput("sql is empty: send one SELECT statement", details=[field_problem("sql", "empty")])
     keyword = first_keyword(statement)
     if keyword not in _READING_KEYWORDS:
         raise InvalidInput(
             f"only a single SELECT statement may run here, not {keyword.upper() or 'this text'}",
-            details=[{"field": "sql", "reason": f"starts with {keyword.upper() or 'nothing'}", "allowed": ["SELECT", "WITH"]}],
+            details=[field_problem("sql", f"starts with {keyword.upper() or 'nothing'}", allowed=["SELECT", "WITH"])],
         )
     principal = principal_of(caller)
     scope = visible_license(principal, license_id)
     if scope is None:
         raise InvalidInput(
             "admin keys must name the license to query: add license_id",
-            details=[{"field": "license_id", "reason": "required for admin keys"}],
+            details=[field_problem("license_id", "required for admin keys")],
         )
     cap = limits.row_cap if row_limit is None else min(row_limit, limits.row_cap)
     gate = gate or ConcurrencyGate()

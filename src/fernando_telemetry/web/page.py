@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core import time_range
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 
@@ -62,7 +62,7 @@ class PageRequest:
             if key == name:
                 value = value.strip()
                 if "\x00" in value:
-                    raise InvalidInput(f"{name}: NUL characters are not allowed", details=[{"field": name, "reason": "NUL"}])
+                    raise InvalidInput(f"{name}: NUL characters are not allowed", details=[field_problem(name, "NUL")])
                 return value or None
         return None
 
@@ -75,7 +75,7 @@ class PageRequest:
         except ValueError:
             number = float("nan")
         if number != number or number in (float("inf"), float("-inf")):
-            raise InvalidInput(f"{name}: {value[:40]!r} is not a number", details=[{"field": name, "reason": "not a number"}])
+            raise InvalidInput(f"{name}: {value[:40]!r} is not a number", details=[field_problem(name, "not a number")])
         return number
 
     def choice(self, name: str, allowed: Sequence[str], default: str) -> str:
@@ -84,7 +84,7 @@ class PageRequest:
             return default
         if value not in allowed:
             raise InvalidInput(
-                f"{name}: {value[:40]!r} is not one of {', '.join(allowed)}", details=[{"field": name, "reason": "unknown value"}]
+                f"{name}: {value[:40]!r} is not one of {', '.join(allowed)}", details=[field_problem(name, "unknown value")]
             )
         return value
 

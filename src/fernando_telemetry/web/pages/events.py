@@ -7,7 +7,7 @@ from typing import Any
 
 from fernando_telemetry.core import containment
 from fernando_telemetry.core.enums import EventSource, EventType
-from fernando_telemetry.core.errors import InvalidInput
+from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.services import event_search
 from fernando_telemetry.services.event_search import EventFilters
 from fernando_telemetry.web.page import Page, PageRequest
@@ -29,7 +29,7 @@ def payload_pairs(text: str | None) -> list[tuple[str, str]]:
         if not equals or not key.strip():
             raise InvalidInput(
                 f"payload line {number}: {line[:60]!r} is not key=value (for example plan=pro)",
-                details=[{"field": "payload", "reason": "not key=value"}],
+                details=[field_problem("payload", "not key=value")],
             )
         pairs.append((f"payload.{key.strip()}", value.strip()))
     return pairs
