@@ -9,18 +9,17 @@ Imports services and core.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import InvalidInput, field_problem
-from fernando_telemetry.services import silences, tenancy
+from fernando_telemetry.services import silences
 
 __all__ = ["router"]
 
@@ -91,24 +90,6 @@ def _out(view: silences.SilenceView) -> SilenceOut:
     return SilenceOut.model_validate(asdict(view))
 
 
-def _ends_at(
-    starts_at: datetime | None, ends_at: datetime | None, duration_minutes: int | None, now: datetime
-) -> datetime | None:
-    if duration_minutes is None:
-        return ends_at
-    if ends_at is not None:
-        raise InvalidInput(
-            "give ends_at or duration_minutes, not both", details=[field_problem("duration_minutes", "with ends_at")]
-        )
-    try:
-        return (starts_at or now) + timedelta(minutes=duration_minutes)
-    except OverflowError:
-        raise InvalidInput(
-            "starts_at plus duration_minutes is past the year 9999",
-            details=[field_problem("duration_minutes", "out of range")],
-        ) from None
-
-
 @router.post(
     "",
     response_model=SilenceOut,
@@ -121,22 +102,18 @@ def _ends_at(
         "`acknowledged`)."
     ),
 )
-def create_silence(request: Request, principal: ReadKey, body: SilenceIn) -> SilenceOut:
-    now = datetime.now(UTC)
-    license_id = tenancy.visible_license(principal, body.license_id)
-    starts_at = time_range.parse_instant(body.starts_at, parameter="starts_at")
-    ends_at = _ends_at(starts_at, time_range.parse_instant(body.ends_at, parameter="ends_at"), body.duration_minutes, now)
-    with request.app.state.sessions.begin() as session:
-        view = silences.create(
-            session,
-            caller=Caller.for_key(principal, clock=lambda: now),
-            license_id=license_id,
-            matchers=body.matchers,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            comment=body.comment,
-            quotas=request.app.state.quotas,
-        )
+def create_silence(request: Request, caller: ReadCaller, body: SilenceIn) -> SilenceOut:
+    view = silences.open_silence(
+        request.app.state.sessions,
+        caller=caller,
+        license_id=body.license_id,
+        matchers=body.matchers,
+        starts_at=time_range.parse_instant(body.starts_at, parameter="starts_at"),
+        ends_at=time_range.parse_instant(body.ends_at, parameter="ends_at"),
+        duration_minutes=body.duration_minutes,
+        comment=body.comment,
+        quotas=request.app.state.quotas,
+    )
     return _out(view)
 
 
@@ -148,32 +125,27 @@ def create_silence(request: Request, principal: ReadKey, body: SilenceIn) -> Sil
 )
 def list_silences(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     state: str | None = Query(None, description="pending, active or expired"),
     license_id: str | None = Query(None, description="Admin keys: only this license's silences"),
     limit: str | None = Query(None, description=f"1 to {silences.MAX_LIMIT} (default {silences.DEFAULT_LIMIT})"),
     offset: str | None = Query(None, description="next_offset of the previous page"),
 ) -> SilencePageOut:
     check_names(request, allowed={"state", "license_id", "limit", "offset"})
-    visible = tenancy.visible_license(principal, integer(license_id, parameter="license_id", minimum=1))
-    with request.app.state.sessions() as session:
-        page = silences.list_silences(
-            session,
-            license_id=visible,
-            now=datetime.now(UTC),
-            state=state,
-            limit=integer(limit, parameter="limit", default=silences.DEFAULT_LIMIT, minimum=1, maximum=silences.MAX_LIMIT),
-            offset=integer(offset, parameter="offset", default=0, minimum=0),
-        )
+    page = silences.read_silences(
+        request.app.state.sessions,
+        caller=caller,
+        license_id=integer(license_id, parameter="license_id", minimum=1),
+        state=state,
+        limit=integer(limit, parameter="limit", default=silences.DEFAULT_LIMIT, minimum=1, maximum=silences.MAX_LIMIT),
+        offset=integer(offset, parameter="offset", default=0, minimum=0),
+    )
     return SilencePageOut(silences=[_out(view) for view in page.silences], next_offset=page.next_offset)
 
 
 @router.get("/{silence_id}", response_model=SilenceOut, responses=_ONE_ERRORS, summary="One silence")
-def get_silence(request: Request, principal: ReadKey, silence_id: int = _SILENCE_ID) -> SilenceOut:
-    with request.app.state.sessions() as session:
-        return _out(
-            silences.get(session, silence_id=silence_id, license_id=tenancy.visible_license(principal), now=datetime.now(UTC))
-        )
+def get_silence(request: Request, caller: ReadCaller, silence_id: int = _SILENCE_ID) -> SilenceOut:
+    return _out(silences.read_silence(request.app.state.sessions, caller=caller, silence_id=silence_id))
 
 
 @router.patch(
@@ -183,7 +155,7 @@ def get_silence(request: Request, principal: ReadKey, silence_id: int = _SILENCE
     summary="Change a silence that has not ended",
     description="Fields left out keep their value; the change applies to open alerts at once.",
 )
-def update_silence(request: Request, principal: ReadKey, body: SilencePatch, silence_id: int = _SILENCE_ID) -> SilenceOut:
+def update_silence(request: Request, caller: ReadCaller, body: SilencePatch, silence_id: int = _SILENCE_ID) -> SilenceOut:
     given = body.model_fields_set
     changes: dict[str, Any] = {}
     if "matchers" in given:
@@ -193,23 +165,11 @@ def update_silence(request: Request, principal: ReadKey, body: SilencePatch, sil
             changes[name] = time_range.parse_instant(getattr(body, name), parameter=name)
     if "comment" in given:
         changes["comment"] = body.comment
-    with request.app.state.sessions.begin() as session:
-        view = silences.update(
-            session,
-            caller=Caller.for_key(principal),
-            silence_id=silence_id,
-            license_id=tenancy.visible_license(principal),
-            **changes,
-        )
-    return _out(view)
+    return _out(silences.change_silence(request.app.state.sessions, caller=caller, silence_id=silence_id, **changes))
 
 
-def _expire(request: Request, principal: ReadKey, silence_id: int) -> SilenceOut:
-    with request.app.state.sessions.begin() as session:
-        view = silences.expire(
-            session, caller=Caller.for_key(principal), silence_id=silence_id, license_id=tenancy.visible_license(principal)
-        )
-    return _out(view)
+def _expire(request: Request, caller: Caller, silence_id: int) -> SilenceOut:
+    return _out(silences.end_silence(request.app.state.sessions, caller=caller, silence_id=silence_id))
 
 
 _EXPIRE_DOC = "Ends it now (it is kept, expired); the alerts it suppressed return to active or acknowledged."
@@ -222,8 +182,8 @@ _EXPIRE_DOC = "Ends it now (it is kept, expired); the alerts it suppressed retur
     summary="Expire a silence",
     description=_EXPIRE_DOC,
 )
-def expire_silence(request: Request, principal: ReadKey, silence_id: int = _SILENCE_ID) -> SilenceOut:
-    return _expire(request, principal, silence_id)
+def expire_silence(request: Request, caller: ReadCaller, silence_id: int = _SILENCE_ID) -> SilenceOut:
+    return _expire(request, caller, silence_id)
 
 
 @router.delete(
@@ -233,5 +193,5 @@ def expire_silence(request: Request, principal: ReadKey, silence_id: int = _SILE
     summary="Expire a silence (same as POST .../expire)",
     description=_EXPIRE_DOC,
 )
-def delete_silence(request: Request, principal: ReadKey, silence_id: int = _SILENCE_ID) -> SilenceOut:
-    return _expire(request, principal, silence_id)
+def delete_silence(request: Request, caller: ReadCaller, silence_id: int = _SILENCE_ID) -> SilenceOut:
+    return _expire(request, caller, silence_id)

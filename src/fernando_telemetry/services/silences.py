@@ -7,18 +7,20 @@ alerts; a platform-wide silence (``license_id`` NULL, admin keys only) matches e
 changing or expiring a silence applies it at once; the evaluator applies silences that start or end by
 the clock on its next pass. ``license_id`` arguments are the license the caller may see (None = all).
 Imports storage, core, ``services.alerts``, ``services.alert_lifecycle`` (every status change) and
-``services.quotas``; never commits.
+``services.quotas``. The session-level functions never commit; the use cases at the end (``open_silence``,
+``read_silences``, ``read_silence``, ``change_silence``, ``end_silence``) take ``sessions`` and a ``Caller`` and own
+their transaction and scope check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.alert_lifecycle import Action
 from fernando_telemetry.core.caller import Caller
@@ -31,19 +33,24 @@ from fernando_telemetry.services import quotas as quota
 from fernando_telemetry.storage.models import Alert, License, Silence
 
 __all__ = [
+    "ActiveSilence",
     "DEFAULT_LIMIT",
     "MAX_COMMENT_CHARS",
     "MAX_LIMIT",
     "STATES",
-    "ActiveSilence",
     "SilenceChange",
     "SilencePage",
     "SilenceView",
+    "change_silence",
     "create",
+    "end_silence",
     "expire",
     "get",
     "in_force",
     "list_silences",
+    "open_silence",
+    "read_silence",
+    "read_silences",
     "reconcile",
     "update",
 ]
@@ -409,3 +416,86 @@ def reconcile(
             changes.append(SilenceChange(alert, before, applied.step.to_state.value, previous))
     session.flush()
     return changes
+
+
+def _ends_at(
+    starts_at: datetime | None, ends_at: datetime | None, duration_minutes: int | None, now: datetime
+) -> datetime | None:
+    if duration_minutes is None:
+        return ends_at
+    if ends_at is not None:
+        raise InvalidInput(
+            "give ends_at or duration_minutes, not both", details=[field_problem("duration_minutes", "with ends_at")]
+        )
+    try:
+        return (starts_at or now) + timedelta(minutes=duration_minutes)
+    except OverflowError:
+        raise InvalidInput(
+            "starts_at plus duration_minutes is past the year 9999",
+            details=[field_problem("duration_minutes", "out of range")],
+        ) from None
+
+
+def open_silence(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    license_id: int | None,
+    matchers: Any,
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    duration_minutes: int | None = None,
+    comment: str | None = None,
+    quotas: Quotas = DEFAULT_QUOTAS,
+) -> SilenceView:
+    """The use case behind ``POST /api/v1/silences``: ``license_id`` checked against the caller's scope, the end taken
+    from ``ends_at`` or ``duration_minutes`` after the start (or now), then ``create`` in one transaction."""
+    license_id = caller.visible_license(license_id)
+    now = caller.now()
+    ends_at = _ends_at(starts_at, ends_at, duration_minutes, now)
+    # the clock read once: the duration and the silence's created_at count from the same instant
+    pinned = replace(caller, clock=lambda: now)
+    with sessions.begin() as session:
+        return create(
+            session,
+            caller=pinned,
+            license_id=license_id,
+            matchers=matchers,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            comment=comment,
+            quotas=quotas,
+        )
+
+
+def read_silences(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    license_id: int | None = None,
+    state: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> SilencePage:
+    """The use case behind ``GET /api/v1/silences``."""
+    visible = caller.visible_license(license_id)
+    with sessions() as session:
+        return list_silences(session, license_id=visible, now=caller.now(), state=state, limit=limit, offset=offset)
+
+
+def read_silence(sessions: sessionmaker[Session], *, caller: Caller, silence_id: int) -> SilenceView:
+    """The use case behind ``GET /api/v1/silences/{id}``."""
+    with sessions() as session:
+        return get(session, silence_id=silence_id, license_id=caller.visible_license(), now=caller.now())
+
+
+def change_silence(sessions: sessionmaker[Session], *, caller: Caller, silence_id: int, **changes: Any) -> SilenceView:
+    """The use case behind ``PATCH /api/v1/silences/{id}``: ``changes`` holds only the fields given (see ``update``)."""
+    with sessions.begin() as session:
+        return update(session, caller=caller, silence_id=silence_id, license_id=caller.visible_license(), **changes)
+
+
+def end_silence(sessions: sessionmaker[Session], *, caller: Caller, silence_id: int) -> SilenceView:
+    """The use case behind ``POST /api/v1/silences/{id}/expire`` and ``DELETE /api/v1/silences/{id}``."""
+    with sessions.begin() as session:
+        return expire(session, caller=caller, silence_id=silence_id, license_id=caller.visible_license())
