@@ -14,11 +14,10 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import check_names, integer
 from fernando_telemetry.core import time_range
-from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.services import alerts, tenancy
+from fernando_telemetry.services import alerts
 
 __all__ = ["router"]
 
@@ -160,7 +159,7 @@ def _list_param(text: str | None) -> list[str]:
 )
 def list_alerts(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     status: str | None = Query(None, description="active, acknowledged, suppressed, resolved", examples=["active,acknowledged"]),
     severity: str | None = Query(None, description="info, warning, error, critical", examples=["critical"]),
     rule_id: str | None = Query(None, description="Alerts of this rule"),
@@ -177,7 +176,7 @@ def list_alerts(
         allowed={"status", "severity", "rule_id", "service", "assigned_to", "from", "to", "license_id", "cursor", "limit"},
     )
     filters = alerts.AlertFilters(
-        license_id=tenancy.visible_license(principal, integer(license_id, parameter="license_id", minimum=1)),
+        license_id=integer(license_id, parameter="license_id", minimum=1),
         statuses=_list_param(status),
         severities=_list_param(severity),
         rule_id=integer(rule_id, parameter="rule_id", minimum=1),
@@ -188,15 +187,15 @@ def list_alerts(
         cursor=cursor,
         limit=integer(limit, parameter="limit", default=alerts.DEFAULT_LIMIT, minimum=1, maximum=alerts.MAX_LIMIT),
     )
-    with request.app.state.sessions() as session:
-        page = alerts.list_alerts(session, filters=filters, cursor_key=request.app.state.cursor_key)
+    page = alerts.search_alerts(
+        request.app.state.sessions, caller=caller, filters=filters, cursor_key=request.app.state.cursor_key
+    )
     return AlertPageOut(alerts=[_out(view) for view in page.alerts], next_cursor=page.next_cursor)
 
 
 @router.get("/{alert_id}", response_model=AlertOut, responses=_ONE_ERRORS, summary="One alert")
-def get_alert(request: Request, principal: ReadKey, alert_id: int = _ALERT_ID) -> AlertOut:
-    with request.app.state.sessions() as session:
-        return _out(alerts.get(session, alert_id=alert_id, license_id=tenancy.visible_license(principal)))
+def get_alert(request: Request, caller: ReadCaller, alert_id: int = _ALERT_ID) -> AlertOut:
+    return _out(alerts.read_alert(request.app.state.sessions, caller=caller, alert_id=alert_id))
 
 
 @router.get(
@@ -210,9 +209,8 @@ def get_alert(request: Request, principal: ReadKey, alert_id: int = _ALERT_ID) -
         "HTTP status or SMTP reply, error, latency), each oldest first."
     ),
 )
-def alert_history(request: Request, principal: ReadKey, alert_id: int = _ALERT_ID) -> HistoryOut:
-    with request.app.state.sessions() as session:
-        found = alerts.history(session, alert_id=alert_id, license_id=tenancy.visible_license(principal))
+def alert_history(request: Request, caller: ReadCaller, alert_id: int = _ALERT_ID) -> HistoryOut:
+    found = alerts.read_history(request.app.state.sessions, caller=caller, alert_id=alert_id)
     return HistoryOut(
         alert=_out(found.alert),
         events=[EventOut.model_validate(asdict(event)) for event in found.events],
@@ -232,18 +230,12 @@ def alert_history(request: Request, principal: ReadKey, alert_id: int = _ALERT_I
     ),
 )
 def acknowledge_alert(
-    request: Request, principal: ReadKey, body: AcknowledgeIn | None = None, alert_id: int = _ALERT_ID
+    request: Request, caller: ReadCaller, body: AcknowledgeIn | None = None, alert_id: int = _ALERT_ID
 ) -> AlertOut:
     body = body or AcknowledgeIn()
-    with request.app.state.sessions.begin() as session:
-        view = alerts.acknowledge(
-            session,
-            caller=Caller.for_key(principal),
-            alert_id=alert_id,
-            license_id=tenancy.visible_license(principal),
-            user_id=body.user_id,
-            note=body.note,
-        )
+    view = alerts.acknowledge_alert(
+        request.app.state.sessions, caller=caller, alert_id=alert_id, user_id=body.user_id, note=body.note
+    )
     return _out(view)
 
 
@@ -253,16 +245,10 @@ def acknowledge_alert(
     responses=_CHANGE_ERRORS,
     summary="Assign an alert to a user (or unassign it)",
 )
-def assign_alert(request: Request, principal: ReadKey, body: AssignIn, alert_id: int = _ALERT_ID) -> AlertOut:
-    with request.app.state.sessions.begin() as session:
-        view = alerts.assign(
-            session,
-            caller=Caller.for_key(principal),
-            alert_id=alert_id,
-            license_id=tenancy.visible_license(principal),
-            assignee=body.user_id,
-            note=body.note,
-        )
+def assign_alert(request: Request, caller: ReadCaller, body: AssignIn, alert_id: int = _ALERT_ID) -> AlertOut:
+    view = alerts.assign_alert(
+        request.app.state.sessions, caller=caller, alert_id=alert_id, assignee=body.user_id, note=body.note
+    )
     return _out(view)
 
 
@@ -276,15 +262,9 @@ def assign_alert(request: Request, principal: ReadKey, body: AssignIn, alert_id:
         "alert fires after the rule's `for_minutes`. Channels that were told it fired are told it resolved."
     ),
 )
-def resolve_alert(request: Request, principal: ReadKey, body: ResolveIn | None = None, alert_id: int = _ALERT_ID) -> AlertOut:
+def resolve_alert(request: Request, caller: ReadCaller, body: ResolveIn | None = None, alert_id: int = _ALERT_ID) -> AlertOut:
     body = body or ResolveIn()
-    with request.app.state.sessions.begin() as session:
-        view = alerts.resolve(
-            session,
-            caller=Caller.for_key(principal),
-            alert_id=alert_id,
-            license_id=tenancy.visible_license(principal),
-            user_id=body.user_id,
-            note=body.note,
-        )
+    view = alerts.resolve_alert(
+        request.app.state.sessions, caller=caller, alert_id=alert_id, user_id=body.user_id, note=body.note
+    )
     return _out(view)

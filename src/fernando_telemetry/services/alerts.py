@@ -5,18 +5,19 @@ are the license the caller may see (``services.tenancy.visible_license``; None =
 outside it is ``NotFound``, never ``Forbidden``, so ids of other licenses are not confirmed.
 Status changes go through ``services.alert_lifecycle.apply`` (which also writes the history and queues
 notifications); ``record_event``, ``state_name`` and ``announced`` live there and are re-exported here.
-Imports storage, core and ``services.alert_lifecycle``; never commits.
+The session-level functions never commit; the use cases at the end (taking ``sessions`` and a ``Caller``) own
+their transaction and scope check. Imports storage, core and ``services.alert_lifecycle``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core.alert_lifecycle import Action
@@ -40,15 +41,21 @@ __all__ = [
     "DeliveryView",
     "EventView",
     "acknowledge",
+    "acknowledge_alert",
     "announced",
     "assign",
+    "assign_alert",
     "get",
     "history",
     "labels_of",
     "list_alerts",
     "lock_open",
+    "read_alert",
+    "read_history",
     "record_event",
     "resolve",
+    "resolve_alert",
+    "search_alerts",
     "state_name",
 ]
 
@@ -497,3 +504,51 @@ def _view(alert: Alert, rule_name: str | None) -> AlertView:
         created_at=alert.created_at,
         updated_at=alert.updated_at,
     )
+
+
+def search_alerts(sessions: sessionmaker[Session], *, caller: Caller, filters: AlertFilters, cursor_key: bytes) -> AlertPage:
+    """The use case behind ``GET /api/v1/alerts``: ``filters.license_id`` is the license asked for, checked against
+    the caller's scope."""
+    scoped = replace(filters, license_id=caller.visible_license(filters.license_id))
+    with sessions() as session:
+        return list_alerts(session, filters=scoped, cursor_key=cursor_key)
+
+
+def read_alert(sessions: sessionmaker[Session], *, caller: Caller, alert_id: int) -> AlertView:
+    """The use case behind ``GET /api/v1/alerts/{id}``."""
+    with sessions() as session:
+        return get(session, alert_id=alert_id, license_id=caller.visible_license())
+
+
+def read_history(sessions: sessionmaker[Session], *, caller: Caller, alert_id: int) -> AlertHistory:
+    """The use case behind ``GET /api/v1/alerts/{id}/history``."""
+    with sessions() as session:
+        return history(session, alert_id=alert_id, license_id=caller.visible_license())
+
+
+def acknowledge_alert(
+    sessions: sessionmaker[Session], *, caller: Caller, alert_id: int, user_id: str | None = None, note: str | None = None
+) -> AlertView:
+    """The use case behind ``POST /api/v1/alerts/{id}/acknowledge``: ``acknowledge`` in its own transaction."""
+    with sessions.begin() as session:
+        return acknowledge(
+            session, caller=caller, alert_id=alert_id, license_id=caller.visible_license(), user_id=user_id, note=note
+        )
+
+
+def assign_alert(
+    sessions: sessionmaker[Session], *, caller: Caller, alert_id: int, assignee: str | None, note: str | None = None
+) -> AlertView:
+    """The use case behind ``POST /api/v1/alerts/{id}/assign``: ``assign`` in its own transaction."""
+    with sessions.begin() as session:
+        return assign(
+            session, caller=caller, alert_id=alert_id, license_id=caller.visible_license(), assignee=assignee, note=note
+        )
+
+
+def resolve_alert(
+    sessions: sessionmaker[Session], *, caller: Caller, alert_id: int, user_id: str | None = None, note: str | None = None
+) -> AlertView:
+    """The use case behind ``POST /api/v1/alerts/{id}/resolve``: ``resolve`` in its own transaction."""
+    with sessions.begin() as session:
+        return resolve(session, caller=caller, alert_id=alert_id, license_id=caller.visible_license(), user_id=user_id, note=note)
