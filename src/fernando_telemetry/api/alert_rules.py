@@ -7,20 +7,18 @@ admin key sees every rule, may narrow with ``license_id``, and may create platfo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import check_names, integer
-from fernando_telemetry.core import rule_validation, time_range
-from fernando_telemetry.core.alert_condition import parse_condition
+from fernando_telemetry.core import time_range
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import Forbidden, InvalidInput, field_problem
-from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import alert_rules, rule_backtest, tenancy
+from fernando_telemetry.core.errors import InvalidInput, field_problem
+from fernando_telemetry.services import alert_rules, rule_backtest
 
 __all__ = ["router"]
 
@@ -37,9 +35,7 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The name is 
 _LICENSE = Query(None, description="Admin keys: only this license's rules")
 _JsonObject = Annotated[dict[str, Any], Body()]
 _RULE_ID = Path(ge=1, le=2**62, description="The rule's id")
-_MAX_BACKTEST_SPAN = timedelta(days=31)
 _MAX_ID = 2**62
-_DEFAULT_BACKTEST_SPAN = timedelta(days=1)
 _SEED_EXAMPLE = {
     "name": "High CPU Usage",
     "description": "CPU over 80% for 5 minutes",
@@ -171,15 +167,6 @@ def _id(body: dict[str, Any], name: str) -> int | None:
     return value
 
 
-def _owner_license(principal: Principal, body: dict[str, Any]) -> int | None:
-    requested = _id(body, "license_id")
-    if principal.is_admin:
-        return requested
-    if requested is not None and requested != principal.license_id:
-        raise Forbidden(f"this key belongs to license {principal.license_id} and cannot create rules for license {requested}")
-    return principal.license_id
-
-
 def _fields(body: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in body.items() if name != "license_id"}
 
@@ -203,14 +190,15 @@ def _out(view: alert_rules.RuleView) -> RuleOut:
     ),
     openapi_extra=_schema(RuleIn),
 )
-def create_rule(request: Request, principal: ReadKey, body: _RuleBody) -> RuleOut:
-    license_id = _owner_license(principal, body)
-    caller = Caller.for_key(principal)
-    with request.app.state.sessions.begin() as session:
-        view = alert_rules.create(
-            session, caller=caller, license_id=license_id, fields=_fields(body), quotas=request.app.state.quotas
-        )
-        return _out(view)
+def create_rule(request: Request, caller: ReadCaller, body: _RuleBody) -> RuleOut:
+    view = alert_rules.create_rule(
+        request.app.state.sessions,
+        caller=caller,
+        license_id=_id(body, "license_id"),
+        fields=_fields(body),
+        quotas=request.app.state.quotas,
+    )
+    return _out(view)
 
 
 @router.get(
@@ -222,7 +210,7 @@ def create_rule(request: Request, principal: ReadKey, body: _RuleBody) -> RuleOu
 )
 def list_rules(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     enabled: str | None = Query(None, description="true or false"),
     severity: str | None = Query(None, examples=["critical"]),
     source: str | None = Query(None, examples=["traces"]),
@@ -232,18 +220,17 @@ def list_rules(
     license_id: str | None = _LICENSE,
 ) -> RulePageOut:
     check_names(request, allowed={"enabled", "severity", "source", "name", "limit", "offset", "license_id"})
-    scope = tenancy.visible_license(principal, integer(license_id, parameter="license_id", minimum=1))
-    with request.app.state.sessions() as session:
-        page = alert_rules.list_rules(
-            session,
-            scope=scope,
-            enabled=_flag(enabled, parameter="enabled"),
-            severity=severity,
-            source=source,
-            name_contains=name,
-            limit=integer(limit, parameter="limit", default=alert_rules.DEFAULT_LIMIT, minimum=1, maximum=alert_rules.MAX_LIMIT),
-            offset=integer(offset, parameter="offset", default=0, minimum=0, maximum=10_000_000),
-        )
+    page = alert_rules.read_rules(
+        request.app.state.sessions,
+        caller=caller,
+        license_id=integer(license_id, parameter="license_id", minimum=1),
+        enabled=_flag(enabled, parameter="enabled"),
+        severity=severity,
+        source=source,
+        name_contains=name,
+        limit=integer(limit, parameter="limit", default=alert_rules.DEFAULT_LIMIT, minimum=1, maximum=alert_rules.MAX_LIMIT),
+        offset=integer(offset, parameter="offset", default=0, minimum=0, maximum=10_000_000),
+    )
     return RulePageOut(rules=[_out(view) for view in page.rules], next_offset=page.next_offset)
 
 
@@ -272,7 +259,7 @@ def _flag(text: str | None, *, parameter: str) -> bool | None:
     ),
     openapi_extra=_schema(BacktestIn),
 )
-def backtest_rule(request: Request, principal: ReadKey, body: _JsonObject) -> BacktestOut:
+def backtest_rule(request: Request, caller: ReadCaller, body: _JsonObject) -> BacktestOut:
     known = {"rule_id", "rule", "from", "to", "step_seconds", "license_id"}
     unknown = sorted(str(name) for name in body if name not in known)
     if unknown:
@@ -285,33 +272,16 @@ def backtest_rule(request: Request, principal: ReadKey, body: _JsonObject) -> Ba
             "give either rule_id (a saved rule) or rule (a draft)",
             details=[field_problem("rule_id", "exactly one of rule_id and rule is required")],
         )
-    now = datetime.now(UTC)
-    end = _instant(body.get("to"), "to") or now
-    start = _instant(body.get("from"), "from") or end - _DEFAULT_BACKTEST_SPAN
-    if end - start > _MAX_BACKTEST_SPAN:
-        raise InvalidInput("a backtest covers at most 31 days", details=[field_problem("from", "range over 31 days")])
-    step = body.get("step_seconds")
-    with request.app.state.sessions() as session:
-        if body.get("rule_id") is not None:
-            rule_id = _id(body, "rule_id")
-            assert rule_id is not None
-            rule = alert_rules.get_rule(session, rule_id=rule_id, scope=tenancy.visible_license(principal, None))
-            condition = parse_condition(rule.condition_config)
-            license_id, interval = rule.license_id, rule.evaluation_interval_seconds
-        else:
-            rule_id = None
-            condition, draft_interval = rule_validation.draft_condition(body["rule"])
-            license_id = tenancy.visible_license(principal, _id(body, "license_id"))
-            interval = draft_interval or 60
-        result = rule_backtest.backtest(
-            session,
-            condition=condition,
-            license_id=license_id,
-            start=start,
-            end=end,
-            step_seconds=interval if step is None else step,
-            rule_id=rule_id,
-        )
+    result = rule_backtest.run_backtest(
+        request.app.state.sessions,
+        caller=caller,
+        rule_id=_id(body, "rule_id"),
+        draft=body.get("rule"),
+        license_id=_id(body, "license_id") if body.get("rule_id") is None else None,
+        start=_instant(body.get("from"), "from"),
+        end=_instant(body.get("to"), "to"),
+        step_seconds=body.get("step_seconds"),
+    )
     return BacktestOut.model_validate(
         {
             "rule_id": result.rule_id,
@@ -337,19 +307,14 @@ def _instant(value: Any, name: str) -> datetime | None:
 
 
 @router.get("/{rule_id}", response_model=RuleOut, responses={**_ERRORS, **_NOT_FOUND}, summary="Get one alert rule")
-def get_rule(request: Request, principal: ReadKey, rule_id: int = _RULE_ID, license_id: str | None = _LICENSE) -> RuleOut:
-    scope = tenancy.visible_license(principal, integer(license_id, parameter="license_id", minimum=1))
-    with request.app.state.sessions() as session:
-        return _out(alert_rules.get(session, rule_id=rule_id, scope=scope))
+def get_rule(request: Request, caller: ReadCaller, rule_id: int = _RULE_ID, license_id: str | None = _LICENSE) -> RuleOut:
+    license_id_value = integer(license_id, parameter="license_id", minimum=1)
+    return _out(alert_rules.read_rule(request.app.state.sessions, caller=caller, rule_id=rule_id, license_id=license_id_value))
 
 
-def _change(request: Request, principal: ReadKey, rule_id: int, body: dict[str, Any], *, replace: bool) -> RuleOut:
-    scope = tenancy.visible_license(principal, None)
-    with request.app.state.sessions.begin() as session:
-        view = alert_rules.update(
-            session, caller=Caller.for_key(principal), rule_id=rule_id, scope=scope, fields=body, replace=replace
-        )
-        return _out(view)
+def _change(request: Request, caller: Caller, rule_id: int, body: dict[str, Any], *, replace: bool) -> RuleOut:
+    view = alert_rules.change_rule(request.app.state.sessions, caller=caller, rule_id=rule_id, fields=body, replace=replace)
+    return _out(view)
 
 
 @router.put(
@@ -360,8 +325,8 @@ def _change(request: Request, principal: ReadKey, rule_id: int, body: dict[str, 
     description="Every field is set: the ones left out go back to their defaults. `name` and `condition_config` are required.",
     openapi_extra=_schema(RuleIn),
 )
-def put_rule(request: Request, principal: ReadKey, body: _JsonObject, rule_id: int = _RULE_ID) -> RuleOut:
-    return _change(request, principal, rule_id, body, replace=True)
+def put_rule(request: Request, caller: ReadCaller, body: _JsonObject, rule_id: int = _RULE_ID) -> RuleOut:
+    return _change(request, caller, rule_id, body, replace=True)
 
 
 @router.patch(
@@ -372,8 +337,8 @@ def put_rule(request: Request, principal: ReadKey, body: _JsonObject, rule_id: i
     description='Only the fields given change (for example `{"enabled": false}`); `condition_config`, when given, is replaced whole.',
     openapi_extra=_schema(RuleIn),
 )
-def patch_rule(request: Request, principal: ReadKey, body: _JsonObject, rule_id: int = _RULE_ID) -> RuleOut:
-    return _change(request, principal, rule_id, body, replace=False)
+def patch_rule(request: Request, caller: ReadCaller, body: _JsonObject, rule_id: int = _RULE_ID) -> RuleOut:
+    return _change(request, caller, rule_id, body, replace=False)
 
 
 @router.delete(
@@ -384,8 +349,6 @@ def patch_rule(request: Request, principal: ReadKey, body: _JsonObject, rule_id:
     summary="Delete an alert rule",
     description="Its alerts and their history stay (their rule_id becomes null).",
 )
-def delete_rule(request: Request, principal: ReadKey, rule_id: int = _RULE_ID) -> Response:
-    scope = tenancy.visible_license(principal, None)
-    with request.app.state.sessions.begin() as session:
-        alert_rules.delete(session, caller=Caller.for_key(principal), rule_id=rule_id, scope=scope)
+def delete_rule(request: Request, caller: ReadCaller, rule_id: int = _RULE_ID) -> Response:
+    alert_rules.delete_rule(request.app.state.sessions, caller=caller, rule_id=rule_id)
     return Response(status_code=204)

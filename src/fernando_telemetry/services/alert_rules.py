@@ -5,7 +5,8 @@ Rules hold no secrets: ``notification_channels`` names channels of the rule's li
 live encrypted with the channel, or channel types (``"email"``: the license's default email channel).
 ``rule_name`` is accepted beside ``name`` (the seed's name for it). ``license_id`` arguments named ``scope`` are the license the caller may
 see (None = every license, admin keys). Imports storage, core,
-``services.notification_channels`` and ``services.quotas``; never commits.
+``services.notification_channels`` and ``services.quotas``. The session-level functions never commit; the use
+cases at the end (taking ``sessions`` and a ``Caller``) own their transaction and scope check.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core import rule_validation
 from fernando_telemetry.core.alert_condition import parse_condition
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import Conflict, FieldProblems, InvalidInput, NotFound, field_problem
+from fernando_telemetry.core.errors import Conflict, FieldProblems, Forbidden, InvalidInput, NotFound, field_problem
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
 from fernando_telemetry.core.rule_validation import CheckedRule
 from fernando_telemetry.services import audit, notification_channels
@@ -38,11 +39,16 @@ __all__ = [
     "RULE_NAME_ALIAS",
     "RulePage",
     "RuleView",
+    "change_rule",
     "create",
+    "create_rule",
     "delete",
+    "delete_rule",
     "get",
     "get_rule",
     "list_rules",
+    "read_rule",
+    "read_rules",
     "set_enabled",
     "update",
 ]
@@ -330,3 +336,71 @@ def delete(session: Session, *, caller: Caller, rule_id: int, scope: int | None)
     session.delete(rule)
     session.flush()
     _audit(session, caller, "rule.delete", view, now=caller.now(), details={"name": view.name})
+
+
+def create_rule(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    license_id: int | None,
+    fields: Mapping[str, Any],
+    quotas: Quotas = DEFAULT_QUOTAS,
+) -> RuleView:
+    """The use case behind ``POST /api/v1/alert-rules``: a license key creates rules for its own license only,
+    admin keys for any license (or platform-wide, ``license_id`` None)."""
+    if not caller.is_admin:
+        if license_id is not None and license_id != caller.license_id:
+            raise Forbidden(f"this key belongs to license {caller.license_id} and cannot create rules for license {license_id}")
+        license_id = caller.license_id
+    with sessions.begin() as session:
+        return create(session, caller=caller, license_id=license_id, fields=fields, quotas=quotas)
+
+
+def read_rules(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    license_id: int | None = None,
+    enabled: bool | None = None,
+    severity: str | None = None,
+    source: str | None = None,
+    name_contains: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> RulePage:
+    """The use case behind ``GET /api/v1/alert-rules``: ``license_id`` is the license asked for."""
+    scope = caller.visible_license(license_id)
+    with sessions() as session:
+        return list_rules(
+            session,
+            scope=scope,
+            enabled=enabled,
+            severity=severity,
+            source=source,
+            name_contains=name_contains,
+            limit=limit,
+            offset=offset,
+        )
+
+
+def read_rule(sessions: sessionmaker[Session], *, caller: Caller, rule_id: int, license_id: int | None = None) -> RuleView:
+    """The use case behind ``GET /api/v1/alert-rules/{id}``."""
+    scope = caller.visible_license(license_id)
+    with sessions() as session:
+        return get(session, rule_id=rule_id, scope=scope)
+
+
+def change_rule(
+    sessions: sessionmaker[Session], *, caller: Caller, rule_id: int, fields: Mapping[str, Any], replace: bool
+) -> RuleView:
+    """The use case behind ``PUT`` (``replace``) and ``PATCH /api/v1/alert-rules/{id}``."""
+    scope = caller.visible_license()
+    with sessions.begin() as session:
+        return update(session, caller=caller, rule_id=rule_id, scope=scope, fields=fields, replace=replace)
+
+
+def delete_rule(sessions: sessionmaker[Session], *, caller: Caller, rule_id: int) -> None:
+    """The use case behind ``DELETE /api/v1/alert-rules/{id}``."""
+    scope = caller.visible_license()
+    with sessions.begin() as session:
+        delete(session, caller=caller, rule_id=rule_id, scope=scope)

@@ -1,6 +1,7 @@
 """Backtests: what a rule (saved or draft) would have done over stored history, with the very query and state
 machine live evaluation uses, starting from no state, writing nothing and notifying nobody. Bounded in
-instants, group evaluations and time. Imports storage and core; never commits.
+instants, group evaluations and time. ``run_backtest`` is the use case (its own read transaction and the caller's
+scope). Imports storage, core and ``services.alert_rules`` (a saved rule); never commits.
 """
 
 from __future__ import annotations
@@ -13,27 +14,35 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.core.alert_condition import Condition, fingerprint
+from fernando_telemetry.core import rule_validation
+from fernando_telemetry.core.alert_condition import Condition, fingerprint, parse_condition
 from fernando_telemetry.core.alert_state import GroupState, Phase, step_groups
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import FieldProblems, InvalidInput, field_problem
+from fernando_telemetry.services import alert_rules
 from fernando_telemetry.storage import alert_queries
 
 __all__ = [
     "BACKTEST_TIMEOUT_MS",
+    "DEFAULT_BACKTEST_SPAN",
     "MAX_BACKTEST_GROUP_EVALUATIONS",
     "MAX_BACKTEST_INSTANTS",
+    "MAX_BACKTEST_SPAN",
     "Backtest",
     "BacktestAlert",
     "BacktestTransition",
     "backtest",
     "backtest_instants",
+    "run_backtest",
 ]
 
 MAX_BACKTEST_INSTANTS = 20_000
 BACKTEST_TIMEOUT_MS = 30_000
 MAX_BACKTEST_GROUP_EVALUATIONS = 1_000_000
+MAX_BACKTEST_SPAN = timedelta(days=31)
+DEFAULT_BACKTEST_SPAN = timedelta(days=1)
 """Most evaluations x groups one backtest may step through (its CPU work); beyond it the backtest is refused."""
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -220,3 +229,42 @@ def _observe_bounded(
         raise
     session.execute(text("SELECT set_config('statement_timeout', :timeout, true)"), {"timeout": previous})
     return observed_at
+
+
+def run_backtest(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    rule_id: int | None = None,
+    draft: Any = None,
+    license_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    step_seconds: int | None = None,
+) -> Backtest:
+    """The use case behind ``POST /api/v1/alert-rules/backtest``: a saved rule (``rule_id``, read in the caller's
+    scope, over its own license's data) or a draft (``draft``, its condition; over ``license_id`` checked against the
+    caller's scope). ``end`` defaults to now, ``start`` to a day before ``end``; the range is at most 31 days; the step
+    defaults to the rule's evaluation interval (60 s for a draft that gives none)."""
+    end = end or caller.now()
+    start = start or end - DEFAULT_BACKTEST_SPAN
+    if end - start > MAX_BACKTEST_SPAN:
+        raise InvalidInput("a backtest covers at most 31 days", details=[field_problem("from", "range over 31 days")])
+    with sessions() as session:
+        if rule_id is not None:
+            rule = alert_rules.get_rule(session, rule_id=rule_id, scope=caller.visible_license())
+            condition = parse_condition(rule.condition_config)
+            license_id, interval = rule.license_id, rule.evaluation_interval_seconds
+        else:
+            condition, draft_interval = rule_validation.draft_condition(draft)
+            license_id = caller.visible_license(license_id)
+            interval = draft_interval or 60
+        return backtest(
+            session,
+            condition=condition,
+            license_id=license_id,
+            start=start,
+            end=end,
+            step_seconds=interval if step_seconds is None else step_seconds,
+            rule_id=rule_id,
+        )
