@@ -9,19 +9,17 @@ Imports services and core.
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from fernando_telemetry.api.deps import ReadKey
+from fernando_telemetry.api.deps import ReadCaller
 from fernando_telemetry.api.query_params import integer
-from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, field_problem
-from fernando_telemetry.core.keys import Principal
-from fernando_telemetry.services import channel_tests, notification_channels, tenancy
+from fernando_telemetry.services import channel_tests, notification_channels
 from fernando_telemetry.services.notification_channels import NotificationSetup
 
 __all__ = ["router"]
@@ -110,8 +108,8 @@ def _setup(request: Request) -> NotificationSetup:
     return request.app.state.notifications
 
 
-def _license(principal: Principal, requested: str | None) -> int | None:
-    return tenancy.visible_license(principal, integer(requested, parameter="license_id", minimum=1))
+def _license(requested: str | None) -> int | None:
+    return integer(requested, parameter="license_id", minimum=1)
 
 
 def _out(view: notification_channels.ChannelView) -> ChannelOut:
@@ -125,13 +123,9 @@ def _out(view: notification_channels.ChannelView) -> ChannelOut:
     summary="List notification channels",
 )
 def list_channels(
-    request: Request, principal: ReadKey, license_id: str | None = Query(None, description=_LICENSE)
+    request: Request, caller: ReadCaller, license_id: str | None = Query(None, description=_LICENSE)
 ) -> ChannelListOut:
-    scope = _license(principal, license_id)
-    with request.app.state.sessions() as session:
-        views = notification_channels.list_channels(
-            session, license_id=scope, every_license=principal.is_admin and license_id is None
-        )
+    views = notification_channels.read_channels(request.app.state.sessions, caller=caller, license_id=_license(license_id))
     return ChannelListOut(notification_channels=[_out(view) for view in views])
 
 
@@ -153,7 +147,7 @@ def list_channels(
 )
 def create_channel(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     body: Annotated[dict[str, Any], Body(openapi_examples=_EXAMPLES)],
     license_id: str | None = Query(None, description=_LICENSE),
 ) -> ChannelOut:
@@ -168,27 +162,25 @@ def create_channel(
                 "license_id differs between the query and the body", details=[field_problem("license_id", "conflicting")]
             )
         requested = in_body if in_body is not None else requested
-    scope = tenancy.visible_license(principal, requested)
-    with request.app.state.sessions.begin() as session:
-        view = notification_channels.create(
-            session,
-            caller=Caller.for_key(principal),
-            license_id=scope,
-            spec=spec,
-            box=_setup(request).box,
-            targets=_setup(request).targets,
-            quotas=request.app.state.quotas,
-        )
+    view = notification_channels.create_channel(
+        request.app.state.sessions,
+        caller=caller,
+        license_id=requested,
+        spec=spec,
+        box=_setup(request).box,
+        targets=_setup(request).targets,
+        quotas=request.app.state.quotas,
+    )
     return _out(view)
 
 
 @router.get("/{name}", response_model=ChannelOut, responses=_ONE_ERRORS, summary="One notification channel (secrets masked)")
 def get_channel(
-    request: Request, principal: ReadKey, name: str = _NAME, license_id: str | None = Query(None, description=_LICENSE)
+    request: Request, caller: ReadCaller, name: str = _NAME, license_id: str | None = Query(None, description=_LICENSE)
 ) -> ChannelOut:
-    scope = _license(principal, license_id)
-    with request.app.state.sessions() as session:
-        return _out(notification_channels.get(session, license_id=scope, name=name))
+    return _out(
+        notification_channels.read_channel(request.app.state.sessions, caller=caller, name=name, license_id=_license(license_id))
+    )
 
 
 @router.patch(
@@ -204,23 +196,22 @@ def get_channel(
 )
 def update_channel(
     request: Request,
-    principal: ReadKey,
+    caller: ReadCaller,
     body: Annotated[dict[str, Any], Body(examples=[{"to": ["ops@example.com", "sre@example.com"], "send_resolved": False}])],
     name: str = _NAME,
     license_id: str | None = Query(None, description=_LICENSE),
 ) -> ChannelOut:
-    scope = _license(principal, license_id)
+    scope = _license(license_id)
     changes = {key: value for key, value in body.items() if key not in ("channel_id", "license_id", "created_at", "updated_at")}
-    with request.app.state.sessions.begin() as session:
-        view = notification_channels.update(
-            session,
-            caller=Caller.for_key(principal),
-            license_id=scope,
-            name=name,
-            changes=changes,
-            box=_setup(request).box,
-            targets=_setup(request).targets,
-        )
+    view = notification_channels.change_channel(
+        request.app.state.sessions,
+        caller=caller,
+        name=name,
+        changes=changes,
+        box=_setup(request).box,
+        targets=_setup(request).targets,
+        license_id=scope,
+    )
     return _out(view)
 
 
@@ -232,11 +223,9 @@ def update_channel(
     summary="Delete a notification channel",
 )
 def delete_channel(
-    request: Request, principal: ReadKey, name: str = _NAME, license_id: str | None = Query(None, description=_LICENSE)
+    request: Request, caller: ReadCaller, name: str = _NAME, license_id: str | None = Query(None, description=_LICENSE)
 ) -> Response:
-    scope = _license(principal, license_id)
-    with request.app.state.sessions.begin() as session:
-        notification_channels.delete(session, caller=Caller.for_key(principal), license_id=scope, name=name)
+    notification_channels.delete_channel(request.app.state.sessions, caller=caller, name=name, license_id=_license(license_id))
     return Response(status_code=204)
 
 
@@ -252,16 +241,21 @@ def delete_channel(
     ),
 )
 async def test_channel(
-    request: Request, principal: ReadKey, name: str = _NAME, license_id: str | None = Query(None, description=_LICENSE)
+    request: Request, caller: ReadCaller, name: str = _NAME, license_id: str | None = Query(None, description=_LICENSE)
 ) -> TestResultOut:
-    scope = _license(principal, license_id)
+    scope = _license(license_id)
     setup = _setup(request)
 
     def work() -> TestResultOut:
-        with request.app.state.sessions.begin() as session:
-            channel = notification_channels.sendable_by_name(session, license_id=scope, name=name, box=setup.box)
-        # the transaction is closed: a slow receiver holds no database connection
-        result = channel_tests.send_test(channel, notifier=setup.notifier, now=datetime.now(UTC), external_url=setup.external_url)
+        result = channel_tests.send_channel_test(
+            request.app.state.sessions,
+            caller=caller,
+            name=name,
+            box=setup.box,
+            notifier=setup.notifier,
+            license_id=scope,
+            external_url=setup.external_url,
+        )
         fields = asdict(result)
         fields.pop("retryable", None)
         return TestResultOut(**fields)

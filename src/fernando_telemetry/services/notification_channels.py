@@ -11,7 +11,8 @@ that is ever shown. Sending a masked value back in an update keeps the stored se
 
 A rule may name a channel type instead of a channel (``["email", "slack"]``): the license's default channel of
 that type, its oldest enabled one (``resolve_for_rule``). Imports storage, notify, core and the services
-named above; never commits.
+named above. The session-level functions never commit; the use cases at the end (taking ``sessions`` and a
+``Caller``) own their transaction and scope check.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import Conflict, FieldProblems, InvalidInput, NotFound, field_problem
@@ -41,12 +42,17 @@ __all__ = [
     "ChannelView",
     "NotificationSetup",
     "RuleChannels",
+    "change_channel",
     "create",
+    "create_channel",
     "delete",
+    "delete_channel",
     "existing_names",
     "get",
     "list_channels",
     "missing_type_message",
+    "read_channel",
+    "read_channels",
     "resolve_for_rule",
     "sendable",
     "sendable_by_name",
@@ -392,3 +398,57 @@ def sendable_by_name(session: Session, *, license_id: int | None, name: str, box
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def read_channels(sessions: sessionmaker[Session], *, caller: Caller, license_id: int | None = None) -> list[ChannelView]:
+    """The use case behind ``GET /api/v1/notification-channels``: an admin key asking for no license sees every
+    license's channels, a license key its own."""
+    scope = caller.visible_license(license_id)
+    with sessions() as session:
+        return list_channels(session, license_id=scope, every_license=caller.is_admin and license_id is None)
+
+
+def create_channel(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    license_id: int | None,
+    spec: Mapping[str, Any],
+    box: SecretBox,
+    targets: TargetPolicy | None = None,
+    quotas: Quotas = DEFAULT_QUOTAS,
+) -> ChannelView:
+    """The use case behind ``POST /api/v1/notification-channels``: ``license_id`` checked against the caller's scope."""
+    scope = caller.visible_license(license_id)
+    with sessions.begin() as session:
+        return create(session, caller=caller, license_id=scope, spec=spec, box=box, targets=targets, quotas=quotas)
+
+
+def read_channel(sessions: sessionmaker[Session], *, caller: Caller, name: str, license_id: int | None = None) -> ChannelView:
+    """The use case behind ``GET /api/v1/notification-channels/{name}``."""
+    scope = caller.visible_license(license_id)
+    with sessions() as session:
+        return get(session, license_id=scope, name=name)
+
+
+def change_channel(
+    sessions: sessionmaker[Session],
+    *,
+    caller: Caller,
+    name: str,
+    changes: Mapping[str, Any],
+    box: SecretBox,
+    targets: TargetPolicy | None = None,
+    license_id: int | None = None,
+) -> ChannelView:
+    """The use case behind ``PATCH /api/v1/notification-channels/{name}``."""
+    scope = caller.visible_license(license_id)
+    with sessions.begin() as session:
+        return update(session, caller=caller, license_id=scope, name=name, changes=changes, box=box, targets=targets)
+
+
+def delete_channel(sessions: sessionmaker[Session], *, caller: Caller, name: str, license_id: int | None = None) -> None:
+    """The use case behind ``DELETE /api/v1/notification-channels/{name}``."""
+    scope = caller.visible_license(license_id)
+    with sessions.begin() as session:
+        delete(session, caller=caller, license_id=scope, name=name)
