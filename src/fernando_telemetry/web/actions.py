@@ -17,7 +17,6 @@ from starlette.concurrency import run_in_threadpool
 from fernando_telemetry.core.errors import Conflict, InvalidInput, NotFound
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS
 from fernando_telemetry.services import alert_rules, tenancy
-from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web import signin
 from fernando_telemetry.web.page import Page, PageRequest
 from fernando_telemetry.web.pages import alerts, rules
@@ -113,7 +112,7 @@ def new_rule(request: Request) -> Response:
 @router.get("/ui/rules/{rule_id}", response_class=HTMLResponse)
 def edit_rule(request: Request, rule_id: int) -> Response:
     def build(page_request: PageRequest) -> Page:
-        rule = alert_rules.get(page_request.session, rule_id=rule_id, scope=visible_license(page_request.principal))
+        rule = alert_rules.get(page_request.session, rule_id=rule_id, scope=page_request.license_scope)
         return rules.build_form(page_request, rules.form_from_rule(rule), saved=page_request.text("done") == "saved")
 
     return page_response(request, "rules", build)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core import time_range
+from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
@@ -55,6 +56,18 @@ class PageRequest:
     """The per-license quotas the server was started with (forms that create rules and silences check them)."""
     cursor_key: bytes = b""
     """Signs the page's cursors (``core.cursor.derive_key`` of the server's secret key)."""
+
+    @property
+    def caller(self) -> Caller:
+        """The signed-in key as the services see it, on the page's clock, so a change and its audit entry carry the
+        moment the page was asked for."""
+        return Caller.for_key(self.principal, clock=lambda: self.now)
+
+    @property
+    def license_scope(self) -> int | None:
+        """The license the signed-in key sees (None: every license, admin keys), for the session-level reads and
+        changes the page makes inside its one transaction."""
+        return self.caller.visible_license()
 
     def text(self, name: str) -> str | None:
         """The first value of a parameter, stripped; None when absent or blank."""

@@ -10,12 +10,10 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import AlertStatus, Severity
 from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.services import alerts, silences
 from fernando_telemetry.services.alerts import AlertFilters, AlertView
-from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web.page import Page, PageRequest
 
 __all__ = [
@@ -59,7 +57,7 @@ _PAGE_SIZE = 50
 def active_alerts(request: PageRequest, *, limit: int = 10) -> tuple[list[AlertView], int, bool]:
     """The newest open, unsilenced alerts (active or acknowledged), how many are active, and whether that count
     stopped at the page limit."""
-    license_id = visible_license(request.principal)
+    license_id = request.license_scope
     shown = alerts.list_alerts(
         request.session,
         filters=AlertFilters(
@@ -78,7 +76,7 @@ def active_alerts(request: PageRequest, *, limit: int = 10) -> tuple[list[AlertV
 def build(request: PageRequest) -> Page:
     tab = request.choice("status", list(TABS), "open")
     severity = request.text("severity")
-    license_id = visible_license(request.principal)
+    license_id = request.license_scope
     page = alerts.list_alerts(
         request.session,
         filters=AlertFilters(
@@ -113,7 +111,7 @@ def build(request: PageRequest) -> Page:
 
 
 def build_detail(request: PageRequest, alert_id: int, *, action_error: Exception | None = None) -> Page:
-    found = alerts.history(request.session, alert_id=alert_id, license_id=visible_license(request.principal))
+    found = alerts.history(request.session, alert_id=alert_id, license_id=request.license_scope)
     return Page(
         title=f"Alert {alert_id}",
         template="alerts/detail.html",
@@ -147,9 +145,8 @@ def silence_matchers(alert: AlertView) -> list[dict[str, str]]:
 
 def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, str]) -> Any:
     """Apply one action of the alert page's forms with the signed-in key; the caller commits."""
-    license_id = visible_license(request.principal)
-    # the page's clock, so the change and its history carry the moment the page was asked for
-    caller = Caller.for_key(request.principal, clock=lambda: request.now)
+    license_id = request.license_scope
+    caller = request.caller
     note = (form.get("note") or "").strip() or None
     session, now = request.session, request.now
     if action == "acknowledge":
@@ -181,6 +178,5 @@ def act(request: PageRequest, *, alert_id: int, action: str, form: Mapping[str, 
 
 
 def expire_silence(request: PageRequest, *, silence_id: int) -> Any:
-    caller = Caller.for_key(request.principal, clock=lambda: request.now)
-    view = silences.expire(request.session, caller=caller, silence_id=silence_id, license_id=visible_license(request.principal))
+    view = silences.expire(request.session, caller=request.caller, silence_id=silence_id, license_id=request.license_scope)
     return view

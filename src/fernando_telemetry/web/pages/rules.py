@@ -14,14 +14,12 @@ from typing import Any
 
 from fernando_telemetry.core import rule_validation
 from fernando_telemetry.core.alert_condition import Source
-from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import Severity
 from fernando_telemetry.core.errors import Conflict, FernandoTelemetryError, InvalidInput
 from fernando_telemetry.core.keys import Principal
 from fernando_telemetry.services import alert_rules, rule_backtest
 from fernando_telemetry.services.alert_rules import RuleView
 from fernando_telemetry.services.rule_backtest import Backtest
-from fernando_telemetry.services.tenancy import visible_license
 from fernando_telemetry.web import charts
 from fernando_telemetry.web.page import Page, PageRequest
 
@@ -72,7 +70,7 @@ class RuleForm:
 
 
 def build(request: PageRequest) -> Page:
-    scope = visible_license(request.principal)
+    scope = request.license_scope
     page = alert_rules.list_rules(request.session, scope=scope, limit=alert_rules.MAX_LIMIT)
     return Page(
         title="Alert rules",
@@ -219,8 +217,7 @@ def save(request: PageRequest, form: RuleForm) -> RuleView | None:
     if fields is None:
         form.message = "the rule was not saved: correct the fields marked below"
         return None
-    # the page's clock, so the rule and its audit entry carry the moment the page was asked for
-    caller = Caller.for_key(request.principal, clock=lambda: request.now)
+    caller = request.caller
     try:
         if form.rule_id is None:
             view = alert_rules.create(request.session, caller=caller, license_id=owner, fields=fields, quotas=request.quotas)
@@ -232,7 +229,7 @@ def save(request: PageRequest, form: RuleForm) -> RuleView | None:
                 request.session,
                 caller=caller,
                 rule_id=form.rule_id,
-                scope=visible_license(request.principal),
+                scope=request.license_scope,
                 fields=fields,
                 replace=True,
             )
@@ -249,7 +246,7 @@ def run_backtest(request: PageRequest, form: RuleForm) -> Backtest | None:
         form.message = "the backtest did not run: correct the fields marked below"
         return None
     if form.rule_id is not None:
-        license_id = alert_rules.get(request.session, rule_id=form.rule_id, scope=visible_license(request.principal)).license_id
+        license_id = alert_rules.get(request.session, rule_id=form.rule_id, scope=request.license_scope).license_id
     else:
         license_id = _owner(request.principal, form)
     span = BACKTEST_RANGES[form.backtest_range]
