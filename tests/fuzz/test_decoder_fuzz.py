@@ -63,8 +63,8 @@ def assert_well_formed(
             continue
         found = problems(kind, spec_kind.spec.columns, row)
         assert not found, f"a decoded row PostgreSQL would refuse: {found}"
-        if spec_kind.time_column is not None:
-            moment = row[spec_kind.time_column]
+        if spec_kind.time_field is not None:
+            moment = getattr(row, spec_kind.time_field)
             assert context.earliest <= moment <= context.latest, f"{moment} outside the accepted window"
     for rejection in rejections:
         assert rejection.reason and isinstance(rejection.reason, str)

@@ -48,9 +48,12 @@ class Kind:
     body_key: str
     decode: Callable[..., tuple[Any, ...]]
     spec: TableSpec
-    user_column: int | None
-    license_column: int | None
-    time_column: int | None
+    user_field: str | None
+    """The row field naming the user (registered on first sight); None: the rows name no user."""
+    license_field: str | None
+    """The row field naming the license (checked to exist); None: the rows name no license."""
+    time_field: str | None
+    """The row field the table is partitioned by (partitions made before the rows are written); None: not partitioned."""
     retention_setting: str | None
     shares_resources: bool = False
     """Rows point at one stored copy of their resource (``storage.resources``) instead of carrying it."""
@@ -61,41 +64,41 @@ KINDS: dict[str, Kind] = {
         "events",
         "events",
         events.decode,
-        TableSpec(
+        TableSpec.for_rows(
             "telemetry_events",
-            events.COLUMNS,
+            events.EventRow,
             on_conflict="ignore",
             key_columns=("event_id", "event_timestamp"),
             license_column="license_id",
         ),
-        events.USER_COLUMN,
-        events.LICENSE_COLUMN,
-        events.TIME_COLUMN,
+        "user_id",
+        "license_id",
+        "event_timestamp",
         "events_retention_days",
     ),
     "system_metrics": Kind(
         "system_metrics",
         "metrics",
         metrics.decode,
-        TableSpec("system_metrics", metrics.COLUMNS, prepare=metric_streams.prepare),
-        metrics.USER_COLUMN,
-        metrics.LICENSE_COLUMN,
-        metrics.TIME_COLUMN,
+        TableSpec.for_rows("system_metrics", metrics.MetricRow, prepare=metric_streams.prepare),
+        "user_id",
+        "license_id",
+        "timestamp",
         "metrics_retention_days",
     ),
     "business_metrics": Kind(
         "business_metrics",
         "metrics",
         business.decode,
-        TableSpec(
+        TableSpec.for_rows(
             "business_metrics",
-            business.COLUMNS,
+            business.KpiRow,
             on_conflict="upsert",
             conflict_constraint="uq_business_metrics_natural_key",
             key_columns=("metric_name", "period_type", "period_start", "license_id", "dimensions"),
         ),
         None,
-        business.LICENSE_COLUMN,
+        "license_id",
         None,
         None,
     ),
@@ -103,17 +106,17 @@ KINDS: dict[str, Kind] = {
         "spans",
         "spans",
         spans.decode,
-        TableSpec(
+        TableSpec.for_rows(
             "traces",
-            resources.COPY_COLUMNS,
+            spans.SpanRow,
             on_conflict="ignore",
             key_columns=("span_id", "trace_id", "start_time"),
             license_column="license_id",
             prepare=resources.prepare,
         ),
-        spans.USER_COLUMN,
-        spans.LICENSE_COLUMN,
-        spans.TIME_COLUMN,
+        "user_id",
+        "license_id",
+        "start_time",
         "traces_retention_days",
         shares_resources=True,
     ),
@@ -360,8 +363,8 @@ class Ingestor:
     def _refusal(kind: Kind, row: tuple[Any, ...], index: int) -> Rejection:
         """The rejection of a row whose key is already stored under another license (or under none)."""
         first, *others = kind.spec.key_columns
-        value = row[kind.spec.columns.index(first)]
-        rest = ", ".join(f"{column} {row[kind.spec.columns.index(column)]}" for column in others)
+        value = getattr(row, first)
+        rest = ", ".join(f"{column} {getattr(row, column)}" for column in others)
         return Rejection(
             index, first, f"{first} {value} ({rest}) is already stored under another license; send the item with a new {first}"
         )
@@ -370,10 +373,10 @@ class Ingestor:
         self, kind: Kind, rows: list[tuple[Any, ...]], indexes: list[int]
     ) -> tuple[list[tuple[Any, ...]], list[int], list[Rejection]]:
         """The rows whose license exists (with their indexes), and a rejection for each of the others."""
-        license_column = kind.license_column
-        if license_column is None:
+        license_field = kind.license_field
+        if license_field is None:
             return rows, indexes, []
-        license_ids = {row[license_column] for row in rows} - {None}
+        license_ids = {getattr(row, license_field) for row in rows} - {None}
         unknown_licenses = self._licenses.missing(license_ids)
         if not unknown_licenses:
             return rows, indexes, []
@@ -385,8 +388,9 @@ class Ingestor:
             return rows, indexes, []
         kept_rows, kept_indexes, rejections = [], [], []
         for row, index in zip(rows, indexes, strict=True):
-            if row[license_column] in unknown_licenses:
-                rejections.append(Rejection(index, "license_id", f"unknown license {row[license_column]}"))
+            license_id = getattr(row, license_field)
+            if license_id in unknown_licenses:
+                rejections.append(Rejection(index, "license_id", f"unknown license {license_id}"))
             else:
                 kept_rows.append(row)
                 kept_indexes.append(index)
@@ -398,14 +402,11 @@ class Ingestor:
         A pair is written at most once per cache TTL per server: a first sighting inserts it, a later one
         moves its ``last_seen_at``; in between the cache answers. Rows of no license keep their user id
         with no user row (the foreign key does not apply to them)."""
-        if kind.user_column is None or kind.license_column is None:
+        if kind.user_field is None or kind.license_field is None:
             return
-        user_column, license_column = kind.user_column, kind.license_column
-        named = {
-            (row[license_column], row[user_column])
-            for row in rows
-            if row[user_column] is not None and row[license_column] is not None
-        }
+        user_field, license_field = kind.user_field, kind.license_field
+        pairs = ((getattr(row, license_field), getattr(row, user_field)) for row in rows)
+        named = {(license_id, user_id) for license_id, user_id in pairs if user_id is not None and license_id is not None}
         unseen = self._users.missing(named)
         if not unseen:
             return
@@ -414,9 +415,9 @@ class Ingestor:
         self._users.add(unseen)
 
     def _ensure_partitions(self, kind: Kind, rows: Sequence[tuple[Any, ...]]) -> None:
-        if kind.time_column is None or not rows:
+        if kind.time_field is None or not rows:
             return
-        days: set[date] = {row[kind.time_column].date() for row in rows}
+        days: set[date] = {getattr(row, kind.time_field).date() for row in rows}
         keyed = {(kind.spec.table, day) for day in days}
         missing = self._partitions.missing(keyed)
         if not missing:

@@ -25,9 +25,6 @@ __all__ = ["COLUMNS", "FIELDS", "KpiRow", "decode"]
 
 COLUMNS = KpiRow._fields
 FIELDS = frozenset(COLUMNS)
-USER_COLUMN = None
-LICENSE_COLUMN = COLUMNS.index("license_id")
-TIME_COLUMN = None
 
 
 def decode(item: Mapping[str, Any], context: DecodeContext) -> KpiRow:

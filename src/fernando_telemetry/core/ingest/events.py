@@ -29,9 +29,6 @@ __all__ = ["COLUMNS", "FIELDS", "EventRow", "decode"]
 
 COLUMNS = EventRow._fields
 FIELDS = frozenset(COLUMNS)
-USER_COLUMN = COLUMNS.index("user_id")
-LICENSE_COLUMN = COLUMNS.index("license_id")
-TIME_COLUMN = COLUMNS.index("event_timestamp")
 
 
 def decode(item: Mapping[str, Any], context: DecodeContext) -> EventRow:

@@ -60,9 +60,6 @@ FIELDS = frozenset(COLUMNS) - {"sketch_keys", "sketch_counts", "cumulative_value
     "buckets",
     "samples",
 }
-USER_COLUMN = COLUMNS.index("user_id")
-LICENSE_COLUMN = COLUMNS.index("license_id")
-TIME_COLUMN = COLUMNS.index("timestamp")
 DISTRIBUTION_TYPES = frozenset({MetricType.HISTOGRAM.value, MetricType.TIMER.value, MetricType.DISTRIBUTION.value})
 MAX_SAMPLES = IngestBounds().max_samples
 """Raw values one item may carry in ``samples`` by default (setting ``ingest_max_samples``)."""

@@ -32,9 +32,6 @@ __all__ = ["COLUMNS", "FIELDS", "SpanRow", "decode"]
 COLUMNS = SpanRow._fields
 """The COPY columns: the decoded ones, then ``resource_id`` (filled by the writer, ``storage.resources``)."""
 FIELDS = frozenset(COLUMNS) - {"resource_id"}
-USER_COLUMN = COLUMNS.index("user_id")
-LICENSE_COLUMN = COLUMNS.index("license_id")
-TIME_COLUMN = COLUMNS.index("start_time")
 
 
 def decode(item: Mapping[str, Any], context: DecodeContext) -> SpanRow:
