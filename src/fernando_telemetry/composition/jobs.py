@@ -1,7 +1,9 @@
 """Background jobs: each opens a session, runs one service call and commits. Run by the scheduler or once from the CLI.
 
 A job takes a transaction-scoped advisory lock named after itself, so two servers on one database
-never run the same job at once; the second skips that tick.
+never run the same job at once; the second skips that tick. The lock alone does not make a job run once per
+interval (three servers whose timers are apart each take the free lock in turn), so the scheduler also claims a
+``once_across_servers`` job's interval in ``job_runs`` before it runs it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class Job:
     name: str
     interval_s: float
     run: Callable[[sessionmaker[Session], datetime], JobOutcome]
+    once_across_servers: bool = False
+    """Run once per interval across every server on the database (the scheduler claims the interval in
+    ``job_runs``); false: every server runs it at its own interval."""
 
 
 def _with_job_lock(sessions: sessionmaker[Session], name: str, work: Callable[[Session], str]) -> JobOutcome:
@@ -191,18 +196,24 @@ def notification_dispatch(settings: Settings) -> Callable[[sessionmaker[Session]
 
 
 def default_jobs(settings: Settings) -> list[Job]:
+    """Every scheduled job. Host metrics (each host its own figures) and notification dispatch (dispatchers share
+    the outbox through ``FOR UPDATE SKIP LOCKED``) run in every server; the others once per interval across all."""
     jobs = [
-        Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings)),
-        Job("retention", settings.retention_interval_s, retention_run(settings)),
+        Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings), once_across_servers=True),
+        Job("retention", settings.retention_interval_s, retention_run(settings), once_across_servers=True),
     ]
     if settings.host_metrics_interval_s > 0:
         jobs.append(Job("host_metrics", settings.host_metrics_interval_s, host_metrics_run(settings)))
     if settings.kpi_interval_s > 0:
-        jobs.append(Job("kpis", settings.kpi_interval_s, kpi_run(settings)))
+        jobs.append(Job("kpis", settings.kpi_interval_s, kpi_run(settings), once_across_servers=True))
     if settings.rollup_refresh_interval_s > 0:
-        jobs.append(Job("rollups", settings.rollup_refresh_interval_s, rollup_refresh(settings)))
+        jobs.append(Job("rollups", settings.rollup_refresh_interval_s, rollup_refresh(settings), once_across_servers=True))
     if settings.alert_evaluation_interval_s > 0:
-        jobs.append(Job("alert_evaluation", settings.alert_evaluation_interval_s, alert_evaluation_run(settings)))
+        jobs.append(
+            Job(
+                "alert_evaluation", settings.alert_evaluation_interval_s, alert_evaluation_run(settings), once_across_servers=True
+            )
+        )
     if settings.notification_dispatch_interval_s > 0:
         jobs.append(Job("notification_dispatch", settings.notification_dispatch_interval_s, notification_dispatch(settings)))
     return jobs

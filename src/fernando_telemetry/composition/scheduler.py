@@ -4,6 +4,10 @@ A thread per job means a slow run (a notification dispatch waiting on a slow rec
 backfill) never delays the others. A failing job is logged and retried at its next tick; it never stops
 the others. Every run is recorded in
 ``job_runs`` (start, end, outcome), each record in a transaction of its own. The clock is injected.
+
+Several servers on one database each run this scheduler. A ``once_across_servers`` job's tick first claims its
+interval in ``job_runs`` (refused when any server started the job less than an interval ago), so the job runs once
+per interval across all of them, not once per interval per server.
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ class Scheduler:
         self._last_run_at: dict[str, float] = {}
         self.runs: dict[str, int] = {job.name: 0 for job in jobs}
         self.failures: dict[str, int] = {job.name: 0 for job in jobs}
+        self.claimed_elsewhere: dict[str, int] = {job.name: 0 for job in jobs}
 
     def start(self) -> None:
         if self._threads:
@@ -118,6 +123,12 @@ class Scheduler:
 
     def run_once(self, job: Job) -> None:
         self.mark_ran(job.name)
+        if job.once_across_servers and not self._claim(job):
+            # another server ran this interval's tick: without the claim, N servers whose timers are apart would
+            # each take the job's (free) advisory lock in turn and run it N times an interval
+            self.claimed_elsewhere[job.name] += 1
+            logger.debug("job %s: this interval's run was claimed by another server", job.name)
+            return
         try:
             outcome = run_and_record(self._sessions, job, clock=self._clock, monotonic=self._monotonic)
             self.runs[job.name] += 1
@@ -125,6 +136,14 @@ class Scheduler:
         except Exception:
             self.failures[job.name] += 1
             logger.exception("job %s failed; it runs again at its next interval", job.name)
+
+    def _claim(self, job: Job) -> bool:
+        try:
+            with self._sessions.begin() as session:
+                return job_runs.claim_start(session, job_name=job.name, now=self._clock(), interval_s=job.interval_s)
+        except Exception as exc:  # the database may be down: run anyway, so the failure is counted and recorded
+            logger.warning("could not claim a run of job %s: %s", job.name, job_runs.describe_error(exc))
+            return True
 
     def _loop(self, job: Job) -> None:
         due = self._last_run_at.get(job.name, self._monotonic() - job.interval_s) + job.interval_s

@@ -7,7 +7,7 @@ Imports storage and core.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.orm import Session
@@ -16,7 +16,16 @@ from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.storage import job_runs as job_run_store
 from fernando_telemetry.storage.job_runs import JobRunRow
 
-__all__ = ["MAX_TEXT_CHARS", "JobRunOutcome", "JobRunRow", "describe_error", "last_runs", "record_end", "record_start"]
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "JobRunOutcome",
+    "JobRunRow",
+    "claim_start",
+    "describe_error",
+    "last_runs",
+    "record_end",
+    "record_start",
+]
 
 MAX_TEXT_CHARS = 2000
 """Longest summary or error kept; a job's text is for people, not a log."""
@@ -38,6 +47,17 @@ def describe_error(exc: BaseException) -> str:
 def record_start(session: Session, *, job_name: str, now: datetime) -> None:
     _check_name(job_name)
     job_run_store.record_start(session, job_name=job_name, started_at=now)
+
+
+def claim_start(session: Session, *, job_name: str, now: datetime, interval_s: float) -> bool:
+    """Claim this interval's run of ``job_name`` for the caller: true (and its start noted) unless any server
+    started it less than ``interval_s`` before ``now``. The servers' clocks are compared, so keep them in sync."""
+    _check_name(job_name)
+    if interval_s <= 0:
+        raise InvalidInput(f"interval_s must be above 0, got {interval_s}")
+    return job_run_store.claim_start(
+        session, job_name=job_name, started_at=now, not_started_since=now - timedelta(seconds=interval_s)
+    )
 
 
 def record_end(

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-__all__ = ["JobRunRow", "exists", "list_runs", "record_end", "record_start"]
+__all__ = ["JobRunRow", "claim_start", "exists", "list_runs", "record_end", "record_start"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,23 @@ def record_start(session: Session, *, job_name: str, started_at: datetime) -> No
         ),
         {"job_name": job_name, "started_at": started_at},
     )
+
+
+def claim_start(session: Session, *, job_name: str, started_at: datetime, not_started_since: datetime) -> bool:
+    """Note that ``job_name`` starts at ``started_at`` unless a run of it started after ``not_started_since``;
+    whether this caller won the run. One upsert: its row lock makes claims of several servers take turns."""
+    claimed = session.execute(
+        text(
+            """
+            INSERT INTO job_runs (job_name, last_started_at) VALUES (:job_name, :started_at)
+            ON CONFLICT (job_name) DO UPDATE SET last_started_at = excluded.last_started_at
+             WHERE job_runs.last_started_at IS NULL OR job_runs.last_started_at <= :not_started_since
+            RETURNING job_name
+            """
+        ),
+        {"job_name": job_name, "started_at": started_at, "not_started_since": not_started_since},
+    ).first()
+    return claimed is not None
 
 
 def record_end(
