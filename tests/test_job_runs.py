@@ -207,6 +207,54 @@ class TestScheduler:
         assert scheduler.failures["broken"] == 2 and scheduler.runs["ok"] == 2
 
 
+class TestOnceAcrossServers:
+    def test_two_schedulers_run_a_shared_job_once_per_interval(self, sessions: sessionmaker[Session]) -> None:
+        """Two schedulers (two servers) on one database whose ticks fall apart: a ``once_across_servers`` job runs
+        once per interval between them; the other server's tick in that interval is claimed elsewhere and not run."""
+        calls: list[str] = []
+
+        def counted(server: str) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+            def run(job_sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+                calls.append(server)
+                return _ok(job_sessions, now)
+
+            return run
+
+        clock = FakeClock()
+        job_a = Job("kpis", 10, counted("a"), once_across_servers=True)
+        job_b = Job("kpis", 10, counted("b"), once_across_servers=True)
+        first = Scheduler(sessions, [job_a], clock=clock.wall, monotonic=clock.monotonic)
+        second = Scheduler(sessions, [job_b], clock=clock.wall, monotonic=clock.monotonic)
+        for _ in range(3):
+            first.run_once(job_a)
+            clock.advance(4)  # the second server's timer is 4 s behind the first's
+            second.run_once(job_b)
+            clock.advance(6)
+        assert calls == ["a", "a", "a"]
+        assert second.claimed_elsewhere["kpis"] == 3
+        assert _runs(sessions)["kpis"].runs == 3  # a tick claimed elsewhere leaves no run behind
+        clock.advance(10)
+        second.run_once(job_b)  # the first server is gone: the second takes over at its next tick
+        assert calls[-1] == "b"
+
+    def test_a_job_of_every_server_is_not_claimed(self, sessions: sessionmaker[Session]) -> None:
+        """Without ``once_across_servers`` (host metrics, the dispatcher) each server runs every tick."""
+        clock = FakeClock()
+        servers = [Scheduler(sessions, [Job("host_metrics", 10, _ok)], clock=clock.wall, monotonic=clock.monotonic) for _ in "ab"]
+        for scheduler in servers:
+            scheduler.run_once(Job("host_metrics", 10, _ok))
+        assert [scheduler.runs["host_metrics"] for scheduler in servers] == [1, 1]
+
+    def test_claim_start_refuses_inside_the_interval(self, sessions: sessionmaker[Session]) -> None:
+        """The claim is refused while the last start is less than an interval old, granted from then on."""
+        with sessions.begin() as session:
+            assert job_runs.claim_start(session, job_name="retention", now=T0, interval_s=60)
+            assert not job_runs.claim_start(session, job_name="retention", now=T0 + timedelta(seconds=59), interval_s=60)
+            assert job_runs.claim_start(session, job_name="retention", now=T0 + timedelta(seconds=60), interval_s=60)
+            with pytest.raises(InvalidInput):
+                job_runs.claim_start(session, job_name="retention", now=T0, interval_s=0)
+
+
 def _cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run(
