@@ -294,6 +294,7 @@ class TestManyServers:
         )
         assert len(received) == 1, f"{len(received)} notifications: {bodies}"
         assert metric in json.dumps(bodies[0])
+        assert bodies[0]["status"] == "firing", bodies[0]
         assert alerts is not None and alerts[0] == 1
 
 
