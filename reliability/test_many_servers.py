@@ -3,7 +3,8 @@ seconds: each shared job runs once per interval across the three (never twice, n
 all), SDK clients spread over the three lose nothing and store nothing twice while one server is killed with SIGKILL
 and started again, and an alert rule that fires notifies its webhook once although three dispatchers run.
 
-Imports the harness, the suite's fixtures and psycopg/httpx; nothing of the server but what the harness uses."""
+Imports the harness, the suite's fixtures (the webhook ``Receiver`` of tests/notify_fixtures.py), psycopg, httpx and
+``libpq_url``; the servers are real ``serve`` processes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 
+from fernando_telemetry.storage.database import libpq_url
 from reliability.conftest import TenantDatabase
 from reliability.harness import Figures, IngestLoad, LoadTally, ServeProcess, wait_for
 from tests.notify_fixtures import Receiver
@@ -131,8 +133,6 @@ class JobRunWatch:
 
 
 def _libpq(url: str) -> str:
-    from fernando_telemetry.storage.database import libpq_url
-
     return libpq_url(url)
 
 
