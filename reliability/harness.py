@@ -156,7 +156,18 @@ class ServeProcess:
             log.write(f"\n==== start {self.starts + 1} at {datetime.now(UTC).isoformat()}\n".encode())
             log.flush()
             self.popen = subprocess.Popen(
-                [PYTHON, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--otlp-grpc-port", "0"],
+                [
+                    PYTHON,
+                    "-m",
+                    "fernando_telemetry",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--otlp-grpc-port",
+                    "0",
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

@@ -246,11 +246,17 @@ class TestOnceAcrossServers:
         assert [scheduler.runs["host_metrics"] for scheduler in servers] == [1, 1]
 
     def test_claim_start_refuses_inside_the_interval(self, sessions: sessionmaker[Session]) -> None:
-        """The claim is refused while the last start is less than an interval old, granted from then on."""
+        """The claim is refused while the last start is less than an interval old (less its 1 s slack, which absorbs
+        one server's own jitter), granted from then on."""
         with sessions.begin() as session:
             assert job_runs.claim_start(session, job_name="retention", now=T0, interval_s=60)
-            assert not job_runs.claim_start(session, job_name="retention", now=T0 + timedelta(seconds=59), interval_s=60)
-            assert job_runs.claim_start(session, job_name="retention", now=T0 + timedelta(seconds=60), interval_s=60)
+            assert not job_runs.claim_start(session, job_name="retention", now=T0 + timedelta(seconds=30), interval_s=60)
+            assert not job_runs.claim_start(session, job_name="retention", now=T0 + timedelta(seconds=58.9), interval_s=60)
+            assert job_runs.claim_start(session, job_name="retention", now=T0 + timedelta(seconds=59.2), interval_s=60)
+            # a short interval's slack is 5% of it: 0.1 s of 2 s
+            assert job_runs.claim_start(session, job_name="rollups", now=T0, interval_s=2)
+            assert not job_runs.claim_start(session, job_name="rollups", now=T0 + timedelta(seconds=1.85), interval_s=2)
+            assert job_runs.claim_start(session, job_name="rollups", now=T0 + timedelta(seconds=1.95), interval_s=2)
             with pytest.raises(InvalidInput):
                 job_runs.claim_start(session, job_name="retention", now=T0, interval_s=0)
 

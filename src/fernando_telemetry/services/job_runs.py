@@ -49,14 +49,25 @@ def record_start(session: Session, *, job_name: str, now: datetime) -> None:
     job_run_store.record_start(session, job_name=job_name, started_at=now)
 
 
+CLAIM_SLACK_SHARE = 0.05
+CLAIM_SLACK_MAX_S = 1.0
+"""How much earlier than a whole interval after the last start a claim is still granted (see ``claim_start``)."""
+
+
 def claim_start(session: Session, *, job_name: str, now: datetime, interval_s: float) -> bool:
     """Claim this interval's run of ``job_name`` for the caller: true (and its start noted) unless any server
-    started it less than ``interval_s`` before ``now``. The servers' clocks are compared, so keep them in sync."""
+    started it less than ``interval_s`` (less a small slack) before ``now``. The servers' clocks are compared, so
+    keep them in sync.
+
+    The slack (5% of the interval, at most 1 s) absorbs one server's own jitter: its run's recorded start is read a
+    little after its claim, and its next tick may read the wall clock a little early, so an exact comparison would
+    refuse a lone server every other tick. Two servers' runs are still at least ``interval_s - slack`` apart."""
     _check_name(job_name)
     if interval_s <= 0:
         raise InvalidInput(f"interval_s must be above 0, got {interval_s}")
+    slack_s = min(CLAIM_SLACK_MAX_S, interval_s * CLAIM_SLACK_SHARE)
     return job_run_store.claim_start(
-        session, job_name=job_name, started_at=now, not_started_since=now - timedelta(seconds=interval_s)
+        session, job_name=job_name, started_at=now, not_started_since=now - timedelta(seconds=interval_s - slack_s)
     )
 
 
