@@ -86,7 +86,7 @@ class TestPostgresHang:
         """While every PostgreSQL process is stopped, each probe is answered within the client's timeout (never a
         500, never a hung connection), /healthz says 200 and /readyz 503; after SIGCONT every route answers 200
         again without a restart, and what the SDK clients and the prober were acknowledged is stored once."""
-        hangs_s = [30.0, 5.0] if long_form else [5.0]
+        hangs_s = [30.0, 6.0] if long_form else [6.0]
         engine = make_engine(own_cluster.url, pool_size=1)
         try:
             schema.upgrade(engine)
@@ -209,8 +209,11 @@ class TestPostgresHang:
             assert all(a.status == 200 for a in hang.answers["healthz"]), f"hang {number}: /healthz {hang.answers['healthz'][:3]}"
             assert len(hang.answers["healthz"]) >= 3, f"hang {number}: /healthz barely answered while frozen"
             # a /readyz asked well before SIGCONT must have given up on the frozen database: 503, not a late 200
+            # (a /readyz asked just before the last SIGSTOP waits up to the check's 2 s, holding the prober's thread, so
+            # on a busy machine none may be asked inside that window: the 503s answered while frozen are what must exist)
             settled = [a for a in hang.answers["readyz"] if hang.frozen_at <= a.at <= hang.thawed_at - READY_BOUND_S]
-            assert settled, f"hang {number}: no /readyz asked {READY_BOUND_S:.0f} s before SIGCONT"
+            refused = [a for a in hang.answers["readyz"] if a.status == 503 and a.at + a.latency_s <= hang.thawed_at]
+            assert refused, f"hang {number}: /readyz never answered 503 while the database was frozen"
             wrong = [a for a in settled if a.status != 503]
             assert not wrong, f"hang {number}: /readyz answered {wrong[:3]} while the database was frozen"
         unavailable = [a for a in prober.answers if a.status == 503 and not a.retry_after]
