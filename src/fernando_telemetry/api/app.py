@@ -31,7 +31,7 @@ from fernando_telemetry.api.errors import install_error_handlers
 from fernando_telemetry.api.response_deadline import ResponseDeadline
 from fernando_telemetry.core import cursor as cursors
 from fernando_telemetry.core.quotas import DEFAULT_QUOTAS, Quotas
-from fernando_telemetry.services import tenancy, user_query
+from fernando_telemetry.services import rule_backtest, tenancy, user_query
 from fernando_telemetry.services.health import ReadinessCheck
 from fernando_telemetry.services.ingest import Ingestor
 from fernando_telemetry.services.notification_channels import NotificationSetup
@@ -39,8 +39,8 @@ from fernando_telemetry.web import install_dashboard
 
 __all__ = ["ApiLimits", "create_app"]
 
-_BACKTEST_RESPONSE_S = 35.0
-"""The response bound of backtest routes: above a backtest's own 30 s wall-time limit, so its 400 is what answers."""
+_BACKTEST_RESPONSE_S = rule_backtest.BACKTEST_TIMEOUT_MS / 1000.0 + 5.0
+"""The response bound of backtest routes: above a backtest's own wall-time limit, so its 400 is what answers."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from fernando_telemetry.core.errors import Forbidden
 from fernando_telemetry.core.keys import Principal
 
-__all__ = ["Caller", "utc_now"]
+__all__ = ["Caller", "license_scope", "utc_now"]
 
 
 def utc_now() -> datetime:
@@ -68,8 +68,16 @@ class Caller:
 
         A license key naming another license is refused rather than silently narrowed.
         """
-        if self.is_admin:
-            return requested
-        if requested is not None and requested != self.license_id:
-            raise Forbidden(f"this key belongs to license {self.license_id} and cannot read license {requested}")
-        return self.license_id
+        return license_scope(self.principal, requested)
+
+
+def license_scope(principal: Principal | None, requested: int | None = None) -> int | None:
+    """The license ``principal`` may filter by (None: the operator, or an admin key, asking for every license).
+
+    The one rule behind ``Caller.visible_license`` and ``services.tenancy.visible_license``: a license key naming
+    another license is refused rather than silently narrowed."""
+    if principal is None or principal.is_admin:
+        return requested
+    if requested is not None and requested != principal.license_id:
+        raise Forbidden(f"this key belongs to license {principal.license_id} and cannot read license {requested}")
+    return principal.license_id

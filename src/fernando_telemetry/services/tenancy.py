@@ -11,8 +11,7 @@ from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import Forbidden
+from fernando_telemetry.core.caller import Caller, license_scope
 from fernando_telemetry.core.keys import Principal, Scope
 from fernando_telemetry.storage import tenant_scope
 
@@ -41,11 +40,7 @@ def visible_license(principal: Principal, requested: int | None = None) -> int |
 
     A license key asking for another license's data is refused rather than silently narrowed.
     """
-    if principal.is_admin:
-        return requested
-    if requested is not None and requested != principal.license_id:
-        raise Forbidden(f"this key belongs to license {principal.license_id} and cannot read license {requested}")
-    return principal.license_id
+    return license_scope(principal, requested)
 
 
 OPERATOR = Principal(api_key_id=0, license_id=None, scopes=frozenset({Scope.ADMIN.value}))
