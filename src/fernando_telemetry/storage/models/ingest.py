@@ -43,7 +43,7 @@ class MetricStream(Base):
     __tablename__ = "metric_streams"
 
     stream_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    license_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"))
+    license_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"), primary_key=True)
     metric_name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     service_name: Mapped[str | None] = mapped_column(String(100))

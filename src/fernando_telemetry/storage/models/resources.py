@@ -30,7 +30,7 @@ class TelemetryResource(Base):
     __tablename__ = "telemetry_resources"
 
     resource_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    license_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"))
+    license_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"), primary_key=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]

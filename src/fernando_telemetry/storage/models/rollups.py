@@ -44,8 +44,8 @@ class _Bucket:
     bucket_start: Mapped[datetime] = mapped_column(sort_order=-1)
 
     @declared_attr
-    def license_id(cls) -> Mapped[int | None]:
-        return mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"))
+    def license_id(cls) -> Mapped[int]:
+        return mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"), nullable=False)
 
 
 class _EventColumns(_Bucket):
