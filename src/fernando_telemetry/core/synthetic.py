@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fernando_telemetry.core.ids import uuid7
-from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID, owner_license
 from fernando_telemetry.core.ingest.rows import EventRow, MetricRow, SpanRow
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID, owner_license
 
 __all__ = ["SyntheticUser", "Window", "event_rows", "metric_rows", "span_rows"]
 

@@ -329,7 +329,11 @@ class Ingestor:
         first = Stored(len(rows), ordered, {"accepted": len(rows), "rejected": [r.as_dict() for r in ordered]})
         if not rows and idempotency_key is None:
             return first
-        claim = IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, first.answer) if idempotency_key is not None else None
+        claim = (
+            IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, first.answer)
+            if idempotency_key is not None
+            else None
+        )
         future = self._writer.submit(kind.spec, rows, claim=claim, owner=principal.license_id)
         try:
             result = future.result(timeout=self._limits.commit_timeout_s)

@@ -42,8 +42,7 @@ _SPAN_COLUMNS = (
 )
 # the license condition is implied by the key (it hashes the license) and kept as a guard against a hand-written key
 _WITH_RESOURCES = (
-    "traces AS t LEFT JOIN telemetry_resources AS r "
-    "ON r.resource_id = t.resource_id AND r.license_id = t.license_id"
+    "traces AS t LEFT JOIN telemetry_resources AS r ON r.resource_id = t.resource_id AND r.license_id = t.license_id"
 )
 
 

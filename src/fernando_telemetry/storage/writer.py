@@ -293,9 +293,7 @@ class GroupCommitWriter:
         ).fetchone()
         return stored[0] if stored else claim.response
 
-    def _copy(
-        self, connection: psycopg.Connection[Any], spec: TableSpec, rows: list[tuple[Any, ...]], *, careful: bool
-    ) -> None:
+    def _copy(self, connection: psycopg.Connection[Any], spec: TableSpec, rows: list[tuple[Any, ...]], *, careful: bool) -> None:
         """Write the rows: COPY straight in, or through a staging table when keys may repeat."""
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
         if spec.on_conflict == "error" or (spec.on_conflict == "ignore" and not careful):

@@ -165,9 +165,7 @@ class SystemMetric(Base):
         {"postgresql_partition_by": "RANGE (timestamp)"},
     )
 
-    metric_id: Mapped[int] = mapped_column(
-        BigInteger, system_metrics_id_seq, server_default=system_metrics_id_seq.next_value()
-    )
+    metric_id: Mapped[int] = mapped_column(BigInteger, system_metrics_id_seq, server_default=system_metrics_id_seq.next_value())
     metric_name: Mapped[str] = mapped_column(String(200))
     metric_type: Mapped[MetricType] = mapped_column(vocabulary(MetricType, "metric_type"))
     value: Mapped[float] = mapped_column(Double)
