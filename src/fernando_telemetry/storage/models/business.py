@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, ForeignKey, Identity, Numeric, String, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fernando_telemetry.core.enums import MetricCategory, PeriodType
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models.base import (
     Base,
     created_at_column,
@@ -51,7 +52,9 @@ class BusinessMetric(Base):
     period_start: Mapped[datetime]
     period_end: Mapped[datetime]
     period_type: Mapped[PeriodType] = mapped_column(vocabulary(PeriodType, "period_type"))
-    license_id: Mapped[int] = mapped_column(ForeignKey("licenses.license_id"), primary_key=True, index=True)
+    license_id: Mapped[int] = mapped_column(
+        ForeignKey("licenses.license_id"), primary_key=True, index=True, server_default=text(str(PLATFORM_LICENSE_ID))
+    )
     dimensions: Mapped[dict[str, Any]] = jsonb_column()
     target_value: Mapped[Decimal | None] = mapped_column(Numeric(24, 6))
     previous_value: Mapped[Decimal | None] = mapped_column(Numeric(24, 6))

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fernando_telemetry.core.enums import EventSource, EventType, MetricType, SpanKind, SpanStatus
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models.base import Base, created_at_column, jsonb_column, vocabulary
 
 if TYPE_CHECKING:
@@ -64,9 +65,9 @@ def _user_relationship(back_populates: str, model: str) -> Any:
 
 
 def _license_fk() -> Any:
-    """The owning license: NOT NULL (the platform license owns platform-wide rows) and the last column of the
+    """The owning license: NOT NULL, the platform license when a row names none, and the last column of the
     primary key, so that a key never spans licenses and Citus can distribute by it."""
-    return mapped_column(ForeignKey("licenses.license_id"), nullable=False)
+    return mapped_column(ForeignKey("licenses.license_id"), nullable=False, server_default=text(str(PLATFORM_LICENSE_ID)))
 
 
 class TelemetryEvent(Base):

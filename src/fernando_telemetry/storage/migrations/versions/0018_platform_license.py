@@ -1,5 +1,6 @@
 """Every telemetry, rollup and KPI row belongs to a license: the platform license (0) owns the rows that had none,
-``license_id`` becomes NOT NULL on those tables and the last column of every primary key, so that one schema
+``license_id`` becomes NOT NULL (default: the platform license) on those tables and the last column of every
+primary key, so that one schema
 serves a single PostgreSQL and a Citus cluster distributed by ``license_id`` (``storage.citus``).
 
 Tables: telemetry_events, system_metrics, traces, telemetry_resources, metric_streams, business_metrics and the six
@@ -69,6 +70,7 @@ def upgrade() -> None:
     for table in OWNED_TABLES:
         op.execute(f"UPDATE {table} SET license_id = {PLATFORM_LICENSE_ID} WHERE license_id IS NULL")
         op.execute(f"ALTER TABLE {table} ALTER COLUMN license_id SET NOT NULL")
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN license_id SET DEFAULT {PLATFORM_LICENSE_ID}")
     for table, columns in PRIMARY_KEYS.items():
         op.execute(f"ALTER TABLE {table} DROP CONSTRAINT pk_{table}")
         op.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY ({_columns((*columns, 'license_id'))})")
@@ -80,6 +82,7 @@ def downgrade() -> None:
         op.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY ({_columns(columns)})")
     for table in OWNED_TABLES:
         op.execute(f"ALTER TABLE {table} ALTER COLUMN license_id DROP NOT NULL")
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN license_id DROP DEFAULT")
         op.execute(f"UPDATE {table} SET license_id = NULL WHERE license_id = {PLATFORM_LICENSE_ID}")
     # the platform license stays when another row still names it (a user, a key, a rule...)
     op.execute(
