@@ -46,6 +46,7 @@ from fernando_telemetry.composition import jobs
 from fernando_telemetry.core.enums import EventType, PeriodType
 from fernando_telemetry.core.errors import InvalidInput
 from fernando_telemetry.core.kpi_periods import Period, day_start, period_containing
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.services import kpis
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import session_factory
@@ -97,7 +98,7 @@ def fixture(session: Session) -> Fixture:
         ("u1", l1, fx.at(0, 9, 20), "s1", {"amount": "abc", "currency": "EUR"}),
         ("u1", l1, fx.at(0, 9, 30), "s1", {"amount": 99}),
         (None, l1, fx.at(0, 12), "s10", None),
-        ("u5", None, fx.at(0, 13), "s11", None),
+        ("u5", PLATFORM_LICENSE_ID, fx.at(0, 13), "s11", None),
         ("u4", l2, fx.at(0, 15), "s9", {"amount": "4.50", "currency": "eur"}),
         ("u2", l1, fx.at(0, 23, 59, 59, 999_999), "s5", None),
         ("u3", l2, fx.at(1), "s7", None),
@@ -162,15 +163,15 @@ class TestEngagementAndAcquisition:
             ("sessions", l2, None): D(1),
             ("events_per_active_user", l2, None): D(1),
             # overall adds u5 (no license): 4 users, 5 sessions, 8 events by users
-            ("active_users", None, None): D(4),
-            ("sessions", None, None): D(5),
-            ("events_per_active_user", None, None): D(2),
+            ("active_users", PLATFORM_LICENSE_ID, None): D(4),
+            ("sessions", PLATFORM_LICENSE_ID, None): D(5),
+            ("events_per_active_user", PLATFORM_LICENSE_ID, None): D(2),
             ("new_users", l1, None): D(2),
             ("new_users", l2, None): D(0),
-            ("new_users", None, None): D(3),
+            ("new_users", PLATFORM_LICENSE_ID, None): D(3),
             ("revenue", l1, "EUR"): D("10.5"),
             ("revenue", l2, "EUR"): D("4.5"),
-            ("revenue", None, "EUR"): D(15),
+            ("revenue", PLATFORM_LICENSE_ID, "EUR"): D(15),
         }
         assert {key: value for key, value in values.items() if not key[0].startswith("retention")} == expected
 
@@ -182,11 +183,11 @@ class TestEngagementAndAcquisition:
         values = stored(session, fx.daily(1))
         assert values[("new_users", fx.l1, None)] == 1
         assert values[("new_users", fx.l2, None)] == 1
-        assert values[("new_users", None, None)] == 2
+        assert values[("new_users", PLATFORM_LICENSE_ID, None)] == 2
         assert values[("active_users", fx.l2, None)] == 1  # u3 at 00:00:00 exactly
-        assert values[("events_per_active_user", None, None)] == D("1.333333")  # 4 events / 3 users
-        assert values[("revenue", None, "USD")] == 20
-        assert ("revenue", None, "EUR") not in values
+        assert values[("events_per_active_user", PLATFORM_LICENSE_ID, None)] == D("1.333333")  # 4 events / 3 users
+        assert values[("revenue", PLATFORM_LICENSE_ID, "USD")] == 20
+        assert ("revenue", PLATFORM_LICENSE_ID, "EUR") not in values
 
     def test_weekly_values_cover_the_iso_week_monday_to_sunday(self, session: Session, fixture: Fixture) -> None:
         """The week of A (Monday A to Sunday A+6) against hand-computed figures, refunds netted."""
@@ -204,23 +205,23 @@ class TestEngagementAndAcquisition:
             ("sessions", l2, None): D(2),
             ("events_per_active_user", l2, None): D("1.5"),
             # overall: six (license, user) pairs, u4 of L1 and u4 of L2 being two; 13 events by users
-            ("active_users", None, None): D(6),
-            ("sessions", None, None): D(9),
-            ("events_per_active_user", None, None): D("2.166667"),
+            ("active_users", PLATFORM_LICENSE_ID, None): D(6),
+            ("sessions", PLATFORM_LICENSE_ID, None): D(9),
+            ("events_per_active_user", PLATFORM_LICENSE_ID, None): D("2.166667"),
             ("new_users", l1, None): D(3),
             ("new_users", l2, None): D(1),
-            ("new_users", None, None): D(5),
+            ("new_users", PLATFORM_LICENSE_ID, None): D(5),
             ("revenue", l1, "EUR"): D("10.5"),
             ("revenue", l2, "EUR"): D("4.5"),
             ("revenue", l2, "USD"): D(20),
-            ("revenue", None, "EUR"): D(15),
-            ("revenue", None, "USD"): D(20),
+            ("revenue", PLATFORM_LICENSE_ID, "EUR"): D(15),
+            ("revenue", PLATFORM_LICENSE_ID, "USD"): D(20),
         }
         refund_week = period_containing(PeriodType.WEEKLY, fx.a + timedelta(days=7))
         kpis.compute_period(session, period=refund_week, now=late_now(fx))
         assert stored(session, refund_week, metric_name="revenue") == {
             ("revenue", l1, "EUR"): D("-2.5"),
-            ("revenue", None, "EUR"): D("-2.5"),
+            ("revenue", PLATFORM_LICENSE_ID, "EUR"): D("-2.5"),
         }
 
     def test_monthly_period_runs_from_the_first_to_the_last_instant_of_the_month(self, session: Session) -> None:
@@ -243,9 +244,9 @@ class TestEngagementAndAcquisition:
         day = period_containing(PeriodType.DAILY, datetime.now(UTC).date() - timedelta(days=100))
         kpis.compute_period(session, period=day, now=datetime.now(UTC))
         assert stored(session, day) == {
-            ("active_users", None, None): 0,
-            ("sessions", None, None): 0,
-            ("new_users", None, None): 0,
+            ("active_users", PLATFORM_LICENSE_ID, None): 0,
+            ("sessions", PLATFORM_LICENSE_ID, None): 0,
+            ("new_users", PLATFORM_LICENSE_ID, None): 0,
         }
 
     def test_a_license_with_only_anonymous_events_has_zero_new_users(self, session: Session) -> None:
@@ -257,7 +258,7 @@ class TestEngagementAndAcquisition:
         values = stored(session, day)
         assert values[("active_users", license_id, None)] == 0
         assert values[("new_users", license_id, None)] == 0
-        assert values[("new_users", None, None)] == 0
+        assert values[("new_users", PLATFORM_LICENSE_ID, None)] == 0
 
 
 class TestRetention:
@@ -269,18 +270,18 @@ class TestRetention:
         # cohort A: L1 {u1, u2}, overall {u1, u2, u5}; u1 comes back on A+1, A+7 and A+30, nobody else does
         assert stored(session, fx.daily(0), metric_name="retention_d1") == {
             ("retention_d1", fx.l1, None): D("0.5"),
-            ("retention_d1", None, None): third,
+            ("retention_d1", PLATFORM_LICENSE_ID, None): third,
         }
         assert stored(session, fx.daily(0), metric_name="retention_d7") == {
             ("retention_d7", fx.l1, None): D("0.5"),
-            ("retention_d7", None, None): third,
+            ("retention_d7", PLATFORM_LICENSE_ID, None): third,
         }
         assert stored(session, fx.daily(0), metric_name="retention_d30") == {
             ("retention_d30", fx.l1, None): D("0.5"),
-            ("retention_d30", None, None): third,
+            ("retention_d30", PLATFORM_LICENSE_ID, None): third,
         }
         # cohort A-1: u4 in L2 (and overall), back on A in L2
-        assert stored(session, fx.daily(-1)) == {("retention_d1", fx.l2, None): 1, ("retention_d1", None, None): 1}
+        assert stored(session, fx.daily(-1)) == {("retention_d1", fx.l2, None): 1, ("retention_d1", PLATFORM_LICENSE_ID, None): 1}
 
     def test_activity_in_another_license_does_not_retain_a_license_cohort(self, session: Session, fixture: Fixture) -> None:
         """Cohort A+1: u4 of L1 is never back (u4 of L2 is another user), so L1 keeps 0; u3 is back on A+8 in L2;
@@ -295,9 +296,9 @@ class TestRetention:
             ("retention_d1", fx.l2, None): 0,
             ("retention_d7", fx.l2, None): 1,
             ("retention_d30", fx.l2, None): 0,
-            ("retention_d1", None, None): 0,
-            ("retention_d7", None, None): D("0.5"),
-            ("retention_d30", None, None): 0,
+            ("retention_d1", PLATFORM_LICENSE_ID, None): 0,
+            ("retention_d7", PLATFORM_LICENSE_ID, None): D("0.5"),
+            ("retention_d30", PLATFORM_LICENSE_ID, None): 0,
         }
 
     def test_a_value_is_only_stored_once_its_day_is_over(self, session: Session, fixture: Fixture) -> None:
@@ -313,7 +314,7 @@ class TestRetention:
         kpis.compute_period(session, period=fx.daily(7), now=fx.at(8, 0, 5))
         assert stored(session, fx.daily(0)) == {
             ("retention_d7", fx.l1, None): D("0.5"),
-            ("retention_d7", None, None): D("0.333333"),
+            ("retention_d7", PLATFORM_LICENSE_ID, None): D("0.333333"),
         }
 
 
@@ -613,13 +614,13 @@ class TestBusinessMetricsApi:
         s = stored_kpis
         name = {"metric_name": f"{s.marker}_users"}
         everything = _values(client.get("/api/v1/business-metrics", params=name, headers=_auth(s.admin)))
-        assert {license_id for license_id, _, _ in everything} == {s.mine.license_id, s.other.license_id, None}
+        assert {license_id for license_id, _, _ in everything} == {s.mine.license_id, s.other.license_id, PLATFORM_LICENSE_ID}
         other = _values(
             client.get("/api/v1/business-metrics", params={**name, "license_id": s.other.license_id}, headers=_auth(s.admin))
         )
         assert other == [(s.other.license_id, 99.0, {})]
         overall = _values(client.get("/api/v1/business-metrics", params={**name, "overall": "true"}, headers=_auth(s.admin)))
-        assert overall == [(None, 500.0, {})]
+        assert overall == [(PLATFORM_LICENSE_ID, 500.0, {})]
 
     def test_filters_narrow_by_category_period_time_and_dimensions(self, client: TestClient, stored_kpis: Stored) -> None:
         """Category, period type, [from, to) on period_start, and dimension containment (text or JSON number) all apply."""
@@ -720,7 +721,7 @@ class TestKpiSummaryApi:
         ).json()
         assert [(row["license_id"], row["metric_value"]) for row in other["kpis"]] == [(s.other.license_id, 99.0)]
         overall = client.get("/api/v1/kpis", params={"metric_name": f"{s.marker}_users", "overall": "true"}, headers=admin).json()
-        assert [(row["license_id"], row["metric_value"]) for row in overall["kpis"]] == [(None, 500.0)]
+        assert [(row["license_id"], row["metric_value"]) for row in overall["kpis"]] == [(PLATFORM_LICENSE_ID, 500.0)]
 
     def test_offset_pages(self, client: TestClient, stored_kpis: Stored) -> None:
         """limit and offset page through the view's rows; the last page has no next_offset."""

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from fernando_telemetry.core.enums import MetricType
 from fernando_telemetry.core.ingest.metrics import COLUMNS, compose
 from fernando_telemetry.core.metric_points import CumulativePoint, Increment
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.services import host_metrics, retention
 from fernando_telemetry.storage import metric_streams
 from fernando_telemetry.storage.database import session_factory
@@ -32,7 +33,7 @@ def row(name: str, value: float, at: datetime, *, cumulative: bool = True) -> tu
         instance_id=None,
         labels="{}",
         user_id=None,
-        license_id=None,
+        license_id=PLATFORM_LICENSE_ID,
         time=at,
         increment=None if cumulative else Increment(value),
         point=CumulativePoint("number", at, START, value=value) if cumulative else None,

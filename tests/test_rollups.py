@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from fernando_telemetry.cli import app
 from fernando_telemetry.composition import jobs
 from fernando_telemetry.core.enums import EventType, MetricType, SpanStatus
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.core.series import Aggregation, GroupBy, Step, align_down
 from fernando_telemetry.core.sketch import Sketch, key_of, value_of
 from fernando_telemetry.services import partitions, retention, rollups, schema
@@ -96,9 +97,11 @@ def tenants(session: Session) -> Tenants:
     licenses = [License(name="Rollup A"), License(name="Rollup B")]
     session.add_all(licenses)
     session.flush()
-    # users are scoped by license: every user id exists in both licenses, so rows may pick any pair
+    # users are scoped by license: every user id exists in both licenses and in the platform license (which owns
+    # rows that name none), so rows may pick any pair
     user_ids = tuple(f"rollup-user-{index}" for index in range(6))
-    session.add_all([User(user_id=user_id, license_id=license_.license_id) for license_ in licenses for user_id in user_ids])
+    owners = [*(license_.license_id for license_ in licenses), PLATFORM_LICENSE_ID]
+    session.add_all([User(user_id=user_id, license_id=owner) for owner in owners for user_id in user_ids])
     session.flush()
     return Tenants(license_ids=(licenses[0].license_id, licenses[1].license_id), user_ids=user_ids)
 

@@ -131,5 +131,5 @@ class TestRowTypes:
 
     def test_a_table_spec_made_from_a_row_type_copies_its_fields(self) -> None:
         """``TableSpec.for_rows`` takes the COPY columns from the row type and keeps the type."""
-        spec = TableSpec.for_rows("traces", SpanRow, on_conflict="ignore", license_column="license_id")
+        spec = TableSpec.for_rows("traces", SpanRow, on_conflict="ignore")
         assert (spec.columns, spec.row_type, spec.on_conflict) == (SpanRow._fields, SpanRow, "ignore")

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.enums import Severity
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.notify.notifier import ChannelNotifier
 from fernando_telemetry.notify.targets import TargetPolicy, parse_networks
 from fernando_telemetry.sdk import (
@@ -177,7 +178,7 @@ class TestBusinessMetricSnippet:
             {"id": business_metric.business_metric_id},
         ).one()
         assert (row.starts, row.ends) == ("2024-01-01T00:00Z", "2024-01-01T23:59Z")
-        assert (row.license_id, row.currency, row.source, row.dimensions) == (None, None, "api", {})
+        assert (row.license_id, row.currency, row.source, row.dimensions) == (PLATFORM_LICENSE_ID, None, "api", {})
         assert row.metric_value == 1250
         read_back = session.scalar(
             select(BusinessMetric.period_start).where(BusinessMetric.business_metric_id == business_metric.business_metric_id)

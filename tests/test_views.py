@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.enums import EventType, MetricCategory, MetricType, PeriodType, SpanStatus
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models import BusinessMetric, License, SystemMetric, TelemetryEvent, Trace, User
 
 SEED = 20261128
@@ -94,9 +95,9 @@ class Tenants:
     user_ids: tuple[str, ...]
 
     @property
-    def license_choices(self) -> tuple[int | None, ...]:
+    def license_choices(self) -> tuple[int, ...]:
         """Both licenses and the unattributed (NULL) bucket."""
-        return (*self.license_ids, None)
+        return (*self.license_ids, PLATFORM_LICENSE_ID)
 
 
 @pytest.fixture()
@@ -109,12 +110,14 @@ def day_start() -> datetime:
 @pytest.fixture()
 def tenants(session: Session) -> Tenants:
     """Two licenses with the same ten user ids each (users are scoped by license, so rows may pick any license
-    and any user id), and rows of no license naming them unlinked; flushed so FKs hold."""
+    and any user id), and the same user ids of the platform license, which owns rows that name none; flushed so
+    FKs hold."""
     licenses = [License(name="Acme", plan="pro"), License(name="Globex", plan="free")]
     session.add_all(licenses)
     session.flush()
     user_ids = tuple(f"user-{index}" for index in range(8)) + tuple(f"orphan-{index}" for index in range(2))
-    session.add_all([User(user_id=user_id, license_id=license_.license_id) for license_ in licenses for user_id in user_ids])
+    owners = [*(license_.license_id for license_ in licenses), PLATFORM_LICENSE_ID]
+    session.add_all([User(user_id=user_id, license_id=owner) for owner in owners for user_id in user_ids])
     session.flush()
     return Tenants(license_ids=(licenses[0].license_id, licenses[1].license_id), user_ids=user_ids)
 
@@ -870,11 +873,11 @@ def edge_kpis(rng: random.Random, day_start: datetime, tenants: Tenants) -> tupl
     add = series.add
     add("signups", PeriodType.DAILY, [2, 1, 0], [Decimal(5), Decimal(0), Decimal(12)], license_id=license_b)
     add("net_flow", PeriodType.MONTHLY, [1, 0], [Decimal("-500.00"), Decimal("250.00")], license_id=license_b, currency="USD")
-    add("conversion", PeriodType.DAILY, [1, 0], [Decimal(3), Decimal(5)], license_id=None)
+    add("conversion", PeriodType.DAILY, [1, 0], [Decimal(3), Decimal(5)], license_id=PLATFORM_LICENSE_ID)
     add("conversion", PeriodType.DAILY, [1, 0], [Decimal(3), Decimal(4)], license_id=license_a)
     add("nps", PeriodType.MONTHLY, [0], [Decimal("48.5")], license_id=license_a, previous_column=lambda _: Decimal("42.5"))
     add("nps", PeriodType.MONTHLY, [0], [Decimal(30)], license_id=license_b)
-    add("nps", PeriodType.MONTHLY, [0], [Decimal(7)], license_id=None, previous_column=lambda _: Decimal(0))
+    add("nps", PeriodType.MONTHLY, [0], [Decimal(7)], license_id=PLATFORM_LICENSE_ID, previous_column=lambda _: Decimal(0))
     # the same KPI written with its dimension keys in different orders is one series: jsonb compares by value
     add("seats", PeriodType.DAILY, [1], [Decimal(10)], license_id=license_a, dimensions={"plan": "pro", "region": "eu"})
     add("seats", PeriodType.DAILY, [0], [Decimal(15)], license_id=license_a, dimensions={"region": "eu", "plan": "pro"})
@@ -894,11 +897,11 @@ def edge_kpis(rng: random.Random, day_start: datetime, tenants: Tenants) -> tupl
     expected = {
         ("signups", "daily", license_b, "{}"): hand(today, "12", "0", "12", None),
         ("net_flow", "monthly", license_b, "{}"): hand(this_month, "250", "-500", "750", "150.00"),
-        ("conversion", "daily", None, "{}"): hand(today, "5", "3", "2", "66.67"),
+        ("conversion", "daily", PLATFORM_LICENSE_ID, "{}"): hand(today, "5", "3", "2", "66.67"),
         ("conversion", "daily", license_a, "{}"): hand(today, "4", "3", "1", "33.33"),
         ("nps", "monthly", license_a, "{}"): hand(this_month, "48.5", "42.5", "6", "14.12"),
         ("nps", "monthly", license_b, "{}"): hand(this_month, "30", None, None, None),
-        ("nps", "monthly", None, "{}"): hand(this_month, "7", "0", "7", None),
+        ("nps", "monthly", PLATFORM_LICENSE_ID, "{}"): hand(this_month, "7", "0", "7", None),
         ("seats", "daily", license_a, '{"plan": "pro", "region": "eu"}'): hand(today, "15", "10", "5", "50.00"),
     }
     return series.rows, expected
@@ -915,7 +918,7 @@ class TestBusinessMetricsKpiSummary:
 
         expected = expected_kpis(metrics)
         assert len(expected) == 3 * 3 + 3 * 2, "mrr per license and dimensions, active_users daily and monthly per license"
-        assert any(key[2] is None for key in expected), "overall KPIs (license NULL) are included"
+        assert any(key[2] == PLATFORM_LICENSE_ID for key in expected), "overall KPIs (the platform license) are included"
         assert kpi_view(session, ["mrr", "active_users"]) == expected
 
     def test_previous_value_and_changes_follow_the_hand_written_cases(
@@ -951,7 +954,7 @@ class TestBusinessMetricsKpiSummary:
         )
         session.flush()
 
-        row = kpi_view(session, ["arpu"])[("arpu", "monthly", None, '{"segment": "smb"}')]
+        row = kpi_view(session, ["arpu"])[("arpu", "monthly", PLATFORM_LICENSE_ID, '{"segment": "smb"}')]
         assert (row["previous_value"], row["change"], row["change_pct"]) == (Decimal("16"), Decimal("-4"), Decimal("-25.00"))
 
 

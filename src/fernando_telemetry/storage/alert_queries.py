@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.alert_condition import Condition, Source, source_spec
 from fernando_telemetry.core.metric_aggregation import combine
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.core.series import Aggregation
 from fernando_telemetry.storage.metric_aggregates import RATE_LOOKBACK, increments_query, part_of, parts_query, row_terms
 from fernando_telemetry.storage.models import BusinessMetric, SystemMetric, TelemetryEvent, Trace, metadata
@@ -284,6 +285,9 @@ def _filter_clauses(condition: Condition, sql: _Sql) -> list[str]:
             if field is None:
                 clauses.append(_json_clause(name, op, operand, sql))
             else:
+                if field.column == "license_id" and operand is None:
+                    # license_id null names the platform-wide rows: the platform license's (revision 0018)
+                    operand = PLATFORM_LICENSE_ID
                 clauses.append(_column_clause(sql.column(field.column), field.kind == "number", op, operand, sql))
     return clauses
 

@@ -14,6 +14,7 @@ from fernando_telemetry.core.ingest import spans as native_spans
 from fernando_telemetry.core.ingest.common import IngestBounds, decode_items
 from fernando_telemetry.core.otlp import spans_from_request
 from fernando_telemetry.core.otlp.values import unix_nano_datetime
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from tests.core.otlp.support import NOW, NOW_NS, SPAN_ID, TRACE_ID, context, key_values, ns, span, traces_request
 
 
@@ -387,13 +388,14 @@ class TestUserAndLicense:
             ({"license.id": "13"}, {}, 13),
             ({}, {"fernando.license_id": 14}, 14),
             ({"fernando.license_id": 15}, {"fernando.license_id": 14}, 15),
-            ({}, {}, None),
+            ({}, {}, PLATFORM_LICENSE_ID),
         ],
     )
     def test_an_admin_key_takes_the_license_from_the_data(
-        self, attributes: dict[str, Any], resource: dict[str, Any], expected: int | None
+        self, attributes: dict[str, Any], resource: dict[str, Any], expected: int
     ) -> None:
-        """With an admin key, fernando.license_id or license.id (span first, then resource) is the license."""
+        """With an admin key, fernando.license_id or license.id (span first, then resource) is the license; with
+        neither, the platform license."""
         assert one(span(attributes=attributes), resource=resource, is_admin=True)["license_id"] == expected
 
     @pytest.mark.parametrize("value", ["acme", 0, -3, 1.5, True])
