@@ -110,7 +110,14 @@ def convert_step(
         if columnar.is_lock_timeout(error):
             return ColdStep(converted=None, rows=0, busy=partition.name)
         raise
-    rows = convert(session, partition=partition, distributed=found.distributed)
+    try:
+        with session.begin_nested():
+            rows = convert(session, partition=partition, distributed=found.distributed)
+    except DBAPIError as error:
+        if columnar.is_not_permitted(error):
+            reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+            return ColdStep(converted=None, rows=0, unavailable=f"this role may not convert partitions: {reason}")
+        raise
     return ColdStep(converted=partition.name, rows=rows)
 
 

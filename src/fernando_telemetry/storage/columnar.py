@@ -2,8 +2,10 @@
 installing it, the storage kind and size of each daily partition, and moving one partition between heap and columnar.
 
 Columnar on this version (Citus 13.2) takes INSERT, COPY, ``ON CONFLICT DO NOTHING`` and btree/hash/GIN/BRIN
-indexes, but not UPDATE, DELETE, ``ON CONFLICT DO UPDATE``, row locks or sample scans: a partition that must lose
-rows goes back to heap first (``set_access_method(..., HEAP)``). Imports only core.
+indexes, but not UPDATE, DELETE, ``ON CONFLICT DO UPDATE``, row locks, sample scans or AFTER ROW triggers (they
+refetch the row by ctid): a columnar partition has its triggers (the foreign-key checks) disabled, which needs a
+superuser, and a partition that must lose rows goes back to heap first (``set_access_method(..., HEAP)``).
+Imports only core.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "install",
     "is_distributed",
     "is_lock_timeout",
+    "is_not_permitted",
     "lock_partition",
     "partitions",
     "row_count",
@@ -163,6 +166,11 @@ def lock_partition(session: Session, *, relation: str, lock_timeout_ms: int) -> 
     session.execute(text(f"LOCK TABLE {_quoted(relation)} IN ACCESS EXCLUSIVE MODE"))
 
 
+def is_not_permitted(error: DBAPIError) -> bool:
+    """The role may not do it (``insufficient_privilege``): disabling foreign-key triggers needs a superuser."""
+    return getattr(error.orig, "sqlstate", None) == "42501"
+
+
 def is_lock_timeout(error: DBAPIError) -> bool:
     """The lock was not granted in time (``lock_not_available``), or the partition was dropped meanwhile
     (``undefined_table``, retention got there first): either way, leave it for the next run."""
@@ -202,7 +210,7 @@ def set_access_method(session: Session, *, table: str, relation: str, method: st
         return
     quoted = _quoted(relation)
     if method == HEAP:
-        session.execute(text(f"ALTER TABLE {quoted} SET ACCESS METHOD heap"))
+        session.execute(text(f"ALTER TABLE {quoted} SET ACCESS METHOD heap, ENABLE TRIGGER ALL"))
         return
     order = ", ".join(_quoted(column) for column in ROW_ORDER[table])
     session.execute(text("DROP TABLE IF EXISTS pg_temp.columnar_rows"))
@@ -210,7 +218,10 @@ def set_access_method(session: Session, *, table: str, relation: str, method: st
         text(f"CREATE TEMPORARY TABLE columnar_rows ON COMMIT DROP AS SELECT * FROM {quoted} ORDER BY {order}")  # noqa: S608 catalog names
     )
     session.execute(text(f"TRUNCATE {quoted}"))
-    session.execute(text(f"ALTER TABLE {quoted} SET ACCESS METHOD columnar"))
+    # AFTER ROW triggers (here: the foreign-key checks) refetch each new row by its ctid, which columnar cannot
+    # do ("columnar_fetch_row_version not implemented"): with them on, no row could be inserted in a cold partition.
+    # One statement, so everything it changes is done under its ACCESS EXCLUSIVE lock.
+    session.execute(text(f"ALTER TABLE {quoted} SET ACCESS METHOD columnar, DISABLE TRIGGER ALL"))
     session.execute(text(f"INSERT INTO {quoted} SELECT * FROM pg_temp.columnar_rows"))  # noqa: S608 catalog names
     session.execute(text("DROP TABLE pg_temp.columnar_rows"))
     session.execute(text(f"ANALYZE {quoted}"))
