@@ -224,6 +224,8 @@ def set_access_method(session: Session, *, table: str, relation: str, method: st
     session.execute(text(f"ALTER TABLE {quoted} SET ACCESS METHOD columnar, DISABLE TRIGGER ALL"))
     session.execute(text(f"INSERT INTO {quoted} SELECT * FROM pg_temp.columnar_rows"))  # noqa: S608 catalog names
     session.execute(text("DROP TABLE pg_temp.columnar_rows"))
+    # the rows went in one by one, and so did their index entries: rebuilt, the indexes are packed again
+    session.execute(text(f"REINDEX TABLE {quoted}"))
     session.execute(text(f"ANALYZE {quoted}"))
 
 
