@@ -98,6 +98,23 @@ class TestConversionInOneTransaction:
         with pytest.raises(Exception, match="not supported"), session.begin_nested():
             session.execute(text("DELETE FROM traces WHERE span_id = :s"), {"s": span.span_id})
 
+    def test_partitions_retention_is_about_to_reach_stay_heap(self, session: Session) -> None:
+        """Partitions within a day of the retention cutoff (the longest of the default and the overrides) are not
+        due: retention would turn them back to heap, or drop them, right away."""
+        day = partition_for_day("telemetry_events", (NOW - timedelta(days=50)).date())
+        near = partition_for_day("telemetry_events", (NOW - timedelta(days=9)).date())
+
+        def due(retention: dict[str, int]) -> set[str]:
+            return {p.name for p in cold_storage.due_partitions(session, now=NOW, after_days=2, retention_days=retention)}
+
+        assert {day.name, near.name} <= due({"telemetry_events": 90})
+        assert day.name not in due({"telemetry_events": 30}) and near.name in due({"telemetry_events": 30})
+        assert near.name not in due({"telemetry_events": 9})
+        assert partition_for_day("traces", (NOW - timedelta(days=50)).date()).name in due({"telemetry_events": 9})
+        license_ = add_license(session, "long")
+        retention.set_override(session, license_id=license_.license_id, data_kind="events", retention_days=60, now=NOW)
+        assert day.name in due({"telemetry_events": 30})
+
     def test_after_days_zero_turns_it_off(self, session: Session) -> None:
         """0 days: nothing is due, and the scheduler has no columnar job."""
         add_event(session, at=COLD_NOON)

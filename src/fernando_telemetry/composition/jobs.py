@@ -135,7 +135,17 @@ def columnar_run(settings: Settings) -> Callable[[sessionmaker[Session], datetim
             with sessions.begin() as session:
                 if not _job_lock(session, "columnar"):
                     return JobOutcome(ran=False, summary="columnar: skipped, running elsewhere")
-                step = cold_storage.convert_step(session, now=now, after_days=settings.columnar_after_days, skip=frozenset(busy))
+                step = cold_storage.convert_step(
+                    session,
+                    now=now,
+                    after_days=settings.columnar_after_days,
+                    retention_days={
+                        "telemetry_events": settings.events_retention_days,
+                        "system_metrics": settings.metrics_retention_days,
+                        "traces": settings.traces_retention_days,
+                    },
+                    skip=frozenset(busy),
+                )
             if step.unavailable is not None:
                 return JobOutcome(ran=False, summary=f"columnar: nothing converted, {step.unavailable}")
             if step.busy is not None:

@@ -7,6 +7,7 @@ Imports storage and core.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.partitioning import PARTITIONED_TABLES
 from fernando_telemetry.storage import columnar
+from fernando_telemetry.storage import retention_overrides as overrides_store
 from fernando_telemetry.storage.columnar import ColumnarSupport, PartitionStorage
 
 __all__ = [
@@ -68,19 +70,40 @@ def partitions_of(session: Session, *, table: str) -> list[PartitionStorage]:
     return columnar.partitions(session, table=table)
 
 
-def due_partitions(session: Session, *, now: datetime, after_days: int) -> list[PartitionStorage]:
+def due_partitions(
+    session: Session, *, now: datetime, after_days: int, retention_days: Mapping[str, int] | None = None
+) -> list[PartitionStorage]:
     """Heap partitions whose whole day ended ``after_days`` days before ``now`` or earlier, oldest first (after_days 0:
-    none)."""
+    none). With ``retention_days`` (the default retention per table), partitions that retention will delete rows from
+    or drop within a day are left as they are: the longest retention of the table (its default or a license's
+    override) falls inside them or past them, and turning them columnar would only have retention turn them back."""
     if after_days <= 0:
         return []
     horizon = now - timedelta(days=after_days)
+    keep_from = _retention_horizons(session, now=now, retention_days=retention_days or {})
     due = [
         partition
         for table in PARTITIONED_TABLES
         for partition in columnar.partitions(session, table=table)
-        if partition.access_method == columnar.HEAP and partition.upper_bound is not None and partition.upper_bound <= horizon
+        if partition.access_method == columnar.HEAP
+        and partition.upper_bound is not None
+        and partition.upper_bound <= horizon
+        and (table not in keep_from or (partition.lower_bound is not None and partition.lower_bound >= keep_from[table]))
     ]
     return sorted(due, key=lambda partition: (partition.upper_bound, partition.table))
+
+
+def _retention_horizons(session: Session, *, now: datetime, retention_days: Mapping[str, int]) -> dict[str, datetime]:
+    """Per table, where the partitions worth converting start: a day after its retention cutoff (the longest of the
+    default and every license's override), since the cutoff moves a day per day."""
+    overrides = overrides_store.list_all(session)
+    horizons = {}
+    for kind, (table, _) in overrides_store.KIND_TABLES.items():
+        if table not in retention_days:
+            continue
+        longest = max([retention_days[table], *(days for _, k, days in overrides if k == kind)])
+        horizons[table] = now - timedelta(days=longest - 1)
+    return horizons
 
 
 def convert_step(
@@ -88,10 +111,11 @@ def convert_step(
     *,
     now: datetime,
     after_days: int,
+    retention_days: Mapping[str, int] | None = None,
     skip: frozenset[str] = frozenset(),
     lock_timeout_ms: int = LOCK_TIMEOUT_MS,
 ) -> ColdStep:
-    """Convert the oldest due partition not in ``skip`` to columnar in the caller's transaction, which should hold
+    """Convert the oldest due partition (see ``due_partitions``) not in ``skip`` to columnar in the caller's transaction, which should hold
     nothing else: the partition's rewrite is the transaction. A lock not granted within ``lock_timeout_ms`` raises
     nothing: the step reports the partition ``busy`` after rolling back to before it."""
     found = availability(session, install=True)
@@ -99,7 +123,8 @@ def convert_step(
         return ColdStep(converted=None, rows=0, unavailable=found)
     if not found.installed:
         return ColdStep(converted=None, rows=0, unavailable=found.reason)
-    candidates = [p for p in due_partitions(session, now=now, after_days=after_days) if p.name not in skip]
+    due = due_partitions(session, now=now, after_days=after_days, retention_days=retention_days)
+    candidates = [p for p in due if p.name not in skip]
     if not candidates:
         return ColdStep(converted=None, rows=0)
     partition = candidates[0]
