@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     traces_retention_days: int = Field(default=30, ge=1)
     """Raw ``traces`` spans older than this many days are removed by retention."""
 
+    columnar_after_days: int = Field(default=2, ge=0)
+    """Daily partitions of ``telemetry_events``, ``system_metrics`` and ``traces`` whose whole day ended this many
+    days ago or earlier are rewritten as columnar (cold storage) by the ``columnar`` job, where the server has the
+    ``citus_columnar`` extension (the job creates it when it is available); 0 turns cold storage off."""
+
+    columnar_interval_s: float = Field(default=3600.0, gt=0)
+    """Seconds between two runs of the ``columnar`` job (each converts the due partitions, one per transaction)."""
+
     partitions_days_ahead: int = Field(default=14, ge=7)
     """Daily partitions kept ready ahead of today (at least a week)."""
 

@@ -115,6 +115,7 @@ def _print_report(found: StatusReport, *, url: str, all_partitions: bool) -> Non
             str(each.newest_day or "-") if each.partitioned else "-",
         )
     console.print(tables)
+    _print_storage(found)
     _print_partitions(found.tables, all_partitions=all_partitions)
 
     if found.rollups:
@@ -207,8 +208,26 @@ def _listeners_table(listeners: Listeners) -> Table:
     return table
 
 
+def _print_storage(found: StatusReport) -> None:
+    """Bytes per row of each partitioned table by storage kind (heap, columnar), and whether cold storage is usable."""
+    view = Table("table", "storage", "partitions", "rows", "size", "bytes/row", title="Storage", title_justify="left")
+    for each in found.tables:
+        for kind in each.storage_kinds if each.partitioned else []:
+            view.add_row(
+                each.name,
+                kind.storage,
+                str(kind.partitions),
+                f"{kind.rows:,}",
+                human_bytes(kind.total_bytes),
+                f"{kind.bytes_per_row:,.0f}" if kind.bytes_per_row is not None else "-",
+            )
+    if view.row_count:
+        console.print(view)
+    console.print(f"cold storage (columnar): {found.cold_storage}")
+
+
 def _print_partitions(tables: list[TableStatus], *, all_partitions: bool) -> None:
-    view = Table("table", "partition", "day", "rows", "size", title="Partitions", title_justify="left")
+    view = Table("table", "partition", "day", "storage", "rows", "size", title="Partitions", title_justify="left")
     hidden = 0
     for each in tables:
         for part in each.partitions:
@@ -216,7 +235,12 @@ def _print_partitions(tables: list[TableStatus], *, all_partitions: bool) -> Non
                 hidden += 1
                 continue
             view.add_row(
-                each.name, part.name, str(part.day or "default"), _rows(part.rows, part.rows_exact), human_bytes(part.total_bytes)
+                each.name,
+                part.name,
+                str(part.day or "default"),
+                part.storage,
+                _rows(part.rows, part.rows_exact),
+                human_bytes(part.total_bytes),
             )
     if view.row_count:
         console.print(view)
@@ -232,6 +256,7 @@ def _as_document(found: StatusReport, *, url: str) -> dict[str, Any]:
         table_document["partition_count"] = len(table.partitions)
         table_document["oldest_day"] = table.oldest_day
         table_document["newest_day"] = table.newest_day
+        table_document["storage_kinds"] = [{**asdict(kind), "bytes_per_row": kind.bytes_per_row} for kind in table.storage_kinds]
     for job_document, job in zip(document["jobs"], found.jobs, strict=True):
         job_document["running"] = job.running
     return document

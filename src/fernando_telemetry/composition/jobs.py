@@ -16,13 +16,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.composition import notification_wiring
-from fernando_telemetry.services import alert_evaluation, host_metrics, kpis, partitions, retention, rollups
+from fernando_telemetry.services import alert_evaluation, cold_storage, host_metrics, kpis, partitions, retention, rollups
 from fernando_telemetry.settings import Settings
 
 __all__ = [
     "Job",
     "JobOutcome",
     "alert_evaluation_run",
+    "columnar_run",
     "default_jobs",
     "host_metrics_run",
     "kpi_run",
@@ -31,6 +32,10 @@ __all__ = [
     "retention_run",
     "rollup_refresh",
 ]
+
+COLUMNAR_STEPS_PER_RUN = 50
+"""Most partitions one run of the columnar job converts (one transaction each), so a first run on a large
+database leaves other jobs their turn; the next run goes on."""
 
 ROLLUP_STEPS_PER_RUN = 100
 """Most refresh transactions in one run of the rollup job, so a long backfill leaves other jobs their turn."""
@@ -52,12 +57,18 @@ class Job:
     ``job_runs``); false: every server runs it at its own interval."""
 
 
-def _with_job_lock(sessions: sessionmaker[Session], name: str, work: Callable[[Session], str]) -> JobOutcome:
-    with sessions.begin() as session:
-        got_lock = session.execute(
+def _job_lock(session: Session, name: str) -> bool:
+    """Take the job's transaction-scoped advisory lock if it is free."""
+    return bool(
+        session.execute(
             text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"fernando_telemetry.job:{name}"}
         ).scalar_one()
-        if not got_lock:
+    )
+
+
+def _with_job_lock(sessions: sessionmaker[Session], name: str, work: Callable[[Session], str]) -> JobOutcome:
+    with sessions.begin() as session:
+        if not _job_lock(session, name):
             return JobOutcome(ran=False, summary=f"{name}: skipped, running elsewhere")
         return JobOutcome(ran=True, summary=work(session))
 
@@ -108,6 +119,46 @@ def retention_run(settings: Settings) -> Callable[[sessionmaker[Session], dateti
             )
 
         return _with_job_lock(sessions, "retention", work)
+
+    return run
+
+
+def columnar_run(settings: Settings) -> Callable[[sessionmaker[Session], datetime], JobOutcome]:
+    """Convert the partitions due for cold storage, one transaction each (each takes the job lock itself, so a
+    second server skips); a partition whose lock is busy is left for the next run."""
+
+    def run(sessions: sessionmaker[Session], now: datetime) -> JobOutcome:
+        converted: list[str] = []
+        busy: list[str] = []
+        rows = 0
+        for _ in range(COLUMNAR_STEPS_PER_RUN):
+            with sessions.begin() as session:
+                if not _job_lock(session, "columnar"):
+                    return JobOutcome(ran=False, summary="columnar: skipped, running elsewhere")
+                step = cold_storage.convert_step(
+                    session,
+                    now=now,
+                    after_days=settings.columnar_after_days,
+                    retention_days={
+                        "telemetry_events": settings.events_retention_days,
+                        "system_metrics": settings.metrics_retention_days,
+                        "traces": settings.traces_retention_days,
+                    },
+                    skip=frozenset(busy),
+                )
+            if step.unavailable is not None:
+                return JobOutcome(ran=False, summary=f"columnar: nothing converted, {step.unavailable}")
+            if step.busy is not None:
+                busy.append(step.busy)
+                continue
+            if step.converted is None:
+                break
+            converted.append(step.converted)
+            rows += step.rows
+        summary = f"columnar: {len(converted)} partitions converted ({rows} rows)"
+        if busy:
+            summary += f", {len(busy)} busy, retried next run: {', '.join(busy)}"
+        return JobOutcome(ran=True, summary=summary)
 
     return run
 
@@ -202,6 +253,8 @@ def default_jobs(settings: Settings) -> list[Job]:
         Job("partition_upkeep", settings.partition_upkeep_interval_s, partition_upkeep(settings), once_across_servers=True),
         Job("retention", settings.retention_interval_s, retention_run(settings), once_across_servers=True),
     ]
+    if settings.columnar_after_days > 0:
+        jobs.append(Job("columnar", settings.columnar_interval_s, columnar_run(settings), once_across_servers=True))
     if settings.host_metrics_interval_s > 0:
         jobs.append(Job("host_metrics", settings.host_metrics_interval_s, host_metrics_run(settings)))
     if settings.kpi_interval_s > 0:

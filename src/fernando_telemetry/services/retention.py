@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, NotFound, field_problem
-from fernando_telemetry.services import audit
+from fernando_telemetry.services import audit, cold_storage
 from fernando_telemetry.storage import archive as archive_store
 from fernando_telemetry.storage import metric_streams, resources
 from fernando_telemetry.storage import retention as retention_store
@@ -112,6 +112,8 @@ def run(
                 if on_archived is not None:
                     on_archived(archived)
 
+    for kind, days in longest.items():
+        _thaw_boundary(session, kind, now, days)
     cleanups = retention_store.cleanup_old_telemetry_data(
         session,
         events_retention_days=longest["events"],
@@ -168,10 +170,49 @@ def _apply_overrides(
         cutoff = _hour(now - timedelta(days=days))
         if rolled_up_until is not None:
             cutoff = min(cutoff, rolled_up_until)
-        deleted += overrides_store.delete_expired(
-            session, data_kind=kind, cutoff=cutoff, license_id=license_id, except_licenses=sorted(own)
-        )
+        older = [p for p in cold_storage.partitions_of(session, table=table) if p.lower_bound is None or p.lower_bound < cutoff]
+        if not any(p.access_method == cold_storage.COLUMNAR for p in older):
+            deleted += overrides_store.delete_expired(
+                session, data_kind=kind, cutoff=cutoff, license_id=license_id, except_licenses=sorted(own)
+            )
+            continue
+        # a DELETE through the parent cannot even be planned over a columnar partition: delete partition by
+        # partition, turning back to heap only the columnar ones that hold rows to delete
+        for partition in older:
+            if partition.access_method == cold_storage.COLUMNAR:
+                if not overrides_store.has_expired(
+                    session,
+                    data_kind=kind,
+                    cutoff=cutoff,
+                    license_id=license_id,
+                    except_licenses=sorted(own),
+                    partition=partition.name,
+                ):
+                    continue
+                cold_storage.thaw(session, table=table, start=partition.lower_bound, end=partition.upper_bound)
+            deleted += overrides_store.delete_expired(
+                session,
+                data_kind=kind,
+                cutoff=cutoff,
+                license_id=license_id,
+                except_licenses=sorted(own),
+                partition=partition.name,
+            )
     return deleted
+
+
+def _thaw_boundary(session: Session, kind: str, now: datetime, longest_days: int) -> None:
+    """Turn back to heap a columnar partition that ``cleanup_old_telemetry_data`` will DELETE rows from: the one
+    its cutoff falls inside (the cutoff is computed the same way: the longest retention, held back to the oldest
+    hour the rollups do not hold yet). Nothing to do while the table has no columnar partition."""
+    table, _ = overrides_store.KIND_TABLES[kind]
+    if not any(p.access_method == cold_storage.COLUMNAR for p in cold_storage.partitions_of(session, table=table)):
+        return
+    cutoff = _hour(now - timedelta(days=longest_days))
+    rolled_up_until = overrides_store.not_rolled_up_since(session, table=table)
+    if rolled_up_until is not None:
+        cutoff = min(cutoff, rolled_up_until)
+    cold_storage.thaw_boundary(session, table=table, cutoff=cutoff)
 
 
 def expire_idempotency_keys(session: Session, *, now: datetime, window_hours: int) -> int:

@@ -18,8 +18,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.services import job_runs, schema
+from fernando_telemetry.storage import columnar, status_queries
 from fernando_telemetry.storage import rollups as rollup_store
-from fernando_telemetry.storage import status_queries
 from fernando_telemetry.storage.models import AlertRule
 from fernando_telemetry.storage.rollups import RollupFailure
 from fernando_telemetry.storage.status_queries import RelationFigures
@@ -35,6 +35,7 @@ __all__ = [
     "RollupFailure",
     "RollupLag",
     "StatusReport",
+    "StorageKindStatus",
     "TableStatus",
     "report",
 ]
@@ -70,6 +71,22 @@ class PartitionStatus:
     rows_exact: bool
     """False: ``rows`` is an estimate."""
     total_bytes: int
+    storage: str = "heap"
+    """``heap``, or ``columnar`` for a partition in cold storage."""
+
+
+@dataclass(frozen=True)
+class StorageKindStatus:
+    """The partitions of one table stored one way, and what a row costs there (data, indexes and TOAST)."""
+
+    storage: str
+    partitions: int
+    rows: int
+    total_bytes: int
+
+    @property
+    def bytes_per_row(self) -> float | None:
+        return self.total_bytes / self.rows if self.rows else None
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,17 @@ class TableStatus:
     total_bytes: int
     """Heap, indexes and TOAST; for a partitioned table, the sum over its partitions."""
     partitions: list[PartitionStatus] = field(default_factory=list)
+
+    @property
+    def storage_kinds(self) -> list[StorageKindStatus]:
+        """Per storage kind of its partitions (heap first): partitions, rows, bytes and bytes per row."""
+        kinds: dict[str, StorageKindStatus] = {}
+        for part in self.partitions:
+            seen = kinds.get(part.storage, StorageKindStatus(part.storage, 0, 0, 0))
+            kinds[part.storage] = StorageKindStatus(
+                part.storage, seen.partitions + 1, seen.rows + part.rows, seen.total_bytes + part.total_bytes
+            )
+        return sorted(kinds.values(), key=lambda kind: (kind.storage != "heap", kind.storage))
 
     @property
     def oldest_day(self) -> date | None:
@@ -165,6 +193,8 @@ class StatusReport:
     """At most ``MAX_FAILING_RULES`` of them, the most recently evaluated first."""
     rollup_failures: list[RollupFailure] = field(default_factory=list)
     """Buckets whose rollup recomputation failed (error and when); every other bucket advanced."""
+    cold_storage: str = ""
+    """Whether this server can keep old partitions as columnar, and if not, why."""
 
 
 MAX_FAILING_RULES = 50
@@ -200,6 +230,7 @@ def report(
         listeners=listeners,
         failing_rules=[] if database.revision is None else _failing_rules(session),
         rollup_failures=_rollup_failures(session),
+        cold_storage=columnar.support(session).reason,
     )
 
 
@@ -236,7 +267,14 @@ def _tables(session: Session, *, exact: bool, block_size: int, count_below_bytes
             )
             day = relation.lower_bound.astimezone(UTC).date() if relation.lower_bound is not None else None
             partitions_of.setdefault(relation.parent, []).append(
-                PartitionStatus(name=relation.name, day=day, rows=rows, rows_exact=rows_exact, total_bytes=relation.total_bytes)
+                PartitionStatus(
+                    name=relation.name,
+                    day=day,
+                    rows=rows,
+                    rows_exact=rows_exact,
+                    total_bytes=relation.total_bytes,
+                    storage=relation.access_method,
+                )
             )
     tables = []
     for relation in found:
@@ -272,6 +310,8 @@ def _row_count(
     """Rows of one table or partition and whether the figure is exact."""
     if relation.heap_bytes == 0:
         return 0, True  # no heap page: no row, whatever the statistics say
+    if relation.access_method == columnar.COLUMNAR:
+        return status_queries.columnar_rows(session, relation=relation.name), True
     if exact:
         return status_queries.count_rows(session, relation=relation.name), True
     pages_now = relation.heap_bytes / block_size

@@ -2,6 +2,7 @@
 
 from fernando_telemetry.storage import (
     bulk,
+    columnar,
     database,
     embedded,
     event_queries,
@@ -23,6 +24,7 @@ from fernando_telemetry.storage import (
 
 __all__ = [
     "bulk",
+    "columnar",
     "database",
     "embedded",
     "event_queries",

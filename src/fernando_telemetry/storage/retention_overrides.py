@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.storage.results import rows_affected
 
-__all__ = ["KIND_TABLES", "clear", "delete_expired", "list_all", "not_rolled_up_since", "upsert"]
+__all__ = ["KIND_TABLES", "clear", "delete_expired", "has_expired", "list_all", "not_rolled_up_since", "upsert"]
 
 KIND_TABLES: dict[str, tuple[str, str]] = {
     "events": ("telemetry_events", "event_timestamp"),
@@ -68,18 +68,43 @@ def not_rolled_up_since(session: Session, *, table: str) -> datetime | None:
 
 
 def delete_expired(
-    session: Session, *, data_kind: str, cutoff: datetime, license_id: int | None, except_licenses: list[int]
+    session: Session,
+    *,
+    data_kind: str,
+    cutoff: datetime,
+    license_id: int | None,
+    except_licenses: list[int],
+    partition: str | None = None,
 ) -> int:
     """Delete raw rows of ``data_kind`` older than ``cutoff``: of one license, or (``license_id`` None) of every
-    license not in ``except_licenses`` and of rows without a license."""
+    license not in ``except_licenses`` and of rows without a license. ``partition``: only from that partition of
+    the kind's table (a name from the catalog)."""
     table, time_column = KIND_TABLES[data_kind]
-    params: dict[str, object]
-    if license_id is not None:
-        where, params = "license_id = :license_id", {"license_id": license_id}
-    else:
-        where, params = "(license_id IS NULL OR license_id <> ALL(:except_licenses))", {"except_licenses": except_licenses}
-    result = session.execute(
-        text(f"DELETE FROM {table} WHERE {time_column} < :cutoff AND {where}"),  # noqa: S608 fixed names
-        {"cutoff": cutoff, **params},
-    )
+    where, params = _expired(time_column, cutoff=cutoff, license_id=license_id, except_licenses=except_licenses)
+    result = session.execute(text(f"DELETE FROM {_relation(table, partition)} WHERE {where}"), params)  # noqa: S608 fixed names
     return rows_affected(result)
+
+
+def has_expired(
+    session: Session, *, data_kind: str, cutoff: datetime, license_id: int | None, except_licenses: list[int], partition: str
+) -> bool:
+    """Whether ``delete_expired`` with the same arguments would delete anything from ``partition``."""
+    table, time_column = KIND_TABLES[data_kind]
+    where, params = _expired(time_column, cutoff=cutoff, license_id=license_id, except_licenses=except_licenses)
+    found = session.execute(text(f"SELECT EXISTS (SELECT 1 FROM {_relation(table, partition)} WHERE {where})"), params)  # noqa: S608 fixed names
+    return bool(found.scalar_one())
+
+
+def _expired(
+    time_column: str, *, cutoff: datetime, license_id: int | None, except_licenses: list[int]
+) -> tuple[str, dict[str, object]]:
+    if license_id is not None:
+        return f"{time_column} < :cutoff AND license_id = :license_id", {"cutoff": cutoff, "license_id": license_id}
+    return (
+        f"{time_column} < :cutoff AND (license_id IS NULL OR license_id <> ALL(:except_licenses))",
+        {"cutoff": cutoff, "except_licenses": except_licenses},
+    )
+
+
+def _relation(table: str, partition: str | None) -> str:
+    return table if partition is None else '"' + partition.replace('"', '""') + '"'

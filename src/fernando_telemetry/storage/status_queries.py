@@ -17,6 +17,7 @@ __all__ = [
     "DatabaseFigures",
     "RelationFigures",
     "alembic_revision",
+    "columnar_rows",
     "count_rows",
     "database_figures",
     "relations",
@@ -52,6 +53,8 @@ class RelationFigures:
     """Heap size now."""
     total_bytes: int
     """Heap, indexes and TOAST now."""
+    access_method: str = "heap"
+    """How its rows are stored: ``heap``, or ``columnar`` (cold storage); empty for a partitioned table."""
 
 
 def database_figures(session: Session) -> DatabaseFigures:
@@ -92,8 +95,10 @@ def relations(session: Session) -> list[RelationFigures]:
                    c.reltuples,
                    c.relpages,
                    CASE WHEN c.relkind = 'p' THEN 0 ELSE pg_relation_size(c.oid) END,
-                   CASE WHEN c.relkind = 'p' THEN 0 ELSE pg_total_relation_size(c.oid) END
+                   CASE WHEN c.relkind = 'p' THEN 0 ELSE pg_total_relation_size(c.oid) END,
+                   coalesce(am.amname, '')
               FROM pg_class c
+              LEFT JOIN pg_am am ON am.oid = c.relam
               LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
               LEFT JOIN pg_class parent ON parent.oid = i.inhparent
              WHERE c.relnamespace = CAST(current_schema() AS regnamespace)
@@ -112,6 +117,7 @@ def relations(session: Session) -> list[RelationFigures]:
             relpages=int(row[5]),
             heap_bytes=int(row[6]),
             total_bytes=int(row[7]),
+            access_method=str(row[8]),
         )
         for row in rows
     ]
@@ -120,6 +126,17 @@ def relations(session: Session) -> list[RelationFigures]:
 def count_rows(session: Session, *, relation: str) -> int:
     """``count(*)`` of one table or partition: exact, and as slow as a scan of it."""
     return int(session.execute(text(f"SELECT count(*) FROM {_quoted(relation)}")).scalar_one())
+
+
+def columnar_rows(session: Session, *, relation: str) -> int:
+    """Rows of a columnar table from its stripes' metadata: exact (columnar rows are never deleted in place) and
+    read without a scan. Columnar tables have no sample scan."""
+    return int(
+        session.execute(
+            text("SELECT coalesce(sum(row_count), 0) FROM columnar.stripe WHERE relation = CAST(:relation AS regclass)"),
+            {"relation": _quoted(relation)},
+        ).scalar_one()
+    )
 
 
 def sample_rows(session: Session, *, relation: str, percent: float) -> int:
