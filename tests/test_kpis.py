@@ -85,12 +85,12 @@ def fixture(session: Session) -> Fixture:
     l1, l2 = add_license(session, "L1").license_id, add_license(session, "L2").license_id
     suffix = uuid.uuid4().hex[:6]
     users = {name: f"{name}-{suffix}" for name in ("u1", "u2", "u3", "u4", "u5")}
-    # a user is a (license, user id) pair: u4 of L2 and u4 of L1 are two users; u5 sends rows of no license
-    for name, license_id in (("u1", l1), ("u2", l1), ("u3", l2), ("u4", l2), ("u4", l1)):
+    # a user is a (license, user id) pair: u4 of L2 and u4 of L1 are two users; u5 sends rows of the platform license
+    for name, license_id in (("u1", l1), ("u2", l1), ("u3", l2), ("u4", l2), ("u4", l1), ("u5", PLATFORM_LICENSE_ID)):
         add_user(session, users[name], license_id=license_id)
     fx = Fixture(a, l1, l2)
     business = EventType.BUSINESS_EVENT
-    rows: list[tuple[str | None, int | None, datetime, str, dict[str, Any] | None]] = [
+    rows: list[tuple[str | None, int, datetime, str, dict[str, Any] | None]] = [
         ("u4", l2, fx.at(-1, 15), "s8", None),
         ("u1", l1, fx.at(0, 9), "s1", None),
         ("u1", l1, fx.at(0, 9, 5), "s1", None),
