@@ -32,6 +32,11 @@ NODE_SETTINGS = {
     "max_prepared_transactions": "100",
     # the nodes connect to each other over loopback; libpq would otherwise look for client certificates in $HOME
     "citus.node_conninfo": "sslmode=disable",
+    # shard moves (citus_rebalance_start, citus_move_shard_placement) copy a shard and then follow its writes by
+    # logical replication, so ingest continues during a rebalance: that needs logical WAL and slots/senders to spare
+    "wal_level": "logical",
+    "max_replication_slots": "32",
+    "max_wal_senders": "32",
 }
 
 
