@@ -446,9 +446,7 @@ class IngestLoad:
             rejected=sum(s.rejected for s in stats),
             retries=sum(s.retries for s in stats),
             partial_batches=sum(c.recorder.partial_batches for c in self._clients),
-        ).with_stored(
-            (stored_span_ids if self.kind == "spans" else stored_event_ids)(database_url, self.environment)
-        )
+        ).with_stored((stored_span_ids if self.kind == "spans" else stored_event_ids)(database_url, self.environment))
 
 
 def stored_event_ids(database_url: str, environment: str) -> dict[str, int]:
