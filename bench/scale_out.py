@@ -234,6 +234,46 @@ def interleaved_ingest(
     return rates
 
 
+_KINDS = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+
+
+def span_json_bodies(otlp_bodies: Sequence[bytes]) -> tuple[list[bytes], list[int]]:
+    """The spans of the OTLP requests as ``POST /api/v1/spans`` bodies (same ids, services, names, times, status)."""
+    bodies, sizes = [], []
+    for otlp_body in otlp_bodies:
+        items = []
+        for group in ExportTraceServiceRequest.FromString(otlp_body).resource_spans:
+            resource = {kv.key: kv.value.string_value for kv in group.resource.attributes}
+            for scope in group.scope_spans:
+                for span in scope.spans:
+                    attributes = {kv.key: kv.value for kv in span.attributes}
+                    item: dict[str, Any] = {
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "operation_name": span.name,
+                        "service_name": resource.get("service.name", "unknown"),
+                        "span_kind": _KINDS.get(span.kind, "internal"),
+                        "start_time": datetime.fromtimestamp(span.start_time_unix_nano / 1e9, UTC).isoformat(),
+                        "end_time": datetime.fromtimestamp(span.end_time_unix_nano / 1e9, UTC).isoformat(),
+                        "status": "error" if span.status.code == 2 else "ok",
+                        "environment": ENVIRONMENT,
+                    }
+                    if span.parent_span_id:
+                        item["parent_span_id"] = span.parent_span_id.hex()
+                    if "http.response.status_code" in attributes:
+                        item["status_code"] = attributes["http.response.status_code"].int_value
+                    if "enduser.id" in attributes:
+                        item["user_id"] = attributes["enduser.id"].string_value
+                    items.append(item)
+        bodies.append(orjson.dumps({"spans": items}))
+        sizes.append(len(items))
+    return bodies, sizes
+
+
+def check_spans(response: httpx.Response, size: int) -> str | None:
+    return check_events(response, size)
+
+
 def metric_bodies(now: datetime, hosts: int) -> list[bytes]:
     """A 24 h series of ``SERIES_METRIC``: one point a minute per host, 1,440 points per request."""
     bodies = []
@@ -248,7 +288,6 @@ def metric_bodies(now: datetime, hosts: int) -> list[bytes]:
                 "service_name": SERIES_SERVICE,
                 "host_name": f"host-{host}",
                 "timestamp": (start + timedelta(minutes=minute)).isoformat(),
-                "environment": ENVIRONMENT,
             }
             for minute in range(24 * 60)
         ]
@@ -283,12 +322,12 @@ def answer_size(query: Query, body: dict[str, Any]) -> int:
     """How much the answer holds (spans, events, summary rows, non-empty points): the same on both targets or the
     timings do not compare."""
     if query.name.startswith("trace"):
-        return int(body.get("summary", {}).get("span_count") or len(body.get("spans", [])) or len(body.get("roots", [])))
+        return int(body.get("span_count") or 0)
     if "events" in body:
         return len(body["events"])
     if "rows" in body:
         return len(body["rows"])
-    return sum(1 for point in body.get("points", []) if point.get("value") is not None)
+    return sum(1 for line in body.get("series", []) for _, value in line["points"] if value is not None)
 
 
 @dataclass
@@ -453,10 +492,12 @@ def main(argv: list[str] | None = None) -> int:
     event_bodies = http_bodies(event_items(rng, args.events, now=now, users=users, environment=ENVIRONMENT), args.batch)
     event_sizes = [len(orjson.loads(body)["events"]) for body in event_bodies]
     span_bodies, span_sizes = otlp_requests(rng, args.spans, args.batch, now=now, users=users, environment=ENVIRONMENT)
-    first_request = ExportTraceServiceRequest.FromString(span_bodies[0])
-    trace_ids = sorted(
-        {span.trace_id.hex() for group in first_request.resource_spans for scope in group.scope_spans for span in scope.spans}
-    )[:20]
+    # the same spans again as native JSON, under other span ids (the OTLP path stores them first)
+    json_span_bodies, json_span_sizes = span_json_bodies(
+        otlp_requests(random.Random(args.seed + 1), args.spans, args.batch, now=now, users=users, environment=ENVIRONMENT)[0]
+    )
+    # traces to read back: those of the JSON spans (stored on both targets whatever the OTLP path does)
+    trace_ids = sorted({item["trace_id"] for item in orjson.loads(json_span_bodies[0])["spans"]})[:20]
     server_bodies = {
         servers: http_bodies(event_items(rng, args.server_events, now=now, users=users, environment=ENVIRONMENT), args.batch)
         for servers in (1, 2, 3)
@@ -487,12 +528,22 @@ def main(argv: list[str] | None = None) -> int:
         spans = interleaved_ingest(
             targets, clients, "/v1/traces", span_bodies, span_sizes, "application/x-protobuf", check_traces, rounds=args.rounds
         )
+        json_spans = interleaved_ingest(
+            targets,
+            clients,
+            "/api/v1/spans",
+            json_span_bodies,
+            json_span_sizes,
+            "application/json",
+            check_events,
+            rounds=args.rounds,
+        )
         series = metric_bodies(now, hosts=2)
         for target in targets:
             headers = {"Authorization": f"Bearer {target.license_key}", "Content-Type": "application/json"}
             for body in series:
                 answer = httpx.post(f"{target.bases[0]}/api/v1/system-metrics", content=body, headers=headers, timeout=120)
-                if answer.status_code != 200:
+                if answer.status_code != 200 or answer.json().get("rejected"):
                     raise SystemExit(f"metrics on {target.name}: HTTP {answer.status_code} {answer.text[:300]}")
 
         # 2. queries and the evaluation pass
@@ -526,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ingest through one serve ({args.clients} clients, {args.batch} per request, {args.rounds} interleaved rounds)")
     report_ingest(f"events ({args.events:,})", events)
     report_ingest(f"spans, OTLP ({args.spans:,})", spans)
+    report_ingest(f"spans, JSON ({args.spans:,})", json_spans)
     print()
     print(f"queries through the API ({args.repeats} timed calls each; admin key with license_id, except the summary)")
     print(
