@@ -4,13 +4,15 @@ Both run the same PostgreSQL 15 binaries with the same settings (the cluster's n
 free ports, in temporary directories removed at the end. For each, in one run and interleaved round by round:
 
 1. ``serve`` (one process): HTTP ingest rate of events (``POST /api/v1/events``) and of spans (OTLP protobuf
-   ``POST /v1/traces``), the rows and load generator of ``bench/ingest_http.py``, the same requests to both;
+   ``POST /v1/traces``, and the same kind of spans as native JSON, ``POST /api/v1/spans``), the rows and load
+   generator of ``bench/ingest_http.py``, the same requests to both targets;
 2. the key queries through the HTTP API, with an admin key and with a license key: one trace by id, the first page
    of events, the 7-day hourly events summary, a 24 h metric series at 1 m and at 1 h steps; and an alert
    evaluation pass over N rules (``alert_evaluation.evaluate_due``, what the scheduler's job runs); p50/p95 of each;
 3. ingest of events with 1, 2 and 3 ``serve`` processes (the clients spread over them).
 
-Prints rates, p50/p95, the ratios cluster/single, and the overhead: microseconds per row (1/rate cluster - 1/rate
+A query or pass that fails on one target is reported as such, not timed; the answer sizes printed beside each query
+show whether both targets answered with the same rows. Prints rates, p50/p95, the ratios cluster/single, and the overhead: microseconds per row (1/rate cluster - 1/rate
 single) and milliseconds per query (p50 cluster - p50 single).
 
     .venv/bin/python bench/scale_out.py [--events 100000 --spans 100000 --clients 4 --batch 500 --rounds 3]
@@ -305,7 +307,7 @@ class Query:
     params: dict[str, str]
 
 
-def queries(now: datetime, trace_ids: Sequence[str]) -> list[Query]:
+def queries(now: datetime) -> list[Query]:
     day_ago, week_ago = (now - timedelta(hours=24)).isoformat(), (now - timedelta(days=7)).isoformat()
     until = (now + timedelta(minutes=5)).isoformat()
     series = {"metric_name": SERIES_METRIC, "service_name": SERIES_SERVICE, "from": day_ago, "to": until, "agg": "p95"}
@@ -354,7 +356,7 @@ def time_queries(targets: Sequence[Target], now: datetime, trace_ids: Sequence[s
     with httpx.Client(timeout=120.0) as client:
         for number in range(repeats + 2):  # the first two are warm-up
             trace_id = trace_ids[number % len(trace_ids)]
-            for query in queries(now, trace_ids):
+            for query in queries(now):
                 for kind in ("admin", "license"):
                     for target in targets if number % 2 == 0 else list(reversed(targets)):
                         key = target.admin_key if kind == "admin" else target.license_key
@@ -584,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  {'query':<32}{'key':<9}{'single p50':>11}{'p95':>9}{'cluster p50':>13}{'p95':>9}{'p95 c/s':>9}"
         f"{'overhead ms':>13}  answer sizes single / cluster"
     )
-    for query in queries(now, trace_ids):
+    for query in queries(now):
         for kind in ("admin", "license"):
             failed = [
                 f"{name}: {timed.errors[(query.name, kind, name)]}"
