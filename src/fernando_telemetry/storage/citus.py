@@ -1,0 +1,271 @@
+"""The Citus layout: which table is distributed, reference or coordinator-only, and the idempotent step making it so.
+
+``PLACEMENTS`` is the one declared classification; ``distribute`` applies it after the Alembic upgrade when the
+database has the ``citus`` extension (``has_citus``): foreign keys Citus cannot hold are dropped before any table
+changes kind, tables are distributed by ``license_id`` (colocated with ``users``), made reference tables or citus
+local tables, and the dropped keys Citus can hold are added again. A second run finds nothing to do. Imports only core.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import Connection, text
+
+from fernando_telemetry.core.errors import FernandoTelemetryError
+
+__all__ = [
+    "DISTRIBUTION_COLUMN",
+    "PLACEMENTS",
+    "CitusLayout",
+    "CitusLayoutError",
+    "Placement",
+    "distribute",
+    "has_citus",
+    "unenforced_foreign_keys",
+]
+
+logger = logging.getLogger(__name__)
+
+DISTRIBUTION_COLUMN = "license_id"
+COLOCATION_ANCHOR = "users"
+"""The first distributed table; every other one is colocated with it, so joins on license_id stay on one node."""
+TENANT_LOGIN_ROLES = ("fernando_telemetry_tenant",)
+"""Roles a request switches to with SET LOCAL ROLE: Citus opens the worker connections as that role, so it logs in."""
+
+
+class Placement(StrEnum):
+    DISTRIBUTED = "distributed"
+    """Hash-distributed by license_id, colocated with users: the per-license telemetry and its rollups."""
+    REFERENCE = "reference"
+    """Copied to every node: licenses and the small shared tables that policies, joins and foreign keys read."""
+    COORDINATOR = "coordinator"
+    """A citus local table: bookkeeping only the coordinator's jobs read and write."""
+    LOCAL = "local"
+    """A plain PostgreSQL table on the coordinator, outside Citus's metadata: its row policy reads another table
+    (a subquery), which Citus refuses on every kind of table it manages."""
+    UNMANAGED = "unmanaged"
+    """Left as it is (Alembic's own version table)."""
+
+
+PLACEMENTS: dict[str, Placement] = {
+    # per-license telemetry, keyed by license_id
+    "users": Placement.DISTRIBUTED,
+    "telemetry_events": Placement.DISTRIBUTED,
+    "system_metrics": Placement.DISTRIBUTED,
+    "traces": Placement.DISTRIBUTED,
+    "telemetry_resources": Placement.DISTRIBUTED,
+    "metric_streams": Placement.DISTRIBUTED,
+    "business_metrics": Placement.DISTRIBUTED,
+    "telemetry_events_hourly": Placement.DISTRIBUTED,
+    "telemetry_events_daily": Placement.DISTRIBUTED,
+    "system_metrics_hourly": Placement.DISTRIBUTED,
+    "system_metrics_daily": Placement.DISTRIBUTED,
+    "traces_hourly": Placement.DISTRIBUTED,
+    "traces_daily": Placement.DISTRIBUTED,
+    # shared and small: every node has a copy
+    "licenses": Placement.REFERENCE,
+    "api_keys": Placement.REFERENCE,
+    "audit_log": Placement.REFERENCE,
+    "alert_rules": Placement.REFERENCE,
+    "alert_rule_states": Placement.LOCAL,
+    "alerts": Placement.REFERENCE,
+    "alert_events": Placement.REFERENCE,
+    "alert_notifications": Placement.REFERENCE,
+    "alert_deliveries": Placement.REFERENCE,
+    "notification_channels": Placement.REFERENCE,
+    "silences": Placement.REFERENCE,
+    "retention_overrides": Placement.REFERENCE,
+    "query_scopes": Placement.REFERENCE,
+    # the coordinator's own bookkeeping
+    "job_runs": Placement.COORDINATOR,
+    "rollup_state": Placement.COORDINATOR,
+    "rollup_dirty_buckets": Placement.COORDINATOR,
+    "rollup_failures": Placement.COORDINATOR,
+    "ingest_batches": Placement.COORDINATOR,
+    "partition_archives": Placement.COORDINATOR,
+    "retention_settings": Placement.COORDINATOR,
+    "alembic_version": Placement.UNMANAGED,
+}
+
+
+class CitusLayoutError(FernandoTelemetryError):
+    """The database cannot be given the Citus layout (an unclassified table, or Citus refused a step)."""
+
+    code = "citus_layout_error"
+
+
+@dataclass(frozen=True)
+class CitusLayout:
+    """What one ``distribute`` run changed; all empty when the layout was already in place."""
+
+    distributed: tuple[str, ...]
+    reference: tuple[str, ...]
+    coordinator: tuple[str, ...]
+    foreign_keys_dropped: tuple[str, ...]
+    foreign_keys_restored: tuple[str, ...]
+    policies_dropped: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.distributed or self.reference or self.coordinator or self.foreign_keys_dropped)
+
+
+@dataclass(frozen=True)
+class _ForeignKey:
+    table: str
+    name: str
+    referenced: str
+    definition: str
+
+
+def has_citus(connection: Connection) -> bool:
+    """True when the connected database has the citus extension."""
+    return connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'")).first() is not None
+
+
+def distribute(connection: Connection) -> CitusLayout:
+    """Give every public table its declared placement; the caller commits. Idempotent."""
+    tables = _public_tables(connection)
+    unclassified = sorted(set(tables) - set(PLACEMENTS))
+    if unclassified:
+        raise CitusLayoutError(
+            f"table(s) {', '.join(unclassified)} have no Citus placement: declare them in storage/citus.py PLACEMENTS"
+        )
+    current = _current_kinds(connection)
+    pending = {
+        table: PLACEMENTS[table]
+        for table in tables
+        if PLACEMENTS[table] not in (Placement.UNMANAGED, Placement.LOCAL) and current.get(table) != PLACEMENTS[table]
+    }
+    _prepare_roles(connection)
+    if not pending:
+        return CitusLayout((), (), (), (), ())
+    keys = _foreign_keys(connection, touching=set(pending))
+    for key in keys:
+        connection.execute(text(f'ALTER TABLE "{key.table}" DROP CONSTRAINT "{key.name}"'))
+    policies = _policies_reading_other_tables(connection, tables=set(pending))
+    for table, policy in policies:
+        # the user-SQL isolation policies (query_scopes by pg_backend_pid(), single-node only): without them the
+        # query reader role sees no row of the table, and user SQL is refused on Citus (services.user_query)
+        connection.execute(text(f'DROP POLICY "{policy}" ON "{table}"'))
+    reference = sorted(t for t, p in pending.items() if p is Placement.REFERENCE)
+    for table in reference:
+        connection.execute(text("SELECT create_reference_table(CAST(:t AS regclass))"), {"t": table})
+    coordinator = sorted(t for t, p in pending.items() if p is Placement.COORDINATOR)
+    for table in coordinator:
+        connection.execute(text("SELECT citus_add_local_table_to_metadata(CAST(:t AS regclass))"), {"t": table})
+    distributed = [t for t in PLACEMENTS if pending.get(t) is Placement.DISTRIBUTED]
+    for table in distributed:
+        anchor = "none" if table == COLOCATION_ANCHOR else COLOCATION_ANCHOR
+        if table != COLOCATION_ANCHOR and current.get(COLOCATION_ANCHOR) is not Placement.DISTRIBUTED:
+            if COLOCATION_ANCHOR not in distributed:
+                raise CitusLayoutError(f"{COLOCATION_ANCHOR} must be distributed before {table}")
+        connection.execute(
+            text("SELECT create_distributed_table(CAST(:t AS regclass), :column, colocate_with => :anchor)"),
+            {"t": table, "column": DISTRIBUTION_COLUMN, "anchor": anchor},
+        )
+    restored = []
+    for key in keys:
+        savepoint = connection.begin_nested()
+        try:
+            connection.execute(text(f'ALTER TABLE "{key.table}" ADD CONSTRAINT "{key.name}" {key.definition}'))
+        except Exception as exc:  # Citus refuses the key: it stays dropped, and unenforced_foreign_keys names it
+            savepoint.rollback()
+            logger.info("foreign key %s.%s not kept on Citus: %s", key.table, key.name, str(exc).splitlines()[0])
+        else:
+            savepoint.commit()
+            restored.append(f"{key.table}.{key.name}")
+    return CitusLayout(
+        distributed=tuple(distributed),
+        reference=tuple(reference),
+        coordinator=tuple(coordinator),
+        foreign_keys_dropped=tuple(f"{key.table}.{key.name}" for key in keys),
+        foreign_keys_restored=tuple(restored),
+        policies_dropped=tuple(f"{table}.{policy}" for table, policy in policies),
+    )
+
+
+def unenforced_foreign_keys(connection: Connection, expected: dict[str, set[str]]) -> list[str]:
+    """Of ``expected`` (table -> constraint names, the models' keys), those missing from the database."""
+    rows = connection.execute(
+        text("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+    ).all()
+    present = {(table, name) for table, name in rows}
+    return sorted(f"{table}.{name}" for table, names in expected.items() for name in names if (table, name) not in present)
+
+
+def _prepare_roles(connection: Connection) -> None:
+    # SET LOCAL of the license setting reaches the workers only with this; set for new sessions of this database
+    connection.execute(
+        text(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET citus.propagate_set_commands = %L', "
+            "current_database(), 'local'); END $$"
+        )
+    )
+    connection.execute(text("SET LOCAL citus.propagate_set_commands = 'local'"))
+    # alert_rules keeps its condition columns in step by a row trigger, which then runs on every placement: the
+    # trigger is deterministic and touches only its own row, what Citus's "unsafe" triggers need to be safe
+    connection.execute(text("SET LOCAL citus.enable_unsafe_triggers = on"))
+    # one connection per worker for the whole step: a foreign key to a reference table cannot be added in a
+    # transaction that already used parallel connections on a distributed table
+    connection.execute(text("SET LOCAL citus.multi_shard_modify_mode = 'sequential'"))
+    for role in TENANT_LOGIN_ROLES:
+        login = connection.execute(text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar()
+        if login is False:
+            connection.execute(text(f'ALTER ROLE "{role}" LOGIN'))
+
+
+def _public_tables(connection: Connection) -> list[str]:
+    rows = connection.execute(
+        text(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
+            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
+        )
+    ).all()
+    return [name for (name,) in rows]
+
+
+def _current_kinds(connection: Connection) -> dict[str, Placement]:
+    rows = connection.execute(
+        text(
+            "SELECT logicalrelid::text, partmethod, repmodel FROM pg_dist_partition "
+            "WHERE logicalrelid::regclass::text NOT LIKE 'pg\\_%'"
+        )
+    ).all()
+    kinds: dict[str, Placement] = {}
+    for table, method, model in rows:
+        if method == "h":
+            kinds[table] = Placement.DISTRIBUTED
+        elif method == "n":
+            # both have no distribution method; reference tables replicate by two-phase commit ('t'), citus local
+            # tables live on the coordinator only ('s')
+            kinds[table] = Placement.REFERENCE if model == "t" else Placement.COORDINATOR
+    return kinds
+
+
+def _policies_reading_other_tables(connection: Connection, *, tables: set[str]) -> list[tuple[str, str]]:
+    rows = connection.execute(
+        text(
+            "SELECT tablename, policyname FROM pg_policies WHERE schemaname = 'public' "
+            "AND (qual ~* '\\mselect\\M' OR with_check ~* '\\mselect\\M') ORDER BY 1, 2"
+        )
+    ).all()
+    return [(table, policy) for table, policy in rows if table in tables]
+
+
+def _foreign_keys(connection: Connection, *, touching: set[str]) -> list[_ForeignKey]:
+    rows = connection.execute(
+        text(
+            "SELECT conrelid::regclass::text, conname, confrelid::regclass::text, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace AND conparentid = 0 "
+            "ORDER BY 1, 2"
+        )
+    ).all()
+    return [
+        _ForeignKey(table=table, name=name, referenced=referenced, definition=definition)
+        for table, name, referenced, definition in rows
+        if table in touching or referenced in touching
+    ]
