@@ -36,6 +36,13 @@ TENANT_LOGIN_ROLES = ("fernando_telemetry_tenant",)
 """Roles a request switches to with SET LOCAL ROLE: Citus opens the worker connections as that role, so it logs in."""
 
 
+SEQUENTIAL_FUNCTIONS = ("ensure_daily_partitions", "cleanup_old_telemetry_data", "cleanup_old_rollups")
+"""SQL functions that create, attach or drop partitions of distributed tables: they run with one connection per worker
+(``citus.multi_shard_modify_mode = 'sequential'`` as a function setting), else a partition distributed and attached in
+one explicit transaction ends in a distributed deadlock with itself. Set again after every upgrade, since a
+``CREATE OR REPLACE FUNCTION`` in a later revision drops it."""
+
+
 class Placement(StrEnum):
     DISTRIBUTED = "distributed"
     """Hash-distributed by license_id, colocated with users: the per-license telemetry and its rollups."""
@@ -141,6 +148,7 @@ def distribute(connection: Connection) -> CitusLayout:
         if PLACEMENTS[table] not in (Placement.UNMANAGED, Placement.LOCAL) and current.get(table) != PLACEMENTS[table]
     }
     _prepare_roles(connection)
+    _set_function_settings(connection)
     if not pending:
         return CitusLayout((), (), (), (), ())
     keys = _foreign_keys(connection, touching=set(pending))
@@ -169,6 +177,8 @@ def distribute(connection: Connection) -> CitusLayout:
         )
     restored = []
     for key in keys:
+        if not _held_by_citus(key):
+            continue
         savepoint = connection.begin_nested()
         try:
             connection.execute(text(f'ALTER TABLE "{key.table}" ADD CONSTRAINT "{key.name}" {key.definition}'))
@@ -218,6 +228,18 @@ def _prepare_roles(connection: Connection) -> None:
             connection.execute(text(f'ALTER ROLE "{role}" LOGIN'))
 
 
+def _set_function_settings(connection: Connection) -> None:
+    rows = connection.execute(
+        text(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+            "AND p.proname = ANY(:names) AND NOT coalesce(p.proconfig @> ARRAY['citus.multi_shard_modify_mode=sequential'], false)"
+        ),
+        {"names": list(SEQUENTIAL_FUNCTIONS)},
+    ).all()
+    for (signature,) in rows:
+        connection.execute(text(f"ALTER FUNCTION {signature} SET citus.multi_shard_modify_mode = 'sequential'"))
+
+
 def _public_tables(connection: Connection) -> list[str]:
     rows = connection.execute(
         text(
@@ -244,6 +266,17 @@ def _current_kinds(connection: Connection) -> dict[str, Placement]:
             # tables live on the coordinator only ('s')
             kinds[table] = Placement.REFERENCE if model == "t" else Placement.COORDINATOR
     return kinds
+
+
+def _held_by_citus(key: _ForeignKey) -> bool:
+    """Whether the layout keeps ``key``: only among reference and coordinator tables.
+
+    Keys from distributed tables are left out even where Citus could hold them (to a reference table): such a key
+    makes Citus refuse any change to a reference table, or a new partition, in a transaction that has already run a
+    parallel multi-shard statement. Keys into distributed tables, and from the plain local table, Citus refuses.
+    """
+    held = (Placement.REFERENCE, Placement.COORDINATOR)
+    return PLACEMENTS.get(key.table) in held and PLACEMENTS.get(key.referenced) in held
 
 
 def _policies_reading_other_tables(connection: Connection, *, tables: set[str]) -> list[tuple[str, str]]:

@@ -299,9 +299,12 @@ class GroupCommitWriter:
                         )
         except psycopg.OperationalError:
             raise
-        except psycopg.Error:
+        except psycopg.Error as exc:
             if connection.closed or connection.broken:
                 self._drop_connection()
+            if isinstance(exc, psycopg.errors.InternalError_) and str(exc).startswith("duplicate key value"):
+                # Citus's COPY reports a worker's unique violation as an internal error: a retry all the same
+                raise psycopg.errors.UniqueViolation(str(exc)) from exc
             raise
         self.groups_written += 1
         return results
