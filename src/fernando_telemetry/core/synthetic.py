@@ -18,6 +18,7 @@ from typing import Any
 
 from fernando_telemetry.core.ids import uuid7
 from fernando_telemetry.core.ingest.rows import EventRow, MetricRow, SpanRow
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID, owner_license
 
 __all__ = ["SyntheticUser", "Window", "event_rows", "metric_rows", "span_rows"]
 
@@ -79,7 +80,7 @@ def event_rows(
         at = window.moment(rng)
         user = users[min(len(users) - 1, int(rng.paretovariate(1.2))) % len(users)] if users and rng.random() < 0.9 else None
         user_id = user.user_id if user else None
-        license_id = user.license_id if user else None
+        license_id = owner_license(user.license_id if user else None)
         if user_id and (user_id not in sessions or rng.random() < 0.05):
             sessions[user_id] = uuid.UUID(int=rng.getrandbits(128)).hex[:16]
         session_id = sessions.get(user_id) if user_id else None
@@ -224,7 +225,7 @@ def _span_row(
         error_message="upstream timed out" if error else None,
         host_name=rng.choice(HOSTS),
         user_id=user.user_id if user else None,
-        license_id=user.license_id if user else None,
+        license_id=owner_license(user.license_id if user else None),
         attributes=dump_json({"http.route": extra["route"]} if "route" in extra else {"peer.service": service}),
         span_events="[]",
         resource=dump_json({"service.name": service}),
@@ -281,7 +282,7 @@ def metric_rows(rng: random.Random, count: int, *, window: Window, dump_json: Ca
                 p95=p95,
                 p99=p99,
                 user_id=None,
-                license_id=None,
+                license_id=PLATFORM_LICENSE_ID,
                 timestamp=at,
                 start_time=start_time,
                 sketch_keys=None,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from fernando_telemetry.core.enums import MetricType
 from fernando_telemetry.core.ingest import metrics
 from fernando_telemetry.core.metric_points import CumulativePoint, Increment
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage import metric_streams
 from fernando_telemetry.storage.database import driver_connection
 from fernando_telemetry.storage.models import SystemMetric
@@ -76,7 +77,7 @@ def record(session: Session, samples: list[HostSample], *, now: datetime, servic
             instance_id=f"{host}:{os.getpid()}",
             labels=_labels(sample.labels),
             user_id=None,
-            license_id=None,
+            license_id=PLATFORM_LICENSE_ID,
             time=now,
             increment=None if sample.metric_type == MetricType.COUNTER else Increment(sample.value),
             point=(

@@ -68,8 +68,6 @@ KINDS: dict[str, Kind] = {
             "telemetry_events",
             events.EventRow,
             on_conflict="ignore",
-            key_columns=("event_id", "event_timestamp"),
-            license_column="license_id",
         ),
         "user_id",
         "license_id",
@@ -110,8 +108,6 @@ KINDS: dict[str, Kind] = {
             "traces",
             spans.SpanRow,
             on_conflict="ignore",
-            key_columns=("span_id", "trace_id", "start_time"),
-            license_column="license_id",
             prepare=resources.prepare,
         ),
         "user_id",
@@ -319,7 +315,7 @@ class Ingestor:
     def store(self, kind: Kind, batch: RowBatch, *, principal: Principal, endpoint: str, idempotency_key: str | None) -> Stored:
         """Reject rows naming unknown licenses, register the users they name, make their partitions, write,
         and answer after commit. ``batch`` is left as it came: the rows written and every rejection (decode's,
-        unknown licenses', the writer's refusals of a key of another license) are in the returned ``Stored``.
+        unknown licenses') are in the returned ``Stored``.
         A batch the write queue cannot take now (``Overloaded``, or ``OverFairShare`` for a license holding more
         than its share) is refused whole, before anything is written."""
         if batch.rows:
@@ -329,20 +325,12 @@ class Ingestor:
         self._ensure_partitions(kind, rows)
         kept_rejections = [*batch.rejections, *license_rejections]
 
-        def stored(refused: Sequence[int]) -> Stored:
-            rejections = kept_rejections + [self._refusal(kind, rows[position], indexes[position]) for position in refused]
-            ordered = tuple(sorted(rejections, key=lambda r: r.index))
-            accepted = len(rows) - len(refused)
-            return Stored(accepted, ordered, {"accepted": accepted, "rejected": [r.as_dict() for r in ordered]})
-
-        def answer(refused: Sequence[int]) -> dict[str, Any]:
-            return stored(refused).answer
-
-        first = stored(())
+        ordered = tuple(sorted(kept_rejections, key=lambda r: r.index))
+        first = Stored(len(rows), ordered, {"accepted": len(rows), "rejected": [r.as_dict() for r in ordered]})
         if not rows and idempotency_key is None:
             return first
         claim = (
-            IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, first.answer, revise=answer)
+            IdempotencyClaim(principal.api_key_id, endpoint, idempotency_key, first.answer)
             if idempotency_key is not None
             else None
         )
@@ -353,21 +341,9 @@ class Ingestor:
             raise DatabaseUnavailable("the database did not commit the batch in time; retry it", retry_after_s=5) from None
         if result.replayed_response is not None:
             return Stored.replay_of(result.replayed_response)
-        if result.refused_positions:
-            return stored(sorted(set(result.refused_positions)))
         return first
 
     # -- checks ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _refusal(kind: Kind, row: tuple[Any, ...], index: int) -> Rejection:
-        """The rejection of a row whose key is already stored under another license (or under none)."""
-        first, *others = kind.spec.key_columns
-        value = getattr(row, first)
-        rest = ", ".join(f"{column} {getattr(row, column)}" for column in others)
-        return Rejection(
-            index, first, f"{first} {value} ({rest}) is already stored under another license; send the item with a new {first}"
-        )
 
     def _known_license_rows(
         self, kind: Kind, rows: list[tuple[Any, ...]], indexes: list[int]

@@ -151,7 +151,7 @@ def _archived_value(partition: ExpiredPartition, name: str) -> sql.Composable:
         row = sql.Identifier(partition.partition_name)
         return sql.SQL(
             "COALESCE((SELECT r.attributes FROM telemetry_resources AS r WHERE r.resource_id = {row}.resource_id "
-            "AND r.license_id IS NOT DISTINCT FROM {row}.license_id), {row}.resource)"
+            "AND r.license_id = {row}.license_id), {row}.resource)"
         ).format(row=row)
     return sql.Identifier(name)
 

@@ -1,8 +1,9 @@
 """KPI SQL: set-based upserts of ``business_metrics`` from ``telemetry_events``, and the reads of the KPI API.
 
 Each upsert is one ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE``
-for one KPI family and one period (or one retention cohort), per license and overall (``license_id`` NULL)
-in the same statement through ``GROUPING SETS``; a rerun replaces the values, never doubles them.
+for one KPI family and one period (or one retention cohort), per license and overall (the platform license, 0)
+in the same statement through ``GROUPING SETS``; a rerun replaces the values, never doubles them. The platform
+license's own events count in the overall figures only: its row is the overall one.
 Imports only the models and ``storage.results``.
 """
 
@@ -18,6 +19,7 @@ from sqlalchemy import and_, column, false, or_, select, table, text, true, tupl
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models import BusinessMetric
 from fernando_telemetry.storage.results import rows_affected
 
@@ -51,14 +53,15 @@ ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE
        updated_at = EXCLUDED.updated_at
 """
 
-# In the license grouping set, events without a license form a group whose license_id is NULL too;
-# only the empty grouping set (grouping() = 1) may write the platform-wide row. A user is a (license, user id)
+# In the license grouping set, the platform license's events form a group of license 0 too; only the empty
+# grouping set (grouping() = 1) may write the platform-wide row, under license 0. A user is a (license, user id)
 # pair: user "4242" of license A and "4242" of license B are two active users of the platform.
 _ENGAGEMENT = (
     _UPSERT_COLUMNS
     + """
 SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start, :period_end, :period_type,
-       totals.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+       CASE WHEN totals.overall THEN :platform_license ELSE totals.license_id END, '{}'::jsonb, :source, :computed_at,
+       :computed_at
   FROM (SELECT license_id,
                grouping(license_id) = 1 AS overall,
                count(DISTINCT (license_id, user_id)) FILTER (WHERE user_id IS NOT NULL) AS active_users,
@@ -72,12 +75,12 @@ SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start
         ('sessions', totals.sessions::numeric),
         ('events_per_active_user', round(totals.user_events::numeric / NULLIF(totals.active_users, 0), 6))
        ) AS kpi (metric_name, metric_value)
- WHERE (totals.overall OR totals.license_id IS NOT NULL) AND kpi.metric_value IS NOT NULL
+ WHERE (totals.overall OR totals.license_id <> :platform_license) AND kpi.metric_value IS NOT NULL
 """
     + _ON_CONFLICT
 )
 
-# A user (a license and a user id; rows of no license form their own "license") is new in a period when it
+# A user (a license and a user id; the platform license's rows form their own "license") is new in a period when it
 # has an event in the period and none earlier in the table. The platform's figure counts every new pair.
 # "None earlier" is a LATERAL probe with LIMIT 1 per user into the (user_id, event_timestamp) index of each
 # older partition: written as NOT EXISTS the planner may turn it into an anti-join that sorts every older
@@ -89,13 +92,13 @@ WITH period_pairs AS MATERIALIZED (
       FROM telemetry_events
      WHERE event_timestamp >= :period_start AND event_timestamp < :period_end
 ), period_licenses AS (
-    SELECT DISTINCT license_id FROM period_pairs WHERE license_id IS NOT NULL
+    SELECT DISTINCT license_id FROM period_pairs WHERE license_id <> :platform_license
 ), firsts AS (
     SELECT pu.license_id, pu.user_id, prior.seen IS NULL AS is_new
       FROM period_pairs pu
       LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events earlier
                           WHERE earlier.user_id = pu.user_id
-                            AND (earlier.license_id = pu.license_id OR (pu.license_id IS NULL AND earlier.license_id IS NULL))
+                            AND earlier.license_id = pu.license_id
                             AND earlier.event_timestamp < :period_start
                           LIMIT 1) AS prior ON true
      WHERE pu.user_id IS NOT NULL
@@ -112,7 +115,7 @@ SELECT 'new_users', 'acquisition', count(firsts.user_id) FILTER (WHERE firsts.is
  GROUP BY period_licenses.license_id
  UNION ALL
 SELECT 'new_users', 'acquisition', (SELECT count(*) FROM firsts WHERE is_new), NULL, :period_start, :period_end,
-       :period_type, NULL, '{}'::jsonb, :source, :computed_at, :computed_at
+       :period_type, :platform_license, '{}'::jsonb, :source, :computed_at, :computed_at
 """
     + _ON_CONFLICT
 )
@@ -124,7 +127,8 @@ _REVENUE = (
     _UPSERT_COLUMNS
     + """
 SELECT 'revenue', 'revenue', totals.revenue, totals.currency, :period_start, :period_end, :period_type,
-       totals.license_id, jsonb_build_object('currency', totals.currency), :source, :computed_at, :computed_at
+       CASE WHEN totals.overall THEN :platform_license ELSE totals.license_id END,
+       jsonb_build_object('currency', totals.currency), :source, :computed_at, :computed_at
   FROM (SELECT license_id, grouping(license_id) = 1 AS overall, currency, sum(amount) AS revenue
           FROM (SELECT license_id,
                        upper(payload ->> 'currency') AS currency,
@@ -139,7 +143,7 @@ SELECT 'revenue', 'revenue', totals.revenue, totals.currency, :period_start, :pe
                    AND payload ->> 'currency' ~ '^[A-Za-z]{3}$') AS amounts
          WHERE amount IS NOT NULL AND abs(amount) < 1e15
          GROUP BY GROUPING SETS ((license_id, currency), (currency))) AS totals
- WHERE totals.overall OR totals.license_id IS NOT NULL
+ WHERE totals.overall OR totals.license_id <> :platform_license
 """
     + _ON_CONFLICT
 )
@@ -156,24 +160,26 @@ _RETENTION = (
                   CAST(:activity_ends AS timestamptz[])) AS c (offset_days, activity_start, activity_end)
 )
 SELECT 'retention_d' || checks.offset_days, 'retention', round(count(later.seen)::numeric / count(*), 6),
-       NULL, :period_start, :period_end, :period_type, cohort.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+       NULL, :period_start, :period_end, :period_type,
+       CASE WHEN grouping(cohort.license_id) = 1 THEN :platform_license ELSE cohort.license_id END, '{}'::jsonb, :source,
+       :computed_at, :computed_at
   FROM (SELECT license_id, user_id FROM firsts WHERE is_new) AS cohort
  CROSS JOIN checks
   LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events later
                       WHERE later.user_id = cohort.user_id
-                        AND (later.license_id = cohort.license_id OR (cohort.license_id IS NULL AND later.license_id IS NULL))
+                        AND later.license_id = cohort.license_id
                         AND later.event_timestamp >= checks.activity_start
                         AND later.event_timestamp < checks.activity_end
                       LIMIT 1) AS later ON true
  GROUP BY GROUPING SETS ((cohort.license_id, checks.offset_days), (checks.offset_days))
-HAVING grouping(cohort.license_id) = 1 OR cohort.license_id IS NOT NULL
+HAVING grouping(cohort.license_id) = 1 OR cohort.license_id <> :platform_license
 """
     + _ON_CONFLICT
 )
 
 
 def _upsert(session: Session, statement: str, params: Mapping[str, Any]) -> int:
-    result = session.execute(text(statement), {"source": KPI_SOURCE, **params})
+    result = session.execute(text(statement), {"source": KPI_SOURCE, "platform_license": PLATFORM_LICENSE_ID, **params})
     return rows_affected(result)
 
 
@@ -271,7 +277,7 @@ def _license_condition(license_column: Any, *, license_id: int | None, overall_o
     if license_id is not None:
         return license_column == license_id
     if overall_only:
-        return license_column.is_(None)
+        return license_column == PLATFORM_LICENSE_ID
     return true()
 
 

@@ -30,7 +30,7 @@ INSERT INTO telemetry_resources AS r (resource_id, license_id, attributes, first
 SELECT k.resource_id, k.license_id, k.attributes, now(), now()
 FROM json_to_recordset(%s::json) AS k(resource_id uuid, license_id bigint, attributes jsonb)
 ORDER BY 1
-ON CONFLICT (resource_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+ON CONFLICT (resource_id, license_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
 WHERE r.last_seen_at < EXCLUDED.last_seen_at - interval '1 hour'
 """
 
@@ -39,11 +39,11 @@ def prepare(connection: psycopg.Connection[Any], rows: list[SpanRow]) -> list[Sp
     """The ``traces`` ``TableSpec.prepare`` hook: upsert each distinct (license, resource) of the group once and
     return the rows in ``COPY_COLUMNS`` order, each with ``resource`` ``{}`` and its ``resource_id``.
 
-    Rows come back one for one, in order (the writer maps refused positions back to its submissions). A resource
+    Rows come back one for one, in order. A resource
     without attributes stays inline (``{}``, no key). Runs in the group's transaction: the resources commit with
     their spans, or neither does.
     """
-    keys: dict[tuple[int | None, str], UUID] = {}
+    keys: dict[tuple[int, str], UUID] = {}
     prepared: list[SpanRow] = []
     for row in rows:
         if row.resource == EMPTY_RESOURCE:
@@ -60,12 +60,12 @@ def prepare(connection: psycopg.Connection[Any], rows: list[SpanRow]) -> list[Sp
     return prepared
 
 
-def _recordset(keys: dict[tuple[int | None, str], UUID]) -> str:
+def _recordset(keys: dict[tuple[int, str], UUID]) -> str:
     # the stored JSON goes in as it is (it is JSON already): no parse and dump of each resource in Python
     return (
         "["
         + ",".join(
-            f'{{"resource_id":"{key}","license_id":{"null" if license_id is None else int(license_id)},"attributes":{resource_json}}}'
+            f'{{"resource_id":"{key}","license_id":{int(license_id)},"attributes":{resource_json}}}'
             for (license_id, resource_json), key in keys.items()
         )
         + "]"

@@ -222,12 +222,12 @@ SELECT d.day, g.event_type, g.license_id, g.events, coalesce(dc.unique_users, 0)
         WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
         GROUP BY h.event_type, h.license_id
        ) g
-{_merged_sketch("telemetry_events_hourly", "duration", "h2.event_type = g.event_type AND h2.license_id IS NOT DISTINCT FROM g.license_id")}
+{_merged_sketch("telemetry_events_hourly", "duration", "h2.event_type = g.event_type AND h2.license_id = g.license_id")}
  CROSS JOIN LATERAL (
        SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.duration_min, g.duration_max) AS q
        ) q
   LEFT JOIN distinct_counts dc
-    ON dc.day = d.day AND dc.event_type = g.event_type AND dc.license_id IS NOT DISTINCT FROM g.license_id
+    ON dc.day = d.day AND dc.event_type = g.event_type AND dc.license_id = g.license_id
 """
 
 _METRICS_DAILY = f"""
@@ -246,7 +246,7 @@ SELECT d.day, g.service_name, g.metric_name, g.host_name, g.license_id, g.sample
         WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
         GROUP BY h.service_name, h.metric_name, h.host_name, h.license_id
        ) g
-{_merged_sketch("system_metrics_hourly", "value", "h2.metric_name = g.metric_name AND h2.service_name IS NOT DISTINCT FROM g.service_name AND h2.host_name IS NOT DISTINCT FROM g.host_name AND h2.license_id IS NOT DISTINCT FROM g.license_id")}
+{_merged_sketch("system_metrics_hourly", "value", "h2.metric_name = g.metric_name AND h2.service_name IS NOT DISTINCT FROM g.service_name AND h2.host_name IS NOT DISTINCT FROM g.host_name AND h2.license_id = g.license_id")}
  CROSS JOIN LATERAL (
        SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.value_min, g.value_max) AS q
        ) q
@@ -269,7 +269,7 @@ SELECT d.day, g.service_name, g.operation_name, g.license_id, g.spans, g.errors,
         WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
         GROUP BY h.service_name, h.operation_name, h.license_id
        ) g
-{_merged_sketch("traces_hourly", "duration", "h2.service_name = g.service_name AND h2.operation_name = g.operation_name AND h2.license_id IS NOT DISTINCT FROM g.license_id")}
+{_merged_sketch("traces_hourly", "duration", "h2.service_name = g.service_name AND h2.operation_name = g.operation_name AND h2.license_id = g.license_id")}
  CROSS JOIN LATERAL (
        SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.duration_min, g.duration_max) AS q
        ) q

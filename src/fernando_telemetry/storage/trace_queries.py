@@ -42,8 +42,7 @@ _SPAN_COLUMNS = (
 )
 # the license condition is implied by the key (it hashes the license) and kept as a guard against a hand-written key
 _WITH_RESOURCES = (
-    "traces AS t LEFT JOIN telemetry_resources AS r "
-    "ON r.resource_id = t.resource_id AND r.license_id IS NOT DISTINCT FROM t.license_id"
+    "traces AS t LEFT JOIN telemetry_resources AS r ON r.resource_id = t.resource_id AND r.license_id = t.license_id"
 )
 
 
@@ -286,7 +285,7 @@ def dependency_edges(
         "parent.start_time < :parent_end",
         "parent.service_name <> child.service_name",
         # a parent of another license is no call (an admin reading every license included): licenses never link
-        "parent.license_id IS NOT DISTINCT FROM child.license_id",
+        "parent.license_id = child.license_id",
     ]
     clauses += _license_clause(license_id, params, alias="child.") + _license_clause(license_id, params, alias="parent.")
     statement = f"""

@@ -4,9 +4,8 @@
 background thread takes everything queued (up to ``max_batch_rows``, waiting ``linger_s`` for more),
 COPYs it table by table in one transaction and commits. Rows that may repeat earlier ones (a retried
 batch) are detected by the unique keys: the group is then rewritten through a staging table with
-``ON CONFLICT DO NOTHING``, and a row whose key is stored under another license (or under none when it has
-one) is reported back as refused: its position in its submission is in ``WriteResult.refused_positions``,
-and its batch's stored idempotency answer is revised in the same transaction. Past ``max_rows_in_flight``
+``ON CONFLICT DO NOTHING``. Every unique key includes the license (the distribution column on Citus), so a
+repeated key is always the same license's retry, never another license's row. Past ``max_rows_in_flight``
 rows queued, ``submit()`` raises ``Overloaded``; above half of it, a license already holding more than its fair
 share of the queued rows gets ``OverFairShare`` (429) while the others are still admitted. A table's ``prepare`` hook runs inside the transaction before
 the COPY (and again on every retry of the group), so state it reads and writes commits with the rows.
@@ -57,10 +56,7 @@ class TableSpec:
     values (``conflict_constraint`` names the key); ``error``: rows never repeat (no unique key but the id)."""
     conflict_constraint: str | None = None
     key_columns: tuple[str, ...] = ()
-    """For ``upsert``: the natural key's columns; of rows repeating a key in one group the last one wins.
-    For ``ignore``: the unique key, compared with the stored row's ``license_column`` when a row is skipped."""
-    license_column: str | None = None
-    """For ``ignore``: a skipped row is a retry only when the stored row has the same value here."""
+    """For ``upsert``: the natural key's columns; of rows repeating a key in one group the last one wins."""
     # Any: each table's hook takes and returns its own row type (``core.ingest.rows``), all of them tuples
     prepare: Callable[[psycopg.Connection[Any], list[Any]], list[Any]] | None = None
     """Run in the group's transaction before the COPY: takes the submitted rows, returns the rows to COPY (in
@@ -83,8 +79,6 @@ class IdempotencyClaim:
     endpoint: str
     key: str
     response: dict[str, Any]
-    revise: Callable[[Sequence[int]], dict[str, Any]] | None = None
-    """The answer to store instead when rows at these positions of the submission were refused."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +86,6 @@ class WriteResult:
     committed_rows: int
     replayed_response: dict[str, Any] | None = None
     """Set when the batch's Idempotency-Key was already committed: its stored answer, nothing written."""
-    refused_positions: tuple[int, ...] = ()
-    """Positions in the submission's rows not stored because their key is stored under another license."""
 
 
 @dataclass
@@ -266,37 +258,15 @@ class GroupCommitWriter:
         try:
             with connection.transaction():
                 by_table: dict[TableSpec, list[tuple[Any, ...]]] = defaultdict(list)
-                # where each written submission's rows start in its table's list
-                offsets: list[int | None] = []
                 for submission in group:
                     replay = self._claim(connection, submission.claim)
                     results.append(WriteResult(0, replay) if replay is not None else WriteResult(len(submission.rows)))
-                    offsets.append(None if replay is not None else len(by_table[submission.spec]))
                     if replay is None:
                         by_table[submission.spec].extend(submission.rows)
-                refused_by_table: dict[TableSpec, list[int]] = {}
                 for spec, rows in by_table.items():
-                    # a prepared table (metric streams) never refuses rows, so refused positions index the submitted rows
                     prepared = spec.prepare(connection, rows) if spec.prepare is not None else rows
-                    refused_by_table[spec] = self._copy(connection, spec, prepared, careful=careful) if prepared else []
-                for number, (submission, offset) in enumerate(zip(group, offsets, strict=True)):
-                    refused = refused_by_table.get(submission.spec, [])
-                    if offset is None or not refused:
-                        continue
-                    mine = tuple(p - offset for p in refused if offset <= p < offset + len(submission.rows))
-                    if not mine:
-                        continue
-                    results[number] = WriteResult(len(submission.rows) - len(mine), refused_positions=mine)
-                    if submission.claim is not None and submission.claim.revise is not None:
-                        connection.execute(
-                            "UPDATE ingest_batches SET response = %s WHERE api_key_id = %s AND endpoint = %s AND idempotency_key = %s",
-                            (
-                                Jsonb(submission.claim.revise(mine)),
-                                submission.claim.api_key_id,
-                                submission.claim.endpoint,
-                                submission.claim.key,
-                            ),
-                        )
+                    if prepared:
+                        self._copy(connection, spec, prepared, careful=careful)
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
@@ -326,19 +296,18 @@ class GroupCommitWriter:
         ).fetchone()
         return stored[0] if stored else claim.response
 
-    def _copy(
-        self, connection: psycopg.Connection[Any], spec: TableSpec, rows: list[tuple[Any, ...]], *, careful: bool
-    ) -> list[int]:
-        """Write the rows; returns the positions of rows refused because their key is another license's."""
+    def _copy(self, connection: psycopg.Connection[Any], spec: TableSpec, rows: list[tuple[Any, ...]], *, careful: bool) -> None:
+        """Write the rows: COPY straight in, or through a staging table when keys may repeat."""
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
         if spec.on_conflict == "error" or (spec.on_conflict == "ignore" and not careful):
             target = sql.Identifier(spec.table)
             with connection.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)) as copy:
                 for row in rows:
                     copy.write_row(row)
-            return []
+            return
         if spec.on_conflict == "ignore":
-            return self._insert_new(connection, spec, rows)
+            self._insert_new(connection, spec, rows)
+            return
         if spec.key_columns:
             positions = [spec.columns.index(c) for c in spec.key_columns]
             rows = list({tuple(row[p] for p in positions): row for row in rows}.values())
@@ -361,11 +330,9 @@ class GroupCommitWriter:
                 sql.Identifier(spec.table), columns, columns, staging, sql.Identifier(spec.conflict_constraint or ""), updates
             )
         )
-        return []
 
-    def _insert_new(self, connection: psycopg.Connection[Any], spec: TableSpec, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Insert rows whose key is new (in order: of rows repeating a key the first wins), then find those whose
-        key is now stored with another license: a retry of a license's own row is a duplicate, not those."""
+    def _insert_new(self, connection: psycopg.Connection[Any], spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows whose key is new, in order: of rows repeating a key, the first wins (a retry is skipped)."""
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
         staging = sql.Identifier(f"staging_{spec.table}")
         connection.execute(
@@ -381,26 +348,6 @@ class GroupCommitWriter:
                 sql.Identifier(spec.table), columns, columns, staging
             )
         )
-        if not spec.key_columns or spec.license_column is None:
-            return []
-        # LATERAL ... LIMIT 1: one index probe per staged row (pruned to its partition), never a join of the table
-        same_key = sql.SQL(" AND ").join(
-            sql.SQL("stored.{} = staged.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in spec.key_columns
-        )
-        refused = connection.execute(
-            sql.SQL(
-                "SELECT staged.staged_position FROM {} staged "
-                "CROSS JOIN LATERAL (SELECT stored.{} AS license_id FROM {} stored WHERE {} LIMIT 1) found "
-                "WHERE found.license_id IS DISTINCT FROM staged.{} ORDER BY 1"
-            ).format(
-                staging,
-                sql.Identifier(spec.license_column),
-                sql.Identifier(spec.table),
-                same_key,
-                sql.Identifier(spec.license_column),
-            )
-        ).fetchall()
-        return [position for (position,) in refused]
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed or self._connection.broken:

@@ -13,6 +13,8 @@ from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal, overload
 
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID, owner_license
+
 __all__ = [
     "MAX_DURATION_MS",
     "MAX_MAGNITUDE",
@@ -408,13 +410,13 @@ def _dump(value: Any, field: str, context: DecodeContext) -> str:
     return text
 
 
-def license_ref(item: Mapping[str, Any], context: DecodeContext) -> int | None:
-    """The row's license: always the key's; an admin key may name one (or none)."""
+def license_ref(item: Mapping[str, Any], context: DecodeContext) -> int:
+    """The row's license: always the key's; an admin key may name one (none: the platform license)."""
     if not context.is_admin:
-        return context.license_id
+        return owner_license(context.license_id)
     value = item.get("license_id")
     if value is None:
-        return None
+        return PLATFORM_LICENSE_ID
     if isinstance(value, bool) or not isinstance(value, int):
         raise ItemError("license_id", f"must be a positive integer, got {_json_type(value)}")
     if not 1 <= value <= _MAX_BIGINT:

@@ -75,7 +75,7 @@ def compose(
     instance_id: str | None,
     labels: str,
     user_id: str | None,
-    license_id: int | None,
+    license_id: int,
     time: datetime,
     increment: Increment | None,
     point: CumulativePoint | None = None,

@@ -28,7 +28,7 @@ class EventRow(NamedTuple):
     category: str | None
     source: str
     user_id: str | None
-    license_id: int | None
+    license_id: int
     session_id: str | None
     payload: str
     """JSON text."""
@@ -60,7 +60,7 @@ class MetricRow(NamedTuple):
     p95: float | None
     p99: float | None
     user_id: str | None
-    license_id: int | None
+    license_id: int
     timestamp: datetime
     start_time: datetime | None
     sketch_keys: list[int] | None
@@ -133,7 +133,7 @@ class SpanRow(NamedTuple):
     error_message: str | None
     host_name: str | None
     user_id: str | None
-    license_id: int | None
+    license_id: int
     attributes: str
     """JSON text."""
     span_events: str
@@ -154,7 +154,7 @@ class KpiRow(NamedTuple):
     period_start: datetime
     period_end: datetime
     period_type: str
-    license_id: int | None
+    license_id: int
     dimensions: str
     """JSON text."""
     target_value: Decimal | None

@@ -9,6 +9,7 @@ from typing import Any
 
 from fernando_telemetry.core.ingest.common import DecodeContext, ItemError, license_ref, user_ref
 from fernando_telemetry.core.otlp.values import first_attribute
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID, owner_license
 
 __all__ = ["LICENSE_KEYS", "USER_KEYS", "license_of", "user_of"]
 
@@ -30,13 +31,14 @@ def user_of(*attribute_maps: dict[str, Any]) -> str | None:
         raise ItemError(f"attributes.{key}", exc.reason) from None
 
 
-def license_of(context: DecodeContext, *attribute_maps: dict[str, Any]) -> int | None:
-    """The key's license; an admin key's rows take the license attribute (an integer or a string of digits), or none."""
+def license_of(context: DecodeContext, *attribute_maps: dict[str, Any]) -> int:
+    """The key's license; an admin key's rows take the license attribute (an integer or a string of digits), or
+    the platform license."""
     if not context.is_admin:
-        return context.license_id
+        return owner_license(context.license_id)
     found = first_attribute(LICENSE_KEYS, *attribute_maps)
     if found is None:
-        return None
+        return PLATFORM_LICENSE_ID
     key, value = found
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value)

@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, ForeignKey, Identity, Numeric, String, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fernando_telemetry.core.enums import MetricCategory, PeriodType
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models.base import (
     Base,
     created_at_column,
@@ -25,11 +26,11 @@ __all__ = ["BusinessMetric"]
 
 
 class BusinessMetric(Base):
-    """A KPI for one period; ``license_id`` NULL is the platform-wide value."""
+    """A KPI for one period; the platform license (0) holds the platform-wide value."""
 
     __tablename__ = "business_metrics"
     __table_args__ = (
-        # serves: upsert by natural key (a recomputed KPI replaces the old value); NULL license = overall;
+        # serves: upsert by natural key (a recomputed KPI replaces the old value); the platform license = overall;
         # its leading columns also serve one KPI's history, newest period first (read backwards)
         UniqueConstraint(
             "metric_name",
@@ -43,6 +44,7 @@ class BusinessMetric(Base):
     )
 
     business_metric_id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    """With ``license_id`` the primary key (the license is in every key: the distribution column on Citus)."""
     metric_name: Mapped[str] = mapped_column(String(200))
     metric_category: Mapped[MetricCategory] = mapped_column(vocabulary(MetricCategory, "metric_category"))
     metric_value: Mapped[Decimal] = mapped_column(Numeric(24, 6))
@@ -50,7 +52,9 @@ class BusinessMetric(Base):
     period_start: Mapped[datetime]
     period_end: Mapped[datetime]
     period_type: Mapped[PeriodType] = mapped_column(vocabulary(PeriodType, "period_type"))
-    license_id: Mapped[int | None] = mapped_column(ForeignKey("licenses.license_id"), index=True)
+    license_id: Mapped[int] = mapped_column(
+        ForeignKey("licenses.license_id"), primary_key=True, index=True, server_default=text(str(PLATFORM_LICENSE_ID))
+    )
     dimensions: Mapped[dict[str, Any]] = jsonb_column()
     target_value: Mapped[Decimal | None] = mapped_column(Numeric(24, 6))
     previous_value: Mapped[Decimal | None] = mapped_column(Numeric(24, 6))
@@ -59,4 +63,4 @@ class BusinessMetric(Base):
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 
-    license: Mapped[License | None] = relationship(back_populates="business_metrics", lazy="raise")
+    license: Mapped[License] = relationship(back_populates="business_metrics", lazy="raise")

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models.base import Base, created_at_column, jsonb_column
 
 __all__ = ["IngestBatch", "MetricStream"]
@@ -43,7 +44,12 @@ class MetricStream(Base):
     __tablename__ = "metric_streams"
 
     stream_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    license_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"))
+    license_id: Mapped[int] = mapped_column(
+        BigInteger,
+        ForeignKey("licenses.license_id", ondelete="CASCADE"),
+        primary_key=True,
+        server_default=text(str(PLATFORM_LICENSE_ID)),
+    )
     metric_name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     service_name: Mapped[str | None] = mapped_column(String(100))

@@ -9,10 +9,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey
+from sqlalchemy import BigInteger, ForeignKey, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models.base import Base
 
 __all__ = ["TelemetryResource"]
@@ -30,7 +31,12 @@ class TelemetryResource(Base):
     __tablename__ = "telemetry_resources"
 
     resource_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    license_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"))
+    license_id: Mapped[int] = mapped_column(
+        BigInteger,
+        ForeignKey("licenses.license_id", ondelete="CASCADE"),
+        primary_key=True,
+        server_default=text(str(PLATFORM_LICENSE_ID)),
+    )
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB)
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]

@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Double, ForeignKey, Index, I
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models.base import Base
 
 __all__ = [
@@ -44,8 +45,13 @@ class _Bucket:
     bucket_start: Mapped[datetime] = mapped_column(sort_order=-1)
 
     @declared_attr
-    def license_id(cls) -> Mapped[int | None]:
-        return mapped_column(BigInteger, ForeignKey("licenses.license_id", ondelete="CASCADE"))
+    def license_id(cls) -> Mapped[int]:
+        return mapped_column(
+            BigInteger,
+            ForeignKey("licenses.license_id", ondelete="CASCADE"),
+            nullable=False,
+            server_default=text(str(PLATFORM_LICENSE_ID)),
+        )
 
 
 class _EventColumns(_Bucket):

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from fernando_telemetry.core.enums import EventSource, EventType, MetricType, SpanKind, SpanStatus
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.storage.models.base import Base, created_at_column, jsonb_column, vocabulary
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ SPAN_ID_DEFAULT = "substr(replace(gen_random_uuid()::text, '-', ''), 1, 16)"
 
 
 def _user_fk(table: str) -> ForeignKeyConstraint:
-    """(license_id, user_id) -> users; MATCH SIMPLE: a row of no license keeps its user id, unlinked."""
+    """(license_id, user_id) -> users; a deleted user leaves its rows with no user id (on a Citus cluster this key
+    is not enforced: ``storage.citus``)."""
     return ForeignKeyConstraint(
         ["license_id", "user_id"],
         ["users.license_id", "users.user_id"],
@@ -63,7 +65,9 @@ def _user_relationship(back_populates: str, model: str) -> Any:
 
 
 def _license_fk() -> Any:
-    return mapped_column(ForeignKey("licenses.license_id"))
+    """The owning license: NOT NULL, the platform license when a row names none, and the last column of the
+    primary key, so that a key never spans licenses and Citus can distribute by it."""
+    return mapped_column(ForeignKey("licenses.license_id"), nullable=False, server_default=text(str(PLATFORM_LICENSE_ID)))
 
 
 class TelemetryEvent(Base):
@@ -98,17 +102,18 @@ class TelemetryEvent(Base):
             postgresql_using="gin",
             postgresql_ops={"payload": "jsonb_path_ops"},
         ),
+        PrimaryKeyConstraint("event_id", "event_timestamp", "license_id", name="pk_telemetry_events"),
         _user_fk("telemetry_events"),
         {"postgresql_partition_by": "RANGE (event_timestamp)"},
     )
 
-    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), server_default=text("gen_random_uuid()"))
     event_type: Mapped[EventType] = mapped_column(vocabulary(EventType, "event_type"))
     event_name: Mapped[str] = mapped_column(String(200))
     category: Mapped[str | None] = mapped_column(String(100))
     source: Mapped[EventSource] = mapped_column(vocabulary(EventSource, "source"), server_default=text("'api'"))
     user_id: Mapped[str | None] = mapped_column(String(128))
-    license_id: Mapped[int | None] = _license_fk()
+    license_id: Mapped[int] = _license_fk()
     session_id: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = jsonb_column()
     duration_ms: Mapped[float | None] = mapped_column(Double)
@@ -118,11 +123,11 @@ class TelemetryEvent(Base):
     span_id: Mapped[str | None] = mapped_column(String(16))
     environment: Mapped[str | None] = mapped_column(String(32))
     app_version: Mapped[str | None] = mapped_column(String(64))
-    event_timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
+    event_timestamp: Mapped[datetime] = mapped_column(server_default=func.now())
     created_at: Mapped[datetime] = created_at_column()
 
     user: Mapped[User | None] = _user_relationship("events", "TelemetryEvent")
-    license: Mapped[License | None] = relationship(back_populates="events", lazy="raise")
+    license: Mapped[License] = relationship(back_populates="events", lazy="raise")
 
 
 system_metrics_id_seq = Sequence("system_metrics_metric_id_seq", metadata=Base.metadata)
@@ -157,12 +162,11 @@ class SystemMetric(Base):
             postgresql_ops={"labels": "jsonb_path_ops"},
         ),
         _user_fk("system_metrics"),
+        PrimaryKeyConstraint("metric_id", "timestamp", "license_id", name="pk_system_metrics"),
         {"postgresql_partition_by": "RANGE (timestamp)"},
     )
 
-    metric_id: Mapped[int] = mapped_column(
-        BigInteger, system_metrics_id_seq, server_default=system_metrics_id_seq.next_value(), primary_key=True
-    )
+    metric_id: Mapped[int] = mapped_column(BigInteger, system_metrics_id_seq, server_default=system_metrics_id_seq.next_value())
     metric_name: Mapped[str] = mapped_column(String(200))
     metric_type: Mapped[MetricType] = mapped_column(vocabulary(MetricType, "metric_type"))
     value: Mapped[float] = mapped_column(Double)
@@ -186,12 +190,12 @@ class SystemMetric(Base):
     # a cumulative counter's running total as sent, beside its increment in value; NULL for delta counters
     cumulative_value: Mapped[float | None] = mapped_column(Double)
     user_id: Mapped[str | None] = mapped_column(String(128))
-    license_id: Mapped[int | None] = _license_fk()
-    timestamp: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
+    license_id: Mapped[int] = _license_fk()
+    timestamp: Mapped[datetime] = mapped_column(server_default=func.now())
     created_at: Mapped[datetime] = created_at_column()
 
     user: Mapped[User | None] = _user_relationship("system_metrics", "SystemMetric")
-    license: Mapped[License | None] = relationship(back_populates="system_metrics", lazy="raise")
+    license: Mapped[License] = relationship(back_populates="system_metrics", lazy="raise")
 
 
 class Trace(Base):
@@ -200,7 +204,7 @@ class Trace(Base):
     __tablename__ = "traces"
     __table_args__ = (
         # span_id leads: it identifies a span (dedup on retry); trace_id lookups have their own hash index
-        PrimaryKeyConstraint("span_id", "trace_id", "start_time", name="pk_traces"),
+        PrimaryKeyConstraint("span_id", "trace_id", "start_time", "license_id", name="pk_traces"),
         # serves: a whole trace by its id with no time range (hash: equality only, 4-byte codes, small)
         Index("ix_traces_trace_id_hash", "trace_id", postgresql_using="hash"),
         # serves: rows written since the rollup watermark (rollup refresh, the views' raw tail)
@@ -224,13 +228,13 @@ class Trace(Base):
     )
 
     # the defaults serve plain SQL inserts (random ids of the W3C lengths); the SDK and OTLP always send ids
-    trace_id: Mapped[str] = mapped_column(String(32), primary_key=True, server_default=text(TRACE_ID_DEFAULT))
-    span_id: Mapped[str] = mapped_column(String(16), primary_key=True, server_default=text(SPAN_ID_DEFAULT))
+    trace_id: Mapped[str] = mapped_column(String(32), server_default=text(TRACE_ID_DEFAULT))
+    span_id: Mapped[str] = mapped_column(String(16), server_default=text(SPAN_ID_DEFAULT))
     parent_span_id: Mapped[str | None] = mapped_column(String(16))
     operation_name: Mapped[str] = mapped_column(String(255))
     service_name: Mapped[str] = mapped_column(String(100))
     span_kind: Mapped[SpanKind] = mapped_column(vocabulary(SpanKind, "span_kind"), server_default=text("'internal'"))
-    start_time: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
+    start_time: Mapped[datetime] = mapped_column(server_default=func.now())
     end_time: Mapped[datetime]
     duration_ms: Mapped[float] = mapped_column(Double)
     status: Mapped[SpanStatus] = mapped_column(vocabulary(SpanStatus, "status"), server_default=text("'unset'"))
@@ -242,7 +246,7 @@ class Trace(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     host_name: Mapped[str | None] = mapped_column(String(255))
     user_id: Mapped[str | None] = mapped_column(String(128))
-    license_id: Mapped[int | None] = _license_fk()
+    license_id: Mapped[int] = _license_fk()
     attributes: Mapped[dict[str, Any]] = jsonb_column()
     span_events: Mapped[list[Any]] = mapped_column(
         JSONB,
@@ -259,4 +263,4 @@ class Trace(Base):
     resource_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
     user: Mapped[User | None] = _user_relationship("spans", "Trace")
-    license: Mapped[License | None] = relationship(back_populates="spans", lazy="raise")
+    license: Mapped[License] = relationship(back_populates="spans", lazy="raise")
