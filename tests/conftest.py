@@ -211,4 +211,3 @@ def live_server(running_wiring: Wiring) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
-

@@ -201,7 +201,9 @@ def distribute(connection: Connection) -> CitusLayout:
 def unenforced_foreign_keys(connection: Connection, expected: dict[str, set[str]]) -> list[str]:
     """Of ``expected`` (table -> constraint names, the models' keys), those missing from the database."""
     rows = connection.execute(
-        text("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+        text(
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace"
+        )
     ).all()
     present = {(table, name) for table, name in rows}
     return sorted(f"{table}.{name}" for table, names in expected.items() for name in names if (table, name) not in present)
