@@ -104,9 +104,7 @@ class TestLayout:
 
     def test_foreign_keys_citus_cannot_hold_are_the_documented_ones(self, engine: Engine) -> None:
         """The keys of the models missing on Citus are exactly the list docs/DECISIONS.md explains."""
-        expected = {
-            table.name: {c.name for c in table.foreign_key_constraints if c.name} for table in metadata.tables.values()
-        }
+        expected = {table.name: {c.name for c in table.foreign_key_constraints if c.name} for table in metadata.tables.values()}
         with engine.connect() as connection:
             missing = citus.unenforced_foreign_keys(connection, {t: {str(n) for n in names} for t, names in expected.items()})
         assert set(missing) == UNENFORCED_KEYS
@@ -138,9 +136,7 @@ class TestRouting:
         database = committed_engine.url.database
         for other in ports:
             with psycopg.connect(f"postgresql://postgres@127.0.0.1:{other}/{database}") as worker:
-                found = worker.execute(
-                    "SELECT count(*) FROM pg_class WHERE relname = %s", (f"users_{shard}",)
-                ).fetchone()
+                found = worker.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (f"users_{shard}",)).fetchone()
                 if other == port:
                     assert found == (1,)
                     stored = worker.execute(
@@ -171,7 +167,9 @@ class TestRouting:
         second, _ = _license(committed_engine)
         with committed_engine.connect() as connection:
             scope_connection(connection, first)
-            seen = connection.execute(text("SELECT DISTINCT license_id FROM users WHERE license_id IN (:a, :b)"), {"a": first, "b": second}).all()
+            seen = connection.execute(
+                text("SELECT DISTINCT license_id FROM users WHERE license_id IN (:a, :b)"), {"a": first, "b": second}
+            ).all()
             connection.rollback()
         assert seen == [(first,)]
 
@@ -232,7 +230,8 @@ class TestRebalancing:
                     {"port": node.port_in_use},
                 ).scalar()
                 found = connection.execute(
-                    text("SELECT count(*) FROM users WHERE license_id = ANY(:ids)"), {"ids": [l for l, _ in licenses]}
+                    text("SELECT count(*) FROM users WHERE license_id = ANY(:ids)"),
+                    {"ids": [license_id for license_id, _ in licenses]},
                 ).scalar()
         finally:
             engine.dispose()
@@ -247,7 +246,5 @@ def _license(engine: Engine) -> tuple[int, str]:
         license_id = connection.execute(
             text("INSERT INTO licenses (name) VALUES (:n) RETURNING license_id"), {"n": f"citus-{uuid.uuid4().hex[:8]}"}
         ).scalar_one()
-        connection.execute(
-            text("INSERT INTO users (license_id, user_id) VALUES (:l, :u)"), {"l": license_id, "u": user_id}
-        )
+        connection.execute(text("INSERT INTO users (license_id, user_id) VALUES (:l, :u)"), {"l": license_id, "u": user_id})
     return int(license_id), user_id

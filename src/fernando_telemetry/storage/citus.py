@@ -21,9 +21,13 @@ __all__ = [
     "PLACEMENTS",
     "CitusLayout",
     "CitusLayoutError",
+    "CitusNode",
+    "CitusTable",
     "Placement",
     "distribute",
     "has_citus",
+    "nodes",
+    "tables",
     "unenforced_foreign_keys",
 ]
 
@@ -126,6 +130,52 @@ class _ForeignKey:
     name: str
     referenced: str
     definition: str
+
+
+@dataclass(frozen=True)
+class CitusNode:
+    """One node of the cluster and how many shard placements it holds."""
+
+    host: str
+    port: int
+    group_id: int
+    """0: the coordinator."""
+    active: bool
+    shards: int
+
+
+@dataclass(frozen=True)
+class CitusTable:
+    """One table Citus manages (partitions left out): its kind, shards and colocation group."""
+
+    name: str
+    kind: str
+    """distributed, reference or local (a citus local table on the coordinator)."""
+    shard_count: int
+    colocation_id: int
+
+
+def nodes(connection: Connection) -> list[CitusNode]:
+    """The coordinator and the workers, with the shard placements each holds."""
+    rows = connection.execute(
+        text(
+            "SELECT n.nodename, n.nodeport, n.groupid, n.isactive, count(p.placementid) "
+            "FROM pg_dist_node n LEFT JOIN pg_dist_placement p ON p.groupid = n.groupid "
+            "WHERE n.noderole = 'primary' GROUP BY 1, 2, 3, 4 ORDER BY 3, 1, 2"
+        )
+    ).all()
+    return [CitusNode(host=h, port=int(p), group_id=int(g), active=bool(a), shards=int(c)) for h, p, g, a, c in rows]
+
+
+def tables(connection: Connection) -> list[CitusTable]:
+    """The tables in Citus's metadata, partitions left out."""
+    rows = connection.execute(
+        text(
+            "SELECT t.table_name::text, t.citus_table_type, t.shard_count, t.colocation_id FROM citus_tables t "
+            "JOIN pg_class c ON c.oid = t.table_name WHERE NOT c.relispartition ORDER BY 2, 1"
+        )
+    ).all()
+    return [CitusTable(name=n, kind=k, shard_count=int(s), colocation_id=int(c)) for n, k, s, c in rows]
 
 
 def has_citus(connection: Connection) -> bool:
