@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from fernando_telemetry.services import partitions, schema
@@ -18,6 +19,7 @@ from fernando_telemetry.storage.database import make_engine, session_factory
 from fernando_telemetry.storage.models import metadata
 from fernando_telemetry.storage.tenant_scope import TENANT_ROLE, scope_connection
 from tests.citus_cluster import CitusCluster
+from tests.ingest_fixtures import make_tenant
 
 ON_CITUS = os.environ.get("TEST_CITUS") == "1"
 on_citus = pytest.mark.skipif(not ON_CITUS, reason="needs the Citus cluster: TEST_CITUS=1")
@@ -28,6 +30,22 @@ COORDINATOR = {t for t, p in citus.PLACEMENTS.items() if p is citus.Placement.CO
 
 # what the layout cannot keep, and docs/DECISIONS.md lists with what guards integrity instead
 UNENFORCED_KEYS = {
+    "ingest_batches.fk_ingest_batches_api_key_id_api_keys",
+    *(
+        f"{table}.fk_{table}_license_id_licenses"
+        for table in (
+            "alert_deliveries",
+            "alert_events",
+            "alert_notifications",
+            "alert_rules",
+            "alerts",
+            "api_keys",
+            "audit_log",
+            "notification_channels",
+            "retention_overrides",
+            "silences",
+        )
+    ),
     "alert_rule_states.fk_alert_rule_states_alert_id_alerts",
     "alert_rule_states.fk_alert_rule_states_rule_id_alert_rules",
     "alert_rules.fk_alert_rules_owner_user_id_users",
@@ -73,13 +91,11 @@ class TestLayout:
             rows = connection.execute(
                 text("SELECT table_name::text, citus_table_type FROM citus_tables WHERE table_name::text NOT LIKE '%\\_p2%'")
             ).all()
-            local = connection.execute(
-                text("SELECT logicalrelid::text FROM pg_dist_partition WHERE partmethod = 'n' AND repmodel = 's'")
-            ).all()
+            managed = connection.execute(text("SELECT logicalrelid::text FROM pg_dist_partition")).all()
         kinds = dict(rows)
         assert {t for t, k in kinds.items() if k == "distributed"} == DISTRIBUTED
         assert {t for t, k in kinds.items() if k == "reference"} == REFERENCE
-        assert {t for (t,) in local} == COORDINATOR
+        assert COORDINATOR and COORDINATOR.isdisjoint(t for (t,) in managed)
 
     def test_distributed_tables_are_colocated_on_license_id(self, engine: Engine) -> None:
         """One colocation group, distribution column license_id, NOT NULL in the database."""
@@ -136,15 +152,16 @@ class TestRouting:
         database = committed_engine.url.database
         for other in ports:
             with psycopg.connect(f"postgresql://postgres@127.0.0.1:{other}/{database}") as worker:
-                found = worker.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (f"users_{shard}",)).fetchone()
+                # to_regclass, not pg_class: Citus hides shards from pg_class for ordinary clients
+                found = worker.execute("SELECT to_regclass(%s) IS NOT NULL", (f"users_{shard}",)).fetchone()
                 if other == port:
-                    assert found == (1,)
+                    assert found == (True,)
                     stored = worker.execute(
                         f"SELECT count(*) FROM users_{shard} WHERE license_id = %s AND user_id = %s", (license_id, user_id)
                     ).fetchone()
                     assert stored == (1,)
                 else:
-                    assert found == (0,)
+                    assert found == (False,)
 
     def test_a_query_with_a_license_filter_runs_one_task(self, committed_engine: Engine) -> None:
         """EXPLAIN of a one-license query of a distributed table shows a single task (router plan)."""
@@ -172,6 +189,19 @@ class TestRouting:
             ).all()
             connection.rollback()
         assert seen == [(first,)]
+
+
+@on_citus
+class TestUnsupported:
+    def test_user_sql_is_501_naming_citus(self, client: TestClient, committed_engine: Engine) -> None:
+        """POST /api/v1/query answers 501 not_supported, naming Citus and the sql field."""
+        tenant = make_tenant(committed_engine)
+        response = client.post("/api/v1/query", headers={"Authorization": f"Bearer {tenant.read_key}"}, json={"sql": "SELECT 1"})
+        assert response.status_code == 501
+        error = response.json()["error"]
+        assert error["code"] == "not_supported"
+        assert "Citus" in error["message"]
+        assert error["details"][0]["field"] == "sql"
 
 
 @on_citus

@@ -47,16 +47,20 @@ one explicit transaction ends in a distributed deadlock with itself. Set again a
 ``CREATE OR REPLACE FUNCTION`` in a later revision drops it."""
 
 
+UNREFERENCED_TABLES = ("licenses",)
+"""Reference tables no foreign key points to on Citus (see ``_held_by_citus``)."""
+
+
 class Placement(StrEnum):
     DISTRIBUTED = "distributed"
     """Hash-distributed by license_id, colocated with users: the per-license telemetry and its rollups."""
     REFERENCE = "reference"
     """Copied to every node: licenses and the small shared tables that policies, joins and foreign keys read."""
     COORDINATOR = "coordinator"
-    """A citus local table: bookkeeping only the coordinator's jobs read and write."""
-    LOCAL = "local"
-    """A plain PostgreSQL table on the coordinator, outside Citus's metadata: its row policy reads another table
-    (a subquery), which Citus refuses on every kind of table it manages."""
+    """A plain PostgreSQL table on the coordinator, outside Citus's metadata: bookkeeping only the coordinator's jobs
+    and writer use. Not a citus local table: those refuse row policies, cannot be written in a transaction after a
+    parallel multi-shard statement when keys tie them to other tables, and cannot be read from a SQL function called
+    in a query Citus pushes to a shard."""
     UNMANAGED = "unmanaged"
     """Left as it is (Alembic's own version table)."""
 
@@ -81,7 +85,7 @@ PLACEMENTS: dict[str, Placement] = {
     "api_keys": Placement.REFERENCE,
     "audit_log": Placement.REFERENCE,
     "alert_rules": Placement.REFERENCE,
-    "alert_rule_states": Placement.LOCAL,
+    "alert_rule_states": Placement.COORDINATOR,  # its row policy reads alert_rules (a subquery): Citus refuses it
     "alerts": Placement.REFERENCE,
     "alert_events": Placement.REFERENCE,
     "alert_notifications": Placement.REFERENCE,
@@ -195,7 +199,7 @@ def distribute(connection: Connection) -> CitusLayout:
     pending = {
         table: PLACEMENTS[table]
         for table in tables
-        if PLACEMENTS[table] not in (Placement.UNMANAGED, Placement.LOCAL) and current.get(table) != PLACEMENTS[table]
+        if PLACEMENTS[table] not in (Placement.UNMANAGED, Placement.COORDINATOR) and current.get(table) != PLACEMENTS[table]
     }
     _prepare_roles(connection)
     _set_function_settings(connection)
@@ -212,9 +216,7 @@ def distribute(connection: Connection) -> CitusLayout:
     reference = sorted(t for t, p in pending.items() if p is Placement.REFERENCE)
     for table in reference:
         connection.execute(text("SELECT create_reference_table(CAST(:t AS regclass))"), {"t": table})
-    coordinator = sorted(t for t, p in pending.items() if p is Placement.COORDINATOR)
-    for table in coordinator:
-        connection.execute(text("SELECT citus_add_local_table_to_metadata(CAST(:t AS regclass))"), {"t": table})
+    coordinator: list[str] = []  # plain tables: nothing to do
     distributed = [t for t in PLACEMENTS if pending.get(t) is Placement.DISTRIBUTED]
     for table in distributed:
         anchor = "none" if table == COLOCATION_ANCHOR else COLOCATION_ANCHOR
@@ -321,14 +323,19 @@ def _current_kinds(connection: Connection) -> dict[str, Placement]:
 
 
 def _held_by_citus(key: _ForeignKey) -> bool:
-    """Whether the layout keeps ``key``: only among reference and coordinator tables.
+    """Whether the layout keeps ``key``: among reference tables (except into ``licenses``) and among coordinator tables.
 
     Keys from distributed tables are left out even where Citus could hold them (to a reference table): such a key
     makes Citus refuse any change to a reference table, or a new partition, in a transaction that has already run a
-    parallel multi-shard statement. Keys into distributed tables, and from the plain local table, Citus refuses.
+    parallel multi-shard statement. Keys into ``licenses``: to change or lock a row of a reference table, Citus locks
+    the shards of the reference tables it refers to, with ``lock_shard_resources`` on the workers as the current role,
+    which needs more than the tenant role's SELECT on ``licenses``. Keys into distributed tables, and between a
+    coordinator table and a Citus table, Citus refuses.
     """
-    held = (Placement.REFERENCE, Placement.COORDINATOR)
-    return PLACEMENTS.get(key.table) in held and PLACEMENTS.get(key.referenced) in held
+    placement, referenced = PLACEMENTS.get(key.table), PLACEMENTS.get(key.referenced)
+    if placement is Placement.REFERENCE and referenced is Placement.REFERENCE:
+        return key.referenced not in UNREFERENCED_TABLES
+    return placement is Placement.COORDINATOR and referenced is Placement.COORDINATOR
 
 
 def _policies_reading_other_tables(connection: Connection, *, tables: set[str]) -> list[tuple[str, str]]:
