@@ -203,6 +203,7 @@ def distribute(connection: Connection) -> CitusLayout:
     }
     _prepare_roles(connection)
     _set_function_settings(connection)
+    _rule_states_policy_without_subquery(connection)
     if not pending:
         return CitusLayout((), (), (), (), ())
     keys = _foreign_keys(connection, touching=set(pending))
@@ -280,6 +281,36 @@ def _prepare_roles(connection: Connection) -> None:
         login = connection.execute(text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar()
         if login is False:
             connection.execute(text(f'ALTER ROLE "{role}" LOGIN'))
+
+
+RULE_VISIBLE_FUNCTION = """
+CREATE OR REPLACE FUNCTION alert_rule_visible(p_rule_id bigint) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM alert_rules WHERE rule_id = p_rule_id);
+END
+$$
+"""
+
+
+def _rule_states_policy_without_subquery(connection: Connection) -> None:
+    """The tenant policy of ``alert_rule_states`` (a rule's states are visible when the rule is) through a PL/pgSQL
+    function: with the subquery of revision 0005 in the policy, Citus sends the tenant's statements on this
+    coordinator table to a worker (the subquery reads a reference table), where the table does not exist."""
+    qual = connection.execute(
+        text("SELECT qual FROM pg_policies WHERE tablename = 'alert_rule_states' AND policyname = 'tenant_isolation'")
+    ).scalar()
+    if qual is None or "alert_rule_visible" in qual:
+        return
+    connection.execute(text(RULE_VISIBLE_FUNCTION))
+    connection.execute(text(f'GRANT EXECUTE ON FUNCTION alert_rule_visible(bigint) TO "{TENANT_LOGIN_ROLES[0]}"'))
+    connection.execute(text("DROP POLICY tenant_isolation ON alert_rule_states"))
+    connection.execute(
+        text(
+            f'CREATE POLICY tenant_isolation ON alert_rule_states TO "{TENANT_LOGIN_ROLES[0]}" '
+            "USING (alert_rule_visible(rule_id))"
+        )
+    )
 
 
 def _set_function_settings(connection: Connection) -> None:
