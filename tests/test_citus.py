@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
-from fernando_telemetry.services import partitions, schema
+from fernando_telemetry.services import partitions, schema, status
 from fernando_telemetry.storage import citus
 from fernando_telemetry.storage.database import make_engine, session_factory
 from fernando_telemetry.storage.models import metadata
@@ -227,6 +228,20 @@ class TestUpgrades:
                 text("SELECT citus_table_type FROM citus_tables WHERE table_name = CAST(:t AS regclass)"), {"t": name}
             ).scalar()
         assert kind == "distributed"
+
+
+@on_citus
+class TestStatus:
+    def test_status_lists_the_nodes_and_the_distributed_tables(self, session: Session) -> None:
+        """The status report names the coordinator and the workers with their shards, and each managed table's kind."""
+        found = status.report(session, now=datetime.now(UTC))
+        assert found.cluster is not None
+        roles = [node.group_id == 0 for node in found.cluster.nodes]
+        assert roles.count(True) == 1 and roles.count(False) >= 2
+        assert all(node.shards > 0 for node in found.cluster.nodes if node.group_id > 0)
+        kinds = {table.name: table.kind for table in found.cluster.tables}
+        assert {name for name, kind in kinds.items() if kind == "distributed"} == DISTRIBUTED
+        assert {name for name, kind in kinds.items() if kind == "reference"} == REFERENCE
 
 
 @on_citus
