@@ -29,6 +29,8 @@ NODE_SETTINGS = {
     # tenant queries run as the tenant role with SET LOCAL; Citus sends those to the workers only with this
     "citus.propagate_set_commands": "local",
     "max_connections": "300",
+    # few shards per table: the fixtures make ~135 daily partitions of 3 tables, each one shard set (production keeps 32)
+    "citus.shard_count": "4",
     "max_prepared_transactions": "100",
     # the nodes connect to each other over loopback; libpq would otherwise look for client certificates in $HOME
     "citus.node_conninfo": "sslmode=disable",

@@ -2,7 +2,10 @@
 a session per test inside a transaction that is rolled back.
 
 Without ``TEST_DATABASE_URL`` a throwaway embedded PostgreSQL 18 is started (the same mechanism as
-``serve``); with it, databases are created on that server and dropped at the end.
+``serve``); with it, databases are created on that server and dropped at the end. With ``TEST_CITUS=1`` the server
+is a throwaway Citus cluster (``tests/citus_cluster.py``: a coordinator and two workers of the machine's PostgreSQL 15
+with Citus), every database is created on all its nodes, and ``schema.upgrade`` distributes the tables; tests marked
+``single_node`` are skipped there.
 """
 
 from __future__ import annotations
@@ -26,15 +29,49 @@ from fernando_telemetry.services import partitions, schema
 from fernando_telemetry.settings import Settings
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory, sqlalchemy_url
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
+from tests.citus_cluster import CitusCluster
 
 # Servers the tests start (``serve``, ``demo`` subprocesses inherit this) keep the OTLP/gRPC receiver off unless a
 # test names a port: two of them must never race for the fixed default 4317.
 os.environ.setdefault("FERNANDO_TELEMETRY_OTLP_GRPC_PORT", "0")
+# Nor do they turn old partitions of the shared databases into columnar ones (which refuse UPDATE and DELETE, and
+# which other tests' rows are in): tests/test_columnar.py runs the cold storage job on its own databases.
+os.environ.setdefault("FERNANDO_TELEMETRY_COLUMNAR_AFTER_DAYS", "0")
+
+
+ON_CITUS = os.environ.get("TEST_CITUS") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not ON_CITUS:
+        return
+    for item in items:
+        marker = item.get_closest_marker("single_node")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "single-node only")
+            item.add_marker(pytest.mark.skip(reason=f"not on Citus: {reason}"))
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
+def citus_cluster() -> Iterator[CitusCluster | None]:
+    """The run's Citus cluster under TEST_CITUS=1, else None."""
+    if not ON_CITUS:
+        yield None
+        return
+    cluster = CitusCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def server_url(citus_cluster: CitusCluster | None) -> Iterator[str]:
     """URL of a maintenance database on the PostgreSQL server the run uses."""
+    if citus_cluster is not None:
+        yield citus_cluster.url
+        return
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield libpq_url(external)
@@ -55,18 +92,23 @@ def server_version(server_url: str) -> int:
 
 
 @pytest.fixture(scope="session")
-def database_factory(server_url: str) -> Iterator[Callable[[], str]]:
-    """Create empty databases on the test server; all are dropped when the run ends."""
+def database_factory(server_url: str, citus_cluster: CitusCluster | None) -> Iterator[Callable[[], str]]:
+    """Create empty databases on the test server (on every node of the Citus cluster, with the extension); all are
+    dropped when the run ends."""
     created: list[str] = []
 
     def create() -> str:
         name = f"ft_test_{uuid.uuid4().hex[:10]}"
+        if citus_cluster is not None:
+            return citus_cluster.create_database(name)
         with psycopg.connect(server_url, autocommit=True) as connection:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
         return sqlalchemy_url(server_url).set(database=name).set(drivername="postgresql").render_as_string(hide_password=False)
 
     yield create
+    if citus_cluster is not None:
+        return  # the cluster's directory goes with it
     with psycopg.connect(server_url, autocommit=True) as connection:
         for name in created:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -121,7 +121,7 @@ class TestConversionInOneTransaction:
         assert cold_storage.due_partitions(session, now=NOW, after_days=0) == []
         assert cold_storage.convert_step(session, now=NOW, after_days=0).converted is None
         assert "columnar" not in {job.name for job in jobs.default_jobs(Settings(columnar_after_days=0))}
-        assert "columnar" in {job.name for job in jobs.default_jobs(Settings())}
+        assert "columnar" in {job.name for job in jobs.default_jobs(Settings(columnar_after_days=2))}
 
 
 def _roll_up(session: Session) -> None:

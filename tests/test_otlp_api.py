@@ -82,7 +82,8 @@ class TestOfficialSdk:
                 engine,
                 # the resource is stored once in telemetry_resources; the span keeps {} in its own column
                 "SELECT t.*, COALESCE(r.attributes, t.resource) AS shared_resource FROM traces t "
-                "LEFT JOIN telemetry_resources r ON r.resource_id = t.resource_id WHERE t.service_name = :s",
+                "LEFT JOIN telemetry_resources r ON r.resource_id = t.resource_id AND r.license_id = t.license_id "
+                "WHERE t.service_name = :s",
                 s=service,
             )
         }

@@ -17,6 +17,11 @@ from fernando_telemetry.storage.tenant_scope import TENANT_ROLE, scoped
 from tests.helpers import add_event
 from tests.ingest_fixtures import Tenant, admin_key, make_tenant
 
+USER_SQL_ON_CITUS = (
+    "user SQL is refused on Citus (501): its isolation reads query_scopes by the coordinator's pg_backend_pid(), "
+    "which the workers do not share"
+)
+
 
 def _event(engine: Engine, tenant: Tenant, marker: str) -> str:
     event_id = uuid.uuid4()
@@ -67,6 +72,7 @@ def test_enter_scopes_license_keys_and_leaves_admin_keys_unscoped(committed_engi
         assert current_license.get() is None
 
 
+@pytest.mark.single_node(reason=USER_SQL_ON_CITUS)
 def test_query_returns_only_the_callers_license(client: TestClient, committed_engine: Engine) -> None:
     a, b = make_tenant(committed_engine), make_tenant(committed_engine)
     mine = _event(committed_engine, a, "q-mine")
@@ -83,6 +89,7 @@ def test_query_returns_only_the_callers_license(client: TestClient, committed_en
     assert body["truncated"] is False
 
 
+@pytest.mark.single_node(reason=USER_SQL_ON_CITUS)
 def test_query_cannot_escape_its_license_by_changing_the_setting(client: TestClient, committed_engine: Engine) -> None:
     a, b = make_tenant(committed_engine), make_tenant(committed_engine)
     _event(committed_engine, b, "q-escape")
@@ -98,6 +105,7 @@ def test_query_cannot_escape_its_license_by_changing_the_setting(client: TestCli
     assert "q-escape" not in response.text
 
 
+@pytest.mark.single_node(reason=USER_SQL_ON_CITUS)
 @pytest.mark.parametrize(
     ("sql", "status", "fragment"),
     [
@@ -124,6 +132,7 @@ def test_query_refuses_anything_but_one_select_on_telemetry(
     assert fragment in response.json()["error"]["message"]
 
 
+@pytest.mark.single_node(reason=USER_SQL_ON_CITUS)
 def test_query_caps_rows_and_says_so(client: TestClient, committed_engine: Engine) -> None:
     a = make_tenant(committed_engine)
     response = client.post(
@@ -137,6 +146,7 @@ def test_query_caps_rows_and_says_so(client: TestClient, committed_engine: Engin
     assert [row[0] for row in body["rows"]] == list(range(1, 11))
 
 
+@pytest.mark.single_node(reason=USER_SQL_ON_CITUS)
 def test_admin_keys_name_the_license_they_query(client: TestClient, committed_engine: Engine) -> None:
     a = make_tenant(committed_engine)
     mine = _event(committed_engine, a, "q-admin")

@@ -76,7 +76,9 @@ def assert_groups_match(view_groups: Groups, expected_groups: Groups) -> None:
 
 
 def set_time_zone(session: Session, zone: str) -> None:
-    session.execute(text("SELECT set_config('TimeZone', :zone, true)"), {"zone": zone})
+    # a SET LOCAL statement, not set_config(): Citus passes it on to the workers, which compute the buckets there
+    assert "'" not in zone
+    session.execute(text(f"SET LOCAL TimeZone = '{zone}'"))
     assert session.execute(text("SHOW TimeZone")).scalar_one() == zone
 
 

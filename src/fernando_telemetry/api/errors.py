@@ -21,6 +21,7 @@ from fernando_telemetry.core.errors import (
     InvalidInput,
     Malformed,
     NotFound,
+    NotSupported,
     Overloaded,
     PayloadTooLarge,
     RateLimited,
@@ -56,6 +57,7 @@ _STATUS_BY_ERROR: list[tuple[type[FernandoTelemetryError], int]] = [
     (Conflict, 409),
     (Overloaded, 503),
     (DatabaseUnavailable, 503),
+    (NotSupported, 501),
 ]
 
 

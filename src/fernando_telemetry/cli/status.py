@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from fernando_telemetry.cli.common import DatabaseUrlOption, console, note
 from fernando_telemetry.composition import jobs, runtime
 from fernando_telemetry.services import status as status_service
-from fernando_telemetry.services.status import Listeners, StatusReport, TableStatus
+from fernando_telemetry.services.status import ClusterStatus, Listeners, StatusReport, TableStatus
 from fernando_telemetry.settings import load_settings
 from fernando_telemetry.storage.database import session_factory
 
@@ -103,6 +103,8 @@ def _print_report(found: StatusReport, *, url: str, all_partitions: bool) -> Non
     console.print(overview)
     if found.listeners is not None:
         console.print(_listeners_table(found.listeners))
+    if found.cluster is not None:
+        _print_cluster(found.cluster)
 
     tables = Table("table", "rows", "size", "partitions", "oldest day", "newest day", title="Tables", title_justify="left")
     for each in found.tables:
@@ -197,6 +199,22 @@ def _print_report(found: StatusReport, *, url: str, all_partitions: bool) -> Non
                 escape(rule.error or ""),
             )
         console.print(failing)
+
+
+def _print_cluster(cluster: ClusterStatus) -> None:
+    nodes = Table("node", "role", "active", "shards", title="Citus nodes", title_justify="left")
+    for node in cluster.nodes:
+        nodes.add_row(
+            escape(f"{node.host}:{node.port}"),
+            "coordinator" if node.group_id == 0 else "worker",
+            "yes" if node.active else "[red]no[/red]",
+            str(node.shards),
+        )
+    console.print(nodes)
+    kinds = Table("table", "kind", "shards", "colocation", title="Citus tables", title_justify="left")
+    for table in cluster.tables:
+        kinds.add_row(table.name, table.kind, str(table.shard_count), str(table.colocation_id))
+    console.print(kinds)
 
 
 def _listeners_table(listeners: Listeners) -> Table:

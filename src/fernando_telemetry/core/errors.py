@@ -27,6 +27,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "OverFairShare",
+    "NotSupported",
     "Overloaded",
     "QuotaExceeded",
     "Unauthorized",
@@ -135,6 +136,12 @@ class DatabaseUnavailable(FernandoTelemetryError):
     def __init__(self, message: str, *, retry_after_s: int = 2, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message, details=details)
         self.retry_after_s = retry_after_s
+
+
+class NotSupported(FernandoTelemetryError):
+    """The operation exists but this deployment cannot offer it (for example user SQL on a Citus cluster)."""
+
+    code = "not_supported"
 
 
 class EmbeddedDatabaseError(FernandoTelemetryError):

@@ -1,5 +1,5 @@
 """The state of an installation in one report: the database, its migration revision, rows and bytes of
-every table and partition, the rollups' lag and the last run of each scheduled job.
+every table and partition, the rollups' lag, the last run of each scheduled job, and on Citus the nodes and shards.
 
 Row counts are the planner's estimates (``pg_class.reltuples``, scaled to the heap's current size as the
 planner does), so the report is fast at any size; a relation never analyzed is counted exactly while
@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from fernando_telemetry.services import job_runs, schema
-from fernando_telemetry.storage import columnar, status_queries
+from fernando_telemetry.storage import citus, columnar, status_queries
 from fernando_telemetry.storage import rollups as rollup_store
 from fernando_telemetry.storage.models import AlertRule
 from fernando_telemetry.storage.rollups import RollupFailure
@@ -26,6 +26,7 @@ from fernando_telemetry.storage.status_queries import RelationFigures
 
 __all__ = [
     "EXACT_COUNT_MAX_BYTES",
+    "ClusterStatus",
     "MAX_FAILING_RULES",
     "FailingRule",
     "DatabaseStatus",
@@ -195,6 +196,16 @@ class StatusReport:
     """Buckets whose rollup recomputation failed (error and when); every other bucket advanced."""
     cold_storage: str = ""
     """Whether this server can keep old partitions as columnar, and if not, why."""
+    cluster: ClusterStatus | None = None
+    """On Citus: the nodes and the distributed tables; None on a single PostgreSQL server."""
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """A Citus cluster: its nodes with their shard placements, and the tables Citus manages."""
+
+    nodes: list[citus.CitusNode]
+    tables: list[citus.CitusTable]
 
 
 MAX_FAILING_RULES = 50
@@ -231,7 +242,15 @@ def report(
         failing_rules=[] if database.revision is None else _failing_rules(session),
         rollup_failures=_rollup_failures(session),
         cold_storage=columnar.support(session).reason,
+        cluster=_cluster(session),
     )
+
+
+def _cluster(session: Session) -> ClusterStatus | None:
+    connection = session.connection()
+    if not citus.has_citus(connection):
+        return None
+    return ClusterStatus(nodes=citus.nodes(connection), tables=citus.tables(connection))
 
 
 def _failing_rules(session: Session) -> list[FailingRule]:

@@ -12,7 +12,7 @@ import re2
 from sqlalchemy import Engine
 
 from fernando_telemetry.core.caller import Caller
-from fernando_telemetry.core.errors import InvalidInput, RateLimited, field_problem
+from fernando_telemetry.core.errors import InvalidInput, NotSupported, RateLimited, field_problem
 from fernando_telemetry.services.tenancy import principal_of, visible_license
 from fernando_telemetry.storage import user_sql
 from fernando_telemetry.storage.user_sql import QueryResult, query_role_url
@@ -99,6 +99,13 @@ def run(
         raise InvalidInput(
             "admin keys must name the license to query: add license_id",
             details=[field_problem("license_id", "required for admin keys")],
+        )
+    if user_sql.runs_on_citus(owner):
+        # the query role's policies read query_scopes by pg_backend_pid(), the coordinator's backend: the workers,
+        # where distributed tables are scanned, do not share it, so there the scope would hide every row or none
+        raise NotSupported(
+            "user SQL is not available on a Citus cluster: its license isolation is per coordinator backend",
+            details=[field_problem("sql", "not supported on Citus")],
         )
     cap = limits.row_cap if row_limit is None else min(row_limit, limits.row_cap)
     gate = gate or ConcurrencyGate()

@@ -21,9 +21,13 @@ __all__ = [
     "PLACEMENTS",
     "CitusLayout",
     "CitusLayoutError",
+    "CitusNode",
+    "CitusTable",
     "Placement",
     "distribute",
     "has_citus",
+    "nodes",
+    "tables",
     "unenforced_foreign_keys",
 ]
 
@@ -36,16 +40,27 @@ TENANT_LOGIN_ROLES = ("fernando_telemetry_tenant",)
 """Roles a request switches to with SET LOCAL ROLE: Citus opens the worker connections as that role, so it logs in."""
 
 
+SEQUENTIAL_FUNCTIONS = ("ensure_daily_partitions", "cleanup_old_telemetry_data", "cleanup_old_rollups")
+"""SQL functions that create, attach or drop partitions of distributed tables: they run with one connection per worker
+(``citus.multi_shard_modify_mode = 'sequential'`` as a function setting), else a partition distributed and attached in
+one explicit transaction ends in a distributed deadlock with itself. Set again after every upgrade, since a
+``CREATE OR REPLACE FUNCTION`` in a later revision drops it."""
+
+
+UNREFERENCED_TABLES = ("licenses",)
+"""Reference tables no foreign key points to on Citus (see ``_held_by_citus``)."""
+
+
 class Placement(StrEnum):
     DISTRIBUTED = "distributed"
     """Hash-distributed by license_id, colocated with users: the per-license telemetry and its rollups."""
     REFERENCE = "reference"
     """Copied to every node: licenses and the small shared tables that policies, joins and foreign keys read."""
     COORDINATOR = "coordinator"
-    """A citus local table: bookkeeping only the coordinator's jobs read and write."""
-    LOCAL = "local"
-    """A plain PostgreSQL table on the coordinator, outside Citus's metadata: its row policy reads another table
-    (a subquery), which Citus refuses on every kind of table it manages."""
+    """A plain PostgreSQL table on the coordinator, outside Citus's metadata: bookkeeping only the coordinator's jobs
+    and writer use. Not a citus local table: those refuse row policies, cannot be written in a transaction after a
+    parallel multi-shard statement when keys tie them to other tables, and cannot be read from a SQL function called
+    in a query Citus pushes to a shard."""
     UNMANAGED = "unmanaged"
     """Left as it is (Alembic's own version table)."""
 
@@ -70,7 +85,7 @@ PLACEMENTS: dict[str, Placement] = {
     "api_keys": Placement.REFERENCE,
     "audit_log": Placement.REFERENCE,
     "alert_rules": Placement.REFERENCE,
-    "alert_rule_states": Placement.LOCAL,
+    "alert_rule_states": Placement.COORDINATOR,  # its row policy reads alert_rules (a subquery): Citus refuses it
     "alerts": Placement.REFERENCE,
     "alert_events": Placement.REFERENCE,
     "alert_notifications": Placement.REFERENCE,
@@ -121,6 +136,52 @@ class _ForeignKey:
     definition: str
 
 
+@dataclass(frozen=True)
+class CitusNode:
+    """One node of the cluster and how many shard placements it holds."""
+
+    host: str
+    port: int
+    group_id: int
+    """0: the coordinator."""
+    active: bool
+    shards: int
+
+
+@dataclass(frozen=True)
+class CitusTable:
+    """One table Citus manages (partitions left out): its kind, shards and colocation group."""
+
+    name: str
+    kind: str
+    """distributed, reference or local (a citus local table on the coordinator)."""
+    shard_count: int
+    colocation_id: int
+
+
+def nodes(connection: Connection) -> list[CitusNode]:
+    """The coordinator and the workers, with the shard placements each holds."""
+    rows = connection.execute(
+        text(
+            "SELECT n.nodename, n.nodeport, n.groupid, n.isactive, count(p.placementid) "
+            "FROM pg_dist_node n LEFT JOIN pg_dist_placement p ON p.groupid = n.groupid "
+            "WHERE n.noderole = 'primary' GROUP BY 1, 2, 3, 4 ORDER BY 3, 1, 2"
+        )
+    ).all()
+    return [CitusNode(host=h, port=int(p), group_id=int(g), active=bool(a), shards=int(c)) for h, p, g, a, c in rows]
+
+
+def tables(connection: Connection) -> list[CitusTable]:
+    """The tables in Citus's metadata, partitions left out."""
+    rows = connection.execute(
+        text(
+            "SELECT t.table_name::text, t.citus_table_type, t.shard_count, t.colocation_id FROM citus_tables t "
+            "JOIN pg_class c ON c.oid = t.table_name WHERE NOT c.relispartition ORDER BY 2, 1"
+        )
+    ).all()
+    return [CitusTable(name=n, kind=k, shard_count=int(s), colocation_id=int(c)) for n, k, s, c in rows]
+
+
 def has_citus(connection: Connection) -> bool:
     """True when the connected database has the citus extension."""
     return connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'")).first() is not None
@@ -138,9 +199,11 @@ def distribute(connection: Connection) -> CitusLayout:
     pending = {
         table: PLACEMENTS[table]
         for table in tables
-        if PLACEMENTS[table] not in (Placement.UNMANAGED, Placement.LOCAL) and current.get(table) != PLACEMENTS[table]
+        if PLACEMENTS[table] not in (Placement.UNMANAGED, Placement.COORDINATOR) and current.get(table) != PLACEMENTS[table]
     }
     _prepare_roles(connection)
+    _set_function_settings(connection)
+    _rule_states_policy_without_subquery(connection)
     if not pending:
         return CitusLayout((), (), (), (), ())
     keys = _foreign_keys(connection, touching=set(pending))
@@ -154,9 +217,7 @@ def distribute(connection: Connection) -> CitusLayout:
     reference = sorted(t for t, p in pending.items() if p is Placement.REFERENCE)
     for table in reference:
         connection.execute(text("SELECT create_reference_table(CAST(:t AS regclass))"), {"t": table})
-    coordinator = sorted(t for t, p in pending.items() if p is Placement.COORDINATOR)
-    for table in coordinator:
-        connection.execute(text("SELECT citus_add_local_table_to_metadata(CAST(:t AS regclass))"), {"t": table})
+    coordinator: list[str] = []  # plain tables: nothing to do
     distributed = [t for t in PLACEMENTS if pending.get(t) is Placement.DISTRIBUTED]
     for table in distributed:
         anchor = "none" if table == COLOCATION_ANCHOR else COLOCATION_ANCHOR
@@ -169,6 +230,8 @@ def distribute(connection: Connection) -> CitusLayout:
         )
     restored = []
     for key in keys:
+        if not _held_by_citus(key):
+            continue
         savepoint = connection.begin_nested()
         try:
             connection.execute(text(f'ALTER TABLE "{key.table}" ADD CONSTRAINT "{key.name}" {key.definition}'))
@@ -191,7 +254,9 @@ def distribute(connection: Connection) -> CitusLayout:
 def unenforced_foreign_keys(connection: Connection, expected: dict[str, set[str]]) -> list[str]:
     """Of ``expected`` (table -> constraint names, the models' keys), those missing from the database."""
     rows = connection.execute(
-        text("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace")
+        text(
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace"
+        )
     ).all()
     present = {(table, name) for table, name in rows}
     return sorted(f"{table}.{name}" for table, names in expected.items() for name in names if (table, name) not in present)
@@ -216,6 +281,48 @@ def _prepare_roles(connection: Connection) -> None:
         login = connection.execute(text("SELECT rolcanlogin FROM pg_roles WHERE rolname = :r"), {"r": role}).scalar()
         if login is False:
             connection.execute(text(f'ALTER ROLE "{role}" LOGIN'))
+
+
+RULE_VISIBLE_FUNCTION = """
+CREATE OR REPLACE FUNCTION alert_rule_visible(p_rule_id bigint) RETURNS boolean
+LANGUAGE plpgsql STABLE SECURITY INVOKER AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM alert_rules WHERE rule_id = p_rule_id);
+END
+$$
+"""
+
+
+def _rule_states_policy_without_subquery(connection: Connection) -> None:
+    """The tenant policy of ``alert_rule_states`` (a rule's states are visible when the rule is) through a PL/pgSQL
+    function: with the subquery of revision 0005 in the policy, Citus sends the tenant's statements on this
+    coordinator table to a worker (the subquery reads a reference table), where the table does not exist."""
+    qual = connection.execute(
+        text("SELECT qual FROM pg_policies WHERE tablename = 'alert_rule_states' AND policyname = 'tenant_isolation'")
+    ).scalar()
+    if qual is None or "alert_rule_visible" in qual:
+        return
+    connection.execute(text(RULE_VISIBLE_FUNCTION))
+    connection.execute(text(f'GRANT EXECUTE ON FUNCTION alert_rule_visible(bigint) TO "{TENANT_LOGIN_ROLES[0]}"'))
+    connection.execute(text("DROP POLICY tenant_isolation ON alert_rule_states"))
+    connection.execute(
+        text(
+            f'CREATE POLICY tenant_isolation ON alert_rule_states TO "{TENANT_LOGIN_ROLES[0]}" '
+            "USING (alert_rule_visible(rule_id))"
+        )
+    )
+
+
+def _set_function_settings(connection: Connection) -> None:
+    rows = connection.execute(
+        text(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+            "AND p.proname = ANY(:names) AND NOT coalesce(p.proconfig @> ARRAY['citus.multi_shard_modify_mode=sequential'], false)"
+        ),
+        {"names": list(SEQUENTIAL_FUNCTIONS)},
+    ).all()
+    for (signature,) in rows:
+        connection.execute(text(f"ALTER FUNCTION {signature} SET citus.multi_shard_modify_mode = 'sequential'"))
 
 
 def _public_tables(connection: Connection) -> list[str]:
@@ -244,6 +351,22 @@ def _current_kinds(connection: Connection) -> dict[str, Placement]:
             # tables live on the coordinator only ('s')
             kinds[table] = Placement.REFERENCE if model == "t" else Placement.COORDINATOR
     return kinds
+
+
+def _held_by_citus(key: _ForeignKey) -> bool:
+    """Whether the layout keeps ``key``: among reference tables (except into ``licenses``) and among coordinator tables.
+
+    Keys from distributed tables are left out even where Citus could hold them (to a reference table): such a key
+    makes Citus refuse any change to a reference table, or a new partition, in a transaction that has already run a
+    parallel multi-shard statement. Keys into ``licenses``: to change or lock a row of a reference table, Citus locks
+    the shards of the reference tables it refers to, with ``lock_shard_resources`` on the workers as the current role,
+    which needs more than the tenant role's SELECT on ``licenses``. Keys into distributed tables, and between a
+    coordinator table and a Citus table, Citus refuses.
+    """
+    placement, referenced = PLACEMENTS.get(key.table), PLACEMENTS.get(key.referenced)
+    if placement is Placement.REFERENCE and referenced is Placement.REFERENCE:
+        return key.referenced not in UNREFERENCED_TABLES
+    return placement is Placement.COORDINATOR and referenced is Placement.COORDINATOR
 
 
 def _policies_reading_other_tables(connection: Connection, *, tables: set[str]) -> list[tuple[str, str]]:

@@ -39,10 +39,11 @@ SELECT k.stream_key, k.license_id, k.metric_name, k.kind, k.service_name, k.host
 FROM json_to_recordset(%s::json) AS k(stream_key text, license_id bigint, metric_name text, kind text, service_name text,
                                       host_name text, instance_id text, labels text, stream_start timestamptz)
 ORDER BY 1
-ON CONFLICT (stream_key, license_id) DO UPDATE SET last_seen = now() WHERE false
+ON CONFLICT (stream_key, license_id) DO UPDATE SET last_seen = EXCLUDED.last_seen WHERE false
 """
 """Creates the missing streams and locks them all, in key order. ``WHERE false``: an existing stream is locked but not
-written here (PostgreSQL locks every conflicting row of ``DO UPDATE``, updated or not); ``_SAVE``/``_TOUCH`` write each
+written here (PostgreSQL locks every conflicting row of ``DO UPDATE``, updated or not; no function in the ``SET``,
+which Citus refuses on a distributed table); ``_SAVE``/``_TOUCH`` write each
 stream once, ``last_seen`` with its state."""
 
 _READ = f"SELECT stream_key, {_STATE} FROM metric_streams WHERE stream_key = ANY(%s) AND last_time IS NOT NULL"

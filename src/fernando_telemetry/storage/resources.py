@@ -31,7 +31,7 @@ SELECT k.resource_id, k.license_id, k.attributes, now(), now()
 FROM json_to_recordset(%s::json) AS k(resource_id uuid, license_id bigint, attributes jsonb)
 ORDER BY 1
 ON CONFLICT (resource_id, license_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
-WHERE r.last_seen_at < EXCLUDED.last_seen_at - interval '1 hour'
+WHERE EXCLUDED.last_seen_at - r.last_seen_at > interval '1 hour'  -- immutable operators only, as Citus requires here
 """
 
 

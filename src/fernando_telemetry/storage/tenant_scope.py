@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
@@ -48,11 +48,9 @@ def scoped(license_id: int | None) -> Iterator[None]:
 
 def scope_connection(connection: Any, license_id: int, *, role: str = TENANT_ROLE) -> None:
     """Switch the open transaction of ``connection`` to ``role`` with ``license_id`` for the policies."""
-    # one round trip: set_config('role', ..., true) is SET LOCAL ROLE
-    connection.execute(
-        text("SELECT set_config(:name, :value, true), set_config('role', :role, true)"),
-        {"name": LICENSE_SETTING, "value": str(license_id), "role": role},
-    )
+    # SET LOCAL statements, not set_config(): Citus sends the license setting on to the workers, where the policies
+    # of distributed tables run, only as a SET LOCAL statement (citus.propagate_set_commands = 'local')
+    connection.exec_driver_sql(f"SET LOCAL {LICENSE_SETTING} = '{int(license_id)}'; SET LOCAL ROLE \"{role}\"")
 
 
 def install(sessions: sessionmaker[Session]) -> sessionmaker[Session]:

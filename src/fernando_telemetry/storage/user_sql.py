@@ -28,6 +28,7 @@ from psycopg import pq
 from sqlalchemy import Engine, text
 
 from fernando_telemetry.core.errors import DatabaseUnavailable, Forbidden, InvalidInput
+from fernando_telemetry.storage import citus
 from fernando_telemetry.storage.database import first_line, sqlalchemy_url
 from fernando_telemetry.storage.tenant_scope import QUERY_READER_ROLE, QUERY_ROLE
 
@@ -114,6 +115,12 @@ def run_select(
                 owner_connection.execute(text("DELETE FROM query_scopes WHERE backend_pid = :pid"), {"pid": pid})
     finally:
         connection.close()
+
+
+def runs_on_citus(owner: Engine) -> bool:
+    """True when the database is a Citus cluster, where user SQL cannot be isolated (see ``services.user_query``)."""
+    with owner.connect() as connection:
+        return citus.has_citus(connection)
 
 
 def query_role_url(owner_url: str) -> str:

@@ -269,9 +269,12 @@ class GroupCommitWriter:
                         self._copy(connection, spec, prepared, careful=careful)
         except psycopg.OperationalError:
             raise
-        except psycopg.Error:
+        except psycopg.Error as exc:
             if connection.closed or connection.broken:
                 self._drop_connection()
+            if isinstance(exc, psycopg.errors.InternalError_) and str(exc).startswith("duplicate key value"):
+                # Citus's COPY reports a worker's unique violation as an internal error: a retry all the same
+                raise psycopg.errors.UniqueViolation(str(exc)) from exc
             raise
         self.groups_written += 1
         return results
@@ -320,11 +323,20 @@ class GroupCommitWriter:
         updates = sql.SQL(", ").join(
             sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in spec.columns
         )
+        # the transaction's time as a literal: Citus refuses a function (now()) in DO UPDATE SET of a distributed
+        # table, and loses a bound parameter of an INSERT ... SELECT from a local table
+        written_at = connection.execute("SELECT now()").fetchone()
         connection.execute(
             sql.SQL(
-                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}, updated_at = now()"
+                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}, updated_at = {}"
             ).format(
-                sql.Identifier(spec.table), columns, columns, staging, sql.Identifier(spec.conflict_constraint or ""), updates
+                sql.Identifier(spec.table),
+                columns,
+                columns,
+                staging,
+                sql.Identifier(spec.conflict_constraint or ""),
+                updates,
+                sql.Literal(written_at[0] if written_at else None),
             )
         )
 
