@@ -17,7 +17,7 @@ from fernando_telemetry.services import schema
 from fernando_telemetry.storage.database import make_engine
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
 from reliability.harness import LONG, REPORTED, Figures, free_port
-from tests.conftest import database_factory, server_url, server_version  # noqa: F401  (fixtures, shared)
+from tests.conftest import citus_cluster, database_factory, server_url, server_version  # noqa: F401  (fixtures, shared)
 from tests.ingest_fixtures import Tenant, make_tenant
 
 
