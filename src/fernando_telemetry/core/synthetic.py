@@ -233,8 +233,15 @@ def _span_row(
     )
 
 
-def metric_rows(rng: random.Random, count: int, *, window: Window, dump_json: Callable[[Any], str]) -> Iterator[MetricRow]:
-    """``count`` samples as ``MetricRow``s: host gauges, request counters and latency histograms."""
+def metric_rows(
+    rng: random.Random,
+    count: int,
+    *,
+    window: Window,
+    dump_json: Callable[[Any], str],
+    license_id: int = PLATFORM_LICENSE_ID,
+) -> Iterator[MetricRow]:
+    """``count`` samples of ``license_id`` as ``MetricRow``s: host gauges, request counters and latency histograms."""
     series = [(host, name) for host in HOSTS for name in ("cpu_usage", "memory_usage", "http.requests", "http.latency")]
     total_s = max(1.0, (window.end - window.start).total_seconds())
     step_s = total_s * len(series) / max(1, count)
@@ -282,7 +289,7 @@ def metric_rows(rng: random.Random, count: int, *, window: Window, dump_json: Ca
                 p95=p95,
                 p99=p99,
                 user_id=None,
-                license_id=PLATFORM_LICENSE_ID,
+                license_id=license_id,
                 timestamp=at,
                 start_time=start_time,
                 sketch_keys=None,

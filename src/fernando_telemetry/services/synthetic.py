@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from fernando_telemetry.core.errors import InvalidInput, field_problem
 from fernando_telemetry.core.ingest import events, metrics, spans
+from fernando_telemetry.core.platform_license import owner_license
 from fernando_telemetry.core.synthetic import SyntheticUser, Window, event_rows, metric_rows, span_rows
 from fernando_telemetry.services import partitions
 from fernando_telemetry.storage.bulk import copy_rows
@@ -101,7 +102,7 @@ def generate(
         session,
         table="system_metrics",
         columns=metrics.COLUMNS,
-        rows=metric_rows(rng, metrics_count, window=window, dump_json=dump_json),
+        rows=metric_rows(rng, metrics_count, window=window, dump_json=dump_json, license_id=owner_license(license_id)),
         progress=lambda n: progress("metrics", n),
     )
     return GenerateResult(
