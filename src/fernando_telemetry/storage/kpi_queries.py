@@ -2,8 +2,10 @@
 
 Each upsert is one ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE``
 for one KPI family and one period (or one retention cohort), per license and overall (the platform license, 0)
-in the same statement through ``GROUPING SETS``; a rerun replaces the values, never doubles them. The platform
-license's own events count in the overall figures only: its row is the overall one.
+in the same statement: the per-license aggregate and the overall one combined by ``UNION ALL`` (not ``GROUPING
+SETS``, which Citus cannot run over a distributed table); the same statements serve a single PostgreSQL and a
+Citus cluster. A rerun replaces the values, never doubles them. The platform license's own events count in the
+overall figures only: its row is the overall one.
 Imports only the models and ``storage.results``.
 """
 
