@@ -2,8 +2,10 @@
 
 Each upsert is one ``INSERT ... SELECT ... ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE``
 for one KPI family and one period (or one retention cohort), per license and overall (the platform license, 0)
-in the same statement through ``GROUPING SETS``; a rerun replaces the values, never doubles them. The platform
-license's own events count in the overall figures only: its row is the overall one.
+in the same statement: the per-license aggregate and the overall one combined by ``UNION ALL`` (not ``GROUPING
+SETS``, which Citus cannot run over a distributed table); the same statements serve a single PostgreSQL and a
+Citus cluster. A rerun replaces the values, never doubles them. The platform license's own events count in the
+overall figures only: its row is the overall one.
 Imports only the models and ``storage.results``.
 """
 
@@ -53,126 +55,138 @@ ON CONFLICT ON CONSTRAINT uq_business_metrics_natural_key DO UPDATE
        updated_at = EXCLUDED.updated_at
 """
 
-# In the license grouping set, the platform license's events form a group of license 0 too; only the empty
-# grouping set (grouping() = 1) may write the platform-wide row, under license 0. A user is a (license, user id)
-# pair: user "4242" of license A and "4242" of license B are two active users of the platform.
+# Each statement aggregates per license (grouped by the distribution column, so Citus runs it on the shards) and
+# writes the overall figures under the platform license beside them (UNION ALL), never with GROUPING SETS, which
+# Citus cannot run over a distributed table. The platform license's own events count in the overall figures only.
+# A user is a (license, user id) pair: user "4242" of license A and "4242" of license B are two active users of
+# the platform, so the overall active users is the sum of every license's (the platform's own included); the
+# overall sessions is a distinct count over all events (a session id is not tied to a license).
 _ENGAGEMENT = (
     _UPSERT_COLUMNS
     + """
 SELECT kpi.metric_name, 'user_engagement', kpi.metric_value, NULL, :period_start, :period_end, :period_type,
-       CASE WHEN totals.overall THEN :platform_license ELSE totals.license_id END, '{}'::jsonb, :source, :computed_at,
-       :computed_at
-  FROM (SELECT license_id,
-               grouping(license_id) = 1 AS overall,
-               count(DISTINCT (license_id, user_id)) FILTER (WHERE user_id IS NOT NULL) AS active_users,
-               count(DISTINCT session_id) AS sessions,
+       totals.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+  FROM (SELECT license_id, count(DISTINCT user_id) AS active_users, count(DISTINCT session_id) AS sessions,
                count(user_id) AS user_events
           FROM telemetry_events
          WHERE event_timestamp >= :period_start AND event_timestamp < :period_end
-         GROUP BY GROUPING SETS ((license_id), ())) AS totals
+           AND license_id <> :platform_license
+         GROUP BY license_id
+         UNION ALL
+        SELECT CAST(:platform_license AS bigint), count(DISTINCT (license_id, user_id)) FILTER (WHERE user_id IS NOT NULL),
+               count(DISTINCT session_id), count(user_id)
+          FROM telemetry_events
+         WHERE event_timestamp >= :period_start AND event_timestamp < :period_end) AS totals
  CROSS JOIN LATERAL (VALUES
         ('active_users', totals.active_users::numeric),
         ('sessions', totals.sessions::numeric),
         ('events_per_active_user', round(totals.user_events::numeric / NULLIF(totals.active_users, 0), 6))
        ) AS kpi (metric_name, metric_value)
- WHERE (totals.overall OR totals.license_id <> :platform_license) AND kpi.metric_value IS NOT NULL
+ WHERE kpi.metric_value IS NOT NULL
 """
     + _ON_CONFLICT
 )
 
 # A user (a license and a user id; the platform license's rows form their own "license") is new in a period when it
-# has an event in the period and none earlier in the table. The platform's figure counts every new pair.
-# "None earlier" is a LATERAL probe with LIMIT 1 per user into the (user_id, event_timestamp) index of each
-# older partition: written as NOT EXISTS the planner may turn it into an anti-join that sorts every older
-# event, which grows with the history. period_licenses keeps the licenses whose events in the period are
-# all anonymous: they get new_users 0, not no row.
-_FIRST_SEEN = """
-WITH period_pairs AS MATERIALIZED (
-    SELECT DISTINCT license_id, user_id
-      FROM telemetry_events
-     WHERE event_timestamp >= :period_start AND event_timestamp < :period_end
-), period_licenses AS (
-    SELECT DISTINCT license_id FROM period_pairs WHERE license_id <> :platform_license
-), firsts AS (
-    SELECT pu.license_id, pu.user_id, prior.seen IS NULL AS is_new
-      FROM period_pairs pu
-      LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events earlier
-                          WHERE earlier.user_id = pu.user_id
-                            AND earlier.license_id = pu.license_id
-                            AND earlier.event_timestamp < :period_start
-                          LIMIT 1) AS prior ON true
-     WHERE pu.user_id IS NOT NULL
+# has an event in the period and none earlier in the table. The platform's figure counts every new pair, so it is
+# the sum of every license's. "None earlier" is an EXISTS probe per user in the select list: PostgreSQL runs it
+# as a subplan that stops at the first row of the (user_id, event_timestamp) index of each older partition (in
+# WHERE, the planner may turn it into an anti-join that sorts every older event, which grows with the history),
+# and, correlated on license_id, Citus runs it on the shard of the user's license. period_users keeps the licenses
+# whose events in the period are all anonymous (a NULL user id, never new): they get new_users 0, not no row.
+_PERIOD_USERS = """
+period_users AS (
+    SELECT pu.license_id, pu.user_id,
+           pu.user_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM telemetry_events earlier
+                            WHERE earlier.user_id = pu.user_id
+                              AND earlier.license_id = pu.license_id
+                              AND earlier.event_timestamp < :period_start) AS is_new
+      FROM (SELECT DISTINCT license_id, user_id
+              FROM telemetry_events
+             WHERE event_timestamp >= :period_start AND event_timestamp < :period_end) AS pu
 )"""
 
 _ACQUISITION = (
     _UPSERT_COLUMNS
-    + _FIRST_SEEN
-    + """
-SELECT 'new_users', 'acquisition', count(firsts.user_id) FILTER (WHERE firsts.is_new), NULL, :period_start, :period_end,
-       :period_type, period_licenses.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
-  FROM period_licenses
-  LEFT JOIN firsts ON firsts.license_id = period_licenses.license_id
- GROUP BY period_licenses.license_id
- UNION ALL
-SELECT 'new_users', 'acquisition', (SELECT count(*) FROM firsts WHERE is_new), NULL, :period_start, :period_end,
-       :period_type, :platform_license, '{}'::jsonb, :source, :computed_at, :computed_at
+    + "WITH"
+    + _PERIOD_USERS
+    + """, per_license AS (
+    SELECT license_id, count(*) FILTER (WHERE is_new) AS new_users
+      FROM period_users
+     GROUP BY license_id
+)
+SELECT 'new_users', 'acquisition', totals.new_users, NULL, :period_start, :period_end, :period_type,
+       totals.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+  FROM (SELECT license_id, new_users FROM per_license WHERE license_id <> :platform_license
+         UNION ALL
+        SELECT CAST(:platform_license AS bigint), coalesce(sum(new_users), 0) FROM per_license) AS totals
 """
     + _ON_CONFLICT
 )
 
 # Amounts are JSON numbers or numeric strings; anything else (and a currency that is not three letters)
 # leaves the event out. The CASE guards the cast: filters may be evaluated in any order, CASE may not.
-# Amounts of 10^15 or more are implausible and would overflow numeric(24,6) once summed.
+# Amounts of 10^15 or more are implausible and would overflow numeric(24,6) once summed. A currency's
+# overall revenue is the sum of every license's (the platform's own included).
 _REVENUE = (
     _UPSERT_COLUMNS
     + """
+WITH per_license AS (
+    SELECT license_id, currency, sum(amount) AS revenue
+      FROM (SELECT license_id,
+                   upper(payload ->> 'currency') AS currency,
+                   CASE WHEN jsonb_typeof(payload -> 'amount') = 'number'
+                          OR (jsonb_typeof(payload -> 'amount') = 'string'
+                              AND payload ->> 'amount' ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]{1,3})?\\s*$')
+                        THEN (payload ->> 'amount')::numeric
+                   END AS amount
+              FROM telemetry_events
+             WHERE event_type = 'business_event'
+               AND event_timestamp >= :period_start AND event_timestamp < :period_end
+               AND payload ->> 'currency' ~ '^[A-Za-z]{3}$') AS amounts
+     WHERE amount IS NOT NULL AND abs(amount) < 1e15
+     GROUP BY license_id, currency
+)
 SELECT 'revenue', 'revenue', totals.revenue, totals.currency, :period_start, :period_end, :period_type,
-       CASE WHEN totals.overall THEN :platform_license ELSE totals.license_id END,
-       jsonb_build_object('currency', totals.currency), :source, :computed_at, :computed_at
-  FROM (SELECT license_id, grouping(license_id) = 1 AS overall, currency, sum(amount) AS revenue
-          FROM (SELECT license_id,
-                       upper(payload ->> 'currency') AS currency,
-                       CASE WHEN jsonb_typeof(payload -> 'amount') = 'number'
-                              OR (jsonb_typeof(payload -> 'amount') = 'string'
-                                  AND payload ->> 'amount' ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]{1,3})?\\s*$')
-                            THEN (payload ->> 'amount')::numeric
-                       END AS amount
-                  FROM telemetry_events
-                 WHERE event_type = 'business_event'
-                   AND event_timestamp >= :period_start AND event_timestamp < :period_end
-                   AND payload ->> 'currency' ~ '^[A-Za-z]{3}$') AS amounts
-         WHERE amount IS NOT NULL AND abs(amount) < 1e15
-         GROUP BY GROUPING SETS ((license_id, currency), (currency))) AS totals
- WHERE totals.overall OR totals.license_id <> :platform_license
+       totals.license_id, jsonb_build_object('currency', totals.currency), :source, :computed_at, :computed_at
+  FROM (SELECT license_id, currency, revenue FROM per_license WHERE license_id <> :platform_license
+         UNION ALL
+        SELECT CAST(:platform_license AS bigint), currency, sum(revenue) FROM per_license GROUP BY currency) AS totals
 """
     + _ON_CONFLICT
 )
 
 # The cohort of a day is its new users (the acquisition rule above, for that one day); its day-N
 # retention is the share of them with an event of their license on day D+N (the platform's figure pools
-# every license's cohort), again probed per user through the index rather than joined.
+# every license's cohort: its counts are the sums of every license's), again probed per user by EXISTS.
 _RETENTION = (
     _UPSERT_COLUMNS
-    + _FIRST_SEEN
+    + "WITH"
+    + _PERIOD_USERS
     + """, checks AS (
     SELECT *
       FROM unnest(CAST(:offsets_days AS integer[]), CAST(:activity_starts AS timestamptz[]),
                   CAST(:activity_ends AS timestamptz[])) AS c (offset_days, activity_start, activity_end)
+), per_license AS (
+    SELECT cohort.license_id, checks.offset_days, count(*) AS cohort_users,
+           count(*) FILTER (WHERE EXISTS (SELECT 1 FROM telemetry_events later
+                                           WHERE later.user_id = cohort.user_id
+                                             AND later.license_id = cohort.license_id
+                                             AND later.event_timestamp >= checks.activity_start
+                                             AND later.event_timestamp < checks.activity_end)) AS retained
+      FROM period_users AS cohort
+     CROSS JOIN checks
+     WHERE cohort.is_new
+     GROUP BY cohort.license_id, checks.offset_days
 )
-SELECT 'retention_d' || checks.offset_days, 'retention', round(count(later.seen)::numeric / count(*), 6),
-       NULL, :period_start, :period_end, :period_type,
-       CASE WHEN grouping(cohort.license_id) = 1 THEN :platform_license ELSE cohort.license_id END, '{}'::jsonb, :source,
-       :computed_at, :computed_at
-  FROM (SELECT license_id, user_id FROM firsts WHERE is_new) AS cohort
- CROSS JOIN checks
-  LEFT JOIN LATERAL (SELECT 1 AS seen FROM telemetry_events later
-                      WHERE later.user_id = cohort.user_id
-                        AND later.license_id = cohort.license_id
-                        AND later.event_timestamp >= checks.activity_start
-                        AND later.event_timestamp < checks.activity_end
-                      LIMIT 1) AS later ON true
- GROUP BY GROUPING SETS ((cohort.license_id, checks.offset_days), (checks.offset_days))
-HAVING grouping(cohort.license_id) = 1 OR cohort.license_id <> :platform_license
+SELECT 'retention_d' || totals.offset_days, 'retention', round(totals.retained::numeric / totals.cohort_users, 6),
+       NULL, :period_start, :period_end, :period_type, totals.license_id, '{}'::jsonb, :source, :computed_at, :computed_at
+  FROM (SELECT license_id, offset_days, cohort_users, retained FROM per_license WHERE license_id <> :platform_license
+         UNION ALL
+        SELECT CAST(:platform_license AS bigint), offset_days, sum(cohort_users), sum(retained)
+          FROM per_license
+         GROUP BY offset_days) AS totals
 """
     + _ON_CONFLICT
 )
