@@ -299,18 +299,48 @@ def lock(session: Session, *, wait: bool) -> bool:
     )
 
 
+# The oldest start of a transaction of this database, other than this one, that has written and not ended.
+_OLDEST_WRITER = """
+SELECT min(a.xact_start) FROM pg_stat_activity a
+ WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND a.pid <> pg_backend_pid() AND a.backend_xid IS NOT NULL"""
+
+_NOT_CITUS_CONNECTION = "a.application_name NOT LIKE 'citus\\_internal%'"
+
+# On Citus a writer on the coordinator writes only to shards on the workers, so its own backend has no
+# transaction id: every coordinator backend that runs a distributed transaction counts instead (Citus assigns
+# one at its first command sent to a node), with the start of its transaction there. The rows' created_at is
+# that start: Citus evaluates now() on the coordinator for INSERT and COPY; a statement run on a worker would
+# take the worker's transaction start, which the coordinator's precedes. Citus's own connections (between
+# nodes, or back to this node) are left out: their initiator is counted.
+_OLDEST_DISTRIBUTED_WRITER = f"""
+SELECT min(a.xact_start)
+  FROM get_all_active_transactions() t
+  JOIN pg_stat_activity a ON a.pid = t.process_id
+ WHERE t.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND NOT t.worker_query AND t.transaction_number <> 0 AND a.pid <> pg_backend_pid()
+   AND a.backend_type = 'client backend' AND {_NOT_CITUS_CONNECTION}"""
+
+
+def _on_citus(session: Session) -> bool:
+    return bool(session.execute(text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")).scalar_one())
+
+
 def refresh_target(session: Session, *, now: datetime, safety_lag_s: float) -> datetime:
     """Up to where a refresh may advance the watermark: ``safety_lag_s`` before ``now`` (or the database's
     clock, if earlier), and never up to the start of a transaction of this database that has written and not
-    ended, since its rows carry that start as ``created_at`` and are not visible yet."""
+    ended, since its rows carry that start as ``created_at`` and are not visible yet. On Citus, every
+    transaction the coordinator runs across the cluster counts as writing (its writes are on the workers)."""
+    if _on_citus(session):
+        writers = f"least(({_OLDEST_WRITER} AND {_NOT_CITUS_CONNECTION}), ({_OLDEST_DISTRIBUTED_WRITER}))"
+    else:
+        writers = f"({_OLDEST_WRITER})"
     return session.execute(
         text(
-            """
+            f"""
             SELECT least(least(CAST(:now AS timestamptz), clock_timestamp()) - make_interval(secs => :lag),
-                         (SELECT min(a.xact_start) - interval '1 microsecond' FROM pg_stat_activity a
-                           WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
-                             AND a.pid <> pg_backend_pid() AND a.backend_xid IS NOT NULL))
-            """
+                         {writers} - interval '1 microsecond')
+            """  # noqa: S608 - fixed SQL only
         ),
         {"now": now, "lag": safety_lag_s},
     ).scalar_one()
