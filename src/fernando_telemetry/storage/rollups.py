@@ -317,9 +317,10 @@ _NOT_CITUS_CONNECTION = "a.application_name NOT LIKE 'citus\\_internal%'"
 # On Citus a writer on the coordinator writes only to shards on the workers, so its own backend has no
 # transaction id: every coordinator backend that runs a distributed transaction counts instead (Citus assigns
 # one at its first command sent to a node), with the start of its transaction there. The rows' created_at is
-# that start: Citus evaluates now() on the coordinator for INSERT and COPY; a statement run on a worker would
-# take the worker's transaction start, which the coordinator's precedes. Citus's own connections (between
-# nodes, or back to this node) are left out: their initiator is counted.
+# that start: Citus evaluates now() on the coordinator for INSERT ... VALUES and COPY; an INSERT ... SELECT
+# pushed down to the workers takes the worker's transaction start, which the coordinator's precedes (nodes whose
+# clocks differ by more than the safety lag could break that). Citus's own connections (between nodes, or back
+# to this node) are left out: their initiator is counted.
 _OLDEST_DISTRIBUTED_WRITER = f"""
 SELECT min(a.xact_start)
   FROM get_all_active_transactions() t
