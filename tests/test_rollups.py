@@ -884,7 +884,10 @@ class TestRefreshJob:
         assert not skipped.ran and "skipped" in skipped.summary
 
     def test_a_writer_still_in_flight_holds_the_watermark_back(self, own_database: tuple[str, Engine]) -> None:
-        """Rows of a transaction that started before the refresh and commits after it are rolled up by the next one."""
+        """Rows of a transaction that started before the refresh and commits after it are rolled up by the next one.
+
+        The second row is copied from the first by INSERT ... SELECT, which on Citus runs on the worker, where its
+        ``created_at`` is the worker's transaction start rather than the coordinator's."""
         _, engine = own_database
         sessions = session_factory(engine)
         with engine.connect() as writer:
@@ -894,16 +897,23 @@ class TestRefreshJob:
                     "VALUES (gen_random_uuid(), 'api_event', 'in flight', now() - interval '2 hours')"
                 )
             )
-            started = writer.execute(text("SELECT now()")).scalar_one()
+            writer.execute(
+                text(
+                    "INSERT INTO telemetry_events (event_id, event_type, event_name, event_timestamp, license_id) "
+                    "SELECT gen_random_uuid(), event_type, 'in flight, copied', event_timestamp, license_id "
+                    "FROM telemetry_events WHERE event_name = 'in flight'"
+                )
+            )
+            written = writer.execute(text("SELECT min(created_at) FROM telemetry_events")).scalar_one()
             with sessions.begin() as session:
                 step = rollups.refresh_step(session, now=datetime.now(UTC), safety_lag_s=0)
-            assert step.watermark < started
+            assert step.watermark < written
             writer.commit()
 
         assert rolled_up_events(sessions) == 0
         with sessions.begin() as session:
             rollups.refresh(session, now=datetime.now(UTC), safety_lag_s=0)
-        assert rolled_up_events(sessions) == 1
+        assert rolled_up_events(sessions) == 2
 
     def test_the_cli_refreshes_rebuilds_and_reports(self, own_database: tuple[str, Engine]) -> None:
         """``rollups refresh`` rolls up what changed, ``--from/--to`` recomputes whole days, ``status`` shows the state."""

@@ -177,102 +177,109 @@ SELECT g.hour, g.service_name, g.operation_name, g.license_id, g.spans, g.errors
 """
 
 
-def _merged_sketch(hourly_table: str, prefix: str, match: str) -> str:
-    """A lateral subquery merging the sketches of one group's hourly rows over the day ``d.day``."""
+_DAY_FILTER = """h.bucket_start >= :first AND h.bucket_start < :last
+           AND date_trunc('day', h.bucket_start, 'UTC') = ANY(CAST(:days AS timestamptz[]))"""
+"""The hourly rows of the days ``:days`` (``:first`` and ``:last`` bound them, so only their partitions are read)."""
+
+
+def _day_sketches(hourly_table: str, prefix: str, keys: str) -> str:
+    """The sketches of each group's hourly rows over each day merged: buckets in key order with their counts added."""
     return f"""
- CROSS JOIN LATERAL (
-       SELECT array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
-         FROM (SELECT u.key, sum(u.count)::bigint AS count
-                 FROM {hourly_table} h2
-                CROSS JOIN LATERAL unnest(h2.{prefix}_sketch_keys, h2.{prefix}_sketch_counts) AS u(key, count)
-                WHERE h2.bucket_start >= d.day AND h2.bucket_start < d.day + interval '1 day' AND {match}
-                GROUP BY u.key) b
-       ) s"""
+       SELECT b.day, {keys.replace("h.", "b.")}, array_agg(b.key ORDER BY b.key) AS keys, array_agg(b.count ORDER BY b.key) AS counts
+         FROM (SELECT date_trunc('day', h.bucket_start, 'UTC') AS day, {keys}, u.key, sum(u.count)::bigint AS count
+                 FROM {hourly_table} h
+                CROSS JOIN LATERAL unnest(h.{prefix}_sketch_keys, h.{prefix}_sketch_counts) AS u(key, count)
+                WHERE {_DAY_FILTER}
+                GROUP BY 1, {", ".join(str(n) for n in range(2, keys.count(",") + 3))}, u.key) b
+        GROUP BY b.day, {keys.replace("h.", "b.")}"""
 
 
-# Daily rows from the day's hourly rows: counts and sums added, extremes of extremes, sketches merged and
-# their quantiles stored. Distinct users and sessions cannot be added up over hours, so they are counted
-# again from the day's raw rows (once per day: a day is rolled up when it has ended).
+def _same(columns: str, nullable: tuple[str, ...] = ()) -> str:
+    """Join conditions of the day and group columns between ``g`` and ``s``."""
+    names = ["day", *(column.strip().removeprefix("h.") for column in columns.split(","))]
+    return " AND ".join(
+        f"s.{name} IS NOT DISTINCT FROM g.{name}" if name in nullable else f"s.{name} = g.{name}" for name in names
+    )
+
+
+# Daily rows from the days' hourly rows: counts and sums added, extremes of extremes, sketches merged and their
+# quantiles stored. Distinct users and sessions cannot be added up over hours, so they are counted again from the
+# day's raw rows (once per day: a day is rolled up when it has ended). Every part groups by the license, the
+# distribution column on Citus, so each runs on the shards.
+_EVENT_KEYS = "h.event_type, h.license_id"
 _EVENTS_DAILY = f"""
-WITH days AS (SELECT day FROM unnest(CAST(:days AS timestamptz[])) AS d(day)),
-distinct_counts AS (
-    SELECT d.day, c.event_type, c.license_id, c.unique_users, c.unique_sessions
-      FROM days d
-     CROSS JOIN LATERAL (
-           SELECT e.event_type, e.license_id, count(DISTINCT e.user_id) AS unique_users,
-                  count(DISTINCT e.session_id) AS unique_sessions
-             FROM telemetry_events e
-            WHERE e.event_timestamp >= d.day AND e.event_timestamp < d.day + interval '1 day'
-            GROUP BY e.event_type, e.license_id
-           ) c
-)
 INSERT INTO telemetry_events_daily (
     bucket_start, event_type, license_id, events, unique_users, unique_sessions, errors,
     duration_count, duration_sum, duration_min, duration_max,
     duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts)
-SELECT d.day, g.event_type, g.license_id, g.events, coalesce(dc.unique_users, 0), coalesce(dc.unique_sessions, 0), g.errors,
-       g.duration_count, g.duration_sum, g.duration_min, g.duration_max,
-       q.q[1], q.q[2], q.q[3], q.q[4], coalesce(s.keys, '{{}}'), coalesce(s.counts, '{{}}')
-  FROM days d
- CROSS JOIN LATERAL (
-       SELECT h.event_type, h.license_id, sum(h.events)::bigint AS events, sum(h.errors)::bigint AS errors,
-              sum(h.duration_count)::bigint AS duration_count, sum(h.duration_sum) AS duration_sum,
-              min(h.duration_min) AS duration_min, max(h.duration_max) AS duration_max
-         FROM telemetry_events_hourly h
-        WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
-        GROUP BY h.event_type, h.license_id
-       ) g
-{_merged_sketch("telemetry_events_hourly", "duration", "h2.event_type = g.event_type AND h2.license_id = g.license_id")}
- CROSS JOIN LATERAL (
-       SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.duration_min, g.duration_max) AS q
-       ) q
-  LEFT JOIN distinct_counts dc
-    ON dc.day = d.day AND dc.event_type = g.event_type AND dc.license_id = g.license_id
+SELECT x.day, x.event_type, x.license_id, x.events, x.unique_users, x.unique_sessions, x.errors, x.duration_count,
+       x.duration_sum, x.duration_min, x.duration_max, x.q[1], x.q[2], x.q[3], x.q[4], x.keys, x.counts
+  FROM (SELECT g.day, g.event_type, g.license_id, g.events, coalesce(dc.unique_users, 0) AS unique_users,
+               coalesce(dc.unique_sessions, 0) AS unique_sessions, g.errors, g.duration_count, g.duration_sum,
+               g.duration_min, g.duration_max, coalesce(s.keys, '{{}}') AS keys, coalesce(s.counts, '{{}}') AS counts,
+               rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.duration_min, g.duration_max) AS q
+          FROM (SELECT date_trunc('day', h.bucket_start, 'UTC') AS day, {_EVENT_KEYS},
+                       sum(h.events)::bigint AS events, sum(h.errors)::bigint AS errors,
+                       sum(h.duration_count)::bigint AS duration_count, sum(h.duration_sum) AS duration_sum,
+                       min(h.duration_min) AS duration_min, max(h.duration_max) AS duration_max
+                  FROM telemetry_events_hourly h
+                 WHERE {_DAY_FILTER}
+                 GROUP BY 1, 2, 3) g
+          LEFT JOIN ({_day_sketches("telemetry_events_hourly", "duration", _EVENT_KEYS)}) s
+            ON {_same(_EVENT_KEYS)}
+          LEFT JOIN (SELECT date_trunc('day', e.event_timestamp, 'UTC') AS day, e.event_type, e.license_id,
+                            count(DISTINCT e.user_id) AS unique_users, count(DISTINCT e.session_id) AS unique_sessions
+                       FROM telemetry_events e
+                      WHERE e.event_timestamp >= :first AND e.event_timestamp < :last
+                        AND date_trunc('day', e.event_timestamp, 'UTC') = ANY(CAST(:days AS timestamptz[]))
+                      GROUP BY 1, 2, 3) dc
+            ON dc.day = g.day AND dc.event_type = g.event_type AND dc.license_id = g.license_id
+       ) x
 """
 
+_METRIC_KEYS = "h.service_name, h.metric_name, h.host_name, h.license_id"
 _METRICS_DAILY = f"""
 INSERT INTO system_metrics_daily (
     bucket_start, service_name, metric_name, host_name, license_id, samples, value_sum, observations, weighted_sum,
     value_min, value_max, value_p50, value_p90, value_p95, value_p99, value_sketch_keys, value_sketch_counts)
-SELECT d.day, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
-       g.weighted_sum, g.value_min, g.value_max, q.q[1], q.q[2], q.q[3], q.q[4], coalesce(s.keys, '{{}}'), coalesce(s.counts, '{{}}')
-  FROM unnest(CAST(:days AS timestamptz[])) AS d(day)
- CROSS JOIN LATERAL (
-       SELECT h.service_name, h.metric_name, h.host_name, h.license_id,
-              sum(h.samples)::bigint AS samples, sum(h.value_sum) AS value_sum,
-              sum(h.observations)::bigint AS observations, sum(h.weighted_sum) AS weighted_sum,
-              min(h.value_min) AS value_min, max(h.value_max) AS value_max
-         FROM system_metrics_hourly h
-        WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
-        GROUP BY h.service_name, h.metric_name, h.host_name, h.license_id
-       ) g
-{_merged_sketch("system_metrics_hourly", "value", "h2.metric_name = g.metric_name AND h2.service_name IS NOT DISTINCT FROM g.service_name AND h2.host_name IS NOT DISTINCT FROM g.host_name AND h2.license_id = g.license_id")}
- CROSS JOIN LATERAL (
-       SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.value_min, g.value_max) AS q
-       ) q
+SELECT x.day, x.service_name, x.metric_name, x.host_name, x.license_id, x.samples, x.value_sum, x.observations,
+       x.weighted_sum, x.value_min, x.value_max, x.q[1], x.q[2], x.q[3], x.q[4], x.keys, x.counts
+  FROM (SELECT g.day, g.service_name, g.metric_name, g.host_name, g.license_id, g.samples, g.value_sum, g.observations,
+               g.weighted_sum, g.value_min, g.value_max, coalesce(s.keys, '{{}}') AS keys, coalesce(s.counts, '{{}}') AS counts,
+               rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.value_min, g.value_max) AS q
+          FROM (SELECT date_trunc('day', h.bucket_start, 'UTC') AS day, {_METRIC_KEYS},
+                       sum(h.samples)::bigint AS samples, sum(h.value_sum) AS value_sum,
+                       sum(h.observations)::bigint AS observations, sum(h.weighted_sum) AS weighted_sum,
+                       min(h.value_min) AS value_min, max(h.value_max) AS value_max
+                  FROM system_metrics_hourly h
+                 WHERE {_DAY_FILTER}
+                 GROUP BY 1, 2, 3, 4, 5) g
+          LEFT JOIN ({_day_sketches("system_metrics_hourly", "value", _METRIC_KEYS)}) s
+            ON {_same(_METRIC_KEYS, ("service_name", "host_name"))}
+       ) x
 """
 
+_TRACE_KEYS = "h.service_name, h.operation_name, h.license_id"
 _TRACES_DAILY = f"""
 INSERT INTO traces_daily (
     bucket_start, service_name, operation_name, license_id, spans, errors, duration_sum, duration_min, duration_max,
     duration_p50, duration_p90, duration_p95, duration_p99, duration_sketch_keys, duration_sketch_counts,
     server_spans, server_errors)
-SELECT d.day, g.service_name, g.operation_name, g.license_id, g.spans, g.errors, g.duration_sum, g.duration_min,
-       g.duration_max, q.q[1], q.q[2], q.q[3], q.q[4], s.keys, s.counts, g.server_spans, g.server_errors
-  FROM unnest(CAST(:days AS timestamptz[])) AS d(day)
- CROSS JOIN LATERAL (
-       SELECT h.service_name, h.operation_name, h.license_id,
-              sum(h.spans)::bigint AS spans, sum(h.errors)::bigint AS errors, sum(h.duration_sum) AS duration_sum,
-              sum(h.server_spans)::bigint AS server_spans, sum(h.server_errors)::bigint AS server_errors,
-              min(h.duration_min) AS duration_min, max(h.duration_max) AS duration_max
-         FROM traces_hourly h
-        WHERE h.bucket_start >= d.day AND h.bucket_start < d.day + interval '1 day'
-        GROUP BY h.service_name, h.operation_name, h.license_id
-       ) g
-{_merged_sketch("traces_hourly", "duration", "h2.service_name = g.service_name AND h2.operation_name = g.operation_name AND h2.license_id = g.license_id")}
- CROSS JOIN LATERAL (
-       SELECT rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.duration_min, g.duration_max) AS q
-       ) q
+SELECT x.day, x.service_name, x.operation_name, x.license_id, x.spans, x.errors, x.duration_sum, x.duration_min,
+       x.duration_max, x.q[1], x.q[2], x.q[3], x.q[4], x.keys, x.counts, x.server_spans, x.server_errors
+  FROM (SELECT g.day, g.service_name, g.operation_name, g.license_id, g.spans, g.errors, g.duration_sum, g.duration_min,
+               g.duration_max, s.keys, s.counts, g.server_spans, g.server_errors,
+               rollup_sketch_quantiles(s.keys, s.counts, '{{0.5,0.9,0.95,0.99}}', g.duration_min, g.duration_max) AS q
+          FROM (SELECT date_trunc('day', h.bucket_start, 'UTC') AS day, {_TRACE_KEYS},
+                       sum(h.spans)::bigint AS spans, sum(h.errors)::bigint AS errors, sum(h.duration_sum) AS duration_sum,
+                       sum(h.server_spans)::bigint AS server_spans, sum(h.server_errors)::bigint AS server_errors,
+                       min(h.duration_min) AS duration_min, max(h.duration_max) AS duration_max
+                  FROM traces_hourly h
+                 WHERE {_DAY_FILTER}
+                 GROUP BY 1, 2, 3, 4) g
+          LEFT JOIN ({_day_sketches("traces_hourly", "duration", _TRACE_KEYS)}) s
+            ON {_same(_TRACE_KEYS)}
+       ) x
 """
 
 SOURCES: dict[str, Source] = {
@@ -299,18 +306,49 @@ def lock(session: Session, *, wait: bool) -> bool:
     )
 
 
+# The oldest start of a transaction of this database, other than this one, that has written and not ended.
+_OLDEST_WRITER = """
+SELECT min(a.xact_start) FROM pg_stat_activity a
+ WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND a.pid <> pg_backend_pid() AND a.backend_xid IS NOT NULL"""
+
+_NOT_CITUS_CONNECTION = "a.application_name NOT LIKE 'citus\\_internal%'"
+
+# On Citus a writer on the coordinator writes only to shards on the workers, so its own backend has no
+# transaction id: every coordinator backend that runs a distributed transaction counts instead (Citus assigns
+# one at its first command sent to a node), with the start of its transaction there. The rows' created_at is
+# that start: Citus evaluates now() on the coordinator for INSERT ... VALUES and COPY; an INSERT ... SELECT
+# pushed down to the workers takes the worker's transaction start, which the coordinator's precedes (nodes whose
+# clocks differ by more than the safety lag could break that). Citus's own connections (between nodes, or back
+# to this node) are left out: their initiator is counted.
+_OLDEST_DISTRIBUTED_WRITER = f"""
+SELECT min(a.xact_start)
+  FROM get_all_active_transactions() t
+  JOIN pg_stat_activity a ON a.pid = t.process_id
+ WHERE t.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND NOT t.worker_query AND t.transaction_number <> 0 AND a.pid <> pg_backend_pid()
+   AND a.backend_type = 'client backend' AND {_NOT_CITUS_CONNECTION}"""
+
+
+def _on_citus(session: Session) -> bool:
+    return bool(session.execute(text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")).scalar_one())
+
+
 def refresh_target(session: Session, *, now: datetime, safety_lag_s: float) -> datetime:
     """Up to where a refresh may advance the watermark: ``safety_lag_s`` before ``now`` (or the database's
     clock, if earlier), and never up to the start of a transaction of this database that has written and not
-    ended, since its rows carry that start as ``created_at`` and are not visible yet."""
+    ended, since its rows carry that start as ``created_at`` and are not visible yet. On Citus, every
+    transaction the coordinator runs across the cluster counts as writing (its writes are on the workers)."""
+    if _on_citus(session):
+        writers = f"least(({_OLDEST_WRITER} AND {_NOT_CITUS_CONNECTION}), ({_OLDEST_DISTRIBUTED_WRITER}))"
+    else:
+        writers = f"({_OLDEST_WRITER})"
     return session.execute(
         text(
-            """
+            f"""
             SELECT least(least(CAST(:now AS timestamptz), clock_timestamp()) - make_interval(secs => :lag),
-                         (SELECT min(a.xact_start) - interval '1 microsecond' FROM pg_stat_activity a
-                           WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
-                             AND a.pid <> pg_backend_pid() AND a.backend_xid IS NOT NULL))
-            """
+                         {writers} - interval '1 microsecond')
+            """  # noqa: S608 - fixed SQL only
         ),
         {"now": now, "lag": safety_lag_s},
     ).scalar_one()
@@ -520,7 +558,8 @@ def recompute_days(session: Session, *, table: str, days: Sequence[datetime]) ->
         text(f"DELETE FROM {source.daily_table} WHERE bucket_start = ANY(CAST(:days AS timestamptz[]))"),  # noqa: S608
         {"days": list(days)},
     )
-    return rows_affected(session.execute(text(source.daily_insert), {"days": list(days)}))
+    bounds = {"days": list(days), "first": min(days), "last": max(days) + timedelta(days=1)}
+    return rows_affected(session.execute(text(source.daily_insert), bounds))
 
 
 def pending_hours(session: Session, *, table: str, start: datetime, end: datetime) -> set[datetime]:

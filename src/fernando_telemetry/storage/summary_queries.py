@@ -1,7 +1,9 @@
-"""Hourly summaries: reads of the three analytics views, and the same figures for one license from the raw tables.
+"""Hourly summaries: the rows of the three analytics views, and the same figures for one license from the raw tables.
 
-``telemetry_events_hourly_summary`` has a ``license_id`` column and is always read through the view.
-``system_metrics_service_summary`` and ``traces_service_summary`` have none, so one license's figures are
+``telemetry_events_hourly_summary``'s rows are computed here as the view does, from the hourly tables and, for
+the pending hours the caller passes in (read first: on Citus they live on the coordinator, out of reach of a
+query routed to one worker), from raw rows; it has a ``license_id`` column.
+``system_metrics_service_summary`` and ``traces_service_summary`` have no license column, so one license's figures are
 computed here from ``system_metrics`` / ``traces`` with the views' own aggregates, restricted to the
 license and to a range on the time column (which prunes partitions); metric rows are aggregated by
 ``metric_aggregates`` as everywhere. Every query returns rows in the views' column order and is ordered by hour,
@@ -10,7 +12,7 @@ then the grouping columns. Imports only core and ``metric_aggregates``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,25 +97,76 @@ def _run(session: Session, sql: str, query: SummaryQuery, allowed: tuple[str, ..
     return [dict(row._mapping) for row in session.execute(statement, values)]
 
 
-_EVENTS_VIEW = f"""
-SELECT {", ".join(EVENT_COLUMNS)}
-  FROM telemetry_events_hourly_summary
- WHERE hour >= :start AND hour < :end {{conditions}}
- ORDER BY hour, event_type, license_id NULLS FIRST
+# The rows of telemetry_events_hourly_summary, with the pending hours given as parameters (read beforehand by
+# the caller: rollup_state and rollup_dirty_buckets are coordinator tables on Citus, which a query routed to one
+# shard cannot read): rolled-up hours from the hourly tables, pending hours from raw rows, failed server spans
+# beside the events. Every branch has the license column in third place and the range on its time column.
+_EVENTS = """
+SELECT u.hour, u.event_type, u.license_id,
+       sum(u.events)::bigint AS events,
+       sum(u.unique_users)::bigint AS unique_users,
+       sum(u.unique_sessions)::bigint AS unique_sessions,
+       max(u.avg_duration_ms) AS avg_duration_ms,
+       max(u.p95_duration_ms) AS p95_duration_ms,
+       sum(u.errors)::bigint AS errors,
+       sum(u.server_span_errors)::bigint AS server_span_errors
+  FROM (SELECT r.bucket_start AS hour, r.event_type, r.license_id, r.events, r.unique_users, r.unique_sessions,
+               r.duration_sum / NULLIF(r.duration_count, 0) AS avg_duration_ms, r.duration_p95 AS p95_duration_ms,
+               r.errors, 0::bigint AS server_span_errors
+          FROM telemetry_events_hourly r
+         WHERE r.bucket_start >= :start AND r.bucket_start < :end
+           AND r.bucket_start <> ALL(CAST(:pending AS timestamptz[])) {license_r}
+        UNION ALL
+        SELECT date_trunc('hour', e.event_timestamp, 'UTC'), e.event_type::varchar(25), e.license_id, count(*),
+               count(DISTINCT e.user_id), count(DISTINCT e.session_id), avg(e.duration_ms),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY e.duration_ms),
+               count(*) FILTER (WHERE telemetry_event_is_error(e.event_type, e.payload)), 0::bigint
+          FROM telemetry_events e
+         WHERE e.event_timestamp >= :start AND e.event_timestamp < :end
+           AND date_trunc('hour', e.event_timestamp, 'UTC') = ANY(CAST(:pending AS timestamptz[])) {license_e}
+         GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT t.bucket_start, 'api_event'::varchar(25), t.license_id, 0::bigint, 0::bigint, 0::bigint,
+               NULL::double precision, NULL::double precision, 0::bigint, t.server_errors
+          FROM traces_hourly t
+         WHERE t.bucket_start >= :start AND t.bucket_start < :end AND t.server_errors > 0
+           AND t.bucket_start <> ALL(CAST(:pending_spans AS timestamptz[])) {license_t}
+        UNION ALL
+        SELECT date_trunc('hour', s.start_time, 'UTC'), 'api_event'::varchar(25), s.license_id, 0::bigint, 0::bigint,
+               0::bigint, NULL::double precision, NULL::double precision, 0::bigint, count(*)
+          FROM traces s
+         WHERE s.start_time >= :start AND s.start_time < :end AND s.span_kind = 'server' AND s.status = 'error'
+           AND date_trunc('hour', s.start_time, 'UTC') = ANY(CAST(:pending_spans AS timestamptz[])) {license_s}
+         GROUP BY 1, 2, 3
+       ) u
+ WHERE TRUE {{conditions}}
+ GROUP BY u.hour, u.event_type, u.license_id
+ ORDER BY u.hour, u.event_type, u.license_id NULLS FIRST
  LIMIT :limit OFFSET :offset
 """
 
 
-def events_hourly(session: Session, query: SummaryQuery, *, license_id: int | None) -> list[dict[str, Any]]:
-    """Rows of ``telemetry_events_hourly_summary``; ``license_id`` None reads every license (and unattributed events)."""
-    equals: dict[str, str | int] = dict(query.equals)
-    if license_id is not None:
-        equals["license_id"] = license_id
+def events_hourly(
+    session: Session,
+    query: SummaryQuery,
+    *,
+    license_id: int | None,
+    pending: Collection[datetime],
+    pending_spans: Collection[datetime],
+) -> list[dict[str, Any]]:
+    """The rows ``telemetry_events_hourly_summary`` holds for ``query`` (``license_id`` None: every license's), given
+    the pending hours of ``telemetry_events`` and of ``traces`` that meet the range (``rollups.pending_hours``)."""
+    scope = {alias: "AND {alias}.license_id = :license_id" if license_id is not None else "" for alias in "rets"}
+    sql = _EVENTS.format(**{f"license_{alias}": condition.format(alias=alias) for alias, condition in scope.items()})
+    by_license = {"license_id": license_id} if license_id is not None else {}
     return _run(
         session,
-        _EVENTS_VIEW,
-        SummaryQuery(query.start, query.end, equals, query.limit, query.offset),
-        ("event_type", "license_id"),
+        sql,
+        query,
+        ("event_type",),
+        pending=sorted(pending),
+        pending_spans=sorted(pending_spans),
+        **by_license,
     )
 
 
