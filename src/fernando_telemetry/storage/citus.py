@@ -401,6 +401,15 @@ SELECT 'alerting', NULL::integer, sum(g.rows_estimate)::bigint, sum(g.total_byte
 
 def _storage_views_from_shards(connection: Connection) -> None:
     """The storage views (revision 0006) with each distributed relation's rows and bytes summed over its shards."""
+    done = connection.execute(
+        text(
+            "SELECT to_regprocedure('citus_relation_figures()') IS NOT NULL "
+            "AND pg_get_viewdef('storage_by_kind'::regclass) LIKE '%citus_relation_figures%' "
+            "AND pg_get_viewdef('storage_by_partition'::regclass) LIKE '%citus_relation_figures%'"
+        )
+    ).scalar_one()
+    if done:
+        return
     connection.execute(text(SHARD_FIGURES_FUNCTION))
     for view in STORAGE_VIEWS_ON_CITUS:
         connection.execute(text(view))
