@@ -42,56 +42,110 @@ NAIVE = "bench.events_naive20"
 
 # created_at is left to its server default, as the ingest writer does.
 COPY_COLUMNS = (
-    "event_id", "event_type", "event_name", "category", "source", "user_id", "license_id", "session_id",
-    "payload", "duration_ms", "ip_address", "user_agent", "trace_id", "span_id", "environment",
-    "app_version", "event_timestamp",
+    "event_id",
+    "event_type",
+    "event_name",
+    "category",
+    "source",
+    "user_id",
+    "license_id",
+    "session_id",
+    "payload",
+    "duration_ms",
+    "ip_address",
+    "user_agent",
+    "trace_id",
+    "span_id",
+    "environment",
+    "app_version",
+    "event_timestamp",
 )
 
 # The original design: an index on nearly every column plus composites, exactly 20 besides the PK.
 NAIVE_INDEXES = (
-    "(event_type)", "(event_name)", "(category)", "(source)", "(user_id)", "(license_id)",
-    "(session_id)", "(trace_id)", "(environment)", "(ip_address)", "(event_timestamp)", "(created_at)",
-    "(duration_ms)", "(user_id, event_timestamp)", "(license_id, event_timestamp)",
-    "(event_type, event_name)", "(session_id, event_timestamp)", "USING gin (payload)", "(user_agent)",
+    "(event_type)",
+    "(event_name)",
+    "(category)",
+    "(source)",
+    "(user_id)",
+    "(license_id)",
+    "(session_id)",
+    "(trace_id)",
+    "(environment)",
+    "(ip_address)",
+    "(event_timestamp)",
+    "(created_at)",
+    "(duration_ms)",
+    "(user_id, event_timestamp)",
+    "(license_id, event_timestamp)",
+    "(event_type, event_name)",
+    "(session_id, event_timestamp)",
+    "USING gin (payload)",
+    "(user_agent)",
     "(app_version)",
 )
 
 # -- the workload ---------------------------------------------------------------------------------
 
 EVENT_TYPES = {  # share of traffic
-    "user_action": 0.46, "api_event": 0.24, "performance_event": 0.10, "system_event": 0.07,
-    "error_event": 0.05, "business_event": 0.04, "security_event": 0.04,
+    "user_action": 0.46,
+    "api_event": 0.24,
+    "performance_event": 0.10,
+    "system_event": 0.07,
+    "error_event": 0.05,
+    "business_event": 0.04,
+    "security_event": 0.04,
 }
 EVENT_NAMES = {  # name: (weight, category)
     "user_action": {
-        "page_view": (40, "navigation"), "button_click": (25, "engagement"), "form_submit": (8, "engagement"),
-        "search": (8, "engagement"), "feature_used": (10, "engagement"), "file_download": (4, "engagement"),
-        "login": (3, "auth"), "logout": (2, "auth"),
+        "page_view": (40, "navigation"),
+        "button_click": (25, "engagement"),
+        "form_submit": (8, "engagement"),
+        "search": (8, "engagement"),
+        "feature_used": (10, "engagement"),
+        "file_download": (4, "engagement"),
+        "login": (3, "auth"),
+        "logout": (2, "auth"),
     },
     "api_event": {
-        "api_request": (70, "api"), "webhook_delivered": (15, "integrations"),
-        "rate_limited": (5, "api"), "export_requested": (10, "api"),
+        "api_request": (70, "api"),
+        "webhook_delivered": (15, "integrations"),
+        "rate_limited": (5, "api"),
+        "export_requested": (10, "api"),
     },
     "performance_event": {
-        "page_load": (50, "web_vitals"), "api_latency": (30, "backend"), "db_query_slow": (15, "backend"),
+        "page_load": (50, "web_vitals"),
+        "api_latency": (30, "backend"),
+        "db_query_slow": (15, "backend"),
         "render_time": (5, "web_vitals"),
     },
     "system_event": {
-        "job_started": (35, "jobs"), "job_completed": (35, "jobs"), "cache_evicted": (20, "infrastructure"),
-        "deploy_finished": (2, "infrastructure"), "worker_restarted": (8, "infrastructure"),
+        "job_started": (35, "jobs"),
+        "job_completed": (35, "jobs"),
+        "cache_evicted": (20, "infrastructure"),
+        "deploy_finished": (2, "infrastructure"),
+        "worker_restarted": (8, "infrastructure"),
     },
     "error_event": {
-        "exception_raised": (45, "backend"), "http_5xx": (25, "backend"), "validation_failed": (20, "frontend"),
+        "exception_raised": (45, "backend"),
+        "http_5xx": (25, "backend"),
+        "validation_failed": (20, "frontend"),
         "timeout": (10, "backend"),
     },
     "business_event": {
-        "checkout_completed": (35, "billing"), "invoice_paid": (25, "billing"), "trial_started": (15, "lifecycle"),
-        "subscription_started": (12, "lifecycle"), "plan_upgraded": (8, "lifecycle"),
+        "checkout_completed": (35, "billing"),
+        "invoice_paid": (25, "billing"),
+        "trial_started": (15, "lifecycle"),
+        "subscription_started": (12, "lifecycle"),
+        "plan_upgraded": (8, "lifecycle"),
         "subscription_cancelled": (5, "lifecycle"),
     },
     "security_event": {
-        "login_failed": (50, "auth"), "password_changed": (15, "auth"), "mfa_enabled": (10, "auth"),
-        "permission_denied": (20, "access"), "api_key_created": (5, "access"),
+        "login_failed": (50, "auth"),
+        "password_changed": (15, "auth"),
+        "mfa_enabled": (10, "auth"),
+        "permission_denied": (20, "access"),
+        "api_key_created": (5, "access"),
     },
 }
 SOURCES = {"web": 0.50, "api": 0.25, "mobile": 0.20, "batch_job": 0.05}
@@ -118,19 +172,44 @@ def _app_version(rng: random.Random, source: str, user_agent: str) -> str:
     if user_agent.startswith("FernandoApp/"):
         return user_agent.split("/", 1)[1].split(" ", 1)[0]
     return rng.choice(APP_VERSIONS[source])
+
+
 PAGES = (
-    "/", "/dashboard", "/projects", "/projects/{id}", "/projects/{id}/settings", "/reports", "/reports/{id}",
-    "/billing", "/billing/invoices", "/settings/profile", "/settings/team", "/search", "/docs/getting-started",
-    "/integrations", "/notifications", "/pricing", "/signup", "/login",
+    "/",
+    "/dashboard",
+    "/projects",
+    "/projects/{id}",
+    "/projects/{id}/settings",
+    "/reports",
+    "/reports/{id}",
+    "/billing",
+    "/billing/invoices",
+    "/settings/profile",
+    "/settings/team",
+    "/search",
+    "/docs/getting-started",
+    "/integrations",
+    "/notifications",
+    "/pricing",
+    "/signup",
+    "/login",
 )
 API_PATHS = (
-    "/api/v1/projects", "/api/v1/projects/{id}", "/api/v1/reports/{id}", "/api/v1/users/me", "/api/v1/search",
-    "/api/v1/exports", "/api/v1/webhooks", "/api/v1/billing/usage",
+    "/api/v1/projects",
+    "/api/v1/projects/{id}",
+    "/api/v1/reports/{id}",
+    "/api/v1/users/me",
+    "/api/v1/search",
+    "/api/v1/exports",
+    "/api/v1/webhooks",
+    "/api/v1/billing/usage",
 )
 PLANS = ("free", "starter", "pro", "enterprise")
 ERRORS = (
-    ("TimeoutError", "upstream did not answer within 30s"), ("ValueError", "invalid project id"),
-    ("IntegrityError", "duplicate key value violates unique constraint"), ("KeyError", "missing field 'name'"),
+    ("TimeoutError", "upstream did not answer within 30s"),
+    ("ValueError", "invalid project id"),
+    ("IntegrityError", "duplicate key value violates unique constraint"),
+    ("KeyError", "missing field 'name'"),
     ("ConnectionResetError", "connection reset by peer"),
 )
 
@@ -159,8 +238,14 @@ class Workload:
             total += self.batch_rows[count]
             count += 1
         return Workload(
-            self.batches[:count], self.batch_rows[:count], self.first_at, self.last_at, self.user_ids,
-            self.user_licenses, self.license_count, self.attributed_rows,
+            self.batches[:count],
+            self.batch_rows[:count],
+            self.first_at,
+            self.last_at,
+            self.user_ids,
+            self.user_licenses,
+            self.license_count,
+            self.attributed_rows,
         )
 
 
@@ -202,17 +287,27 @@ def _payload(rng: random.Random, event_type: str, event_name: str, plan: str) ->
     if event_type == "performance_event":
         return {"page": rng.choice(PAGES), "metric": rng.choice(("lcp", "fcp", "ttfb", "inp")), "plan": plan}
     if event_type == "system_event":
-        return {"job": rng.choice(("nightly_export", "rollup_refresh", "email_digest", "cleanup")),
-                "host": f"worker-{rng.randint(1, 8)}", "status": rng.choices(("ok", "retry", "failed"), (90, 7, 3))[0]}
+        return {
+            "job": rng.choice(("nightly_export", "rollup_refresh", "email_digest", "cleanup")),
+            "host": f"worker-{rng.randint(1, 8)}",
+            "status": rng.choices(("ok", "retry", "failed"), (90, 7, 3))[0],
+        }
     if event_type == "error_event":
         error, message = rng.choice(ERRORS)
         return {"error": error, "message": message, "status_code": 500, "path": rng.choice(API_PATHS)}
     if event_type == "business_event":
         amount = round(rng.choice((9.0, 29.0, 49.0, 99.0, 499.0)) * rng.choice((1, 1, 1, 12)), 2)
-        return {"plan": rng.choice(PLANS[1:]), "amount": amount, "currency": rng.choice(("EUR", "USD", "GBP")),
-                "order_id": f"ord_{rng.getrandbits(48):012x}"}
-    return {"method": rng.choice(("password", "sso", "api_key")), "reason": rng.choice(("bad_password", "expired", "mfa")),
-            "plan": plan}
+        return {
+            "plan": rng.choice(PLANS[1:]),
+            "amount": amount,
+            "currency": rng.choice(("EUR", "USD", "GBP")),
+            "order_id": f"ord_{rng.getrandbits(48):012x}",
+        }
+    return {
+        "method": rng.choice(("password", "sso", "api_key")),
+        "reason": rng.choice(("bad_password", "expired", "mfa")),
+        "plan": plan,
+    }
 
 
 def _duration_ms(rng: random.Random, event_type: str) -> str:
@@ -226,7 +321,15 @@ def _duration_ms(rng: random.Random, event_type: str) -> str:
 
 
 def generate(
-    *, rows: int, batch_rows: int, users: int, licenses: int, days: float, now: datetime, seed: int, progress: Progress,
+    *,
+    rows: int,
+    batch_rows: int,
+    users: int,
+    licenses: int,
+    days: float,
+    now: datetime,
+    seed: int,
+    progress: Progress,
 ) -> Workload:
     """Realistic events over the ``days`` before ``now``, in time order, as COPY text batches."""
     rng = random.Random(seed)
@@ -291,11 +394,29 @@ def generate(
         timestamp = datetime.fromtimestamp(timestamp_s, UTC)
         payload = json.dumps(_payload(rng, event_type, event_name, plan), separators=(",", ":"))
         user_agent = rng.choice(USER_AGENTS[source])
-        lines.append("\t".join((
-            uuid7_text(int(timestamp_s * 1000), rng), event_type, event_name, category, source, user_id, license_id,
-            session_id, _copy_text(payload), _duration_ms(rng, event_type), ip, user_agent,
-            trace_id, span_id, "production", _app_version(rng, source, user_agent), timestamp.isoformat(),
-        )))
+        lines.append(
+            "\t".join(
+                (
+                    uuid7_text(int(timestamp_s * 1000), rng),
+                    event_type,
+                    event_name,
+                    category,
+                    source,
+                    user_id,
+                    license_id,
+                    session_id,
+                    _copy_text(payload),
+                    _duration_ms(rng, event_type),
+                    ip,
+                    user_agent,
+                    trace_id,
+                    span_id,
+                    "production",
+                    _app_version(rng, source, user_agent),
+                    timestamp.isoformat(),
+                )
+            )
+        )
         if len(lines) == batch_rows or index == rows - 1:
             batches.append(("\n".join(lines) + "\n").encode())
             sizes.append(len(lines))
@@ -303,9 +424,14 @@ def generate(
             progress.update(task, completed=index + 1)
     progress.remove_task(task)
     return Workload(
-        batches=batches, batch_rows=sizes, first_at=datetime.fromtimestamp(timestamps[0], UTC),
-        last_at=datetime.fromtimestamp(timestamps[-1], UTC), user_ids=user_ids, user_licenses=user_licenses,
-        license_count=licenses, attributed_rows=attributed_rows,
+        batches=batches,
+        batch_rows=sizes,
+        first_at=datetime.fromtimestamp(timestamps[0], UTC),
+        last_at=datetime.fromtimestamp(timestamps[-1], UTC),
+        user_ids=user_ids,
+        user_licenses=user_licenses,
+        license_count=licenses,
+        attributed_rows=attributed_rows,
     )
 
 
@@ -325,9 +451,7 @@ def _create_partitioned(conn: psycopg.Connection, table: str, *, like: str, work
     """``table`` as the shipped table's columns, defaults, CHECKs, PK and FKs (to bench.users/licenses),
     partitioned by day over the workload's days, with autovacuum off so loads do not race it."""
     name = table.split(".")[1]
-    conn.execute(
-        f"CREATE TABLE {table} (LIKE public.telemetry_events {like}) PARTITION BY RANGE (event_timestamp)"
-    )
+    conn.execute(f"CREATE TABLE {table} (LIKE public.telemetry_events {like}) PARTITION BY RANGE (event_timestamp)")
     if "INCLUDING INDEXES" not in like and "INCLUDING ALL" not in like:
         conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT pk_{name} PRIMARY KEY (event_id, event_timestamp)")
     for (definition,) in conn.execute(
@@ -429,7 +553,12 @@ def settle(conn: psycopg.Connection, notes: list[str]) -> None:
 
 
 def load_interleaved(
-    conn: psycopg.Connection, tables: list[str], workload: Workload, *, progress: Progress, notes: list[str],
+    conn: psycopg.Connection,
+    tables: list[str],
+    workload: Workload,
+    *,
+    progress: Progress,
+    notes: list[str],
 ) -> dict[str, Load]:
     """COPY each batch into every table in turn, the order rotating by one table per batch, one
     transaction per COPY; only COPY + commit is timed. Interleaving spreads the noise of a shared
@@ -459,14 +588,19 @@ def load_interleaved(
             (table,),
         ).fetchone()
         conn.commit()
-        loads[table] = Load(table, workload.batch_rows, batch_seconds[table], vacuum_seconds,
-                            heap_bytes / 2**20, index_bytes / 2**20)
+        loads[table] = Load(
+            table, workload.batch_rows, batch_seconds[table], vacuum_seconds, heap_bytes / 2**20, index_bytes / 2**20
+        )
     settle(conn, notes)
     return loads
 
 
 def per_index(
-    conn: psycopg.Connection, sample: Workload, *, progress: Progress, notes: list[str],
+    conn: psycopg.Connection,
+    sample: Workload,
+    *,
+    progress: Progress,
+    notes: list[str],
 ) -> list[tuple[str, Load]]:
     """Load ``sample`` into (b) alone, (b) plus each shipped index alone and (b) plus all of them, interleaved."""
     shapes = _index_shapes(conn, "public.telemetry_events")
@@ -505,8 +639,16 @@ def database(url: str | None) -> Iterator[tuple[str, str]]:
 
 
 def report(
-    *, workload: Workload, args: argparse.Namespace, version: str, where: str, partitions: int,
-    index_counts: dict[str, int], loads: dict[str, Load], single: list[tuple[str, Load]], notes: list[str],
+    *,
+    workload: Workload,
+    args: argparse.Namespace,
+    version: str,
+    where: str,
+    partitions: int,
+    index_counts: dict[str, int],
+    loads: dict[str, Load],
+    single: list[tuple[str, Load]],
+    notes: list[str],
 ) -> None:
     b, a, c = loads[NO_INDEX], loads[SHIPPED], loads[NAIVE]
     print("ingest_copy: COPY the same events into three layouts of telemetry_events")
@@ -569,10 +711,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--licenses", type=int, default=50)
     parser.add_argument("--days", type=float, default=3.0, help="the events span the last DAYS days")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                        help="an existing server (default: $DATABASE_URL, else an embedded PostgreSQL 18)")
-    parser.add_argument("--per-index", action="store_true",
-                        help="then load a sample into (b) plus each shipped index alone, to price each index")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="an existing server (default: $DATABASE_URL, else an embedded PostgreSQL 18)",
+    )
+    parser.add_argument(
+        "--per-index", action="store_true", help="then load a sample into (b) plus each shipped index alone, to price each index"
+    )
     parser.add_argument("--per-index-rows", type=int, default=500_000, help="rows of the --per-index sample")
     parser.add_argument("--keep", action="store_true", help="leave the bench schema in the database afterwards")
     args = parser.parse_args(argv)
@@ -582,8 +728,14 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         workload = generate(
-            rows=args.rows, batch_rows=args.batch_rows, users=args.users, licenses=args.licenses,
-            days=args.days, now=now, seed=args.seed, progress=progress,
+            rows=args.rows,
+            batch_rows=args.batch_rows,
+            users=args.users,
+            licenses=args.licenses,
+            days=args.days,
+            now=now,
+            seed=args.seed,
+            progress=progress,
         )
         with database(args.database_url) as (url, where):
             engine = make_engine(url)
@@ -600,14 +752,22 @@ def main(argv: list[str] | None = None) -> int:
                 conn.commit()
                 single = (
                     per_index(conn, workload.first_rows(args.per_index_rows), progress=progress, notes=notes)
-                    if args.per_index else []
+                    if args.per_index
+                    else []
                 )
                 if not args.keep:
                     conn.execute("DROP SCHEMA bench CASCADE")
                     conn.commit()
     report(
-        workload=workload, args=args, version=version, where=where, partitions=partitions,
-        index_counts=index_counts, loads=loads, single=single, notes=notes,
+        workload=workload,
+        args=args,
+        version=version,
+        where=where,
+        partitions=partitions,
+        index_counts=index_counts,
+        loads=loads,
+        single=single,
+        notes=notes,
     )
     return 0
 

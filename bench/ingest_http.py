@@ -193,8 +193,13 @@ def http_bodies(items: Sequence[dict[str, Any]], batch: int) -> list[bytes]:
 def copy_rows(items: Sequence[dict[str, Any]], *, license_id: int, now: datetime) -> list[tuple[Any, ...]]:
     """The rows the server would COPY for these items: decoded by the server's own decoder."""
     context = DecodeContext(
-        now=now, earliest=now - timedelta(days=90), latest=now + timedelta(hours=1), license_id=license_id,
-        is_admin=False, new_id=uuid7_factory(), dump_json=dump_json,
+        now=now,
+        earliest=now - timedelta(days=90),
+        latest=now + timedelta(hours=1),
+        license_id=license_id,
+        is_admin=False,
+        new_id=uuid7_factory(),
+        dump_json=dump_json,
     )
     rows, _, rejections = decode_items(items, events.decode, context)
     if rejections:
@@ -227,18 +232,40 @@ def orm_fields(item: dict[str, Any], license_id: int) -> dict[str, Any]:
 
 # OTLP: three services, each with a server framework scope and a client library scope
 OTLP_SERVICES = (  # name, version, weight, host names, (server scope, client scope), client kind
-    ("web-api", "2.14.3", 0.6, ("web-1", "web-2", "web-3"),
-     (("opentelemetry.instrumentation.fastapi", "0.54b1"), ("opentelemetry.instrumentation.sqlalchemy", "0.54b1")), "db"),
-    ("billing", "1.9.0", 0.25, ("billing-1",),
-     (("opentelemetry.instrumentation.flask", "0.54b1"), ("opentelemetry.instrumentation.httpx", "0.54b1")), "http"),
-    ("search", "0.31.2", 0.15, ("search-1", "search-2"),
-     (("opentelemetry.instrumentation.django", "0.54b1"), ("opentelemetry.instrumentation.psycopg", "0.54b1")), "db"),
+    (
+        "web-api",
+        "2.14.3",
+        0.6,
+        ("web-1", "web-2", "web-3"),
+        (("opentelemetry.instrumentation.fastapi", "0.54b1"), ("opentelemetry.instrumentation.sqlalchemy", "0.54b1")),
+        "db",
+    ),
+    (
+        "billing",
+        "1.9.0",
+        0.25,
+        ("billing-1",),
+        (("opentelemetry.instrumentation.flask", "0.54b1"), ("opentelemetry.instrumentation.httpx", "0.54b1")),
+        "http",
+    ),
+    (
+        "search",
+        "0.31.2",
+        0.15,
+        ("search-1", "search-2"),
+        (("opentelemetry.instrumentation.django", "0.54b1"), ("opentelemetry.instrumentation.psycopg", "0.54b1")),
+        "db",
+    ),
 )
 OTLP_ROUTES = (
-    ("GET", "/api/v1/projects", "/api/v1/projects"), ("GET", "/api/v1/projects/{project_id}", "/api/v1/projects/{}"),
-    ("PUT", "/api/v1/projects/{project_id}", "/api/v1/projects/{}"), ("GET", "/api/v1/reports/{report_id}", "/api/v1/reports/{}"),
-    ("GET", "/api/v1/users/me", "/api/v1/users/me"), ("GET", "/api/v1/search", "/api/v1/search"),
-    ("POST", "/api/v1/exports", "/api/v1/exports"), ("POST", "/api/v1/webhooks", "/api/v1/webhooks"),
+    ("GET", "/api/v1/projects", "/api/v1/projects"),
+    ("GET", "/api/v1/projects/{project_id}", "/api/v1/projects/{}"),
+    ("PUT", "/api/v1/projects/{project_id}", "/api/v1/projects/{}"),
+    ("GET", "/api/v1/reports/{report_id}", "/api/v1/reports/{}"),
+    ("GET", "/api/v1/users/me", "/api/v1/users/me"),
+    ("GET", "/api/v1/search", "/api/v1/search"),
+    ("POST", "/api/v1/exports", "/api/v1/exports"),
+    ("POST", "/api/v1/webhooks", "/api/v1/webhooks"),
     ("GET", "/api/v1/billing/usage", "/api/v1/billing/usage"),
 )
 DB_QUERIES = (
@@ -264,7 +291,13 @@ def _attributes(values: dict[str, Any]) -> list[KeyValue]:
 
 
 def otlp_requests(
-    rng: random.Random, spans: int, per_request: int, *, now: datetime, users: Users, environment: str,
+    rng: random.Random,
+    spans: int,
+    per_request: int,
+    *,
+    now: datetime,
+    users: Users,
+    environment: str,
 ) -> tuple[list[bytes], list[int]]:
     """``ExportTraceServiceRequest`` messages of ``per_request`` spans each, serialised: traces of one server
     span (http.route, http.request.method, http.response.status_code, enduser.id on 90%...) and 0-3 client
@@ -272,13 +305,29 @@ def otlp_requests(
     end_ns = int((now.timestamp() - 5.0) * 1e9)
     resources = []
     for name, version, _, hosts, _, _ in OTLP_SERVICES:
-        resources.append([Resource(attributes=_attributes({
-            "service.name": name, "service.version": version, "service.namespace": "fernando",
-            "service.instance.id": str(uuid.UUID(int=rng.getrandbits(128))), "host.name": host,
-            "deployment.environment.name": environment, "telemetry.sdk.name": "opentelemetry",
-            "telemetry.sdk.language": "python", "telemetry.sdk.version": "1.45.2",
-            "process.runtime.name": "cpython", "process.runtime.version": "3.12.7", "process.pid": rng.randint(100, 60_000),
-        })) for host in hosts])
+        resources.append(
+            [
+                Resource(
+                    attributes=_attributes(
+                        {
+                            "service.name": name,
+                            "service.version": version,
+                            "service.namespace": "fernando",
+                            "service.instance.id": str(uuid.UUID(int=rng.getrandbits(128))),
+                            "host.name": host,
+                            "deployment.environment.name": environment,
+                            "telemetry.sdk.name": "opentelemetry",
+                            "telemetry.sdk.language": "python",
+                            "telemetry.sdk.version": "1.45.2",
+                            "process.runtime.name": "cpython",
+                            "process.runtime.version": "3.12.7",
+                            "process.pid": rng.randint(100, 60_000),
+                        }
+                    )
+                )
+                for host in hosts
+            ]
+        )
     weights = [service[2] for service in OTLP_SERVICES]
     bodies: list[bytes] = []
     sizes: list[int] = []
@@ -298,25 +347,42 @@ def otlp_requests(
             method, route, path = rng.choice(OTLP_ROUTES)
             status_code = rng.choices((200, 201, 204, 400, 401, 404, 429, 500, 503), (70, 8, 5, 5, 3, 5, 2, 1.5, 0.5))[0]
             attributes: dict[str, Any] = {
-                "http.request.method": method, "http.route": route, "http.response.status_code": status_code,
-                "url.path": path.replace("{}", str(rng.randint(1, 50_000))), "url.scheme": "https",
-                "server.address": "api.fernando.example", "server.port": 443, "network.protocol.version": "1.1",
+                "http.request.method": method,
+                "http.route": route,
+                "http.response.status_code": status_code,
+                "url.path": path.replace("{}", str(rng.randint(1, 50_000))),
+                "url.scheme": "https",
+                "server.address": "api.fernando.example",
+                "server.port": 443,
+                "network.protocol.version": "1.1",
                 "client.address": f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
                 "user_agent.original": rng.choice(USER_AGENTS["web"] + USER_AGENTS["mobile"]),
             }
             if rng.random() < 0.9:
                 attributes["enduser.id"] = users.ids[rng.choices(range(len(users.ids)), users.activity)[0]]
             root = Span(
-                trace_id=trace_id, span_id=root_id, name=f"{method} {route}", kind=Span.SPAN_KIND_SERVER,
-                start_time_unix_nano=start, end_time_unix_nano=start + duration, attributes=_attributes(attributes),
+                trace_id=trace_id,
+                span_id=root_id,
+                name=f"{method} {route}",
+                kind=Span.SPAN_KIND_SERVER,
+                start_time_unix_nano=start,
+                end_time_unix_nano=start + duration,
+                attributes=_attributes(attributes),
             )
             if status_code >= 500:
                 root.status.CopyFrom(Status(code=Status.STATUS_CODE_ERROR, message="upstream did not answer in time"))
-                root.events.add(time_unix_nano=start + duration - 1_000, name="exception", attributes=_attributes({
-                    "exception.type": "TimeoutError", "exception.message": "upstream did not answer within 30s",
-                    "exception.stacktrace": 'Traceback (most recent call last):\n  File "app/api.py", line 88, in handler\n'
-                                            "TimeoutError: upstream did not answer within 30s",
-                }))
+                root.events.add(
+                    time_unix_nano=start + duration - 1_000,
+                    name="exception",
+                    attributes=_attributes(
+                        {
+                            "exception.type": "TimeoutError",
+                            "exception.message": "upstream did not answer within 30s",
+                            "exception.stacktrace": 'Traceback (most recent call last):\n  File "app/api.py", line 88, in handler\n'
+                            "TimeoutError: upstream did not answer within 30s",
+                        }
+                    ),
+                )
             server_spans.append(root)
             count += 1
             offset = start + duration // 10
@@ -325,19 +391,43 @@ def otlp_requests(
                 if OTLP_SERVICES[service][5] == "db":
                     operation, table, query = rng.choice(DB_QUERIES)
                     child = Span(
-                        trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=root_id, name=f"{operation} {table}",
-                        kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=offset, end_time_unix_nano=offset + child_duration,
-                        attributes=_attributes({"db.system.name": "postgresql", "db.namespace": "fernando",
-                                                "db.operation.name": operation, "db.collection.name": table,
-                                                "db.query.text": query, "server.address": "db-1", "server.port": 5432}),
+                        trace_id=trace_id,
+                        span_id=rng.randbytes(8),
+                        parent_span_id=root_id,
+                        name=f"{operation} {table}",
+                        kind=Span.SPAN_KIND_CLIENT,
+                        start_time_unix_nano=offset,
+                        end_time_unix_nano=offset + child_duration,
+                        attributes=_attributes(
+                            {
+                                "db.system.name": "postgresql",
+                                "db.namespace": "fernando",
+                                "db.operation.name": operation,
+                                "db.collection.name": table,
+                                "db.query.text": query,
+                                "server.address": "db-1",
+                                "server.port": 5432,
+                            }
+                        ),
                     )
                 else:
                     child = Span(
-                        trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=root_id, name="POST",
-                        kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=offset, end_time_unix_nano=offset + child_duration,
-                        attributes=_attributes({"http.request.method": "POST", "url.full": "https://api.stripe.com/v1/charges",
-                                                "server.address": "api.stripe.com", "server.port": 443,
-                                                "http.response.status_code": 200}),
+                        trace_id=trace_id,
+                        span_id=rng.randbytes(8),
+                        parent_span_id=root_id,
+                        name="POST",
+                        kind=Span.SPAN_KIND_CLIENT,
+                        start_time_unix_nano=offset,
+                        end_time_unix_nano=offset + child_duration,
+                        attributes=_attributes(
+                            {
+                                "http.request.method": "POST",
+                                "url.full": "https://api.stripe.com/v1/charges",
+                                "server.address": "api.stripe.com",
+                                "server.port": 443,
+                                "http.response.status_code": 200,
+                            }
+                        ),
                     )
                 client_spans.append(child)
                 offset += child_duration
@@ -347,7 +437,9 @@ def otlp_requests(
             server_scope, client_scope = OTLP_SERVICES[service][4]
             scopes = [ScopeSpans(scope=InstrumentationScope(name=server_scope[0], version=server_scope[1]), spans=server_spans)]
             if client_spans:
-                scopes.append(ScopeSpans(scope=InstrumentationScope(name=client_scope[0], version=client_scope[1]), spans=client_spans))
+                scopes.append(
+                    ScopeSpans(scope=InstrumentationScope(name=client_scope[0], version=client_scope[1]), spans=client_spans)
+                )
             request.resource_spans.append(ResourceSpans(resource=resources[service][host], scope_spans=scopes))
         bodies.append(request.SerializeToString())
         sizes.append(count)
@@ -430,7 +522,12 @@ class MetricsShape:
 
 
 def metrics_requests(
-    rng: random.Random, requests: int, shape: MetricsShape, *, now: datetime, environment: str,
+    rng: random.Random,
+    requests: int,
+    shape: MetricsShape,
+    *,
+    now: datetime,
+    environment: str,
 ) -> tuple[list[bytes], list[int], int]:
     """``ExportMetricsServiceRequest`` messages, serialised, and the exports per instance. Each carries the exports
     of ``shape.per_request`` service instances, as a collector batching several SDKs sends them. An instance's export
@@ -442,7 +539,11 @@ def metrics_requests(
     meanwhile (some label sets served none: the same totals again); times end 5 s before ``now``."""
     route_weights = [rng.uniform(0.3, 3.0) for _ in OTLP_ROUTES]
     label_sets = sorted(
-        ((route_weights[r] * status_weight, r, status) for r in range(len(OTLP_ROUTES)) for status, status_weight in STATUS_WEIGHTS),
+        (
+            (route_weights[r] * status_weight, r, status)
+            for r in range(len(OTLP_ROUTES))
+            for status, status_weight in STATUS_WEIGHTS
+        ),
         reverse=True,
     )[:METRIC_LABEL_SETS]
     exports = -(-requests * shape.per_request // shape.fleet)
@@ -455,27 +556,53 @@ def metrics_requests(
         service = rng.choices(range(len(OTLP_SERVICES)), weights)[0]
         per_service[service] += 1
         name, version, _, _, scopes, _ = OTLP_SERVICES[service]
-        resource = Resource(attributes=_attributes({
-            "service.name": name, "service.version": version, "service.namespace": "fernando",
-            "service.instance.id": str(uuid.UUID(int=rng.getrandbits(128))), "host.name": f"{name}-{per_service[service]}",
-            "deployment.environment.name": environment, "telemetry.sdk.name": "opentelemetry",
-            "telemetry.sdk.language": "python", "telemetry.sdk.version": "1.45.2",
-            "process.runtime.name": "cpython", "process.runtime.version": "3.12.7", "process.pid": rng.randint(100, 60_000),
-        }))
+        resource = Resource(
+            attributes=_attributes(
+                {
+                    "service.name": name,
+                    "service.version": version,
+                    "service.namespace": "fernando",
+                    "service.instance.id": str(uuid.UUID(int=rng.getrandbits(128))),
+                    "host.name": f"{name}-{per_service[service]}",
+                    "deployment.environment.name": environment,
+                    "telemetry.sdk.name": "opentelemetry",
+                    "telemetry.sdk.language": "python",
+                    "telemetry.sdk.version": "1.45.2",
+                    "process.runtime.name": "cpython",
+                    "process.runtime.version": "3.12.7",
+                    "process.pid": rng.randint(100, 60_000),
+                }
+            )
+        )
         streams = []
         for weight, route, status in label_sets:
             method, template, _ = OTLP_ROUTES[route]
-            stream = _Stream(_attributes({
-                "http.request.method": method, "http.route": template, "http.response.status_code": status,
-                "url.scheme": "https", "network.protocol.version": "1.1",
-            }), weight, status >= 500)
+            stream = _Stream(
+                _attributes(
+                    {
+                        "http.request.method": method,
+                        "http.route": template,
+                        "http.response.status_code": status,
+                        "url.scheme": "https",
+                        "network.protocol.version": "1.1",
+                    }
+                ),
+                weight,
+                status >= 500,
+            )
             stream.record(rng)  # a label set appears in an export once it has served a request
             streams.append(stream)
-        instances.append(_Instance(
-            resource, InstrumentationScope(name=scopes[0][0], version=scopes[0][1]),
-            first_ns - int(rng.uniform(60, 6 * 3_600) * 1e9), rng.uniform(20.0, 60.0), streams,
-            rng.randint(150, 400) * 2**20, rng.randint(8, 40),
-        ))
+        instances.append(
+            _Instance(
+                resource,
+                InstrumentationScope(name=scopes[0][0], version=scopes[0][1]),
+                first_ns - int(rng.uniform(60, 6 * 3_600) * 1e9),
+                rng.uniform(20.0, 60.0),
+                streams,
+                rng.randint(150, 400) * 2**20,
+                rng.randint(8, 40),
+            )
+        )
     stream_weights = [stream.weight for stream in instances[0].streams]
 
     def export(instance: _Instance, time_ns: int) -> ResourceMetrics:
@@ -483,45 +610,95 @@ def metrics_requests(
         for index in rng.choices(range(len(stream_weights)), stream_weights, k=served):
             instance.streams[index].record(rng)
         start = instance.start_ns
-        duration = Metric(name="http.server.duration", unit="ms", description="Duration of HTTP server requests.",
-                          histogram=Histogram(aggregation_temporality=CUMULATIVE, data_points=[
-                              HistogramDataPoint(
-                                  attributes=s.attributes, start_time_unix_nano=start, time_unix_nano=time_ns, count=s.count,
-                                  sum=s.total_ms, bucket_counts=s.buckets, explicit_bounds=SDK_DEFAULT_BOUNDS,
-                                  min=s.minimum, max=s.maximum,
-                              ) for s in instance.streams
-                          ]))
-        body_bytes = Metric(name="http.server.response.body.bytes", unit="By", description="Bytes of HTTP response bodies sent.",
-                            sum=Sum(aggregation_temporality=CUMULATIVE, is_monotonic=True, data_points=[
-                                NumberDataPoint(attributes=s.attributes, start_time_unix_nano=start, time_unix_nano=time_ns,
-                                                as_int=s.body_bytes) for s in instance.streams
-                            ]))
+        duration = Metric(
+            name="http.server.duration",
+            unit="ms",
+            description="Duration of HTTP server requests.",
+            histogram=Histogram(
+                aggregation_temporality=CUMULATIVE,
+                data_points=[
+                    HistogramDataPoint(
+                        attributes=s.attributes,
+                        start_time_unix_nano=start,
+                        time_unix_nano=time_ns,
+                        count=s.count,
+                        sum=s.total_ms,
+                        bucket_counts=s.buckets,
+                        explicit_bounds=SDK_DEFAULT_BOUNDS,
+                        min=s.minimum,
+                        max=s.maximum,
+                    )
+                    for s in instance.streams
+                ],
+            ),
+        )
+        body_bytes = Metric(
+            name="http.server.response.body.bytes",
+            unit="By",
+            description="Bytes of HTTP response bodies sent.",
+            sum=Sum(
+                aggregation_temporality=CUMULATIVE,
+                is_monotonic=True,
+                data_points=[
+                    NumberDataPoint(
+                        attributes=s.attributes, start_time_unix_nano=start, time_unix_nano=time_ns, as_int=s.body_bytes
+                    )
+                    for s in instance.streams
+                ],
+            ),
+        )
         instance.memory = max(64 * 2**20, instance.memory + rng.randint(-4, 5) * 2**20)
         instance.threads = max(4, instance.threads + rng.randint(-1, 1))
         used = rng.randint(0, 10)
         gauges = [
-            Metric(name="process.cpu.utilization", unit="1", gauge=Gauge(data_points=[
-                NumberDataPoint(time_unix_nano=time_ns, as_double=round(rng.uniform(0.02, 0.9), 4))])),
-            Metric(name="process.memory.usage", unit="By", gauge=Gauge(data_points=[
-                NumberDataPoint(time_unix_nano=time_ns, as_int=instance.memory)])),
-            Metric(name="process.thread.count", unit="{thread}", gauge=Gauge(data_points=[
-                NumberDataPoint(time_unix_nano=time_ns, as_int=instance.threads)])),
-            Metric(name="db.client.connection.count", unit="{connection}", gauge=Gauge(data_points=[
-                NumberDataPoint(attributes=_attributes({"db.client.connection.state": "used"}), time_unix_nano=time_ns, as_int=used),
-                NumberDataPoint(attributes=_attributes({"db.client.connection.state": "idle"}), time_unix_nano=time_ns,
-                                as_int=10 - used),
-            ])),
+            Metric(
+                name="process.cpu.utilization",
+                unit="1",
+                gauge=Gauge(data_points=[NumberDataPoint(time_unix_nano=time_ns, as_double=round(rng.uniform(0.02, 0.9), 4))]),
+            ),
+            Metric(
+                name="process.memory.usage",
+                unit="By",
+                gauge=Gauge(data_points=[NumberDataPoint(time_unix_nano=time_ns, as_int=instance.memory)]),
+            ),
+            Metric(
+                name="process.thread.count",
+                unit="{thread}",
+                gauge=Gauge(data_points=[NumberDataPoint(time_unix_nano=time_ns, as_int=instance.threads)]),
+            ),
+            Metric(
+                name="db.client.connection.count",
+                unit="{connection}",
+                gauge=Gauge(
+                    data_points=[
+                        NumberDataPoint(
+                            attributes=_attributes({"db.client.connection.state": "used"}), time_unix_nano=time_ns, as_int=used
+                        ),
+                        NumberDataPoint(
+                            attributes=_attributes({"db.client.connection.state": "idle"}),
+                            time_unix_nano=time_ns,
+                            as_int=10 - used,
+                        ),
+                    ]
+                ),
+            ),
         ]
-        return ResourceMetrics(resource=instance.resource, scope_metrics=[
-            ScopeMetrics(scope=instance.scope, metrics=[duration, body_bytes]), ScopeMetrics(scope=SYSTEM_SCOPE, metrics=gauges),
-        ])
+        return ResourceMetrics(
+            resource=instance.resource,
+            scope_metrics=[
+                ScopeMetrics(scope=instance.scope, metrics=[duration, body_bytes]),
+                ScopeMetrics(scope=SYSTEM_SCOPE, metrics=gauges),
+            ],
+        )
 
     bodies: list[bytes] = []
     for number in range(requests):
         request = ExportMetricsServiceRequest()
         for slot in range(number * shape.per_request, (number + 1) * shape.per_request):
             index, round_ = slot % shape.fleet, slot // shape.fleet  # instances in turn: times only grow
-            request.resource_metrics.append(export(instances[index], first_ns + round_ * interval_ns + index * interval_ns // shape.fleet))
+            request.resource_metrics.append(
+                export(instances[index], first_ns + round_ * interval_ns + index * interval_ns // shape.fleet)
+            )
         bodies.append(request.SerializeToString())
     return bodies, [shape.points] * requests, exports
 
@@ -587,8 +764,10 @@ class PathResult:
 
     def relative_to(self, other: PathResult) -> tuple[float, float]:
         """Rate vs ``other``: over the whole run, and the median of the per-round ratios."""
-        paired = [(mine.rows / mine.seconds) / (theirs.rows / theirs.seconds)
-                  for mine, theirs in zip(self.slices, other.slices, strict=True)]
+        paired = [
+            (mine.rows / mine.seconds) / (theirs.rows / theirs.seconds)
+            for mine, theirs in zip(self.slices, other.slices, strict=True)
+        ]
         return self.rate / other.rate, statistics.median(paired)
 
 
@@ -633,8 +812,13 @@ class Clients:
         return client
 
     def run(
-        self, method: str, urls: Sequence[str], bodies: Sequence[bytes | None], sizes: Sequence[int],
-        headers: dict[str, str], check: Callable[[httpx.Response, int], str | None],
+        self,
+        method: str,
+        urls: Sequence[str],
+        bodies: Sequence[bytes | None],
+        sizes: Sequence[int],
+        headers: dict[str, str],
+        check: Callable[[httpx.Response, int], str | None],
     ) -> Slice:
         """Send every request (``sizes`` rows each), ``count`` at a time; ``check`` says what is wrong with an answer."""
 
@@ -690,8 +874,7 @@ def check_metrics(response: httpx.Response, size: int) -> str | None:
         return f"HTTP {response.status_code}: {response.text[:200]}"
     answer = ExportMetricsServiceResponse.FromString(response.content)
     if answer.partial_success.rejected_data_points:
-        return (f"rejected {answer.partial_success.rejected_data_points} of {size}: "
-                f"{answer.partial_success.error_message[:200]}")
+        return f"rejected {answer.partial_success.rejected_data_points} of {size}: {answer.partial_success.error_message[:200]}"
     return None
 
 
@@ -801,10 +984,12 @@ def child_env(**extra: str) -> dict[str, str]:
 def code_version() -> str:
     """Where the measured code lives and its commit (and whether ``src/`` has uncommitted changes)."""
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "src"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True,
-                               check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "src"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return f"{SRC} (not a git checkout)"
     return f"{SRC} as of commit {commit} (the last that changed src/)" + (" with uncommitted changes" if dirty else "")
@@ -813,8 +998,12 @@ def code_version() -> str:
 def cli(url: str, *args: str) -> str:
     """Run ``python -m fernando_telemetry ARGS`` against ``url``; its last stdout line."""
     done = subprocess.run(
-        [PYTHON, "-m", "fernando_telemetry", *args], cwd=ROOT, env=child_env(DATABASE_URL=url),
-        capture_output=True, text=True, check=False,
+        [PYTHON, "-m", "fernando_telemetry", *args],
+        cwd=ROOT,
+        env=child_env(DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise SystemExit(f"fernando_telemetry {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
@@ -866,7 +1055,10 @@ def start_server(url: str, workdir: Path) -> tuple[Process, str]:
     base = f"http://127.0.0.1:{port}"
     server = Process(
         [PYTHON, "-m", "fernando_telemetry", "serve", "--host", "127.0.0.1", "--port", str(port), "--otlp-grpc-port", "0"],
-        env=env, log_path=workdir / "server.log", ready_url=f"{base}/readyz", name="the server",
+        env=env,
+        log_path=workdir / "server.log",
+        ready_url=f"{base}/readyz",
+        name="the server",
     )
     return server, base
 
@@ -930,13 +1122,22 @@ class MiddlewareResult:
         return sum(s.cpu["bench"] for s in self.concurrent) / sum(s.rows for s in self.concurrent) * 1e6
 
     def relative_to(self, other: MiddlewareResult, which: str) -> tuple[float, float]:
-        paired = [(m.rows / m.seconds) / (t.rows / t.seconds)
-                  for m, t in zip(getattr(self, which), getattr(other, which), strict=True)]
+        paired = [
+            (m.rows / m.seconds) / (t.rows / t.seconds) for m, t in zip(getattr(self, which), getattr(other, which), strict=True)
+        ]
         return self.rate(which) / other.rate(which), statistics.median(paired)
 
 
 def middleware_bench(
-    *, base: str, key: str, workdir: Path, rounds: int, sequential: int, concurrent: int, clients: Clients, progress: Progress,
+    *,
+    base: str,
+    key: str,
+    workdir: Path,
+    rounds: int,
+    sequential: int,
+    concurrent: int,
+    clients: Clients,
+    progress: Progress,
 ) -> list[MiddlewareResult] | None:
     try:
         from fernando_telemetry.sdk import TelemetryMiddleware  # noqa: F401
@@ -953,9 +1154,21 @@ def middleware_bench(
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             process = Process(
-                [PYTHON, str(Path(__file__).resolve()), "--demo-app", variant, "--demo-port", str(port),
-                 "--demo-endpoint", base, "--demo-key", key],
-                env=child_env(), log_path=workdir / f"demo-{variant}.log", ready_url=f"{url}/items/0",
+                [
+                    PYTHON,
+                    str(Path(__file__).resolve()),
+                    "--demo-app",
+                    variant,
+                    "--demo-port",
+                    str(port),
+                    "--demo-endpoint",
+                    base,
+                    "--demo-key",
+                    key,
+                ],
+                env=child_env(),
+                log_path=workdir / f"demo-{variant}.log",
+                ready_url=f"{url}/items/0",
                 name=f"the demo app ({variant})",
             )
             results.append(MiddlewareResult(variant, description, process, url))
@@ -1015,8 +1228,12 @@ def _frame(frame: str) -> str:
 
 
 # the server's own frames that only say "the server is running"
-_SCAFFOLDING = ("fernando_telemetry/cli/", "fernando_telemetry/console.py", "fernando_telemetry/composition/server.py",
-                "fernando_telemetry/__main__.py")
+_SCAFFOLDING = (
+    "fernando_telemetry/cli/",
+    "fernando_telemetry/console.py",
+    "fernando_telemetry/composition/server.py",
+    "fernando_telemetry/__main__.py",
+)
 PROFILE_RATE_HZ = 250
 
 
@@ -1038,9 +1255,23 @@ def profile_server(server_pid: int, workdir: Path, run: Callable[[], Slice], top
         return "py-spy not installed (.venv/bin/pip install py-spy)"
     output = workdir / "server-profile.txt"
     spy = subprocess.Popen(
-        [pyspy, "record", "--pid", str(server_pid), "--rate", str(PROFILE_RATE_HZ), "--gil", "--nonblocking", "--threads",
-         "--format", "raw", "--output", str(output)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            pyspy,
+            "record",
+            "--pid",
+            str(server_pid),
+            "--rate",
+            str(PROFILE_RATE_HZ),
+            "--gil",
+            "--nonblocking",
+            "--threads",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     time.sleep(1.0)
     started = time.perf_counter()
@@ -1104,11 +1335,14 @@ def delete_license(conn: psycopg.Connection, license_id: int) -> list[str]:
     user_id)``, the users registered on first sight, per-stream metric state, rollups, audit entries...), in as many
     passes as their foreign keys need. Returns what could not be deleted."""
     conn.rollback()
-    tables = [row[0] for row in conn.execute(
-        "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'license_id' "
-        "AND NOT a.attisdropped WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') "
-        "AND NOT c.relispartition AND c.relname <> 'licenses'"
-    )]
+    tables = [
+        row[0]
+        for row in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'license_id' "
+            "AND NOT a.attisdropped WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') "
+            "AND NOT c.relispartition AND c.relname <> 'licenses'"
+        )
+    ]
     first = [table for table in ("telemetry_events", "traces", "system_metrics") if table in tables]
     pending = first + sorted(set(tables) - set(first))
     problems: dict[str, str] = {}
@@ -1141,17 +1375,34 @@ def _fmt_cpu(value: float | None) -> str:
 
 
 def report(
-    *, args: argparse.Namespace, version: str, where: str, settings: Any, paths: dict[str, PathResult],
-    otlp_note: str | None, sanity: list[str], attributed: float, first_at: str, last_at: str, notes: list[str],
-    profile: Profile | str | None, middleware: list[MiddlewareResult] | str | None, shape: MetricsShape, metric_warm: int,
-    metrics_info: dict[str, Any], metrics_note: str | None, acceptance: Acceptance,
+    *,
+    args: argparse.Namespace,
+    version: str,
+    where: str,
+    settings: Any,
+    paths: dict[str, PathResult],
+    otlp_note: str | None,
+    sanity: list[str],
+    attributed: float,
+    first_at: str,
+    last_at: str,
+    notes: list[str],
+    profile: Profile | str | None,
+    middleware: list[MiddlewareResult] | str | None,
+    shape: MetricsShape,
+    metric_warm: int,
+    metrics_info: dict[str, Any],
+    metrics_note: str | None,
+    acceptance: Acceptance,
 ) -> None:
     order = [label for label in PATHS if label in paths]
     # (f) on a version that refuses unknown users: no rate, the rejections instead
     refused = "f" in paths and acceptance.rejected > 0
     refusal = f"rejected by this version: {acceptance.rejected:,} of {acceptance.sent:,} items"
-    print("ingest_http: rows/s through the real server vs raw COPY of the same rows: events, OTLP spans and metrics, "
-          "events of new users, and the naive ORM path")
+    print(
+        "ingest_http: rows/s through the real server vs raw COPY of the same rows: events, OTLP spans and metrics, "
+        "events of new users, and the naive ORM path"
+    )
     print(f"database: PostgreSQL {version.split()[0]}, {where}")
     print(
         f"server: python -m fernando_telemetry serve (one uvicorn process), group-commit writer up to "
@@ -1179,7 +1430,9 @@ def report(
         )
     warmups = f"{args.warmup} requests or COPY batches per path" + (", 100 ORM events" if "d" in paths else "")
     if "e" in paths:
-        warmups += f"; (e) {metric_warm} requests: the first export of every instance, so its timed requests only repeat known streams"
+        warmups += (
+            f"; (e) {metric_warm} requests: the first export of every instance, so its timed requests only repeat known streams"
+        )
     print(
         f"method: {args.rounds} rounds, each doing a slice of {', '.join(f'({p})' for p in order)} in turn, the order "
         "rotating per round; rate = rows / wall time of the slice (requests acked after commit); bodies, COPY rows and "
@@ -1204,7 +1457,9 @@ def report(
     if refused:
         for reason, count in acceptance.reasons.most_common(3):
             print(f"(f) rejected x{count:,}: {reason}")
-    print("rows: events, spans (c) or data points (e); median: of the per-round rates; p50/p99: per request (HTTP) from send to ack")
+    print(
+        "rows: events, spans (c) or data points (e); median: of the per-round rates; p50/p99: per request (HTTP) from send to ack"
+    )
     print()
     for top, bottom, target, meaning in (
         ("b", "a", 0.5, "HTTP ingest vs raw COPY of the same rows"),
@@ -1220,14 +1475,18 @@ def report(
             continue
         overall, paired = paths[top].relative_to(paths[bottom])
         goal = "" if target is None else f"; target >= {target:g}: {'met' if overall >= target else 'NOT met'}"
-        print(f"({top})/({bottom}) = {overall:.2f}   {meaning} (median of the {len(paths[top].slices)} per-round ratios: {paired:.2f}{goal})")
+        print(
+            f"({top})/({bottom}) = {overall:.2f}   {meaning} (median of the {len(paths[top].slices)} per-round ratios: {paired:.2f}{goal})"
+        )
     print()
     print("CPU ms per 1,000 rows, by process (user + system):")
     print(f"{'path':<6}{'bench':>8}{'server':>8}{'postgres':>10}")
     for label in order:
         one = paths[label]
-        print(f"({label})  {_fmt_cpu(one.cpu_ms_per_1000('bench')):>8}{_fmt_cpu(one.cpu_ms_per_1000('server')):>8}"
-              f"{_fmt_cpu(one.cpu_ms_per_1000('postgres')):>10}")
+        print(
+            f"({label})  {_fmt_cpu(one.cpu_ms_per_1000('bench')):>8}{_fmt_cpu(one.cpu_ms_per_1000('server')):>8}"
+            f"{_fmt_cpu(one.cpu_ms_per_1000('postgres')):>10}"
+        )
     print("bench: this process (the HTTP clients, or the COPY / ORM loop); postgres: every PostgreSQL process (embedded only)")
     print()
     print("server side (rows of each path, by environment and the bench license):")
@@ -1273,11 +1532,15 @@ def report_middleware(*, args: argparse.Namespace, middleware: list[MiddlewareRe
     )
     print(f"{'variant':<84}{'seq req/s':>10}{'seq p50 us':>11}{'conc req/s':>11}{'app CPU us/req':>15}{'client CPU us/req':>18}")
     for result in middleware:
-        print(f"{result.variant + ': ' + result.description:<84}{result.rate('sequential'):>10,.0f}"
-              f"{result.sequential_p50_us():>11,.0f}{result.rate('concurrent'):>11,.0f}{result.app_cpu_us():>15,.0f}"
-              f"{result.client_cpu_us():>18,.0f}")
-    print("app CPU: the app's process (with the TelemetryClient's export thread), all its requests; "
-          "client CPU: this process (httpx) during the concurrent requests")
+        print(
+            f"{result.variant + ': ' + result.description:<84}{result.rate('sequential'):>10,.0f}"
+            f"{result.sequential_p50_us():>11,.0f}{result.rate('concurrent'):>11,.0f}{result.app_cpu_us():>15,.0f}"
+            f"{result.client_cpu_us():>18,.0f}"
+        )
+    print(
+        "app CPU: the app's process (with the TelemetryClient's export thread), all its requests; "
+        "client CPU: this process (httpx) during the concurrent requests"
+    )
     for result in middleware[1:]:
         seq, seq_median = result.relative_to(plain, "sequential")
         conc, conc_median = result.relative_to(plain, "concurrent")
@@ -1295,10 +1558,14 @@ def report_middleware(*, args: argparse.Namespace, middleware: list[MiddlewareRe
     for result in middleware[1:]:
         if result.stats is not None:
             stats = result.stats
-            print(f"{result.variant} client at shutdown: sent {stats.get('sent', 0):,}, rejected {stats.get('rejected', 0):,}, "
-                  f"failed {stats.get('failed', 0):,}, dropped {stats.get('dropped', 0):,}, retries {stats.get('retries', 0):,}")
+            print(
+                f"{result.variant} client at shutdown: sent {stats.get('sent', 0):,}, rejected {stats.get('rejected', 0):,}, "
+                f"failed {stats.get('failed', 0):,}, dropped {stats.get('dropped', 0):,}, retries {stats.get('retries', 0):,}"
+            )
     requests = [sum(s.rows for s in r.sequential + r.concurrent) for r in middleware]
-    print(f"requests answered 200 per variant: {', '.join(f'{r.variant} {n:,}' for r, n in zip(middleware, requests, strict=True))}")
+    print(
+        f"requests answered 200 per variant: {', '.join(f'{r.variant} {n:,}' for r, n in zip(middleware, requests, strict=True))}"
+    )
 
 
 def middleware_sanity(conn: psycopg.Connection, middleware: list[MiddlewareResult], license_id: int) -> str:
@@ -1370,8 +1637,14 @@ def main_middleware(args: argparse.Namespace) -> int:
             version = conn.execute("SHOW server_version").fetchone()[0]
             conn.commit()
             middleware = middleware_bench(
-                base=base, key=key, workdir=workdir, rounds=args.rounds, sequential=args.mw_sequential,
-                concurrent=args.mw_concurrent, clients=clients, progress=progress,
+                base=base,
+                key=key,
+                workdir=workdir,
+                rounds=args.rounds,
+                sequential=args.mw_sequential,
+                concurrent=args.mw_concurrent,
+                clients=clients,
+                progress=progress,
             )
             if middleware is not None:
                 sanity = middleware_sanity(conn, middleware, license_id)
@@ -1395,34 +1668,59 @@ def main_middleware(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000,
-                        help="events of (a), (b) and (f), spans of (c), data points of (e) (default 200,000)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=200_000,
+        help="events of (a), (b) and (f), spans of (c), data points of (e) (default 200,000)",
+    )
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients of (b), (c), (e), (f); threads of (d)")
-    parser.add_argument("--batch", type=int, default=500,
-                        help="events per request of (b) and (f), spans per request of (c), data points per request of (e) "
-                             f"(rounded to whole SDK exports of {2 * METRIC_LABEL_SETS + METRIC_GAUGE_POINTS} points)")
-    parser.add_argument("--copy-batch", type=int, default=None,
-                        help="rows per COPY and commit of (a) (default clients x batch: the group the writer forms "
-                             "when every client has a request queued)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=500,
+        help="events per request of (b) and (f), spans per request of (c), data points per request of (e) "
+        f"(rounded to whole SDK exports of {2 * METRIC_LABEL_SETS + METRIC_GAUGE_POINTS} points)",
+    )
+    parser.add_argument(
+        "--copy-batch",
+        type=int,
+        default=None,
+        help="rows per COPY and commit of (a) (default clients x batch: the group the writer forms "
+        "when every client has a request queued)",
+    )
     parser.add_argument("--orm-events", type=int, default=5_000, help="events of (d) (default 5,000)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=16,
-                        help="untimed requests (or COPY batches) per path first; (e) at least the first export of every stream")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=16,
+        help="untimed requests (or COPY batches) per path first; (e) at least the first export of every stream",
+    )
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--mw-sequential", type=int, default=1_000, help="sequential requests per middleware round and variant")
     parser.add_argument("--mw-concurrent", type=int, default=3_000, help="concurrent requests per middleware round and variant")
     parser.add_argument("--no-middleware", action="store_true", help="skip the middleware bench")
-    parser.add_argument("--only", choices=("middleware", *ONLY),
-                        help="run only this part: 'middleware' starts the server (the sink of the 'server' variant) and "
-                             "runs only the middleware bench; 'metrics' runs (a) and (e), 'users' (b) and (f), no middleware")
-    parser.add_argument("--profile", action="store_true",
-                        help="then profile the server with py-spy during an extra slice of (b) and print its top functions")
+    parser.add_argument(
+        "--only",
+        choices=("middleware", *ONLY),
+        help="run only this part: 'middleware' starts the server (the sink of the 'server' variant) and "
+        "runs only the middleware bench; 'metrics' runs (a) and (e), 'users' (b) and (f), no middleware",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="then profile the server with py-spy during an extra slice of (b) and print its top functions",
+    )
     parser.add_argument("--profile-events", type=int, default=100_000, help="events of the --profile slice")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                        help="an existing server (default: $DATABASE_URL, else an embedded PostgreSQL 18); the bench's "
-                             "license, key, users (those registered on first sight too) and rows are deleted at the end "
-                             "unless --keep")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="an existing server (default: $DATABASE_URL, else an embedded PostgreSQL 18); the bench's "
+        "license, key, users (those registered on first sight too) and rows are deleted at the end "
+        "unless --keep",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the bench's rows in a --database-url database")
     parser.add_argument("--demo-app", choices=("plain", "memory", "server"), help=argparse.SUPPRESS)
     parser.add_argument("--demo-port", type=int, help=argparse.SUPPRESS)
@@ -1458,8 +1756,19 @@ def main(argv: list[str] | None = None) -> int:
         license_id: int | None = None
         try:
             license_id = int(cli(url, "licenses", "create", "--name", "bench ingest_http", "--plan", LICENSE_PLAN))
-            key = cli(url, "keys", "create", "--license-id", str(license_id), "--scope", "ingest", "--scope", "read",
-                      "--name", "bench ingest_http")
+            key = cli(
+                url,
+                "keys",
+                "create",
+                "--license-id",
+                str(license_id),
+                "--scope",
+                "ingest",
+                "--scope",
+                "read",
+                "--name",
+                "bench ingest_http",
+            )
             users = make_users(rng, args.users)
             with conn.cursor().copy("COPY users (user_id, email, license_id) FROM STDIN") as copy:
                 for user_id in users.ids:
@@ -1489,7 +1798,9 @@ def main(argv: list[str] | None = None) -> int:
                 described = described or copy_items
                 rows = copy_rows(copy_items, license_id=license_id, now=now)
             attributed = sum("user_id" in item for item in described) / max(len(described), 1)
-            first_at, last_at = (described[0]["event_timestamp"][:16], described[-1]["event_timestamp"][:16]) if described else ("", "")
+            first_at, last_at = (
+                (described[0]["event_timestamp"][:16], described[-1]["event_timestamp"][:16]) if described else ("", "")
+            )
             del described
             progress.advance(task)
             otlp_bodies: list[bytes] = []
@@ -1550,15 +1861,19 @@ def main(argv: list[str] | None = None) -> int:
             # are the OTLP routes there yet?
             otlp_note = metrics_note = None
             if "c" in selected:
-                probe = httpx.post(traces_url, content=ExportTraceServiceRequest().SerializeToString(), headers=otlp_headers,
-                                   timeout=30)
+                probe = httpx.post(
+                    traces_url, content=ExportTraceServiceRequest().SerializeToString(), headers=otlp_headers, timeout=30
+                )
                 if probe.status_code != 200:
                     otlp_note = f"POST /v1/traces: not available (an empty request answered HTTP {probe.status_code}), skipped"
             if "e" in selected:
-                probe = httpx.post(metrics_url, content=ExportMetricsServiceRequest().SerializeToString(), headers=otlp_headers,
-                                   timeout=30)
+                probe = httpx.post(
+                    metrics_url, content=ExportMetricsServiceRequest().SerializeToString(), headers=otlp_headers, timeout=30
+                )
                 if probe.status_code != 200:
-                    metrics_note = f"POST /v1/metrics: not available (an empty request answered HTTP {probe.status_code}), skipped"
+                    metrics_note = (
+                        f"POST /v1/metrics: not available (an empty request answered HTTP {probe.status_code}), skipped"
+                    )
                     selected.discard("e")
             if otlp_note is not None:
                 selected.discard("c")
@@ -1594,13 +1909,28 @@ def main(argv: list[str] | None = None) -> int:
             parts = {
                 "a": split(rows[args.warmup * copy_batch :], args.rounds),
                 "b": list(zip(split(timed_bodies, args.rounds), split(timed_sizes, args.rounds), strict=True)),
-                "c": list(zip(split(otlp_bodies[warm_requests:], args.rounds),
-                              split(otlp_sizes[warm_requests:], args.rounds), strict=True)),
+                "c": list(
+                    zip(
+                        split(otlp_bodies[warm_requests:], args.rounds),
+                        split(otlp_sizes[warm_requests:], args.rounds),
+                        strict=True,
+                    )
+                ),
                 "d": split(orm_args[100:], args.rounds),
-                "e": list(zip(split(metric_bodies[metric_warm:], args.rounds),
-                              split(metric_sizes[metric_warm:], args.rounds), strict=True)),
-                "f": list(zip(split(new_user_bodies[warm_requests:], args.rounds),
-                              split(new_user_sizes[warm_requests:], args.rounds), strict=True)),
+                "e": list(
+                    zip(
+                        split(metric_bodies[metric_warm:], args.rounds),
+                        split(metric_sizes[metric_warm:], args.rounds),
+                        strict=True,
+                    )
+                ),
+                "f": list(
+                    zip(
+                        split(new_user_bodies[warm_requests:], args.rounds),
+                        split(new_user_sizes[warm_requests:], args.rounds),
+                        strict=True,
+                    )
+                ),
             }
             sessions = session_factory(engine)
             runners: dict[str, Callable[[Any], Slice]] = {
@@ -1636,8 +1966,10 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(profile, Profile):
                 acked["b"] += profile.slice.rows
             for label, table, key_sql, environment in (
-                ("a", "telemetry_events", "event_id", ENV_COPY), ("b", "telemetry_events", "event_id", ENV_HTTP),
-                ("c", "traces", "(trace_id, span_id)", ENV_OTLP), ("d", "telemetry_events", "event_id", ENV_ORM),
+                ("a", "telemetry_events", "event_id", ENV_COPY),
+                ("b", "telemetry_events", "event_id", ENV_HTTP),
+                ("c", "traces", "(trace_id, span_id)", ENV_OTLP),
+                ("d", "telemetry_events", "event_id", ENV_ORM),
                 ("f", "telemetry_events", "event_id", ENV_NEW_USERS),
             ):
                 if label not in paths:
@@ -1658,8 +1990,14 @@ def main(argv: list[str] | None = None) -> int:
                 middleware = f"skipped (--only {args.only})"
             elif not args.no_middleware:
                 middleware = middleware_bench(
-                    base=base, key=key, workdir=workdir, rounds=args.rounds, sequential=args.mw_sequential,
-                    concurrent=args.mw_concurrent, clients=clients, progress=progress,
+                    base=base,
+                    key=key,
+                    workdir=workdir,
+                    rounds=args.rounds,
+                    sequential=args.mw_sequential,
+                    concurrent=args.mw_concurrent,
+                    clients=clients,
+                    progress=progress,
                 )
                 if middleware is not None:
                     sanity.append(middleware_sanity(conn, middleware, license_id))
@@ -1674,9 +2012,24 @@ def main(argv: list[str] | None = None) -> int:
             conn.close()
     shutil.rmtree(workdir, ignore_errors=True)
     report(
-        args=args, version=version, where=where, settings=settings, paths=paths, otlp_note=otlp_note, sanity=sanity,
-        attributed=attributed, first_at=first_at, last_at=last_at, notes=notes, profile=profile, middleware=middleware,
-        shape=shape, metric_warm=metric_warm, metrics_info=metrics_info, metrics_note=metrics_note, acceptance=acceptance,
+        args=args,
+        version=version,
+        where=where,
+        settings=settings,
+        paths=paths,
+        otlp_note=otlp_note,
+        sanity=sanity,
+        attributed=attributed,
+        first_at=first_at,
+        last_at=last_at,
+        notes=notes,
+        profile=profile,
+        middleware=middleware,
+        shape=shape,
+        metric_warm=metric_warm,
+        metrics_info=metrics_info,
+        metrics_note=metrics_note,
+        acceptance=acceptance,
     )
     return 0
 

@@ -98,7 +98,12 @@ class Timings:
 
 
 def interleaved(
-    variants: dict[str, tuple[str, Callable[[], Any]]], *, rounds: int, calls: int = 1, progress: Progress, description: str,
+    variants: dict[str, tuple[str, Callable[[], Any]]],
+    *,
+    rounds: int,
+    calls: int = 1,
+    progress: Progress,
+    description: str,
 ) -> dict[str, Timings]:
     """Each variant once untimed (warm-up), then ``rounds`` rounds running every variant ``calls`` times in
     turn, the order rotating by one variant per round."""
@@ -148,7 +153,9 @@ def database(args: argparse.Namespace) -> Iterator[Where]:
         if args.fresh:
             raise SystemExit("--fresh drops the bench database: only with the embedded cluster, not with --database-url")
         digest = hashlib.sha256(args.database_url.encode()).hexdigest()[:12]
-        yield Where(args.database_url, "the server at --database-url / DATABASE_URL", DEFAULT_DIR / f"dataset-{digest}.json", None)
+        yield Where(
+            args.database_url, "the server at --database-url / DATABASE_URL", DEFAULT_DIR / f"dataset-{digest}.json", None
+        )
         return
     cluster = EmbeddedPostgres(args.cluster_dir, port=0, database=DATABASE, durable=True)
     url = cluster.start()
@@ -161,8 +168,10 @@ def database(args: argparse.Namespace) -> Iterator[Where]:
                 admin.execute(f"CREATE DATABASE {DATABASE}")
             state_path.unlink(missing_ok=True)
         yield Where(
-            url, f"embedded PostgreSQL in {args.cluster_dir} (kept between runs; durable: fsync on, default settings)",
-            state_path, cluster.pid,
+            url,
+            f"embedded PostgreSQL in {args.cluster_dir} (kept between runs; durable: fsync on, default settings)",
+            state_path,
+            cluster.pid,
         )
     finally:
         cluster.stop()
@@ -218,8 +227,16 @@ def load(engine: Engine, args: argparse.Namespace, progress: Progress, setup: Se
 
     with session_factory(engine).begin() as session:
         synthetic.generate(
-            session, now=datetime.now(UTC), days=args.days, events_count=args.events, spans_count=args.spans,
-            metrics_count=args.metrics, users=args.users, license_id=None, seed=args.seed, dump_json=dump_json,
+            session,
+            now=datetime.now(UTC),
+            days=args.days,
+            events_count=args.events,
+            spans_count=args.spans,
+            metrics_count=args.metrics,
+            users=args.users,
+            license_id=None,
+            seed=args.seed,
+            dump_json=dump_json,
             progress=advance,
         )
         before_commit = time.perf_counter()
@@ -248,7 +265,9 @@ def remigrate_rollups(engine: Engine, setup: Setup, changed: list[str]) -> None:
     schema.downgrade(engine, revision=down_to)
     schema.upgrade(engine)
     setup.remigrate_seconds = time.perf_counter() - started
-    setup.remigrated = f"{', '.join(sorted(changed))} changed since the data was loaded: downgraded to {down_to} and upgraded again"
+    setup.remigrated = (
+        f"{', '.join(sorted(changed))} changed since the data was loaded: downgraded to {down_to} and upgraded again"
+    )
 
 
 def refresh_all(sessions: sessionmaker[Session], progress: Progress, setup: Setup) -> None:
@@ -283,8 +302,14 @@ def prepare(engine: Engine, conn: psycopg.Connection, where: Where, args: argpar
         load(engine, args, progress, setup)
         counts = count_rows(conn)
         state = {
-            "requested": {"events": args.events, "spans": args.spans, "metrics": args.metrics, "days": args.days,
-                          "users": args.users, "seed": args.seed},
+            "requested": {
+                "events": args.events,
+                "spans": args.spans,
+                "metrics": args.metrics,
+                "days": args.days,
+                "users": args.users,
+                "seed": args.seed,
+            },
             "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "load_seconds": round(setup.load_seconds, 1),
             "load_parts": {kind: round(seconds, 1) for kind, seconds in setup.load_parts.items()},
@@ -292,8 +317,12 @@ def prepare(engine: Engine, conn: psycopg.Connection, where: Where, args: argpar
         }
     else:
         requested = state.get("requested", {})
-        same = (requested.get("days") == args.days and requested.get("events") == args.events
-                and requested.get("spans") == args.spans and requested.get("metrics") == args.metrics)
+        same = (
+            requested.get("days") == args.days
+            and requested.get("events") == args.events
+            and requested.get("spans") == args.spans
+            and requested.get("metrics") == args.metrics
+        )
         if not args.reuse and not same:
             found = ", ".join(f"{table} {count:,}" for table, count in counts.items())
             raise SystemExit(
@@ -302,8 +331,9 @@ def prepare(engine: Engine, conn: psycopg.Connection, where: Where, args: argpar
                 "rerun with --reuse to measure it as it is, or --fresh to drop it and load anew (embedded cluster only)"
             )
         known = state.get("fingerprints", {})
-        changed = [name for name, digest in current.items()
-                   if name.startswith("revision") and known and known.get(name) != digest]
+        changed = [
+            name for name, digest in current.items() if name.startswith("revision") and known and known.get(name) != digest
+        ]
         if changed:
             remigrate_rollups(engine, setup, changed)
         elif args.rebuild_rollups or (known and known.get("rollup SQL") != current["rollup SQL"]):
@@ -349,12 +379,13 @@ def describe(conn: psycopg.Connection, counts: dict[str, int]) -> Dataset:
         raise SystemExit("no rolled-up hours of telemetry_events: the refresh did not run")
     partitions, sizes = {}, {}
     for table in RAW_TABLES:
-        partitions[table] = conn.execute(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (table,)
-        ).fetchone()[0]
+        partitions[table] = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = %s::regclass", (table,)).fetchone()[
+            0
+        ]
         heap, index = conn.execute(
             "SELECT coalesce(sum(pg_table_size(relid)), 0), coalesce(sum(pg_indexes_size(relid)), 0) "
-            "FROM pg_partition_tree(%s::regclass)", (table,)
+            "FROM pg_partition_tree(%s::regclass)",
+            (table,),
         ).fetchone()
         sizes[table] = (heap / 2**30, index / 2**30)
     licenses, users = conn.execute(
@@ -412,34 +443,51 @@ class SummaryResult:
     tail_answers: str = ""
 
 
-def summary_bench(conn: psycopg.Connection, engine: Engine, data: Dataset, args: argparse.Namespace, progress: Progress) -> SummaryResult:
+def summary_bench(
+    conn: psycopg.Connection, engine: Engine, data: Dataset, args: argparse.Namespace, progress: Progress
+) -> SummaryResult:
     params = {"start": data.end - timedelta(days=7), "end": data.end}
     timings = interleaved(
         {
             "view": ("view telemetry_events_hourly_summary", lambda: conn.execute(VIEW_SQL, params).fetchall()),
-            "raw": ("raw rows: count, count(DISTINCT user_id), percentile_cont(0.95)",
-                    lambda: conn.execute(RAW_SUMMARY_SQL, params).fetchall()),
+            "raw": (
+                "raw rows: count, count(DISTINCT user_id), percentile_cont(0.95)",
+                lambda: conn.execute(RAW_SUMMARY_SQL, params).fetchall(),
+            ),
         },
-        rounds=args.rounds, progress=progress, description="1. events summary, 7 days",
+        rounds=args.rounds,
+        progress=progress,
+        description="1. events summary, 7 days",
     )
     equal, answers = same_rows(timings["view"].result, timings["raw"].result)
     result = SummaryResult(params["start"], params["end"], timings, ("view == raw: " if equal else "MISMATCH: ") + answers)
 
     # the tail: fresh rows in the last hour make it pending, so the view reads that hour from raw rows
-    users = [SyntheticUser(user_id, license_id) for user_id, license_id in conn.execute(
-        "SELECT user_id, license_id FROM users WHERE user_id LIKE 'synthetic-u%' ORDER BY user_id"
-    ).fetchall()]
+    users = [
+        SyntheticUser(user_id, license_id)
+        for user_id, license_id in conn.execute(
+            "SELECT user_id, license_id FROM users WHERE user_id LIKE 'synthetic-u%' ORDER BY user_id"
+        ).fetchall()
+    ]
     rows = (
         row._replace(environment=TAIL_ENVIRONMENT)
-        for row in event_rows(random.Random(args.seed), args.tail_events, window=Window(data.last_hour, data.end),
-                              users=users, dump_json=dump_json)
+        for row in event_rows(
+            random.Random(args.seed), args.tail_events, window=Window(data.last_hour, data.end), users=users, dump_json=dump_json
+        )
     )
     with session_factory(engine).begin() as session:
         result.tail_rows = copy_rows(session, table="telemetry_events", columns=event_columns.COLUMNS, rows=rows)
     try:
         tail = interleaved(
-            {"tail": (f"view, last hour pending ({result.tail_rows:,} fresh rows)", lambda: conn.execute(VIEW_SQL, params).fetchall())},
-            rounds=args.rounds, progress=progress, description="1. events summary with a tail",
+            {
+                "tail": (
+                    f"view, last hour pending ({result.tail_rows:,} fresh rows)",
+                    lambda: conn.execute(VIEW_SQL, params).fetchall(),
+                )
+            },
+            rounds=args.rounds,
+            progress=progress,
+            description="1. events summary with a tail",
         )["tail"]
         result.tail = tail
         equal, answers = same_rows(tail.result, conn.execute(RAW_SUMMARY_SQL, params).fetchall())
@@ -473,8 +521,16 @@ SELECT date_trunc('day', {time_column}, 'UTC') AS day, percentile_cont(0.95) WIT
 
 P95_CASES = (  # key, what, daily table, sketch prefix, raw table, time column, value column, condition
     ("spans", "traces.duration_ms, every span", "traces_daily", "duration", "traces", "start_time", "duration_ms", ""),
-    ("metric", f"system_metrics.value of {P95_METRIC}, every host", "system_metrics_daily", "value", "system_metrics",
-     '"timestamp"', "value", f"AND {{alias}}metric_name = '{P95_METRIC}'"),
+    (
+        "metric",
+        f"system_metrics.value of {P95_METRIC}, every host",
+        "system_metrics_daily",
+        "value",
+        "system_metrics",
+        '"timestamp"',
+        "value",
+        f"AND {{alias}}metric_name = '{P95_METRIC}'",
+    ),
 )
 
 
@@ -504,11 +560,15 @@ def p95_bench(conn: psycopg.Connection, data: Dataset, args: argparse.Namespace,
         raw_sql = RAW_P95_SQL.format(time_column=time_column, column=column, table=raw, condition=condition.format(alias=""))
         timings = interleaved(
             {
-                "rollup": (f"{daily}: sketches merged per day, rollup_sketch_quantiles",
-                           lambda sql=rollup_sql: conn.execute(sql, params).fetchall()),
+                "rollup": (
+                    f"{daily}: sketches merged per day, rollup_sketch_quantiles",
+                    lambda sql=rollup_sql: conn.execute(sql, params).fetchall(),
+                ),
                 "raw": (f"{raw}: percentile_cont(0.95) per day", lambda sql=raw_sql: conn.execute(sql, params).fetchall()),
             },
-            rounds=args.rounds, progress=progress, description=f"2. daily p95, {key}",
+            rounds=args.rounds,
+            progress=progress,
+            description=f"2. daily p95, {key}",
         )
         sketch = dict(timings["rollup"].result)
         exact = dict(timings["raw"].result)
@@ -535,13 +595,20 @@ class TraceResult:
 
 
 def trace_bench(
-    conn: psycopg.Connection, sessions: sessionmaker[Session], data: Dataset, args: argparse.Namespace, progress: Progress,
+    conn: psycopg.Connection,
+    sessions: sessionmaker[Session],
+    data: Dataset,
+    args: argparse.Namespace,
+    progress: Progress,
 ) -> TraceResult:
     needed = 2 * args.trace_ids + 20
     percent = min(100.0, 100.0 * needed * 20 / max(data.counts["traces"], 1))  # ~4 spans per trace: ~5x the traces needed
-    sample = [row[0] for row in conn.execute(
-        "SELECT DISTINCT trace_id FROM traces TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) ORDER BY 1", (percent, args.seed)
-    ).fetchall()]
+    sample = [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT trace_id FROM traces TABLESAMPLE BERNOULLI (%s) REPEATABLE (%s) ORDER BY 1", (percent, args.seed)
+        ).fetchall()
+    ]
     random.Random(args.seed).shuffle(sample)
     if len(sample) < needed:
         raise SystemExit(f"only {len(sample)} traces sampled, {needed} needed: lower --trace-ids")
@@ -570,11 +637,16 @@ def trace_bench(
                 service_timings.seconds.append(time.perf_counter() - started)
             progress.advance(task)
     progress.remove_task(task)
-    plans = [conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + TRACE_SQL, (trace_id,)).fetchone()[0][0] for trace_id in by_sql[:20]]
+    plans = [
+        conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + TRACE_SQL, (trace_id,)).fetchone()[0][0] for trace_id in by_sql[:20]
+    ]
     scans = _count_nodes(plans[0]["Plan"], "Index Scan") + _count_nodes(plans[0]["Plan"], "Bitmap Index Scan")
     return TraceResult(
-        sql_timings, service_timings, spans / (2 * len(by_sql)),
-        statistics.median(plan["Planning Time"] for plan in plans), statistics.median(plan["Execution Time"] for plan in plans),
+        sql_timings,
+        service_timings,
+        spans / (2 * len(by_sql)),
+        statistics.median(plan["Planning Time"] for plan in plans),
+        statistics.median(plan["Execution Time"] for plan in plans),
         scans,
     )
 
@@ -595,16 +667,25 @@ class SearchVariant:
 
 
 def search_bench(
-    sessions: sessionmaker[Session], data: Dataset, args: argparse.Namespace, progress: Progress,
+    sessions: sessionmaker[Session],
+    data: Dataset,
+    args: argparse.Namespace,
+    progress: Progress,
 ) -> list[SearchVariant]:
     licensed = Principal(api_key_id=0, license_id=data.busiest_license, scopes=frozenset({"read"}))
     variants = {
         "admin, no filter": ("admin key, no filter", ADMIN, event_search.EventFilters()),
         "license, no filter": (f"license {data.busiest_license} key, no filter", licensed, event_search.EventFilters()),
-        "license, event_type": (f"license {data.busiest_license} key, event_type=error_event", licensed,
-                                event_search.EventFilters(equals={"event_type": "error_event"})),
-        "license, payload": (f"license {data.busiest_license} key, payload.error=CardDeclined", licensed,
-                             event_search.EventFilters(payload=containment.conditions("payload.", [("payload.error", "CardDeclined")]))),
+        "license, event_type": (
+            f"license {data.busiest_license} key, event_type=error_event",
+            licensed,
+            event_search.EventFilters(equals={"event_type": "error_event"}),
+        ),
+        "license, payload": (
+            f"license {data.busiest_license} key, payload.error=CardDeclined",
+            licensed,
+            event_search.EventFilters(payload=containment.conditions("payload.", [("payload.error", "CardDeclined")])),
+        ),
     }
 
     def page(principal: Principal, filters: event_search.EventFilters) -> int:
@@ -613,7 +694,10 @@ def search_bench(
 
     timings = interleaved(
         {key: (label, lambda p=principal, f=filters: page(p, f)) for key, (label, principal, filters) in variants.items()},
-        rounds=args.rounds, calls=args.search_calls, progress=progress, description="4. events search, first page",
+        rounds=args.rounds,
+        calls=args.search_calls,
+        progress=progress,
+        description="4. events search, first page",
     )
     return [SearchVariant(variants[key][0], key, one, one.result) for key, one in timings.items()]
 
@@ -635,7 +719,12 @@ def series_bench(sessions: sessionmaker[Session], data: Dataset, args: argparse.
 
     def service(step: Step, agg: Aggregation, source: str = "raw") -> dict[datetime, float | None]:
         request = metric_series.SeriesRequest(
-            metric_name=SERIES_METRIC, service_name=SERIES_SERVICE, start=start, end=end, step=step, aggregation=agg,
+            metric_name=SERIES_METRIC,
+            service_name=SERIES_SERVICE,
+            start=start,
+            end=end,
+            step=step,
+            aggregation=agg,
         )
         with sessions() as session:
             found = metric_series.series(session, principal=ADMIN, request=request, now=end, source=source)
@@ -646,8 +735,17 @@ def series_bench(sessions: sessionmaker[Session], data: Dataset, args: argparse.
             return service(Step.ONE_HOUR, agg, rollup_source)
         with sessions() as session:
             found = rollups.metric_points(
-                session, metric_name=SERIES_METRIC, service_name=SERIES_SERVICE, host_name=None, labels={}, license_id=None,
-                start=start, end=end, step=Step.ONE_HOUR, agg=agg, group_by=None,
+                session,
+                metric_name=SERIES_METRIC,
+                service_name=SERIES_SERVICE,
+                host_name=None,
+                labels={},
+                license_id=None,
+                start=start,
+                end=end,
+                step=Step.ONE_HOUR,
+                agg=agg,
+                group_by=None,
             )
         return found.get(None, {})
 
@@ -660,7 +758,9 @@ def series_bench(sessions: sessionmaker[Session], data: Dataset, args: argparse.
         "1h p95 raw": ("step 1h, p95: metric_series.series (raw rows)", lambda: service(Step.ONE_HOUR, Aggregation.P95)),
         "1h p95 rollup": (f"step 1h, p95: {via} (rollups)", lambda: from_rollups(Aggregation.P95)),
     }
-    timings = interleaved(variants, rounds=args.rounds, calls=args.series_calls, progress=progress, description="5. metric series, 24 h")
+    timings = interleaved(
+        variants, rounds=args.rounds, calls=args.series_calls, progress=progress, description="5. metric series, 24 h"
+    )
     differences = {}
     for agg in ("avg", "p95"):
         raw, rolled = timings[f"1h {agg} raw"].result, timings[f"1h {agg} rollup"].result
@@ -679,11 +779,18 @@ def series_bench(sessions: sessionmaker[Session], data: Dataset, args: argparse.
 # -- the ingest rate with the rollup job on and off -------------------------------------------------------------
 
 INGEST_VARIANTS = {
-    "on": ("rollup job on, default interval (60 s) and safety lag (120 s)",
-           {"FERNANDO_TELEMETRY_ROLLUP_REFRESH_INTERVAL_S": "60", "FERNANDO_TELEMETRY_ROLLUP_SAFETY_LAG_S": "120"}),
-    "off": ("rollup job off (FERNANDO_TELEMETRY_ROLLUP_REFRESH_INTERVAL_S=0)", {"FERNANDO_TELEMETRY_ROLLUP_REFRESH_INTERVAL_S": "0"}),
-    "busy": ("rollup job every 5 s, safety lag 0 s (refreshes during the rounds)",
-             {"FERNANDO_TELEMETRY_ROLLUP_REFRESH_INTERVAL_S": "5", "FERNANDO_TELEMETRY_ROLLUP_SAFETY_LAG_S": "0"}),
+    "on": (
+        "rollup job on, default interval (60 s) and safety lag (120 s)",
+        {"FERNANDO_TELEMETRY_ROLLUP_REFRESH_INTERVAL_S": "60", "FERNANDO_TELEMETRY_ROLLUP_SAFETY_LAG_S": "120"},
+    ),
+    "off": (
+        "rollup job off (FERNANDO_TELEMETRY_ROLLUP_REFRESH_INTERVAL_S=0)",
+        {"FERNANDO_TELEMETRY_ROLLUP_REFRESH_INTERVAL_S": "0"},
+    ),
+    "busy": (
+        "rollup job every 5 s, safety lag 0 s (refreshes during the rounds)",
+        {"FERNANDO_TELEMETRY_ROLLUP_REFRESH_INTERVAL_S": "5", "FERNANDO_TELEMETRY_ROLLUP_SAFETY_LAG_S": "0"},
+    ),
 }
 _PATH_LINE = re.compile(r"^\((a|b)\) .*?\s{2,}([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+([\d,]+)")
 
@@ -716,7 +823,11 @@ def ingest_bench(args: argparse.Namespace, progress: Progress) -> list[IngestRun
         started = time.perf_counter()
         done = subprocess.run(
             [PYTHON, str(ROOT / "bench" / "ingest_http.py"), "--no-middleware", "--events", str(args.ingest_events)],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         seconds = time.perf_counter() - started
         if done.returncode != 0:
@@ -761,26 +872,40 @@ def report_queries(args: argparse.Namespace, queries: Queries) -> None:
     version, where, settings, setup, data = queries.version, queries.where, queries.settings, queries.setup, queries.data
     summary, p95, trace, search, series = queries.summary, queries.p95, queries.trace, queries.search, queries.series
     print(f"database: PostgreSQL {version.split()[0]}, {where.description}")
-    print(f"settings: {', '.join(f'{name} {value}' for name, value in settings.items())}; "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GB RAM, {psutil.cpu_count()} cores (shared)")
+    print(
+        f"settings: {', '.join(f'{name} {value}' for name, value in settings.items())}; "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GB RAM, {psutil.cpu_count()} cores (shared)"
+    )
     print(
         f"data: {data.counts['telemetry_events']:,} events, {data.counts['traces']:,} spans, "
         f"{data.counts['system_metrics']:,} metric samples, {data.first_hour:%Y-%m-%d %H:00} .. {data.last_hour:%Y-%m-%d %H:59} UTC; "
         f"{data.users:,} users on {data.licenses} licenses (services.synthetic.generate, seed {setup.state.get('requested', {}).get('seed', '?')})"
     )
-    print("tables: " + "; ".join(
-        f"{table} {data.partitions[table]} daily partitions, heap {heap:.1f} GB, indexes {index:.1f} GB"
-        for table, (heap, index) in data.sizes_gb.items()
-    ))
+    print(
+        "tables: "
+        + "; ".join(
+            f"{table} {data.partitions[table]} daily partitions, heap {heap:.1f} GB, indexes {index:.1f} GB"
+            for table, (heap, index) in data.sizes_gb.items()
+        )
+    )
     if setup.loaded:
         parts = ", ".join(f"{kind} {seconds:,.0f} s" for kind, seconds in setup.load_parts.items())
         total_rows = sum(data.counts.values())
-        print(f"load: generated and COPYed in this run in {setup.load_seconds:,.0f} s ({parts}), "
-              f"{total_rows / setup.load_seconds:,.0f} rows/s, one transaction")
+        print(
+            f"load: generated and COPYed in this run in {setup.load_seconds:,.0f} s ({parts}), "
+            f"{total_rows / setup.load_seconds:,.0f} rows/s, one transaction"
+        )
     else:
         loaded = setup.state.get("loaded_at", "before this run (not by this bench)")
         took = setup.state.get("load_seconds")
-        print(f"load: reused, loaded {loaded}" + (f" in {took:,.0f} s ({', '.join(f'{k} {v:,.0f} s' for k, v in setup.state.get('load_parts', {}).items())})" if took else ""))
+        print(
+            f"load: reused, loaded {loaded}"
+            + (
+                f" in {took:,.0f} s ({', '.join(f'{k} {v:,.0f} s' for k, v in setup.state.get('load_parts', {}).items())})"
+                if took
+                else ""
+            )
+        )
     if setup.remigrated:
         print(f"schema: {setup.remigrated} ({setup.remigrate_seconds:,.1f} s)")
     if setup.rebuilt:
@@ -800,14 +925,22 @@ def report_queries(args: argparse.Namespace, queries: Queries) -> None:
     print()
     view, raw = summary.timings["view"], summary.timings["raw"]
     overall, paired = raw.ratio_to(view)
-    print(f"1. hourly events summary, 7 days ({summary.start:%Y-%m-%d %H:%M} .. {summary.end:%Y-%m-%d %H:%M} UTC), by hour, event_type, license")
+    print(
+        f"1. hourly events summary, 7 days ({summary.start:%Y-%m-%d %H:%M} .. {summary.end:%Y-%m-%d %H:%M} UTC), by hour, event_type, license"
+    )
     print(f"{'variant':<72}{'median ms':>11}{'min ms':>10}{'max ms':>10}")
     for label, one in (("(a)", view), ("(b)", raw)) + ((("(c)", summary.tail),) if summary.tail else ()):
-        print(f"{label + ' ' + one.label:<72}{ms(one.median_ms):>11}{ms(min(one.seconds) * 1000):>10}{ms(max(one.seconds) * 1000):>10}")
-    print(f"(b)/(a) = {overall:,.0f}   raw vs view (median of the {args.rounds} per-round ratios: {paired:,.0f}; target >= 100: {verdict(overall >= 100)})")
+        print(
+            f"{label + ' ' + one.label:<72}{ms(one.median_ms):>11}{ms(min(one.seconds) * 1000):>10}{ms(max(one.seconds) * 1000):>10}"
+        )
+    print(
+        f"(b)/(a) = {overall:,.0f}   raw vs view (median of the {args.rounds} per-round ratios: {paired:,.0f}; target >= 100: {verdict(overall >= 100)})"
+    )
     if summary.tail:
-        print(f"(b)/(c) = {raw.median_ms / summary.tail.median_ms:,.0f}   raw vs view with the last hour read from raw rows "
-              "((c) timed after (a) and (b), with the fresh rows in place)")
+        print(
+            f"(b)/(c) = {raw.median_ms / summary.tail.median_ms:,.0f}   raw vs view with the last hour read from raw rows "
+            "((c) timed after (a) and (b), with the fresh rows in place)"
+        )
     print(f"answers: (a) {summary.answers}; (c) {summary.tail_answers}")
 
     print()
@@ -816,46 +949,64 @@ def report_queries(args: argparse.Namespace, queries: Queries) -> None:
     for one in p95:
         for kind in ("rollup", "raw"):
             timing = one.timings[kind]
-            print(f"{'(' + one.key + ') ' + timing.label:<72}{ms(timing.median_ms):>11}"
-                  f"{ms(min(timing.seconds) * 1000):>10}{ms(max(timing.seconds) * 1000):>10}")
+            print(
+                f"{'(' + one.key + ') ' + timing.label:<72}{ms(timing.median_ms):>11}"
+                f"{ms(min(timing.seconds) * 1000):>10}{ms(max(timing.seconds) * 1000):>10}"
+            )
     for one in p95:
         overall, paired = one.timings["raw"].ratio_to(one.timings["rollup"])
-        print(f"{one.key}: raw/rollups = {overall:,.0f} (median of per-round ratios: {paired:,.0f}); sketch p95 vs exact over "
-              f"{len(one.errors)} days: max error {one.max_error:.3%}, median {one.median_error:.3%} (bound 1%: {verdict(one.max_error <= 0.01)}) "
-              f"[{one.what}]")
+        print(
+            f"{one.key}: raw/rollups = {overall:,.0f} (median of per-round ratios: {paired:,.0f}); sketch p95 vs exact over "
+            f"{len(one.errors)} days: max error {one.max_error:.3%}, median {one.median_error:.3%} (bound 1%: {verdict(one.max_error <= 0.01)}) "
+            f"[{one.what}]"
+        )
 
     print()
-    print(f"3. one trace by id, no time range: {len(trace.sql.seconds)} random trace ids per variant (sampled over all days), "
-          f"{trace.spans_per_trace:.1f} spans per trace; ids of the two variants interleaved")
+    print(
+        f"3. one trace by id, no time range: {len(trace.sql.seconds)} random trace ids per variant (sampled over all days), "
+        f"{trace.spans_per_trace:.1f} spans per trace; ids of the two variants interleaved"
+    )
     print(f"{'variant':<72}{'median ms':>11}{'p95 ms':>10}{'max ms':>10}")
     for one in (trace.sql, trace.service):
         print(f"{one.label:<72}{ms(one.median_ms):>11}{ms(one.quantile_ms(0.95)):>10}{ms(max(one.seconds) * 1000):>10}")
-    print(f"EXPLAIN ANALYZE of the SQL (20 ids): planning {trace.planning_ms:.2f} ms, execution {trace.execution_ms:.2f} ms "
-          f"(median); {trace.index_scans} index scans, one per partition (hash index on trace_id)")
+    print(
+        f"EXPLAIN ANALYZE of the SQL (20 ids): planning {trace.planning_ms:.2f} ms, execution {trace.execution_ms:.2f} ms "
+        f"(median); {trace.index_scans} index scans, one per partition (hash index on trace_id)"
+    )
     median, p95_ms = trace.service.median_ms, trace.service.quantile_ms(0.95)
-    print(f"service: median {ms(median)} ms (target < 5 ms: {verdict(median < 5)}), p95 {ms(p95_ms)} ms ({verdict(p95_ms < 5)}); "
-          "the route adds authentication and JSON")
+    print(
+        f"service: median {ms(median)} ms (target < 5 ms: {verdict(median < 5)}), p95 {ms(p95_ms)} ms ({verdict(p95_ms < 5)}); "
+        "the route adds authentication and JSON"
+    )
 
     print()
-    print(f"4. events search, first page (limit {event_search.DEFAULT_LIMIT}, the default 24 h before now), "
-          f"services.event_search.search; {args.search_calls} calls per variant and round")
+    print(
+        f"4. events search, first page (limit {event_search.DEFAULT_LIMIT}, the default 24 h before now), "
+        f"services.event_search.search; {args.search_calls} calls per variant and round"
+    )
     print(f"{'variant':<72}{'median ms':>11}{'p95 ms':>10}{'rows':>7}")
     for one in search:
         print(f"{one.label:<72}{ms(one.timings.median_ms):>11}{ms(one.timings.quantile_ms(0.95)):>10}{one.rows:>7}")
 
     print()
-    print(f"5. metric series, 24 h of {SERIES_METRIC} of service {SERIES_SERVICE} ({series.points:,} one-minute points with data), "
-          f"{args.series_calls} calls per variant and round")
+    print(
+        f"5. metric series, 24 h of {SERIES_METRIC} of service {SERIES_SERVICE} ({series.points:,} one-minute points with data), "
+        f"{args.series_calls} calls per variant and round"
+    )
     print(f"{'variant':<72}{'median ms':>11}{'p95 ms':>10}")
     for one in series.timings.values():
         print(f"{one.label:<72}{ms(one.median_ms):>11}{ms(one.quantile_ms(0.95)):>10}")
     for agg in ("avg", "p95"):
         raw_timing, rollup_timing = series.timings[f"1h {agg} raw"], series.timings[f"1h {agg} rollup"]
-        print(f"step 1h {agg}: raw/rollups = {raw_timing.median_ms / rollup_timing.median_ms:.1f}; "
-              f"largest relative difference between the two answers {series.differences[agg]:.4%}")
+        print(
+            f"step 1h {agg}: raw/rollups = {raw_timing.median_ms / rollup_timing.median_ms:.1f}; "
+            f"largest relative difference between the two answers {series.differences[agg]:.4%}"
+        )
     if not any(source.name != "raw" for source in metric_series.SOURCES):
-        print("(metric_series.SOURCES has no rollup source yet: the rollup rows call services.rollups.metric_points directly; "
-              "a 1m step can only come from raw rows)")
+        print(
+            "(metric_series.SOURCES has no rollup source yet: the rollup rows call services.rollups.metric_points directly; "
+            "a 1m step can only come from raw rows)"
+        )
 
 
 def ingest_ratios(ingest: list[IngestRun], name: str) -> tuple[float, float] | None:
@@ -863,21 +1014,29 @@ def ingest_ratios(ingest: list[IngestRun], name: str) -> tuple[float, float] | N
     runs, base = [r for r in ingest if r.variant == name], [r for r in ingest if r.variant == "off"]
     if not runs or not base:
         return None
-    return (statistics.median(r.http_rate for r in runs) / statistics.median(r.http_rate for r in base),
-            statistics.median(r.relative for r in runs) / statistics.median(r.relative for r in base))
+    return (
+        statistics.median(r.http_rate for r in runs) / statistics.median(r.http_rate for r in base),
+        statistics.median(r.relative for r in runs) / statistics.median(r.relative for r in base),
+    )
 
 
 def report_ingest(args: argparse.Namespace, ingest: list[IngestRun]) -> None:
-    print(f"ingest: bench/ingest_http.py --no-middleware --events {args.ingest_events:,} per run (each on its own fresh "
-          "embedded database; the server's rollup job set by environment), runs in this order")
+    print(
+        f"ingest: bench/ingest_http.py --no-middleware --events {args.ingest_events:,} per run (each on its own fresh "
+        "embedded database; the server's rollup job set by environment), runs in this order"
+    )
     print(f"{'run':<4}{'variant':<68}{'(a) COPY/s':>11}{'(b) HTTP/s':>11}{'(b) median':>11}{'(b)/(a)':>8}")
     for number, run in enumerate(ingest, start=1):
-        print(f"{number:<4}{INGEST_VARIANTS[run.variant][0]:<68}{run.copy_rate:>11,.0f}{run.http_rate:>11,.0f}"
-              f"{run.http_median:>11,.0f}{run.relative:>8.2f}")
+        print(
+            f"{number:<4}{INGEST_VARIANTS[run.variant][0]:<68}{run.copy_rate:>11,.0f}{run.http_rate:>11,.0f}"
+            f"{run.http_median:>11,.0f}{run.relative:>8.2f}"
+        )
     for name in ("on", "busy"):
         ratios = ingest_ratios(ingest, name)
         if ratios is not None:
-            print(f"{name}/off: (b) rate {ratios[0]:.2f}, (b)/(a) {ratios[1]:.2f}   (medians of the runs; {INGEST_VARIANTS[name][0]} vs off)")
+            print(
+                f"{name}/off: (b) rate {ratios[0]:.2f}, (b)/(a) {ratios[1]:.2f}   (medians of the runs; {INGEST_VARIANTS[name][0]} vs off)"
+            )
 
 
 def report_summary(queries: Queries | None, ingest: list[IngestRun] | None, total_seconds: float) -> None:
@@ -886,16 +1045,24 @@ def report_summary(queries: Queries | None, ingest: list[IngestRun] | None, tota
     if queries is not None:
         summary, p95, trace, search, series = queries.summary, queries.p95, queries.trace, queries.search, queries.series
         view, raw = summary.timings["view"], summary.timings["raw"]
-        print(f"  1. events summary, 7 days: raw/view = {raw.ratio_to(view)[0]:,.0f}x (target >= 100x: {verdict(raw.ratio_to(view)[0] >= 100)})"
-              + (f"; with the last hour pending {raw.median_ms / summary.tail.median_ms:,.0f}x" if summary.tail else ""))
+        print(
+            f"  1. events summary, 7 days: raw/view = {raw.ratio_to(view)[0]:,.0f}x (target >= 100x: {verdict(raw.ratio_to(view)[0] >= 100)})"
+            + (f"; with the last hour pending {raw.median_ms / summary.tail.median_ms:,.0f}x" if summary.tail else "")
+        )
         for one in p95:
-            print(f"  2. daily p95, {one.days} days, {one.key}: raw/rollups = {one.timings['raw'].ratio_to(one.timings['rollup'])[0]:,.0f}x; "
-                  f"error max {one.max_error:.3%}, median {one.median_error:.3%} (bound 1%: {verdict(one.max_error <= 0.01)})")
+            print(
+                f"  2. daily p95, {one.days} days, {one.key}: raw/rollups = {one.timings['raw'].ratio_to(one.timings['rollup'])[0]:,.0f}x; "
+                f"error max {one.max_error:.3%}, median {one.median_error:.3%} (bound 1%: {verdict(one.max_error <= 0.01)})"
+            )
         median, p95_ms = trace.service.median_ms, trace.service.quantile_ms(0.95)
-        print(f"  3. trace by id: SQL median {ms(trace.sql.median_ms)} ms; service median {ms(median)} ms (target < 5 ms: "
-              f"{verdict(median < 5)}), p95 {ms(p95_ms)} ms ({verdict(p95_ms < 5)})")
+        print(
+            f"  3. trace by id: SQL median {ms(trace.sql.median_ms)} ms; service median {ms(median)} ms (target < 5 ms: "
+            f"{verdict(median < 5)}), p95 {ms(p95_ms)} ms ({verdict(p95_ms < 5)})"
+        )
         print("  4. events first page: " + ", ".join(f"{one.short} {ms(one.timings.median_ms)} ms" for one in search))
-        print(f"  5. series 24 h at 1m: avg {ms(series.timings['1m avg'].median_ms)} ms, p95 {ms(series.timings['1m p95'].median_ms)} ms")
+        print(
+            f"  5. series 24 h at 1m: avg {ms(series.timings['1m avg'].median_ms)} ms, p95 {ms(series.timings['1m p95'].median_ms)} ms"
+        )
     if ingest:
         for name in ("on", "busy"):
             ratios = ingest_ratios(ingest, name)
@@ -910,16 +1077,24 @@ def report_summary(queries: Queries | None, ingest: list[IngestRun] | None, tota
 def measure_queries(args: argparse.Namespace, progress: Progress) -> Queries:
     with database(args) as where:
         engine = make_engine(where.url, pool_size=2, application_name="ft-bench-query")
-        conn = psycopg.connect(libpq_url(where.url), autocommit=True, options="-c timezone=UTC", application_name="ft-bench-query-sql")
+        conn = psycopg.connect(
+            libpq_url(where.url), autocommit=True, options="-c timezone=UTC", application_name="ft-bench-query-sql"
+        )
         try:
             version = conn.execute("SHOW server_version").fetchone()[0]
-            settings = {name: conn.execute(f"SHOW {name}").fetchone()[0]
-                        for name in ("shared_buffers", "work_mem", "max_parallel_workers_per_gather", "jit")}
+            settings = {
+                name: conn.execute(f"SHOW {name}").fetchone()[0]
+                for name in ("shared_buffers", "work_mem", "max_parallel_workers_per_gather", "jit")
+            }
             setup = prepare(engine, conn, where, args, progress)
             data = describe(conn, setup.state["counts"])
             sessions = session_factory(engine)
             return Queries(
-                version=version, where=where, settings=settings, setup=setup, data=data,
+                version=version,
+                where=where,
+                settings=settings,
+                setup=setup,
+                data=data,
                 summary=summary_bench(conn, engine, data, args, progress),
                 p95=p95_bench(conn, data, args, progress),
                 trace=trace_bench(conn, sessions, data, args, progress),
@@ -939,20 +1114,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=30, help="the data spans the last DAYS days; the p95 covers as many days")
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                        help="an existing server (default: $DATABASE_URL, else the persistent embedded PostgreSQL 18)")
-    parser.add_argument("--cluster-dir", type=Path, default=DEFAULT_DIR, help=f"the embedded cluster's directory (default {DEFAULT_DIR})")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="an existing server (default: $DATABASE_URL, else the persistent embedded PostgreSQL 18)",
+    )
+    parser.add_argument(
+        "--cluster-dir", type=Path, default=DEFAULT_DIR, help=f"the embedded cluster's directory (default {DEFAULT_DIR})"
+    )
     parser.add_argument("--reuse", action="store_true", help="measure the telemetry already in the database, whatever its size")
     parser.add_argument("--fresh", action="store_true", help="drop the embedded bench database first and load anew")
-    parser.add_argument("--rebuild-rollups", action="store_true", help="recompute every rollup from raw rows (timed as the refresh)")
+    parser.add_argument(
+        "--rebuild-rollups", action="store_true", help="recompute every rollup from raw rows (timed as the refresh)"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--trace-ids", type=int, default=200, help="random trace ids per variant")
     parser.add_argument("--search-calls", type=int, default=10, help="calls per search variant and round")
     parser.add_argument("--series-calls", type=int, default=3, help="calls per series variant and round")
     parser.add_argument("--tail-events", type=int, default=1_000, help="fresh events that make the last hour pending in 1.(c)")
     parser.add_argument("--ingest-events", type=int, default=200_000, help="--events of each bench/ingest_http.py run")
-    parser.add_argument("--ingest-runs", type=int, default=2,
-                        help="runs per ingest variant, in mirrored order: on, off, off, on (0: skip the ingest part)")
+    parser.add_argument(
+        "--ingest-runs",
+        type=int,
+        default=2,
+        help="runs per ingest variant, in mirrored order: on, off, off, on (0: skip the ingest part)",
+    )
     parser.add_argument("--ingest-busy", action="store_true", help="add an ingest variant with the rollup job every 5 s, lag 0 s")
     parser.add_argument("--only", choices=("queries", "ingest"), help="run only this part")
     args = parser.parse_args(argv)
@@ -975,6 +1161,7 @@ def main(argv: list[str] | None = None) -> int:
         report_ingest(args, ingest)
     report_summary(queries, ingest, time.perf_counter() - started)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

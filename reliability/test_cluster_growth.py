@@ -1,7 +1,7 @@
 """Growing a Citus cluster under load: a coordinator and two workers, one ``serve`` process, SDK clients sending events
 and spans over HTTP; a third worker is added and ``citus_rebalance_start()`` moves shards to it while ingest goes on.
 Afterwards shards live on the new worker, every acknowledged item is stored exactly once, and the query API's totals
-match what the database holds (for an admin key; a license key's reads are a known defect on Citus, marked xfail).
+match what the database holds, for an admin key and for a license key (row-level security on the workers).
 
 The Citus tier only (``TEST_CITUS=1``); the cluster is this module's own (``tests/citus_cluster.py``), with
 ``wal_level = logical`` so shard moves follow writes by logical replication. Imports the harness and psycopg/httpx.
@@ -260,12 +260,6 @@ class TestClusterGrowth:
         for kind, total in api.items():
             assert total == tallies[kind].stored_rows, f"{kind} through the API with an admin key: {total}"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="on Citus a license key reads no row: storage.tenant_scope sets the license with set_config(), which "
-        "citus.propagate_set_commands = 'local' does not send to the workers (only SET LOCAL statements), so the "
-        "row policies on the worker shards see no license",
-    )
     def test_a_license_key_reads_the_totals_an_admin_key_reads(self, growth: Growth, figures: Figures) -> None:
         """After the growth, the events search and the traces summary answer a license key with the same totals as
         an admin key naming that license, and as the database holds."""

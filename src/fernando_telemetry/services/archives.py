@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fernando_telemetry.core.caller import Caller
 from fernando_telemetry.core.errors import InvalidInput, field_problem
-from fernando_telemetry.services import audit, partitions
+from fernando_telemetry.services import audit
 from fernando_telemetry.storage import archive as archive_store
 from fernando_telemetry.storage.archive import RestoredArchive
 from fernando_telemetry.storage.models import PartitionArchive, metadata
@@ -98,10 +98,7 @@ def restore(
             f"{parquet_path} does not match the checksum recorded when it was archived: the file changed or is damaged"
         )
     if into is None:
-        # daily partitions: [start, end) covers start's day (end is the next midnight); only the recorded range
-        first_day = recorded.range_start.astimezone(UTC).date()
-        last_day = (recorded.range_end - timedelta(microseconds=1)).astimezone(UTC).date()
-        partitions.ensure_for_days(session, first_day=first_day, last_day=max(first_day, last_day), tables=(recorded.table_name,))
+        archive_store.recreate_partition(session, recorded)  # only the recorded range
     restored = archive_store.restore_archive(
         session, parquet_path, manifest=manifest, recorded=recorded, into=into, now=now, on_rows=on_rows
     )

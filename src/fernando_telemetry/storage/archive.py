@@ -41,6 +41,7 @@ __all__ = [
     "file_sha256",
     "read_manifest",
     "recorded_archive",
+    "recreate_partition",
     "relation_exists",
     "restore_archive",
 ]
@@ -358,6 +359,33 @@ def relation_exists(session: Session, name: str) -> bool:
     return session.execute(text("SELECT to_regclass(quote_ident(:name)) IS NOT NULL"), {"name": name}).scalar_one()
 
 
+def recreate_partition(session: Session, recorded: RecordedArchive) -> bool:
+    """Make the archived partition again, empty, with its recorded bounds, unless it exists; True when made.
+
+    ``CREATE TABLE ... PARTITION OF`` in one statement: on Citus it creates the partition's shards colocated with its
+    table's in the transaction's current mode, so it also works after parallel multi-shard statements of the same
+    transaction (``ensure_daily_partitions`` creates and attaches in sequential mode, which Citus refuses then)."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended('fernando_telemetry.partitions:' || :table, 0))"),
+        {"table": recorded.table_name},
+    )
+    if relation_exists(session, recorded.partition_name):
+        return False
+    statement = session.execute(
+        text(
+            "SELECT format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)', CAST(:partition AS text), CAST(:table AS text), CAST(:start AS timestamptz), CAST(:end AS timestamptz))"
+        ),
+        {
+            "partition": recorded.partition_name,
+            "table": recorded.table_name,
+            "start": recorded.range_start,
+            "end": recorded.range_end,
+        },
+    ).scalar_one()
+    session.connection().exec_driver_sql(statement)  # bounds are literals: no bind-parameter parsing of their colons
+    return True
+
+
 def restore_archive(
     session: Session,
     parquet_path: Path,
@@ -424,12 +452,16 @@ def restore_archive(
             cursor.execute(
                 sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(sql.Identifier(into), sql.Identifier(source_table))
             )
+        # the rows the INSERT returned, not its row count: on Citus an INSERT ... SELECT through the coordinator
+        # reports every row it sent to the shards, also those ON CONFLICT skipped
         cursor.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-                sql.Identifier(target), column_list, column_list, sql.Identifier(stage)
-            )
+            sql.SQL(
+                "WITH inserted AS (INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING RETURNING 1) "
+                "SELECT count(*) FROM inserted"
+            ).format(sql.Identifier(target), column_list, column_list, sql.Identifier(stage))
         )
-        inserted = cursor.rowcount
+        counted = cursor.fetchone()
+        inserted = int(counted[0]) if counted is not None else 0
         cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage)))
     if into is None:
         session.execute(

@@ -204,6 +204,7 @@ def distribute(connection: Connection) -> CitusLayout:
     _prepare_roles(connection)
     _set_function_settings(connection)
     _rule_states_policy_without_subquery(connection)
+    _storage_views_from_shards(connection)
     if not pending:
         return CitusLayout((), (), (), (), ())
     keys = _foreign_keys(connection, touching=set(pending))
@@ -311,6 +312,107 @@ def _rule_states_policy_without_subquery(connection: Connection) -> None:
             "USING (alert_rule_visible(rule_id))"
         )
     )
+
+
+SHARD_FIGURES_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION citus_relation_figures()
+RETURNS TABLE (relid oid, rows_estimate bigint, total_bytes bigint)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $fn$
+DECLARE
+    failed text;
+    answers text[];
+BEGIN
+    SELECT string_agg(r.nodeid::text || ': ' || r.result, '; ') FILTER (WHERE NOT r.success),
+           array_agg(r.result) FILTER (WHERE r.success)
+      INTO failed, answers
+      FROM run_command_on_all_nodes($cmd$
+        SELECT coalesce(json_agg(json_build_array(c.relname, greatest(c.reltuples, 0), pg_total_relation_size(c.oid))), '[]')
+          FROM pg_class c
+         WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace AND c.relname ~ '_[0-9]+$'
+      $cmd$) r;
+    IF failed IS NOT NULL THEN
+        RAISE EXCEPTION 'storage figures: a Citus node did not answer its shard sizes (%)', failed;
+    END IF;
+    -- a shard of a reference table has a copy on every node: each shard counts once, at its largest copy
+    RETURN QUERY
+    SELECT per_shard.relid, sum(per_shard.tuples)::bigint, sum(per_shard.bytes)::bigint
+      FROM (SELECT s.logicalrelid::oid AS relid, s.shardid, max((e.value->>1)::float8) AS tuples,
+                   max((e.value->>2)::bigint) AS bytes
+              FROM unnest(answers) AS a (answer)
+             CROSS JOIN LATERAL json_array_elements(a.answer::json) e
+              JOIN pg_dist_shard s
+                ON e.value->>0 = (SELECT c.relname FROM pg_class c WHERE c.oid = s.logicalrelid) || '_' || s.shardid
+             GROUP BY s.logicalrelid, s.shardid) per_shard
+     GROUP BY per_shard.relid;
+END
+$fn$
+"""
+"""Rows (the planner's estimate) and bytes of every Citus table or partition, summed over its shards on all
+nodes: on Citus the coordinator's tables are empty shells, so ``pg_class`` and ``pg_total_relation_size`` of them say
+nothing. Raises when a node does not answer (never a silent zero)."""
+
+STORAGE_VIEWS_ON_CITUS = (
+    r"""
+CREATE OR REPLACE VIEW storage_by_partition WITH (security_invoker = true) AS
+SELECT CASE parent.relname
+           WHEN 'telemetry_events' THEN 'events'
+           WHEN 'system_metrics' THEN 'metrics'
+           WHEN 'traces' THEN 'traces'
+       END AS data_kind,
+       parent.relname::text AS table_name,
+       child.relname::text AS partition_name,
+       (regexp_match(pg_get_expr(child.relpartbound, child.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz AS range_start,
+       coalesce(f.rows_estimate, greatest(child.reltuples, 0)::bigint) AS rows_estimate,
+       coalesce(f.total_bytes, pg_total_relation_size(child.oid)) AS total_bytes
+  FROM pg_inherits i
+  JOIN pg_class parent ON parent.oid = i.inhparent
+  JOIN pg_class child ON child.oid = i.inhrelid
+  LEFT JOIN citus_relation_figures() f ON f.relid = child.oid
+ WHERE parent.relnamespace = 'public'::regnamespace
+   AND parent.relname IN ('telemetry_events', 'system_metrics', 'traces')
+""",
+    r"""
+CREATE OR REPLACE VIEW storage_by_kind WITH (security_invoker = true) AS
+WITH figures AS (
+    SELECT c.oid, coalesce(f.rows_estimate, greatest(c.reltuples, 0)::bigint) AS rows_estimate,
+           coalesce(f.total_bytes, pg_total_relation_size(c.oid)) AS total_bytes
+      FROM pg_class c LEFT JOIN citus_relation_figures() f ON f.relid = c.oid
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+)
+SELECT data_kind, count(*)::integer AS partitions, sum(rows_estimate)::bigint AS rows_estimate, sum(total_bytes)::bigint AS total_bytes
+  FROM storage_by_partition GROUP BY data_kind
+UNION ALL
+SELECT 'business_metrics', NULL::integer, sum(g.rows_estimate)::bigint, sum(g.total_bytes)::bigint
+  FROM figures g WHERE g.oid = to_regclass('business_metrics')
+UNION ALL
+SELECT 'rollups', NULL::integer, sum(g.rows_estimate)::bigint, sum(g.total_bytes)::bigint
+  FROM figures g
+ WHERE g.oid IN (to_regclass('telemetry_events_hourly'), to_regclass('telemetry_events_daily'),
+                 to_regclass('system_metrics_hourly'), to_regclass('system_metrics_daily'),
+                 to_regclass('traces_hourly'), to_regclass('traces_daily'))
+UNION ALL
+SELECT 'alerting', NULL::integer, sum(g.rows_estimate)::bigint, sum(g.total_bytes)::bigint
+  FROM figures g
+ WHERE g.oid IN (to_regclass('alerts'), to_regclass('alert_events'), to_regclass('alert_deliveries'),
+                 to_regclass('alert_notifications'), to_regclass('alert_rules'), to_regclass('alert_rule_states'))
+""",
+)
+
+
+def _storage_views_from_shards(connection: Connection) -> None:
+    """The storage views (revision 0006) with each distributed relation's rows and bytes summed over its shards."""
+    done = connection.execute(
+        text(
+            "SELECT to_regprocedure('citus_relation_figures()') IS NOT NULL "
+            "AND pg_get_viewdef('storage_by_kind'::regclass) LIKE '%citus_relation_figures%' "
+            "AND pg_get_viewdef('storage_by_partition'::regclass) LIKE '%citus_relation_figures%'"
+        )
+    ).scalar_one()
+    if done:
+        return
+    connection.execute(text(SHARD_FIGURES_FUNCTION))
+    for view in STORAGE_VIEWS_ON_CITUS:
+        connection.execute(text(view))
 
 
 def _set_function_settings(connection: Connection) -> None:
