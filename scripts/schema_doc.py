@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from fernando_telemetry.core.platform_license import PLATFORM_LICENSE_ID
 from fernando_telemetry.services import partitions, rollups, schema
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory, sqlalchemy_url
 from fernando_telemetry.storage.embedded import EmbeddedPostgres
@@ -226,8 +227,8 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     ),
     "pk_metric_streams": IndexQuery(
         "the streams of a batch of cumulative points, created or locked by the writer in key order",
-        "INSERT INTO metric_streams AS s (stream_key, metric_name, kind, last_seen) VALUES ('k1', 'orders', 'number', now())\n"
-        "ON CONFLICT (stream_key) DO UPDATE SET last_seen = now() RETURNING s.last_time",
+        "INSERT INTO metric_streams AS s (stream_key, license_id, metric_name, kind, last_seen) VALUES ('k1', 0, 'orders', 'number', now())\n"
+        "ON CONFLICT (stream_key, license_id) DO UPDATE SET last_seen = now() RETURNING s.last_time",
     ),
     "pk_api_keys": IndexQuery(
         "one key by id (rename, revoke)",
@@ -280,7 +281,7 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     "ix_telemetry_events_payload_gin": IndexQuery(
         "payload containment filters over a time range (payload @> '{\"feature\": ...}')",
         "SELECT event_id, event_name, user_id, event_timestamp FROM telemetry_events\n"
-        " WHERE payload @> '{{\"feature\": \"bulk_export\"}}'\n"
+        ' WHERE payload @> \'{{"feature": "bulk_export"}}\'\n'
         "   AND event_timestamp >= '2026-11-02 00:00+00' AND event_timestamp < '2026-11-05 00:00+00'",
     ),
     # -- system_metrics ------------------------------------------------------------------------
@@ -290,10 +291,10 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     ),
     "ix_system_metrics_service_name_metric_name_timestamp": IndexQuery(
         "one metric of one service over time (series endpoint, service summary)",
-        "SELECT \"timestamp\", value, p95 FROM system_metrics\n"
+        'SELECT "timestamp", value, p95 FROM system_metrics\n'
         " WHERE service_name = 'checkout' AND metric_name = 'http.server.duration'\n"
         "   AND \"timestamp\" >= '2026-11-03 00:00+00' AND \"timestamp\" < '2026-11-04 00:00+00'\n"
-        " ORDER BY \"timestamp\" DESC",
+        ' ORDER BY "timestamp" DESC',
     ),
     "ix_system_metrics_timestamp_brin": IndexQuery(
         "all samples in a time range shorter than a day (hourly rollup, retention boundary delete)",
@@ -307,8 +308,8 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     ),
     "ix_system_metrics_labels_gin": IndexQuery(
         "label filters over a time range (labels @> '{\"endpoint\": ...}')",
-        "SELECT \"timestamp\", service_name, metric_name, value FROM system_metrics\n"
-        " WHERE labels @> '{{\"endpoint\": \"/api/v1/invoices/{{id}}/pdf\"}}'\n"
+        'SELECT "timestamp", service_name, metric_name, value FROM system_metrics\n'
+        ' WHERE labels @> \'{{"endpoint": "/api/v1/invoices/{{id}}/pdf"}}\'\n'
         "   AND \"timestamp\" >= '2026-11-02 00:00+00' AND \"timestamp\" < '2026-11-05 00:00+00'",
     ),
     # -- business_metrics ----------------------------------------------------------------------
@@ -317,7 +318,7 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "SELECT * FROM business_metrics WHERE business_metric_id = 4242",
     ),
     "uq_business_metrics_natural_key": IndexQuery(
-        "upsert by natural key: a recomputed KPI replaces the old value (NULL license = platform-wide)",
+        "upsert by natural key: a recomputed KPI replaces the old value (the platform license 0 = platform-wide)",
         "INSERT INTO business_metrics (metric_name, metric_category, metric_value, period_start, period_end,\n"
         "                              period_type, license_id, dimensions)\n"
         "VALUES ('mrr', 'revenue', 1234.5, '2026-11-03 00:00+00', '2026-11-04 00:00+00', 'daily', NULL, '{{}}')\n"
@@ -387,8 +388,7 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     ),
     # -- notification_channels -----------------------------------------------------------------
     "pk_notification_channels": IndexQuery(
-        "the channels of the notifications the dispatcher claimed; foreign-key checks of every outbox and "
-        "delivery row",
+        "the channels of the notifications the dispatcher claimed; foreign-key checks of every outbox and delivery row",
         "SELECT * FROM notification_channels WHERE channel_id IN (3, 17, 42)",
     ),
     "uq_notification_channels_license_id_name": IndexQuery(
@@ -439,7 +439,7 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         "none in the code: only the ON DELETE SET NULL of `fk_alert_deliveries_notification_id` when an outbox row "
         "is deleted (shown: the update PostgreSQL then runs)",
         "UPDATE alert_deliveries SET notification_id = NULL WHERE notification_id = {notification_id}",
-        "The model's comment names \"the attempts of one notification\", but nothing reads them: deliveries are "
+        'The model\'s comment names "the attempts of one notification", but nothing reads them: deliveries are '
         "read by alert. The code never deletes an outbox row either; only deleting an alert does, by cascade, and "
         "that cascade deletes the same deliveries through `alert_id`.",
     ),
@@ -485,7 +485,7 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     "ix_traces_attributes_gin": IndexQuery(
         "attribute filters over a time range (attributes @> '{\"peer.service\": ...}')",
         "SELECT trace_id, span_id, service_name, operation_name, start_time FROM traces\n"
-        " WHERE attributes @> '{{\"peer.service\": \"payments-gateway\"}}'\n"
+        ' WHERE attributes @> \'{{"peer.service": "payments-gateway"}}\'\n'
         "   AND start_time >= '2026-11-02 00:00+00' AND start_time < '2026-11-05 00:00+00'",
     ),
     # -- rollups -------------------------------------------------------------------------------
@@ -500,8 +500,7 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         " WHERE bucket_start >= '2026-11-02 00:00+00' AND bucket_start < '2026-11-03 00:00+00'",
     ),
     "uq_system_metrics_hourly_grain": IndexQuery(
-        "hourly metric rollups over a time range (the service summary view); one row per hour, service, metric, "
-        "host and license",
+        "hourly metric rollups over a time range (the service summary view); one row per hour, service, metric, host and license",
         "SELECT bucket_start, service_name, metric_name, samples, value_p95 FROM system_metrics_hourly\n"
         " WHERE bucket_start >= '2026-11-03 10:00+00' AND bucket_start < '2026-11-03 12:00+00'",
     ),
@@ -521,8 +520,7 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
         " WHERE metric_name = 'queue.depth' AND bucket_start >= '2026-11-01 00:00+00' AND bucket_start < '2026-11-04 00:00+00'",
     ),
     "uq_traces_hourly_grain": IndexQuery(
-        "hourly span rollups over a time range (the traces summary view); one row per hour, service, operation "
-        "and license",
+        "hourly span rollups over a time range (the traces summary view); one row per hour, service, operation and license",
         "SELECT bucket_start, service_name, operation_name, spans, duration_p95 FROM traces_hourly\n"
         " WHERE bucket_start >= '2026-11-03 10:00+00' AND bucket_start < '2026-11-03 12:00+00'",
     ),
@@ -556,8 +554,7 @@ INDEX_QUERIES: dict[str, IndexQuery] = {
     ),
     # -- audit_log -----------------------------------------------------------------------------
     "pk_audit_log": IndexQuery(
-        "none in the code: the key identifies an entry (the tie-breaker of the newest-first order); nothing looks "
-        "one up by id",
+        "none in the code: the key identifies an entry (the tie-breaker of the newest-first order); nothing looks one up by id",
         "SELECT * FROM audit_log WHERE entry_id = 4242",
     ),
     "ix_audit_log_license_id_occurred_at": IndexQuery(
@@ -657,8 +654,10 @@ def scope_setup(role: str) -> list[str]:
     license_id = int(SAMPLE["license_id"])
     if role == TENANT_ROLE:
         return [f"SET LOCAL ROLE {TENANT_ROLE}", f"SELECT set_config('fernando_telemetry.license_id', '{license_id}', true)"]
-    return [f"INSERT INTO query_scopes (backend_pid, license_id) VALUES (pg_backend_pid(), {license_id})",
-            f"SET LOCAL ROLE {READER_ROLE}"]
+    return [
+        f"INSERT INTO query_scopes (backend_pid, license_id) VALUES (pg_backend_pid(), {license_id})",
+        f"SET LOCAL ROLE {READER_ROLE}",
+    ]
 
 
 def query_sql(index_name: str) -> str:
@@ -726,8 +725,13 @@ def migrate(url: str) -> None:
 # -- the data set ---------------------------------------------------------------------------------
 
 EVENT_TYPES = {
-    "user_action": 50, "api_event": 25, "system_event": 10, "performance_event": 8,
-    "error_event": 4, "security_event": 2, "business_event": 1,
+    "user_action": 50,
+    "api_event": 25,
+    "system_event": 10,
+    "performance_event": 8,
+    "error_event": 4,
+    "security_event": 2,
+    "business_event": 1,
 }
 EVENT_NAMES = {
     "user_action": ["page_view", "click", "search", "form_submit", "download"],
@@ -739,24 +743,73 @@ EVENT_NAMES = {
     "business_event": ["subscription_started", "invoice_paid"],
 }
 FEATURES = [f"feature_{n:02d}" for n in range(58)] + ["bulk_export", "sso_login"]
-SERVICES = ["api-gateway", "checkout", "orders", "payments", "inventory", "search", "users", "notifications",
-            "billing", "reports", "auth", "catalog", "shipping", "recommendations", "analytics"]
+SERVICES = [
+    "api-gateway",
+    "checkout",
+    "orders",
+    "payments",
+    "inventory",
+    "search",
+    "users",
+    "notifications",
+    "billing",
+    "reports",
+    "auth",
+    "catalog",
+    "shipping",
+    "recommendations",
+    "analytics",
+]
 METRICS = {
-    "http.server.duration": "histogram", "http.server.requests": "counter", "db.client.duration": "timer",
-    "process.cpu.utilization": "gauge", "process.memory.rss": "gauge", "queue.depth": "gauge",
-    "cache.hits": "counter", "cache.misses": "counter", "jobs.duration": "distribution", "errors": "counter",
-    "gc.pause": "timer", "threads": "gauge", "open_connections": "gauge", "disk.io": "counter",
-    "net.bytes_sent": "counter", "net.bytes_received": "counter", "lock.wait": "timer", "tasks": "gauge",
-    "retries": "counter", "payload.size": "distribution",
+    "http.server.duration": "histogram",
+    "http.server.requests": "counter",
+    "db.client.duration": "timer",
+    "process.cpu.utilization": "gauge",
+    "process.memory.rss": "gauge",
+    "queue.depth": "gauge",
+    "cache.hits": "counter",
+    "cache.misses": "counter",
+    "jobs.duration": "distribution",
+    "errors": "counter",
+    "gc.pause": "timer",
+    "threads": "gauge",
+    "open_connections": "gauge",
+    "disk.io": "counter",
+    "net.bytes_sent": "counter",
+    "net.bytes_received": "counter",
+    "lock.wait": "timer",
+    "tasks": "gauge",
+    "retries": "counter",
+    "payload.size": "distribution",
 }
 ENDPOINTS = [f"/api/v1/resource{n:02d}/{{id}}" for n in range(79)] + ["/api/v1/invoices/{id}/pdf"]
-OPERATIONS = ["GET /api/v1/orders", "POST /api/v1/orders", "GET /api/v1/orders/{id}", "SELECT orders",
-              "INSERT orders", "publish order.created", "GET /api/v1/catalog", "charge", "refund", "render"]
+OPERATIONS = [
+    "GET /api/v1/orders",
+    "POST /api/v1/orders",
+    "GET /api/v1/orders/{id}",
+    "SELECT orders",
+    "INSERT orders",
+    "publish order.created",
+    "GET /api/v1/catalog",
+    "charge",
+    "refund",
+    "render",
+]
 PEERS = [f"peer-{n:02d}" for n in range(29)] + ["payments-gateway"]
-KPIS = {"mrr": "revenue", "arr": "revenue", "active_users": "user_engagement", "new_signups": "acquisition",
-        "churned_licenses": "retention", "trial_conversion": "conversion", "api_calls": "usage",
-        "storage_gb": "usage", "p95_latency_ms": "performance", "infra_cost": "cost", "nps": "other",
-        "sessions": "user_engagement"}
+KPIS = {
+    "mrr": "revenue",
+    "arr": "revenue",
+    "active_users": "user_engagement",
+    "new_signups": "acquisition",
+    "churned_licenses": "retention",
+    "trial_conversion": "conversion",
+    "api_calls": "usage",
+    "storage_gb": "usage",
+    "p95_latency_ms": "performance",
+    "infra_cost": "cost",
+    "nps": "other",
+    "sessions": "user_engagement",
+}
 
 
 def load(url: str) -> dict[str, int]:
@@ -764,50 +817,168 @@ def load(url: str) -> dict[str, int]:
     rng = random.Random(SEED)
     counts: dict[str, int] = {}
     with psycopg.connect(libpq_url(url), options="-c timezone=UTC") as connection:
-        counts["licenses"] = _copy(connection, "licenses", ("name", "plan", "max_users"), (
-            (f"Customer {n}", rng.choice(["free", "pro", "enterprise"]), rng.choice([5, 50, 500]))
-            for n in range(1, LICENSES + 1)
-        ))
+        counts["licenses"] = _copy(
+            connection,
+            "licenses",
+            ("name", "plan", "max_users"),
+            (
+                (f"Customer {n}", rng.choice(["free", "pro", "enterprise"]), rng.choice([5, 50, 500]))
+                for n in range(1, LICENSES + 1)
+            ),
+        )
         # every user belongs to a license (users are keyed by (license_id, user_id))
         user_license = {n: rng.randint(1, LICENSES) for n in range(1, USERS + 1)}
-        counts["users"] = _copy(connection, "users", ("user_id", "email", "display_name", "license_id"), (
-            (user_id(n), f"user.{n:05d}@example.com" if n % 3 else f"User.{n:05d}@Example.com", f"User {n}", license_id)
-            for n, license_id in user_license.items()
-        ))
-        counts["api_keys"] = _copy(connection, "api_keys", ("name", "key_prefix", "key_hash", "license_id", "scopes", "created_at", "revoked_at"), (
-            (f"key {n}", f"ft_{key_hash(n)[:8]}", key_hash(n), (n % (LICENSES + 5)) + 1 if n % (LICENSES + 5) < LICENSES else None,
-             "{ingest,read}", day_start(-rng.randint(1, 365)), day_start(-1) if n % 10 == 0 else None)
-            for n in range(1, 3 * LICENSES + 16)
-        ))
-        counts["ingest_batches"] = _copy(connection, "ingest_batches", ("api_key_id", "endpoint", "idempotency_key", "response", "created_at"), (
-            ((n % 50) + 1, rng.choice(["events", "spans", "system-metrics"]), f"batch-{n}", '{"accepted": 500, "rejected": []}',
-             day_start(-2) + timedelta(seconds=n * 7))
-            for n in range(1, 20_001)
-        ))
+        counts["users"] = _copy(
+            connection,
+            "users",
+            ("user_id", "email", "display_name", "license_id"),
+            (
+                (user_id(n), f"user.{n:05d}@example.com" if n % 3 else f"User.{n:05d}@Example.com", f"User {n}", license_id)
+                for n, license_id in user_license.items()
+            ),
+        )
+        counts["api_keys"] = _copy(
+            connection,
+            "api_keys",
+            ("name", "key_prefix", "key_hash", "license_id", "scopes", "created_at", "revoked_at"),
+            (
+                (
+                    f"key {n}",
+                    f"ft_{key_hash(n)[:8]}",
+                    key_hash(n),
+                    (n % (LICENSES + 5)) + 1 if n % (LICENSES + 5) < LICENSES else None,
+                    "{ingest,read}",
+                    day_start(-rng.randint(1, 365)),
+                    day_start(-1) if n % 10 == 0 else None,
+                )
+                for n in range(1, 3 * LICENSES + 16)
+            ),
+        )
+        counts["ingest_batches"] = _copy(
+            connection,
+            "ingest_batches",
+            ("api_key_id", "endpoint", "idempotency_key", "response", "created_at"),
+            (
+                (
+                    (n % 50) + 1,
+                    rng.choice(["events", "spans", "system-metrics"]),
+                    f"batch-{n}",
+                    '{"accepted": 500, "rejected": []}',
+                    day_start(-2) + timedelta(seconds=n * 7),
+                )
+                for n in range(1, 20_001)
+            ),
+        )
         user_weights = _zipf_weights(USERS)
-        counts["telemetry_events"] = _copy(connection, "telemetry_events", (
-            "event_id", "event_type", "event_name", "category", "source", "user_id", "license_id", "session_id",
-            "payload", "duration_ms", "environment", "app_version", "event_timestamp",
-        ), _events(rng, user_license, user_weights))
-        counts["system_metrics"] = _copy(connection, "system_metrics", (
-            "metric_name", "metric_type", "value", "unit", "service_name", "host_name", "instance_id", "labels",
-            "sample_count", "p50", "p90", "p95", "p99", "timestamp",
-        ), _metric_samples(rng))
-        counts["traces"] = _copy(connection, "traces", (
-            "trace_id", "span_id", "parent_span_id", "operation_name", "service_name", "span_kind", "start_time",
-            "end_time", "duration_ms", "status", "status_code", "http_method", "http_route", "user_id", "license_id",
-            "attributes", "environment",
-        ), _spans(rng, user_license, user_weights))
-        counts["business_metrics"] = _copy(connection, "business_metrics", (
-            "metric_name", "metric_category", "metric_value", "currency", "period_start", "period_end", "period_type",
-            "license_id", "source",
-        ), _kpis(rng))
-        counts["alert_rules"] = _copy(connection, "alert_rules", (
-            "name", "condition_config", "severity", "enabled", "license_id", "last_evaluated_at",
-        ), _rules(rng))
-        counts["alerts"] = _copy(connection, "alerts", (
-            "rule_id", "status", "severity", "title", "fingerprint", "triggered_at", "resolved_at", "license_id",
-        ), _alerts(rng))
+        counts["telemetry_events"] = _copy(
+            connection,
+            "telemetry_events",
+            (
+                "event_id",
+                "event_type",
+                "event_name",
+                "category",
+                "source",
+                "user_id",
+                "license_id",
+                "session_id",
+                "payload",
+                "duration_ms",
+                "environment",
+                "app_version",
+                "event_timestamp",
+            ),
+            _events(rng, user_license, user_weights),
+        )
+        counts["system_metrics"] = _copy(
+            connection,
+            "system_metrics",
+            (
+                "metric_name",
+                "metric_type",
+                "value",
+                "unit",
+                "service_name",
+                "host_name",
+                "instance_id",
+                "labels",
+                "sample_count",
+                "p50",
+                "p90",
+                "p95",
+                "p99",
+                "timestamp",
+            ),
+            _metric_samples(rng),
+        )
+        counts["traces"] = _copy(
+            connection,
+            "traces",
+            (
+                "trace_id",
+                "span_id",
+                "parent_span_id",
+                "operation_name",
+                "service_name",
+                "span_kind",
+                "start_time",
+                "end_time",
+                "duration_ms",
+                "status",
+                "status_code",
+                "http_method",
+                "http_route",
+                "user_id",
+                "license_id",
+                "attributes",
+                "environment",
+            ),
+            _spans(rng, user_license, user_weights),
+        )
+        counts["business_metrics"] = _copy(
+            connection,
+            "business_metrics",
+            (
+                "metric_name",
+                "metric_category",
+                "metric_value",
+                "currency",
+                "period_start",
+                "period_end",
+                "period_type",
+                "license_id",
+                "source",
+            ),
+            _kpis(rng),
+        )
+        counts["alert_rules"] = _copy(
+            connection,
+            "alert_rules",
+            (
+                "name",
+                "condition_config",
+                "severity",
+                "enabled",
+                "license_id",
+                "last_evaluated_at",
+            ),
+            _rules(rng),
+        )
+        counts["alerts"] = _copy(
+            connection,
+            "alerts",
+            (
+                "rule_id",
+                "status",
+                "severity",
+                "title",
+                "fingerprint",
+                "triggered_at",
+                "resolved_at",
+                "license_id",
+            ),
+            _alerts(rng),
+        )
         counts.update(_load_operations(connection, rng))
         connection.commit()
         connection.autocommit = True
@@ -819,7 +990,13 @@ def load(url: str) -> dict[str, int]:
     finally:
         engine.dispose()
     with psycopg.connect(libpq_url(url), options="-c timezone=UTC", autocommit=True) as connection:
-        for table in ("telemetry_events_hourly", "system_metrics_hourly", "traces_hourly", "rollup_state", "rollup_dirty_buckets"):
+        for table in (
+            "telemetry_events_hourly",
+            "system_metrics_hourly",
+            "traces_hourly",
+            "rollup_state",
+            "rollup_dirty_buckets",
+        ):
             counts[table] = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]  # type: ignore[index]
         connection.execute("VACUUM ANALYZE")
         watermark = connection.execute("SELECT min(watermark) FROM rollup_state").fetchone()[0]  # type: ignore[index]
@@ -829,19 +1006,25 @@ def load(url: str) -> dict[str, int]:
 
 def _copy(connection: psycopg.Connection[Any], table: str, columns: tuple[str, ...], rows: Any) -> int:
     progress(f"loading {table}")
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    # rows of no license belong to the platform license where the column is NOT NULL (revision 0018)
+    owned = "license_id" in columns and table in OWNED_TABLES
+    position = columns.index("license_id") if owned else -1
     written = 0
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
+            if owned and row[position] is None:
+                row = (*row[:position], PLATFORM_LICENSE_ID, *row[position + 1 :])
             copy.write_row(row)
             written += 1
     return written
 
 
+OWNED_TABLES = ("telemetry_events", "system_metrics", "traces", "business_metrics")
+
+
 def _zipf_weights(n: int) -> list[float]:
-    weights = [1.0 / (rank ** 0.8) for rank in range(1, n + 1)]
+    weights = [1.0 / (rank**0.8) for rank in range(1, n + 1)]
     cumulative, total = [], 0.0
     for weight in weights:
         total += weight
@@ -865,11 +1048,19 @@ def _events(rng: random.Random, user_license: dict[int, int | None], user_weight
         if event_type == "error_event":
             payload["error"] = rng.choice(["TimeoutError", "KeyError", "IntegrityError"])
         yield (
-            event_uuid(n), event_type, rng.choice(EVENT_NAMES[event_type]), rng.choice(["web", "billing", "admin", None]),
-            rng.choice(["web", "api", "mobile", "sdk", "batch_job"]), user_id(user_n) if user_n else None,
-            user_license[user_n] if user_n else None, f"s-{(user_n or 0)}-{n // 40}", json.dumps(payload),
+            event_uuid(n),
+            event_type,
+            rng.choice(EVENT_NAMES[event_type]),
+            rng.choice(["web", "billing", "admin", None]),
+            rng.choice(["web", "api", "mobile", "sdk", "batch_job"]),
+            user_id(user_n) if user_n else None,
+            user_license[user_n] if user_n else None,
+            f"s-{(user_n or 0)}-{n // 40}",
+            json.dumps(payload),
             round(rng.lognormvariate(4, 1), 2) if event_type in ("api_event", "performance_event") else None,
-            "production", "2.14.0", _spread(rng, n, EVENTS),
+            "production",
+            "2.14.0",
+            _spread(rng, n, EVENTS),
         )
 
 
@@ -882,9 +1073,14 @@ def _metric_samples(rng: random.Random) -> Iterator[tuple[Any, ...]]:
         summary = metric_type in ("histogram", "timer", "distribution")
         host = rng.randint(1, 40)
         yield (
-            metric_name, metric_type, value, "ms" if summary else None, rng.choice(SERVICES), f"host-{host:02d}",
-            f"i-{host:02d}{rng.randint(0, 3)}", json.dumps({"region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]),
-                                                            "endpoint": rng.choice(ENDPOINTS)}),
+            metric_name,
+            metric_type,
+            value,
+            "ms" if summary else None,
+            rng.choice(SERVICES),
+            f"host-{host:02d}",
+            f"i-{host:02d}{rng.randint(0, 3)}",
+            json.dumps({"region": rng.choice(["eu-west-1", "us-east-1", "ap-south-1"]), "endpoint": rng.choice(ENDPOINTS)}),
             rng.randint(1, 500) if summary else 1,
             *((value * 0.8, value * 1.5, value * 1.9, value * 3.0) if summary else (None, None, None, None)),
             _spread(rng, n, METRIC_SAMPLES),
@@ -909,12 +1105,23 @@ def _spans(rng: random.Random, user_license: dict[int, int | None], user_weights
             if kind == "client":
                 attributes["peer.service"] = rng.choice(PEERS)
             yield (
-                trace_id(trace_n), span_id(trace_n, position), span_id(trace_n, position - 1) if position else None,
-                operation, service, kind, start, start + timedelta(milliseconds=duration_ms), duration_ms,
-                "error" if failed else "ok", (500 if failed else 200) if position == 0 else None,
-                operation.split(" ")[0] if position == 0 else None, None,
-                user_id(user_n) if user_n else None, user_license[user_n] if user_n else None,
-                json.dumps(attributes), "production",
+                trace_id(trace_n),
+                span_id(trace_n, position),
+                span_id(trace_n, position - 1) if position else None,
+                operation,
+                service,
+                kind,
+                start,
+                start + timedelta(milliseconds=duration_ms),
+                duration_ms,
+                "error" if failed else "ok",
+                (500 if failed else 200) if position == 0 else None,
+                operation.split(" ")[0] if position == 0 else None,
+                None,
+                user_id(user_n) if user_n else None,
+                user_license[user_n] if user_n else None,
+                json.dumps(attributes),
+                "production",
             )
         written += span_total
         trace_n += 1
@@ -924,8 +1131,17 @@ def _kpis(rng: random.Random) -> Iterator[tuple[Any, ...]]:
     for day in range(-KPI_DAYS + DAYS, DAYS):
         for license_id in [None, *range(1, KPI_LICENSES + 1)]:
             for name, category in KPIS.items():
-                yield (name, category, round(rng.uniform(10, 10_000), 2), "EUR" if category in ("revenue", "cost") else None,
-                       day_start(day), day_start(day + 1), "daily", license_id, "kpi_job")
+                yield (
+                    name,
+                    category,
+                    round(rng.uniform(10, 10_000), 2),
+                    "EUR" if category in ("revenue", "cost") else None,
+                    day_start(day),
+                    day_start(day + 1),
+                    "daily",
+                    license_id,
+                    "kpi_job",
+                )
 
 
 def _rules(rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -933,8 +1149,14 @@ def _rules(rng: random.Random) -> Iterator[tuple[Any, ...]]:
     for n in range(ALERT_RULES):
         license_id = _rule_license(n + 1)
         evaluated = day_start(DAYS) - timedelta(seconds=rng.randint(0, 600)) if rng.random() < 0.95 else None
-        yield (names[n % len(names)], json.dumps({"metric": "errors", "op": ">", "threshold": 5}),
-               rng.choice(["info", "warning", "error", "critical"]), rng.random() < 0.85, license_id, evaluated)
+        yield (
+            names[n % len(names)],
+            json.dumps({"metric": "errors", "op": ">", "threshold": 5}),
+            rng.choice(["info", "warning", "error", "critical"]),
+            rng.random() < 0.85,
+            license_id,
+            evaluated,
+        )
 
 
 def _alerts(rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -945,19 +1167,36 @@ def _alerts(rng: random.Random) -> Iterator[tuple[Any, ...]]:
         if rule_n == SAMPLE["rule_id"] and n < ALERT_RULES:
             status = "active"
         triggered = day_start(DAYS - KPI_DAYS) + timedelta(seconds=n * KPI_DAYS * 86_400 / ALERTS)
-        yield (rule_n, status, rng.choice(["warning", "error", "critical"]), f"Alert {n}",
-               fingerprint(rule_n, n // ALERT_RULES), triggered,
-               triggered + timedelta(minutes=rng.randint(1, 600)) if status == "resolved" else None,
-               rng.randint(1, LICENSES))
+        yield (
+            rule_n,
+            status,
+            rng.choice(["warning", "error", "critical"]),
+            f"Alert {n}",
+            fingerprint(rule_n, n // ALERT_RULES),
+            triggered,
+            triggered + timedelta(minutes=rng.randint(1, 600)) if status == "resolved" else None,
+            rng.randint(1, LICENSES),
+        )
 
 
 NOW = day_start(DAYS)
 """The data set's present: the queries above ask for what is due, in force or pending at this instant."""
 CHANNEL_KINDS = (("ops-email", "email"), ("team-slack", "slack"), ("pager-webhook", "webhook"))
 AUDIT_ACTIONS = {
-    "key.create": 8, "key.revoke": 2, "license.update": 1, "user.create": 6, "user.update": 2, "rule.create": 3,
-    "rule.update": 6, "rule.delete": 1, "channel.create": 1, "channel.update": 1, "silence.create": 4,
-    "silence.expire": 2, "silence.update": 1, "retention.override": 1,
+    "key.create": 8,
+    "key.revoke": 2,
+    "license.update": 1,
+    "user.create": 6,
+    "user.update": 2,
+    "rule.create": 3,
+    "rule.update": 6,
+    "rule.delete": 1,
+    "channel.create": 1,
+    "channel.update": 1,
+    "silence.create": 4,
+    "silence.expire": 2,
+    "silence.update": 1,
+    "retention.override": 1,
 }
 
 
@@ -965,9 +1204,22 @@ def _load_operations(connection: psycopg.Connection[Any], rng: random.Random) ->
     """Alerting history, channels and their outbox, silences, job runs, the audit log and the lifecycle tables,
     shaped after the alerts already loaded (90 days of them, 6% still open)."""
     counts: dict[str, int] = {}
-    counts["notification_channels"] = _copy(connection, "notification_channels", (
-        "license_id", "name", "type", "config", "secrets", "send_resolved", "enabled", "created_at", "updated_at",
-    ), _channels(rng))
+    counts["notification_channels"] = _copy(
+        connection,
+        "notification_channels",
+        (
+            "license_id",
+            "name",
+            "type",
+            "config",
+            "secrets",
+            "send_resolved",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ),
+        _channels(rng),
+    )
     channels: dict[int | None, list[tuple[int, str, str, bool]]] = {}
     for channel_id, license_id, name, type_, send_resolved in connection.execute(
         "SELECT channel_id, license_id, name, type, send_resolved FROM notification_channels ORDER BY channel_id"
@@ -977,55 +1229,185 @@ def _load_operations(connection: psycopg.Connection[Any], rng: random.Random) ->
         "SELECT alert_id, rule_id, license_id, fingerprint, status, severity, title, triggered_at, resolved_at"
         "  FROM alerts ORDER BY alert_id"
     ).fetchall()
-    counts["alert_rule_states"] = _copy(connection, "alert_rule_states", (
-        "rule_id", "fingerprint", "group_key", "state", "active_since", "last_true_at", "last_value", "last_evaluated_at",
-        "alert_id", "updated_at",
-    ), _rule_states(rng, alerts))
-    counts["alert_events"] = _copy(connection, "alert_events", (
-        "alert_id", "rule_id", "license_id", "fingerprint", "group_key", "from_state", "to_state", "actor", "note",
-        "observed_value", "details", "occurred_at",
-    ), _alert_events(rng, alerts))
-    counts["alert_notifications"] = _copy(connection, "alert_notifications", (
-        "alert_id", "channel_id", "channel_name", "license_id", "kind", "payload", "status", "attempts", "next_attempt_at",
-        "last_error", "created_at", "updated_at",
-    ), _notifications(rng, alerts, channels))
+    counts["alert_rule_states"] = _copy(
+        connection,
+        "alert_rule_states",
+        (
+            "rule_id",
+            "fingerprint",
+            "group_key",
+            "state",
+            "active_since",
+            "last_true_at",
+            "last_value",
+            "last_evaluated_at",
+            "alert_id",
+            "updated_at",
+        ),
+        _rule_states(rng, alerts),
+    )
+    counts["alert_events"] = _copy(
+        connection,
+        "alert_events",
+        (
+            "alert_id",
+            "rule_id",
+            "license_id",
+            "fingerprint",
+            "group_key",
+            "from_state",
+            "to_state",
+            "actor",
+            "note",
+            "observed_value",
+            "details",
+            "occurred_at",
+        ),
+        _alert_events(rng, alerts),
+    )
+    counts["alert_notifications"] = _copy(
+        connection,
+        "alert_notifications",
+        (
+            "alert_id",
+            "channel_id",
+            "channel_name",
+            "license_id",
+            "kind",
+            "payload",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ),
+        _notifications(rng, alerts, channels),
+    )
     channel_types = {channel_id: type_ for listed in channels.values() for channel_id, _, type_, _ in listed}
     notifications = connection.execute(
         "SELECT notification_id, alert_id, license_id, channel_id, channel_name, kind, status, attempts, created_at"
         "  FROM alert_notifications ORDER BY notification_id"
     ).fetchall()
-    counts["alert_deliveries"] = _copy(connection, "alert_deliveries", (
-        "notification_id", "alert_id", "license_id", "channel_id", "channel_name", "channel_type", "kind", "attempt",
-        "outcome", "http_status", "smtp_reply", "error", "latency_ms", "attempted_at",
-    ), _deliveries(rng, notifications, channel_types))
-    counts["silences"] = _copy(connection, "silences", (
-        "license_id", "matchers", "starts_at", "ends_at", "created_by", "comment", "expired_at", "created_at",
-    ), _silences(rng))
-    counts["job_runs"] = _copy(connection, "job_runs", (
-        "job_name", "last_started_at", "last_finished_at", "last_outcome", "last_summary", "last_error", "last_duration_ms",
-        "runs", "failures",
-    ), (
-        (name, NOW - timedelta(seconds=40 + 7 * n), NOW - timedelta(seconds=38 + 7 * n), "ok", "done", None,
-         round(rng.uniform(5, 2_000), 1), 5_000 + 100 * n, n)
-        for n, name in enumerate(JOB_NAMES)
-    ))
-    counts["audit_log"] = _copy(connection, "audit_log", (
-        "occurred_at", "actor", "action", "target_type", "target_id", "license_id", "details",
-    ), _audit_entries(rng))
-    counts["query_scopes"] = _copy(connection, "query_scopes", ("backend_pid", "license_id", "created_at"), (
-        (40_000 + n, rng.randint(1, LICENSES), NOW - timedelta(seconds=n)) for n in range(2)
-    ))
-    counts["retention_overrides"] = _copy(connection, "retention_overrides", (
-        "license_id", "data_kind", "retention_days", "created_at", "updated_at",
-    ), (
-        (license_id, kind, rng.choice([7, 14, 30, 60, 180]), day_start(-license_id), day_start(-license_id))
-        for license_id in range(1, LICENSES + 1, 5)
-        for kind in ("events", "metrics", "traces") if rng.random() < 0.6
-    ))
-    counts["partition_archives"] = _copy(connection, "partition_archives", (
-        "table_name", "partition_name", "range_start", "range_end", "row_count", "file_bytes", "sha256", "path",
-        "archived_at", "restored_at",
-    ), _archives(rng))
+    counts["alert_deliveries"] = _copy(
+        connection,
+        "alert_deliveries",
+        (
+            "notification_id",
+            "alert_id",
+            "license_id",
+            "channel_id",
+            "channel_name",
+            "channel_type",
+            "kind",
+            "attempt",
+            "outcome",
+            "http_status",
+            "smtp_reply",
+            "error",
+            "latency_ms",
+            "attempted_at",
+        ),
+        _deliveries(rng, notifications, channel_types),
+    )
+    counts["silences"] = _copy(
+        connection,
+        "silences",
+        (
+            "license_id",
+            "matchers",
+            "starts_at",
+            "ends_at",
+            "created_by",
+            "comment",
+            "expired_at",
+            "created_at",
+        ),
+        _silences(rng),
+    )
+    counts["job_runs"] = _copy(
+        connection,
+        "job_runs",
+        (
+            "job_name",
+            "last_started_at",
+            "last_finished_at",
+            "last_outcome",
+            "last_summary",
+            "last_error",
+            "last_duration_ms",
+            "runs",
+            "failures",
+        ),
+        (
+            (
+                name,
+                NOW - timedelta(seconds=40 + 7 * n),
+                NOW - timedelta(seconds=38 + 7 * n),
+                "ok",
+                "done",
+                None,
+                round(rng.uniform(5, 2_000), 1),
+                5_000 + 100 * n,
+                n,
+            )
+            for n, name in enumerate(JOB_NAMES)
+        ),
+    )
+    counts["audit_log"] = _copy(
+        connection,
+        "audit_log",
+        (
+            "occurred_at",
+            "actor",
+            "action",
+            "target_type",
+            "target_id",
+            "license_id",
+            "details",
+        ),
+        _audit_entries(rng),
+    )
+    counts["query_scopes"] = _copy(
+        connection,
+        "query_scopes",
+        ("backend_pid", "license_id", "created_at"),
+        ((40_000 + n, rng.randint(1, LICENSES), NOW - timedelta(seconds=n)) for n in range(2)),
+    )
+    counts["retention_overrides"] = _copy(
+        connection,
+        "retention_overrides",
+        (
+            "license_id",
+            "data_kind",
+            "retention_days",
+            "created_at",
+            "updated_at",
+        ),
+        (
+            (license_id, kind, rng.choice([7, 14, 30, 60, 180]), day_start(-license_id), day_start(-license_id))
+            for license_id in range(1, LICENSES + 1, 5)
+            for kind in ("events", "metrics", "traces")
+            if rng.random() < 0.6
+        ),
+    )
+    counts["partition_archives"] = _copy(
+        connection,
+        "partition_archives",
+        (
+            "table_name",
+            "partition_name",
+            "range_start",
+            "range_end",
+            "row_count",
+            "file_bytes",
+            "sha256",
+            "path",
+            "archived_at",
+            "restored_at",
+        ),
+        _archives(rng),
+    )
     return counts
 
 
@@ -1040,8 +1422,17 @@ def _channels(rng: random.Random) -> Iterator[tuple[Any, ...]]:
                 "webhook": {"url": f"https://hooks.{domain}/****", "format": "fernando"},
             }[type_]
             created = day_start(-rng.randint(30, 400))
-            yield (license_id, name, type_, json.dumps(config), "v1." + hashlib.sha256(f"{license_id}{name}".encode()).hexdigest() * 2,
-                   rng.random() < 0.9, rng.random() < 0.95, created, created)
+            yield (
+                license_id,
+                name,
+                type_,
+                json.dumps(config),
+                "v1." + hashlib.sha256(f"{license_id}{name}".encode()).hexdigest() * 2,
+                rng.random() < 0.9,
+                rng.random() < 0.95,
+                created,
+                created,
+            )
 
 
 def _rule_license(rule_n: int) -> int | None:
@@ -1061,8 +1452,18 @@ def _rule_states(rng: random.Random, alerts: list[tuple[Any, ...]]) -> Iterator[
             alert_id = open_alerts.get((rule_n, fp))
             state = "firing" if alert_id else ("pending" if rng.random() < 0.05 else "inactive")
             since = NOW - timedelta(minutes=rng.randint(1, 600)) if state != "inactive" else None
-            yield (rule_n, fp, _group_key(group_n), state, since, NOW - timedelta(seconds=30) if since else None,
-                   round(rng.lognormvariate(2, 1), 2), NOW - timedelta(seconds=rng.randint(0, 60)), alert_id, NOW)
+            yield (
+                rule_n,
+                fp,
+                _group_key(group_n),
+                state,
+                since,
+                NOW - timedelta(seconds=30) if since else None,
+                round(rng.lognormvariate(2, 1), 2),
+                NOW - timedelta(seconds=rng.randint(0, 60)),
+                alert_id,
+                NOW,
+            )
 
 
 def _alert_events(rng: random.Random, alerts: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
@@ -1076,10 +1477,33 @@ def _alert_events(rng: random.Random, alerts: list[tuple[Any, ...]]) -> Iterator
     untagged.append((NOW - timedelta(minutes=5), SAMPLE["rule_id"], 0))
     position = 0
 
-    def event(alert_id: int | None, rule_id: int, license_id: int, fp: str, group_n: int, from_state: str, to_state: str,
-              action: str, at: datetime, actor: str = "evaluator", note: str | None = None) -> tuple[Any, ...]:
-        return (alert_id, rule_id, license_id, fp, _group_key(group_n), from_state, to_state, actor, note,
-                round(rng.lognormvariate(2, 1), 2), json.dumps({"action": action, "reason": "threshold crossed"}), at)
+    def event(
+        alert_id: int | None,
+        rule_id: int,
+        license_id: int,
+        fp: str,
+        group_n: int,
+        from_state: str,
+        to_state: str,
+        action: str,
+        at: datetime,
+        actor: str = "evaluator",
+        note: str | None = None,
+    ) -> tuple[Any, ...]:
+        return (
+            alert_id,
+            rule_id,
+            license_id,
+            fp,
+            _group_key(group_n),
+            from_state,
+            to_state,
+            actor,
+            note,
+            round(rng.lognormvariate(2, 1), 2),
+            json.dumps({"action": action, "reason": "threshold crossed"}),
+            at,
+        )
 
     for alert_id, rule_id, license_id, fp, status, _, _, triggered, resolved in alerts:
         group_n = (alert_id - 1) // ALERT_RULES
@@ -1088,22 +1512,53 @@ def _alert_events(rng: random.Random, alerts: list[tuple[Any, ...]]) -> Iterator
             fp_n = fingerprint(rule_n, untagged_group)
             yield event(None, rule_n, _rule_license(rule_n), fp_n, untagged_group, "inactive", "pending", "pending", at)
             if at < NOW - timedelta(minutes=10):
-                yield event(None, rule_n, _rule_license(rule_n), fp_n, untagged_group, "pending", "inactive", "clear",
-                            at + timedelta(minutes=3))
+                yield event(
+                    None,
+                    rule_n,
+                    _rule_license(rule_n),
+                    fp_n,
+                    untagged_group,
+                    "pending",
+                    "inactive",
+                    "clear",
+                    at + timedelta(minutes=3),
+                )
             position += 1
         if rng.random() < 0.6:
-            yield event(alert_id, rule_id, license_id, fp, group_n, "inactive", "pending", "pending", triggered - timedelta(minutes=5))
+            yield event(
+                alert_id, rule_id, license_id, fp, group_n, "inactive", "pending", "pending", triggered - timedelta(minutes=5)
+            )
         yield event(alert_id, rule_id, license_id, fp, group_n, "pending", "active", "fire", triggered)
         if status == "acknowledged" or (status == "resolved" and rng.random() < 0.3):
-            yield event(alert_id, rule_id, license_id, fp, group_n, "active", "acknowledged", "acknowledge",
-                        triggered + timedelta(minutes=rng.randint(1, 30)), f"key:{rng.randint(1, 50)}", "looking into it")
+            yield event(
+                alert_id,
+                rule_id,
+                license_id,
+                fp,
+                group_n,
+                "active",
+                "acknowledged",
+                "acknowledge",
+                triggered + timedelta(minutes=rng.randint(1, 30)),
+                f"key:{rng.randint(1, 50)}",
+                "looking into it",
+            )
         if rng.random() < 0.1:
             yield event(alert_id, rule_id, license_id, fp, group_n, "active", "active", "repeat", triggered + timedelta(hours=4))
         if resolved is not None:
             yield event(alert_id, rule_id, license_id, fp, group_n, "active", "resolved", "resolve", resolved)
     for at, rule_n, untagged_group in untagged[position:]:
-        yield event(None, rule_n, _rule_license(rule_n), fingerprint(rule_n, untagged_group), untagged_group, "inactive", "pending",
-                    "pending", at)
+        yield event(
+            None,
+            rule_n,
+            _rule_license(rule_n),
+            fingerprint(rule_n, untagged_group),
+            untagged_group,
+            "inactive",
+            "pending",
+            "pending",
+            at,
+        )
 
 
 def _notifications(
@@ -1122,14 +1577,39 @@ def _notifications(
                 elif rng.random() < 0.03:
                     state, attempts, next_attempt = "failed", NOTIFICATION_MAX_ATTEMPTS, at + timedelta(minutes=30)
                 else:
-                    state, attempts, next_attempt = "sent", 1 if rng.random() < 0.9 else rng.randint(2, 3), at + timedelta(seconds=2)
-                payload = {"alert_id": alert_id, "rule_id": rule_id, "title": title, "severity": severity, "kind": kind,
-                           "status": "resolved" if kind == "resolved" else "firing", "starts_at": triggered.isoformat()}
-                yield (alert_id, channel_id, name, license_id, kind, json.dumps(payload), state, attempts, next_attempt,
-                       "HTTP 503 from the receiver" if state == "failed" else None, at, next_attempt)
+                    state, attempts, next_attempt = (
+                        "sent",
+                        1 if rng.random() < 0.9 else rng.randint(2, 3),
+                        at + timedelta(seconds=2),
+                    )
+                payload = {
+                    "alert_id": alert_id,
+                    "rule_id": rule_id,
+                    "title": title,
+                    "severity": severity,
+                    "kind": kind,
+                    "status": "resolved" if kind == "resolved" else "firing",
+                    "starts_at": triggered.isoformat(),
+                }
+                yield (
+                    alert_id,
+                    channel_id,
+                    name,
+                    license_id,
+                    kind,
+                    json.dumps(payload),
+                    state,
+                    attempts,
+                    next_attempt,
+                    "HTTP 503 from the receiver" if state == "failed" else None,
+                    at,
+                    next_attempt,
+                )
 
 
-def _deliveries(rng: random.Random, notifications: list[tuple[Any, ...]], channel_types: dict[int, str]) -> Iterator[tuple[Any, ...]]:
+def _deliveries(
+    rng: random.Random, notifications: list[tuple[Any, ...]], channel_types: dict[int, str]
+) -> Iterator[tuple[Any, ...]]:
     for notification_id, alert_id, license_id, channel_id, name, kind, status, attempts, created in notifications:
         channel_type = channel_types.get(channel_id, "unknown")
         for attempt in range(1, attempts + 1):
@@ -1137,10 +1617,22 @@ def _deliveries(rng: random.Random, notifications: list[tuple[Any, ...]], channe
             outcome = "sent" if status == "sent" and last else ("abandoned" if status == "failed" and last else "failed")
             ok = outcome == "sent"
             http_status = None if channel_type == "email" else (200 if ok else 503)
-            yield (notification_id, alert_id, license_id, channel_id, name, channel_type, kind, attempt, outcome, http_status,
-                   "250 2.0.0 Ok: queued" if channel_type == "email" and ok else None,
-                   None if ok else "the receiver answered 503", round(rng.lognormvariate(4, 0.7), 1),
-                   created + timedelta(minutes=2 ** (attempt - 1) - 1, seconds=1))
+            yield (
+                notification_id,
+                alert_id,
+                license_id,
+                channel_id,
+                name,
+                channel_type,
+                kind,
+                attempt,
+                outcome,
+                http_status,
+                "250 2.0.0 Ok: queued" if channel_type == "email" and ok else None,
+                None if ok else "the receiver answered 503",
+                round(rng.lognormvariate(4, 0.7), 1),
+                created + timedelta(minutes=2 ** (attempt - 1) - 1, seconds=1),
+            )
 
 
 def _silences(rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -1152,19 +1644,33 @@ def _silences(rng: random.Random) -> Iterator[tuple[Any, ...]]:
         ends = starts + timedelta(hours=rng.choice([1, 2, 4, 8, 24, 48]))
         expired = starts + (ends - starts) / 2 if rng.random() < 0.2 and ends < NOW else None
         rule = ["High error rate", "Slow checkout", "Queue backlog", "Login failures", "Low conversion"][n % 5]
-        yield (rng.randint(1, LICENSES) if rng.random() < 0.9 else None,
-               json.dumps([{"name": "alertname", "op": "=", "value": rule}, {"name": "service_name", "op": "=~", "value": "check.*"}]),
-               starts, expired or ends, f"key:{rng.randint(1, 50)}", "deploy window", expired, starts - timedelta(minutes=10))
+        yield (
+            rng.randint(1, LICENSES) if rng.random() < 0.9 else None,
+            json.dumps(
+                [{"name": "alertname", "op": "=", "value": rule}, {"name": "service_name", "op": "=~", "value": "check.*"}]
+            ),
+            starts,
+            expired or ends,
+            f"key:{rng.randint(1, 50)}",
+            "deploy window",
+            expired,
+            starts - timedelta(minutes=10),
+        )
 
 
 def _audit_entries(rng: random.Random) -> Iterator[tuple[Any, ...]]:
     actions, weights = list(AUDIT_ACTIONS), list(AUDIT_ACTIONS.values())
     for n in range(AUDIT_ENTRIES):
         action = rng.choices(actions, weights)[0]
-        yield (day_start(DAYS - KPI_DAYS) + timedelta(seconds=(n + rng.random()) * KPI_DAYS * 86_400 / AUDIT_ENTRIES),
-               "cli" if rng.random() < 0.1 else f"key:{rng.randint(1, 50)}", action, action.split(".")[0],
-               str(rng.randint(1, 5_000)), rng.randint(1, LICENSES) if rng.random() < 0.9 else None,
-               json.dumps({"fields": ["name", "enabled"]} if action.endswith("update") else {}))
+        yield (
+            day_start(DAYS - KPI_DAYS) + timedelta(seconds=(n + rng.random()) * KPI_DAYS * 86_400 / AUDIT_ENTRIES),
+            "cli" if rng.random() < 0.1 else f"key:{rng.randint(1, 50)}",
+            action,
+            action.split(".")[0],
+            str(rng.randint(1, 5_000)),
+            rng.randint(1, LICENSES) if rng.random() < 0.9 else None,
+            json.dumps({"fields": ["name", "enabled"]} if action.endswith("update") else {}),
+        )
 
 
 def _archives(rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -1174,14 +1680,21 @@ def _archives(rng: random.Random) -> Iterator[tuple[Any, ...]]:
             start = day_start(day)
             partition = f"{table}_p{start:%Y%m%d}"
             rows = rng.randint(40_000, 60_000)
-            yield (table, partition, start, start + timedelta(days=1), rows, rows * 60,
-                   hashlib.sha256(partition.encode()).hexdigest(), f"/var/lib/fernando-telemetry/archives/{table}/{partition}.parquet",
-                   start + timedelta(days=31, minutes=5), start + timedelta(days=40) if day == -ARCHIVED_DAYS + 3 else None)
+            yield (
+                table,
+                partition,
+                start,
+                start + timedelta(days=1),
+                rows,
+                rows * 60,
+                hashlib.sha256(partition.encode()).hexdigest(),
+                f"/var/lib/fernando-telemetry/archives/{table}/{partition}.parquet",
+                start + timedelta(days=31, minutes=5),
+                start + timedelta(days=40) if day == -ARCHIVED_DAYS + 3 else None,
+            )
 
 
 # -- the catalog ----------------------------------------------------------------------------------
-
-
 
 
 @dataclass(frozen=True)
@@ -1255,10 +1768,13 @@ class Names:
 
 
 def read_tables(connection: psycopg.Connection[Any]) -> list[Table]:
-    names = [row[0] for row in connection.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
-        " AND relkind IN ('r', 'p') AND NOT relispartition AND relname <> 'alembic_version'"
-    )]
+    names = [
+        row[0]
+        for row in connection.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+            " AND relkind IN ('r', 'p') AND NOT relispartition AND relname <> 'alembic_version'"
+        )
+    ]
     missing = set(TABLE_ORDER) - set(names)
     if missing:
         raise SystemExit(f"schema_doc: expected tables missing from the migrated database: {sorted(missing)}")
@@ -1270,8 +1786,10 @@ def _table_order(names: list[str]) -> list[str]:
 
 
 def _read_table(connection: psycopg.Connection[Any], name: str) -> Table:
-    columns = [Column(*row) for row in connection.execute(
-        """
+    columns = [
+        Column(*row)
+        for row in connection.execute(
+            """
         SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
                CASE WHEN a.attidentity = 'd' THEN 'generated by default as identity'
                     WHEN a.attidentity = 'a' THEN 'generated always as identity'
@@ -1279,14 +1797,27 @@ def _read_table(connection: psycopg.Connection[Any], name: str) -> Table:
           FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
          ORDER BY a.attnum
-        """, (name,))]
+        """,
+            (name,),
+        )
+    ]
     partition_key = connection.execute("SELECT pg_get_partkeydef(%s::regclass)", (name,)).fetchone()[0]  # type: ignore[index]
-    children = [row[0] for row in connection.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = %s::regclass ORDER BY c.relname", (name,))]
-    checks = [(row[0], row[1]) for row in connection.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
-        " WHERE conrelid = %s::regclass AND contype = 'c' ORDER BY conname", (name,))]
+    children = [
+        row[0]
+        for row in connection.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = %s::regclass ORDER BY c.relname",
+            (name,),
+        )
+    ]
+    checks = [
+        (row[0], row[1])
+        for row in connection.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = %s::regclass AND contype = 'c' ORDER BY conname",
+            (name,),
+        )
+    ]
     return Table(name, columns, partition_key, children, checks)
 
 
@@ -1321,10 +1852,12 @@ def check_coverage(indexes: list[IndexInfo]) -> None:
     in_database = {index.name: index.table for index in indexes}
     problems = [
         f"  index {name} on {table} has no entry in INDEX_QUERIES: add the query it serves"
-        for name, table in sorted(in_database.items()) if name not in INDEX_QUERIES
+        for name, table in sorted(in_database.items())
+        if name not in INDEX_QUERIES
     ] + [
         f"  INDEX_QUERIES has an entry for {name}, an index the migrated schema does not have: remove or rename it"
-        for name in sorted(INDEX_QUERIES) if name not in in_database
+        for name in sorted(INDEX_QUERIES)
+        if name not in in_database
     ]
     if problems:
         raise SystemExit("schema_doc: scripts/schema_doc.py is out of date with the schema:\n" + "\n".join(problems))
@@ -1348,12 +1881,16 @@ def read_foreign_keys(connection: psycopg.Connection[Any]) -> list[ForeignKey]:
     found = []
     for table, name, definition, columns, table_oid in keys:
         leading = sorted(
-            (index_name, predicate, column_names) for index_table, index_name, index_columns, predicate, column_names in indexes
+            (index_name, predicate, column_names)
+            for index_table, index_name, index_columns, predicate, column_names in indexes
             if index_table == table_oid and set(index_columns[: len(columns)]) == set(columns)
         )
         # A partial index serves the key's "column = $1" lookups only when that implies its predicate.
-        usable = [index_name for index_name, predicate, column_names in leading
-                  if predicate is None or _implied_by_equality(predicate, column_names)]
+        usable = [
+            index_name
+            for index_name, predicate, column_names in leading
+            if predicate is None or _implied_by_equality(predicate, column_names)
+        ]
         unusable = [f"{index_name} WHERE {predicate}" for index_name, predicate, _ in leading if index_name not in usable]
         found.append(ForeignKey(table, name, definition, usable[0] if usable else None, unusable[0] if unusable else None))
     return sorted(found, key=lambda key: (order[key.table], key.name))
@@ -1365,12 +1902,24 @@ def _implied_by_equality(predicate: str, column_names: list[str]) -> bool:
 
 
 def read_views(connection: psycopg.Connection[Any]) -> list[tuple[str, list[tuple[str, str]]]]:
-    views = [row[0] for row in connection.execute(
-        "SELECT viewname FROM pg_views WHERE schemaname = current_schema() ORDER BY viewname")]
-    return [(view, [(row[0], row[1]) for row in connection.execute(
-        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
-        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (view,))])
-        for view in views]
+    views = [
+        row[0]
+        for row in connection.execute("SELECT viewname FROM pg_views WHERE schemaname = current_schema() ORDER BY viewname")
+    ]
+    return [
+        (
+            view,
+            [
+                (row[0], row[1])
+                for row in connection.execute(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                    " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    (view,),
+                )
+            ],
+        )
+        for view in views
+    ]
 
 
 def read_functions(connection: psycopg.Connection[Any]) -> list[tuple[str, str, str, str]]:
@@ -1454,9 +2003,13 @@ def read_column_doc(tables: list[Table]) -> str:
 
 def read_security(connection: psycopg.Connection[Any]) -> Security:
     """The two roles, the row-level security policies and what each role can reach, from the catalog."""
-    roles = [(row[0], row[1], list(row[2])) for row in connection.execute(
-        "SELECT rolname, rolcanlogin, coalesce(rolconfig, '{}') FROM pg_roles WHERE rolname = ANY(%s) ORDER BY rolname DESC",
-        (list(ROLES),))]
+    roles = [
+        (row[0], row[1], list(row[2]))
+        for row in connection.execute(
+            "SELECT rolname, rolcanlogin, coalesce(rolconfig, '{}') FROM pg_roles WHERE rolname = ANY(%s) ORDER BY rolname DESC",
+            (list(ROLES),),
+        )
+    ]
     missing = set(ROLES) - {name for name, _, _ in roles}
     if missing:
         raise SystemExit(f"schema_doc: roles missing from the migrated cluster: {sorted(missing)}")
@@ -1467,26 +2020,55 @@ def read_security(connection: psycopg.Connection[Any]) -> Security:
     ):
         grouped.setdefault((name, tuple(policy_roles), command, using, check), []).append(table)
     order = {table: position for position, table in enumerate(_table_order(sorted({t for ts in grouped.values() for t in ts})))}
-    policies = [Policy(sorted(tables, key=order.__getitem__), name, list(policy_roles), command, using, check)
-                for (name, policy_roles, command, using, check), tables in grouped.items()]
-    tables_without_rls = _table_order([row[0] for row in connection.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p')"
-        " AND NOT relispartition AND NOT relrowsecurity AND relname <> 'alembic_version'"
-        " AND has_table_privilege(%s, oid, 'SELECT')", (TENANT_ROLE,))])
-    forced = _table_order([row[0] for row in connection.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relforcerowsecurity")])
-    tenant_denied = _table_order([row[0] for row in connection.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p')"
-        " AND NOT relispartition AND relname <> 'alembic_version' AND NOT has_table_privilege(%s, oid, 'SELECT')",
-        (TENANT_ROLE,))])
-    query_readable = [row[0] for row in connection.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p', 'v')"
-        " AND has_table_privilege(%s, oid, 'SELECT') ORDER BY relkind = 'v', relname", (READER_ROLE,))]
+    policies = [
+        Policy(sorted(tables, key=order.__getitem__), name, list(policy_roles), command, using, check)
+        for (name, policy_roles, command, using, check), tables in grouped.items()
+    ]
+    tables_without_rls = _table_order(
+        [
+            row[0]
+            for row in connection.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p')"
+                " AND NOT relispartition AND NOT relrowsecurity AND relname <> 'alembic_version'"
+                " AND has_table_privilege(%s, oid, 'SELECT')",
+                (TENANT_ROLE,),
+            )
+        ]
+    )
+    forced = _table_order(
+        [
+            row[0]
+            for row in connection.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relforcerowsecurity"
+            )
+        ]
+    )
+    tenant_denied = _table_order(
+        [
+            row[0]
+            for row in connection.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p')"
+                " AND NOT relispartition AND relname <> 'alembic_version' AND NOT has_table_privilege(%s, oid, 'SELECT')",
+                (TENANT_ROLE,),
+            )
+        ]
+    )
+    query_readable = [
+        row[0]
+        for row in connection.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p', 'v')"
+            " AND has_table_privilege(%s, oid, 'SELECT') ORDER BY relkind = 'v', relname",
+            (READER_ROLE,),
+        )
+    ]
     partitions, with_rls, tenant_reads = connection.execute(
         "SELECT count(*), count(*) FILTER (WHERE relrowsecurity), count(*) FILTER (WHERE has_table_privilege(%s, oid, 'SELECT'))"
         "  FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relispartition AND relkind = 'r'",
-        (TENANT_ROLE,)).fetchone()  # type: ignore[misc]
-    return Security(roles, policies, tables_without_rls, forced, tenant_denied, query_readable, partitions, with_rls, tenant_reads)
+        (TENANT_ROLE,),
+    ).fetchone()  # type: ignore[misc]
+    return Security(
+        roles, policies, tables_without_rls, forced, tenant_denied, query_readable, partitions, with_rls, tenant_reads
+    )
 
 
 # -- plans ----------------------------------------------------------------------------------------
@@ -1590,29 +2172,36 @@ def render(
     for table in tables:
         add(f"| `{table.name}` | {counts.get(table.name, 0):,} |")
     add("")
-    add(f"Events, metric samples and spans arrive in time order over {DAYS} days ({FIRST_DAY} to "
+    add(
+        f"Events, metric samples and spans arrive in time order over {DAYS} days ({FIRST_DAY} to "
         f"{FIRST_DAY + timedelta(days=DAYS - 1)}, one daily partition each); KPIs are daily over {KPI_DAYS} days. "
         "Planner settings are the server's defaults: " + ", ".join(f"`{k} = {v}`" for k, v in settings.items()) + ". "
         "Plans name the partitions' own copies of an index (`<partition>_<columns>_idx`, `<partition>_pkey`); "
-        "the script maps them back to the index of the parent table.")
+        "the script maps them back to the index of the parent table."
+    )
     add("")
     unused = [report.index.name for report in reports if not report.used]
     if unused:
-        add(f"> **{len(unused)} index(es) are not used by the plan of the query they serve:** "
-            + ", ".join(f"[`{name}`](#{name})" for name in unused) + ".")
+        add(
+            f"> **{len(unused)} index(es) are not used by the plan of the query they serve:** "
+            + ", ".join(f"[`{name}`](#{name})" for name in unused)
+            + "."
+        )
         add("")
 
     add("## Index summary")
     add("")
-    add("\"Without it\" is the plan's access path when the index is dropped (in a rolled-back transaction);")
+    add('"Without it" is the plan\'s access path when the index is dropped (in a rolled-back transaction);')
     add("indexes that back a constraint are not dropped.")
     add("")
     add("| index | table | method | query pattern | plan uses it | without it |")
     add("|---|---|---|---|---|---|")
     for report in reports:
         index = report.index
-        add(f"| [`{index.name}`](#{index.name}) | `{index.table}` | {index.method} | {_cell(report.query.pattern)} | "
-            f"{'yes' if report.used else '**NO**'} | {_without(report)} |")
+        add(
+            f"| [`{index.name}`](#{index.name}) | `{index.table}` | {index.method} | {_cell(report.query.pattern)} | "
+            f"{'yes' if report.used else '**NO**'} | {_without(report)} |"
+        )
     add("")
 
     add("## Tables")
@@ -1621,9 +2210,11 @@ def render(
         add(f"### `{table.name}`")
         add("")
         if table.partition_key and table.partitions:
-            add(f"Partitioned by `{table.partition_key}`: one partition per UTC day, named `{table.name}_pYYYYMMDD`, "
+            add(
+                f"Partitioned by `{table.partition_key}`: one partition per UTC day, named `{table.name}_pYYYYMMDD`, "
                 "created ahead of the data by `ensure_daily_partitions` and dropped whole by retention "
-                f"(here {len(table.partitions)}: `{table.partitions[0]}` to `{table.partitions[-1]}`).")
+                f"(here {len(table.partitions)}: `{table.partitions[0]}` to `{table.partitions[-1]}`)."
+            )
         elif table.partition_key:
             add(f"Partitioned by `{table.partition_key}` (no partitions yet).")
         else:
@@ -1632,8 +2223,10 @@ def render(
         add("| column | type | nullable | default |")
         add("|---|---|---|---|")
         for column in table.columns:
-            add(f"| `{column.name}` | {column.type} | {'yes' if column.nullable else 'no'} | "
-                f"{_code(column.default) if column.default else ''} |")
+            add(
+                f"| `{column.name}` | {column.type} | {'yes' if column.nullable else 'no'} | "
+                f"{_code(column.default) if column.default else ''} |"
+            )
         add("")
         for name, definition in table.checks:
             add(f"- `{name}`: {_check(definition)}")
@@ -1704,9 +2297,11 @@ def render(
         add("```")
         add("")
         if prunes_nothing and "hour" in VIEW_QUERIES[view]:
-            add("> The filter on `hour` prunes no partition and uses no time index: `hour` is `date_trunc` of the "
+            add(
+                "> The filter on `hour` prunes no partition and uses no time index: `hour` is `date_trunc` of the "
                 "partition column, which the planner does not turn back into a range on that column. For a time "
-                "window, aggregate the table itself with a range on its time column (as the BRIN queries above do).")
+                "window, aggregate the table itself with a range on its time column (as the BRIN queries above do)."
+            )
             add("")
 
     add("## SQL functions")
@@ -1728,35 +2323,53 @@ def render(
 def _render_security(add: Any, security: Security, scoped_plans: list[tuple[ScopedQuery, Plan]]) -> None:
     add("## Row-level security and roles")
     add("")
-    forced = ("no table forces it" if not security.forced
-              else "except where a table forces it: " + ", ".join(f"`{name}`" for name in security.forced))
-    add("The role the server connects as owns the tables and, like superusers, bypasses row-level security "
-        f"({forced}): jobs, the ingest writer, the CLI and admin keys see every license. Three roles are limited to one:")
+    forced = (
+        "no table forces it"
+        if not security.forced
+        else "except where a table forces it: " + ", ".join(f"`{name}`" for name in security.forced)
+    )
+    add(
+        "The role the server connects as owns the tables and, like superusers, bypasses row-level security "
+        f"({forced}): jobs, the ingest writer, the CLI and admin keys see every license. Three roles are limited to one:"
+    )
     add("")
     add("| role | login | settings | used by |")
     add("|---|---|---|---|")
     for name, login, settings in security.roles:
-        add(f"| `{name}` | {'yes' if login else 'no'} | {', '.join(_code(item) for item in settings) or '-'} | {_cell(ROLES[name])} |")
+        add(
+            f"| `{name}` | {'yes' if login else 'no'} | {', '.join(_code(item) for item in settings) or '-'} | {_cell(ROLES[name])} |"
+        )
     add("")
     add("Policies (none applies to the owner):")
     add("")
     add("| policy | to | command | using | with check | tables |")
     add("|---|---|---|---|---|---|")
     for policy in security.policies:
-        add(f"| `{policy.name}` | {', '.join(f'`{role}`' for role in policy.roles)} | {policy.command} | "
+        add(
+            f"| `{policy.name}` | {', '.join(f'`{role}`' for role in policy.roles)} | {policy.command} | "
             f"{_expression(policy.using)} | {_expression(policy.check) if policy.check != policy.using else 'the same'} | "
-            + ", ".join(f"`{table}`" for table in policy.tables) + " |")
+            + ", ".join(f"`{table}`" for table in policy.tables)
+            + " |"
+        )
     add("")
-    add(f"`{READER_ROLE}` can read only " + ", ".join(f"`{name}`" for name in security.query_readable)
-        + "; rows of other licenses, and rows with no license (platform-wide KPIs, for one), are invisible to it.")
+    add(
+        f"`{READER_ROLE}` can read only "
+        + ", ".join(f"`{name}`" for name in security.query_readable)
+        + "; rows of other licenses, and rows with no license (platform-wide KPIs, for one), are invisible to it."
+    )
     add("")
-    add(f"`{TENANT_ROLE}` can read and write every table but "
+    add(
+        f"`{TENANT_ROLE}` can read and write every table but "
         + ", ".join(f"`{name}`" for name in security.tenant_denied)
         + ". Of those, these have no row-level security, so a tenant session reads and writes all their rows: "
-        + ", ".join(f"`{name}`" for name in security.tables_without_rls) + ".")
-    add(f"Of the {security.partitions} daily partitions, {security.partitions_with_rls} have row-level security of their "
+        + ", ".join(f"`{name}`" for name in security.tables_without_rls)
+        + "."
+    )
+    add(
+        f"Of the {security.partitions} daily partitions, {security.partitions_with_rls} have row-level security of their "
         f"own and the tenant role may read {security.partitions_tenant_reads} directly (the parent's policies apply only to "
-        "queries through the parent).")
+        "queries through the parent)."
+    )
     add("")
     add("How a policy shows in a plan, for the sample license " + str(SAMPLE["license_id"]) + ":")
     add("")
@@ -1795,9 +2408,11 @@ def _render_index(add: Any, report: IndexReport) -> None:
         others = [name for name in plan.indexes_used if name != index.name]
         add("The plan uses the index" + (f" (and {', '.join(f'`{n}`' for n in others)})" if others else "") + ":")
     else:
-        add("> **Warning: the plan does not use this index**: "
+        add(
+            "> **Warning: the plan does not use this index**: "
             + (f"it uses {', '.join(f'`{n}`' for n in plan.indexes_used)} instead." if plan.indexes_used else "it uses no index.")
-            + "")
+            + ""
+        )
         add("")
         add("Plan:")
     add("")
@@ -1810,9 +2425,11 @@ def _render_index(add: Any, report: IndexReport) -> None:
         add("")
         fallback = report.plan_without
         if fallback.indexes_used and not any(path.startswith("Seq Scan") for path in fallback.access_paths):
-            add("> The query stays indexed without it (through "
+            add(
+                "> The query stays indexed without it (through "
                 + ", ".join(f"`{name}`" for name in fallback.indexes_used)
-                + "): what this index saves over that, against what it costs at every write, is for the benchmarks to show.")
+                + "): what this index saves over that, against what it costs at every write, is for the benchmarks to show."
+            )
             add("")
     if report.query.note:
         add(report.query.note)
@@ -1867,11 +2484,18 @@ def progress(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                        help="a PostgreSQL server on which to create (and drop) a temporary database "
-                             "(default: $DATABASE_URL; without either, a throwaway embedded PostgreSQL 18)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"the file to write (default: {DEFAULT_OUTPUT.relative_to(REPO_ROOT)})")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="a PostgreSQL server on which to create (and drop) a temporary database "
+        "(default: $DATABASE_URL; without either, a throwaway embedded PostgreSQL 18)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help=f"the file to write (default: {DEFAULT_OUTPUT.relative_to(REPO_ROOT)})",
+    )
     args = parser.parse_args(argv)
 
     with scratch_database(args.database_url) as url:
@@ -1890,8 +2514,10 @@ def main(argv: list[str] | None = None) -> int:
         progress("explaining")
         with psycopg.connect(libpq_url(url), options="-c timezone=UTC", autocommit=True) as connection:
             version = connection.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-            settings = {name: connection.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]  # type: ignore[index]
-                        for name in ("random_page_cost", "effective_cache_size", "work_mem", "max_parallel_workers_per_gather")}
+            settings = {
+                name: connection.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]  # type: ignore[index]
+                for name in ("random_page_cost", "effective_cache_size", "work_mem", "max_parallel_workers_per_gather")
+            }
             names = Names.read(connection)
             reports = [
                 IndexReport(
@@ -1903,18 +2529,34 @@ def main(argv: list[str] | None = None) -> int:
                 for index in indexes
             ]
             view_plans = {view: explain(connection, VIEW_QUERIES[view], names) for view, _ in views if view in VIEW_QUERIES}
-            scoped_plans = [(scoped, explain(connection, scoped.sql.format(**SAMPLE), names, setup=scope_setup(scoped.role)))
-                            for scoped in SCOPED_QUERIES]
+            scoped_plans = [
+                (scoped, explain(connection, scoped.sql.format(**SAMPLE), names, setup=scope_setup(scoped.role)))
+                for scoped in SCOPED_QUERIES
+            ]
 
     for report in reports:
         if not report.used:
             used = ", ".join(report.plan.indexes_used) or "no index"
-            print(f"schema_doc: WARNING: the plan of the query {report.index.name} serves ({report.query.pattern}) "
-                  f"does not use it; it uses {used}", file=sys.stderr)
+            print(
+                f"schema_doc: WARNING: the plan of the query {report.index.name} serves ({report.query.pattern}) "
+                f"does not use it; it uses {used}",
+                file=sys.stderr,
+            )
 
-    document = render(version=version.split(" ")[0], settings=settings, counts=counts, tables=tables, reports=reports,
-                      foreign_keys=foreign_keys, views=views, view_plans=view_plans, functions=functions,
-                      security=security, scoped_plans=scoped_plans, column_doc=column_doc)
+    document = render(
+        version=version.split(" ")[0],
+        settings=settings,
+        counts=counts,
+        tables=tables,
+        reports=reports,
+        foreign_keys=foreign_keys,
+        views=views,
+        view_plans=view_plans,
+        functions=functions,
+        security=security,
+        scoped_plans=scoped_plans,
+        column_doc=column_doc,
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(document)
     progress(f"wrote {args.output}")
