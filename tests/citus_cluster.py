@@ -83,6 +83,7 @@ class CitusCluster:
             connection.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (self.coordinator.port_in_use,))
             for node in self.nodes:
                 connection.execute("SELECT citus_add_node('127.0.0.1', %s)", (node.port_in_use,))
+                connection.execute("SELECT replicate_reference_tables()")
         self.databases.append(name)
         return _database_url(self.coordinator, name)
 
@@ -95,8 +96,8 @@ class CitusCluster:
             self.databases.remove(name)
 
     def add_worker(self) -> EmbeddedPostgres:
-        """Start one more worker and add it to every database created so far (its shards stay where they are
-        until a rebalance moves some)."""
+        """Start one more worker and add it to every database created so far, with a copy of the reference tables
+        (docs/SCALING.md, step 3); its shards stay where they are until a rebalance moves some."""
         assert self.coordinator is not None
         node = self._node(f"worker{len(self.nodes) + 1}")
         self.nodes.append(node)
@@ -104,6 +105,7 @@ class CitusCluster:
             _create_with_citus(node, name)
             with psycopg.connect(_database_url(self.coordinator, name), autocommit=True) as connection:
                 connection.execute("SELECT citus_add_node('127.0.0.1', %s)", (node.port_in_use,))
+                connection.execute("SELECT replicate_reference_tables()")
         return node
 
     def stop(self) -> None:
