@@ -56,12 +56,11 @@ from sqlalchemy import Engine, text
 from fernando_telemetry.core.keys import KEY_PREFIX
 from fernando_telemetry.services import alert_evaluation, keys, schema
 from fernando_telemetry.storage.database import libpq_url, make_engine, session_factory
-from fernando_telemetry.storage.embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.citus_cluster: the cluster the tests use, so the bench measures the same nodes
 
-from tests.citus_cluster import CITUS_BIN_DIR, NODE_SETTINGS, CitusCluster, _as_system_user  # noqa: E402
+from tests.citus_cluster import CITUS_BIN_DIR, NODE_SETTINGS, CitusCluster, start_node  # noqa: E402
 
 PYTHON = sys.executable
 ENVIRONMENT = "bench-scale"
@@ -89,16 +88,7 @@ class Target:
 
 @contextmanager
 def single_node(root: Path) -> Iterator[str]:
-    node = EmbeddedPostgres(
-        root / "single",
-        port=0,
-        database="bench",
-        durable=False,
-        bin_dir=CITUS_BIN_DIR,
-        system_user=_as_system_user(),
-        settings=PLAIN_SETTINGS,
-    )
-    node.start()
+    node = start_node(root / "single", database="bench", settings=PLAIN_SETTINGS)
     try:
         yield node.url
     finally:

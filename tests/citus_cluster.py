@@ -46,6 +46,22 @@ def _as_system_user() -> str:
     return "postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else "embedded_postgres"
 
 
+def start_node(root_dir: Path, *, database: str, settings: dict[str, str]) -> EmbeddedPostgres:
+    """Start one throwaway node of the PostgreSQL at ``CITUS_BIN_DIR`` under ``root_dir`` with ``settings``: a cluster
+    node (``NODE_SETTINGS``), or a plain node to compare with one (bench/scale_out.py)."""
+    node = EmbeddedPostgres(
+        root_dir,
+        port=0,
+        database=database,
+        durable=False,
+        bin_dir=CITUS_BIN_DIR,
+        system_user=_as_system_user(),
+        settings=settings,
+    )
+    node.start()
+    return node
+
+
 @dataclass
 class CitusCluster:
     """A coordinator and ``workers`` worker nodes; ``start()`` then ``create_database()``; ``stop()`` removes it."""
@@ -119,17 +135,7 @@ class CitusCluster:
         shutil.rmtree(self.root_dir, ignore_errors=True)
 
     def _node(self, name: str) -> EmbeddedPostgres:
-        node = EmbeddedPostgres(
-            self.root_dir / name,
-            port=0,
-            database="postgres",
-            durable=False,
-            bin_dir=CITUS_BIN_DIR,
-            system_user=_as_system_user(),
-            settings=NODE_SETTINGS,
-        )
-        node.start()
-        return node
+        return start_node(self.root_dir / name, database="postgres", settings=NODE_SETTINGS)
 
 
 def _citus_installed() -> bool:
